@@ -1,0 +1,42 @@
+"""The plugin registry: ONE table that is both the list of known directives and the execution order.
+
+The order is CoreDNS's plugin.cfg order (the number is its position there), never the Corefile's:
+a block's chain runs its plugins in this order whatever order the Corefile lists them in.
+Config-only plugins (bind, health, ready, prometheus, reload) are listed where CoreDNS lists
+them so that errors and `-plugins` read the same, but they do not join the per-query chain.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+
+
+@dataclass(frozen=True)
+class PluginSpec:
+    name: str
+    position: int  # position in CoreDNS's plugin.cfg
+    once: bool = False  # "this plugin can only be used once per Server Block"
+
+    @property
+    def module(self) -> ModuleType:
+        return importlib.import_module(f"dnsplugins.{self.name}")
+
+
+PLUGINS: tuple[PluginSpec, ...] = (
+    PluginSpec("reload", 12, once=True),
+    PluginSpec("bind", 15),
+    PluginSpec("ready", 18, once=True),
+    PluginSpec("health", 19),
+    PluginSpec("prometheus", 22, once=True),
+    PluginSpec("errors", 23, once=True),
+    PluginSpec("log", 24),
+    PluginSpec("any", 28),
+    PluginSpec("chaos", 29),
+    PluginSpec("loadbalance", 30),
+    PluginSpec("hosts", 42, once=True),
+    PluginSpec("whoami", 56),
+)
+
+BY_NAME: dict[str, PluginSpec] = {p.name: p for p in PLUGINS}

@@ -1,0 +1,158 @@
+"""From a parsed Corefile to a runnable configuration: plugins set up, chains built, listeners planned.
+
+Everything here happens before any DNS socket opens, so a bad Corefile fails fast with FILE:LINE.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from corefile import Corefile, CorefileError, Dispenser, ServerBlock, Token, ZoneAddr, parse_key
+from corefile.zones import DEFAULT_PORTS
+from dnsplugins import BY_NAME, PLUGINS
+from dnsserver.chain import build_chain
+from dnsserver.httpendpoints import HttpPlan
+from dnsserver.metrics import Metrics
+from dnsserver.plugin import Next, Plugin, SetupContext
+
+# A listener is (transport, host, port); host "" means every address (CoreDNS's ":53").
+ListenKey = tuple[str, str, int]
+
+SUPPORTED_TRANSPORTS = {"dns"}
+
+
+@dataclass
+class Block:
+    keys: list[ZoneAddr]
+    plugins: list[Plugin]
+    chain: Next
+    bind: list[str]
+    file: str
+    line: int
+    metrics: bool = False
+    # Non-IN classes are REFUSED unless a plugin that serves them (chaos, forward) is loaded.
+    any_class: bool = False
+    logs_errors: bool = False
+
+    @property
+    def zones(self) -> list[str]:
+        return list(dict.fromkeys(k.zone for k in self.keys))
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.plugins]
+
+
+@dataclass
+class Config:
+    corefile: Corefile
+    blocks: list[Block]
+    listeners: dict[ListenKey, dict[str, Block]]
+    http: HttpPlan
+    readiness: list[tuple[str, Callable[[], bool]]] = field(default_factory=list)
+
+    @property
+    def plugins(self) -> list[Plugin]:
+        return [p for b in self.blocks for p in b.plugins]
+
+
+def _resolve_port(addr: ZoneAddr, dns_port: int) -> ZoneAddr:
+    if addr.port is not None:
+        return addr
+    port = dns_port if addr.transport == "dns" else DEFAULT_PORTS[addr.transport]
+    return ZoneAddr(addr.transport, addr.zone, port)
+
+
+def _group(block: ServerBlock) -> dict[str, list[Token]]:
+    grouped: dict[str, list[Token]] = defaultdict(list)
+    for d in block.directives:
+        if d.name not in BY_NAME:
+            t = d.tokens[0]
+            raise CorefileError(t.file, t.line, f"Error during parsing: Unknown directive '{d.name}'")
+        grouped[d.name].extend(d.tokens)
+    return grouped
+
+
+def _second_occurrence(name: str, tokens: list[Token]) -> Token:
+    # An occurrence starts where the directive name is the first token on its line.
+    starts = [t for i, t in enumerate(tokens)
+              if t.text == name and (i == 0 or tokens[i - 1].line != t.line or tokens[i - 1].file != t.file)]
+    return starts[1] if len(starts) > 1 else tokens[0]
+
+
+def build(corefile: Corefile, dns_port: int, metrics: Metrics, instance: object = None) -> Config:
+    """Set up every block's plugins and plan the listeners. Raises CorefileError naming FILE:LINE."""
+    plan = HttpPlan()
+    blocks: list[Block] = []
+    listeners: dict[ListenKey, dict[str, Block]] = defaultdict(dict)
+    key_lines: dict[tuple[str, str, int], list[tuple[str, Token]]] = defaultdict(list)
+
+    for sb in corefile.blocks:
+        keys: list[ZoneAddr] = []
+        key_tokens: list[Token] = []
+        for tok in sb.keys:
+            for za in parse_key(tok):
+                if za.transport not in SUPPORTED_TRANSPORTS:
+                    raise CorefileError(tok.file, tok.line, f"{za.transport}:// server blocks are not supported")
+                keys.append(_resolve_port(za, dns_port))
+                key_tokens.append(tok)
+        grouped = _group(sb)
+        ctx = SetupContext(keys=keys, corefile=sb.file, http=plan, metrics=metrics,
+                           server_names=[str(k) for k in keys], instance=instance)
+        plugins: list[Plugin] = []
+        for spec in PLUGINS:
+            tokens = grouped.get(spec.name)
+            if not tokens:
+                continue
+            if spec.once:
+                d = Dispenser(spec.name, tokens)
+                if d.occurrences() > 1:
+                    t = _second_occurrence(spec.name, tokens)
+                    raise CorefileError(t.file, t.line,
+                                        f"plugin/{spec.name}: this plugin can only be used once per Server Block")
+            try:
+                plugin = spec.module.setup(Dispenser(spec.name, tokens), ctx)
+            except CorefileError:
+                raise
+            except (ValueError, OSError) as e:
+                t = tokens[0]
+                raise CorefileError(t.file, t.line, f"plugin/{spec.name}: {e}") from e
+            plugins.append(plugin)
+        bind = next((list(getattr(p, "addresses", [])) for p in plugins if p.name == "bind"), [])
+        block = Block(keys=keys, plugins=plugins, chain=build_chain(plugins), bind=bind,
+                      file=sb.file, line=sb.line)
+        block.metrics = "prometheus" in block.names
+        block.any_class = any(n in ("chaos", "forward") for n in block.names)
+        block.logs_errors = "errors" in block.names
+        ctx.block = block
+        blocks.append(block)
+
+        hosts = bind or [""]
+        for za, tok in zip(keys, key_tokens, strict=True):
+            claims = key_lines[(za.transport, za.zone, za.port or 0)]
+            for other_host, _ in claims:
+                if other_host == "" or "" in hosts or other_host in hosts:
+                    where = f"{za.transport}://{za.zone}:{za.port}"
+                    if other_host in hosts:
+                        msg = f"cannot serve {where} - it is already defined"
+                    else:
+                        msg = f"cannot serve {where} - zone overlap listener capacity with {other_host or '*'}"
+                    raise CorefileError(tok.file, tok.line, msg)
+            for h in hosts:
+                claims.append((h, tok))
+                listeners[(za.transport, h, za.port or 0)][za.zone] = block
+
+    cfg = Config(corefile=corefile, blocks=blocks, listeners=dict(listeners), http=plan)
+    for b in blocks:
+        if "ready" in b.names:
+            for p in b.plugins:
+                check = getattr(p, "is_ready", None)
+                if check is not None and p.name != "ready":
+                    cfg.readiness.append((p.name, check))
+    for b in blocks:
+        for p in b.plugins:
+            if hasattr(p, "bind_config"):
+                p.bind_config(cfg)
+    return cfg

@@ -1,0 +1,132 @@
+"""Per listener: from a packet's bytes to the reply's bytes. Zone selection, the chain, the scrub, metrics.
+
+No exception leaves `handle`: a packet that cannot be read is dropped or answered FORMERR, a chain
+that raises gives SERVFAIL, and even a bug in the core is caught and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from dnslib import EDNS0, DNSRecord
+
+from dnsserver import wire
+from dnsserver.config import Block
+from dnsserver.metrics import Metrics
+from dnsserver.plugin import PluginError
+from dnsserver.request import Request
+from dnsserver.respond import finalize
+
+log = logging.getLogger("portolan")
+
+DS = 43
+CLASS_IN = 1
+
+
+class Dispatcher:
+    """Routes queries arriving on one listener to the server block of the longest matching zone."""
+
+    def __init__(self, label: str, zones: dict[str, Block], metrics: Metrics) -> None:
+        self.label = label  # CoreDNS's `server` metric label, e.g. "dns://:53"
+        self.zones = zones
+        self.metrics = metrics
+        self.count_dropped = any(b.metrics for b in zones.values())
+
+    def select(self, name: str, qtype: int) -> tuple[str, Block] | None:
+        """Walk `name` (lower-case FQDN) from itself towards the root; the first zone found is the longest.
+
+        A DS query belongs to the parent side of a zone cut, so an exact apex match is passed over when
+        a parent zone is also served here.
+        """
+        zones = self.zones
+        i = 0
+        first: tuple[str, Block] | None = None
+        while True:
+            suffix = name[i:] if name[i:] else "."
+            block = zones.get(suffix)
+            if block is not None:
+                if qtype != DS or i > 0 or suffix == ".":
+                    return suffix, block
+                first = first or (suffix, block)
+            if suffix == ".":
+                break
+            i = name.find(".", i) + 1
+            if i == 0 or i >= len(name):
+                i = len(name)
+        return first
+
+    async def handle(self, data: bytes, client: tuple[str, int], proto: str, local_ip: str) -> bytes | None:
+        try:
+            return await self._handle(data, client, proto, local_ip)
+        except Exception:  # a bug in the core must not take the listener down
+            log.exception("[ERROR] internal error handling a query from %s", client[0])
+            self.metrics.panics += 1
+            if len(data) >= 12:
+                return wire.header_only_reply(data, wire.SERVFAIL)
+            return None
+
+    async def _handle(self, data: bytes, client: tuple[str, int], proto: str, local_ip: str) -> bytes | None:
+        start = time.perf_counter()
+        if len(data) < 12:
+            return None  # not even a header: nobody to answer
+        if data[2] & 0x80:
+            return None  # a response, not a query: never answer it (reflection, loops)
+        try:
+            msg = DNSRecord.parse(data)
+        except Exception:
+            return wire.header_only_reply(data, wire.FORMERR)
+        if len(msg.questions) != 1:
+            return wire.header_only_reply(data, wire.FORMERR)
+        if msg.header.opcode != 0:
+            return wire.header_only_reply(data, wire.NOTIMP)
+        req = Request(msg, len(data), client, proto, local_ip, self.label)
+
+        block: Block | None = None
+        if req.edns and req.edns_version != 0:
+            reply = req.reply()
+            out = self._badvers(req, reply)
+            zone = "dropped"
+        else:
+            found = self.select(req.name, req.qtype)
+            if found is None:
+                reply = req.reply(wire.REFUSED)
+                zone = "dropped"
+            else:
+                zone, block = found
+                req.zone = zone
+                if req.qclass != CLASS_IN and not block.any_class:
+                    reply = req.reply(wire.REFUSED)
+                else:
+                    reply = await self._run_chain(block, req)
+            out = finalize(req, reply)
+
+        if (block is not None and block.metrics) or (block is None and self.count_dropped):
+            rcode = reply.header.rcode if reply is not None else wire.SERVFAIL
+            self.metrics.record(self.label, zone, proto, req.family, req.qtype, req.do, req.max_size,
+                                len(out), wire.rcode_name(rcode), req.answered_by or "",
+                                time.perf_counter() - start)
+        for obs in req.observers:
+            try:
+                obs(req, reply, len(out))
+            except Exception:
+                log.exception("[ERROR] observer failed")
+        return out
+
+    async def _run_chain(self, block: Block, req: Request) -> DNSRecord:
+        try:
+            reply = await block.chain(req)
+        except PluginError as e:
+            if not block.logs_errors:
+                log.debug("%s %s %s: %s", wire.rcode_name(wire.SERVFAIL), req.qname, req.type_name, e)
+            reply = None
+        if reply is None:
+            reply = req.reply(wire.SERVFAIL)
+        return reply
+
+    @staticmethod
+    def _badvers(req: Request, reply: DNSRecord) -> bytes:
+        # BADVERS (16) does not fit the header's 4 bits: the high bits travel in the OPT record.
+        reply.header.id = req.msg.header.id
+        reply.add_ar(EDNS0(udp_len=req.udp_size, ext_rcode=wire.BADVERS >> 4))
+        return reply.pack()

@@ -1,0 +1,167 @@
+"""The running server: load a Corefile, start it, reload it without losing queries, shut it down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from prometheus_client import Counter, Gauge
+
+from corefile import Corefile, CorefileError, load, parse
+from dnsserver.config import Config, ListenKey, build
+from dnsserver.dispatch import Dispatcher
+from dnsserver.httpendpoints import HttpEndpoints
+from dnsserver.listeners import Listener
+from dnsserver.metrics import REGISTRY, process_metrics
+
+log = logging.getLogger("portolan")
+
+RELOAD_FAILED = Counter("coredns_reload_failed", "Counter of the number of failed reload attempts.",
+                        registry=REGISTRY)
+RELOAD_VERSION = Gauge("coredns_reload_version_info", "A metric with a constant '1' value labeled by hash, "
+                       "and value which type of hash generated.", ["hash", "value"], registry=REGISTRY)
+
+DEFAULT_COREFILE = ".:{port} {{\n    whoami\n    log\n}}\n"
+
+
+class Instance:
+    def __init__(self, corefile_path: str | None, dns_port: int = 53) -> None:
+        self.path = corefile_path
+        self.dns_port = dns_port
+        self.metrics = process_metrics()
+        self.http = HttpEndpoints()
+        self.listeners: dict[ListenKey, Listener] = {}
+        self.config: Config | None = None
+        self.reloading: asyncio.Task[bool] | None = None
+        self._swap_lock = asyncio.Lock()
+
+    def read(self) -> Corefile:
+        if self.path is None:
+            return parse(DEFAULT_COREFILE.format(port=self.dns_port), "Corefile")
+        return load(self.path)
+
+    def build(self, corefile: Corefile) -> Config:
+        return build(corefile, self.dns_port, self.metrics, self)
+
+    async def start(self, config: Config | None = None) -> None:
+        """Start `config` (built from the Corefile if not given). Raises on bind errors."""
+        cfg = config or self.build(self.read())
+        await self._activate(cfg)
+
+    async def _activate(self, new: Config) -> None:
+        async with self._swap_lock:
+            old = self.config
+            started = []
+            try:
+                for p in new.plugins:
+                    await p.start()
+                    started.append(p)
+                await self.http.apply(new.http)
+                await self._swap_listeners(new)
+            except BaseException:
+                for p in reversed(started):
+                    await _quiet_stop(p)
+                if old is not None:
+                    await self.http.apply(old.http)
+                raise
+            self.config = new
+            self._record_version(new)
+            if old is not None:
+                for p in reversed(old.plugins):
+                    await _quiet_stop(p)
+
+    async def _swap_listeners(self, new: Config) -> None:
+        opened: list[ListenKey] = []
+        try:
+            for key, zones in new.listeners.items():
+                transport, host, port = key
+                label = f"{transport}://{host}:{port}"
+                listener = self.listeners.get(key)
+                if listener is None:
+                    listener = Listener(host, port, Dispatcher(label, zones, self.metrics))
+                    await listener.open()
+                    self.listeners[key] = listener
+                    opened.append(key)
+        except BaseException:
+            for key in opened:
+                await self.listeners.pop(key).close(grace=0)
+            raise
+        # Only now that every socket is open do running listeners switch: an atomic swap per listener.
+        for key, zones in new.listeners.items():
+            listener = self.listeners[key]
+            if key not in opened:
+                listener.dispatcher = Dispatcher(listener.dispatcher.label, zones, self.metrics)
+        for key in [k for k in self.listeners if k not in new.listeners]:
+            await self.listeners.pop(key).close()
+
+    def _record_version(self, cfg: Config) -> None:
+        digest = cfg.corefile.digest()
+        RELOAD_VERSION.clear()
+        RELOAD_VERSION.labels(digest, "sha512").set(1)
+        if any("reload" in b.names for b in cfg.blocks):
+            log.info("[INFO] plugin/reload: Running configuration SHA512 = %s", digest)
+        for b in cfg.blocks:
+            for k in b.keys:
+                for n in b.names:
+                    self.metrics.plugins_enabled.add((f"{k.transport}://:{k.port}", k.zone, n))
+
+    def reload_soon(self) -> None:
+        """Start a reload in its own task: the caller (the reload plugin) is stopped by the reload itself."""
+        if self.reloading is None or self.reloading.done():
+            self.reloading = asyncio.get_running_loop().create_task(self.reload())
+
+    async def reload(self) -> bool:
+        """Re-read the Corefile and switch to it; on any error keep serving the old configuration."""
+        try:
+            cfg = self.build(self.read())
+            await self._activate(cfg)
+        except (CorefileError, OSError) as e:
+            RELOAD_FAILED.inc()
+            log.error("[ERROR] Restart failed: %s", e)
+            return False
+        log.info("[INFO] Reloading complete")
+        return True
+
+    def bound_port(self, key: ListenKey) -> int:
+        return self.listeners[key].port
+
+    def banner(self) -> list[str]:
+        lines = []
+        for (transport, host, port), zones in self.listeners_zones():
+            for z in zones:
+                prefix = "" if transport == "dns" else f"{transport}://"
+                lines.append(f"{prefix}{z}:{port}" + (f" on {host}" if host else ""))
+        return lines
+
+    def listeners_zones(self) -> list[tuple[ListenKey, list[str]]]:
+        assert self.config is not None
+        out = []
+        for key, zones in self.config.listeners.items():
+            listener = self.listeners[key]
+            out.append(((key[0], key[1], listener.port), list(zones)))
+        return out
+
+    async def shutdown(self) -> None:
+        """Graceful stop: lameduck hooks first (DNS keeps answering), then listeners, then plugins."""
+        cfg = self.config
+        if cfg is not None:
+            for p in cfg.plugins:
+                try:
+                    await p.on_shutdown()
+                except Exception:
+                    log.exception("[ERROR] plugin/%s: shutdown hook failed", p.name)
+        for listener in list(self.listeners.values()):
+            await listener.close()
+        self.listeners.clear()
+        if cfg is not None:
+            for p in reversed(cfg.plugins):
+                await _quiet_stop(p)
+        await self.http.close()
+        self.config = None
+
+
+async def _quiet_stop(p: object) -> None:
+    try:
+        await p.stop()  # type: ignore[attr-defined]
+    except Exception:
+        log.exception("[ERROR] plugin/%s: stop failed", getattr(p, "name", "?"))

@@ -1,0 +1,194 @@
+"""UDP and TCP listeners. They only move bytes; the Dispatcher they point at does the DNS.
+
+On reload a listener whose address is unchanged keeps its socket and just gets a new Dispatcher,
+so no query is lost while the configuration changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+
+from dnsserver.dispatch import Dispatcher
+
+log = logging.getLogger("portolan")
+
+TCP_IDLE_TIMEOUT = 10.0  # seconds a TCP connection may sit with no query in flight (CoreDNS: 10s)
+TCP_MAX_INFLIGHT = 128  # pipelined queries served at once on one connection; reading pauses beyond this
+UDP_RCVBUF = 4 << 20  # absorb bursts (dnsperf, pod start storms) instead of dropping in the kernel
+
+
+def _make_socket(host: str, port: int, kind: socket.SocketKind) -> socket.socket:
+    """A socket bound to host:port. Host "" is every address: IPv6 dual-stack where available."""
+    if host == "":
+        try:
+            sock = socket.socket(socket.AF_INET6, kind)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            bind_host = "::"
+        except OSError:
+            sock = socket.socket(socket.AF_INET, kind)
+            bind_host = "0.0.0.0"
+    else:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, kind)
+        bind_host = host
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if kind == socket.SOCK_DGRAM:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+        sock.bind((bind_host, port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.listener.spawn(self._serve(data, addr))
+
+    async def _serve(self, data: bytes, addr: tuple[str, int]) -> None:
+        out = await self.listener.dispatcher.handle(data, (addr[0], addr[1]), "udp", self.listener.host)
+        if out is not None and self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(out, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors for earlier replies (client went away): nothing to do, and nothing may crash.
+        log.debug("udp error: %s", exc)
+
+
+class TcpProtocol(asyncio.Protocol):
+    """One TCP connection: 2-byte length framing; pipelined queries are answered as they complete."""
+
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+        self.buf = bytearray()
+        self.inflight = 0
+        self.paused = False
+        self.transport: asyncio.Transport | None = None
+        self.peer: tuple[str, int] = ("", 0)
+        self.idle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername") or ("", 0)
+        self.peer = (peer[0], peer[1])
+        self.listener.conns.add(self)
+        self._arm_idle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.listener.conns.discard(self)
+        if self.idle is not None:
+            self.idle.cancel()
+        self.transport = None
+
+    def _arm_idle(self) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        self.idle = asyncio.get_running_loop().call_later(self.listener.idle_timeout, self._on_idle)
+
+    def _on_idle(self) -> None:
+        if self.inflight == 0 and self.transport is not None:
+            self.transport.close()
+        else:
+            self._arm_idle()
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        self._arm_idle()
+        while len(self.buf) >= 2:
+            n = (self.buf[0] << 8) | self.buf[1]
+            if n == 0:  # a zero-length message is not DNS; nothing sensible to answer
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            if len(self.buf) < 2 + n:
+                break
+            msg = bytes(self.buf[2:2 + n])
+            del self.buf[:2 + n]
+            self.inflight += 1
+            self.listener.spawn(self._serve(msg))
+        if self.inflight >= TCP_MAX_INFLIGHT and not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+
+    async def _serve(self, msg: bytes) -> None:
+        try:
+            out = await self.listener.dispatcher.handle(msg, self.peer, "tcp", self.listener.host)
+            if out is not None and self.transport is not None and not self.transport.is_closing():
+                self.transport.write(len(out).to_bytes(2, "big") + out)
+        finally:
+            self.inflight -= 1
+            if self.paused and self.inflight < TCP_MAX_INFLIGHT // 2 and self.transport is not None:
+                self.paused = False
+                self.transport.resume_reading()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Listener:
+    """One address and port: a UDP endpoint and a TCP server sharing a Dispatcher."""
+
+    def __init__(self, host: str, port: int, dispatcher: Dispatcher) -> None:
+        self.host = host
+        self.port = port
+        self.dispatcher = dispatcher
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.conns: set[TcpProtocol] = set()
+        self.udp: asyncio.DatagramTransport | None = None
+        self.tcp: asyncio.Server | None = None
+        self.idle_timeout = TCP_IDLE_TIMEOUT
+
+    def spawn(self, coro: object) -> None:
+        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        # Port 0 (tests) must give UDP and TCP the same port: take UDP's, retry if TCP's is taken.
+        for _ in range(20):
+            usock = _make_socket(self.host, self.port, socket.SOCK_DGRAM)
+            port = usock.getsockname()[1]
+            try:
+                tsock = _make_socket(self.host, port, socket.SOCK_STREAM)
+            except OSError:
+                usock.close()
+                if self.port != 0:
+                    raise
+                continue
+            break
+        else:
+            raise OSError(f"no free port for UDP and TCP on {self.host or '*'}")
+        self.port = port
+        transport, _ = await loop.create_datagram_endpoint(lambda: UdpProtocol(self), sock=usock)
+        self.udp = transport
+        self.tcp = await loop.create_server(lambda: TcpProtocol(self), sock=tsock, backlog=1024)
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Stop accepting, let queries in flight finish (up to `grace` seconds), then close connections."""
+        if self.tcp is not None:
+            self.tcp.close()
+        pending = set(self.tasks)
+        if pending:
+            await asyncio.wait(pending, timeout=grace)
+        if self.udp is not None:
+            self.udp.close()
+        for c in list(self.conns):
+            c.close()
+        if self.tcp is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.tcp.wait_closed(), 1.0)

@@ -1,0 +1,164 @@
+"""Query metrics under CoreDNS's names, counted in plain integers and exported at scrape time.
+
+prometheus_client's labelled metrics take a lock and a label look-up per update; at tens of
+thousands of queries a second that is a visible share of a query's cost. So the server counts
+into dicts keyed by label tuples and a custom collector turns them into metric families when
+/metrics is scraped. Other plugins' slow-path metrics use ordinary prometheus_client objects
+registered in the same REGISTRY.
+"""
+
+from __future__ import annotations
+
+import bisect
+import platform
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from portolan import __version__
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+# Bucket bounds as CoreDNS declares them, so existing dashboards' histogram_quantile() lines up.
+DURATION_BUCKETS = [0.00025 * 2**i for i in range(16)]
+SIZE_BUCKETS = [0, 100, 200, 300, 400, 511, 1023, 2047, 4095, 8291, 16e3, 32e3, 48e3, 64e3]
+
+# qtypes that get their own label value; everything else is "other" (keeps label cardinality bounded).
+MONITORED_TYPES = {
+    1: "A", 28: "AAAA", 5: "CNAME", 2: "NS", 12: "PTR", 6: "SOA", 33: "SRV", 15: "MX", 16: "TXT",
+    35: "NAPTR", 43: "DS", 48: "DNSKEY", 46: "RRSIG", 47: "NSEC", 50: "NSEC3", 13: "HINFO", 255: "ANY",
+    251: "IXFR", 252: "AXFR", 64: "SVCB", 65: "HTTPS", 99: "SPF", 257: "CAA",
+}
+
+
+def type_label(qtype: int) -> str:
+    return MONITORED_TYPES.get(qtype, "other")
+
+
+class _Histogram:
+    __slots__ = ("bounds", "counts", "total", "n")
+
+    def __init__(self, bounds: list[float]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+        self.n = 0
+
+    def observe(self, v: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, v)] += 1
+        self.total += v
+        self.n += 1
+
+    def buckets(self) -> list[tuple[str, int]]:
+        out: list[tuple[str, int]] = []
+        acc = 0
+        for b, c in zip(self.bounds, self.counts, strict=False):
+            acc += c
+            out.append((_fmt(b), acc))
+        out.append(("+Inf", self.n))
+        return out
+
+
+def _fmt(b: float) -> str:
+    return repr(float(b)) if not float(b).is_integer() else f"{float(b):.1f}"
+
+
+class Metrics(Collector):
+    """Process-wide DNS counters. Survive reloads (the instance is created once per process)."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str, str, str, str], int] = {}
+        self.do_requests: dict[tuple[str, str], int] = {}
+        self.responses: dict[tuple[str, str, str, str], int] = {}
+        self.durations: dict[tuple[str, str, str], _Histogram] = {}
+        self.req_sizes: dict[tuple[str, str, str], _Histogram] = {}
+        self.resp_sizes: dict[tuple[str, str, str], _Histogram] = {}
+        self.panics = 0
+        self.plugins_enabled: set[tuple[str, str, str]] = set()
+
+    def record(
+        self, server: str, zone: str, proto: str, family: int, qtype: int, do: bool,
+        req_size: int, resp_size: int, rcode: str, plugin: str, duration: float,
+    ) -> None:
+        t = type_label(qtype)
+        k = (server, zone, proto, "1" if family == 1 else "2", t)
+        self.requests[k] = self.requests.get(k, 0) + 1
+        if do:
+            dk = (server, zone)
+            self.do_requests[dk] = self.do_requests.get(dk, 0) + 1
+        rk = (server, zone, rcode, plugin)
+        self.responses[rk] = self.responses.get(rk, 0) + 1
+        hk = (server, zone, t)
+        h = self.durations.get(hk)
+        if h is None:
+            h = self.durations[hk] = _Histogram(DURATION_BUCKETS)
+        h.observe(duration)
+        sk = (server, zone, proto)
+        h = self.req_sizes.get(sk)
+        if h is None:
+            h = self.req_sizes[sk] = _Histogram(SIZE_BUCKETS)
+        h.observe(req_size)
+        h = self.resp_sizes.get(sk)
+        if h is None:
+            h = self.resp_sizes[sk] = _Histogram(SIZE_BUCKETS)
+        h.observe(resp_size)
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
+        bi = GaugeMetricFamily("coredns_build_info", "A metric with a constant '1' value labeled by version, "
+                               "revision, and goversion from which CoreDNS was built.",
+                               labels=["version", "revision", "goversion"])
+        bi.add_metric([__version__, "portolan", "python" + platform.python_version()], 1)
+        yield bi
+        p = CounterMetricFamily("coredns_panics", "A metrics that counts the number of panics.")
+        p.add_metric([], self.panics)
+        yield p
+        c = CounterMetricFamily("coredns_dns_requests", "Counter of DNS requests made per zone, protocol "
+                                "and family.", labels=["server", "zone", "view", "proto", "family", "type"])
+        for (s, z, pr, f, t), v in self.requests.items():
+            c.add_metric([s, z, "", pr, f, t], v)
+        yield c
+        c = CounterMetricFamily("coredns_dns_do_requests", "Counter of DNS requests with DO bit set per zone.",
+                                labels=["server", "view", "zone"])
+        for (s, z), v in self.do_requests.items():
+            c.add_metric([s, "", z], v)
+        yield c
+        c = CounterMetricFamily("coredns_dns_responses", "Counter of response status codes.",
+                                labels=["server", "zone", "view", "rcode", "plugin"])
+        for (s, z, r, pl), v in self.responses.items():
+            c.add_metric([s, z, "", r, pl], v)
+        yield c
+        yield self._hist("coredns_dns_request_duration_seconds", "Histogram of the time (in seconds) each "
+                         "request took per zone.", ["server", "zone", "view", "type"], self.durations)
+        yield self._hist("coredns_dns_request_size_bytes", "Size of the EDNS0 UDP buffer in bytes (64K for "
+                         "TCP) per zone and protocol.", ["server", "zone", "view", "proto"], self.req_sizes)
+        yield self._hist("coredns_dns_response_size_bytes", "Size of the returned response in bytes.",
+                         ["server", "zone", "view", "proto"], self.resp_sizes)
+        g = GaugeMetricFamily("coredns_plugin_enabled", "A metric that indicates whether a plugin is enabled "
+                              "on per server and zone basis.", labels=["server", "zone", "view", "name"])
+        for s, z, n in sorted(self.plugins_enabled):
+            g.add_metric([s, z, "", n], 1)
+        yield g
+
+    @staticmethod
+    def _hist(name: str, doc: str, labels: list[str], data: dict[tuple[str, str, str], _Histogram],
+              ) -> HistogramMetricFamily:
+        fam = HistogramMetricFamily(name, doc, labels=labels)
+        for (a, b, c), h in data.items():
+            fam.add_metric([a, b, "", c], h.buckets(), h.total)
+        return fam
+
+
+_metrics: Metrics | None = None
+
+
+def process_metrics() -> Metrics:
+    """The one Metrics object of this process, registered with REGISTRY on first use."""
+    global _metrics
+    if _metrics is None:
+        _metrics = Metrics()
+        REGISTRY.register(_metrics)
+        ProcessCollector(registry=REGISTRY)
+        PlatformCollector(registry=REGISTRY)
+    return _metrics

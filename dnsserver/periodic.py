@@ -1,0 +1,44 @@
+"""A background job repeated every interval until stopped: what hosts, loadbalance and reload share.
+
+A failing run is logged and the next one still happens; stopping cancels the job cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger("portolan")
+
+
+class Periodic:
+    def __init__(self, interval: Callable[[], float], job: Callable[[], Awaitable[object] | object],
+                 what: str) -> None:
+        self.interval = interval  # called before each wait, so jitter can differ every time
+        self.job = job
+        self.what = what
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval())
+            try:
+                result = self.job()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("[ERROR] %s: periodic job failed", self.what)

@@ -1,0 +1,128 @@
+"""The plugin protocol: what a plugin module provides and what the server gives it.
+
+Records in a reply may be shared with other replies (hosts and kubernetes build them once per change):
+a plugin that changes a record (cache's TTL rewrite, rewrite's name mapping) must copy it first.
+
+A plugin module exports `setup(d: Dispenser, ctx: SetupContext) -> Plugin`, which parses its
+directive (all occurrences in one server block) and returns an instance. A plugin in the chain
+implements `serve`: answer (return a reply), pass on (`return await next(req)`), or raise, which
+the server turns into SERVFAIL. Config-only plugins (bind, health, ready, prometheus, reload) set
+`in_chain = False`: they configure the server and are never called per query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from dnslib import DNSRecord
+
+from dnsserver.request import Request
+
+if TYPE_CHECKING:
+    from corefile import ZoneAddr
+    from dnsserver.httpendpoints import HttpPlan
+    from dnsserver.metrics import Metrics
+
+Next = Callable[[Request], Awaitable[DNSRecord | None]]
+
+
+class PluginError(Exception):
+    """An exception raised inside a plugin, tagged with the plugin's name (logged as plugin/NAME)."""
+
+    def __init__(self, plugin: str, cause: BaseException) -> None:
+        super().__init__(f"plugin/{plugin}: {cause}")
+        self.plugin = plugin
+        self.cause = cause
+
+
+class Plugin:
+    """Base class. Subclasses set `name` and override `serve` (or set `in_chain = False`)."""
+
+    name: ClassVar[str] = ""
+    in_chain: ClassVar[bool] = True
+
+    async def serve(self, req: Request, next: Next) -> DNSRecord | None:
+        return await next(req)
+
+    async def start(self) -> None:
+        """Called once the whole configuration is built, in chain order, before listeners open."""
+
+    async def stop(self) -> None:
+        """Called when this configuration is replaced (reload) or the process exits, in reverse order."""
+
+    async def on_shutdown(self) -> None:
+        """Called only when the process is shutting down, before listeners close (health's lameduck)."""
+
+
+@dataclass
+class SetupContext:
+    """What a plugin's setup() may use: its block's zones and the process-wide services."""
+
+    keys: list[ZoneAddr]
+    corefile: str
+    http: HttpPlan
+    metrics: Metrics
+    server_names: list[str] = field(default_factory=list)
+    # Filled in by the config builder once every block is built; read lazily (ready, reload, loop).
+    instance: Any = None
+    block: Any = None
+
+    @property
+    def zones(self) -> list[str]:
+        seen: list[str] = []
+        for k in self.keys:
+            if k.zone not in seen:
+                seen.append(k.zone)
+        return seen
+
+    def path(self, p: str) -> str:
+        """A path relative to the Corefile's directory, as CoreDNS resolves plugin file arguments."""
+        import os
+
+        return p if os.path.isabs(p) else os.path.join(os.path.dirname(os.path.abspath(self.corefile)), p)
+
+
+def plugin_zones(args: list[str], ctx: SetupContext) -> list[str]:
+    """A plugin's ZONES arguments normalised (CIDRs expanded), or the block's zones if none are given."""
+    from corefile import normalize_zone, reverse_zones
+
+    if not args:
+        return ctx.zones
+    out: list[str] = []
+    for a in args:
+        try:
+            zs = reverse_zones(a) if "/" in a else [normalize_zone(a)]
+        except ValueError:
+            zs = [normalize_zone(a)]
+        for z in zs:
+            if z not in out:
+                out.append(z)
+    return out
+
+
+def match_zone(zones: list[str], name: str) -> str | None:
+    """The longest of `zones` that `name` (lower-case FQDN) is in or under, or None."""
+    best: str | None = None
+    for z in zones:
+        if (z == "." or name == z or name.endswith("." + z)) and (best is None or len(z) > len(best)):
+            best = z
+    return best
+
+
+class Fallthrough:
+    """`fallthrough [ZONES...]`: which names a plugin passes on instead of answering a name error."""
+
+    __slots__ = ("zones", "enabled")
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self.zones: list[str] = []
+
+    def set(self, args: list[str], ctx: SetupContext) -> None:
+        self.enabled = True
+        self.zones = plugin_zones(args, ctx) if args else ["."]
+
+    def covers(self, name: str) -> bool:
+        return self.enabled and match_zone(self.zones, name) is not None

@@ -1,0 +1,96 @@
+"""One DNS query as a plugin sees it: the parsed message plus who asked, how, and for which zone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from dnslib import QTYPE, DNSHeader, DNSQuestion, DNSRecord
+
+# Called once the reply has gone out: (request, reply message or None if dropped, reply size in bytes).
+Observer = Callable[["Request", "DNSRecord | None", int], None]
+
+
+class Request:
+    """A parsed query. `qname` keeps the client's spelling; `name` is the lower-cased form to match on."""
+
+    __slots__ = (
+        "msg", "wire_size", "client_ip", "client_port", "proto", "family", "local_ip", "server",
+        "zone", "qname", "name", "qtype", "qclass", "edns", "do", "udp_size", "edns_version",
+        "answered_by", "observers", "meta",
+    )
+
+    def __init__(
+        self,
+        msg: DNSRecord,
+        wire_size: int,
+        client: tuple[str, int],
+        proto: str,
+        local_ip: str,
+        server: str,
+    ) -> None:
+        self.msg = msg
+        self.wire_size = wire_size
+        self.client_ip = client[0]
+        self.client_port = client[1]
+        self.proto = proto
+        self.family = 2 if ":" in self.client_ip else 1
+        self.local_ip = local_ip
+        self.server = server
+        self.zone = "."
+        q = msg.q
+        self.qname = str(q.qname)
+        self.name = self.qname.lower()
+        self.qtype = q.qtype
+        self.qclass = q.qclass
+        self.edns = False
+        self.do = False
+        self.udp_size = 512
+        self.edns_version = 0
+        for rr in msg.ar:
+            if rr.rtype == 41:  # OPT
+                self.edns = True
+                self.udp_size = max(512, rr.rclass)
+                self.edns_version = (rr.ttl >> 16) & 0xFF
+                self.do = bool(rr.ttl & 0x8000)
+                break
+        # The plugin that wrote the reply (the `plugin` label of coredns_dns_responses_total). None until
+        # someone answers; "" when a plugin hands back a reply the server would have made (errors' SERVFAIL).
+        self.answered_by: str | None = None
+        self.observers: list[Observer] = []
+        self.meta: dict[str, Any] = {}
+
+    @property
+    def type_name(self) -> str:
+        return QTYPE.get(self.qtype, f"TYPE{self.qtype}")
+
+    @property
+    def max_size(self) -> int:
+        """The largest reply the client accepts: its EDNS0 size on UDP (512 without EDNS), 64 KiB on TCP."""
+        return self.udp_size if self.proto == "udp" else 65535
+
+    def reply(self, rcode: int = 0, aa: bool = False) -> DNSRecord:
+        """An empty reply to this query: ID, opcode and RD copied, the question as the client spelled it."""
+        h = self.msg.header
+        return DNSRecord(
+            DNSHeader(id=h.id, qr=1, opcode=h.opcode, aa=int(aa), rd=h.rd, ra=0, rcode=rcode),
+            q=DNSQuestion(self.msg.q.qname, self.qtype, self.qclass),
+        )
+
+    def observe(self, observer: Observer) -> None:
+        """Run `observer` after the reply is written (used by `log`, which needs the reply's size)."""
+        self.observers.append(observer)
+
+    def clone_for(self, qname: str, qtype: int | None = None) -> Request:
+        """A copy asking another name (or type): what `rewrite` and CNAME chasing pass down the chain."""
+        msg = DNSRecord(
+            DNSHeader(id=self.msg.header.id, opcode=self.msg.header.opcode, rd=self.msg.header.rd),
+            q=DNSQuestion(qname, self.qtype if qtype is None else qtype, self.qclass),
+        )
+        msg.ar = list(self.msg.ar)
+        new = Request(msg, self.wire_size, (self.client_ip, self.client_port), self.proto, self.local_ip,
+                      self.server)
+        new.zone = self.zone
+        new.observers = self.observers
+        new.meta = self.meta
+        return new
