@@ -1,0 +1,49 @@
+"""any: answer ANY queries the way RFC 8482 recommends.
+
+## Syntax
+
+```
+any
+```
+
+A query of type ANY gets one synthesised record, `<qname> 8482 IN HINFO "ANY obsoleted" "See RFC 8482"`,
+instead of everything the name owns. Other queries go to the next plugin.
+
+## Examples
+
+```corefile
+. {
+    any
+    whoami
+}
+```
+"""
+
+from __future__ import annotations
+
+from dnslib import QTYPE, RR, DNSRecord
+
+from corefile import Dispenser
+from dnsserver.plugin import Next, Plugin, SetupContext
+from dnsserver.rdata import HINFO
+from dnsserver.request import Request
+
+ANY = 255
+
+
+class Any(Plugin):
+    name = "any"
+
+    async def serve(self, req: Request, next: Next) -> DNSRecord | None:
+        if req.qtype != ANY:
+            return await next(req)
+        reply = req.reply(aa=True)
+        reply.add_answer(RR(req.qname, QTYPE.HINFO, rdata=HINFO(["ANY obsoleted", "See RFC 8482"]), ttl=8482))
+        return reply
+
+
+def setup(d: Dispenser, ctx: SetupContext) -> Any:
+    while d.next():
+        if d.next_arg():
+            raise d.arg_err()
+    return Any()
