@@ -5,6 +5,7 @@ Everything here happens before any DNS socket opens, so a bad Corefile fails fas
 
 from __future__ import annotations
 
+import ssl
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from dnsserver.plugin import Next, Plugin, SetupContext
 # A listener is (transport, host, port); host "" means every address (CoreDNS's ":53").
 ListenKey = tuple[str, str, int]
 
-SUPPORTED_TRANSPORTS = {"dns"}
+SUPPORTED_TRANSPORTS = {"dns", "tls"}
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Block:
     # Non-IN classes are REFUSED unless a plugin that serves them (chaos, forward) is loaded.
     any_class: bool = False
     logs_errors: bool = False
+    tls: ssl.SSLContext | None = None  # from the tls plugin; required by tls:// keys
 
     @property
     def zones(self) -> list[str]:
@@ -126,6 +128,10 @@ def build(corefile: Corefile, dns_port: int, metrics: Metrics, instance: object 
         block.metrics = "prometheus" in block.names
         block.any_class = any(n in ("chaos", "forward") for n in block.names)
         block.logs_errors = "errors" in block.names
+        block.tls = next((p.context for p in plugins if p.name == "tls"), None)  # type: ignore[attr-defined]
+        if block.tls is None and any(k.transport == "tls" for k in keys):
+            tok = key_tokens[next(i for i, k in enumerate(keys) if k.transport == "tls")]
+            raise CorefileError(tok.file, tok.line, "tls:// server blocks need the tls plugin (tls CERT KEY)")
         ctx.block = block
         blocks.append(block)
 

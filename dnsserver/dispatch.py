@@ -80,7 +80,7 @@ class Dispatcher:
             return wire.header_only_reply(data, wire.FORMERR)
         if msg.header.opcode != 0:
             return wire.header_only_reply(data, wire.NOTIMP)
-        req = Request(msg, len(data), client, proto, local_ip, self.label)
+        req = Request(msg, data, client, proto, local_ip, self.label)
 
         block: Block | None = None
         if req.edns and req.edns_version != 0:

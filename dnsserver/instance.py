@@ -33,6 +33,7 @@ class Instance:
         self.listeners: dict[ListenKey, Listener] = {}
         self.config: Config | None = None
         self.reloading: asyncio.Task[bool] | None = None
+        self.serving = asyncio.Event()  # set once the first configuration's listeners are open
         self._swap_lock = asyncio.Lock()
 
     def read(self) -> Corefile:
@@ -66,6 +67,7 @@ class Instance:
                 raise
             self.config = new
             self._record_version(new)
+            self.serving.set()
             if old is not None:
                 for p in reversed(old.plugins):
                     await _quiet_stop(p)
@@ -78,7 +80,8 @@ class Instance:
                 label = f"{transport}://{host}:{port}"
                 listener = self.listeners.get(key)
                 if listener is None:
-                    listener = Listener(host, port, Dispatcher(label, zones, self.metrics))
+                    tls = next((b.tls for b in zones.values() if b.tls is not None), None)
+                    listener = Listener(host, port, Dispatcher(label, zones, self.metrics), tls=tls)
                     await listener.open()
                     self.listeners[key] = listener
                     opened.append(key)
@@ -121,6 +124,15 @@ class Instance:
             return False
         log.info("[INFO] Reloading complete")
         return True
+
+    def address_for(self, zone: str, transport: str = "dns") -> tuple[str, int] | None:
+        """Where this process answers `zone` (a loopback address for wildcard listeners), for self-queries."""
+        for (tr, host, _), listener in self.listeners.items():
+            if tr == transport and zone in listener.dispatcher.zones:
+                if host in ("", "0.0.0.0", "::"):
+                    host = "127.0.0.1"
+                return host, listener.port
+        return None
 
     def bound_port(self, key: ListenKey) -> int:
         return self.listeners[key].port

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 
 from dnsserver.dispatch import Dispatcher
 
@@ -142,7 +143,8 @@ class TcpProtocol(asyncio.Protocol):
 class Listener:
     """One address and port: a UDP endpoint and a TCP server sharing a Dispatcher."""
 
-    def __init__(self, host: str, port: int, dispatcher: Dispatcher) -> None:
+    def __init__(self, host: str, port: int, dispatcher: Dispatcher, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls  # DNS over TLS: TCP only, no UDP endpoint
         self.host = host
         self.port = port
         self.dispatcher = dispatcher
@@ -159,6 +161,12 @@ class Listener:
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.tls is not None:
+            tsock = _make_socket(self.host, self.port, socket.SOCK_STREAM)
+            self.port = tsock.getsockname()[1]
+            self.tcp = await loop.create_server(lambda: TcpProtocol(self), sock=tsock, backlog=1024, ssl=self.tls,
+                                                ssl_handshake_timeout=10.0)
+            return
         # Port 0 (tests) must give UDP and TCP the same port: take UDP's, retry if TCP's is taken.
         for _ in range(20):
             usock = _make_socket(self.host, self.port, socket.SOCK_DGRAM)

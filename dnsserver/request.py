@@ -15,7 +15,7 @@ class Request:
     """A parsed query. `qname` keeps the client's spelling; `name` is the lower-cased form to match on."""
 
     __slots__ = (
-        "msg", "wire_size", "client_ip", "client_port", "proto", "family", "local_ip", "server",
+        "msg", "wire", "wire_size", "client_ip", "client_port", "proto", "family", "local_ip", "server",
         "zone", "qname", "name", "qtype", "qclass", "edns", "do", "udp_size", "edns_version",
         "answered_by", "observers", "meta",
     )
@@ -23,14 +23,15 @@ class Request:
     def __init__(
         self,
         msg: DNSRecord,
-        wire_size: int,
+        wire: bytes,
         client: tuple[str, int],
         proto: str,
         local_ip: str,
         server: str,
     ) -> None:
         self.msg = msg
-        self.wire_size = wire_size
+        self.wire = wire  # the query exactly as received (forward relays it; the cache keys on it)
+        self.wire_size = len(wire)
         self.client_ip = client[0]
         self.client_port = client[1]
         self.proto = proto
@@ -81,14 +82,18 @@ class Request:
         """Run `observer` after the reply is written (used by `log`, which needs the reply's size)."""
         self.observers.append(observer)
 
-    def clone_for(self, qname: str, qtype: int | None = None) -> Request:
-        """A copy asking another name (or type): what `rewrite` and CNAME chasing pass down the chain."""
+    def clone_for(self, qname: str, qtype: int | None = None, qclass: int | None = None) -> Request:
+        """A copy asking another name, type or class: what `rewrite` and CNAME chasing pass down the chain.
+
+        Observers and metadata are shared, so `log` still sees the exchange once, as the client made it.
+        """
+        h = self.msg.header
         msg = DNSRecord(
-            DNSHeader(id=self.msg.header.id, opcode=self.msg.header.opcode, rd=self.msg.header.rd),
-            q=DNSQuestion(qname, self.qtype if qtype is None else qtype, self.qclass),
+            DNSHeader(id=h.id, opcode=h.opcode, rd=h.rd, cd=h.cd, ad=h.ad),
+            q=DNSQuestion(qname, self.qtype if qtype is None else qtype, self.qclass if qclass is None else qclass),
         )
         msg.ar = list(self.msg.ar)
-        new = Request(msg, self.wire_size, (self.client_ip, self.client_port), self.proto, self.local_ip,
+        new = Request(msg, msg.pack(), (self.client_ip, self.client_port), self.proto, self.local_ip,
                       self.server)
         new.zone = self.zone
         new.observers = self.observers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,8 @@ from dnsserver.config import build
 from dnsserver.metrics import process_metrics
 
 EXAMPLE = re.compile(r"```corefile\n(.*?)```", re.S)
+# Files the examples name (cert.pem, zone files, ...) live here; relative paths resolve against it.
+DOCS_DIR = Path(__file__).parent / "data" / "docs"
 
 
 @pytest.mark.parametrize("spec", PLUGINS, ids=lambda s: s.name)
@@ -22,5 +25,5 @@ def test_docstring_has_syntax_and_examples_that_build(spec) -> None:
     examples = EXAMPLE.findall(doc)
     assert examples, f"{spec.name}: no ```corefile example"
     for text in examples:
-        cfg = build(parse(text, f"{spec.name}-example"), 53, process_metrics())
+        cfg = build(parse(text, str(DOCS_DIR / "Corefile"), base_dir=str(DOCS_DIR)), 53, process_metrics())
         assert any(spec.name in b.names for b in cfg.blocks), f"{spec.name}: example does not use the plugin"

@@ -75,7 +75,10 @@ PARSE_ERRORS = [
     ("example.org:53 {\n whoami\n}\nexample.org:53 {\n bind 127.0.0.1\n whoami\n}",
      "Corefile:4 - cannot serve dns://example.org.:53 - zone overlap"),
     (". {\n frobnicate\n}", "Corefile:2 - Error during parsing: Unknown directive 'frobnicate'"),
-    ("tls://. {\n whoami\n}", "Corefile:1 - tls:// server blocks are not supported"),
+    ("tls://. {\n whoami\n}", "Corefile:1 - tls:// server blocks need the tls plugin"),
+    ("quic://. {\n whoami\n}", "Corefile:1 - quic:// server blocks are not supported"),
+    (". {\n tls a.pem\n}", "Corefile:2 - plugin/tls: Wrong argument count"),
+    (". {\n tls nope.pem nope.key\n}", "Corefile:2 - plugin/tls: no such file"),
 ]
 
 

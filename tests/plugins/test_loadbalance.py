@@ -118,7 +118,7 @@ async def test_shuffles_through_the_server() -> None:
 
 def request(qtype: str = "A", name: str = "www.example.org.") -> Request:
     msg = DNSRecord(q=DNSQuestion(name, getattr(QTYPE, qtype)))
-    return Request(msg, 40, ("10.240.0.1", 40212), "udp", "127.0.0.1", "dns://:53")
+    return Request(msg, msg.pack(), ("10.240.0.1", 40212), "udp", "127.0.0.1", "dns://:53")
 
 
 def reply_with(answer: list[str], auth: list[str] | None = None, extra: list[str] | None = None,

@@ -187,12 +187,12 @@ def test_duration_format(seconds: float, text: str) -> None:
     ("A } {type}", "A } A"),
     ("{foo} {name}", "{foo} x.org."),
     ("no placeholders", "no placeholders"),
-    ("{>do}/{>bufsize}/{proto}/{size}/{port}/{remote}", "false/512/udp/27/9/192.0.2.1"),
+    ("{>do}/{>bufsize}/{proto}/{size}/{port}/{remote}", "false/512/udp/23/9/192.0.2.1"),
     ("{/missing}", "-"),
 ])
 def test_format(fmt: str, want: str) -> None:
     msg = DNSRecord(q=DNSQuestion("x.org.", QTYPE.A))
-    req = Request(msg, 27, ("192.0.2.1", 9), "udp", "127.0.0.1", "dns://:53")
+    req = Request(msg, msg.pack(), ("192.0.2.1", 9), "udp", "127.0.0.1", "dns://:53")
     assert Rule(".", fmt).render(req, msg.reply(), 40, 0.5) == want
 
 
