@@ -33,6 +33,7 @@ ANY = 255
 
 class Any(Plugin):
     name = "any"
+    fast_safe = True  # it answers ANY itself, so no ANY answer is ever stored behind it
 
     async def serve(self, req: Request, next: Next) -> DNSRecord | None:
         if req.qtype != ANY:

@@ -39,6 +39,7 @@ DEFAULT_AUTHORS = ["The Portolan authors"]
 
 class Chaos(Plugin):
     name = "chaos"
+    fast_safe = True  # only CH-class queries concern it; the hot path serves IN only
 
     def __init__(self, version: str, authors: list[str]) -> None:
         self.version = version

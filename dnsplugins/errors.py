@@ -158,6 +158,7 @@ class _Window:
 
 class Errors(Plugin):
     name = "errors"
+    fast_safe = True  # it only acts on exceptions, and a stored answer raises none
 
     def __init__(self, config: ErrorsConfig, schedule: Scheduler | None = None) -> None:
         self.config = config

@@ -31,7 +31,7 @@ import logging
 import random
 from typing import Any
 
-from corefile import CorefileError, Dispenser
+from corefile import Dispenser
 from dnsserver.durations import parse_duration
 from dnsserver.periodic import Periodic
 from dnsserver.plugin import Plugin, SetupContext
@@ -50,7 +50,6 @@ class Reload(Plugin):
         self.interval = interval
         self.jitter = jitter
         self.instance = instance
-        self.failed_digest = ""
         self.periodic = Periodic(lambda: interval + random.uniform(-jitter, jitter), self.check, "plugin/reload")
 
     async def start(self) -> None:
@@ -60,24 +59,8 @@ class Reload(Plugin):
     async def stop(self) -> None:
         await self.periodic.stop()
 
-    def changed(self) -> bool:
-        """True if the files on disk differ from the running configuration (and from a known-bad one)."""
-        running = self.instance.config
-        try:
-            digest = self.instance.read().digest()
-        except (CorefileError, OSError) as e:
-            # Still worth a reload attempt: that attempt logs the error and counts the failure once.
-            digest = f"unreadable:{e}"
-        if running is not None and digest == running.corefile.digest():
-            self.failed_digest = ""
-            return False
-        if digest == self.failed_digest:
-            return False
-        self.failed_digest = digest
-        return True
-
     def check(self) -> None:
-        if self.changed():
+        if self.instance.needs_reload():
             # Reloading stops this plugin; run it in the instance's own task, not in ours.
             self.instance.reload_soon()
 

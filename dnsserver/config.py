@@ -37,6 +37,10 @@ class Block:
     any_class: bool = False
     logs_errors: bool = False
     tls: ssl.SSLContext | None = None  # from the tls plugin; required by tls:// keys
+    # The hot path: the plugin whose stored wire answers the server may send directly, and whether
+    # addresses must be shuffled on the way. None when a plugin before it must see every query.
+    fast_store: Plugin | None = None
+    fast_shuffle: bool = False
 
     @property
     def zones(self) -> list[str]:
@@ -82,6 +86,20 @@ def _second_occurrence(name: str, tokens: list[Token]) -> Token:
     starts = [t for i, t in enumerate(tokens)
               if t.text == name and (i == 0 or tokens[i - 1].line != t.line or tokens[i - 1].file != t.file)]
     return starts[1] if len(starts) > 1 else tokens[0]
+
+
+def _fast_path(plugins: list[Plugin]) -> tuple[Plugin | None, bool]:
+    """The first plugin in chain order that answers from wire bytes, if all before it allow skipping them."""
+    shuffle = False
+    for p in plugins:
+        if not p.in_chain:
+            continue
+        if hasattr(p, "fast_answer"):
+            return p, shuffle
+        if not p.fast_safe:
+            return None, False
+        shuffle = shuffle or p.fast_shuffle
+    return None, False
 
 
 def build(corefile: Corefile, dns_port: int, metrics: Metrics, instance: object = None) -> Config:
@@ -132,6 +150,7 @@ def build(corefile: Corefile, dns_port: int, metrics: Metrics, instance: object 
         if block.tls is None and any(k.transport == "tls" for k in keys):
             tok = key_tokens[next(i for i, k in enumerate(keys) if k.transport == "tls")]
             raise CorefileError(tok.file, tok.line, "tls:// server blocks need the tls plugin (tls CERT KEY)")
+        block.fast_store, block.fast_shuffle = _fast_path(plugins)
         ctx.block = block
         blocks.append(block)
 

@@ -13,7 +13,8 @@ from dnslib import EDNS0, DNSRecord
 
 from dnsserver import wire
 from dnsserver.config import Block
-from dnsserver.metrics import Metrics
+from dnsserver.fastpath import parse_query, quick_query
+from dnsserver.metrics import Metrics, Slot
 from dnsserver.plugin import PluginError
 from dnsserver.request import Request
 from dnsserver.respond import finalize
@@ -21,7 +22,18 @@ from dnsserver.respond import finalize
 log = logging.getLogger("portolan")
 
 DS = 43
+MAX_ROUTES = 200_000
 CLASS_IN = 1
+
+
+class Route:
+    __slots__ = ("block", "zone", "store_key", "slots")
+
+    def __init__(self, block: Block, zone: str, store_key: bytes) -> None:
+        self.block = block
+        self.zone = zone
+        self.store_key = store_key  # the case-folded key the answer store uses
+        self.slots: dict[tuple[str, int, int], Slot] = {}  # (proto, family, rcode) -> bound metrics
 
 
 class Dispatcher:
@@ -32,6 +44,48 @@ class Dispatcher:
         self.zones = zones
         self.metrics = metrics
         self.count_dropped = any(b.metrics for b in zones.values())
+        # Hot path routing, learnt on the slow path: the exact question bytes (+ DO/CD) -> where the answer
+        # is stored. Per listener, because zone selection is; rebuilt with the Dispatcher on reload.
+        self.routes: dict[bytes, Route] = {}
+        self.fast_enabled = any(b.fast_store is not None for b in zones.values())
+
+    def fast(self, data: bytes, client: tuple[str, int], proto: str) -> bytes | None:
+        """Answer from stored wire bytes, or None for the slow path. Must never raise."""
+        try:
+            q = quick_query(data)
+            if q is None:
+                return None
+            route = self.routes.get(q.key)
+            if route is None:
+                return None
+            start = time.perf_counter()
+            block = route.block
+            out = block.fast_store.fast_answer(data, q, route.store_key, client, proto,  # type: ignore[union-attr]
+                                               block.fast_shuffle)
+            if out is None or len(out) > (q.udp_size if proto == "udp" else 65535):
+                return None  # too big: the slow path truncates properly
+            if block.metrics:
+                family = 2 if ":" in client[0] else 1
+                rcode = out[3] & 0xF
+                slot = route.slots.get((proto, family, rcode))
+                if slot is None:
+                    slot = route.slots[(proto, family, rcode)] = self.metrics.slot(
+                        self.label, route.zone, proto, family, q.qtype, wire.rcode_name(rcode), "cache")
+                slot.record(q.do, q.udp_size if proto == "udp" else 65535, len(out), time.perf_counter() - start)
+            return out
+        except Exception:
+            log.exception("[ERROR] hot path failed; falling back")
+            return None
+
+    def learn_route(self, data: bytes, block: Block, zone: str) -> None:
+        """After the slow path: remember where a query like this one is answered from wire bytes."""
+        full = parse_query(data)
+        quick = quick_query(data)
+        if full is None or quick is None or quick.qend != full.qend:
+            return  # e.g. a zero byte inside a label: such queries always take the slow path
+        if len(self.routes) >= MAX_ROUTES:
+            self.routes.clear()  # a cheap bound; busy names come back on their next slow-path answer
+        self.routes[quick.key] = Route(block, zone, full.key)
 
     def select(self, name: str, qtype: int) -> tuple[str, Block] | None:
         """Walk `name` (lower-case FQDN) from itself towards the root; the first zone found is the longest.
@@ -99,6 +153,8 @@ class Dispatcher:
                     reply = req.reply(wire.REFUSED)
                 else:
                     reply = await self._run_chain(block, req)
+                    if block.fast_store is not None:
+                        self.learn_route(data, block, zone)
             out = finalize(req, reply)
 
         if (block is not None and block.metrics) or (block is None and self.count_dropped):

@@ -34,6 +34,7 @@ class Instance:
         self.config: Config | None = None
         self.reloading: asyncio.Task[bool] | None = None
         self.serving = asyncio.Event()  # set once the first configuration's listeners are open
+        self.failed_digest = ""  # the files as they were when a reload last failed: not retried until they change
         self._swap_lock = asyncio.Lock()
 
     def read(self) -> Corefile:
@@ -113,15 +114,31 @@ class Instance:
         if self.reloading is None or self.reloading.done():
             self.reloading = asyncio.get_running_loop().create_task(self.reload())
 
+    def disk_digest(self) -> str:
+        """A digest of the Corefile and its imports as they are on disk now (or of the error reading them)."""
+        try:
+            return self.read().digest()
+        except (CorefileError, OSError) as e:
+            return f"unreadable:{e}"
+
+    def needs_reload(self) -> bool:
+        """The files differ from the running configuration and from the last version that failed."""
+        digest = self.disk_digest()
+        running = self.config.corefile.digest() if self.config is not None else ""
+        return digest != running and digest != self.failed_digest
+
     async def reload(self) -> bool:
         """Re-read the Corefile and switch to it; on any error keep serving the old configuration."""
         try:
-            cfg = self.build(self.read())
+            corefile = self.read()
+            cfg = self.build(corefile)
             await self._activate(cfg)
         except (CorefileError, OSError) as e:
             RELOAD_FAILED.inc()
+            self.failed_digest = self.disk_digest()
             log.error("[ERROR] Restart failed: %s", e)
             return False
+        self.failed_digest = ""
         log.info("[INFO] Reloading complete")
         return True
 

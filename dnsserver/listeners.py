@@ -57,6 +57,12 @@ class UdpProtocol(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        d = self.listener.dispatcher
+        if d.fast_enabled:
+            out = d.fast(data, addr, "udp")
+            if out is not None:
+                self.transport.sendto(out, addr)  # type: ignore[union-attr]
+                return
         self.listener.spawn(self._serve(data, addr))
 
     async def _serve(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -118,6 +124,12 @@ class TcpProtocol(asyncio.Protocol):
                 break
             msg = bytes(self.buf[2:2 + n])
             del self.buf[:2 + n]
+            d = self.listener.dispatcher
+            if d.fast_enabled and self.transport is not None:
+                out = d.fast(msg, self.peer, "tcp")
+                if out is not None:
+                    self.transport.write(len(out).to_bytes(2, "big") + out)
+                    continue
             self.inflight += 1
             self.listener.spawn(self._serve(msg))
         if self.inflight >= TCP_MAX_INFLIGHT and not self.paused and self.transport is not None:

@@ -65,6 +65,25 @@ def _fmt(b: float) -> str:
     return repr(float(b)) if not float(b).is_integer() else f"{float(b):.1f}"
 
 
+class Slot:
+    """Counters for one label set, bound once so the hot path records a query in a few increments."""
+
+    __slots__ = ("n", "do", "dur", "req", "resp")
+
+    def __init__(self, dur: _Histogram, req: _Histogram, resp: _Histogram) -> None:
+        self.n = 0
+        self.do = 0
+        self.dur, self.req, self.resp = dur, req, resp
+
+    def record(self, do: bool, req_size: int, resp_size: int, duration: float) -> None:
+        self.n += 1
+        if do:
+            self.do += 1
+        self.dur.observe(duration)
+        self.req.observe(req_size)
+        self.resp.observe(resp_size)
+
+
 class Metrics(Collector):
     """Process-wide DNS counters. Survive reloads (the instance is created once per process)."""
 
@@ -77,6 +96,37 @@ class Metrics(Collector):
         self.resp_sizes: dict[tuple[str, str, str], _Histogram] = {}
         self.panics = 0
         self.plugins_enabled: set[tuple[str, str, str]] = set()
+        # (server, zone, proto, family, type, rcode, plugin) -> Slot; folded into the families above on scrape.
+        self.slots: dict[tuple[str, str, str, str, str, str, str], Slot] = {}
+
+    def slot(self, server: str, zone: str, proto: str, family: int, qtype: int, rcode: str, plugin: str) -> Slot:
+        t = type_label(qtype)
+        f = "1" if family == 1 else "2"
+        key = (server, zone, proto, f, t, rcode, plugin)
+        s = self.slots.get(key)
+        if s is None:
+            hists = []
+            for store, hk, bounds in ((self.durations, (server, zone, t), DURATION_BUCKETS),
+                                      (self.req_sizes, (server, zone, proto), SIZE_BUCKETS),
+                                      (self.resp_sizes, (server, zone, proto), SIZE_BUCKETS)):
+                h = store.get(hk)
+                if h is None:
+                    h = store[hk] = _Histogram(bounds)
+                hists.append(h)
+            s = self.slots[key] = Slot(*hists)
+        return s
+
+    def _with_slots(self) -> tuple[dict[tuple[str, str, str, str, str], int], dict[tuple[str, str], int],
+                                   dict[tuple[str, str, str, str], int]]:
+        requests, do_requests, responses = dict(self.requests), dict(self.do_requests), dict(self.responses)
+        for (s, z, pr, f, t, rc, pl), slot in self.slots.items():
+            k = (s, z, pr, f, t)
+            requests[k] = requests.get(k, 0) + slot.n
+            if slot.do:
+                do_requests[(s, z)] = do_requests.get((s, z), 0) + slot.do
+            rk = (s, z, rc, pl)
+            responses[rk] = responses.get(rk, 0) + slot.n
+        return requests, do_requests, responses
 
     def record(
         self, server: str, zone: str, proto: str, family: int, qtype: int, do: bool,
@@ -114,19 +164,20 @@ class Metrics(Collector):
         p = CounterMetricFamily("coredns_panics", "A metrics that counts the number of panics.")
         p.add_metric([], self.panics)
         yield p
+        requests, do_requests, responses = self._with_slots()
         c = CounterMetricFamily("coredns_dns_requests", "Counter of DNS requests made per zone, protocol "
                                 "and family.", labels=["server", "zone", "view", "proto", "family", "type"])
-        for (s, z, pr, f, t), v in self.requests.items():
+        for (s, z, pr, f, t), v in requests.items():
             c.add_metric([s, z, "", pr, f, t], v)
         yield c
         c = CounterMetricFamily("coredns_dns_do_requests", "Counter of DNS requests with DO bit set per zone.",
                                 labels=["server", "view", "zone"])
-        for (s, z), v in self.do_requests.items():
+        for (s, z), v in do_requests.items():
             c.add_metric([s, "", z], v)
         yield c
         c = CounterMetricFamily("coredns_dns_responses", "Counter of response status codes.",
                                 labels=["server", "zone", "view", "rcode", "plugin"])
-        for (s, z, r, pl), v in self.responses.items():
+        for (s, z, r, pl), v in responses.items():
             c.add_metric([s, z, "", r, pl], v)
         yield c
         yield self._hist("coredns_dns_request_duration_seconds", "Histogram of the time (in seconds) each "

@@ -42,6 +42,11 @@ class Plugin:
 
     name: ClassVar[str] = ""
     in_chain: ClassVar[bool] = True
+    # True if the server may answer from a later plugin's stored wire answers (the hot path) without
+    # calling this plugin: it would only pass such a query on unchanged (errors, any, chaos, ...).
+    fast_safe: bool = False
+    # True if, on the hot path, the addresses in a stored answer must be shuffled (loadbalance).
+    fast_shuffle: bool = False
 
     async def serve(self, req: Request, next: Next) -> DNSRecord | None:
         return await next(req)

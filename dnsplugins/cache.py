@@ -1,0 +1,514 @@
+"""cache: keep answers and serve repeats from memory, as wire bytes, on the server's hot path.
+
+## Syntax
+
+```
+cache [TTL] [ZONES...] {
+    success CAPACITY [TTL] [MINTTL]
+    denial CAPACITY [TTL] [MINTTL]
+    prefetch AMOUNT [[DURATION] [PERCENTAGE%]]
+    serve_stale [DURATION] [immediate|verify [VERIFY_TIMEOUT]] [RESPONSE_TTL]
+    servfail DURATION
+    disable success|denial [ZONES...]
+    keepttl
+}
+```
+
+* **TTL** caps the lifetime of both caches (default 3600s for answers, 1800s for denials); **ZONES**
+  limit caching to those zones (default: the block's).
+* `success`/`denial`: capacity (default 9984 entries each), maximum TTL, minimum TTL (default 5s;
+  a shorter TTL is raised to it, so even a `ttl 0` answer is kept 5 seconds).
+* `prefetch AMOUNT [DURATION] [PERCENTAGE%]`: an entry asked AMOUNT times with no gap of DURATION
+  (default 1m) is refreshed in the background once PERCENTAGE (default 10%) of its TTL is left.
+* `serve_stale [DURATION]` (default 1h): an expired entry is still served, with TTL 0, for up to
+  DURATION; `immediate` (default) refreshes in the background, `verify` asks upstream first and
+  falls back to the stale answer after VERIFY_TIMEOUT.
+* `servfail DURATION`: how long SERVFAIL and NOTIMP replies are kept (default 5s, at most 5m, 0 off).
+* `disable success|denial [ZONES]`: never store that kind of reply (in those zones).
+* `keepttl`: serve the original TTL instead of counting it down.
+
+An answer is kept per (name case-insensitively, type, class, DO bit, CD bit). Its TTL is the
+smallest in the reply (for NXDOMAIN and NODATA also the SOA's MINIMUM, RFC 2308), clamped to the
+bounds above, and every record carries it; on a hit it counts down. Truncated replies, errors other
+than SERVFAIL/NOTIMP, zone transfers and denials without an SOA are never kept. Replies from the
+cache have AA set. When a block is full the oldest entry is evicted (CoreDNS evicts at random).
+Hits are answered by the server straight from the stored bytes, without parsing the query, when
+every plugin before `cache` in the block allows it (errors, any, chaos, loadbalance round_robin do).
+Metrics: `coredns_cache_entries`, `coredns_cache_requests_total`, `coredns_cache_hits_total`,
+`coredns_cache_misses_total`, `coredns_cache_prefetch_total`, `coredns_cache_served_stale_total`,
+`coredns_cache_evictions_total`, `coredns_cache_drops_total`.
+
+## Examples
+
+```corefile
+. {
+    cache 30
+    whoami
+}
+```
+
+```corefile
+cluster.local {
+    cache 30 {
+        success 5000 60 10
+        disable denial cluster.local
+        prefetch 10 1m 20%
+        serve_stale 1h immediate
+    }
+    whoami
+}
+```
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from dnslib import QTYPE, RR, DNSRecord
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from corefile import Dispenser
+from dnsserver.durations import parse_duration
+from dnsserver.fastpath import AA, AD, FastQuery, WireAnswer, assemble, parse_query
+from dnsserver.metrics import REGISTRY
+from dnsserver.plugin import Next, Plugin, SetupContext, match_zone, plugin_zones
+from dnsserver.request import Request
+
+DEFAULT_CAPACITY = 10000
+SHARDS = 256  # CoreDNS shards its cache; capacity rounds the same way so the sizes read alike
+MAX_SUCCESS_TTL, MAX_DENIAL_TTL, MIN_TTL = 3600, 1800, 5
+SERVFAIL_TTL, MAX_SERVFAIL_TTL = 5.0, 300.0
+NOERROR, SERVFAIL, NXDOMAIN, NOTIMP = 0, 2, 3, 4
+SOA, CNAME, NS, OPT = 6, 5, 2, 41
+AXFR, IXFR = 252, 251
+
+
+def rounded_capacity(cap: int) -> int:
+    return SHARDS * max(cap // SHARDS, 4)
+
+
+@dataclass
+class Settings:
+    capacity: int = rounded_capacity(DEFAULT_CAPACITY)
+    max_ttl: int = 0
+    min_ttl: int = MIN_TTL
+    disabled: list[str] = field(default_factory=list)  # zones where this kind is never stored; ["."] = all
+
+
+@dataclass
+class CacheConfig:
+    zones: list[str]
+    success: Settings
+    denial: Settings
+    prefetch: int = 0
+    prefetch_window: float = 60.0
+    prefetch_pct: int = 10
+    stale: float = 0.0
+    stale_verify: bool = False
+    verify_timeout: float = 0.0
+    stale_ttl: int = 0
+    servfail: float = SERVFAIL_TTL
+    keepttl: bool = False
+
+
+class Entry:
+    __slots__ = ("wire", "orig_ttl", "stored", "expires", "rcode", "hits", "last_hit", "refreshing", "kind", "ad")
+
+    def __init__(self, wire: WireAnswer, ttl: int, now: float, kind: str) -> None:
+        self.wire = wire
+        self.orig_ttl = ttl
+        self.stored = now
+        self.expires = now + ttl
+        self.rcode = wire.flags & 0xF
+        self.kind = kind
+        self.ad = bool(wire.flags & AD)
+        self.hits = 0
+        self.last_hit = now
+        self.refreshing = False
+
+
+class Store:
+    """One of the two caches: bounded, oldest-first eviction (dicts keep insertion order)."""
+
+    def __init__(self, kind: str, capacity: int) -> None:
+        self.kind = kind
+        self.capacity = capacity
+        self.entries: dict[bytes, Entry] = {}
+        self.evictions = 0
+
+    def put(self, key: bytes, entry: Entry) -> None:
+        entries = self.entries
+        if key in entries:
+            del entries[key]  # re-insert so it counts as the newest
+        elif len(entries) >= self.capacity:
+            del entries[next(iter(entries))]
+            self.evictions += 1
+        entries[key] = entry
+
+
+def classify(reply: DNSRecord, qtype: int) -> str | None:
+    """"success", "denial" or "servfail" for a cacheable reply, None for one never kept."""
+    h = reply.header
+    if h.tc or h.opcode != 0 or qtype in (AXFR, IXFR):
+        return None
+    rcode = h.rcode
+    has_soa = any(r.rtype == SOA for r in reply.auth)
+    if rcode == NOERROR:
+        if reply.rr:
+            if qtype in (CNAME, 255) or any(r.rtype == qtype for r in reply.rr):
+                return "success"
+            # Only a CNAME chain that does not reach the type asked: a NODATA if an SOA says so.
+            return "denial" if has_soa else None
+        if has_soa:
+            return "denial"
+        if any(r.rtype == NS for r in reply.auth):
+            return "success"  # a referral
+        return None
+    if rcode == NXDOMAIN:
+        return "denial" if has_soa and not reply.rr else None
+    if rcode in (SERVFAIL, NOTIMP):
+        return "servfail"
+    return None
+
+
+def minimal_ttl(reply: DNSRecord, kind: str) -> int:
+    ttls = [r.ttl for r in reply.rr] + [r.ttl for r in reply.auth] + [r.ttl for r in reply.ar if r.rtype != OPT]
+    if kind == "denial":
+        ttls += [r.rdata.times[4] for r in reply.auth if r.rtype == SOA]  # RFC 2308: the SOA MINIMUM
+    return min(ttls) if ttls else MIN_TTL
+
+
+def _with_ttl(records: list[RR], ttl: int) -> list[RR]:
+    # Records may be shared with other replies (hosts, kubernetes): copy, never change in place.
+    return [RR(r.rname, r.rtype, r.rclass, ttl, r.rdata) for r in records if r.rtype != OPT]
+
+
+class CacheStats(Collector):
+    """Counters for every cache plugin instance, exported under CoreDNS's names."""
+
+    def __init__(self) -> None:
+        self.caches: list[Cache] = []
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        labels = ["server", "type", "zones", "view"]
+        entries = GaugeMetricFamily("coredns_cache_entries", "The number of elements in the cache.", labels=labels)
+        hits = CounterMetricFamily("coredns_cache_hits", "The count of cache hits.", labels=labels)
+        evictions = CounterMetricFamily("coredns_cache_evictions", "The count of cache evictions.", labels=labels)
+        base = ["server", "zones", "view"]
+        requests = CounterMetricFamily("coredns_cache_requests", "The count of cache requests.", labels=base)
+        misses = CounterMetricFamily("coredns_cache_misses", "The count of cache misses. Deprecated, derive "
+                                     "misses from cache hits/requests counters.", labels=base)
+        prefetch = CounterMetricFamily("coredns_cache_prefetch", "The number of times the cache has prefetched "
+                                       "a cached item.", labels=base)
+        stale = CounterMetricFamily("coredns_cache_served_stale", "The number of requests served from stale "
+                                    "cache entries.", labels=base)
+        drops = CounterMetricFamily("coredns_cache_drops", "The number responses that are not cached, because "
+                                    "the reply is malformed.", labels=base)
+        for c in self.caches:
+            for store in (c.success, c.denial):
+                lv = [c.server, store.kind, c.zone_label, ""]
+                entries.add_metric(lv, len(store.entries))
+                hits.add_metric(lv, c.hits[store.kind])
+                evictions.add_metric(lv, store.evictions)
+            lv = [c.server, c.zone_label, ""]
+            requests.add_metric(lv, c.requests)
+            misses.add_metric(lv, c.requests - c.hits["success"] - c.hits["denial"])
+            prefetch.add_metric(lv, c.prefetches)
+            stale.add_metric(lv, c.served_stale)
+            drops.add_metric(lv, c.drops)
+        yield from (entries, hits, evictions, requests, misses, prefetch, stale, drops)
+
+
+STATS = CacheStats()
+REGISTRY.register(STATS)
+
+
+class Cache(Plugin):
+    name = "cache"
+
+    def __init__(self, config: CacheConfig, server: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.server = server
+        self.zone_label = " ".join(config.zones)
+        self.clock = clock
+        self.success = Store("success", config.success.capacity)
+        self.denial = Store("denial", config.denial.capacity)
+        self.requests = 0
+        self.hits = {"success": 0, "denial": 0}
+        self.prefetches = 0
+        self.served_stale = 0
+        self.drops = 0
+        self._next: Next | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        STATS.caches.append(self)
+
+    async def stop(self) -> None:
+        if self in STATS.caches:
+            STATS.caches.remove(self)
+        for t in list(self._tasks):
+            t.cancel()
+
+    # -- lookup, shared by the hot path and the chain ------------------------------------------------
+
+    def _find(self, key: bytes, now: float) -> tuple[Entry, int, bool] | None:
+        """(entry, TTL to serve, stale?) or None. A SERVFAIL never shadows a good answer."""
+        for store in (self.success, self.denial):
+            e = store.entries.get(key)
+            if e is None:
+                continue
+            left = e.expires - now
+            if left > 0:
+                return e, (e.orig_ttl if self.config.keepttl else int(left)), False
+            if self.config.stale and -left <= self.config.stale and e.kind != "servfail":
+                return e, self.config.stale_ttl, True
+        return None
+
+    def _note_hit(self, e: Entry, key: bytes, now: float, stale: bool, req_factory: Callable[[], Request]) -> None:
+        self.hits["denial" if e.kind != "success" else "success"] += 1
+        if stale:
+            self.served_stale += 1
+            if not e.refreshing:
+                self._refresh(e, key, req_factory)
+            return
+        cfg = self.config
+        if cfg.prefetch:
+            if now - e.last_hit >= cfg.prefetch_window:
+                e.hits = 0
+            e.hits += 1
+            e.last_hit = now
+            threshold = math.ceil(e.orig_ttl * cfg.prefetch_pct / 100)
+            if e.hits >= cfg.prefetch and e.expires - now <= threshold and not e.refreshing:
+                self.prefetches += 1
+                self._refresh(e, key, req_factory)
+
+    def _refresh(self, e: Entry, key: bytes, req_factory: Callable[[], Request]) -> None:
+        nxt = self._next
+        if nxt is None:
+            return
+        e.refreshing = True
+
+        async def run() -> None:
+            try:
+                req = req_factory()
+                reply = await nxt(req)
+                if reply is not None:
+                    self._store(key, req.qtype, req.name, reply)
+            except Exception:  # a failed refresh leaves the entry as it was; the next hit tries again
+                pass
+            finally:
+                e.refreshing = False
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def fast_answer(self, data: bytes, q: FastQuery, key: bytes, client: tuple[str, int], proto: str,
+                    shuffle: bool) -> bytes | None:
+        """The server's hot path: the reply bytes for `data` (stored under `key`), or None for the slow path."""
+        now = self.clock()
+        self.requests += 1
+        found = self._find(key, now)
+        if found is None or (found[2] and self.config.stale_verify):
+            self.requests -= 1  # the slow path will count this request
+            return None
+        e, ttl, stale = found
+        w = e.wire
+        tail = w.with_ttl(ttl)
+        if shuffle and w.rotations:
+            tail = w.shuffled(tail)
+        flags = w.flags if (e.ad and (q.do or q.flags & AD)) else w.flags & ~AD
+        out = assemble(data, q, flags, w.an, w.ns, w.ar, tail)
+        if stale or self.config.prefetch:
+            self._note_hit(e, key, now, stale, lambda: _request_from(data, client, proto))
+        else:
+            self.hits[e.kind if e.kind == "success" else "denial"] += 1
+        return out
+
+    # -- the chain ----------------------------------------------------------------------------------
+
+    async def serve(self, req: Request, next: Next) -> DNSRecord | None:
+        self._next = next
+        if match_zone(self.config.zones, req.name) is None:
+            return await next(req)
+        q = parse_query(req.wire)
+        if q is None:
+            return await next(req)
+        now = self.clock()
+        self.requests += 1
+        found = self._find(q.key, now)
+        if found is not None:
+            e, ttl, stale = found
+            if stale and self.config.stale_verify:
+                try:
+                    timeout = self.config.verify_timeout or None
+                    reply = await asyncio.wait_for(next(req), timeout)
+                    if reply is not None and reply.header.rcode not in (SERVFAIL,):
+                        return self._store(q.key, req.qtype, req.name, reply)
+                except (TimeoutError, Exception):
+                    pass  # fall back to the stale answer, which is what verify promises
+            w = e.wire
+            tail = w.with_ttl(ttl)
+            flags = w.flags if (e.ad and (req.do or req.msg.header.ad)) else w.flags & ~AD
+            wire = assemble(req.wire, q, flags, w.an, w.ns, w.ar, tail)
+            self._note_hit(e, q.key, now, stale, lambda: req)
+            return DNSRecord.parse(wire)
+        reply = await next(req)
+        if reply is None:
+            return None
+        return self._store(q.key, req.qtype, req.name, reply)
+
+    def _store(self, key: bytes, qtype: int, name: str, reply: DNSRecord) -> DNSRecord:
+        """Keep `reply` if it may be kept; return it with every TTL set to the cache TTL."""
+        kind = classify(reply, qtype)
+        if kind is None:
+            return reply
+        cfg = self.config
+        if kind == "servfail":
+            if cfg.servfail <= 0:
+                return reply
+            ttl, store = int(cfg.servfail), self.denial
+        else:
+            settings = cfg.success if kind == "success" else cfg.denial
+            if settings.disabled and match_zone(settings.disabled, name) is not None:
+                return reply
+            ttl = max(settings.min_ttl, min(settings.max_ttl, minimal_ttl(reply, kind)))
+            store = self.success if kind == "success" else self.denial
+        out = DNSRecord(reply.header, questions=reply.questions, rr=_with_ttl(reply.rr, ttl),
+                        auth=_with_ttl(reply.auth, ttl), ar=_with_ttl(reply.ar, ttl))
+        try:
+            packed = out.pack()
+        except Exception:
+            self.drops += 1
+            return reply
+        wire = WireAnswer.from_reply(packed)
+        wire.flags |= AA  # some stub resolvers drop non-authoritative answers; CoreDNS sets AA too
+        store.put(key, Entry(wire, ttl, self.clock(), kind))
+        out.ar += [r for r in reply.ar if r.rtype == OPT]
+        return out
+
+
+def _request_from(data: bytes, client: tuple[str, int], proto: str) -> Request:
+    return Request(DNSRecord.parse(data), data, client, proto, "", "")
+
+
+# -- setup ------------------------------------------------------------------------------------------
+
+def _int(d: Dispenser, text: str, what: str, low: int = 0) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise d.err(f"invalid {what} {text!r}") from None
+    if v < low:
+        raise d.err(f"{what} must be at least {low}")
+    return v
+
+
+def _duration(d: Dispenser, text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise d.err(str(e)) from None
+
+
+def parse(d: Dispenser, ctx: SetupContext) -> CacheConfig:
+    success = Settings(max_ttl=MAX_SUCCESS_TTL)
+    denial = Settings(max_ttl=MAX_DENIAL_TTL)
+    cfg = CacheConfig(zones=ctx.zones, success=success, denial=denial)
+    d.next()
+    args = d.remaining_args()
+    if args:
+        try:
+            ttl = int(args[0])
+        except ValueError:
+            ttl = None
+        if ttl is not None:
+            if ttl <= 0:
+                raise d.err(f"cache TTL can not be zero or negative: {ttl}")
+            success.max_ttl = denial.max_ttl = ttl
+            args = args[1:]
+        if args:
+            cfg.zones = plugin_zones(args, ctx)
+    while d.next_block():
+        prop, a = d.val(), d.remaining_args()
+        if prop in ("success", "denial"):
+            s = success if prop == "success" else denial
+            if not 1 <= len(a) <= 3:
+                raise d.arg_err()
+            s.capacity = rounded_capacity(_int(d, a[0], "capacity", 1))
+            if len(a) > 1:
+                s.max_ttl = _int(d, a[1], "TTL", 1)
+            if len(a) > 2:
+                s.min_ttl = _int(d, a[2], "minimum TTL")
+        elif prop == "prefetch":
+            if not 1 <= len(a) <= 3:
+                raise d.arg_err()
+            cfg.prefetch = _int(d, a[0], "prefetch amount", 1)
+            for extra in a[1:]:
+                if extra.endswith("%"):
+                    pct = _int(d, extra[:-1], "prefetch percentage")
+                    if not 10 <= pct <= 90:
+                        raise d.err("percentage should fall in range [10, 90]")
+                    cfg.prefetch_pct = pct
+                else:
+                    cfg.prefetch_window = _duration(d, extra)
+                    if cfg.prefetch_window < 1:
+                        raise d.err("prefetch duration must be at least 1s")
+        elif prop == "serve_stale":
+            if len(a) > 4:
+                raise d.arg_err()
+            cfg.stale = 3600.0
+            rest = a
+            if rest and rest[0] not in ("immediate", "verify"):
+                cfg.stale = _duration(d, rest[0])
+                if cfg.stale < 0:
+                    raise d.err("invalid negative duration for serve_stale")
+                rest = rest[1:]
+            if rest:
+                if rest[0] not in ("immediate", "verify"):
+                    raise d.err(f"invalid value for serve_stale refresh mode: {rest[0]}")
+                cfg.stale_verify = rest[0] == "verify"
+                rest = rest[1:]
+                if cfg.stale_verify and rest and not rest[0].isdigit():
+                    cfg.verify_timeout = _duration(d, rest[0])
+                    rest = rest[1:]
+            if rest:
+                cfg.stale_ttl = _int(d, rest[0], "serve_stale response TTL")
+                rest = rest[1:]
+            if rest:
+                raise d.arg_err()
+        elif prop == "servfail":
+            if len(a) != 1:
+                raise d.arg_err()
+            cfg.servfail = _duration(d, a[0])
+            if cfg.servfail < 0:
+                raise d.err("invalid negative ttl for servfail")
+            if cfg.servfail > MAX_SERVFAIL_TTL:
+                raise d.err("caching SERVFAIL responses over 5 minutes is not permitted")
+        elif prop == "disable":
+            if not a or a[0] not in ("success", "denial"):
+                raise d.err("cache type for disable must be \"success\" or \"denial\"")
+            s = success if a[0] == "success" else denial
+            s.disabled = plugin_zones(a[1:], ctx) if a[1:] else ["."]
+        elif prop == "keepttl":
+            if a:
+                raise d.arg_err()
+            cfg.keepttl = True
+        else:
+            raise d.unknown_property()
+    return cfg
+
+
+def setup(d: Dispenser, ctx: SetupContext) -> Cache:
+    cfg = parse(d, ctx)
+    port = ctx.keys[0].port if ctx.keys else 53
+    return Cache(cfg, f"dns://:{port}")
+
+
+__all__ = ["Cache", "CacheConfig", "classify", "minimal_ttl", "setup", "parse", "QTYPE"]

@@ -1,0 +1,223 @@
+"""The hot path: answer a query from stored wire bytes without parsing it into objects.
+
+A query qualifies when it is a plain IN-class QUERY with one uncompressed question and at most an
+OPT record (EDNS version 0). Its key is the question's bytes with the name lower-cased, plus a byte
+for the DO and CD bits: exactly what decides the answer. A stored answer keeps everything after the
+question, with the positions of its TTL fields, so a reply is: the client's ID, our flags and
+counts, the client's question bytes (its spelling echoed for free), the stored records with TTLs
+patched, and an OPT when the client sent one. Anything unusual returns None and takes the slow path,
+which handles it in full.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+_COUNTS = struct.Struct("!HHHH")
+
+QR, AA, TC, RD, RA, AD, CD = 0x8000, 0x0400, 0x0200, 0x0100, 0x0080, 0x0020, 0x0010
+TYPE_A, TYPE_AAAA, TYPE_OPT = 1, 28, 41
+
+
+class FastQuery:
+    """What the hot path reads from a query's bytes."""
+
+    __slots__ = ("key", "qend", "qtype", "flags", "edns", "udp_size", "do")
+
+    def __init__(self, key: bytes, qend: int, qtype: int, flags: int, edns: bool, udp_size: int, do: bool) -> None:
+        self.key = key
+        self.qend = qend
+        self.qtype = qtype
+        self.flags = flags
+        self.edns = edns
+        self.udp_size = udp_size
+        self.do = do
+
+
+def parse_query(data: bytes) -> FastQuery | None:
+    """The key and EDNS details of `data`, or None if it needs the slow path."""
+    if type(data) is not bytes:  # keys must be hashable; listeners hand us bytes already
+        data = bytes(data)
+    n = len(data)
+    # QR=0, opcode QUERY, QDCOUNT=1, ANCOUNT=NSCOUNT=0, ARCOUNT 0 or 1.
+    if n < 17 or data[2] & 0xF8 or data[4:10] != b"\x00\x01\x00\x00\x00\x00" or data[10] or data[11] > 1:
+        return None
+    i = 12
+    while True:
+        if i >= n:
+            return None
+        length = data[i]
+        if length == 0:
+            break
+        if length > 63:
+            return None  # compression pointer or reserved bits: not ours
+        i += 1 + length
+    qend = i + 5
+    if qend > n or data[i + 3:i + 5] != b"\x00\x01":  # class IN only
+        return None
+    flags = (data[2] << 8) | data[3]
+    edns, size, do = False, 512, False
+    if data[11]:
+        # The only additional record allowed: an OPT for the root, EDNS version 0, ending the packet.
+        if n < qend + 11 or data[qend] != 0 or data[qend + 1:qend + 3] != b"\x00\x29" or data[qend + 6]:
+            return None
+        rdlen = (data[qend + 9] << 8) | data[qend + 10]
+        if qend + 11 + rdlen != n:
+            return None
+        edns = True
+        size = max(512, (data[qend + 3] << 8) | data[qend + 4])
+        do = bool(data[qend + 7] & 0x80)
+    elif qend != n:
+        return None
+    bits = (2 if do else 0) | (1 if flags & CD else 0)
+    key = data[12:i].lower() + data[i + 1:qend] + bytes((bits,))
+    return FastQuery(key, qend, (data[i + 1] << 8) | data[i + 2], flags, edns, size, do)
+
+
+_BITS = [bytes((b,)) for b in range(4)]
+_PLAIN_HEADER = b"\x00\x01\x00\x00\x00\x00"
+
+
+def quick_query(data: bytes) -> FastQuery | None:
+    """Like parse_query, but the key is the question's exact bytes and the name is not walked.
+
+    Cheap enough for every packet: a key only means something once it is found in a route map,
+    and routes are made only from queries that `parse_query` validated whose question ends at their
+    first zero byte. A packet whose bytes match such a question up to that zero byte has the same
+    labels, so it needs no walk of its own.
+    """
+    n = len(data)
+    if n < 17 or data[2] & 0xF8 or data[4:10] != _PLAIN_HEADER or data[10] or data[11] > 1:
+        return None
+    i = data.find(0, 12)
+    qend = i + 5
+    if i < 0 or qend > n:
+        return None
+    edns, size, do = False, 512, False
+    if data[11]:
+        if n < qend + 11 or data[qend] != 0 or data[qend + 1:qend + 3] != b"\x00\x29" or data[qend + 6]:
+            return None
+        if qend + 11 + ((data[qend + 9] << 8) | data[qend + 10]) != n:
+            return None
+        edns = True
+        size = (data[qend + 3] << 8) | data[qend + 4]
+        if size < 512:
+            size = 512
+        do = data[qend + 7] >= 0x80
+    elif qend != n:
+        return None
+    flags = (data[2] << 8) | data[3]
+    key = data[12:qend] + _BITS[(2 if do else 0) | (1 if flags & CD else 0)]
+    return FastQuery(key, qend, (data[i + 1] << 8) | data[i + 2], flags, edns, size, do)
+
+
+_opt_cache: dict[tuple[int, bool], bytes] = {}
+
+
+def opt_record(udp_size: int, do: bool) -> bytes:
+    """Our OPT: the client's size echoed, version 0, DO echoed, no options (as the slow path does)."""
+    rec = _opt_cache.get((udp_size, do))
+    if rec is None:
+        rec = b"\x00\x00\x29" + _U16.pack(udp_size) + b"\x00\x00" + (b"\x80\x00" if do else b"\x00\x00") + b"\x00\x00"
+        if len(_opt_cache) < 4096:
+            _opt_cache[(udp_size, do)] = rec
+    return rec
+
+
+def skip_name(wire: bytes, i: int) -> int:
+    """Offset just past the (possibly compressed) name at `i`."""
+    while True:
+        length = wire[i]
+        if length == 0:
+            return i + 1
+        if length & 0xC0 == 0xC0:
+            return i + 2
+        i += 1 + length
+
+
+class WireAnswer:
+    """A reply's records as wire bytes, ready to be sent after any query with the same key.
+
+    `tail` holds the answer, authority and additional records (no OPT) exactly as packed after a
+    question that starts at offset 12, so compression pointers stay valid when the client's own
+    question (same length, maybe other case) is put in front. `ttl_at` are the offsets, inside
+    `tail`, of every record's TTL field. `rotate` marks runs of address records in the answer that
+    loadbalance may reorder: (start, size, count) with records of equal size.
+    """
+
+    __slots__ = ("flags", "an", "ns", "ar", "tail", "ttl_at", "rotations", "_ttl", "_rendered")
+
+    def __init__(self, flags: int, an: int, ns: int, ar: int, tail: bytes, ttl_at: list[int],
+                 rotations: list[tuple[int, int, int]]) -> None:
+        self.flags = flags
+        self.an, self.ns, self.ar = an, ns, ar
+        self.tail = tail
+        self.ttl_at = ttl_at
+        self.rotations = rotations
+        self._ttl = -1
+        self._rendered = tail
+
+    @classmethod
+    def from_reply(cls, packed: bytes) -> WireAnswer:
+        """Split a packed reply (no OPT in it) at the end of its question and index its records."""
+        an, ns, ar = _U16.unpack_from(packed, 6)[0], _U16.unpack_from(packed, 8)[0], _U16.unpack_from(packed, 10)[0]
+        qend = skip_name(packed, 12) + 4
+        tail = packed[qend:]
+        ttl_at: list[int] = []
+        rotations: list[tuple[int, int, int]] = []
+        run_start, run_size, run_count, run_type = -1, 0, 0, 0
+        i = qend
+        for idx in range(an + ns + ar):
+            start = i
+            i = skip_name(packed, i)
+            rtype = _U16.unpack_from(packed, i)[0]
+            ttl_at.append(i + 4 - qend)
+            rdlen = _U16.unpack_from(packed, i + 8)[0]
+            i += 10 + rdlen
+            size = i - start
+            if idx < an and rtype in (TYPE_A, TYPE_AAAA) and run_count and rtype == run_type and size == run_size \
+                    and start == run_start + run_size * run_count:
+                run_count += 1
+                continue
+            if run_count > 1:
+                rotations.append((run_start - qend, run_size, run_count))
+            if idx < an and rtype in (TYPE_A, TYPE_AAAA):
+                run_start, run_size, run_count, run_type = start, size, 1, rtype
+            else:
+                run_count = 0
+        if run_count > 1:
+            rotations.append((run_start - qend, run_size, run_count))
+        flags = _U16.unpack_from(packed, 2)[0]
+        return cls(flags, an, ns, ar, tail, ttl_at, rotations)
+
+    def with_ttl(self, ttl: int) -> bytes:
+        """The records with every TTL set to `ttl` (rendered once per distinct value)."""
+        if ttl == self._ttl:
+            return self._rendered
+        buf = bytearray(self.tail)
+        packed = _U32.pack(ttl)
+        for off in self.ttl_at:
+            buf[off:off + 4] = packed
+        self._rendered = bytes(buf)
+        self._ttl = ttl
+        return self._rendered
+
+    def shuffled(self, tail: bytes) -> bytes:
+        """`tail` with each run of address records in random order (what loadbalance does)."""
+        for start, size, count in self.rotations:
+            chunks = [tail[start + k * size:start + (k + 1) * size] for k in range(count)]
+            random.shuffle(chunks)
+            tail = tail[:start] + b"".join(chunks) + tail[start + size * count:]
+        return tail
+
+
+def assemble(data: bytes, q: FastQuery, flags: int, an: int, ns: int, ar: int, tail: bytes) -> bytes:
+    """The reply to `data`: its ID, `flags` (RD and CD copied from the query), its question, `tail`, OPT."""
+    out_flags = flags | (q.flags & (RD | CD))
+    if q.edns:
+        return (data[0:2] + _U16.pack(out_flags) + _COUNTS.pack(1, an, ns, ar + 1) + data[12:q.qend] + tail
+                + opt_record(q.udp_size, q.do))
+    return data[0:2] + _U16.pack(out_flags) + _COUNTS.pack(1, an, ns, ar) + data[12:q.qend] + tail
