@@ -35,6 +35,8 @@ PLUGINS: tuple[PluginSpec, ...] = (
     PluginSpec("any", 28),
     PluginSpec("chaos", 29),
     PluginSpec("loadbalance", 30),
+    PluginSpec("cache", 35, once=True),
+    PluginSpec("tls", 38, once=True),
     PluginSpec("hosts", 42, once=True),
     PluginSpec("whoami", 56),
 )
