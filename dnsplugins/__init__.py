@@ -35,6 +35,7 @@ PLUGINS: tuple[PluginSpec, ...] = (
     PluginSpec("any", 28),
     PluginSpec("chaos", 29),
     PluginSpec("loadbalance", 30),
+    PluginSpec("rewrite", 32),
     PluginSpec("cache", 35, once=True),
     PluginSpec("tls", 38, once=True),
     PluginSpec("hosts", 42, once=True),
