@@ -38,7 +38,9 @@ PLUGINS: tuple[PluginSpec, ...] = (
     PluginSpec("rewrite", 32),
     PluginSpec("cache", 35, once=True),
     PluginSpec("tls", 38, once=True),
+    PluginSpec("transfer", 41),
     PluginSpec("hosts", 42, once=True),
+    PluginSpec("file", 48),
     PluginSpec("whoami", 56),
 )
 

@@ -25,7 +25,7 @@ from dnslib import QTYPE, RR, DNSRecord
 
 from corefile import Dispenser
 from dnsserver.plugin import Next, Plugin, SetupContext
-from dnsserver.rdata import HINFO
+from dnsserver.dnslib_ext import HINFO
 from dnsserver.request import Request
 
 ANY = 255

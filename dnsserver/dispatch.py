@@ -17,7 +17,7 @@ from dnsserver.fastpath import parse_query, quick_query
 from dnsserver.metrics import Metrics, Slot
 from dnsserver.plugin import PluginError
 from dnsserver.request import Request
-from dnsserver.respond import finalize
+from dnsserver.respond import finalize_all
 
 log = logging.getLogger("portolan")
 
@@ -155,7 +155,7 @@ class Dispatcher:
                     reply = await self._run_chain(block, req)
                     if block.fast_store is not None:
                         self.learn_route(data, block, zone)
-            out = finalize(req, reply)
+            out = finalize_all(req, reply)
 
         if (block is not None and block.metrics) or (block is None and self.count_dropped):
             rcode = reply.header.rcode if reply is not None else wire.SERVFAIL

@@ -140,7 +140,9 @@ class TcpProtocol(asyncio.Protocol):
         try:
             out = await self.listener.dispatcher.handle(msg, self.peer, "tcp", self.listener.host)
             if out is not None and self.transport is not None and not self.transport.is_closing():
-                self.transport.write(len(out).to_bytes(2, "big") + out)
+                # A reply may go on over several messages (AXFR): frame each, in order.
+                frames = [out, *getattr(out, "more", ())]
+                self.transport.write(b"".join(len(m).to_bytes(2, "big") + m for m in frames))
         finally:
             self.inflight -= 1
             if self.paused and self.inflight < TCP_MAX_INFLIGHT // 2 and self.transport is not None:

@@ -36,6 +36,30 @@ def finalize(req: Request, reply: DNSRecord) -> bytes:
     return _truncate(req, reply, limit)
 
 
+class Continued(bytes):
+    """A reply's first message, ready to send, with the messages that follow it on a stream.
+
+    A plugin asks for several messages (AXFR) by returning a reply with a `more` list of further
+    DNSRecords; each is finalized like the first. UDP sends the first only, as it is `bytes`.
+    """
+
+    more: list[bytes]
+
+    def __new__(cls, first: bytes, more: list[bytes]) -> Continued:
+        self = super().__new__(cls, first)
+        self.more = more
+        return self
+
+
+def finalize_all(req: Request, reply: DNSRecord) -> bytes:
+    """`finalize`, and over TCP also the reply's further messages (`reply.more`), as a Continued."""
+    out = finalize(req, reply)
+    more = getattr(reply, "more", None)
+    if not more or req.proto == "udp":
+        return out
+    return Continued(out, [finalize(req, m) for m in more])
+
+
 def _truncate(req: Request, reply: DNSRecord, limit: int) -> bytes:
     """Keep the longest prefix of answer+authority+additional that fits; TC if anything but glue is cut.
 

@@ -1,0 +1,43 @@
+"""What dnslib lacks or gets wrong, mended once for the whole process (imported by `dnsserver`).
+
+* HINFO: two character-strings (CPU, OS), on the wire exactly a two-string TXT; registered so it
+  packs, parses and prints like the other types.
+* Name compression past 16 KiB: a compression pointer has 14 bits, so it can only point into the
+  first 16,383 bytes. dnslib remembers names at any offset and then writes pointers that wrap
+  around, corrupting large TCP replies and zone transfers. Names beyond that offset are simply
+  not offered for compression.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dnslib.dns import RDMAP, TXT, DNSBuffer
+
+MAX_POINTER = 0x3FFF
+
+
+class HINFO(TXT):
+    def __repr__(self) -> str:
+        return " ".join('"' + s.decode(errors="replace").replace('"', '\\"') + '"' for s in self.data)
+
+
+RDMAP.setdefault("HINFO", HINFO)
+
+
+class _PointableNames(dict):  # type: ignore[type-arg]
+    def __setitem__(self, key: Any, offset: int) -> None:
+        if offset <= MAX_POINTER:
+            super().__setitem__(key, offset)
+
+
+_original_init = DNSBuffer.__init__
+
+
+def _init(self: DNSBuffer, data: bytes = b"") -> None:
+    _original_init(self, data)
+    self.names = _PointableNames()
+
+
+if DNSBuffer.__init__ is not _init:
+    DNSBuffer.__init__ = _init  # type: ignore[method-assign]
