@@ -1,6 +1,11 @@
 """Side-by-side DNS benchmark: `portolan dns` and dnsmasq, same queries, same machine, same run.
 
-    python bench/dnsbench.py SCENARIO [--seconds 10] [--rounds 3]     (SCENARIO: hosts, cache)
+    python bench/dnsbench.py SCENARIO [--seconds 10] [--rounds 3]
+    python bench/dnsbench.py all [--seconds 10] [--rounds 3]
+
+Scenarios: `hosts` (a hosts-file name, no cache), `cache` (the same through `cache`: hits on the hot
+path), `nxdomain` (cache hits with 30% NXDOMAIN from an authoritative zone), `forward` (every query
+a miss, forwarded to a third server: a dnsmasq upstream, the same for both).
 
 Each server is pinned to core 0 (taskset) and dnsperf runs on core 1, over loopback only. The
 servers alternate within every round so drift on a shared machine hits both alike. Reported per
@@ -69,12 +74,13 @@ class Result:
 FIXED_QPS = 20000
 
 
-def wait_udp(port: int, deadline: float = 15.0) -> None:
+def wait_udp(port: int, name: str, deadline: float = 15.0) -> None:
     end = time.monotonic() + deadline
     while time.monotonic() < end:
-        r = subprocess.run(["dig", "@127.0.0.1", "-p", str(port), "+tries=1", "+time=1", "+short",
-                            "bench.example.org"], capture_output=True, text=True)
-        if r.stdout.strip():
+        r = subprocess.run(["dig", "@127.0.0.1", "-p", str(port), "+tries=1", "+time=1", name],
+                           capture_output=True, text=True)
+        # Only a real answer counts: dig also prints "connection refused" before the server is up.
+        if "status: NOERROR" in r.stdout:
             return
         time.sleep(0.1)
     raise RuntimeError(f"server on port {port} did not answer")
@@ -113,11 +119,10 @@ def run_fixed_rate(port: int, queries: Path, seconds: int) -> tuple[float, float
     return statistics.fmean(lat) * 1000, lat[int(len(lat) * 0.99) - 1] * 1000, int(lost_m.group(1)) if lost_m else -1
 
 
-def start_dnsmasq(work: Path, port: int, hosts: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(["taskset", "-c", SERVER_CPU, "dnsmasq", "--keep-in-foreground", "--user=root",
+def start_dnsmasq(work: Path, port: int, args: list[str], cpu: str = SERVER_CPU) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(["taskset", "-c", cpu, "dnsmasq", "--keep-in-foreground", "--user=root",
                              f"--port={port}", "--listen-address=127.0.0.1", "--bind-interfaces",
-                             "--no-resolv", "--no-hosts", f"--addn-hosts={hosts}", "--log-facility=-",
-                             f"--pid-file={work / 'dnsmasq.pid'}"],
+                             "--no-hosts", "--log-facility=-", f"--pid-file={work / f'dnsmasq-{port}.pid'}", *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -125,8 +130,9 @@ def start_portolan(work: Path, port: int, corefile: str) -> subprocess.Popen[byt
     cf = work / "Corefile"
     cf.write_text(corefile.replace("{port}", str(port)))
     exe = shutil.which("portolan") or sys.exit("install portolan first: pip install -e .")
+    logf = open(work / f"portolan-{port}.log", "wb")  # kept for a look when something is lost
     return subprocess.Popen(["taskset", "-c", SERVER_CPU, exe, "dns", "-quiet", "-conf", str(cf)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=logf, stderr=subprocess.STDOUT)
 
 
 def stop(p: subprocess.Popen[bytes]) -> None:
@@ -138,7 +144,16 @@ def stop(p: subprocess.Popen[bytes]) -> None:
         p.wait()
 
 
-def scenario_hosts(work: Path, cache: bool = False) -> tuple[Path, str, Path]:
+@dataclass
+class Scenario:
+    corefile: str  # for portolan; {port} is filled in
+    dnsmasq: list[str]  # dnsmasq's arguments for the same answers
+    queries: Path
+    upstream: list[str] | None = None  # a dnsmasq both forward to (never measured)
+    upstream_port: int = 0
+
+
+def scenario_hosts(work: Path, cache: bool = False) -> Scenario:
     """One name from a hosts file. With `cache`, portolan answers it from its cache (the hot path)."""
     hosts = work / "hosts"
     hosts.write_text("10.0.0.1 bench.example.org\n")
@@ -146,12 +161,41 @@ def scenario_hosts(work: Path, cache: bool = False) -> tuple[Path, str, Path]:
     queries.write_text("bench.example.org A\n")
     cache_line = "    cache 30\n" if cache else ""
     corefile = f".:{{port}} {{\n    bind 127.0.0.1\n{cache_line}    hosts {hosts}\n}}\n"
-    return hosts, corefile, queries
+    return Scenario(corefile, ["--no-resolv", f"--addn-hosts={hosts}"], queries)
+
+
+def scenario_nxdomain(work: Path) -> Scenario:
+    """Ten names of an authoritative zone, three of every ten queries for names that do not exist."""
+    names = [f"host{i}.bench.test" for i in range(7)]
+    zone = work / "db.bench.test"
+    zone.write_text("$TTL 300\n@ IN SOA ns.bench.test. admin.bench.test. 1 7200 1800 86400 300\n@ IN NS ns\n"
+                    "ns IN A 10.0.0.53\n" + "".join(f"{n}. IN A 10.0.1.{i}\n" for i, n in enumerate(names)))
+    hosts = work / "hosts-nx"
+    hosts.write_text("".join(f"10.0.1.{i} {n}\n" for i, n in enumerate(names)) + "10.0.0.53 ns.bench.test\n")
+    queries = work / "queries-nx"
+    queries.write_text("".join(f"{n} A\n" for n in names) + "".join(f"missing{i}.bench.test A\n" for i in range(3)))
+    corefile = f"bench.test:{{port}} {{\n    bind 127.0.0.1\n    cache 30\n    file {zone}\n}}\n"
+    return Scenario(corefile, ["--no-resolv", "--local=/bench.test/", f"--addn-hosts={hosts}"], queries)
+
+
+def scenario_forward(work: Path) -> Scenario:
+    """Every query a miss: 1,000 distinct names, no cache on the measured server, one upstream."""
+    hosts = work / "hosts-up"
+    hosts.write_text("".join(f"10.1.{i // 250}.{i % 250} n{i}.up.test\n" for i in range(1000)))
+    queries = work / "queries-fwd"
+    queries.write_text("".join(f"n{i}.up.test A\n" for i in range(1000)))
+    up_port = free_port()
+    corefile = f".:{{port}} {{\n    bind 127.0.0.1\n    forward . 127.0.0.1:{up_port}\n}}\n"
+    # dnsmasq as the measured forwarder: no cache, so it forwards every query as portolan does.
+    return Scenario(corefile, ["--no-resolv", f"--server=127.0.0.1#{up_port}", "--cache-size=0"], queries,
+                    upstream=["--no-resolv", f"--addn-hosts={hosts}", "--local=/up.test/"], upstream_port=up_port)
 
 
 SCENARIOS = {
     "hosts": lambda work: scenario_hosts(work),
     "cache": lambda work: scenario_hosts(work, cache=True),
+    "nxdomain": scenario_nxdomain,
+    "forward": scenario_forward,
 }
 
 
@@ -170,31 +214,42 @@ def report(name: str, results: dict[str, list[Result]]) -> None:
           f"     avg latency {p['avg_ms'] / d['avg_ms']:7.2f}   p99@{FIXED_QPS} {p['p99_ms'] / d['p99_ms']:.2f}")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("scenario", choices=sorted(SCENARIOS))
-    ap.add_argument("--seconds", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=1)
-    args = ap.parse_args()
-    ensure_tools()
+def run_scenario(name: str, seconds: int, rounds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        hosts, corefile, queries = SCENARIOS[args.scenario](work)
+        sc = SCENARIOS[name](work)
+        probe = sc.queries.read_text().split()[0]
+        upstream = start_dnsmasq(work, sc.upstream_port, sc.upstream, cpu=CLIENT_CPU) if sc.upstream else None
         results: dict[str, list[Result]] = {"portolan": [], "dnsmasq": []}
-        for rnd in range(args.rounds):
-            order = ["portolan", "dnsmasq"] if rnd % 2 == 0 else ["dnsmasq", "portolan"]
-            for server in order:
-                port = free_port()
-                proc = (start_portolan(work, port, corefile) if server == "portolan"
-                        else start_dnsmasq(work, port, hosts))
-                try:
-                    wait_udp(port)
-                    res = run_dnsperf(proc.pid, port, queries, args.seconds)
-                    res.fixed_avg_ms, res.p99_ms, res.fixed_lost = run_fixed_rate(port, queries, args.seconds)
-                    results[server].append(res)
-                finally:
-                    stop(proc)
-        report(args.scenario, results)
+        try:
+            for rnd in range(rounds):
+                order = ["portolan", "dnsmasq"] if rnd % 2 == 0 else ["dnsmasq", "portolan"]
+                for server in order:
+                    port = free_port()
+                    proc = (start_portolan(work, port, sc.corefile) if server == "portolan"
+                            else start_dnsmasq(work, port, sc.dnsmasq))
+                    try:
+                        wait_udp(port, probe)
+                        res = run_dnsperf(proc.pid, port, sc.queries, seconds)
+                        res.fixed_avg_ms, res.p99_ms, res.fixed_lost = run_fixed_rate(port, sc.queries, seconds)
+                        results[server].append(res)
+                    finally:
+                        stop(proc)
+        finally:
+            if upstream is not None:
+                stop(upstream)
+        report(name, results)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("scenario", choices=[*sorted(SCENARIOS), "all"])
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    ensure_tools()
+    for name in (SCENARIOS if args.scenario == "all" else [args.scenario]):
+        run_scenario(name, args.seconds, args.rounds)
 
 
 if __name__ == "__main__":
