@@ -41,6 +41,7 @@ class Block:
     # addresses must be shuffled on the way. None when a plugin before it must see every query.
     fast_store: Plugin | None = None
     fast_shuffle: bool = False
+    fast_observers: list[Plugin] = field(default_factory=list)  # told of every hot-path answer (log)
 
     @property
     def zones(self) -> list[str]:
@@ -151,6 +152,7 @@ def build(corefile: Corefile, dns_port: int, metrics: Metrics, instance: object 
             tok = key_tokens[next(i for i, k in enumerate(keys) if k.transport == "tls")]
             raise CorefileError(tok.file, tok.line, "tls:// server blocks need the tls plugin (tls CERT KEY)")
         block.fast_store, block.fast_shuffle = _fast_path(plugins)
+        block.fast_observers = [p for p in plugins if hasattr(p, "fast_observe")] if block.fast_store else []
         ctx.block = block
         blocks.append(block)
 

@@ -18,6 +18,7 @@ from dnsserver.metrics import Metrics, Slot
 from dnsserver.plugin import PluginError
 from dnsserver.request import Request
 from dnsserver.respond import finalize_all
+from dnsserver.wireview import WireQuery, WireReply
 
 log = logging.getLogger("portolan")
 
@@ -72,6 +73,10 @@ class Dispatcher:
                     slot = route.slots[(proto, family, rcode)] = self.metrics.slot(
                         self.label, route.zone, proto, family, q.qtype, wire.rcode_name(rcode), "cache")
                 slot.record(q.do, q.udp_size if proto == "udp" else 65535, len(out), time.perf_counter() - start)
+            if block.fast_observers:
+                view, reply = WireQuery(data, q, client, proto), WireReply(out)
+                for obs in block.fast_observers:
+                    obs.fast_observe(view, reply, len(out), time.perf_counter() - start)  # type: ignore[attr-defined]
             return out
         except Exception:
             log.exception("[ERROR] hot path failed; falling back")

@@ -1,0 +1,126 @@
+"""Read-only views of a query and its reply in wire form, with the attributes `log` reads.
+
+On the hot path there is no Request or DNSRecord; observers such as `log` still need the name,
+type, flags and what kind of reply went out. These views compute each lazily from the bytes, so a
+hit that nobody logs costs nothing, and a logged one costs a name decode, not a parse.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from dnslib import QTYPE
+
+from dnsserver.fastpath import FastQuery, skip_name
+
+_U16 = struct.Struct("!H")
+
+
+def decode_name(wire: bytes, i: int = 12) -> str:
+    """The uncompressed name at `i` as text (question names on the hot path are never compressed)."""
+    labels = []
+    while True:
+        n = wire[i]
+        if n == 0:
+            break
+        labels.append(wire[i + 1:i + 1 + n].decode("ascii", "backslashreplace"))
+        i += 1 + n
+    return ".".join(labels) + "."
+
+
+class _Header:
+    __slots__ = ("id", "opcode", "qr", "aa", "tc", "rd", "ra", "z", "ad", "cd", "rcode")
+
+    def __init__(self, wire: bytes) -> None:
+        flags = _U16.unpack_from(wire, 2)[0]
+        self.id = _U16.unpack_from(wire, 0)[0]
+        self.qr, self.opcode = flags >> 15 & 1, flags >> 11 & 0xF
+        self.aa, self.tc, self.rd, self.ra = flags >> 10 & 1, flags >> 9 & 1, flags >> 8 & 1, flags >> 7 & 1
+        self.z, self.ad, self.cd, self.rcode = flags >> 6 & 1, flags >> 5 & 1, flags >> 4 & 1, flags & 0xF
+
+
+class _Msg:
+    __slots__ = ("header",)
+
+    def __init__(self, wire: bytes) -> None:
+        self.header = _Header(wire)
+
+
+class WireQuery:
+    """The attributes of a Request that observers use, for a query answered on the hot path."""
+
+    def __init__(self, data: bytes, q: FastQuery, client: tuple[str, int], proto: str, local_ip: str = "") -> None:
+        self.data = data
+        self.qtype = q.qtype
+        self.qclass = 1  # the hot path serves IN only
+        self.proto = proto
+        self.wire_size = len(data)
+        self.client_ip, self.client_port = client[0], client[1]
+        self.family = 2 if ":" in client[0] else 1
+        self.local_ip = local_ip
+        self.do = q.do
+        self.udp_size = q.udp_size
+        self.max_size = q.udp_size if proto == "udp" else 65535
+        self.meta: dict[str, Any] = {}
+        self._qname: str | None = None
+
+    @property
+    def qname(self) -> str:
+        if self._qname is None:
+            self._qname = decode_name(self.data)
+        return self._qname
+
+    @property
+    def name(self) -> str:
+        return self.qname.lower()
+
+    @property
+    def type_name(self) -> str:
+        return QTYPE.get(self.qtype, f"TYPE{self.qtype}")
+
+    @property
+    def msg(self) -> _Msg:
+        return _Msg(self.data)
+
+
+class _Rec:
+    __slots__ = ("rtype",)
+
+    def __init__(self, rtype: int) -> None:
+        self.rtype = rtype
+
+
+class WireReply:
+    """The header and the record types of each section of a reply in wire form."""
+
+    def __init__(self, wire: bytes) -> None:
+        self.wire = wire
+        self.header = _Header(wire)
+        self._sections: tuple[list[_Rec], list[_Rec], list[_Rec]] | None = None
+
+    def _walk(self) -> tuple[list[_Rec], list[_Rec], list[_Rec]]:
+        if self._sections is None:
+            w = self.wire
+            counts = [_U16.unpack_from(w, o)[0] for o in (6, 8, 10)]
+            i = skip_name(w, 12) + 4
+            out: tuple[list[_Rec], list[_Rec], list[_Rec]] = ([], [], [])
+            for section, n in zip(out, counts, strict=True):
+                for _ in range(n):
+                    i = skip_name(w, i)
+                    section.append(_Rec(_U16.unpack_from(w, i)[0]))
+                    i += 10 + _U16.unpack_from(w, i + 8)[0]
+            self._sections = out
+        return self._sections
+
+    @property
+    def rr(self) -> list[_Rec]:
+        return self._walk()[0]
+
+    @property
+    def auth(self) -> list[_Rec]:
+        return self._walk()[1]
+
+    @property
+    def ar(self) -> list[_Rec]:
+        return self._walk()[2]
