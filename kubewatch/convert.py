@@ -1,0 +1,282 @@
+"""Raw API JSON (dicts from json.loads) -> slim records.
+
+These run once per object on every list page and watch event, so they read fields with plain
+``dict.get`` and intern the strings that repeat across objects (namespaces, node names, zones,
+protocols, phases): at 100,000 pods the shared strings are a measurable part of the footprint.
+Anything of the wrong shape raises InvalidObject naming the field.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from sys import intern
+from typing import Any
+
+from kubewatch.errors import InvalidObject
+from kubewatch.records import (
+    ConfigMap,
+    Endpoint,
+    EndpointPort,
+    EndpointSlice,
+    Ingress,
+    IngressClass,
+    Namespace,
+    Pod,
+    Secret,
+    Service,
+    ServicePort,
+)
+
+# The only Secret keys an ingress controller reads (TLS pair, client CA and CRL, basic-auth
+# file). Keeping the rest would hold every token and password in the cluster in memory.
+SECRET_KEYS = frozenset({"tls.crt", "tls.key", "ca.crt", "ca.crl", "auth"})
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
+
+_EMPTY: dict[str, Any] = {}
+
+
+def _meta(obj: Any) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise InvalidObject("object is not a mapping")
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        raise InvalidObject("metadata is missing or not a mapping")
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidObject("metadata.name is missing or not a string")
+    return meta
+
+
+def _namespace(meta: dict[str, Any]) -> str:
+    ns = meta.get("namespace") or "default"
+    if not isinstance(ns, str):
+        raise InvalidObject("metadata.namespace is not a string")
+    return intern(ns)
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidObject(f"{where} is not a mapping")
+    return value
+
+
+def _str_map(value: Any, where: str) -> dict[str, str]:
+    result = _mapping(value, where)
+    for key, item in result.items():
+        if not isinstance(item, str):
+            raise InvalidObject(f"{where}[{key!r}] is not a string")
+    return result
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidObject(f"{where} is not a list")
+    return value
+
+
+def _int(value: Any, where: str) -> int:
+    if type(value) is not int:
+        raise InvalidObject(f"{where} is not an integer")
+    return value
+
+
+def _opt_str(value: Any, where: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidObject(f"{where} is not a string")
+    return value
+
+
+def service(obj: dict[str, Any]) -> Service:
+    meta = _meta(obj)
+    spec = _mapping(obj.get("spec"), "spec")
+    svc_type = intern(spec.get("type") or "ClusterIP")
+    ports = []
+    for i, raw in enumerate(_list(spec.get("ports"), "spec.ports")):
+        where = f"spec.ports[{i}]"
+        port = _int(_mapping(raw, where).get("port"), f"{where}.port")
+        target = raw.get("targetPort")
+        if target is None or target == 0 or target == "":
+            target = port  # the API server's default
+        elif not isinstance(target, int | str) or isinstance(target, bool):
+            raise InvalidObject(f"{where}.targetPort is neither a number nor a name")
+        ports.append(ServicePort(intern(raw.get("name") or ""), intern(raw.get("protocol") or "TCP"), port, target))
+    cluster_ip = spec.get("clusterIP")
+    headless = cluster_ip == "None"
+    if headless or svc_type == "ExternalName":
+        ips: tuple[str, ...] = ()
+    else:
+        raw_ips = spec.get("clusterIPs") or ([cluster_ip] if cluster_ip else [])
+        ips = tuple(_list(raw_ips, "spec.clusterIPs"))
+        if "None" in ips:
+            headless, ips = True, ()
+    lb: list[str] = []
+    status = obj.get("status")
+    if isinstance(status, dict):
+        for ing in _list(_mapping(status.get("loadBalancer"), "status.loadBalancer").get("ingress"), "lb"):
+            if isinstance(ing, dict) and (ing.get("ip") or ing.get("hostname")):
+                lb.append(ing.get("ip") or ing["hostname"])
+    return Service(
+        _namespace(meta),
+        meta["name"],
+        svc_type,
+        ips,
+        headless,
+        tuple(ports),
+        spec.get("externalName") or "",
+        bool(spec.get("publishNotReadyAddresses")),
+        tuple(_list(spec.get("externalIPs"), "spec.externalIPs")),
+        tuple(lb),
+        meta.get("uid") or "",
+        meta.get("creationTimestamp") or "",
+    )
+
+
+def endpoint_slice(obj: dict[str, Any]) -> EndpointSlice:
+    meta = _meta(obj)
+    ns = _namespace(meta)
+    labels = meta.get("labels") or _EMPTY
+    endpoints = []
+    for i, raw in enumerate(_list(obj.get("endpoints"), "endpoints")):
+        if not isinstance(raw, dict):
+            raise InvalidObject(f"endpoints[{i}] is not a mapping")
+        addresses = raw.get("addresses")
+        if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
+            raise InvalidObject(f"endpoints[{i}].addresses is not a list of strings")
+        conditions = raw.get("conditions") or _EMPTY
+        ready = conditions.get("ready")
+        target = raw.get("targetRef") or _EMPTY
+        t_ns = target.get("namespace")
+        node = raw.get("nodeName")
+        zone = raw.get("zone")
+        endpoints.append(
+            Endpoint(
+                tuple(addresses),
+                None if ready is None else bool(ready),
+                raw.get("hostname") or None,
+                intern(target["kind"]) if target.get("kind") else None,
+                target.get("name"),
+                # Most targets live in the slice's namespace: share that string.
+                ns if t_ns == ns else (intern(t_ns) if t_ns else None),
+                intern(node) if node else None,
+                intern(zone) if zone else None,
+            )
+        )
+    ports = []
+    for i, raw in enumerate(_list(obj.get("ports"), "ports")):
+        if not isinstance(raw, dict):
+            raise InvalidObject(f"ports[{i}] is not a mapping")
+        port = raw.get("port")
+        if port is not None:
+            _int(port, f"ports[{i}].port")
+        ports.append(EndpointPort(intern(raw.get("name") or ""), port, intern(raw.get("protocol") or "TCP")))
+    address_type = obj.get("addressType") or "IPv4"
+    return EndpointSlice(
+        ns,
+        meta["name"],
+        labels.get(SERVICE_NAME_LABEL),
+        intern(address_type),
+        tuple(endpoints),
+        tuple(ports),
+    )
+
+
+def pod(obj: dict[str, Any]) -> Pod:
+    meta = _meta(obj)
+    status = obj.get("status") or _EMPTY
+    primary = status.get("podIP")
+    raw_ips = status.get("podIPs")
+    if raw_ips:
+        ips = tuple(entry["ip"] for entry in raw_ips if isinstance(entry, dict) and entry.get("ip"))
+        if primary and (not ips or ips[0] != primary):
+            ips = (primary, *(ip for ip in ips if ip != primary))
+    else:
+        ips = (primary,) if primary else ()
+    return Pod(
+        _namespace(meta),
+        meta["name"],
+        ips,
+        intern(status.get("phase") or "Pending"),
+        meta.get("deletionTimestamp") is not None,
+    )
+
+
+def namespace(obj: dict[str, Any]) -> Namespace:
+    meta = _meta(obj)
+    return Namespace(intern(meta["name"]), _str_map(meta.get("labels"), "metadata.labels"))
+
+
+def ingress(obj: dict[str, Any]) -> Ingress:
+    meta = _meta(obj)
+    return Ingress(
+        _namespace(meta),
+        meta["name"],
+        meta.get("uid") or "",
+        meta.get("resourceVersion") or "",
+        meta.get("generation") or 0,
+        meta.get("creationTimestamp") or "",
+        _str_map(meta.get("labels"), "metadata.labels"),
+        _str_map(meta.get("annotations"), "metadata.annotations"),
+        _mapping(obj.get("spec"), "spec"),
+        _mapping(obj.get("status"), "status"),
+    )
+
+
+def ingress_class(obj: dict[str, Any]) -> IngressClass:
+    meta = _meta(obj)
+    spec = _mapping(obj.get("spec"), "spec")
+    annotations = _str_map(meta.get("annotations"), "metadata.annotations")
+    params = spec.get("parameters")
+    return IngressClass(
+        meta["name"],
+        meta.get("uid") or "",
+        meta.get("resourceVersion") or "",
+        meta.get("creationTimestamp") or "",
+        annotations,
+        spec.get("controller") or "",
+        _mapping(params, "spec.parameters") if params is not None else None,
+        annotations.get(DEFAULT_CLASS_ANNOTATION) == "true",
+    )
+
+
+def secret(obj: dict[str, Any]) -> Secret:
+    meta = _meta(obj)
+    data: dict[str, bytes] = {}
+    for key, value in _str_map(obj.get("data"), "data").items():
+        if key in SECRET_KEYS:
+            try:
+                data[key] = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise InvalidObject(f"data[{key!r}] is not valid base64") from exc
+    # stringData only appears in hand-written manifests; the API server folds it into data.
+    for key, value in _str_map(obj.get("stringData"), "stringData").items():
+        if key in SECRET_KEYS:
+            data[key] = value.encode()
+    return Secret(
+        _namespace(meta),
+        meta["name"],
+        meta.get("uid") or "",
+        meta.get("resourceVersion") or "",
+        intern(obj.get("type") or "Opaque"),
+        data,
+    )
+
+
+def config_map(obj: dict[str, Any]) -> ConfigMap:
+    meta = _meta(obj)
+    return ConfigMap(
+        _namespace(meta),
+        meta["name"],
+        meta.get("uid") or "",
+        meta.get("resourceVersion") or "",
+        _str_map(meta.get("labels"), "metadata.labels"),
+        _str_map(obj.get("data"), "data"),
+    )

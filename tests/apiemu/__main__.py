@@ -1,0 +1,3 @@
+from tests.apiemu.server import main
+
+main()

@@ -1,0 +1,128 @@
+"""Raw API JSON to slim records."""
+
+from __future__ import annotations
+
+import pytest
+
+from kubewatch import (
+    CONFIG_MAPS,
+    ENDPOINT_SLICES,
+    INGRESS_CLASSES,
+    INGRESSES,
+    NAMESPACES,
+    PODS,
+    SECRETS,
+    SERVICES,
+    Endpoint,
+    EndpointPort,
+    InvalidObject,
+    ServicePort,
+)
+from tests.kubewatch import builders as b
+
+
+def test_service_defaults_and_ports() -> None:
+    raw = b.service(
+        "web",
+        "shop",
+        ports=[{"name": "http", "port": 80, "targetPort": "http"}, {"port": 53, "protocol": "UDP"}],
+    )
+    raw["spec"]["clusterIP"] = "10.0.0.1"
+    svc = SERVICES.convert(raw)
+    assert (svc.namespace, svc.name, svc.type) == ("shop", "web", "ClusterIP")
+    assert svc.cluster_ips == ("10.0.0.1",)
+    assert svc.ports == (ServicePort("http", "TCP", 80, "http"), ServicePort("", "UDP", 53, 53))
+    assert not svc.headless and not svc.is_external_name
+
+
+def test_service_dual_stack_headless_and_external_name() -> None:
+    dual = SERVICES.convert(b.service("d", cluster_ip="10.0.0.2", cluster_ips=["10.0.0.2", "fd00::2"]))
+    assert dual.cluster_ips == ("10.0.0.2", "fd00::2")
+    headless = SERVICES.convert(b.service("h", cluster_ip="None", cluster_ips=["None"]))
+    assert headless.headless and headless.cluster_ips == ()
+    ext = SERVICES.convert(b.service("e", type="ExternalName", external_name="db.example.com", ports=[]))
+    assert ext.is_external_name and ext.external_name == "db.example.com" and ext.cluster_ips == ()
+
+
+def test_service_load_balancer_status() -> None:
+    raw = b.service("lb", type="LoadBalancer", cluster_ip="10.0.0.3")
+    raw["status"] = {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}, {"hostname": "lb.example.com"}]}}
+    assert SERVICES.convert(raw).load_balancer == ("192.0.2.1", "lb.example.com")
+
+
+def test_endpoint_slice() -> None:
+    raw = b.endpoint_slice(
+        "web-1",
+        "shop",
+        service="web",
+        endpoints=[
+            b.endpoint("10.1.0.1", pod="web-a", node="n1", zone="z1"),
+            b.endpoint("10.1.0.2", ready=False, hostname="two"),
+        ],
+        ports=[{"name": "http", "port": 8080, "protocol": "TCP"}, {"name": "all"}],
+    )
+    raw["endpoints"][0]["targetRef"]["namespace"] = "shop"
+    sl = ENDPOINT_SLICES.convert(raw)
+    assert (sl.namespace, sl.name, sl.service_name, sl.address_type) == ("shop", "web-1", "web", "IPv4")
+    assert sl.endpoints[0] == Endpoint(("10.1.0.1",), None, None, "Pod", "web-a", "shop", "n1", "z1")
+    assert sl.endpoints[0].target_namespace is sl.namespace  # shared, not a copy
+    assert sl.endpoints[1].ready is False and sl.endpoints[1].hostname == "two"
+    assert sl.ports == (EndpointPort("http", 8080, "TCP"), EndpointPort("all", None, "TCP"))
+
+
+def test_pod_ips_primary_first_and_deleting() -> None:
+    raw = b.pod("p", "shop", "10.2.0.1")
+    raw["status"]["podIPs"] = [{"ip": "fd00::1"}, {"ip": "10.2.0.1"}]
+    raw["metadata"]["deletionTimestamp"] = "2024-01-01T00:00:00Z"
+    p = PODS.convert(raw)
+    assert p.ips == ("10.2.0.1", "fd00::1") and p.ip == "10.2.0.1"
+    assert p.deleting and p.phase == "Running"
+    assert PODS.convert(b.pod("q", phase="Pending")).ips == ()
+
+
+def test_namespace_ingress_class_and_ingress() -> None:
+    ns = NAMESPACES.convert(b.namespace("shop", {"team": "a"}))
+    assert (ns.namespace, ns.name, ns.labels) == ("", "shop", {"team": "a"})
+    ic = INGRESS_CLASSES.convert(b.ingress_class("portolan", default=True))
+    assert ic.controller == "portolan.dev/ingress" and ic.is_default and ic.namespace == ""
+    raw = b.with_meta(b.ingress("site", "shop"), uid="u1", resourceVersion="7", generation=2)
+    ing = INGRESSES.convert(raw)
+    assert (ing.uid, ing.resource_version, ing.generation) == ("u1", "7", 2)
+    assert ing.spec["ingressClassName"] == "portolan" and ing.status == {}
+    assert ing.annotations == {"nginx.ingress.kubernetes.io/ssl-redirect": "false"}
+
+
+def test_secret_keeps_only_ingress_keys() -> None:
+    raw = b.secret(
+        "tls", data={"tls.crt": b"CERT", "tls.key": b"KEY", "password": b"hunter2"}, type="kubernetes.io/tls"
+    )
+    sec = SECRETS.convert(raw)
+    assert sec.type == "kubernetes.io/tls"
+    assert sec.data == {"tls.crt": b"CERT", "tls.key": b"KEY"}
+    raw["stringData"] = {"ca.crt": "CA"}
+    assert SECRETS.convert(raw).data["ca.crt"] == b"CA"
+    raw["data"]["tls.crt"] = "!!not base64!!"
+    with pytest.raises(InvalidObject, match="tls.crt"):
+        SECRETS.convert(raw)
+
+
+def test_config_map() -> None:
+    cm = CONFIG_MAPS.convert(b.config_map("cfg", data={"ssl-redirect": "false"}))
+    assert cm.data == {"ssl-redirect": "false"}
+
+
+@pytest.mark.parametrize(
+    ("kind", "raw", "message"),
+    [
+        (SERVICES, {"metadata": {}}, "metadata.name"),
+        (SERVICES, {"metadata": {"name": "x"}, "spec": {"ports": "80"}}, "spec.ports"),
+        (SERVICES, {"metadata": {"name": "x"}, "spec": {"ports": [{"port": "80"}]}}, r"spec.ports\[0\].port"),
+        (ENDPOINT_SLICES, {"metadata": {"name": "x"}, "endpoints": [{"addresses": "1.2.3.4"}]}, "addresses"),
+        (PODS, {"metadata": {"name": "x"}, "status": ["Running"]}, "malformed"),
+        (NAMESPACES, "not an object", "not a mapping"),
+        (CONFIG_MAPS, {"metadata": {"name": "x"}, "data": {"k": 1}}, "data"),
+    ],
+)
+def test_malformed_objects_raise_invalid_object(kind, raw, message) -> None:
+    with pytest.raises(InvalidObject, match=message):
+        kind.convert(raw)
