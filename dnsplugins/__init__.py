@@ -40,6 +40,7 @@ PLUGINS: tuple[PluginSpec, ...] = (
     PluginSpec("tls", 38, once=True),
     PluginSpec("transfer", 41),
     PluginSpec("hosts", 42, once=True),
+    PluginSpec("kubernetes", 47, once=True),
     PluginSpec("file", 48),
     PluginSpec("whoami", 56),
 )

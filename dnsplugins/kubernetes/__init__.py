@@ -1,0 +1,264 @@
+"""kubernetes: serve cluster DNS (the Kubernetes DNS-Based Service Discovery spec) from a watch cache.
+
+## Syntax
+
+```
+kubernetes [ZONES...] {
+    endpoint URL
+    tls CERT KEY CACERT
+    kubeconfig KUBECONFIG [CONTEXT]
+    manifests PATH
+    namespaces NAMESPACE...
+    namespace_labels EXPRESSION
+    labels EXPRESSION
+    pods disabled|insecure|verified
+    endpoint_pod_names
+    ttl TTL
+    noendpoints
+    fallthrough [ZONES...]
+    ignore empty_service
+    startup_timeout DURATION
+}
+```
+
+* **ZONES** default to the block's; reverse zones (`in-addr.arpa`, `ip6.arpa`, or CIDRs in the block
+  keys) enable PTR answers. At least one forward zone is needed; the first is the primary zone that
+  PTR targets are built in.
+* Where the objects come from: `kubeconfig` (path and context), `endpoint` (a URL, with `tls` client
+  certificate, key and CA), the pod's service account when neither is given, or `manifests`: a file
+  or directory of the YAML manifests you would `kubectl apply`, re-read when it changes (no cluster
+  needed). Services, EndpointSlices and Namespaces are watched; Pods only with `pods verified`.
+* `namespaces` limits the namespaces served; `namespace_labels` and `labels` are label selectors sent
+  to the API server (for Namespaces; for Services, EndpointSlices and Pods).
+* `pods`: `disabled` (default; pod names are NXDOMAIN), `insecure` (the address is read from the name),
+  `verified` (only if a running pod in that namespace has the address).
+* `endpoint_pod_names`: an endpoint without a hostname is named after its pod, not its dashed address.
+* `ttl` for every record (default 5, 0 to 3600; `dns-version` is always 28800).
+* `noendpoints`: do not watch EndpointSlices (headless and endpoint names are then NXDOMAIN).
+* `fallthrough [ZONES]`: a name error in those zones goes to the next plugin (NODATA never does).
+* `ignore empty_service`: a ClusterIP service without a ready endpoint is NXDOMAIN.
+* `startup_timeout` (default 5s): how long start-up waits for the first sync; until it is done, name
+  errors are SERVFAIL (with the SOA) rather than NXDOMAIN, and `/ready` says not ready.
+
+Records: A/AAAA for Services (dual stack), headless Services (one per ready endpoint) and endpoint
+names; SRV for named ports with targets in the additional section; PTR for ClusterIPs and endpoint
+addresses; CNAME for ExternalName (chased inside the zone, resolved through this server otherwise);
+`dns-version` TXT; SOA and NS at the apex; pod names as configured. Every negative answer carries the
+SOA, whose serial is the time of the last change that altered an answer. Answers are computed once
+per change of the watched objects and then sent from wire bytes on the server's hot path.
+
+## Examples
+
+```corefile
+cluster.local in-addr.arpa ip6.arpa {
+    kubernetes {
+        manifests cluster.yaml
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+        ttl 30
+    }
+}
+```
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Any
+
+from dnslib import DNSRecord
+
+from corefile import Dispenser
+from dnsplugins.bind import interface_addresses
+from dnsplugins.kubernetes.answers import NXDOMAIN, SERVFAIL, Answer, Answerer
+from dnsplugins.kubernetes.config import KubernetesConfig, parse
+from dnsserver.fastpath import AA, FastQuery, WireAnswer, assemble, parse_query
+from dnsserver.plugin import Next, Plugin, SetupContext, match_zone
+from dnsserver.request import Request
+from kubewatch import (
+    ENDPOINT_SLICES,
+    NAMESPACES,
+    PODS,
+    RUNNING_PODS,
+    SERVICES,
+    ApiSource,
+    ClusterConfig,
+    KubeError,
+    ManifestSource,
+    Store,
+    WatchSpec,
+)
+
+log = logging.getLogger("portolan")
+
+MEMO_LIMIT = 200_000
+UPSTREAM_TIMEOUT = 2.0
+
+
+class Memo:
+    __slots__ = ("version", "wire")
+
+    def __init__(self, version: int, wire: WireAnswer) -> None:
+        self.version = version
+        self.wire = wire
+
+
+def watch_specs(cfg: KubernetesConfig) -> list[WatchSpec]:
+    ns = tuple(cfg.namespaces)
+    specs = [WatchSpec(SERVICES.name, namespaces=ns, label_selector=cfg.labels),
+             WatchSpec(NAMESPACES.name, namespaces=ns, label_selector=cfg.namespace_labels)]
+    if not cfg.noendpoints:
+        specs.append(WatchSpec(ENDPOINT_SLICES.name, namespaces=ns, label_selector=cfg.labels))
+    if cfg.pods == "verified":
+        specs.append(WatchSpec(PODS.name, namespaces=ns, label_selector=cfg.labels, field_selector=RUNNING_PODS))
+    return specs
+
+
+def cluster_config(cfg: KubernetesConfig) -> ClusterConfig:
+    if cfg.kubeconfig is not None:
+        return ClusterConfig.from_kubeconfig(cfg.kubeconfig, cfg.context)
+    if cfg.endpoint is not None:
+        cert, key, ca = cfg.tls if cfg.tls is not None else (None, None, None)
+        return ClusterConfig.from_url(cfg.endpoint, cert_file=cert, key_file=key, ca_file=ca)
+    return ClusterConfig.in_cluster()
+
+
+class Kubernetes(Plugin):
+    name = "kubernetes"
+
+    def __init__(self, cfg: KubernetesConfig, instance: Any = None) -> None:
+        self.cfg = cfg
+        self.instance = instance
+        self.store = Store()
+        self.answerer = Answerer(self.store, cfg)
+        self.source: ApiSource | ManifestSource | None = None
+        self.memo: dict[bytes, Memo] = {}
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        specs = watch_specs(self.cfg)
+        if self.cfg.manifests is not None:
+            self.source = ManifestSource(self.store, self.cfg.manifests, specs=specs)
+        else:
+            self.source = ApiSource(self.store, cluster_config(self.cfg), specs)
+        await self.source.start()
+        self.answerer.set_ns(self.ns_names())
+        try:
+            synced = await self.store.wait_synced(timeout=self.cfg.startup_timeout)
+        except KubeError as e:
+            synced = False
+            log.warning("[WARNING] plugin/kubernetes: %s", e)
+        if not synced:
+            log.warning("[WARNING] plugin/kubernetes: starting server with unsynced Kubernetes API")
+
+    async def stop(self) -> None:
+        if self.source is not None:
+            await self.source.stop()
+
+    def is_ready(self) -> bool:
+        return self.store.synced
+
+    def ns_names(self) -> list[tuple[str, list[str]]]:
+        """NS names and glue: this host's non-loopback addresses as `ns.dns.<zone>`, as CoreDNS does."""
+        ips: list[str] = []
+        for _, ifname in socket.if_nameindex():
+            if ifname != "lo":
+                ips += interface_addresses(ifname)
+        return [("ns.dns", ips)]
+
+    # -- serving -------------------------------------------------------------------------------------
+
+    def fast_answer(self, data: bytes, q: FastQuery, key: bytes, client: tuple[str, int], proto: str,
+                    shuffle: bool) -> bytes | None:
+        """The hot path: a memoised answer still valid for the store's current version."""
+        m = self.memo.get(key)
+        if m is None or m.version != self.store.version:
+            return None
+        w = m.wire
+        tail = w.shuffled(w.tail) if shuffle and w.rotations else w.tail
+        return assemble(data, q, w.flags, w.an, w.ns, w.ar, tail)
+
+    async def serve(self, req: Request, next: Next) -> DNSRecord | None:
+        zone = match_zone(self.cfg.zones, req.name)
+        if zone is None or req.qclass != 1:
+            return await next(req)
+        q = parse_query(req.wire)
+        version = self.store.version
+        if q is not None:
+            m = self.memo.get(q.key)
+            if m is not None and m.version == version:
+                w = m.wire
+                return DNSRecord.parse(assemble(req.wire, q, w.flags, w.an, w.ns, w.ar, w.tail))
+        ans = self.answerer.answer(req.qname, req.name, zone, req.qtype)
+        synced = self.store.synced
+        if ans.name_error:
+            # Order matters (CoreDNS): fallthrough first, then the not-synced SERVFAIL.
+            if self.cfg.fallthrough.covers(req.name):
+                return await next(req)
+            if not synced:
+                ans = Answer(rcode=SERVFAIL, soa=True, memo=False)
+        reply = req.reply(ans.rcode, aa=True)
+        for r in ans.answer:
+            reply.add_answer(r)
+        for r in ans.authority:
+            reply.add_auth(r)
+        if ans.soa:
+            zone_asked = req.qname[len(req.qname) - len(zone):] if zone != "." else "."
+            reply.add_auth(self.answerer.soa(zone_asked))
+        for r in ans.extra:
+            reply.add_ar(r)
+        if ans.upstream is not None:
+            await self.resolve_upstream(req, ans.upstream, reply)
+        elif ans.memo and synced and q is not None:
+            self.remember(q.key, version, reply)
+        return reply
+
+    def remember(self, key: bytes, version: int, reply: DNSRecord) -> None:
+        if len(self.memo) >= MEMO_LIMIT:
+            self.memo.clear()
+        packed = DNSRecord(reply.header, questions=reply.questions, rr=reply.rr, auth=reply.auth,
+                           ar=[r for r in reply.ar if r.rtype != 41]).pack()
+        wire = WireAnswer.from_reply(packed)
+        wire.flags |= AA
+        self.memo[key] = Memo(version, wire)
+
+    async def resolve_upstream(self, req: Request, target: str, reply: DNSRecord) -> None:
+        """An ExternalName pointing outside our zones: ask this very server, as CoreDNS's upstream does."""
+        where = self.instance.address_for(".") if self.instance is not None else None
+        if where is None:
+            return
+        query = DNSRecord.question(target, "AAAA" if req.qtype == 28 else "A")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bytes] = loop.create_future()
+
+        class Once(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+                if not fut.done():
+                    fut.set_result(data)
+
+        transport, _ = await loop.create_datagram_endpoint(Once, remote_addr=where)
+        try:
+            transport.sendto(query.pack())
+            answer = DNSRecord.parse(await asyncio.wait_for(fut, UPSTREAM_TIMEOUT))
+        except (TimeoutError, OSError, ValueError):
+            return
+        finally:
+            transport.close()
+        for r in answer.rr:
+            reply.add_answer(r)
+        reply.header.tc = answer.header.tc
+        if answer.header.rcode == NXDOMAIN and len(reply.rr) == 1:
+            reply.header.rcode = NXDOMAIN
+
+
+def setup(d: Dispenser, ctx: SetupContext) -> Kubernetes:
+    cfg = parse(d, ctx)
+    if cfg.manifests is None:
+        try:
+            cluster_config(cfg)  # fail at load time, with the line, if the connection cannot even be described
+        except KubeError as e:
+            raise d.err(str(e)) from None
+    return Kubernetes(cfg, ctx.instance)

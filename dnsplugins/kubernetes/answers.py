@@ -1,0 +1,347 @@
+"""How a cluster name is answered: the Kubernetes DNS spec 1.1.0, and CoreDNS's behaviour where the
+spec is silent (NXDOMAIN versus NODATA, the TXT quirks, SRV weights, PTR for endpoints).
+
+Pure functions of the store's state: the plugin memoises what they return per store version.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from dnslib import AAAA, CNAME, NS, PTR, QTYPE, RR, SOA, SRV, TXT, A
+
+from dnsplugins.kubernetes.config import KubernetesConfig, is_reverse
+from kubewatch import Service, Store
+from kubewatch.services import (
+    endpoint_hostname,
+    endpoint_ready,
+    external_name_target,
+    ip_family,
+    is_ip_slice,
+    ready_addresses,
+)
+
+NOERROR, SERVFAIL, NXDOMAIN, REFUSED = 0, 2, 3, 5
+T_A, T_NS, T_CNAME, T_SOA, T_PTR, T_TXT, T_AAAA, T_SRV = 1, 2, 5, 6, 12, 16, 28, 33
+T_AXFR, T_IXFR = 252, 251
+DNS_VERSION = "1.1.0"
+DNS_VERSION_TTL = 28800
+MAX_CNAME_CHASE = 10
+
+
+@dataclass
+class Answer:
+    rcode: int = NOERROR
+    answer: list[RR] = field(default_factory=list)
+    authority: list[RR] = field(default_factory=list)
+    extra: list[RR] = field(default_factory=list)
+    soa: bool = False  # add the zone's SOA to the authority section (every negative answer)
+    upstream: str | None = None  # an out-of-zone CNAME target to resolve through the server itself
+    memo: bool = True  # may be kept until the store changes
+
+    @property
+    def name_error(self) -> bool:
+        return self.rcode == NXDOMAIN
+
+
+def nodata() -> Answer:
+    return Answer(soa=True)
+
+
+def nxdomain() -> Answer:
+    return Answer(rcode=NXDOMAIN, soa=True)
+
+
+@dataclass
+class Backend:
+    ip: str
+    port: int  # -1: the endpoint slice publishes no port (kept for A/AAAA, dropped for SRV)
+    hostname: str | None  # set for endpoint backends (headless services and endpoint names)
+
+
+def ip_from_dashes(label: str) -> str | None:
+    """A pod label to an address: three dashes and no "--" is IPv4, anything else IPv6."""
+    if label.count("-") == 3 and "--" not in label:
+        text = label.replace("-", ".")
+    else:
+        text = label.replace("-", ":")
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def ip_from_reverse(name: str) -> str | None:
+    """`4.3.2.1.in-addr.arpa.` -> 1.2.3.4; 32 nibbles of ip6.arpa -> the IPv6 address; else None."""
+    labels = name.rstrip(".").split(".")
+    try:
+        if name.endswith(".in-addr.arpa.") and len(labels) == 6:
+            return str(ipaddress.IPv4Address(".".join(reversed(labels[:4]))))
+        if name.endswith(".ip6.arpa.") and len(labels) == 34:
+            nibbles = "".join(reversed(labels[:32]))
+            if len(nibbles) != 32:
+                return None
+            return str(ipaddress.IPv6Address(int(nibbles, 16)))
+    except ValueError:
+        return None
+    return None
+
+
+class Answerer:
+    """Answers one qname/qtype against the store, for one plugin configuration."""
+
+    def __init__(self, store: Store, cfg: KubernetesConfig) -> None:
+        self.store = store
+        self.cfg = cfg
+        self.ns_names: list[tuple[str, list[str]]] = []  # (name relative to the zone, addresses), see set_ns()
+
+    # -- helpers -------------------------------------------------------------------------------------
+
+    def rr(self, name: str, rtype: int, rdata: object, ttl: int | None = None) -> RR:
+        return RR(name, rtype, 1, self.cfg.ttl if ttl is None else ttl, rdata)
+
+    def soa(self, zone: str) -> RR:
+        ttl = self.cfg.ttl
+        serial = int(self.store.last_change) & 0xFFFFFFFF
+        return RR(zone, T_SOA, 1, min(ttl, 300),
+                  SOA(f"ns.dns.{zone}", f"hostmaster.{zone}", (serial, 7200, 1800, 86400, ttl)))
+
+    def exposed(self, ns: str) -> bool:
+        """Namespace served: allowed by `namespaces` and present (through `namespace_labels`) in the store."""
+        if self.cfg.namespaces and ns not in self.cfg.namespaces:
+            return False
+        return self.store.namespace(ns) is not None
+
+    def set_ns(self, names: list[tuple[str, list[str]]]) -> None:
+        self.ns_names = names
+
+    # -- entry point ---------------------------------------------------------------------------------
+
+    def answer(self, qname: str, name: str, zone: str, qtype: int) -> Answer:
+        """`qname` as the client spelled it, `name` lower-cased, `zone` the plugin zone it is in."""
+        if qtype in (T_AXFR, T_IXFR):
+            return Answer(rcode=REFUSED, memo=True)
+        zone_asked = qname[len(qname) - len(zone):] if zone != "." else "."
+        if is_reverse(zone):
+            return self.reverse(name, zone, qtype)
+        prefix = name[: len(name) - len(zone)] if zone != "." else name
+        parts = [p for p in prefix.rstrip(".").split(".") if p] if prefix not in ("", ".") else []
+        if not parts:
+            return self.apex(qname, zone_asked, qtype)
+        if len(parts) == 1 and parts[0] == "dns-version":
+            if qtype == T_TXT:
+                return Answer(answer=[self.rr(qname, T_TXT, TXT(DNS_VERSION), DNS_VERSION_TTL)])
+            return nxdomain()
+        if parts == ["ns", "dns"]:
+            addrs = [ip for n, ips in self.ns_names if n == "ns.dns" for ip in ips]
+            return self.addresses(qname, addrs, qtype) if addrs else nxdomain()
+        kind = parts[-1]
+        if kind not in ("svc", "pod"):
+            return nxdomain()
+        if qtype == T_SOA:
+            return nodata()  # below the apex SOA is NODATA, for names that exist or not
+        if len(parts) == 1:
+            return nxdomain() if qtype == T_TXT else nodata()
+        ns = parts[-2]
+        if len(parts) == 2:
+            if not self.exposed(ns):
+                return nxdomain()
+            return nxdomain() if qtype == T_TXT else nodata()
+        if kind == "pod":
+            return self.pod(qname, parts[:-2], ns, qtype) if len(parts) == 3 else nxdomain()
+        svc = parts[-3]
+        if len(parts) == 3:
+            return self.service(qname, zone_asked, ns, svc, qtype)
+        if len(parts) == 4:
+            return self.service(qname, zone_asked, ns, svc, qtype, endpoint=parts[0])
+        if len(parts) == 5:
+            return self.service(qname, zone_asked, ns, svc, qtype, port=parts[0].lstrip("_"),
+                                proto=parts[1].lstrip("_"))
+        return nxdomain()
+
+    # -- apex, pods ----------------------------------------------------------------------------------
+
+    def apex(self, qname: str, zone_asked: str, qtype: int) -> Answer:
+        if qtype == T_SOA:
+            return Answer(answer=[self.soa(zone_asked)])
+        if qtype == T_NS:
+            a = Answer()
+            for rel, ips in self.ns_names:
+                target = f"{rel}.{zone_asked}"
+                a.answer.append(self.rr(qname, T_NS, NS(target)))
+                a.extra += [self.rr(target, T_AAAA if ":" in ip else T_A, AAAA(ip) if ":" in ip else A(ip))
+                            for ip in ips]
+            return a if a.answer else nodata()
+        if qtype == T_TXT:
+            return nxdomain()  # CoreDNS's quirk: TXT at names that exist only as structure is NXDOMAIN
+        return nodata()
+
+    def addresses(self, qname: str, ips: list[str], qtype: int) -> Answer:
+        want = 6 if qtype == T_AAAA else 4
+        if qtype not in (T_A, T_AAAA):
+            return nodata()
+        recs = [self.rr(qname, qtype, AAAA(ip) if want == 6 else A(ip)) for ip in dict.fromkeys(ips)
+                if ip_family(ip) == want]
+        return Answer(answer=recs) if recs else nodata()
+
+    def pod(self, qname: str, labels: list[str], ns: str, qtype: int) -> Answer:
+        mode = self.cfg.pods
+        if mode == "disabled" or not self.exposed(ns):
+            return nxdomain()
+        ip = ip_from_dashes(labels[0])
+        if ip is None:
+            return nxdomain()
+        if mode == "verified":
+            if not any(p.namespace == ns and p.ip == ip and not p.deleting for p in self.store.pods_by_ip(ip)):
+                return nxdomain()
+        if qtype == T_TXT:
+            return nodata()
+        return self.addresses(qname, [ip], qtype)
+
+    # -- services ------------------------------------------------------------------------------------
+
+    def backends(self, svc: Service, endpoint: str | None, port: str | None, proto: str | None,
+                 ) -> list[Backend] | None:
+        """The service's backends for this name; None when the name does not exist."""
+        filtering = port is not None
+        if svc.headless or endpoint is not None:
+            out: list[Backend] = []
+            for sl in self.store.slices_for_service(svc.namespace, svc.name):
+                if not is_ip_slice(sl):
+                    continue
+                ports = [p for p in sl.ports if not filtering or
+                         (p.name.lower() == port and p.protocol.lower() == proto)]
+                if filtering and not ports:
+                    continue
+                for ep in sl.endpoints:
+                    if not endpoint_ready(ep, svc.publish_not_ready):
+                        continue
+                    for addr in ep.addresses:
+                        host = endpoint_hostname(ep, addr, self.cfg.endpoint_pod_names)
+                        if endpoint is not None and host.lower() != endpoint:
+                            continue
+                        if ports:
+                            out += [Backend(addr, p.port if p.port is not None else -1, host) for p in ports]
+                        else:
+                            out.append(Backend(addr, -1, host))
+            return out or None
+        sports = [sp for sp in svc.ports if not filtering or
+                  (sp.name.lower() == port and sp.protocol.lower() == proto)]
+        if filtering and not sports:
+            return None
+        if self.cfg.ignore_empty_service and not ready_addresses(self.store, svc):
+            return None
+        out = [Backend(ip, sp.port, None) for sp in sports for ip in svc.cluster_ips]
+        if not sports:
+            out = [Backend(ip, -1, None) for ip in svc.cluster_ips]
+        return out or None
+
+    def service(self, qname: str, zone_asked: str, ns: str, name: str, qtype: int, endpoint: str | None = None,
+                port: str | None = None, proto: str | None = None) -> Answer:
+        if not self.exposed(ns):
+            return nxdomain()
+        svc = self.store.service(ns, name)
+        if svc is None:
+            return nxdomain()
+        if svc.is_external_name:
+            target = external_name_target(svc)
+            if target is None or endpoint is not None or port is not None:
+                return nxdomain()
+            return self.external_name(qname, target, qtype)
+        found = self.backends(svc, endpoint, port, proto)
+        if found is None:
+            return nxdomain()
+        if qtype in (T_A, T_AAAA):
+            return self.addresses(qname, [b.ip for b in found], qtype)
+        if qtype == T_SRV:
+            return self.srv(qname, zone_asked, svc, found, endpoint is not None)
+        return nodata()  # the name exists; no records of this type (TXT, CNAME, MX, ...)
+
+    def srv(self, qname: str, zone_asked: str, svc: Service, found: list[Backend], endpoint_query: bool) -> Answer:
+        weight = max(1, 100 // len(found))  # CoreDNS: spread 100 over every backend, ports -1 included
+        a = Answer()
+        seen: set[tuple[str, int]] = set()
+        glue: set[tuple[str, str]] = set()
+        for b in found:
+            if b.port < 0:
+                continue
+            if svc.headless or endpoint_query:
+                target = f"{b.hostname}.{svc.name}.{svc.namespace}.svc.{zone_asked}"
+            else:
+                target = f"{svc.name}.{svc.namespace}.svc.{zone_asked}"
+            if (target, b.port) not in seen:
+                seen.add((target, b.port))
+                a.answer.append(self.rr(qname, T_SRV, SRV(0, weight, b.port, target)))
+            if (target, b.ip) not in glue:
+                glue.add((target, b.ip))
+                a.extra.append(self.rr(target, T_AAAA if ":" in b.ip else T_A, AAAA(b.ip) if ":" in b.ip else A(b.ip)))
+        return a if a.answer else nodata()
+
+    def external_name(self, qname: str, target: str, qtype: int) -> Answer:
+        target = target if target.endswith(".") else target + "."
+        cname = self.rr(qname, T_CNAME, CNAME(target))
+        if qtype == T_CNAME:
+            return Answer(answer=[cname])
+        if qtype not in (T_A, T_AAAA):
+            return nodata()
+        a = Answer(answer=[cname])
+        # Inside our zones: chase it here (bounded, loop-safe); elsewhere: the server resolves it.
+        seen = {qname.lower()}
+        current = target
+        for _ in range(MAX_CNAME_CHASE):
+            zone = next((z for z in sorted(self.cfg.zones, key=len, reverse=True)
+                         if current.lower() == z or current.lower().endswith("." + z)), None)
+            if zone is None:
+                a.upstream = current
+                a.memo = False
+                return a
+            if current.lower() in seen:
+                return a
+            seen.add(current.lower())
+            sub = self.answer(current, current.lower(), zone, qtype)
+            a.answer += sub.answer
+            a.memo = a.memo and sub.memo
+            nxt = next((r for r in sub.answer if r.rtype == T_CNAME), None)
+            if nxt is None or sub.upstream is not None:
+                a.upstream = sub.upstream
+                return a
+            current = str(nxt.rdata.label)
+        return a
+
+    # -- reverse -------------------------------------------------------------------------------------
+
+    def reverse(self, name: str, zone: str, qtype: int) -> Answer:
+        if name == zone:
+            if qtype == T_SOA:
+                return Answer(answer=[self.soa(zone)])
+            return nodata()
+        ip = ip_from_reverse(name)
+        if ip is None:
+            return nxdomain()
+        targets = self.ptr_targets(ip)
+        if not targets:
+            return nxdomain()
+        if qtype != T_PTR:
+            return nodata()
+        return Answer(answer=[self.rr(name, T_PTR, PTR(t)) for t in targets])
+
+    def ptr_targets(self, ip: str) -> list[str]:
+        primary = self.cfg.primary
+        for svc in self.store.services_by_ip(ip):
+            if not self.cfg.namespaces or svc.namespace in self.cfg.namespaces:
+                return [f"{svc.name}.{svc.namespace}.svc.{primary}"]
+        out: list[str] = []
+        for sl, ep in self.store.endpoints_by_ip(ip):
+            if sl.service_name is None or (self.cfg.namespaces and sl.namespace not in self.cfg.namespaces):
+                continue
+            if not endpoint_ready(ep):
+                continue
+            host = endpoint_hostname(ep, ip, self.cfg.endpoint_pod_names)
+            t = f"{host}.{sl.service_name}.{sl.namespace}.svc.{primary}"
+            if t not in out:
+                out.append(t)
+        return out
+
+
+__all__ = ["Answer", "Answerer", "ip_from_dashes", "ip_from_reverse", "QTYPE"]
