@@ -40,3 +40,28 @@ def upstream_argv(ns: str, *dnsmasq_args: str) -> list[str]:
     return ["ip", "netns", "exec", ns, "dnsmasq", "--keep-in-foreground", "--user=root", "--port=53",
             "--listen-address=127.0.0.2", "--bind-interfaces", "--no-resolv", "--no-hosts", "--log-facility=-",
             *dnsmasq_args]
+
+
+NODE_IP, POD_IP = "10.255.0.1", "10.255.0.2"
+
+
+@contextlib.contextmanager
+def node_namespace(pod_ns: str) -> Iterator[str]:
+    """A second namespace playing the node, joined to the pod's by a veth pair: the node is NODE_IP and
+    the pod POD_IP. Both addresses exist only inside these two namespaces; nothing reaches the host."""
+    node = f"{pod_ns}-node"
+    subprocess.run(["ip", "netns", "add", node], check=True)
+    try:
+        veth_node, veth_pod = f"vn{os.getpid() % 100000}", f"vp{os.getpid() % 100000}"
+        run = [["ip", "link", "add", veth_node, "netns", node, "type", "veth", "peer", "name", veth_pod,
+                "netns", pod_ns],
+               ["ip", "-n", node, "addr", "add", f"{NODE_IP}/30", "dev", veth_node],
+               ["ip", "-n", pod_ns, "addr", "add", f"{POD_IP}/30", "dev", veth_pod],
+               ["ip", "-n", node, "link", "set", veth_node, "up"],
+               ["ip", "-n", node, "link", "set", "lo", "up"],
+               ["ip", "-n", pod_ns, "link", "set", veth_pod, "up"]]
+        for argv in run:
+            subprocess.run(argv, check=True)
+        yield node
+    finally:
+        subprocess.run(["ip", "netns", "del", node], check=False)  # takes the veth pair with it

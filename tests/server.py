@@ -193,3 +193,17 @@ def dig(server: str, port: int, *args: str, timeout: float = 10.0) -> Dig:
 
 def python_env() -> dict[str, str]:
     return dict(os.environ, PYTHONUNBUFFERED="1", PATH=os.path.dirname(sys.executable) + ":" + os.environ["PATH"])
+
+
+def metric(text: str, metric_name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text `text` whose labels include `labels`; fails if absent.
+
+    Label order does not matter (prometheus_client sorts them)."""
+    for line in text.splitlines():
+        if not line.startswith(metric_name + "{"):
+            continue
+        got = dict(re.findall(r'(\w+)="([^"]*)"', line[: line.rindex("}") + 1]))
+        if all(got.get(k) == v for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no sample {metric_name} {labels} in:\n" + "\n".join(
+        x for x in text.splitlines() if x.startswith(metric_name)))

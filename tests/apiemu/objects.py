@@ -37,7 +37,11 @@ def invalid(kind: str, name: str, field: str, message: str) -> StatusError:
 
 
 def validate_name(res: Resource, name: str) -> None:
-    if res.plural in ("services", "namespaces"):
+    if res.group == "rbac.authorization.k8s.io":
+        # RBAC objects only need to be valid path segments, which is why "system:..." names exist.
+        ok = bool(name) and name not in (".", "..") and "/" not in name and "%" not in name
+        what = "a valid path segment name"
+    elif res.plural in ("services", "namespaces"):
         ok = len(name) <= 63 and bool((_LABEL_1035 if res.plural == "services" else _LABEL_1123).match(name))
         what = "a DNS-1035 label" if res.plural == "services" else "a DNS-1123 label"
     else:

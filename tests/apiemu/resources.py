@@ -75,6 +75,14 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", False),
     Resource("coordination.k8s.io", "v1", "Lease", "leases", "lease", True),
     Resource("events.k8s.io", "v1", "Event", "events", "event", True, ("ev",), False, ("reason", "type")),
+    # Served so the deploy/ manifests apply as they would to a cluster; nothing here acts on them.
+    Resource("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ("sa",)),
+    Resource("apps", "v1", "Deployment", "deployments", "deployment", True, ("deploy",), True),
+    Resource("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", False),
+    Resource("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding",
+             False),
+    Resource("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", True),
+    Resource("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", True),
 )
 
 BY_PATH: dict[tuple[str, str, str], Resource] = {(r.group, r.version, r.plural): r for r in RESOURCES}

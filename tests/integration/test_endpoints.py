@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.server import DnsServer, free_port
+from tests.server import DnsServer, free_port, metric
 
 
 def http_get(url: str) -> tuple[int, str]:
@@ -19,18 +19,6 @@ def http_get(url: str) -> tuple[int, str]:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
-
-
-def metric(text: str, metric_name: str, **labels: str) -> float:
-    """The value of one sample; fails if absent."""
-    for line in text.splitlines():
-        if not line.startswith(metric_name + "{"):
-            continue
-        got = dict(re.findall(r'(\w+)="([^"]*)"', line[: line.rindex("}") + 1]))
-        if all(got.get(k) == v for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"no sample {metric_name} {labels} in:\n" + "\n".join(
-        x for x in text.splitlines() if x.startswith(metric_name)))
 
 
 def test_health_ready_metrics(tmp_path: Path) -> None:
