@@ -42,6 +42,8 @@ PLUGINS: tuple[PluginSpec, ...] = (
     PluginSpec("hosts", 42, once=True),
     PluginSpec("kubernetes", 47, once=True),
     PluginSpec("file", 48),
+    PluginSpec("loop", 52, once=True),
+    PluginSpec("forward", 53),
     PluginSpec("whoami", 56),
 )
 

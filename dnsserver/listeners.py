@@ -21,6 +21,14 @@ TCP_MAX_INFLIGHT = 128  # pipelined queries served at once on one connection; re
 UDP_RCVBUF = 4 << 20  # absorb bursts (dnsperf, pod start storms) instead of dropping in the kernel
 
 
+def client_address(addr: tuple[str, int]) -> tuple[str, int]:
+    """A dual-stack socket shows IPv4 clients as ::ffff:a.b.c.d; the client is a.b.c.d."""
+    host = addr[0]
+    if host.startswith("::ffff:") and "." in host:
+        return host[7:], addr[1]
+    return host, addr[1]
+
+
 def _make_socket(host: str, port: int, kind: socket.SocketKind) -> socket.socket:
     """A socket bound to host:port. Host "" is every address: IPv6 dual-stack where available."""
     if host == "":
@@ -58,15 +66,17 @@ class UdpProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         d = self.listener.dispatcher
+        # Replies go to `addr` as the socket gave it; plugins and logs see the client as it is.
+        client = client_address(addr)
         if d.fast_enabled:
-            out = d.fast(data, addr, "udp")
+            out = d.fast(data, client, "udp")
             if out is not None:
                 self.transport.sendto(out, addr)  # type: ignore[union-attr]
                 return
-        self.listener.spawn(self._serve(data, addr))
+        self.listener.spawn(self._serve(data, addr, client))
 
-    async def _serve(self, data: bytes, addr: tuple[str, int]) -> None:
-        out = await self.listener.dispatcher.handle(data, (addr[0], addr[1]), "udp", self.listener.host)
+    async def _serve(self, data: bytes, addr: tuple[str, int], client: tuple[str, int]) -> None:
+        out = await self.listener.dispatcher.handle(data, client, "udp", self.listener.host)
         if out is not None and self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(out, addr)
 
@@ -90,7 +100,7 @@ class TcpProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername") or ("", 0)
-        self.peer = (peer[0], peer[1])
+        self.peer = client_address(peer)
         self.listener.conns.add(self)
         self._arm_idle()
 

@@ -1,0 +1,464 @@
+"""forward: send queries to upstream resolvers over UDP, TCP or DNS over TLS, and relay their replies.
+
+Connections to upstreams are kept and reused, and the health of each upstream is checked in band:
+when an exchange with an upstream fails, that upstream is probed with `. IN NS` every health-check
+interval until it answers again (any rcode counts as an answer). An upstream whose probes failed
+more than `max_fails` times in a row is left out of the rotation until a probe succeeds. If every
+upstream is down, health checking itself is assumed broken and a random upstream is tried anyway
+(unless `failfast_all_unhealthy_upstreams`).
+
+## Syntax
+
+```
+forward FROM TO... {
+    except IGNORED_NAMES...
+    force_tcp
+    prefer_udp
+    expire DURATION
+    max_age DURATION
+    max_idle_conns INTEGER
+    read_timeout DURATION
+    max_fails INTEGER
+    max_connect_attempts INTEGER
+    tls [CERT KEY] [CA]
+    tls_servername NAME
+    policy random|round_robin|sequential
+    health_check DURATION [no_rec] [domain FQDN]
+    max_concurrent MAX
+    next RCODE...
+    next_on_nodata
+    failover RCODE...
+    failfast_all_unhealthy_upstreams
+    source_address IP
+}
+```
+
+* **FROM** is the zone whose names are forwarded (the name itself and everything below it). A
+  CIDR that stands for several reverse zones uses only the first, with a warning.
+* **TO...** are up to 15 upstreams: `IP[:PORT]` or `dns://IP[:PORT]` (plain DNS, port 53),
+  `tls://IP[:PORT]` (DNS over TLS, port 853; `tls://IP%NAME` gives the name the upstream's
+  certificate must carry), or the path of a resolv.conf-style file, whose `nameserver` lines are
+  used (plain DNS, port 53; a relative path is taken from the Corefile's directory).
+* `except` lists zones that are not forwarded but passed to the next plugin; a query for FROM
+  itself is always forwarded.
+* By default a query goes upstream over the transport it came in on. `force_tcp` always uses TCP;
+  `prefer_udp` always starts with UDP and repeats a truncated (TC) reply's query over TCP. Without
+  `prefer_udp` a truncated reply is passed to the client as it is. `force_tcp` wins over both.
+* `expire` closes a pooled TCP/TLS connection idle that long (default 10s; 0 turns pooling off);
+  `max_age` closes one that old whatever its use (default none; not less than `expire`);
+  `max_idle_conns` caps the idle connections kept per upstream (default 0, no cap).
+* `read_timeout` is how long one try waits for its reply (default 2s). The whole query never takes
+  more than 5s: when the upstreams do not answer in time the client gets SERVFAIL, never NXDOMAIN.
+* `max_fails` (default 2) is how many failed health checks in a row mark an upstream down; 0 never
+  marks it down and never health checks.
+* `max_connect_attempts` caps the tries (failed exchanges) of one query; default twice the number
+  of upstreams, 0 means only the 5s deadline applies.
+* `tls` sets up DNS over TLS for the `tls://` upstreams: without arguments the system CAs verify
+  the upstream; with **CA** only that CA does; **CERT KEY** adds a client certificate.
+  `tls_servername` is the name checked in every `tls://` upstream's certificate (by default the
+  upstream's IP address must be in it); it cannot be combined with `tls://IP%NAME`.
+* `policy` orders the upstreams for each query: `random` (default), `round_robin`, `sequential`.
+* `health_check` sets the probe interval (default 0.5s); `no_rec` clears RD in the probe;
+  `domain` probes `FQDN IN NS` instead of the root.
+* `max_concurrent` answers REFUSED to queries beyond MAX in flight in this stanza (not a health
+  failure; counted in `coredns_forward_max_concurrent_rejects_total`).
+* `next` hands a reply with one of these rcodes over to the next `forward` stanza of the block
+  instead of the client; `next_on_nodata` does the same for an empty NOERROR. The last stanza
+  always returns what it got.
+* `failover` tries the next upstream when one replies with one of these rcodes (not NOERROR);
+  once every upstream has been asked, the last reply is returned.
+* `failfast_all_unhealthy_upstreams` answers SERVFAIL when every upstream is down.
+* `source_address` is the local address the queries are sent from.
+
+Several `forward` lines in one server block are tried in the order written: a query goes to the
+first whose FROM and `except` cover it, and only a query no stanza takes (or that the last one's
+`next` cannot hand on) reaches the plugins after forward.
+
+The reply's ID is the client's. A reply whose question is not the query's gives the client
+FORMERR. Non-IN classes are forwarded too.
+
+Metrics: `coredns_proxy_request_duration_seconds{proxy_name="forward",to,rcode}`,
+`coredns_proxy_healthcheck_failures_total{proxy_name,to}`,
+`coredns_proxy_conn_cache_hits_total{proxy_name,to,proto}`,
+`coredns_proxy_conn_cache_misses_total{proxy_name,to,proto}` (proto `udp`, `tcp` or `tcp-tls`),
+`coredns_forward_healthcheck_broken_total` and `coredns_forward_max_concurrent_rejects_total`.
+
+## Examples
+
+```corefile
+example.org {
+    forward . 127.0.0.1:9005
+}
+```
+
+```corefile
+. {
+    forward . 10.0.0.10 10.0.0.11:1053 [2001:db8::1]:53 {
+        except internal.example.org
+        policy sequential
+        health_check 2s no_rec
+    }
+}
+```
+
+```corefile
+. {
+    forward . tls://9.9.9.9 tls://149.112.112.112 {
+        tls_servername dns.quad9.net
+        health_check 5s
+    }
+}
+```
+
+```corefile
+. {
+    forward . 10.0.0.53 {
+        next NXDOMAIN
+    }
+    forward . 8.8.8.8 8.8.4.4
+}
+```
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from typing import TypeVar
+
+from dnslib import DNSRecord
+
+from corefile import Dispenser
+from dnsplugins.forward.config import ForwardConfig, parse
+from dnsplugins.forward.health import HealthCheck
+from dnsplugins.forward.metrics import METRICS
+from dnsplugins.forward.policy import make_policy
+from dnsplugins.forward.upstream import Upstream, UpstreamError
+from dnsserver import wire
+from dnsserver.plugin import Next, Plugin, SetupContext
+from dnsserver.request import Request
+
+log = logging.getLogger("portolan")
+
+T = TypeVar("T")
+DEADLINE = 5.0  # seconds one query may spend on its upstreams, all tries together
+OPT = 41
+FORMERR, REFUSED = 1, 5
+
+
+class NoHealthyUpstream(Exception):
+    def __init__(self) -> None:
+        super().__init__("no healthy proxies")
+
+
+def upstream_query(req: Request) -> bytes:
+    """The bytes to send upstream: the client's own query, unless its EDNS size is below 512.
+
+    The upstream's EDNS size is max(client's, 512); only that rare case needs re-packing.
+    """
+    if req.edns:
+        for rr in req.msg.ar:
+            if rr.rtype == OPT:
+                if rr.rclass < 512:
+                    msg = DNSRecord.parse(req.wire)
+                    for opt in msg.ar:
+                        if opt.rtype == OPT:
+                            opt.rclass = 512
+                    return msg.pack()
+                break
+    return req.wire
+
+
+def same_question(query: bytes, reply: bytes) -> bool:
+    """Is `reply` a response (QR) to `query`'s one question (name compared case-insensitively)?"""
+    if len(reply) < 12 or not reply[2] & 0x80 or reply[4] != 0 or reply[5] != 1:
+        return False
+    end = wire.question_end(query)
+    if end > 0 and reply[12:end].lower() == query[12:end].lower():
+        return True
+    # The byte comparison fails on a compressed question name; compare the parsed questions then.
+    try:
+        q, r = DNSRecord.parse(query).q, DNSRecord.parse(reply).q
+    except Exception:
+        return False
+    return str(q.qname).lower() == str(r.qname).lower() and q.qtype == r.qtype and q.qclass == r.qclass
+
+
+def _parse_reply(data: bytes) -> DNSRecord:
+    try:
+        return DNSRecord.parse(data)
+    except Exception as e:  # dnslib raises its own error types for malformed messages
+        raise ValueError(str(e) or type(e).__name__) from None
+
+
+def _check_reply(data: bytes) -> bytes:
+    return data  # relayed unparsed: same_question has checked all that is needed
+
+
+def wire_reply(query: bytes, rcode: int) -> bytes:
+    """An empty reply to `query` with `rcode`, from bytes: ID, opcode, RD and the question copied."""
+    end = wire.question_end(query)
+    if end < 0:
+        return wire.header_only_reply(query, rcode)
+    flags = 0x8000 | (((query[2] << 8) | query[3]) & 0x7900) | (rcode & 0xF)
+    return query[:2] + bytes([flags >> 8, flags & 0xFF, 0, 1, 0, 0, 0, 0, 0, 0]) + query[12:end]
+
+
+# The octets dnslib prints as themselves in a name (printable ASCII but space): Request.name's spelling.
+_PLAIN = bytes(range(0x21, 0x7F))
+
+
+def relayable(query: bytes) -> tuple[str, bool] | None:
+    """(lower-case query name, has EDNS) if `query` can be forwarded as it is, else None.
+
+    As it is means: a plain query (QR clear, opcode 0, one question, nothing but at most an OPT
+    record after it, whose size is at least 512) with an uncompressed name of ordinary labels.
+    """
+    if len(query) < 12 or query[2] & 0xF8 or query[4:10] != b"\x00\x01\x00\x00\x00\x00" or query[10]:
+        return None
+    labels: list[str] = []
+    i, n = 12, len(query)
+    while True:
+        if i >= n:
+            return None
+        length = query[i]
+        if length == 0:
+            break
+        if length & 0xC0 or i + 1 + length > n:
+            return None
+        label = query[i + 1:i + 1 + length]
+        if label.translate(None, _PLAIN):
+            return None  # dnslib would print it escaped (\DDD): leave such names to the parsed path
+        labels.append(label.decode("ascii").lower())
+        i += 1 + length
+    end = i + 5  # past the root label, QTYPE and QCLASS
+    if n < end:
+        return None
+    arcount = query[11]
+    if arcount == 0:
+        return ((".".join(labels) + ".") if labels else "."), False
+    # One additional record: it must be an OPT owned by the root, with a size of at least 512.
+    if arcount != 1 or n < end + 11 or query[end] != 0 or query[end + 1:end + 3] != b"\x00\x29" \
+            or ((query[end + 3] << 8) | query[end + 4]) < 512:
+        return None
+    return ((".".join(labels) + ".") if labels else "."), True
+
+
+class Stanza:
+    """One `forward` line at run time: its upstreams, policy and options."""
+
+    def __init__(self, cfg: ForwardConfig) -> None:
+        self.cfg = cfg
+        self.from_zone = cfg.from_zone
+        self.ignored = cfg.ignored
+        self.upstreams: list[Upstream] = []
+        for spec in cfg.upstreams:
+            up = Upstream(spec, expire=cfg.expire, max_idle_conns=cfg.max_idle_conns, max_age=cfg.max_age,
+                          tls_context=cfg.tls_context, server_name=cfg.tls_servername,
+                          source_address=cfg.source_address)
+            up.health = HealthCheck(up, cfg.hc_interval, recursion_desired=cfg.hc_recursion_desired,
+                                    domain=cfg.hc_domain, tcp=cfg.force_tcp and spec.transport != "tls")
+            self.upstreams.append(up)
+        self.policy = make_policy(cfg.policy)
+        self.max_fails = cfg.max_fails
+        self.max_attempts = cfg.connect_attempts
+        self.read_timeout = cfg.read_timeout
+        self.deadline = DEADLINE  # tests shorten it
+        self.failover = frozenset(cfg.failover_rcodes)
+        self.next_rcodes = frozenset(cfg.next_rcodes)
+        self.concurrent = 0
+
+    def matches(self, name: str) -> bool:
+        """FROM covers `name` and no `except` zone does (FROM itself is always forwarded)."""
+        z = self.from_zone
+        if z != "." and name != z and not name.endswith("." + z):
+            return False
+        if name == z:
+            return True
+        for ig in self.ignored:
+            if ig == "." or name == ig or name.endswith("." + ig):
+                return False
+        return True
+
+    def passes_on(self, reply: DNSRecord) -> bool:
+        """Does `next` / `next_on_nodata` hand this upstream reply to the following stanza?"""
+        rcode = reply.header.rcode
+        return rcode in self.next_rcodes or (self.cfg.next_on_nodata and rcode == 0 and not reply.rr)
+
+    def passes_on_wire(self, data: bytes) -> bool:
+        rcode = data[3] & 0x0F
+        return rcode in self.next_rcodes or (self.cfg.next_on_nodata and rcode == 0 and data[6:8] == b"\x00\x00")
+
+    def _admit(self) -> bool:
+        """Take a max_concurrent slot; False (and counted) when they are all in use."""
+        cfg = self.cfg
+        if cfg.max_concurrent and self.concurrent >= cfg.max_concurrent:
+            METRICS.max_concurrent_rejects += 1
+            log.debug("[DEBUG] plugin/forward: concurrent queries exceeded maximum %d", cfg.max_concurrent)
+            return False
+        self.concurrent += 1
+        return True
+
+    async def resolve(self, req: Request) -> tuple[DNSRecord, bool]:
+        """The reply for `req`, and whether it came from an upstream (False: our REFUSED or FORMERR).
+
+        Raises UpstreamError or NoHealthyUpstream when no upstream answered within the deadline.
+        """
+        if not self._admit():
+            return req.reply(REFUSED), False
+        try:
+            reply = await self.run(upstream_query(req), req.proto, _parse_reply)
+        finally:
+            self.concurrent -= 1
+        if reply is None:
+            log.debug("[DEBUG] plugin/forward: wrong reply for %s %s", req.qname, req.type_name)
+            return req.reply(FORMERR), False
+        reply.header.id = req.msg.header.id
+        return reply, True
+
+    async def relay(self, query: bytes, proto: str) -> tuple[bytes, bool]:
+        """`resolve` for a query that is only bytes: the reply's bytes with the query's ID, unparsed.
+
+        `query` must be relayable as it is (see `Forward.relay`).
+        """
+        if not self._admit():
+            return wire_reply(query, REFUSED), False
+        try:
+            data = await self.run(query, proto, _check_reply)
+        finally:
+            self.concurrent -= 1
+        if data is None:
+            return wire_reply(query, FORMERR), False
+        return query[:2] + data[2:], True
+
+    async def run(self, query: bytes, proto: str, convert: Callable[[bytes], T]) -> T | None:
+        """Ask the upstreams in policy order until one gives a usable reply, converted by `convert`.
+
+        None means the reply did not match the query (the client gets FORMERR). `convert` raising
+        ValueError makes the reply count as an upstream failure. Raises UpstreamError or
+        NoHealthyUpstream when no upstream answered within the deadline.
+        """
+        cfg = self.cfg
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.deadline
+        # The client's transport by default; prefer_udp starts on UDP whatever the client used.
+        tcp = cfg.force_tcp or (not cfg.prefer_udp and proto != "udp")
+        retry_tc = cfg.prefer_udp and not cfg.force_tcp
+        ups = self.policy(self.upstreams)
+        n = len(ups)
+        max_fails, max_attempts = self.max_fails, self.max_attempts
+        i = down = attempts = failovers = 0
+        error: Exception | None = None
+        while loop.time() < deadline and (max_attempts == 0 or attempts < max_attempts):
+            if i >= n:
+                i = down = 0  # every upstream had its turn: start again from the first
+            up = ups[i]
+            i += 1
+            if up.down(max_fails):
+                down += 1
+                if down < n:
+                    continue
+                # Every upstream is down: the health checks are what is broken, most likely.
+                METRICS.hc_broken += 1
+                if cfg.failfast_all_unhealthy:
+                    break
+                up = random.choice(self.upstreams)
+            try:
+                data = await self._exchange(up, query, tcp, retry_tc, deadline, loop)
+                if not same_question(query, data):
+                    return None
+                if data[3] & 0x0F in self.failover and failovers + 1 < n:
+                    failovers += 1  # try the next upstream; the last one's reply is returned as it is
+                    continue
+                try:
+                    return convert(data)
+                except ValueError as e:
+                    raise UpstreamError(f"dns: bad reply from {up.addr}: {e}") from None
+            except UpstreamError as e:
+                error = e
+                if max_fails:
+                    up.healthcheck()
+                attempts += 1
+                if down < n:
+                    continue
+                break
+        if error is not None:
+            raise error
+        raise NoHealthyUpstream()
+
+    async def _exchange(self, up: Upstream, query: bytes, tcp: bool, retry_tc: bool, deadline: float,
+                        loop: asyncio.AbstractEventLoop) -> bytes:
+        start = loop.time()
+        left = deadline - start
+        timeout = min(self.read_timeout, left) if self.read_timeout > 0 else left
+        data = await up.exchange(query, tcp, timeout)
+        if retry_tc and not tcp and data[2] & 0x02:
+            left = deadline - loop.time()
+            data = await up.exchange(query, True, min(self.read_timeout, left) if self.read_timeout > 0 else left)
+        METRICS.observe(up.addr, wire.rcode_name(data[3] & 0x0F), loop.time() - start)
+        return data
+
+    async def close(self) -> None:
+        for up in self.upstreams:
+            await up.close(grace=self.deadline)
+
+
+class Forward(Plugin):
+    """All `forward` stanzas of a server block, tried in Corefile order (CoreDNS chains them)."""
+
+    name = "forward"
+
+    def __init__(self, configs: list[ForwardConfig]) -> None:
+        self.configs = configs
+        self.stanzas = [Stanza(c) for c in configs]
+
+    async def serve(self, req: Request, next: Next) -> DNSRecord | None:
+        name = req.name
+        stanzas = self.stanzas
+        last = len(stanzas) - 1
+        for i, st in enumerate(stanzas):
+            if not st.matches(name):
+                continue
+            reply, from_upstream = await st.resolve(req)
+            # `next` only ever hands over to another forward stanza, never to the plugins after us.
+            if i < last and from_upstream and st.passes_on(reply):
+                continue
+            return reply
+        return await next(req)
+
+    async def relay(self, query: bytes, proto: str) -> bytes | None:
+        """Forward a query given as bytes and return the reply as bytes, never parsing either.
+
+        For a server that wants to skip dnslib on queries that only forward answers (a block whose
+        chain is forward alone, or a cache miss on the hot path): the reply's ID is the query's,
+        the rest is the upstream's message as received (or our REFUSED / FORMERR). None means the
+        query is not for this path (see `relayable`), no stanza takes it, or `next` handed it on
+        past the last stanza that takes it: run the chain instead. Raises like `serve`.
+        """
+        found = relayable(query)
+        if found is None:
+            return None
+        name = found[0]
+        stanzas = self.stanzas
+        last = len(stanzas) - 1
+        for i, st in enumerate(stanzas):
+            if not st.matches(name):
+                continue
+            data, from_upstream = await st.relay(query, proto)
+            if i < last and from_upstream and st.passes_on_wire(data):
+                continue
+            return data
+        return None
+
+    async def stop(self) -> None:
+        for st in self.stanzas:
+            await st.close()
+
+
+def setup(d: Dispenser, ctx: SetupContext) -> Forward:
+    return Forward(parse(d, ctx))
+
+
+__all__ = ["Forward", "ForwardConfig", "NoHealthyUpstream", "Stanza", "UpstreamError", "parse", "setup"]

@@ -1,0 +1,430 @@
+"""Parsing `forward` directives: one ForwardConfig per occurrence, in Corefile order.
+
+Pure apart from reading the files the directive names (resolv.conf-style TOs, TLS material), so
+that every mistake is reported at load time as "FILE:LINE - plugin/forward: ...".
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import ssl
+from dataclasses import dataclass, field
+
+from corefile import CorefileError, Dispenser, normalize_zone, reverse_zones
+from dnsplugins.errors import go_duration
+from dnsserver.durations import parse_duration
+from dnsserver.plugin import SetupContext
+
+log = logging.getLogger("portolan")
+
+MAX_UPSTREAMS = 15
+DEFAULT_EXPIRE = 10.0
+DEFAULT_READ_TIMEOUT = 2.0
+DEFAULT_HC_INTERVAL = 0.5
+DEFAULT_MAX_FAILS = 2
+DEFAULT_PORTS = {"dns": 53, "tls": 853}
+# Schemes that parse as a TO but that this forwarder does not speak (CoreDNS has DoH, gRPC, QUIC).
+OTHER_SCHEMES = ("https", "grpc", "quic", "https3")
+
+# miekg/dns's StringToRcode: what `next` and `failover` accept (case-insensitively).
+RCODES = {
+    "NOERROR": 0, "FORMERR": 1, "SERVFAIL": 2, "NXDOMAIN": 3, "NOTIMP": 4, "NOTIMPL": 4, "REFUSED": 5,
+    "YXDOMAIN": 6, "YXRRSET": 7, "NXRRSET": 8, "NOTAUTH": 9, "NOTZONE": 10, "BADSIG": 16, "BADVERS": 16,
+    "BADKEY": 17, "BADTIME": 18, "BADMODE": 19, "BADNAME": 20, "BADALG": 21, "BADTRUNC": 22,
+    "BADCOOKIE": 23,
+}
+POLICIES = ("random", "round_robin", "sequential")
+
+
+@dataclass(frozen=True)
+class UpstreamSpec:
+    """One TO: where to send, how, and (DoT) which name the certificate must carry."""
+
+    host: str
+    port: int
+    transport: str = "dns"  # "dns" (UDP/TCP) or "tls" (DNS over TLS)
+    server_name: str = ""  # per-upstream `tls://IP%NAME`; the stanza's tls_servername wins if set
+
+    @property
+    def addr(self) -> str:
+        """host:port as CoreDNS prints it (the `to` label of the metrics)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass
+class ForwardConfig:
+    """One `forward FROM TO... { }` stanza."""
+
+    from_zone: str = "."
+    upstreams: list[UpstreamSpec] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    force_tcp: bool = False
+    prefer_udp: bool = False
+    expire: float = DEFAULT_EXPIRE
+    max_age: float = 0.0  # 0: connections live as long as they are used within `expire`
+    max_idle_conns: int = 0  # 0: no cap on idle pooled connections per upstream
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    max_fails: int = DEFAULT_MAX_FAILS
+    max_connect_attempts: int | None = None  # None: 2 x the number of upstreams; 0: no cap
+    tls_args: list[str] = field(default_factory=list)
+    tls_servername: str = ""
+    policy: str = "random"
+    hc_interval: float = DEFAULT_HC_INTERVAL
+    hc_recursion_desired: bool = True
+    hc_domain: str = "."
+    max_concurrent: int = 0
+    next_rcodes: list[int] = field(default_factory=list)
+    failover_rcodes: list[int] = field(default_factory=list)
+    failfast_all_unhealthy: bool = False
+    next_on_nodata: bool = False
+    source_address: str | None = None
+    tls_context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
+    file: str = field(default="", compare=False)
+    line: int = field(default=0, compare=False)
+
+    @property
+    def connect_attempts(self) -> int:
+        """The per-query cap on tries; 0 means none (only the deadline stops the query)."""
+        if self.max_connect_attempts is None:
+            return 2 * len(self.upstreams)
+        return self.max_connect_attempts
+
+
+def _goquote(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _split_transport(text: str) -> tuple[str, str]:
+    for scheme in ("dns", "tls", *OTHER_SCHEMES):
+        prefix = scheme + "://"
+        if text.startswith(prefix):
+            return scheme, text[len(prefix):]
+    return "dns", text
+
+
+def _split_server_name(text: str) -> tuple[str, str]:
+    """`IP%NAME[:PORT]` -> (`IP[:PORT]`, NAME); anything without `%` is returned unchanged."""
+    if "%" not in text:
+        return text, ""
+    cut = text.rindex("%")
+    host, name = text[:cut], text[cut + 1:]
+    if host.startswith("["):
+        host += "]"
+    if ":" in name:
+        colon = name.rindex(":")
+        host += name[colon:]
+        name = name[:colon].rstrip("]")
+    return host, name
+
+
+def _split_host_port(text: str) -> tuple[str, str] | None:
+    """Go's net.SplitHostPort: ("host", "port") for `h:p` / `[v6]:p`, None when there is no port."""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or not text[end + 1:].startswith(":"):
+            return None
+        return text[1:end], text[end + 2:]
+    if text.count(":") != 1:
+        return None
+    host, port = text.split(":")
+    return host, port
+
+
+def read_resolv_conf(path: str) -> list[str]:
+    """The `nameserver` addresses of a resolv.conf-style file (raises OSError if unreadable)."""
+    servers: list[str] = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for raw in f:
+            fields = raw.split("#", 1)[0].split(";", 1)[0].split()
+            if len(fields) >= 2 and fields[0] == "nameserver" and _is_ip(fields[1]):
+                servers.append(fields[1])
+    return servers
+
+
+def parse_to(text: str, ctx: SetupContext) -> list[UpstreamSpec]:
+    """One TO argument: an address (with optional scheme, port, %servername) or a resolv.conf file."""
+    trans, rest = _split_transport(text)
+    hostport, server_name = _split_server_name(rest)
+    split = _split_host_port(hostport)
+    if split is None:
+        host, port_text = hostport.strip("[]"), ""
+    else:
+        host, port_text = split
+    if not _is_ip(host):
+        try:
+            servers = read_resolv_conf(ctx.path(rest))
+        except OSError:
+            raise ValueError(f"not an IP address or file: {_goquote(rest)}") from None
+        # A file's nameservers are plain DNS on port 53, whatever scheme was written before it.
+        return [UpstreamSpec(ip.split("%", 1)[0], 53) for ip in servers]
+    if trans in OTHER_SCHEMES:
+        raise ValueError(f"'{trans}' is not supported as a destination protocol in forward: {text}")
+    if port_text:
+        if not (port_text.isascii() and port_text.isdigit() and 0 < int(port_text) < 65536):
+            raise ValueError(f"not an IP address or file: {_goquote(rest)}")
+        port = int(port_text)
+    else:
+        port = DEFAULT_PORTS[trans]
+    return [UpstreamSpec(host.split("%", 1)[0], port, trans, server_name if trans == "tls" else "")]
+
+
+def _uint(d: Dispenser, text: str, bits: int = 32) -> int:
+    if not (text.isascii() and text.isdigit()):
+        raise d.err(f"strconv.ParseUint: parsing {_goquote(text)}: invalid syntax")
+    n = int(text)
+    if n >= 1 << bits:
+        raise d.err(f"strconv.ParseUint: parsing {_goquote(text)}: value out of range")
+    return n
+
+
+def _atoi(d: Dispenser, text: str) -> int:
+    digits = text[1:] if text[:1] in "+-" else text
+    if not (digits.isascii() and digits.isdigit()):
+        raise d.err(f"strconv.Atoi: parsing {_goquote(text)}: invalid syntax")
+    return int(text)
+
+
+def _duration(d: Dispenser, text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise d.err(str(e)) from None
+
+
+def _one_arg(d: Dispenser) -> str:
+    if not d.next_arg():
+        raise d.arg_err()
+    return d.val()
+
+
+def _no_args(d: Dispenser) -> None:
+    if d.next_arg():
+        raise d.arg_err()
+
+
+def _rcodes(d: Dispenser, failover: bool) -> list[int]:
+    args = d.remaining_args()
+    if not args:
+        raise d.arg_err()
+    out: list[int] = []
+    for a in args:
+        rc = RCODES.get(a.upper())
+        if rc is None:
+            raise d.err(f"{a} is not a valid rcode")
+        if failover and rc == 0:
+            raise d.err("NoError cannot be used in failover")
+        out.append(rc)
+    return out
+
+
+def _is_domain_name(name: str) -> bool:
+    """miekg/dns's IsDomainName, roughly: labels of 1..63 octets, 255 at most in all."""
+    if name == ".":
+        return True
+    body = name[:-1] if name.endswith(".") else name
+    labels = body.split(".")
+    return 0 < len(body) < 255 and all(0 < len(lb) <= 63 for lb in labels)
+
+
+def _from_zone(d: Dispenser, text: str) -> str:
+    if "/" in text:
+        try:
+            zones = reverse_zones(text)
+        except ValueError:
+            zones = [normalize_zone(text)]
+        if len(zones) > 1:
+            log.warning("[WARNING] plugin/forward: Unsupported CIDR notation: '%s' expands to multiple zones. "
+                        "Using only '%s'.", text, zones[0])
+        return zones[0]
+    return normalize_zone(text)
+
+
+def _tls_context(d: Dispenser, args: list[str]) -> ssl.SSLContext:
+    """CoreDNS's `tls` argument forms: none, CA, CERT KEY, CERT KEY CA (a client-side context)."""
+    cert = key = ca = None
+    if len(args) == 1:
+        ca = args[0]
+    elif len(args) >= 2:
+        cert, key = args[0], args[1]
+        ca = args[2] if len(args) == 3 else None
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if ca is not None:
+        try:
+            with open(ca, encoding="ascii", errors="replace") as f:
+                pem = f.read()
+        except OSError as e:
+            raise d.err(f"error reading {ca}: {e.strerror.lower() if e.strerror else e}") from None
+        try:
+            # Only the given CA is trusted, as Go does when RootCAs is set.
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            context.load_verify_locations(cadata=pem)
+        except (ssl.SSLError, ValueError):
+            raise d.err(f"could not read root certs from {ca}") from None
+    if cert is not None and key is not None:
+        try:
+            context.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as e:
+            reason = e.strerror.lower() if isinstance(e, OSError) and e.strerror else str(e)
+            raise d.err(f"could not load TLS cert: {reason}") from None
+    return context
+
+
+def parse(d: Dispenser, ctx: SetupContext) -> list[ForwardConfig]:
+    """Every `forward` occurrence of the block, in Corefile order."""
+    out: list[ForwardConfig] = []
+    while d.next():
+        out.append(parse_stanza(d, ctx))
+    return out
+
+
+def parse_stanza(d: Dispenser, ctx: SetupContext) -> ForwardConfig:
+    directive = d.token()
+    cfg = ForwardConfig(file=directive.file, line=directive.line)
+    if not d.next_arg():
+        raise d.arg_err()
+    cfg.from_zone = _from_zone(d, d.val())
+    to = d.remaining_args()
+    if not to:
+        raise d.arg_err()
+    specs: list[UpstreamSpec] = []
+    for t in to:
+        try:
+            specs.extend(parse_to(t, ctx))
+        except ValueError as e:
+            raise d.err(str(e)) from None
+    if not specs:
+        raise d.err("no nameservers found")
+    while d.next_block():
+        _property(d, cfg, ctx)
+    if len(specs) > MAX_UPSTREAMS:
+        raise CorefileError(directive.file, directive.line,
+                            f"plugin/forward: more than {MAX_UPSTREAMS} TOs configured: {len(specs)}")
+    if cfg.max_age and cfg.max_age < cfg.expire:
+        raise CorefileError(directive.file, directive.line,
+                            f"plugin/forward: max_age ({go_duration(cfg.max_age)}) must not be less than "
+                            f"expire ({go_duration(cfg.expire)})")
+    for s in specs:
+        if s.transport == "tls" and s.server_name and cfg.tls_servername:
+            raise CorefileError(directive.file, directive.line,
+                                f"plugin/forward: both forward ('{cfg.tls_servername}') and proxy level "
+                                f"('{s.server_name}') TLS servernames are set for upstream proxy "
+                                f"'tls://{s.addr}'")
+    cfg.upstreams = specs
+    if any(s.transport == "tls" for s in specs) and cfg.tls_context is None:
+        cfg.tls_context = _tls_context(d, [])
+    return cfg
+
+
+def _property(d: Dispenser, cfg: ForwardConfig, ctx: SetupContext) -> None:
+    prop = d.val()
+    if prop == "except":
+        names = d.remaining_args()
+        if not names:
+            raise d.arg_err()
+        for n in names:
+            # A CIDR stands for all its reverse zones here (FROM, by contrast, can only be one zone).
+            try:
+                zones = reverse_zones(n) if "/" in n else [normalize_zone(n)]
+            except ValueError:
+                zones = [normalize_zone(n)]
+            cfg.ignored.extend(z for z in zones if z not in cfg.ignored)
+    elif prop == "force_tcp":
+        _no_args(d)
+        cfg.force_tcp = True
+    elif prop == "prefer_udp":
+        _no_args(d)
+        cfg.prefer_udp = True
+    elif prop == "max_fails":
+        cfg.max_fails = _uint(d, _one_arg(d))
+    elif prop == "max_connect_attempts":
+        cfg.max_connect_attempts = _uint(d, _one_arg(d))
+    elif prop == "health_check":
+        _health_check(d, cfg)
+    elif prop == "expire":
+        text = _one_arg(d)
+        cfg.expire = _duration(d, text)
+        if cfg.expire < 0:
+            raise d.err(f"expire can't be negative: {go_duration(cfg.expire)}")
+    elif prop == "max_age":
+        text = _one_arg(d)
+        cfg.max_age = _duration(d, text)
+        if cfg.max_age < 0:
+            raise d.err(f"max_age can't be negative: {go_duration(cfg.max_age)}")
+    elif prop == "read_timeout":
+        text = _one_arg(d)
+        cfg.read_timeout = _duration(d, text)
+        if cfg.read_timeout < 0:
+            raise d.err(f"read_timeout can't be negative: {go_duration(cfg.read_timeout)}")
+    elif prop == "max_idle_conns":
+        n = _atoi(d, _one_arg(d))
+        if n < 0:
+            raise d.err(f"max_idle_conns can't be negative: {n}")
+        cfg.max_idle_conns = n
+    elif prop == "max_concurrent":
+        n = _atoi(d, _one_arg(d))
+        if n < 0:
+            raise d.err(f"max_concurrent can't be negative: {n}")
+        cfg.max_concurrent = n
+    elif prop == "policy":
+        name = _one_arg(d)
+        if name not in POLICIES:
+            raise d.err(f"unknown policy '{name}'")
+        cfg.policy = name
+    elif prop == "tls":
+        args = d.remaining_args()
+        if len(args) > 3:
+            raise d.arg_err()
+        cfg.tls_args = [ctx.path(a) for a in args]
+        cfg.tls_context = _tls_context(d, cfg.tls_args)
+    elif prop == "tls_servername":
+        cfg.tls_servername = _one_arg(d)
+    elif prop == "next":
+        cfg.next_rcodes = _rcodes(d, failover=False)
+    elif prop == "failover":
+        cfg.failover_rcodes = _rcodes(d, failover=True)
+    elif prop == "failfast_all_unhealthy_upstreams":
+        _no_args(d)
+        cfg.failfast_all_unhealthy = True
+    elif prop == "next_on_nodata":
+        _no_args(d)
+        cfg.next_on_nodata = True
+    elif prop == "source_address":
+        text = _one_arg(d)
+        if not _is_ip(text) or "%" in text:
+            raise d.err(f"source_address: invalid IP address '{text}'")
+        cfg.source_address = str(ipaddress.ip_address(text))
+    else:
+        raise d.unknown_property()
+
+
+def _health_check(d: Dispenser, cfg: ForwardConfig) -> None:
+    text = _one_arg(d)
+    interval = _duration(d, text)
+    if interval < 0:
+        raise d.err(f"health_check can't be negative: {round(interval * 1e9)}")
+    cfg.hc_interval = interval
+    cfg.hc_domain = "."
+    while d.next_arg():
+        opt = d.val()
+        if opt == "no_rec":
+            cfg.hc_recursion_desired = False
+        elif opt == "domain":
+            name = _one_arg(d)
+            if not _is_domain_name(name):
+                raise d.err(f"health_check: invalid domain name {name}")
+            cfg.hc_domain = normalize_zone(name)
+        else:
+            raise d.err(f"health_check: unknown option {opt}")
+
