@@ -24,8 +24,8 @@ from __future__ import annotations
 from dnslib import QTYPE, RR, DNSRecord
 
 from corefile import Dispenser
-from dnsserver.plugin import Next, Plugin, SetupContext
 from dnsserver.dnslib_ext import HINFO
+from dnsserver.plugin import Next, Plugin, SetupContext
 from dnsserver.request import Request
 
 ANY = 255

@@ -42,6 +42,9 @@ class Block:
     fast_store: Plugin | None = None
     fast_shuffle: bool = False
     fast_observers: list[Plugin] = field(default_factory=list)  # told of every hot-path answer (log)
+    # The relay path: a plugin that answers from bytes asynchronously (forward), when every plugin before
+    # it may be skipped. Queries it declines still run the whole chain.
+    relay: Plugin | None = None
 
     @property
     def zones(self) -> list[str]:
@@ -103,6 +106,20 @@ def _fast_path(plugins: list[Plugin]) -> tuple[Plugin | None, bool]:
     return None, False
 
 
+def _relay_path(plugins: list[Plugin]) -> Plugin | None:
+    """The first in-chain plugin that is not skippable, if it can relay bytes (forward) and no wire store
+    comes before it (a cache must see the reply to keep it)."""
+    shuffle = False
+    for p in plugins:
+        if not p.in_chain:
+            continue
+        if p.fast_safe:
+            shuffle = shuffle or p.fast_shuffle  # loadbalance would have to reorder the reply: not here
+            continue
+        return p if hasattr(p, "relay") and not shuffle else None
+    return None
+
+
 def build(corefile: Corefile, dns_port: int, metrics: Metrics, instance: object = None) -> Config:
     """Set up every block's plugins and plan the listeners. Raises CorefileError naming FILE:LINE."""
     plan = HttpPlan()
@@ -152,7 +169,9 @@ def build(corefile: Corefile, dns_port: int, metrics: Metrics, instance: object 
             tok = key_tokens[next(i for i, k in enumerate(keys) if k.transport == "tls")]
             raise CorefileError(tok.file, tok.line, "tls:// server blocks need the tls plugin (tls CERT KEY)")
         block.fast_store, block.fast_shuffle = _fast_path(plugins)
-        block.fast_observers = [p for p in plugins if hasattr(p, "fast_observe")] if block.fast_store else []
+        block.relay = _relay_path(plugins)
+        block.fast_observers = [p for p in plugins if hasattr(p, "fast_observe")] \
+            if block.fast_store or block.relay else []
         ctx.block = block
         blocks.append(block)
 

@@ -13,12 +13,12 @@ from dnslib import EDNS0, DNSRecord
 
 from dnsserver import wire
 from dnsserver.config import Block
-from dnsserver.fastpath import parse_query, quick_query
+from dnsserver.fastpath import QR, TC, assemble, parse_query, quick_query, with_client_opt
 from dnsserver.metrics import Metrics, Slot
 from dnsserver.plugin import PluginError
 from dnsserver.request import Request
 from dnsserver.respond import finalize_all
-from dnsserver.wireview import WireQuery, WireReply
+from dnsserver.wireview import WireQuery, WireReply, decode_name
 
 log = logging.getLogger("portolan")
 
@@ -49,6 +49,7 @@ class Dispatcher:
         # is stored. Per listener, because zone selection is; rebuilt with the Dispatcher on reload.
         self.routes: dict[bytes, Route] = {}
         self.fast_enabled = any(b.fast_store is not None for b in zones.values())
+        self.relay_enabled = any(b.relay is not None for b in zones.values())
 
     def fast(self, data: bytes, client: tuple[str, int], proto: str) -> bytes | None:
         """Answer from stored wire bytes, or None for the slow path. Must never raise."""
@@ -81,6 +82,49 @@ class Dispatcher:
         except Exception:
             log.exception("[ERROR] hot path failed; falling back")
             return None
+
+    async def relay(self, data: bytes, client: tuple[str, int], proto: str) -> bytes | None:
+        """The relay path: a query for a block that only forwards, answered without parsing anything.
+
+        None means "not for this path" (the caller runs the whole chain). Errors of the upstreams are
+        answered SERVFAIL here, as the chain would, rather than trying everything a second time.
+        """
+        q = parse_query(data)
+        if q is None:
+            return None
+        found = self.select(decode_name(data).lower(), q.qtype)
+        if found is None or found[1].relay is None:
+            return None
+        zone, block = found
+        start = time.perf_counter()
+        try:
+            reply = await block.relay.relay(data, proto)  # type: ignore[attr-defined]
+        except Exception as e:
+            # What the chain would do: errors (if loaded) logs it, the client gets SERVFAIL.
+            errors = next((p for p in block.plugins if p.name == "errors"), None)
+            if errors is not None:
+                errors.report(WireQuery(data, q, client, proto), PluginError(block.relay.name, e))  # type: ignore[attr-defined]
+            else:
+                log.debug("relay: %s", e)
+            reply = assemble(data, q, QR | wire.SERVFAIL, 0, 0, 0, b"")
+        if reply is None:
+            return None
+        out = with_client_opt(reply, q)
+        if out is None:
+            return None
+        limit = q.udp_size if proto == "udp" else 65535
+        if len(out) > limit:
+            # Too big for the client: an empty truncated reply sends it to TCP, as forward does on overflow.
+            out = assemble(data, q, ((out[2] << 8) | out[3]) | TC, 0, 0, 0, b"")
+        if block.metrics:
+            self.metrics.record(self.label, zone, proto, 2 if ":" in client[0] else 1, q.qtype, q.do,
+                                limit, len(out), wire.rcode_name(out[3] & 0xF), block.relay.name,
+                                time.perf_counter() - start)
+        if block.fast_observers:
+            view, rv = WireQuery(data, q, client, proto), WireReply(out)
+            for obs in block.fast_observers:
+                obs.fast_observe(view, rv, len(out), time.perf_counter() - start)  # type: ignore[attr-defined]
+        return out
 
     def learn_route(self, data: bytes, block: Block, zone: str) -> None:
         """After the slow path: remember where a query like this one is answered from wire bytes."""

@@ -221,3 +221,53 @@ def assemble(data: bytes, q: FastQuery, flags: int, an: int, ns: int, ar: int, t
         return (data[0:2] + _U16.pack(out_flags) + _COUNTS.pack(1, an, ns, ar + 1) + data[12:q.qend] + tail
                 + opt_record(q.udp_size, q.do))
     return data[0:2] + _U16.pack(out_flags) + _COUNTS.pack(1, an, ns, ar) + data[12:q.qend] + tail
+
+
+def with_client_opt(reply: bytes, q: FastQuery) -> bytes | None:
+    """`reply` with its OPT record replaced by ours for the query `q` (or removed if `q` had none).
+
+    What the scrub does for a relayed reply: the client sees our EDNS size and its own DO bit, not the
+    upstream's options. None if the reply cannot be walked (then the caller takes the slow path).
+    """
+    try:
+        an, ns, ar = (_U16.unpack_from(reply, o)[0] for o in (6, 8, 10))
+        i = skip_name(reply, 12) + 4
+        for _ in range(an + ns):
+            i = skip_name(reply, i)
+            i += 10 + _U16.unpack_from(reply, i + 8)[0]
+        kept = [reply[:i]]
+        extra = 0
+        for _ in range(ar):
+            start = i
+            i = skip_name(reply, i)
+            rtype = _U16.unpack_from(reply, i)[0]
+            i += 10 + _U16.unpack_from(reply, i + 8)[0]
+            if rtype != TYPE_OPT:
+                kept.append(reply[start:i])
+                extra += 1
+        if i != len(reply):
+            return None
+    except (IndexError, struct.error):
+        return None
+    if q.edns:
+        kept.append(opt_record(q.udp_size, q.do))
+        extra += 1
+    head = kept[0]
+    return head[:10] + _U16.pack(extra) + head[12:] + b"".join(kept[1:])
+
+
+def well_formed(msg: bytes) -> bool:
+    """Whether the counts in `msg`'s header match records that end exactly at its end (no parse)."""
+    try:
+        if len(msg) < 12:
+            return False
+        qd, an, ns, ar = (_U16.unpack_from(msg, o)[0] for o in (4, 6, 8, 10))
+        i = 12
+        for _ in range(qd):
+            i = skip_name(msg, i) + 4
+        for _ in range(an + ns + ar):
+            i = skip_name(msg, i)
+            i += 10 + _U16.unpack_from(msg, i + 8)[0]
+        return i == len(msg)
+    except (IndexError, struct.error):
+        return False

@@ -76,7 +76,10 @@ class UdpProtocol(asyncio.DatagramProtocol):
         self.listener.spawn(self._serve(data, addr, client))
 
     async def _serve(self, data: bytes, addr: tuple[str, int], client: tuple[str, int]) -> None:
-        out = await self.listener.dispatcher.handle(data, client, "udp", self.listener.host)
+        d = self.listener.dispatcher
+        out = await d.relay(data, client, "udp") if d.relay_enabled else None
+        if out is None:
+            out = await d.handle(data, client, "udp", self.listener.host)
         if out is not None and self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(out, addr)
 
@@ -148,7 +151,10 @@ class TcpProtocol(asyncio.Protocol):
 
     async def _serve(self, msg: bytes) -> None:
         try:
-            out = await self.listener.dispatcher.handle(msg, self.peer, "tcp", self.listener.host)
+            d = self.listener.dispatcher
+            out = await d.relay(msg, self.peer, "tcp") if d.relay_enabled else None
+            if out is None:
+                out = await d.handle(msg, self.peer, "tcp", self.listener.host)
             if out is not None and self.transport is not None and not self.transport.is_closing():
                 # A reply may go on over several messages (AXFR): frame each, in order.
                 frames = [out, *getattr(out, "more", ())]

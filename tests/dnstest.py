@@ -85,15 +85,21 @@ class Served:
         key = next(iter(config.listeners))
         self.dispatcher = Dispatcher(f"{key[0]}://{key[1]}:{key[2]}", config.listeners[key], process_metrics())
         self.last_fast = False  # whether the last query was answered on the hot path
+        self.last_relay = False  # ... or relayed as bytes (forward-only blocks)
 
     async def wire(self, data: bytes, proto: str = "udp", client: tuple[str, int] = ("10.240.0.1", 40212),
                    ) -> bytes | None:
         # As the listeners do: the hot path first, the chain only if it declines.
-        out = self.dispatcher.fast(bytes(data), client, proto) if self.dispatcher.fast_enabled else None
+        d = self.dispatcher
+        out = d.fast(bytes(data), client, proto) if d.fast_enabled else None
         self.last_fast = out is not None
         if out is not None:
             return out
-        return await self.dispatcher.handle(bytes(data), client, proto, "127.0.0.1")
+        out = await d.relay(bytes(data), client, proto) if d.relay_enabled else None
+        self.last_relay = out is not None
+        if out is not None:
+            return out
+        return await d.handle(bytes(data), client, proto, "127.0.0.1")
 
     async def query(self, case: Case) -> DNSRecord:
         out = await self.wire(case.message().pack(), case.proto, case.client)

@@ -137,6 +137,7 @@ from dnsplugins.forward.metrics import METRICS
 from dnsplugins.forward.policy import make_policy
 from dnsplugins.forward.upstream import Upstream, UpstreamError
 from dnsserver import wire
+from dnsserver.fastpath import well_formed
 from dnsserver.plugin import Next, Plugin, SetupContext
 from dnsserver.request import Request
 
@@ -194,7 +195,11 @@ def _parse_reply(data: bytes) -> DNSRecord:
 
 
 def _check_reply(data: bytes) -> bytes:
-    return data  # relayed unparsed: same_question has checked all that is needed
+    # Relayed unparsed, but walked: a reply that is not a DNS message counts as an upstream failure, as
+    # it does when `serve` fails to parse it.
+    if not well_formed(data):
+        raise ValueError("malformed reply from upstream")
+    return data
 
 
 def wire_reply(query: bytes, rcode: int) -> bytes:
