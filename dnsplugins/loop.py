@@ -46,6 +46,7 @@ from collections.abc import Callable
 from dnslib import DNSRecord
 
 from corefile import Dispenser
+from dnsserver.periodic import cancel_task
 from dnsserver.plugin import Next, Plugin, SetupContext
 from dnsserver.request import Request
 
@@ -109,10 +110,7 @@ class Loop(Plugin):
 
     async def stop(self) -> None:
         task, self.task = self.task, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_task(task)
 
     def _listener(self, instance: object) -> tuple[str, int, str] | None:
         """(host to send to, port, address as the FATAL message prints it) for this block's zone."""

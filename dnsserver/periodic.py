@@ -14,6 +14,14 @@ from collections.abc import Awaitable, Callable
 log = logging.getLogger("portolan")
 
 
+async def cancel_task(task: asyncio.Task[object] | None) -> None:
+    """Cancel a background task and wait until it has really stopped (a no-op for None or a done task)."""
+    if task is not None and not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 class Periodic:
     def __init__(self, interval: Callable[[], float], job: Callable[[], Awaitable[object] | object],
                  what: str) -> None:
@@ -27,11 +35,8 @@ class Periodic:
             self.task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
-            self.task = None
+        task, self.task = self.task, None
+        await cancel_task(task)
 
     async def _run(self) -> None:
         while True:

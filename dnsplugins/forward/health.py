@@ -11,12 +11,12 @@ This is not a Periodic job: it runs only while the upstream is in trouble and en
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
 from dnsplugins.forward.metrics import METRICS, ForwardMetrics
 from dnsplugins.forward.upstream import Upstream, UpstreamError, probe_query
+from dnsserver.periodic import cancel_task
 
 log = logging.getLogger("portolan")
 
@@ -79,7 +79,4 @@ class HealthCheck:
 
     async def stop(self) -> None:
         task, self.task = self.task, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_task(task)
