@@ -82,6 +82,8 @@ from prometheus_client import Gauge
 
 from corefile import CorefileError, Dispenser
 from dnsserver.durations import parse_duration
+from dnsserver.fastpath import FastQuery
+from dnsserver.memo import AnswerMemo
 from dnsserver.metrics import REGISTRY
 from dnsserver.periodic import Periodic
 from dnsserver.plugin import Fallthrough, Next, Plugin, SetupContext, match_zone, plugin_zones
@@ -238,11 +240,26 @@ class Hosts(Plugin):
         self.inline = parse_hosts("\n".join(config.inline), config.zones, config.reverse)
         self.file = HostsMap()
         self.index = Index((self.file, self.inline), config.ttl)
+        self.version = 0
+        self.memo = AnswerMemo()
         self.reload_interval = config.reload  # tests shorten it
         self._stamp: tuple[int, int] | None = None  # (mtime_ns, size) of the file last read
         self._periodic = Periodic(lambda: self.reload_interval, self._reread, "plugin/hosts")
 
+    def fast_answer(self, data: bytes, q: FastQuery, key: bytes, client: tuple[str, int], proto: str,
+                    shuffle: bool) -> bytes | None:
+        """The hot path: an answer already given for this question since the entries were last read."""
+        return self.memo.fast_answer(data, q, key, self.version, shuffle)
+
     async def serve(self, req: Request, next: Next) -> DNSRecord | None:
+        reply = await self._serve(req, next)
+        # Answers from the entries themselves depend on nothing but the question: keep them as bytes.
+        # (Not fallthrough's answers, which belong to later plugins, nor the SERVFAIL for unknown names.)
+        if reply is not None and req.answered_by is None and reply.header.rcode == 0:
+            self.memo.remember(req.wire, self.version, reply)
+        return reply
+
+    async def _serve(self, req: Request, next: Next) -> DNSRecord | None:
         name, qtype, index = req.name, req.qtype, self.index
         if qtype == QTYPE_PTR:
             # Reverse names need not be among ZONES: an address with an entry is answered anywhere.
@@ -288,6 +305,7 @@ class Hosts(Plugin):
             return False
         self.file = parse_hosts(text, self.config.zones, self.config.reverse)
         self.index = Index((self.file, self.inline), self.config.ttl)
+        self.version += 1  # every remembered answer is now stale
         self._stamp = stamp
         ENTRIES.set(self.index.size)
         RELOAD_TIMESTAMP.set(st.st_mtime_ns / 1e9)

@@ -74,7 +74,8 @@ from corefile import Dispenser
 from dnsplugins.bind import interface_addresses
 from dnsplugins.kubernetes.answers import NXDOMAIN, SERVFAIL, Answer, Answerer
 from dnsplugins.kubernetes.config import KubernetesConfig, parse
-from dnsserver.fastpath import AA, FastQuery, WireAnswer, assemble, parse_query
+from dnsserver.fastpath import FastQuery
+from dnsserver.memo import AnswerMemo
 from dnsserver.plugin import Next, Plugin, SetupContext, match_zone
 from dnsserver.request import Request
 from kubewatch import (
@@ -95,14 +96,6 @@ log = logging.getLogger("portolan")
 
 MEMO_LIMIT = 200_000
 UPSTREAM_TIMEOUT = 2.0
-
-
-class Memo:
-    __slots__ = ("version", "wire")
-
-    def __init__(self, version: int, wire: WireAnswer) -> None:
-        self.version = version
-        self.wire = wire
 
 
 def watch_specs(cfg: KubernetesConfig) -> list[WatchSpec]:
@@ -134,7 +127,7 @@ class Kubernetes(Plugin):
         self.store = Store()
         self.answerer = Answerer(self.store, cfg)
         self.source: ApiSource | ManifestSource | None = None
-        self.memo: dict[bytes, Memo] = {}
+        self.memo = AnswerMemo(MEMO_LIMIT)
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -173,25 +166,17 @@ class Kubernetes(Plugin):
 
     def fast_answer(self, data: bytes, q: FastQuery, key: bytes, client: tuple[str, int], proto: str,
                     shuffle: bool) -> bytes | None:
-        """The hot path: a memoised answer still valid for the store's current version."""
-        m = self.memo.get(key)
-        if m is None or m.version != self.store.version:
-            return None
-        w = m.wire
-        tail = w.shuffled(w.tail) if shuffle and w.rotations else w.tail
-        return assemble(data, q, w.flags, w.an, w.ns, w.ar, tail)
+        """The hot path: a remembered answer still valid for the store's current version."""
+        return self.memo.fast_answer(data, q, key, self.store.version, shuffle)
 
     async def serve(self, req: Request, next: Next) -> DNSRecord | None:
         zone = match_zone(self.cfg.zones, req.name)
         if zone is None or req.qclass != 1:
             return await next(req)
-        q = parse_query(req.wire)
         version = self.store.version
-        if q is not None:
-            m = self.memo.get(q.key)
-            if m is not None and m.version == version:
-                w = m.wire
-                return DNSRecord.parse(assemble(req.wire, q, w.flags, w.an, w.ns, w.ar, w.tail))
+        known = self.memo.reply(req.wire, version)
+        if known is not None:
+            return known
         ans = self.answerer.answer(req.qname, req.name, zone, req.qtype)
         synced = self.store.synced
         if ans.name_error:
@@ -212,18 +197,9 @@ class Kubernetes(Plugin):
             reply.add_ar(r)
         if ans.upstream is not None:
             await self.resolve_upstream(req, ans.upstream, reply)
-        elif ans.memo and synced and q is not None:
-            self.remember(q.key, version, reply)
+        elif ans.memo and synced:
+            self.memo.remember(req.wire, version, reply)
         return reply
-
-    def remember(self, key: bytes, version: int, reply: DNSRecord) -> None:
-        if len(self.memo) >= MEMO_LIMIT:
-            self.memo.clear()
-        packed = DNSRecord(reply.header, questions=reply.questions, rr=reply.rr, auth=reply.auth,
-                           ar=[r for r in reply.ar if r.rtype != 41]).pack()
-        wire = WireAnswer.from_reply(packed)
-        wire.flags |= AA
-        self.memo[key] = Memo(version, wire)
 
     async def resolve_upstream(self, req: Request, target: str, reply: DNSRecord) -> None:
         """An ExternalName pointing outside our zones: ask this very server, as CoreDNS's upstream does."""

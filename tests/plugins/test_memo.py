@@ -1,0 +1,32 @@
+"""Remembered answers (hosts, kubernetes): served from bytes until the plugin's data changes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tests.dnstest import Case, serve
+
+
+async def test_hosts_answers_go_hot_and_follow_the_file(tmp_path: Path) -> None:
+    hosts = tmp_path / "hosts"
+    hosts.write_text("10.0.0.1 web.example.org\n")
+    async with serve(f". {{\n hosts {hosts} {{\n  reload 0\n  fallthrough\n }}\n whoami\n}}") as s:
+        await s.run([Case("web.example.org.", "A", answer=["web.example.org. 3600 IN A 10.0.0.1"])])
+        assert not s.last_fast
+        await s.run([Case("WEB.example.org.", "A", answer=["WEB.example.org. 3600 IN A 10.0.0.1"])])
+        await s.run([Case("WEB.example.org.", "A", answer=["WEB.example.org. 3600 IN A 10.0.0.1"])])
+        assert s.last_fast
+        # A name hosts passes on (fallthrough to whoami) is never remembered as hosts' answer.
+        for _ in range(2):
+            r = await s.query(Case("other.example.org.", "A"))
+            assert not s.last_fast and r.ar
+        # The file changes: the remembered answer is stale at once.
+        plugin = next(p for p in s.config.blocks[0].plugins if p.name == "hosts")
+        hosts.write_text("10.0.0.2 web.example.org\n")
+        os.utime(hosts, ns=(1, 1))  # a different mtime whatever the clock's resolution
+        assert plugin.read_hosts()
+        r = await s.query(Case("WEB.example.org.", "A"))
+        assert not s.last_fast and [str(x.rdata) for x in r.rr] == ["10.0.0.2"]
+        r = await s.query(Case("WEB.example.org.", "A"))
+        assert s.last_fast and [str(x.rdata) for x in r.rr] == ["10.0.0.2"]
