@@ -60,8 +60,8 @@ class Dispatcher:
             route = self.routes.get(q.key)
             if route is None:
                 return None
-            start = time.perf_counter()
             block = route.block
+            start = time.perf_counter() if block.metrics or block.fast_observers else 0.0
             out = block.fast_store.fast_answer(data, q, route.store_key, client, proto,  # type: ignore[union-attr]
                                                block.fast_shuffle)
             if out is None or len(out) > (q.udp_size if proto == "udp" else 65535):

@@ -26,7 +26,7 @@ def client_address(addr: tuple[str, int]) -> tuple[str, int]:
     host = addr[0]
     if host.startswith("::ffff:") and "." in host:
         return host[7:], addr[1]
-    return host, addr[1]
+    return addr
 
 
 def _make_socket(host: str, port: int, kind: socket.SocketKind) -> socket.socket:
