@@ -88,4 +88,5 @@ def test_busybox_nslookup_and_dig_search(pod_netns: str, tmp_path: Path) -> None
         assert "status: NXDOMAIN" in out, out
     finally:
         upstream.stop()
-        assert server.stop() == 0
+        rc = server.stop()
+    assert rc == 0

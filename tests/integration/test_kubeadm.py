@@ -123,7 +123,8 @@ def test_kubeadm_corefile_in_a_pod(tmp_path: Path, mount_point: Path) -> None:
             assert metric(metrics, "coredns_cache_hits_total", type="success") >= 1
             assert metric(metrics, "coredns_build_info") == 1
         finally:
-            if dns is not None:
-                assert dns.stop(timeout=20) == 0  # lameduck 5s first
+            # Stop everything before judging anything, so a failure here leaves no process behind.
+            rc = dns.stop(timeout=20) if dns is not None else 0  # lameduck 5s first
             upstream.stop()
             emu.stop()
+        assert rc == 0
