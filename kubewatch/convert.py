@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 from sys import intern
 from typing import Any
 
@@ -140,8 +141,17 @@ def service(obj: dict[str, Any]) -> Service:
     )
 
 
+def _is_ip(text: str, address_type: str) -> bool:
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return addr.version == (4 if address_type == "IPv4" else 6)
+
+
 def endpoint_slice(obj: dict[str, Any]) -> EndpointSlice:
     meta = _meta(obj)
+    address_type = obj.get("addressType") or "IPv4"
     ns = _namespace(meta)
     labels = meta.get("labels") or _EMPTY
     endpoints = []
@@ -151,6 +161,10 @@ def endpoint_slice(obj: dict[str, Any]) -> EndpointSlice:
         addresses = raw.get("addresses")
         if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
             raise InvalidObject(f"endpoints[{i}].addresses is not a list of strings")
+        if address_type in ("IPv4", "IPv6"):
+            # An address that is not an IP of the slice's family would become a broken A record or
+            # upstream line; ipaddress also takes IPv6 zones ("fe80::1%eth0"), which are never endpoints.
+            addresses = [a for a in addresses if "%" not in a and _is_ip(a, address_type)]
         conditions = raw.get("conditions") or _EMPTY
         ready = conditions.get("ready")
         target = raw.get("targetRef") or _EMPTY
@@ -178,7 +192,6 @@ def endpoint_slice(obj: dict[str, Any]) -> EndpointSlice:
         if port is not None:
             _int(port, f"ports[{i}].port")
         ports.append(EndpointPort(intern(raw.get("name") or ""), port, intern(raw.get("protocol") or "TCP")))
-    address_type = obj.get("addressType") or "IPv4"
     return EndpointSlice(
         ns,
         meta["name"],

@@ -126,3 +126,12 @@ def test_config_map() -> None:
 def test_malformed_objects_raise_invalid_object(kind, raw, message) -> None:
     with pytest.raises(InvalidObject, match=message):
         kind.convert(raw)
+
+
+def test_non_ip_addresses_dropped_from_ip_slices() -> None:
+    from kubewatch.convert import endpoint_slice
+
+    sl = endpoint_slice({"metadata": {"name": "s", "namespace": "n", "labels": {}}, "addressType": "IPv6",
+                         "endpoints": [{"addresses": ["fd00::1", "fe80::1%eth0", "10.0.0.1", "not-an-ip"]}],
+                         "ports": []})
+    assert sl.endpoints[0].addresses == ("fd00::1",)

@@ -1,0 +1,207 @@
+"""``portolan ingress``: flags in ingress-nginx's spirit, then run the controller until
+SIGTERM/SIGINT (nginx stops with it)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from ingress import validate
+from ingress.classes import ClassPolicy
+from ingress.controller import Controller, ControllerError
+from ingress.lease import LeaseTiming
+from ingress.options import Options, default_identity
+from ingress.validate import InvalidValue, ns_name
+
+log = logging.getLogger("ingress")
+
+
+def _bool(text: str) -> bool:
+    low = text.lower()
+    if low in ("true", "1", "yes"):
+        return True
+    if low in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean")
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port")
+    return value
+
+
+def _ip(text: str) -> str:
+    try:
+        return validate.ip(text, "address")
+    except validate.InvalidValue:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be positive")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="portolan ingress",
+        description="Ingress controller: renders Ingresses into an nginx it starts and supervises.",
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster service account)")
+    src.add_argument("--manifests", metavar="PATH", help="read objects from YAML files instead of an API server")
+    p.add_argument("--manifest-interval", type=_positive, default=2.0, help="seconds between manifest re-reads")
+    p.add_argument(
+        "--controller-class",
+        default="portolan.dev/ingress-controller",
+        help="spec.controller of the IngressClasses that are ours",
+    )
+    p.add_argument(
+        "--ingress-class",
+        default="portolan",
+        help="value of the legacy kubernetes.io/ingress.class annotation that is ours",
+    )
+    p.add_argument(
+        "--watch-ingress-without-class",
+        nargs="?",
+        const=True,
+        default=False,
+        type=_bool,
+        help="also serve Ingresses that name no class",
+    )
+    p.add_argument("--watch-namespace", default="", help="only this namespace (default: all)")
+    p.add_argument("--configmap", metavar="NS/NAME", help="ConfigMap with nginx settings")
+    pub = p.add_mutually_exclusive_group()
+    pub.add_argument(
+        "--publish-service", metavar="NS/NAME", help="Service whose address is written to the status of our Ingresses"
+    )
+    pub.add_argument(
+        "--publish-status-address", metavar="ADDR[,ADDR]", help="addresses written to the status of our Ingresses"
+    )
+    p.add_argument("--status-update-interval", type=_positive, default=60.0)
+    p.add_argument(
+        "--bind-address",
+        action="append",
+        type=_ip,
+        metavar="IP",
+        help="address nginx listens on (repeatable; default 0.0.0.0)",
+    )
+    p.add_argument("--http-port", type=_port, default=80)
+    p.add_argument("--https-port", type=_port, default=443)
+    p.add_argument(
+        "--default-ssl-certificate",
+        metavar="NS/NAME",
+        help="TLS Secret served when no Ingress certificate fits (default: self-signed)",
+    )
+    p.add_argument("--nginx-binary", default="nginx")
+    p.add_argument(
+        "--config-dir",
+        default="/var/lib/portolan-ingress",
+        help="nginx.conf, certificates, pid file, logs and temp files",
+    )
+    p.add_argument("--templates-dir", default=None, help="nginx.conf.j2 and its parts (default: the shipped ones)")
+    p.add_argument("--healthz-address", type=_ip, default="0.0.0.0")
+    p.add_argument("--healthz-port", type=int, default=10254, help="/healthz (and /metrics); -1 disables")
+    p.add_argument("--metrics-port", type=_port, default=None, help="/metrics on its own port")
+    p.add_argument("--election-id", default="portolan-ingress-leader", help="name of the Lease")
+    p.add_argument("--election-namespace", default=None, help="namespace of the Lease (default $POD_NAMESPACE)")
+    p.add_argument("--election-identity", default=None, help="this replica's name in the Lease")
+    p.add_argument("--lease-duration", type=_positive, default=15.0)
+    p.add_argument("--renew-deadline", type=_positive, default=10.0)
+    p.add_argument("--retry-period", type=_positive, default=2.0)
+    p.add_argument("--sync-debounce", type=float, default=0.1, help="quiet seconds before a rebuild")
+    p.add_argument("--sync-max-delay", type=_positive, default=1.0, help="longest wait for a quiet period")
+    p.add_argument(
+        "--shutdown-grace-period",
+        type=float,
+        default=0.0,
+        help="on stop, seconds nginx may finish requests before it is stopped hard",
+    )
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def options_from(args: argparse.Namespace) -> Options:
+    try:
+        configmap = ns_name(args.configmap, "--configmap") if args.configmap else None
+        publish = ns_name(args.publish_service, "--publish-service") if args.publish_service else None
+        default_cert = (
+            ns_name(args.default_ssl_certificate, "--default-ssl-certificate") if args.default_ssl_certificate else None
+        )
+    except InvalidValue as exc:
+        raise SystemExit(f"portolan ingress: {exc}") from None
+    if args.http_port == args.https_port:
+        raise SystemExit("portolan ingress: --http-port and --https-port must differ")
+    if args.renew_deadline >= args.lease_duration:
+        raise SystemExit("portolan ingress: --renew-deadline must be shorter than --lease-duration")
+    options = Options(
+        kubeconfig=args.kubeconfig,
+        manifests=args.manifests,
+        manifest_interval=args.manifest_interval,
+        classes=ClassPolicy(args.controller_class, args.ingress_class, args.watch_ingress_without_class),
+        watch_namespace=args.watch_namespace,
+        configmap=configmap,
+        publish_service=publish,
+        publish_status_address=tuple(a for a in (args.publish_status_address or "").split(",") if a.strip()),
+        status_update_interval=args.status_update_interval,
+        bind_addresses=tuple(args.bind_address or ("0.0.0.0",)),
+        http_port=args.http_port,
+        https_port=args.https_port,
+        default_ssl_certificate=default_cert,
+        nginx_binary=args.nginx_binary,
+        config_dir=args.config_dir,
+        templates_dir=args.templates_dir,
+        healthz_address=args.healthz_address,
+        healthz_port=args.healthz_port,
+        metrics_port=args.metrics_port,
+        election_id=args.election_id,
+        identity=args.election_identity or default_identity(),
+        lease=LeaseTiming(args.lease_duration, args.renew_deadline, args.retry_period),
+        debounce=args.sync_debounce,
+        max_delay=args.sync_max_delay,
+        shutdown_grace=args.shutdown_grace_period,
+    )
+    if args.election_namespace:
+        options.election_namespace = args.election_namespace
+    return options
+
+
+async def run(options: Options) -> int:
+    controller = Controller(options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await controller.start()
+    except ControllerError as exc:
+        log.error("cannot start: %s", exc)
+        await controller.stop()
+        return 1
+    log.info("ingress controller running (http %d, https %d)", options.http_port, options.https_port)
+    await stop.wait()
+    log.info("stopping")
+    await controller.stop()
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    options = options_from(args)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.run(run(options))
+    return uvloop.run(run(options))

@@ -1,0 +1,62 @@
+"""Coalescing store changes: wait for a quiet period after the last change, but never longer
+than a bound after the first, so a steady trickle of changes (endpoints churning) cannot
+postpone a rebuild forever. One rebuild then covers the whole burst; the model is rebuilt
+from the store, so which changes were in the burst does not matter."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ingress.clock import Clock
+from kubewatch import ChangeQueue
+
+
+class Debouncer:
+    def __init__(self, queue: ChangeQueue, clock: Clock, *, quiet: float = 0.1, max_delay: float = 1.0) -> None:
+        self.queue = queue
+        self.clock = clock
+        self.quiet = quiet
+        self.max_delay = max(max_delay, quiet)
+        self._poke = asyncio.Event()
+
+    def poke(self) -> None:
+        """Ask for a rebuild without a store change (a retry, a new default certificate)."""
+        self._poke.set()
+
+    async def _first(self) -> int:
+        if self._poke.is_set() or len(self.queue):
+            self._poke.clear()
+            return len(self.queue.take().changes)
+        get = asyncio.ensure_future(self.queue.get_batch())
+        poked = asyncio.ensure_future(self._poke.wait())
+        try:
+            await asyncio.wait({get, poked}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (get, poked):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(get, poked, return_exceptions=True)
+        self._poke.clear()
+        return len(get.result().changes) if get.done() and not get.cancelled() and get.exception() is None else 0
+
+    async def wait(self) -> int:
+        """Block until a burst of changes has settled; returns how many changes it held."""
+        count = await self._first()
+        start = last = self.clock.now()
+        while True:
+            deadline = min(last + self.quiet, start + self.max_delay)
+            remaining = deadline - self.clock.now()
+            if remaining <= 0:
+                return count
+            get = asyncio.ensure_future(self.queue.get_batch())
+            timer = asyncio.ensure_future(self.clock.sleep(remaining))
+            try:
+                await asyncio.wait({get, timer}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (get, timer):
+                    if not task.done():
+                        task.cancel()
+                await asyncio.gather(get, timer, return_exceptions=True)
+            if get.done() and not get.cancelled() and get.exception() is None:
+                count += len(get.result().changes)
+                last = self.clock.now()

@@ -1,0 +1,72 @@
+"""The controller's own HTTP endpoints: ``/healthz`` (for probes) and ``/metrics``
+(Prometheus exposition), on one port or two."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from aiohttp import web
+
+from ingress.metrics import CONTENT_TYPE_LATEST, Metrics
+
+log = logging.getLogger(__name__)
+
+
+class StatusServer:
+    def __init__(
+        self,
+        address: str,
+        healthz_port: int,
+        metrics_port: int | None,
+        metrics: Metrics,
+        health: Callable[[], tuple[bool, str]],
+    ) -> None:
+        self.address = address
+        self.healthz_port = healthz_port
+        self.metrics_port = metrics_port
+        self.metrics = metrics
+        self.health = health
+        self._runners: list[web.AppRunner] = []
+        self.ports: dict[str, int] = {}
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        ok, reason = self.health()
+        return web.Response(status=200 if ok else 503, text=reason + "\n")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = self.metrics.exposition()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _serve(self, port: int, routes: list[web.RouteDef]) -> int:
+        app = web.Application()
+        app.add_routes(routes)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.address, port)
+        await site.start()
+        self._runners.append(runner)
+        bound = runner.addresses[0][1] if runner.addresses else port
+        return int(bound)
+
+    async def start(self) -> None:
+        if self.healthz_port < 0:
+            return
+        health = web.get("/healthz", self._healthz)
+        metrics = web.get("/metrics", self._metrics)
+        # Port 0 is "any free port": two zeros mean two servers, not one.
+        if self.metrics_port is None or (self.metrics_port == self.healthz_port and self.metrics_port != 0):
+            port = await self._serve(self.healthz_port, [health, metrics])
+            self.ports = {"healthz": port, "metrics": port}
+        else:
+            self.ports = {
+                "healthz": await self._serve(self.healthz_port, [health]),
+                "metrics": await self._serve(self.metrics_port, [metrics]),
+            }
+        log.info("health on %s:%d/healthz, metrics on %s:%d/metrics",
+                 self.address, self.ports["healthz"], self.address, self.ports["metrics"])  # fmt: skip
+
+    async def stop(self) -> None:
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()

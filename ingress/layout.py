@@ -1,0 +1,83 @@
+"""Where everything lives under ``--config-dir``: nginx.conf, certificates, pid file, logs,
+temp directories and the status socket.
+
+Everything nginx writes is here, so the controller runs as root or not without touching
+/var or /run. The directories nginx workers use (temp paths) are created 0711 at the top:
+when the master runs as root its workers run as another user, and they must be able to
+traverse to them. Keys live in ``certs/`` (0700, files 0600), read by the master only.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# sockaddr_un.sun_path is 108 bytes on Linux, the terminating NUL included.
+MAX_SOCKET_PATH = 107
+TEMP_KINDS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+
+    @classmethod
+    def at(cls, path: str | os.PathLike[str]) -> Layout:
+        return cls(Path(path).absolute())
+
+    @property
+    def conf(self) -> Path:
+        return self.root / "nginx.conf"
+
+    @property
+    def pid(self) -> Path:
+        return self.root / "nginx.pid"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def error_log(self) -> Path:
+        return self.logs / "error.log"
+
+    @property
+    def access_log(self) -> Path:
+        return self.logs / "access.log"
+
+    @property
+    def temp(self) -> Path:
+        return self.root / "tmp"
+
+    def temp_path(self, kind: str) -> Path:
+        return self.temp / kind
+
+    @property
+    def certs(self) -> Path:
+        return self.root / "certs"
+
+    def cert(self, digest: str) -> Path:
+        return self.certs / f"{digest}.pem"
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def status_socket(self) -> Path:
+        """nginx's internal status server (health, running config hash): a Unix socket, so
+        it needs no port and is unreachable from the network."""
+        return self.run / "nginx-status.sock"
+
+    def prepare(self) -> None:
+        if len(os.fsencode(self.status_socket)) > MAX_SOCKET_PATH:
+            raise ValueError(
+                f"--config-dir {self.root} is too long: {self.status_socket} exceeds the "
+                f"{MAX_SOCKET_PATH}-byte limit of a Unix socket path"
+            )
+        for directory, mode in ((self.root, 0o711), (self.logs, 0o755), (self.temp, 0o711), (self.run, 0o755)):
+            directory.mkdir(parents=True, exist_ok=True)
+            os.chmod(directory, mode)
+        self.certs.mkdir(exist_ok=True)
+        os.chmod(self.certs, 0o700)

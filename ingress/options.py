@@ -1,0 +1,76 @@
+"""Everything the controller is told at start-up (the CLI flags, as typed values)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ingress.classes import ClassPolicy
+from ingress.lease import LeaseTiming
+
+NsName = tuple[str, str]
+
+
+def default_identity() -> str:
+    # Pod name (the hostname in a pod) plus a random suffix: a restarted container must not
+    # inherit its predecessor's lease as if it had been renewing it all along.
+    return f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+
+
+def resolvers_from(path: str = "/etc/resolv.conf") -> tuple[str, ...]:
+    """nameserver lines of resolv.conf (IPs only), for ExternalName Services named by DNS."""
+    found: list[str] = []
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return ()
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            try:
+                found.append(str(ipaddress.ip_address(parts[1].split("%")[0])))
+            except ValueError:
+                continue
+    return tuple(found)
+
+
+@dataclass
+class Options:
+    # Where objects come from: --manifests, else --kubeconfig, else in-cluster.
+    kubeconfig: str | None = None
+    manifests: str | None = None
+    manifest_interval: float = 2.0
+    classes: ClassPolicy = field(default_factory=ClassPolicy)
+    watch_namespace: str = ""
+    configmap: NsName | None = None
+    publish_service: NsName | None = None
+    publish_status_address: tuple[str, ...] = ()
+    status_update_interval: float = 60.0
+    bind_addresses: tuple[str, ...] = ("0.0.0.0",)
+    http_port: int = 80
+    https_port: int = 443
+    default_ssl_certificate: NsName | None = None
+    nginx_binary: str = "nginx"
+    config_dir: str = "/var/lib/portolan-ingress"
+    templates_dir: str | None = None  # None: the templates shipped with Portolan
+    healthz_address: str = "0.0.0.0"
+    healthz_port: int = 10254  # 0: any free port; -1: no health/metrics server
+    metrics_port: int | None = None  # None: served with /healthz
+    election_id: str = "portolan-ingress-leader"
+    election_namespace: str = field(default_factory=lambda: os.environ.get("POD_NAMESPACE", "default"))
+    identity: str = field(default_factory=default_identity)
+    lease: LeaseTiming = field(default_factory=LeaseTiming)
+    debounce: float = 0.1
+    max_delay: float = 1.0
+    resolvers: tuple[str, ...] | None = None  # None: read /etc/resolv.conf
+    sync_timeout: float = 60.0  # for the first full list of every kind
+    reload_timeout: float = 10.0  # for a reload (or start) to serve the new config hash
+    shutdown_grace: float = 0.0  # SIGQUIT and wait this long before stopping nginx hard
+
+    @property
+    def uses_api(self) -> bool:
+        return self.manifests is None

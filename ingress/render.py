@@ -1,0 +1,147 @@
+"""Model -> nginx.conf text, through the jinja2 templates in ``templates/``.
+
+StrictUndefined turns a typo in a template into an error instead of an empty string. There
+is no HTML autoescaping (it is the wrong language); instead every string goes through the
+``q`` filter (validate.nginx_quote), and values were already validated by type.
+
+The configuration carries its own hash, served by nginx's status socket, so the controller
+can tell when a reload has really taken effect. The hash is taken over the text rendered with
+an empty hash, then written in: identical models give byte-identical configurations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from ingress import validate
+from ingress.layout import TEMP_KINDS, Layout
+from ingress.model import CATCH_ALL, Model, Server
+from ingress.validate import nginx_quote
+
+# templates/ sits next to the package in the source tree (and editable installs). A wheel
+# has no place for a top-level directory, so an installed layout is expected to ship it as
+# data files under <prefix>/share/portolan/templates; --templates-dir overrides both.
+SOURCE_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+INSTALLED_TEMPLATES = Path(sys.prefix) / "share" / "portolan" / "templates"
+
+
+def default_templates() -> Path:
+    for candidate in (SOURCE_TEMPLATES, INSTALLED_TEMPLATES):
+        if (candidate / "nginx.conf.j2").is_file():
+            return candidate
+    return SOURCE_TEMPLATES  # the error then names the expected place
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    addresses: tuple[str, ...] = ("0.0.0.0",)
+    http_port: int = 80
+    https_port: int = 443
+
+    def http(self) -> list[str]:
+        return [_hostport(a, self.http_port) for a in self.addresses]
+
+    def https(self) -> list[str]:
+        return [_hostport(a, self.https_port) for a in self.addresses]
+
+
+def _hostport(address: str, port: int) -> str:
+    ip = ipaddress.ip_address(validate.ip(address, "bind address"))  # it lands unquoted in listen
+    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+
+
+def resolver_address(text: str) -> str:
+    """A resolver for nginx: ``IP``, ``IP:PORT`` or ``[IPv6]:PORT`` (ValueError otherwise)."""
+    if validate.is_ip(text):
+        ip = ipaddress.ip_address(text)
+        return f"[{ip}]" if ip.version == 6 else str(ip)
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not validate.is_ip(host.strip("[]")):
+        raise ValueError(f"resolver {text!r} is not IP or IP:PORT")
+    ip = ipaddress.ip_address(host.strip("[]"))
+    return f"[{ip}]:{int(port)}" if ip.version == 6 else f"{ip}:{int(port)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    text: str
+    hash: str
+
+
+def server_name(server: Server) -> str:
+    """nginx server_name: exact host; ``*.foo.com`` as a regex for exactly one label
+    (nginx's own ``*.foo.com`` would also match ``a.b.foo.com``); ``_`` for the catch-all."""
+    if server.host == CATCH_ALL:
+        return CATCH_ALL
+    if server.is_wildcard:
+        suffix = server.host[2:].replace(".", "\\.")
+        return f"~^[^.]+\\.{suffix}$"
+    return server.host
+
+
+def names_hash_sizes(model: Model) -> tuple[int, int]:
+    """server_names_hash_bucket_size and _max_size that fit every exact name.
+
+    nginx refuses to start when one name does not fit a bucket (a 60-character host is
+    enough with the default 64), so size the bucket from the longest name: each element
+    takes a pointer, the name and 2 bytes, aligned to 8, and a bucket ends with a pointer.
+    """
+    names = [s.host for s in model.servers if not s.is_wildcard and not s.is_catch_all]
+    longest = max((len(n) for n in names), default=1)
+    element = (8 + longest + 2 + 7) // 8 * 8
+    bucket = 64
+    while bucket < element + 8:
+        bucket *= 2
+    max_size = 2048
+    while max_size < 4 * len(names):
+        max_size *= 2
+    return bucket, max_size
+
+
+class Renderer:
+    def __init__(
+        self, layout: Layout, listen: Listen, resolvers: tuple[str, ...] = (), templates: Path | None = None
+    ) -> None:
+        self.layout = layout
+        self.listen = listen
+        self.resolvers = tuple(resolver_address(r) for r in resolvers)
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(templates or default_templates())),
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        self.env.filters["q"] = nginx_quote
+        self._template = self.env.get_template("nginx.conf.j2")
+
+    def render(self, model: Model) -> Rendered:
+        draft = self._render(model, "")
+        digest = hashlib.sha256(draft.encode()).hexdigest()[:16]
+        return Rendered(self._render(model, digest), digest)
+
+    def _render(self, model: Model, digest: str) -> str:
+        bucket, max_size = names_hash_sizes(model)
+        https = self.listen.https_port
+        return self._template.render(
+            model=model,
+            settings=model.settings,
+            config_hash=digest,
+            layout=self.layout,
+            temp_paths=[(kind, self.layout.temp_path(kind)) for kind in TEMP_KINDS],
+            listen_http=self.listen.http(),
+            listen_https=self.listen.https(),
+            https_port_suffix="" if https == 443 else f":{https}",
+            resolvers=list(self.resolvers),
+            names_bucket=bucket,
+            names_max=max_size,
+            server_name=server_name,
+            cert_path=self.layout.cert,
+        )

@@ -1,0 +1,125 @@
+"""The controller ConfigMap (``--configmap NS/NAME``): typed nginx settings with defaults.
+
+Keys and defaults follow ingress-nginx's ConfigMap where we implement the same knob. Each
+value is parsed into a typed field; an invalid value keeps the default and is reported, never
+passed through (a ConfigMap value is as untrusted as an annotation).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+_SIZE_RE = re.compile(r"^\d{1,9}[kKmMgG]?$")
+
+
+@dataclass(frozen=True, slots=True)
+class NginxSettings:
+    ssl_redirect: bool = True
+    http_redirect_code: int = 308
+    hsts: bool = True
+    hsts_max_age: int = 31536000
+    hsts_include_subdomains: bool = True
+    use_http2: bool = True
+    proxy_connect_timeout: int = 5
+    proxy_read_timeout: int = 60
+    proxy_send_timeout: int = 60
+    proxy_body_size: str = "1m"
+    proxy_buffering: bool = False
+    upstream_keepalive_connections: int = 320
+    upstream_keepalive_timeout: int = 60
+    keep_alive: int = 75
+    worker_processes: str = "auto"
+    worker_connections: int = 16384
+    worker_shutdown_timeout: int = 240
+
+
+def _bool(text: str) -> bool:
+    low = text.strip().lower()
+    if low in ("true", "1", "yes", "on"):
+        return True
+    if low in ("false", "0", "no", "off"):
+        return False
+    raise ValueError("not a boolean")
+
+
+def _int_range(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        stripped = text.strip().removesuffix("s")  # "60s" is common for timeouts
+        if not stripped.isdigit():
+            raise ValueError("not a whole number")
+        value = int(stripped)
+        if not lo <= value <= hi:
+            raise ValueError(f"not in {lo}..{hi}")
+        return value
+
+    return parse
+
+
+def _choice(*allowed: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text.strip())
+        if value not in allowed:
+            raise ValueError(f"not one of {allowed}")
+        return value
+
+    return parse
+
+
+def _size(text: str) -> str:
+    if not _SIZE_RE.fullmatch(text.strip()):
+        raise ValueError("not a size like 1m, 512k or 0")
+    return text.strip().lower()
+
+
+def _workers(text: str) -> str:
+    value = text.strip()
+    if value == "auto" or (value.isdigit() and 1 <= int(value) <= 1024):
+        return value
+    raise ValueError("not 'auto' or a number of workers")
+
+
+# ConfigMap key -> (field name, parser)
+KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "ssl-redirect": ("ssl_redirect", _bool),
+    "http-redirect-code": ("http_redirect_code", _choice(301, 302, 307, 308)),
+    "hsts": ("hsts", _bool),
+    "hsts-max-age": ("hsts_max_age", _int_range(0, 2**31 - 1)),
+    "hsts-include-subdomains": ("hsts_include_subdomains", _bool),
+    "use-http2": ("use_http2", _bool),
+    "proxy-connect-timeout": ("proxy_connect_timeout", _int_range(1, 3600)),
+    "proxy-read-timeout": ("proxy_read_timeout", _int_range(1, 86400)),
+    "proxy-send-timeout": ("proxy_send_timeout", _int_range(1, 86400)),
+    "proxy-body-size": ("proxy_body_size", _size),
+    "proxy-buffering": ("proxy_buffering", _bool),
+    "upstream-keepalive-connections": ("upstream_keepalive_connections", _int_range(0, 100000)),
+    "upstream-keepalive-timeout": ("upstream_keepalive_timeout", _int_range(1, 86400)),
+    "keep-alive": ("keep_alive", _int_range(0, 86400)),
+    "worker-processes": ("worker_processes", _workers),
+    "max-worker-connections": ("worker_connections", _int_range(64, 1048576)),
+    "worker-shutdown-timeout": ("worker_shutdown_timeout", _int_range(0, 86400)),
+}
+
+assert {name for name, _ in KEYS.values()} <= {f.name for f in fields(NginxSettings)}
+
+
+def parse_settings(data: Mapping[str, str] | None) -> tuple[NginxSettings, list[str]]:
+    """Settings from ConfigMap data, and one message per key that was ignored."""
+    settings = NginxSettings()
+    problems: list[str] = []
+    if not data:
+        return settings, problems
+    changes: dict[str, Any] = {}
+    for key in sorted(data):
+        entry = KEYS.get(key)
+        if entry is None:
+            problems.append(f"configmap key {key!r} is not supported; ignored")
+            continue
+        name, parse = entry
+        try:
+            changes[name] = parse(data[key])
+        except ValueError as exc:
+            problems.append(f"configmap key {key!r}: {data[key]!r} is {exc}; using the default")
+    return replace(settings, **changes), problems

@@ -1,0 +1,105 @@
+"""Small aiohttp servers standing in for pods: each answers with its own name, the request
+line it received and its headers (as JSON), and echoes WebSocket messages prefixed with its
+name, so tests can tell which backend answered and what nginx passed on.
+
+All backends of one Service listen on the same port at different loopback addresses
+(127.0.0.x), as pods behind one EndpointSlice port do.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from dataclasses import dataclass, field
+
+from aiohttp import WSMsgType, web
+
+NAME = web.AppKey("name", str)
+
+
+async def _handle(request: web.Request) -> web.StreamResponse:
+    name = request.app[NAME]
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                await ws.send_str(f"{name}:{msg.data}")
+        return ws
+    body = await request.read()
+    return web.json_response(
+        {
+            "backend": name,
+            "method": request.method,
+            "path": request.raw_path,
+            "version": f"{request.version.major}.{request.version.minor}",
+            "headers": {k: v for k, v in request.headers.items()},
+            "body_length": len(body),
+            "peer": list(request.transport.get_extra_info("peername") or ()) if request.transport else [],
+        },
+        headers={"X-Backend": name},
+    )
+
+
+@dataclass
+class Backend:
+    name: str
+    address: str
+    port: int
+    runner: web.AppRunner
+
+
+@dataclass
+class Backends:
+    started: list[Backend] = field(default_factory=list)
+    _next_host: int = 2
+
+    def next_addresses(self, count: int) -> list[str]:
+        addrs = [f"127.0.0.{self._next_host + i}" for i in range(count)]
+        self._next_host += count
+        return addrs
+
+    async def start(self, *names: str) -> tuple[list[str], int]:
+        """Start one backend per name on consecutive 127.0.0.x addresses, all on one port.
+        Returns (addresses, port)."""
+        for _ in range(20):
+            addresses = self.next_addresses(len(names))
+            port = _free_port(addresses[0])
+            try:
+                started = [await self._start_one(n, a, port) for n, a in zip(names, addresses, strict=True)]
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                continue
+            self.started.extend(started)
+            return addresses, port
+        raise RuntimeError("no common free port for the backends")
+
+    async def _start_one(self, name: str, address: str, port: int) -> Backend:
+        app = web.Application()
+        app[NAME] = name
+        app.router.add_route("*", "/{tail:.*}", _handle)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await runner.setup()
+        site = web.TCPSite(runner, address, port)
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        return Backend(name, address, port, runner)
+
+    async def stop(self, name: str | None = None) -> None:
+        keep = []
+        for b in self.started:
+            if name is None or b.name == name:
+                await b.runner.cleanup()
+            else:
+                keep.append(b)
+        self.started = keep
+
+
+def _free_port(address: str) -> int:
+    with socket.socket() as s:
+        s.bind((address, 0))
+        return s.getsockname()[1]

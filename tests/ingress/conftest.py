@@ -1,0 +1,261 @@
+"""Fixtures for the ingress tests: a short config dir, backends, a controller (in-process)
+fed directly through its Store, and an HTTP client aimed at the controller's nginx."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import stat
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from yarl import URL
+
+from ingress.controller import Controller
+from ingress.options import Options
+from kubewatch import Store
+from tests.ingress.backends import Backends
+from tests.ingress.tlsutil import Authority
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def free_ports(count: int, address: str = "127.0.0.1") -> list[int]:
+    """Distinct free ports: all sockets are held open until every port is chosen, or the
+    kernel may hand the same port out twice."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind((address, 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@pytest.fixture
+def config_dir() -> Iterator[Path]:
+    # Short (the status socket path must fit sun_path) and under /tmp, whose parents nginx
+    # workers (user nobody when we are root) can traverse; pytest's tmp_path is 0700.
+    d = Path(tempfile.mkdtemp(prefix="ping-"))
+    os.chmod(d, 0o711)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+class StoreSource:
+    """A source that only declares every kind synced: the test fills the Store itself."""
+
+    def __init__(self, store: Store, kinds: tuple[str, ...]) -> None:
+        self.store = store
+        self.kinds = frozenset(kinds)
+
+    def staleness(self, kind: str) -> float:
+        return 0.0
+
+    async def start(self) -> None:
+        self.store.add_source(self)
+        for kind in self.kinds:
+            self.store.mark_synced(kind)
+
+    async def stop(self) -> None:
+        self.store.remove_source(self)
+
+
+WATCHED = ("ingresses", "ingressclasses", "services", "endpointslices", "secrets", "configmaps")
+
+
+def make_options(config_dir: Path, **overrides: Any) -> Options:
+    http_port, https_port = free_ports(2)
+    base = Options(
+        nginx_binary=NGINX,
+        config_dir=str(config_dir),
+        bind_addresses=("127.0.0.1",),
+        http_port=http_port,
+        https_port=https_port,
+        healthz_address="127.0.0.1",
+        healthz_port=0,
+        debounce=0.02,
+        max_delay=0.2,
+        resolvers=(),
+        reload_timeout=10.0,
+        sync_timeout=10.0,
+    )
+    return replace(base, **overrides)
+
+
+StartController = Callable[..., Awaitable[Controller]]
+
+
+@pytest.fixture
+async def start_controller(config_dir: Path) -> AsyncIterator[StartController]:
+    """start_controller(store=None, use_store_source=True, **options) -> a started Controller.
+    By default the test fills ``store`` itself; use_store_source=False lets the controller
+    build its own source from the options (a kubeconfig). All controllers are stopped,
+    nginx included, at teardown whatever the test did."""
+    controllers: list[Controller] = []
+
+    async def start(store: Store | None = None, use_store_source: bool = True, **overrides: Any) -> Controller:
+        sub = config_dir / f"c{len(controllers)}"
+        sub.mkdir(mode=0o711)
+        options = make_options(sub, **overrides)
+        store = store if store is not None else Store()
+        source = StoreSource(store, WATCHED) if use_store_source else None
+        controller = Controller(options, store=store, source=source)
+        controllers.append(controller)
+        await controller.start()
+        return controller
+
+    yield start
+    for controller in controllers:
+        stopping = asyncio.create_task(controller.stop())
+        done, _ = await asyncio.wait({stopping}, timeout=30)
+        if not done:
+            for task in asyncio.all_tasks():
+                task.print_stack()
+            stopping.cancel()
+            pid = controller.nginx.pid
+            if pid is not None:  # our own child: never leave it running
+                os.kill(pid, signal.SIGKILL)
+            raise AssertionError("controller.stop() did not finish within 30s")
+        stopping.result()
+
+
+@pytest.fixture
+def picky_nginx(config_dir: Path) -> tuple[str, Path]:
+    """An nginx whose ``-t`` also rejects any configuration naming reject-me.*, and every
+    configuration while the marker file exists: stands in for input nginx refuses."""
+    marker = config_dir / "fail-all"
+    script = config_dir / "picky-nginx"
+    script.write_text(f"""#!/bin/sh
+conf=""; testing=""; prev=""
+for a in "$@"; do
+  [ "$a" = "-t" ] && testing=1
+  [ "$prev" = "-c" ] && conf="$a"
+  prev="$a"
+done
+if [ -n "$testing" ] && [ -n "$conf" ]; then
+  if grep -q 'reject-me' "$conf"; then
+    echo "nginx: [emerg] unknown directive \\"reject-me\\" in $conf:1" >&2; exit 1
+  fi
+  if [ -e "{marker}" ]; then echo "nginx: [emerg] injected failure in $conf:1" >&2; exit 1; fi
+fi
+exec {NGINX} "$@"
+""")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return str(script), marker
+
+
+@pytest.fixture
+async def backends() -> AsyncIterator[Backends]:
+    b = Backends()
+    yield b
+    await b.stop()
+
+
+@pytest.fixture(scope="session")
+def authority() -> Authority:
+    return Authority.create()
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    text: str
+    data: Any = None
+
+    @property
+    def backend(self) -> str | None:
+        return self.data.get("backend") if isinstance(self.data, dict) else None
+
+
+@dataclass
+class Client:
+    """Requests to the controller's nginx with a chosen Host header and SNI name."""
+
+    controller: Controller
+    ssl_context: ssl.SSLContext | None = None
+    timeout: float = 5.0
+    _session: aiohttp.ClientSession | None = field(default=None, repr=False)
+
+    async def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            # A new connection per request: no keep-alive can hide which config served it.
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def request(
+        self,
+        host: str | None,
+        path: str = "/",
+        *,
+        https: bool = False,
+        sni: str | None = None,
+        method: str = "GET",
+        headers: dict[str, str] | None = None,
+        verify: bool = True,
+    ) -> Reply:
+        opts = self.controller.options
+        port = opts.https_port if https else opts.http_port
+        url = URL(f"{'https' if https else 'http'}://127.0.0.1:{port}{path}", encoded=True)
+        hdrs = dict(headers or {})
+        if host is not None:
+            hdrs["Host"] = host
+        kwargs: dict[str, Any] = {}
+        if https:
+            if verify and self.ssl_context is not None:
+                kwargs["ssl"] = self.ssl_context
+                kwargs["server_hostname"] = sni or host
+            else:
+                kwargs["ssl"] = False
+                if sni or host:
+                    kwargs["server_hostname"] = sni or host
+        session = await self.session()
+        async with session.request(
+            method, url, headers=hdrs, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=self.timeout),
+            **kwargs,
+        ) as resp:  # fmt: skip
+            text = await resp.text()
+            data = None
+            if resp.headers.get("Content-Type", "").startswith("application/json"):
+                data = json.loads(text)
+            return Reply(resp.status, dict(resp.headers), text, data)
+
+
+@pytest.fixture
+async def client_for() -> AsyncIterator[Callable[..., Client]]:
+    clients: list[Client] = []
+
+    def make(controller: Controller, ssl_context: ssl.SSLContext | None = None) -> Client:
+        c = Client(controller, ssl_context)
+        clients.append(c)
+        return c
+
+    yield make
+    for c in clients:
+        await c.close()
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0, interval: float = 0.02) -> None:
+    """Poll an async condition until it holds; fail the test after ``timeout``."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not await check():
+                await asyncio.sleep(interval)
+    except TimeoutError:
+        raise AssertionError(f"condition not met within {timeout}s") from None

@@ -1,0 +1,69 @@
+"""Rendering: strict templates, quoting, hash, listen and resolver forms, name hash sizes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+import pytest
+
+from ingress.layout import Layout
+from ingress.render import Listen, Renderer, names_hash_sizes, resolver_address, server_name
+from tests.ingress import objects as o
+from tests.ingress.modelkit import model_of
+
+LAYOUT = Layout.at("/tmp/portolan-render")
+
+
+def test_strict_undefined(tmp_path: Path) -> None:
+    (tmp_path / "nginx.conf.j2").write_text("worker_processes {{ settings.no_such_setting }};\n")
+    with pytest.raises(jinja2.UndefinedError):
+        Renderer(LAYOUT, Listen(), templates=tmp_path).render(model_of())
+
+
+def test_hash_is_embedded_and_stable() -> None:
+    model = model_of(o.ingress("i", o.rule("foo.com", o.path("/", "a"))))
+    renderer = Renderer(LAYOUT, Listen(("127.0.0.1",), 8080, 8443))
+    first, second = renderer.render(model), renderer.render(model)
+    assert first == second and len(first.hash) == 16
+    assert f'return 200 "{first.hash}";' in first.text
+    other = renderer.render(model_of(o.ingress("i", o.rule("foo.com", o.path("/b", "a")))))
+    assert other.hash != first.hash
+
+
+def test_listen_forms() -> None:
+    text = Renderer(LAYOUT, Listen(("127.0.0.1", "::1"), 8080, 443)).render(model_of()).text
+    assert "listen 127.0.0.1:8080 default_server;" in text
+    assert "listen [::1]:8080 default_server;" in text
+    assert "listen [::1]:443 ssl http2 default_server;" in text
+    assert 'listen "unix:/tmp/portolan-render/run/nginx-status.sock";' in text
+
+
+@pytest.mark.parametrize(
+    ("raw", "rendered"),
+    [("10.0.0.10", "10.0.0.10"), ("10.0.0.10:5353", "10.0.0.10:5353"), ("fd00::a", "[fd00::a]"),
+     ("[fd00::a]:53", "[fd00::a]:53"), ("dns.local", None), ("10.0.0.10:0", None), ("fe80::1%x;", None)],
+)  # fmt: skip
+def test_resolver_address(raw: str, rendered: str | None) -> None:
+    if rendered is None:
+        with pytest.raises(ValueError):
+            resolver_address(raw)
+    else:
+        assert resolver_address(raw) == rendered
+
+
+def test_server_names() -> None:
+    model = model_of(o.ingress("i", o.rule("*.foo.com", o.path("/", "a")), o.rule("foo.com", o.path("/", "a"))))
+    names = {s.host: server_name(s) for s in model.servers}
+    assert names == {"_": "_", "foo.com": "foo.com", "*.foo.com": "~^[^.]+\\.foo\\.com$"}
+    text = Renderer(LAYOUT, Listen()).render(model).text
+    # Backslashes doubled inside nginx quotes: nginx reads them back as single ones.
+    assert 'server_name "~^[^.]+\\\\.foo\\\\.com$";' in text
+
+
+def test_names_hash_grows_with_the_longest_name() -> None:
+    short = model_of(o.ingress("i", o.rule("foo.com", o.path("/", "a"))))
+    assert names_hash_sizes(short) == (64, 2048)
+    long_host = ".".join(["a" * 63] * 3 + ["b" * 57, "com"])
+    bucket, _ = names_hash_sizes(model_of(o.ingress("i", o.rule(long_host, o.path("/", "a")))))
+    assert bucket == 512
