@@ -192,7 +192,7 @@ def test_default_cert_is_always_listed() -> None:
 def test_hostile_service_and_endpoint_values_never_reach_the_config() -> None:
     # What the API server would refuse but a manifest (or a bug) can carry.
     svc = o.service("odd", ("http;x", 80, "http"), ("web", 81, "web"))
-    slice_ = o.endpoint_slice("odd", ["fe80::1%;} evil", "127.0.0.40"], 8080, port_name="web")
+    slice_ = o.endpoint_slice("odd", ["fe80::1%;} evil", "::1"], 8080, port_name="web")
     slice_["addressType"] = "IPv6"
     junk = o.endpoint_slice("junk", ["not-an-ip"], 8080)
     model = model_of(
@@ -204,7 +204,7 @@ def test_hostile_service_and_endpoint_values_never_reach_the_config() -> None:
 
     assert route(model, "foo.com", "/a") == "503"  # invalid Service port name
     (odd,) = [u for u in model.upstreams if u.name == "default_odd_web"]
-    assert odd.endpoints == (("127.0.0.40", 8080),)
+    assert odd.endpoints == (("::1", 8080),)
     assert route(model, "foo.com", "/c") == "503"
     text = Renderer(Layout.at("/tmp/x"), Listen(("127.0.0.1",), 80, 443)).render(model).text
     assert "evil" not in text and "not-an-ip" not in text and "http;x" not in text
