@@ -39,6 +39,16 @@ def rss_mb(pid: int) -> float:
     return int(m.group(1)) / 1024 if m else 0.0
 
 
+def pss_mb(pid: int) -> float:
+    """Proportional set size: shared pages split between the processes sharing them. Summing RSS over
+    nginx's forked workers would count the master's configuration once per worker."""
+    try:
+        m = re.search(r"^Pss:\s+(\d+) kB", Path(f"/proc/{pid}/smaps_rollup").read_text(), re.M)
+    except OSError:
+        return 0.0
+    return int(m.group(1)) / 1024 if m else 0.0
+
+
 def nginx_pids(master: int) -> list[int]:
     pids = [master]
     for p in Path("/proc").iterdir():
@@ -137,7 +147,7 @@ async def run(count: int, changes: int, work: Path) -> dict[str, float]:
                 result["conf_mb"] = conf.stat().st_size / 1e6
                 master = int(next(config_dir.rglob("nginx.pid")).read_text().split()[0])
                 result["controller_rss_mb"] = rss_mb(ctl.proc.pid)
-                result["nginx_rss_mb"] = sum(rss_mb(p) for p in nginx_pids(master))
+                result["nginx_rss_mb"] = sum(pss_mb(p) for p in nginx_pids(master))
                 t0 = time.monotonic()
                 await emu.create(ingress(count))
                 await until_200(session, http, f"h{count}.bench.test", 120)
@@ -199,7 +209,8 @@ def main() -> None:
             r = asyncio.run(run(count, args.changes, Path(tmp)))
             print(f"{count:6d} Ingresses: live {r['live_s']:.2f}s after the last apply;"
                   f" nginx.conf {r['conf_mb']:.2f} MB;"
-                  f" RSS controller {r['controller_rss_mb']:.0f} MB, nginx {r['nginx_rss_mb']:.0f} MB;"
+                  f" RSS controller {r['controller_rss_mb']:.0f} MB, nginx (PSS, master+workers)"
+                  f" {r['nginx_rss_mb']:.0f} MB;"
                   f" one more Ingress live in {r['one_more_s']:.2f}s;"
                   f" {r['failed']:.0f} of {r['requests']:.0f} requests failed over {args.changes} endpoint changes",
                   flush=True)
