@@ -13,7 +13,7 @@ from dnslib import EDNS0, DNSRecord
 
 from dnsserver import wire
 from dnsserver.config import Block
-from dnsserver.fastpath import QR, TC, assemble, parse_query, quick_query, with_client_opt
+from dnsserver.fastpath import QR, TC, FastQuery, assemble, parse_query, quick_query, with_client_opt
 from dnsserver.metrics import Metrics, Slot
 from dnsserver.plugin import PluginError
 from dnsserver.request import Request
@@ -25,6 +25,14 @@ log = logging.getLogger("portolan")
 DS = 43
 MAX_ROUTES = 200_000
 CLASS_IN = 1
+
+
+def _notify(block: Block, data: bytes, q: FastQuery, client: tuple[str, int], proto: str, out: bytes,
+            start: float) -> None:
+    """Tell the block's observers (log) about an answer sent without a Request, through views of the bytes."""
+    view, reply = WireQuery(data, q, client, proto), WireReply(out)
+    for obs in block.fast_observers:
+        obs.fast_observe(view, reply, len(out), time.perf_counter() - start)  # type: ignore[attr-defined]
 
 
 class Route:
@@ -72,12 +80,11 @@ class Dispatcher:
                 slot = route.slots.get((proto, family, rcode))
                 if slot is None:
                     slot = route.slots[(proto, family, rcode)] = self.metrics.slot(
-                        self.label, route.zone, proto, family, q.qtype, wire.rcode_name(rcode), "cache")
+                        self.label, route.zone, proto, family, q.qtype, wire.rcode_name(rcode),
+                        block.fast_store.name)  # type: ignore[union-attr]
                 slot.record(q.do, q.udp_size if proto == "udp" else 65535, len(out), time.perf_counter() - start)
             if block.fast_observers:
-                view, reply = WireQuery(data, q, client, proto), WireReply(out)
-                for obs in block.fast_observers:
-                    obs.fast_observe(view, reply, len(out), time.perf_counter() - start)  # type: ignore[attr-defined]
+                _notify(block, data, q, client, proto, out, start)
             return out
         except Exception:
             log.exception("[ERROR] hot path failed; falling back")
@@ -89,6 +96,13 @@ class Dispatcher:
         None means "not for this path" (the caller runs the whole chain). Errors of the upstreams are
         answered SERVFAIL here, as the chain would, rather than trying everything a second time.
         """
+        try:
+            return await self._relay(data, client, proto)
+        except Exception:  # a bug here must not lose the query: the chain still answers it
+            log.exception("[ERROR] relay path failed; falling back")
+            return None
+
+    async def _relay(self, data: bytes, client: tuple[str, int], proto: str) -> bytes | None:
         q = parse_query(data)
         if q is None:
             return None
@@ -121,9 +135,7 @@ class Dispatcher:
                                 limit, len(out), wire.rcode_name(out[3] & 0xF), block.relay.name,
                                 time.perf_counter() - start)
         if block.fast_observers:
-            view, rv = WireQuery(data, q, client, proto), WireReply(out)
-            for obs in block.fast_observers:
-                obs.fast_observe(view, rv, len(out), time.perf_counter() - start)  # type: ignore[attr-defined]
+            _notify(block, data, q, client, proto, out, start)
         return out
 
     def learn_route(self, data: bytes, block: Block, zone: str) -> None:

@@ -30,3 +30,13 @@ async def test_hosts_answers_go_hot_and_follow_the_file(tmp_path: Path) -> None:
         assert not s.last_fast and [str(x.rdata) for x in r.rr] == ["10.0.0.2"]
         r = await s.query(Case("WEB.example.org.", "A"))
         assert s.last_fast and [str(x.rdata) for x in r.rr] == ["10.0.0.2"]
+
+
+async def test_hot_path_metrics_name_the_plugin_that_holds_the_answer(tmp_path: Path) -> None:
+    async with serve(". {\n prometheus localhost:0\n hosts {\n  10.0.0.1 m.example.org\n }\n}") as s:
+        for _ in range(3):
+            await s.query(Case("m.example.org.", "A"))
+        assert s.last_fast
+        responses = s.dispatcher.metrics._with_slots()[2]
+        assert responses.get((s.dispatcher.label, ".", "NOERROR", "hosts"), 0) == 3
+        assert (s.dispatcher.label, ".", "NOERROR", "cache") not in responses
