@@ -104,10 +104,9 @@ class Instance:
         RELOAD_VERSION.labels(digest, "sha512").set(1)
         if any("reload" in b.names for b in cfg.blocks):
             log.info("[INFO] plugin/reload: Running configuration SHA512 = %s", digest)
-        for b in cfg.blocks:
-            for k in b.keys:
-                for n in b.names:
-                    self.metrics.plugins_enabled.add((f"{k.transport}://:{k.port}", k.zone, n))
+        # Rebuilt, not added to: a plugin removed by a reload must stop reporting itself enabled.
+        self.metrics.plugins_enabled = {(f"{k.transport}://:{k.port}", k.zone, n)
+                                        for b in cfg.blocks for k in b.keys for n in b.names}
 
     def reload_soon(self) -> None:
         """Start a reload in its own task: the caller (the reload plugin) is stopped by the reload itself."""
