@@ -313,12 +313,16 @@ class Cache(Plugin):
                     shuffle: bool) -> bytes | None:
         """The server's hot path: the reply bytes for `data` (stored under `key`), or None for the slow path."""
         now = self.clock()
+        e = self.success.entries.get(key)
+        if e is not None and e.expires > now and not self.config.keepttl:
+            # The common case, kept short: a live positive answer.
+            ttl, stale = int(e.expires - now), False
+        else:
+            found = self._find(key, now)
+            if found is None or (found[2] and self.config.stale_verify):
+                return None  # the slow path will count this request
+            e, ttl, stale = found
         self.requests += 1
-        found = self._find(key, now)
-        if found is None or (found[2] and self.config.stale_verify):
-            self.requests -= 1  # the slow path will count this request
-            return None
-        e, ttl, stale = found
         w = e.wire
         tail = w.with_ttl(ttl)
         if shuffle and w.rotations:

@@ -66,22 +66,38 @@ def _fmt(b: float) -> str:
 
 
 class Slot:
-    """Counters for one label set, bound once so the hot path records a query in a few increments."""
+    """Counters for one label set, bound once so the hot path records a query in a few increments.
 
-    __slots__ = ("n", "do", "dur", "req", "resp")
+    Request and response sizes repeat (one name, one answer): the bucket of the last size seen is kept,
+    so most queries skip the bucket search for both.
+    """
+
+    __slots__ = ("n", "do", "dur", "req", "resp", "_req_size", "_req_i", "_resp_size", "_resp_i")
 
     def __init__(self, dur: _Histogram, req: _Histogram, resp: _Histogram) -> None:
         self.n = 0
         self.do = 0
         self.dur, self.req, self.resp = dur, req, resp
+        self._req_size = self._resp_size = -1
+        self._req_i = self._resp_i = 0
 
     def record(self, do: bool, req_size: int, resp_size: int, duration: float) -> None:
         self.n += 1
         if do:
             self.do += 1
         self.dur.observe(duration)
-        self.req.observe(req_size)
-        self.resp.observe(resp_size)
+        if req_size != self._req_size:
+            self._req_size, self._req_i = req_size, bisect.bisect_left(self.req.bounds, req_size)
+        h = self.req
+        h.counts[self._req_i] += 1
+        h.total += req_size
+        h.n += 1
+        if resp_size != self._resp_size:
+            self._resp_size, self._resp_i = resp_size, bisect.bisect_left(self.resp.bounds, resp_size)
+        h = self.resp
+        h.counts[self._resp_i] += 1
+        h.total += resp_size
+        h.n += 1
 
 
 class Metrics(Collector):
