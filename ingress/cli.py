@@ -78,6 +78,16 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--watch-namespace", default="", help="only this namespace (default: all)")
     p.add_argument("--configmap", metavar="NS/NAME", help="ConfigMap with nginx settings")
+    p.add_argument(
+        "--tcp-services-configmap",
+        metavar="NS/NAME",
+        help='ConfigMap of TCP services: "PORT": "NS/SVC:PORT[:PROXY[:PROXY]]"',
+    )
+    p.add_argument(
+        "--udp-services-configmap", metavar="NS/NAME", help='ConfigMap of UDP services: "PORT": "NS/SVC:PORT"'
+    )
+    p.add_argument("--stream-module", default="/usr/lib/nginx/modules/ngx_stream_module.so",
+                   help='nginx stream module to load for TCP/UDP services ("" if built in)')  # fmt: skip
     pub = p.add_mutually_exclusive_group()
     pub.add_argument(
         "--publish-service", metavar="NS/NAME", help="Service whose address is written to the status of our Ingresses"
@@ -131,6 +141,8 @@ def parser() -> argparse.ArgumentParser:
 def options_from(args: argparse.Namespace) -> Options:
     try:
         configmap = ns_name(args.configmap, "--configmap") if args.configmap else None
+        tcp = ns_name(args.tcp_services_configmap, "--tcp-services-configmap") if args.tcp_services_configmap else None
+        udp = ns_name(args.udp_services_configmap, "--udp-services-configmap") if args.udp_services_configmap else None
         publish = ns_name(args.publish_service, "--publish-service") if args.publish_service else None
         default_cert = (
             ns_name(args.default_ssl_certificate, "--default-ssl-certificate") if args.default_ssl_certificate else None
@@ -148,6 +160,9 @@ def options_from(args: argparse.Namespace) -> Options:
         classes=ClassPolicy(args.controller_class, args.ingress_class, args.watch_ingress_without_class),
         watch_namespace=args.watch_namespace,
         configmap=configmap,
+        tcp_services_configmap=tcp,
+        udp_services_configmap=udp,
+        stream_module=args.stream_module,
         publish_service=publish,
         publish_status_address=tuple(a for a in (args.publish_status_address or "").split(",") if a.strip()),
         status_update_interval=args.status_update_interval,

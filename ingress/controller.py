@@ -112,6 +112,7 @@ class Controller:
             Listen(options.bind_addresses, options.http_port, options.https_port),
             resolvers,
             Path(options.templates_dir) if options.templates_dir else None,
+            stream_module=options.stream_module,
         )
         self.nginx = Nginx(options.nginx_binary, self.layout, on_restart=self.metrics.nginx_restarts.inc)
         self.api: ApiClient | None = None
@@ -162,8 +163,13 @@ class Controller:
                 field_selector="type=kubernetes.io/tls",
             ),
         ]
-        if o.configmap is not None:
-            specs.append(WatchSpec("configmaps", (o.configmap[0],), field_selector=f"metadata.name={o.configmap[1]}"))
+        named = (o.configmap, o.tcp_services_configmap, o.udp_services_configmap)
+        maps = sorted({m for m in named if m is not None})
+        if len(maps) == 1:
+            specs.append(WatchSpec("configmaps", (maps[0][0],), field_selector=f"metadata.name={maps[0][1]}"))
+        elif maps:
+            # Several ConfigMaps: one watch per namespace (a field selector names one object).
+            specs.append(WatchSpec("configmaps", tuple(sorted({ns for ns, _ in maps}))))
         return specs
 
     async def start(self) -> None:
@@ -364,7 +370,16 @@ class Controller:
         ingresses = (i for i in self.store.iter(INGRESSES) if isinstance(i, Ingress))
         classes = (c for c in self.store.iter(INGRESS_CLASSES) if isinstance(c, IngressClass))
         ours = owned(ingresses, classes, self.options.classes)
-        return Snapshot(tuple(ours), self.store, self.settings(), self.default_cert())
+        o = self.options
+        reserved = frozenset(p for p in (o.http_port, o.https_port, o.healthz_port, o.metrics_port) if p and p > 0)
+        tcp, udp = self._config_map_data(o.tcp_services_configmap), self._config_map_data(o.udp_services_configmap)
+        return Snapshot(tuple(ours), self.store, self.settings(), self.default_cert(), tcp, udp, reserved)
+
+    def _config_map_data(self, ref: tuple[str, str] | None) -> dict[str, str] | None:
+        if ref is None:
+            return None
+        cm = self.store.get(CONFIG_MAPS, *ref)
+        return cm.data if isinstance(cm, ConfigMap) else None
 
     async def reconcile(self) -> bool:
         """One pass; True when nginx serves the configuration of the current objects (with

@@ -20,6 +20,18 @@ none):
 
 Longest path first and Exact before Prefix then hold across every Ingress of a host.
 
+Annotations (ingress/annotations.py) are parsed per Ingress before anything else; a bad one
+rejects the whole Ingress. They mostly shape that Ingress's own locations, with these
+host-wide effects, as in ingress-nginx:
+
+* Regex mode: once any Ingress of a host has use-regex or rewrite-target, every non-Exact
+  path of that host becomes a case-insensitive regex location (``~* "^path"``), tried
+  longest first; paths of the other Ingresses are escaped and stay element-wise
+  (``^/foo(/|$)``). Exact paths keep ``location =``.
+* Server-level values (app-root, server-snippet) come from the oldest Ingress setting them.
+* A canary Ingress claims no path: it adds an alternative backend (by header, then weight)
+  to the location another Ingress serves on the same host and path; alone it serves nothing.
+
 Endpoints stay apart from routes: a location names an upstream; the upstream holds the ready
 endpoint addresses. A missing Service (or port) is a 503 route; an upstream without ready
 endpoints is rendered as a 503 too.
@@ -33,14 +45,17 @@ service that needs its own name must accept the client's Host.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from ingress import validate
+from ingress import annotations, validate
+from ingress.annotations import NONE, Annotations
 from ingress.certs import CertError, CertPair, load_pair
+from ingress.l4 import StreamServer, build_streams
 from ingress.settings import NginxSettings
-from ingress.validate import EXACT, Backend, InvalidValue, PathRule
+from ingress.validate import EXACT, PREFIX, Backend, InvalidValue, PathRule
 from kubewatch import EndpointSlice, Ingress, Secret, Service, ServicePort
 from kubewatch.services import find_service_port, upstream_endpoints
 
@@ -48,8 +63,8 @@ CATCH_ALL = "_"
 TLS_SECRET_TYPE = "kubernetes.io/tls"
 
 # nginx location modifiers, in the order the template lists them for one path.
-LOC_EXACT, LOC_PREFIX, LOC_ROOT = "=", "^~", "/"
-_LOC_ORDER = {LOC_EXACT: 0, LOC_PREFIX: 1, LOC_ROOT: 2}
+LOC_EXACT, LOC_PREFIX, LOC_ROOT, LOC_REGEX = "=", "^~", "/", "~*"
+_LOC_ORDER = {LOC_EXACT: 0, LOC_PREFIX: 1, LOC_REGEX: 2, LOC_ROOT: 3}
 
 
 class Lookup(Protocol):
@@ -68,6 +83,9 @@ class Snapshot:
     lookup: Lookup
     settings: NginxSettings
     default_cert: CertPair
+    tcp_services: Mapping[str, str] | None = None  # --tcp-services-configmap data
+    udp_services: Mapping[str, str] | None = None
+    reserved_ports: frozenset[int] = frozenset()  # the controller's own listeners
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +101,40 @@ DEFAULT_BACKEND = Target(None, 404, "")
 
 
 @dataclass(frozen=True, slots=True)
+class Canary:
+    """A canary Ingress's alternative backend for one location (canary-by-header beats
+    canary-weight, as in ingress-nginx)."""
+
+    upstream: str
+    weight: int  # percent of requests without a decisive header
+    header: str | None  # "always" / "never" in this request header decide
+    ingress: str
+    zone: str  # names the split_clients variable
+
+
+@dataclass(frozen=True, slots=True)
 class Location:
-    match: str  # LOC_EXACT | LOC_PREFIX | LOC_ROOT
+    match: str  # LOC_EXACT | LOC_PREFIX | LOC_ROOT | LOC_REGEX
     path: str  # the nginx location argument
     rule: str  # "Prefix /foo" as the Ingress wrote it ("" for the default location)
     ingress: str  # "ns/name" ("" for the default backend)
     target: Target
+    ann: Annotations = NONE  # the owning Ingress's annotations
+    redirect_https: bool = False
+    rewrite: str = ""  # the regex rewrite-target applies to ("" when none)
+    canary: Canary | None = None
+    zone: str = ""  # limit_req / limit_conn zone name (per Ingress)
+
+    @property
+    def affinity_upstream(self) -> str:
+        if self.ann.affinity != "cookie" or not self.target.upstream:
+            return ""
+        return f"{self.target.upstream}_{self.affinity_var}"
+
+    @property
+    def affinity_var(self) -> str:
+        """Names the variables for the session cookie: cookie names may hold "-", variables not."""
+        return affinity_var(self.ann.session_cookie_name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +144,8 @@ class Server:
     ssl_redirect: bool
     locations: tuple[Location, ...]
     ingress: str  # the oldest Ingress naming the host
+    app_root: str | None = None  # from the oldest Ingress of the host setting it
+    snippet: str | None = None  # server-snippet (only with allow-snippet-annotations)
 
     @property
     def is_catch_all(self) -> bool:
@@ -144,6 +192,12 @@ class Model:
     ingresses: tuple[str, ...]  # served ("ns/name"), oldest first
     rejected: tuple[Rejection, ...] = ()
     notes: tuple[str, ...] = ()  # conflicts and fallbacks worth a log line
+    rate_zones: tuple[tuple[str, int], ...] = ()  # (zone, requests per second)
+    conn_zones: tuple[str, ...] = ()
+    canary_zones: tuple[tuple[str, int], ...] = ()  # (zone, weight percent)
+    affinity_cookies: tuple[tuple[str, str], ...] = ()  # (cookie, variable suffix)
+    affinity_upstreams: tuple[tuple[str, str], ...] = ()  # (upstream, variable suffix): copies hashing on the cookie
+    streams: tuple[StreamServer, ...] = ()  # L4 (TCP/UDP services)
     upstream_index: dict[str, Upstream] = field(default_factory=dict, compare=False, repr=False)
 
     def upstream(self, name: str) -> Upstream | None:
@@ -153,13 +207,25 @@ class Model:
         return next((s for s in self.servers if s.host == host), None)
 
 
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    rule: PathRule
+    namespace: str
+    ingress: str
+    ann: Annotations
+
+
 @dataclass
 class _Host:
     owner: str
-    paths: dict[tuple[str, str], tuple[PathRule, str, str]] = field(default_factory=dict)  # -> (rule, ns, ingress)
+    paths: dict[tuple[str, str], _Claim] = field(default_factory=dict)
+    canaries: dict[tuple[str, str], _Claim] = field(default_factory=dict)
     default: tuple[Backend, str, str] | None = None
     tls: bool = False
     cert: CertPair | None = None
+    regex: bool = False  # some Ingress of the host has use-regex or rewrite-target
+    app_root: str | None = None
+    snippet: str | None = None
 
 
 def ingress_key(ing: Ingress) -> str:
@@ -185,33 +251,49 @@ def build(snapshot: Snapshot, exclude: Iterable[str] = ()) -> Model:
         try:
             validate.namespace(ing.namespace)
             validate.object_name(ing.name)
-            spec = validate.ingress_spec(ing.spec)
+            ann, ann_notes = annotations.parse(
+                ing.annotations or {}, allow_snippets=snapshot.settings.allow_snippet_annotations
+            )
+            spec = validate.ingress_spec(ing.spec, regex=ann.regex)
         except InvalidValue as exc:
             rejected.append(Rejection(key, ing.uid, ing.resource_version, str(exc)))
             continue
+        notes.extend(f"{key}: {n}" for n in ann_notes)
         served.append(key)
         named: list[str] = []
         for rule in spec.rules:
             host = rule.host or CATCH_ALL
+            if ann.canary:
+                # A canary claims no path: it only offers an alternative for paths another
+                # Ingress serves (alone it serves nothing: 404, as in ingress-nginx).
+                cacc = hosts.setdefault(host, _Host(owner=key))
+                for p in rule.paths:
+                    if p.backend is not None:
+                        cacc.canaries.setdefault(_slot(p, ann.regex), _Claim(p, ing.namespace, key, ann))
+                continue
             acc = hosts.setdefault(host, _Host(owner=key))
             if host not in named:
                 named.append(host)
+            acc.regex = acc.regex or ann.regex
+            if acc.app_root is None and ann.app_root is not None:
+                acc.app_root = ann.app_root
+            if acc.snippet is None and ann.server_snippet is not None:
+                acc.snippet = ann.server_snippet
             for p in rule.paths:
                 if p.backend is None:
                     notes.append(f"{key}: {p.path_type} {p.path} on {host}: resource backends are not supported")
                     continue
-                norm = p.path if p.match_type == EXACT else (p.path.rstrip("/") or "/")
-                slot = (p.match_type, norm)
+                slot = _slot(p, ann.regex)
                 if slot in acc.paths:
-                    holder = acc.paths[slot][2]
+                    holder = acc.paths[slot].ingress
                     if holder != key:
                         notes.append(f"{key}: {p.match_type} {p.path} on {host} is already served by {holder}")
                     continue
-                acc.paths[slot] = (p, ing.namespace, key)
-        if not spec.rules:
+                acc.paths[slot] = _Claim(p, ing.namespace, key, ann)
+        if not spec.rules and not ann.canary:
             named.append(CATCH_ALL)
             hosts.setdefault(CATCH_ALL, _Host(owner=key))
-        if spec.default_backend is not None:
+        if spec.default_backend is not None and not ann.canary:
             for host in named:
                 acc = hosts[host]
                 if acc.default is None:
@@ -241,25 +323,33 @@ def build(snapshot: Snapshot, exclude: Iterable[str] = ()) -> Model:
         return _resolve(lookup, ns, backend, upstreams, notes)
 
     servers = []
+    settings = snapshot.settings
     for host in sorted(hosts, key=_host_order):
         acc = hosts[host]
-        locations = _locations(acc, target)
+        locations = _locations(acc, target, settings, notes)
         if not any(loc.match == LOC_ROOT for loc in locations):
+            redirect = acc.tls and settings.ssl_redirect
             if acc.default is not None:
                 backend, ns, owner = acc.default
-                locations.append(Location(LOC_ROOT, "/", "defaultBackend", owner, target(ns, backend)))
+                locations.append(Location(LOC_ROOT, "/", "defaultBackend", owner, target(ns, backend),
+                                          redirect_https=redirect))  # fmt: skip
             else:
-                locations.append(Location(LOC_ROOT, "/", "", "", DEFAULT_BACKEND))
-        locations.sort(key=lambda loc: (-len(loc.path), _LOC_ORDER[loc.match], loc.path))
+                locations.append(Location(LOC_ROOT, "/", "", "", DEFAULT_BACKEND, redirect_https=redirect))
+        locations.sort(key=_location_order)
         servers.append(
             Server(
                 host,
                 acc.cert.digest if acc.cert is not None else None,
-                acc.tls and snapshot.settings.ssl_redirect,
+                acc.tls and settings.ssl_redirect,
                 tuple(locations),
                 acc.owner,
+                acc.app_root,
+                acc.snippet,
             )
         )
+    every = [loc for srv in servers for loc in srv.locations]
+    streams, stream_notes = build_streams(lookup, snapshot.tcp_services, snapshot.udp_services, snapshot.reserved_ports)
+    notes.extend(stream_notes)
     certs = {snapshot.default_cert.digest: snapshot.default_cert}
     for acc in hosts.values():
         if acc.cert is not None:
@@ -274,6 +364,16 @@ def build(snapshot: Snapshot, exclude: Iterable[str] = ()) -> Model:
         ingresses=tuple(served),
         rejected=tuple(rejected),
         notes=tuple(dict.fromkeys(notes)),
+        rate_zones=tuple(sorted({(loc.zone, loc.ann.limit_rps) for loc in every if loc.ann.limit_rps})),
+        conn_zones=tuple(sorted({loc.zone for loc in every if loc.ann.limit_connections})),
+        canary_zones=tuple(sorted({(c.zone, c.weight) for loc in every if (c := loc.canary) and c.weight})),
+        affinity_cookies=tuple(
+            sorted({(loc.ann.session_cookie_name, loc.affinity_var) for loc in every if loc.affinity_upstream})
+        ),  # fmt: skip
+        affinity_upstreams=tuple(
+            sorted({(str(loc.target.upstream), loc.affinity_var) for loc in every if loc.affinity_upstream})
+        ),  # fmt: skip
+        streams=streams,
         upstream_index={u.name: u for u in ordered},
     )
 
@@ -285,22 +385,88 @@ def _host_order(host: str) -> tuple[int, str]:
     return (2 if host.startswith("*.") else 1, host)
 
 
-def _locations(acc: _Host, resolve: Callable[[str, Backend], Target]) -> list[Location]:
+def _slot(p: PathRule, regex: bool) -> tuple[str, str]:
+    if p.match_type == EXACT:
+        return (EXACT, p.path)
+    if regex:
+        return (LOC_REGEX, p.path)
+    return (p.match_type, p.path.rstrip("/") or "/")
+
+
+def affinity_var(cookie: str) -> str:
+    return "a" + hashlib.sha256(cookie.encode()).hexdigest()[:12]
+
+
+def _zone(ingress: str) -> str:
+    # A digest, not "ns_name": zone and variable names then hold only [0-9a-f].
+    return "z" + hashlib.sha256(ingress.encode()).hexdigest()[:12]
+
+
+def _location_order(loc: Location) -> tuple[int, int, str]:
+    # Regex locations are tried in order of appearance: longest path first, as ingress-nginx does.
+    return (-len(loc.path), _LOC_ORDER[loc.match], loc.path)
+
+
+def _prefix_regex(path: str) -> str:
+    """A plain Prefix path as a case-insensitive regex that still matches element-wise.
+    Paths hold only [A-Za-z0-9._~-/]; "." is the one regex metacharacter among them."""
+    return "^" + path.replace(".", "[.]") + ("" if path == "/" else "(/|$)")
+
+
+def _locations(
+    acc: _Host, resolve: Callable[[str, Backend], Target], settings: NginxSettings, notes: list[str]
+) -> list[Location]:
     exact_paths = {norm for (mtype, norm) in acc.paths if mtype == EXACT}
     out: list[Location] = []
-    for (mtype, norm), (rule, ns, owner) in sorted(acc.paths.items()):
+    for slot, claim in sorted(acc.paths.items()):
+        mtype, norm = slot
+        rule, ann, owner = claim.rule, claim.ann, claim.ingress
         assert rule.backend is not None
-        tgt = resolve(ns, rule.backend)
-        label = f"{rule.path_type} {rule.path}"
+        tgt = resolve(claim.namespace, rule.backend)
+        redirect = ann.force_ssl_redirect or (
+            acc.tls and (settings.ssl_redirect if ann.ssl_redirect is None else ann.ssl_redirect)
+        )
+
+        base = Location(LOC_ROOT, "/", f"{rule.path_type} {rule.path}", owner, tgt, ann, redirect, "",
+                        _canary(acc, slot, claim, tgt, resolve, notes), _zone(owner))  # fmt: skip
         if mtype == EXACT:
-            out.append(Location(LOC_EXACT, norm, label, owner, tgt))
+            out.append(replace(base, match=LOC_EXACT, path=norm))
+        elif acc.regex:
+            # Regex mode for the whole host: ingress-nginx makes every path of the host a
+            # case-insensitive regex once one Ingress of it asks for use-regex or rewrite-target.
+            regex = "^" + norm if ann.regex else _prefix_regex(norm.rstrip("/") or "/")
+            out.append(replace(base, match=LOC_REGEX, path=regex,
+                               rewrite=regex if ann.rewrite_target is not None else ""))  # fmt: skip
         elif norm == "/":
-            out.append(Location(LOC_ROOT, "/", label, owner, tgt))
+            out.append(base)
         else:
             if norm not in exact_paths:
-                out.append(Location(LOC_EXACT, norm, label, owner, tgt))
-            out.append(Location(LOC_PREFIX, norm + "/", label, owner, tgt))
+                out.append(replace(base, match=LOC_EXACT, path=norm))
+            out.append(replace(base, match=LOC_PREFIX, path=norm + "/"))
     return out
+
+
+def _canary(
+    acc: _Host,
+    slot: tuple[str, str],
+    claim: _Claim,
+    primary: Target,
+    resolve: Callable[[str, Backend], Target],
+    notes: list[str],
+) -> Canary | None:
+    found = acc.canaries.get(slot)
+    if found is None and slot[0] != EXACT:  # a canary on the same path in the other mode
+        plain = slot[1].rstrip("/") or "/"
+        found = acc.canaries.get((PREFIX, plain)) or acc.canaries.get((LOC_REGEX, slot[1]))
+    if found is None:
+        return None
+    assert found.rule.backend is not None
+    alt = resolve(found.namespace, found.rule.backend)
+    if primary.upstream is None or alt.upstream is None:
+        notes.append(f"{found.ingress}: canary for {claim.rule.path} has no backend to split with; ignored")
+        return None
+    return Canary(alt.upstream, found.ann.canary_weight, found.ann.canary_by_header, found.ingress,
+                  _zone(f"{found.ingress} {slot[0]} {slot[1]}"))  # fmt: skip
 
 
 def _certificate(lookup: Lookup, namespace: str, name: str, host: str) -> tuple[CertPair | None, str]:

@@ -47,6 +47,10 @@ class Options:
     classes: ClassPolicy = field(default_factory=ClassPolicy)
     watch_namespace: str = ""
     configmap: NsName | None = None
+    tcp_services_configmap: NsName | None = None
+    udp_services_configmap: NsName | None = None
+    # nginx's stream module, loaded only when there are TCP/UDP services ("": built in).
+    stream_module: str = "/usr/lib/nginx/modules/ngx_stream_module.so"
     publish_service: NsName | None = None
     publish_status_address: tuple[str, ...] = ()
     status_update_interval: float = 60.0

@@ -2,7 +2,9 @@
 
 StrictUndefined turns a typo in a template into an error instead of an empty string. There
 is no HTML autoescaping (it is the wrong language); instead every string goes through the
-``q`` filter (validate.nginx_quote), and values were already validated by type.
+``q`` filter (validate.nginx_quote), and values were already validated by type. The one
+exception is snippet annotations, raw nginx by design, rendered only when the ConfigMap sets
+allow-snippet-annotations (ingress/annotations.py).
 
 The configuration carries its own hash, served by nginx's status socket, so the controller
 can tell when a reload has really taken effect. The hash is taken over the text rendered with
@@ -49,6 +51,9 @@ class Listen:
 
     def https(self) -> list[str]:
         return [_hostport(a, self.https_port) for a in self.addresses]
+
+    def stream(self, port: int) -> list[str]:
+        return [_hostport(a, port) for a in self.addresses]
 
 
 def _hostport(address: str, port: int) -> str:
@@ -106,9 +111,15 @@ def names_hash_sizes(model: Model) -> tuple[int, int]:
 
 class Renderer:
     def __init__(
-        self, layout: Layout, listen: Listen, resolvers: tuple[str, ...] = (), templates: Path | None = None
+        self,
+        layout: Layout,
+        listen: Listen,
+        resolvers: tuple[str, ...] = (),
+        templates: Path | None = None,
+        stream_module: str = "",
     ) -> None:
         self.layout = layout
+        self.stream_module = stream_module
         self.listen = listen
         self.resolvers = tuple(resolver_address(r) for r in resolvers)
         self.env = jinja2.Environment(
@@ -144,4 +155,6 @@ class Renderer:
             names_max=max_size,
             server_name=server_name,
             cert_path=self.layout.cert,
+            stream_module=self.stream_module,
+            stream_listen=self.listen.stream,
         )

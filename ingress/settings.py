@@ -13,6 +13,16 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 _SIZE_RE = re.compile(r"^\d{1,9}[kKmMgG]?$")
+# log-format-upstream: printable ASCII without the characters that end or open an nginx
+# token (quotes, ";", braces, "#", backslash). "$" is meant here: it names variables, and
+# each one must be a plain variable name (no "${", which nginx would also read).
+_LOG_FORMAT_RE = re.compile(r"^(?:[A-Za-z0-9 \[\]()<>:,./_|*+=@!?%&^~`-]|\$[A-Za-z_][A-Za-z0-9_]*)+$")
+DEFAULT_LOG_FORMAT = (
+    "$remote_addr - $remote_user [$time_local] $request $status $body_bytes_sent $http_referer "
+    "$http_user_agent $request_length $request_time $host $upstream_addr $upstream_status "
+    "$upstream_response_time $request_id"
+)
+SSL_PROTOCOLS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +44,12 @@ class NginxSettings:
     worker_processes: str = "auto"
     worker_connections: int = 16384
     worker_shutdown_timeout: int = 240
+    keep_alive_requests: int = 1000
+    log_format_upstream: str = DEFAULT_LOG_FORMAT
+    ssl_protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
+    use_forwarded_headers: bool = False
+    allow_snippet_annotations: bool = False
+    server_tokens: bool = False
 
 
 def _bool(text: str) -> bool:
@@ -81,6 +97,20 @@ def _workers(text: str) -> str:
     raise ValueError("not 'auto' or a number of workers")
 
 
+def _log_format(text: str) -> str:
+    value = text.strip()
+    if not value or len(value) > 4096 or not _LOG_FORMAT_RE.fullmatch(value):
+        raise ValueError("not a log format of printable characters and $variables (no quotes, ; { } # or backslash)")
+    return value
+
+
+def _ssl_protocols(text: str) -> tuple[str, ...]:
+    found = tuple(dict.fromkeys(text.split()))
+    if not found or any(p not in SSL_PROTOCOLS for p in found):
+        raise ValueError(f"not a list of {', '.join(SSL_PROTOCOLS)}")
+    return found
+
+
 # ConfigMap key -> (field name, parser)
 KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "ssl-redirect": ("ssl_redirect", _bool),
@@ -100,6 +130,12 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "worker-processes": ("worker_processes", _workers),
     "max-worker-connections": ("worker_connections", _int_range(64, 1048576)),
     "worker-shutdown-timeout": ("worker_shutdown_timeout", _int_range(0, 86400)),
+    "keep-alive-requests": ("keep_alive_requests", _int_range(1, 10_000_000)),
+    "log-format-upstream": ("log_format_upstream", _log_format),
+    "ssl-protocols": ("ssl_protocols", _ssl_protocols),
+    "use-forwarded-headers": ("use_forwarded_headers", _bool),
+    "allow-snippet-annotations": ("allow_snippet_annotations", _bool),
+    "server-tokens": ("server_tokens", _bool),
 }
 
 assert {name for name, _ in KEYS.values()} <= {f.name for f in fields(NginxSettings)}

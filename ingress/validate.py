@@ -33,6 +33,12 @@ _PORT_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._~\-/]*$")
 _PERCENT_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 MAX_PATH = 1024
+# A use-regex path: PCRE syntax out of an allow-list. No backslash (so no escapes at all: use
+# [0-9] for \d), no braces (quantifiers {n} would need them; nginx also reads { as a block),
+# no quotes, whitespace, ";", "#". "$" only as an end anchor: followed by ")" "|" or the end,
+# never as a variable. "(?" is refused too: no inline flags or look-arounds to reason about.
+_REGEX_RE = re.compile(r"^/(?:[A-Za-z0-9._~/()|?*+^\[\],:=!-]|\$(?=[)|]|$))*$")
+MAX_REGEX = 256
 
 
 class InvalidValue(ValueError):
@@ -98,6 +104,21 @@ def path(value: Any, path_type: str, field: str) -> str:
     if "." in segments or ".." in segments:
         raise InvalidValue(f"{field}: {value!r} has a . or .. segment")
     return decoded
+
+
+def regex_path(value: Any, field: str) -> str:
+    """A path of an Ingress with use-regex (or rewrite-target): an allow-listed regex that compiles."""
+    if value is None or value == "":
+        return "/"
+    if not isinstance(value, str) or len(value) > MAX_REGEX or not _REGEX_RE.fullmatch(value) or "(?" in value:
+        raise InvalidValue(
+            f"{field}: {value!r} is not an allowed regex path (letters, digits, ._~/()|?*+^[],:=!- and $ as an anchor)"
+        )
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise InvalidValue(f"{field}: {value!r} is not a valid regex: {exc}") from None
+    return value
 
 
 def path_type(value: Any, field: str) -> str:
@@ -268,8 +289,9 @@ def backend(value: Any, field: str) -> Backend | None:
     return Backend(name, None, port_name(pname, f"{field}.service.port.name"))
 
 
-def ingress_spec(spec: dict[str, Any]) -> IngressSpec:
-    """Parse and validate an Ingress's spec; InvalidValue names the first bad field."""
+def ingress_spec(spec: dict[str, Any], *, regex: bool = False) -> IngressSpec:
+    """Parse and validate an Ingress's spec; InvalidValue names the first bad field.
+    ``regex``: the Ingress has use-regex/rewrite-target, so its non-Exact paths are regexes."""
     default = spec.get("defaultBackend")
     default_backend = backend(default, "spec.defaultBackend") if default is not None else None
     rules = []
@@ -286,7 +308,9 @@ def ingress_spec(spec: dict[str, Any]) -> IngressSpec:
             ptype = path_type(raw_path.get("pathType"), f"{pwhere}.pathType")
             paths.append(
                 PathRule(
-                    path(raw_path.get("path"), ptype, f"{pwhere}.path"),
+                    regex_path(raw_path.get("path"), f"{pwhere}.path")
+                    if regex and ptype != EXACT
+                    else path(raw_path.get("path"), ptype, f"{pwhere}.path"),
                     ptype,
                     backend(raw_path.get("backend"), f"{pwhere}.backend"),
                 )

@@ -1,6 +1,7 @@
 """Small aiohttp servers standing in for pods: each answers with its own name, the request
 line it received and its headers (as JSON), and echoes WebSocket messages prefixed with its
-name, so tests can tell which backend answered and what nginx passed on.
+name, so tests can tell which backend answered and what nginx passed on. ``/sleep/SECONDS``
+answers after that long.
 
 All backends of one Service listen on the same port at different loopback addresses
 (127.0.0.x), as pods behind one EndpointSlice port do.
@@ -8,8 +9,10 @@ All backends of one Service listen on the same port at different loopback addres
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import socket
+import ssl
 from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
@@ -27,6 +30,8 @@ async def _handle(request: web.Request) -> web.StreamResponse:
                 await ws.send_str(f"{name}:{msg.data}")
         return ws
     body = await request.read()
+    if request.path.startswith("/sleep/"):  # /sleep/SECONDS: a slow pod, for timeouts and limits
+        await asyncio.sleep(float(request.path.split("/")[2]))
     return web.json_response(
         {
             "backend": name,
@@ -59,14 +64,14 @@ class Backends:
         self._next_host += count
         return addrs
 
-    async def start(self, *names: str) -> tuple[list[str], int]:
-        """Start one backend per name on consecutive 127.0.0.x addresses, all on one port.
-        Returns (addresses, port)."""
+    async def start(self, *names: str, tls: ssl.SSLContext | None = None) -> tuple[list[str], int]:
+        """Start one backend per name on consecutive 127.0.0.x addresses, all on one port
+        (serving HTTPS with ``tls``). Returns (addresses, port)."""
         for _ in range(20):
             addresses = self.next_addresses(len(names))
             port = _free_port(addresses[0])
             try:
-                started = [await self._start_one(n, a, port) for n, a in zip(names, addresses, strict=True)]
+                started = [await self._start_one(n, a, port, tls) for n, a in zip(names, addresses, strict=True)]
             except OSError as exc:
                 if exc.errno != errno.EADDRINUSE:
                     raise
@@ -75,13 +80,13 @@ class Backends:
             return addresses, port
         raise RuntimeError("no common free port for the backends")
 
-    async def _start_one(self, name: str, address: str, port: int) -> Backend:
-        app = web.Application()
+    async def _start_one(self, name: str, address: str, port: int, tls: ssl.SSLContext | None = None) -> Backend:
+        app = web.Application(client_max_size=64 * 1024 * 1024)  # nginx enforces the body limits under test
         app[NAME] = name
         app.router.add_route("*", "/{tail:.*}", _handle)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
-        site = web.TCPSite(runner, address, port)
+        site = web.TCPSite(runner, address, port, ssl_context=tls)
         try:
             await site.start()
         except OSError:

@@ -95,11 +95,12 @@ def service(
     type: str = "ClusterIP",
     external_name: str | None = None,
     cluster_ip: str | None = "10.96.0.10",
+    protocol: str = "TCP",
 ) -> Obj:
     """ports: (name, port, targetPort)."""
     spec: Obj = {"type": type}
     if ports:
-        spec["ports"] = [{"name": n, "port": p, "targetPort": t, "protocol": "TCP"} for n, p, t in ports]
+        spec["ports"] = [{"name": n, "port": p, "targetPort": t, "protocol": protocol} for n, p, t in ports]
     if external_name is not None:
         spec["externalName"] = external_name
     elif cluster_ip is not None:
@@ -116,6 +117,7 @@ def endpoint_slice(
     namespace: str = "default",
     name: str | None = None,
     not_ready: tuple[str, ...] = (),
+    protocol: str = "TCP",
 ) -> Obj:
     endpoints = [{"addresses": [a], "conditions": {"ready": True}} for a in addresses]
     endpoints += [{"addresses": [a], "conditions": {"ready": False}} for a in not_ready]
@@ -126,7 +128,7 @@ def endpoint_slice(
                      "labels": {"kubernetes.io/service-name": svc}},
         "addressType": "IPv4",
         "endpoints": endpoints,
-        "ports": [{"name": port_name, "port": port, "protocol": "TCP"}],
+        "ports": [{"name": port_name, "port": port, "protocol": protocol}],
     }  # fmt: skip
 
 

@@ -256,3 +256,42 @@ async def test_watch_namespace_and_configmap(emu: Emulator, start_controller, ba
 
 async def _status_is_ns(emu: Emulator, name: str, namespace: str, want: list[dict[str, str]]) -> bool:
     return await lb_status(emu, name, namespace) == want
+
+
+async def test_annotations_and_tcp_services_through_the_api(emu: Emulator, start_controller, backends,
+                                                            client_for) -> None:  # fmt: skip
+    from tests.ingress.conftest import free_ports
+    from tests.ingress.test_nginx_l4 import STREAM_MODULE, echo_backends, tcp_exchange
+
+    await web(emu, backends, "w1")
+    (tcp_port,) = free_ports(1)
+    A = "nginx.ingress.kubernetes.io/"
+    async with echo_backends("t1", first=130) as (addrs, port):
+        await create(
+            emu,
+            o.ingress_class(),
+            o.service("echo", ("tcp", 7000, port), cluster_ip=None),
+            o.endpoint_slice("echo", addrs, port, port_name="tcp"),
+            o.ingress("moved", o.rule("old.com", o.path("/", "web")),
+                      annotations={A + "permanent-redirect": "https://new.example.com/"}),
+            o.ingress("hostile", o.rule("bad.com", o.path("/", "web")),
+                      annotations={A + "permanent-redirect": "https://x.com/;\nPWNED"}),
+            o.config_map("settings", {"server-tokens": "true"}, namespace="ingress"),
+            o.config_map("tcp", {str(tcp_port): "default/echo:7000"}, namespace="ingress"),
+        )  # fmt: skip
+        controller = await start_controller(**api_options(
+            emu, configmap=("ingress", "settings"), tcp_services_configmap=("ingress", "tcp"),
+            stream_module=STREAM_MODULE))  # fmt: skip
+        client = client_for(controller)
+        reply = await client.request("old.com", "/")
+        assert (reply.status, reply.headers["Location"]) == (301, "https://new.example.com/")
+        assert reply.headers["Server"].startswith("nginx/")
+        assert (await tcp_exchange(tcp_port, b"hi\n")).startswith(b"t1:hi")
+
+        async def reported() -> bool:
+            items = (await emu.list("v1", "Event", "default"))["items"]
+            return any(e["involvedObject"]["name"] == "hostile" and e["reason"] == "InvalidIngress"
+                       and "permanent-redirect" in e["message"] for e in items)  # fmt: skip
+
+        await until(reported)
+        assert "pwned" not in controller.layout.conf.read_text().lower()

@@ -143,6 +143,7 @@ def test_flags_map_to_options() -> None:
         "--default-ssl-certificate", "ns/cert", "--nginx-binary", "/opt/nginx", "--config-dir", "/c",
         "--healthz-port", "9000", "--metrics-port", "9100", "--bind-address", "127.0.0.1",
         "--bind-address", "::1", "--lease-duration", "20", "--renew-deadline", "12", "--retry-period", "3",
+        "--tcp-services-configmap", "ingress/tcp", "--udp-services-configmap", "ingress/udp", "--stream-module", "",
     ])  # fmt: skip
     opts = options_from(args)
     assert opts.kubeconfig == "/k" and opts.manifests is None
@@ -154,6 +155,8 @@ def test_flags_map_to_options() -> None:
     assert opts.default_ssl_certificate == ("ns", "cert") and opts.nginx_binary == "/opt/nginx"
     assert opts.bind_addresses == ("127.0.0.1", "::1")
     assert (opts.lease.duration, opts.lease.renew_deadline, opts.lease.retry) == (20, 12, 3)
+    assert (opts.tcp_services_configmap, opts.udp_services_configmap) == (("ingress", "tcp"), ("ingress", "udp"))
+    assert opts.stream_module == ""
 
 
 def test_defaults() -> None:
@@ -163,12 +166,16 @@ def test_defaults() -> None:
     assert (opts.http_port, opts.https_port, opts.nginx_binary) == (80, 443, "nginx")
     assert (opts.lease.duration, opts.lease.renew_deadline, opts.lease.retry) == (15, 10, 2)
     assert opts.debounce == 0.1
+    assert opts.tcp_services_configmap is None and opts.udp_services_configmap is None
+    assert opts.stream_module == "/usr/lib/nginx/modules/ngx_stream_module.so"
 
 
 @pytest.mark.parametrize(
     "argv",
     [
         ["--configmap", "no-slash"],
+        ["--tcp-services-configmap", "tcp"],
+        ["--udp-services-configmap", "a/B_C"],
         ["--publish-service", "a/b", "--publish-status-address", "1.2.3.4"],
         ["--manifests", "m", "--kubeconfig", "k"],
         ["--http-port", "70000"],

@@ -37,7 +37,8 @@ async def test_request_is_passed_through_with_forwarded_headers(start_controller
     assert h["host"] == f"foo.com:{controller.options.http_port}"  # Host as the client sent it
     assert h["user-agent"] == "probe/1.0" and h["x-custom"] == "kept"
     assert h["x-real-ip"] == "127.0.0.1"
-    assert h["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"
+    # use-forwarded-headers is off: the client's X-Forwarded-For is replaced, not extended
+    assert h["x-forwarded-for"] == "127.0.0.1"
     assert h["x-forwarded-proto"] == "http"
     assert h["x-forwarded-host"] == f"foo.com:{controller.options.http_port}"
     assert h["x-forwarded-port"] == str(controller.options.http_port)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingress.settings import NginxSettings, parse_settings
+from ingress.settings import DEFAULT_LOG_FORMAT, NginxSettings, parse_settings
 
 
 @pytest.mark.parametrize(
@@ -24,6 +24,35 @@ from ingress.settings import NginxSettings, parse_settings
         ({"worker-processes": "auto; user root"}, "worker_processes", "auto", 1),
         ({"upstream-keepalive-connections": "0"}, "upstream_keepalive_connections", 0, 0),
         ({"no-such-key": "1"}, "ssl_redirect", True, 1),
+        ({"keep-alive": "30"}, "keep_alive", 30, 0),
+        ({"keep-alive-requests": "50"}, "keep_alive_requests", 50, 0),
+        ({"keep-alive-requests": "0"}, "keep_alive_requests", 1000, 1),
+        ({"proxy-connect-timeout": "10"}, "proxy_connect_timeout", 10, 0),
+        ({"proxy-send-timeout": "x"}, "proxy_send_timeout", 60, 1),
+        ({"upstream-keepalive-connections": "64"}, "upstream_keepalive_connections", 64, 0),
+        ({"ssl-protocols": "TLSv1.3"}, "ssl_protocols", ("TLSv1.3",), 0),
+        ({"ssl-protocols": "TLSv1.2  TLSv1.3 TLSv1.2"}, "ssl_protocols", ("TLSv1.2", "TLSv1.3"), 0),
+        ({"ssl-protocols": "SSLv3"}, "ssl_protocols", ("TLSv1.2", "TLSv1.3"), 1),
+        ({"ssl-protocols": "TLSv1.3; ssl_engine x"}, "ssl_protocols", ("TLSv1.2", "TLSv1.3"), 1),
+        ({"hsts": "false"}, "hsts", False, 0),
+        ({"hsts-max-age": "600"}, "hsts_max_age", 600, 0),
+        ({"hsts-max-age": "600\n"}, "hsts_max_age", 600, 0),  # surrounding whitespace is trimmed
+        ({"hsts-include-subdomains": "false"}, "hsts_include_subdomains", False, 0),
+        ({"use-forwarded-headers": "true"}, "use_forwarded_headers", True, 0),
+        ({"allow-snippet-annotations": "true"}, "allow_snippet_annotations", True, 0),
+        ({"allow-snippet-annotations": "yes please"}, "allow_snippet_annotations", False, 1),
+        ({"server-tokens": "true"}, "server_tokens", True, 0),
+        (
+            {"log-format-upstream": "$remote_addr [$time_local] $status"},
+            "log_format_upstream",
+            "$remote_addr [$time_local] $status",
+            0,
+        ),
+        ({"log-format-upstream": "$remote_addr'; ssl_engine x; '"}, "log_format_upstream", DEFAULT_LOG_FORMAT, 1),
+        ({"log-format-upstream": '$status"'}, "log_format_upstream", DEFAULT_LOG_FORMAT, 1),
+        ({"log-format-upstream": "${status}"}, "log_format_upstream", DEFAULT_LOG_FORMAT, 1),
+        ({"log-format-upstream": "$status # x"}, "log_format_upstream", DEFAULT_LOG_FORMAT, 1),
+        ({"log-format-upstream": "$status\n$x"}, "log_format_upstream", DEFAULT_LOG_FORMAT, 1),
     ],
 )
 def test_parse(data: dict[str, str], field: str, value: object, problems: int) -> None:
@@ -35,3 +64,7 @@ def test_parse(data: dict[str, str], field: str, value: object, problems: int) -
 def test_defaults_follow_ingress_nginx() -> None:
     s = NginxSettings()
     assert (s.ssl_redirect, s.http_redirect_code, s.proxy_connect_timeout, s.proxy_body_size) == (True, 308, 5, "1m")
+    assert (s.proxy_read_timeout, s.proxy_send_timeout, s.keep_alive, s.keep_alive_requests) == (60, 60, 75, 1000)
+    assert (s.upstream_keepalive_connections, s.ssl_protocols) == (320, ("TLSv1.2", "TLSv1.3"))
+    assert (s.hsts, s.hsts_max_age, s.hsts_include_subdomains) == (True, 31536000, True)
+    assert (s.use_forwarded_headers, s.allow_snippet_annotations, s.server_tokens) == (False, False, False)

@@ -1,0 +1,350 @@
+"""ingress-nginx's ``nginx.ingress.kubernetes.io/*`` annotations as typed values.
+
+Each annotation we implement declares a parser (bool, bounded int, size, enum, CIDR list,
+URL, path, regex path, header list ...). A parser either returns a value that can only
+hold allow-listed characters or raises InvalidValue, which rejects the whole Ingress through
+the model's rejection path (log, Event, metric): a half-applied Ingress (say, its
+allow-list dropped) would be worse than one left out.
+
+Nothing here is a block-list: ingress-nginx's word block-lists were bypassed again and again
+(CVE-2021-25746, CVE-2023-5043/5044, CVE-2024-7646). The characters that end or open an
+nginx token (``;`` ``{`` ``}`` quotes, ``#``, backslash, whitespace, control characters)
+and ``$`` (variable expansion) are simply never in an allow-list, except ``$N`` capture
+references in rewrite-target and ``$`` as an end anchor in regex paths.
+
+Snippet annotations are raw nginx text by definition (CVE-2021-25742): they are ignored unless
+the ConfigMap sets ``allow-snippet-annotations: "true"``, which makes anyone who can write an
+Ingress root-equivalent on the controller.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+from urllib.parse import urlsplit
+
+from ingress.validate import MAX_PATH, InvalidValue, host, path
+
+PREFIX = "nginx.ingress.kubernetes.io/"
+
+_SIZE_RE = re.compile(r"^[0-9]{1,9}[kKmMgG]?$")
+_HEADER_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+_METHOD_RE = re.compile(r"^[A-Z]{1,16}$")
+# A cookie name lands in a regex (matched against the Cookie header): no regex metacharacters.
+_COOKIE_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# rewrite-target: a path whose pieces may be $1..$9 (capture groups of the regex path).
+_TARGET_RE = re.compile(r"^(?:[A-Za-z0-9._~/=&-]|\$[1-9])*$")
+_URL_PATH_RE = re.compile(r"^[A-Za-z0-9._~/%=&+-]*$")
+SNIPPET_MAX = 16384
+
+
+def _bool(text: str) -> bool:
+    if text in ("true", "True", "TRUE"):
+        return True
+    if text in ("false", "False", "FALSE"):
+        return False
+    raise ValueError("not true or false")
+
+
+def _int(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        if not text.isascii() or not text.isdigit() or len(text) > 10:
+            raise ValueError("not a whole number")
+        value = int(text)
+        if not lo <= value <= hi:
+            raise ValueError(f"not in {lo}..{hi}")
+        return value
+
+    return parse
+
+
+def _seconds(lo: int, hi: int) -> Callable[[str], int]:
+    """Timeouts: ingress-nginx takes unitless seconds; "60s" is accepted too."""
+    whole = _int(lo, hi)
+    return lambda text: whole(text[:-1] if text.endswith("s") else text)
+
+
+def _size(text: str) -> str:
+    if not _SIZE_RE.fullmatch(text):
+        raise ValueError("not a size like 8m, 512k or 0")
+    return text.lower()
+
+
+def _enum(*allowed: str, fold: bool = False) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        key = text.upper() if fold else text
+        if key not in allowed:
+            raise ValueError(f"not one of {', '.join(allowed)}")
+        return key
+
+    return parse
+
+
+def _on_off(text: str) -> bool:
+    return _enum("on", "off")(text) == "on"
+
+
+def _redirect_code(text: str) -> int:
+    return int(_enum("301", "302", "303", "307", "308")(text))
+
+
+def _token(item: re.Pattern[str], what: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if not item.fullmatch(text):
+            raise ValueError(f"not a {what}")
+        return text
+
+    return parse
+
+
+def _cidrs(text: str) -> tuple[str, ...]:
+    """Comma-separated IPs or CIDRs, canonicalised by ipaddress (host bits are cleared)."""
+    out = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item or "%" in item:
+            raise ValueError(f"{item!r} is not an IP or CIDR")
+        try:
+            out.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP or CIDR") from None
+    return tuple(sorted(set(out)))
+
+
+def _csv(item: re.Pattern[str], what: str) -> Callable[[str], tuple[str, ...]]:
+    def parse(text: str) -> tuple[str, ...]:
+        parts = tuple(p.strip() for p in text.split(","))
+        for p in parts:
+            if not item.fullmatch(p):
+                raise ValueError(f"{p!r} is not a {what}")
+        return parts
+
+    return parse
+
+
+def url(text: str, *, allow_path_only: bool = False) -> str:
+    """An http(s) URL, rebuilt from its parsed parts so only validated pieces remain."""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("not an http or https URL")
+    if parts.username is not None or parts.password is not None or not parts.hostname:
+        raise ValueError("not an http or https URL with a host")
+    name = parts.hostname
+    try:
+        netloc = f"[{ipaddress.IPv6Address(name)}]" if ":" in name else str(ipaddress.IPv4Address(name))
+    except ValueError:
+        try:
+            netloc = host(name, "url host", wildcard=False)
+        except InvalidValue as exc:
+            raise ValueError(str(exc)) from None
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("bad port") from None
+    if port is not None:
+        netloc += f":{port}"
+    for piece in (parts.path, parts.query):
+        if not _URL_PATH_RE.fullmatch(piece):
+            raise ValueError("path or query holds characters other than letters, digits and ._~/%=&+-")
+    if parts.fragment:
+        raise ValueError("has a fragment")
+    out = f"{parts.scheme}://{netloc}{parts.path}"
+    return out + (f"?{parts.query}" if parts.query else "")
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    """cors-allow-origin: "*" or a comma-separated list of origins (scheme://host[:port])."""
+    if text.strip() == "*":
+        return ("*",)
+    out = []
+    for item in text.split(","):
+        item = item.strip()
+        origin = url(item)
+        if urlsplit(origin).path not in ("", "/") or "?" in origin:
+            raise ValueError(f"{item!r} is not an origin")
+        out.append(origin.rstrip("/"))
+    return tuple(out)
+
+
+def _app_root(text: str) -> str:
+    try:
+        value = path(text, "app-root", "app-root")
+    except InvalidValue as exc:
+        raise ValueError(str(exc)) from None
+    if value == "/" or value != text:
+        raise ValueError("must be a plain path other than /")
+    return value
+
+
+def _rewrite_target(text: str) -> str:
+    if not text or len(text) > MAX_PATH or not _TARGET_RE.fullmatch(text) or not text.startswith(("/", "$")):
+        raise ValueError("must be a path of letters, digits, ._~/=&- and $1..$9 capture references")
+    return text
+
+
+def _vhost(text: str) -> str:
+    name, sep, port = text.partition(":")
+    try:
+        value = host(name, "upstream-vhost", wildcard=False)
+    except InvalidValue as exc:
+        raise ValueError(str(exc)) from None
+    if sep:
+        if not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("bad port")
+        value += f":{int(port)}"
+    return value
+
+
+def _snippet(text: str) -> str:
+    # Raw nginx by design; only the size is bounded. Admins opt in (allow-snippet-annotations).
+    if len(text) > SNIPPET_MAX or "\x00" in text:
+        raise ValueError("too long or holds NUL")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Cors:
+    origins: tuple[str, ...] = ("*",)
+    methods: tuple[str, ...] = ("GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS")
+    headers: tuple[str, ...] = ("DNT", "Keep-Alive", "User-Agent", "X-Requested-With", "If-Modified-Since",
+                                "Cache-Control", "Content-Type", "Range", "Authorization")  # fmt: skip
+    credentials: bool = True
+    expose_headers: tuple[str, ...] = ()
+    max_age: int = 1728000
+
+    @property
+    def origin_regex(self) -> str:
+        """Origins (validated: letters, digits, . - : / [ ]) as one anchored regex."""
+        return "^(" + "|".join(re.sub(r"([.\[\]])", r"[\1]", o) for o in self.origins) + ")$"
+
+
+@dataclass(frozen=True, slots=True)
+class Annotations:
+    """The annotations of one Ingress, typed. None = not set (the ConfigMap's value applies)."""
+
+    rewrite_target: str | None = None
+    use_regex: bool = False
+    ssl_redirect: bool | None = None
+    force_ssl_redirect: bool = False
+    backend_protocol: str = "HTTP"
+    proxy_body_size: str | None = None
+    proxy_connect_timeout: int | None = None
+    proxy_read_timeout: int | None = None
+    proxy_send_timeout: int | None = None
+    proxy_buffering: bool | None = None
+    allow_source: tuple[str, ...] = ()
+    deny_source: tuple[str, ...] = ()
+    affinity: str | None = None
+    session_cookie_name: str = "INGRESSCOOKIE"
+    permanent_redirect: str | None = None
+    permanent_redirect_code: int = 301
+    temporal_redirect: str | None = None
+    app_root: str | None = None
+    cors: Cors | None = None
+    limit_rps: int = 0
+    limit_burst_multiplier: int = 5
+    limit_connections: int = 0
+    upstream_vhost: str | None = None
+    canary: bool = False
+    canary_weight: int = 0
+    canary_by_header: str | None = None
+    configuration_snippet: str | None = None
+    server_snippet: str | None = None
+
+    @property
+    def regex(self) -> bool:
+        """Makes every path of the host a regex location (ingress-nginx: use-regex or rewrite-target)."""
+        return self.use_regex or self.rewrite_target is not None
+
+
+NONE = Annotations()
+
+# annotation (without PREFIX) -> (field, parser). Aliases share a field.
+_SIMPLE: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "rewrite-target": ("rewrite_target", _rewrite_target),
+    "use-regex": ("use_regex", _bool),
+    "ssl-redirect": ("ssl_redirect", _bool),
+    "force-ssl-redirect": ("force_ssl_redirect", _bool),
+    "backend-protocol": ("backend_protocol", _enum("HTTP", "HTTPS", "GRPC", "GRPCS", fold=True)),
+    "proxy-body-size": ("proxy_body_size", _size),
+    "proxy-connect-timeout": ("proxy_connect_timeout", _seconds(1, 3600)),
+    "proxy-read-timeout": ("proxy_read_timeout", _seconds(1, 86400)),
+    "proxy-send-timeout": ("proxy_send_timeout", _seconds(1, 86400)),
+    "proxy-buffering": ("proxy_buffering", _on_off),
+    "whitelist-source-range": ("allow_source", _cidrs),
+    "allowlist-source-range": ("allow_source", _cidrs),
+    "denylist-source-range": ("deny_source", _cidrs),
+    "affinity": ("affinity", _enum("cookie")),
+    "session-cookie-name": ("session_cookie_name", _token(_COOKIE_RE, "cookie name")),
+    "permanent-redirect": ("permanent_redirect", url),
+    "permanent-redirect-code": ("permanent_redirect_code", _redirect_code),
+    "temporal-redirect": ("temporal_redirect", url),
+    "app-root": ("app_root", _app_root),
+    "limit-rps": ("limit_rps", _int(1, 100000)),
+    "limit-burst-multiplier": ("limit_burst_multiplier", _int(1, 1000)),
+    "limit-connections": ("limit_connections", _int(1, 100000)),
+    "upstream-vhost": ("upstream_vhost", _vhost),
+    "canary": ("canary", _bool),
+    "canary-weight": ("canary_weight", _int(0, 100)),
+    "canary-by-header": ("canary_by_header", _token(_HEADER_RE, "header name")),
+    "configuration-snippet": ("configuration_snippet", _snippet),
+    "server-snippet": ("server_snippet", _snippet),
+}
+_CORS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "cors-allow-origin": ("origins", _origins),
+    "cors-allow-methods": ("methods", _csv(_METHOD_RE, "method")),
+    "cors-allow-headers": ("headers", _csv(_HEADER_RE, "header name")),
+    "cors-allow-credentials": ("credentials", _bool),
+    "cors-expose-headers": ("expose_headers", _csv(_HEADER_RE, "header name")),
+    "cors-max-age": ("max_age", _int(0, 2**31 - 1)),
+}
+SUPPORTED = frozenset(_SIMPLE) | frozenset(_CORS) | {"enable-cors"}
+SNIPPETS = ("configuration-snippet", "server-snippet")
+
+assert {f for f, _ in _SIMPLE.values()} <= {f.name for f in fields(Annotations)}
+
+
+def parse(raw: Mapping[str, str], *, allow_snippets: bool) -> tuple[Annotations, list[str]]:
+    """Typed annotations and notes (ignored annotations); InvalidValue on a bad value."""
+    values: dict[str, Any] = {}
+    cors: dict[str, Any] = {}
+    notes: list[str] = []
+    enable_cors = False
+    for key in sorted(raw):
+        if not key.startswith(PREFIX):
+            continue
+        name, text = key[len(PREFIX) :], raw[key]
+        if name not in SUPPORTED:
+            # Ignored, never rendered: ingress-nginx's other annotations must not cost an
+            # Ingress its service. repr: the key is user text too (and goes to the log).
+            notes.append(f"annotation {key!r} is not supported; ignored")
+            continue
+        if name in SNIPPETS and not allow_snippets:
+            notes.append(f"annotation {key} ignored: snippets are disabled (allow-snippet-annotations)")
+            continue
+        if not isinstance(text, str):
+            raise InvalidValue(f"annotation {key}: not a string")
+        if text == "":
+            # "" is how manifests and Helm values switch an annotation off: the default applies.
+            notes.append(f"annotation {key} is empty; ignored")
+            continue
+        # One check ahead of every parser: no parser accepts these, but a clear message helps.
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text) and name not in SNIPPETS:
+            raise InvalidValue(f"annotation {key}: control character in {text!r}")
+        try:
+            if name == "enable-cors":
+                enable_cors = _bool(text)
+            elif name in _CORS:
+                field, parser = _CORS[name]
+                cors[field] = parser(text)
+            else:
+                field, parser = _SIMPLE[name]
+                values[field] = parser(text)
+        except ValueError as exc:
+            raise InvalidValue(f"annotation {key}: {text[:80]!r} is {exc}") from None
+    if enable_cors:
+        values["cors"] = Cors(**cors)
+    return Annotations(**values), notes

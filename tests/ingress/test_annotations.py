@@ -1,0 +1,150 @@
+"""Annotation parsing: every supported annotation's typed value, and what each refuses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ingress.annotations import NONE, PREFIX, Cors, parse
+from ingress.validate import InvalidValue, regex_path
+
+
+def one(name: str, value: str, *, snippets: bool = False, **extra: str) -> Any:
+    raw = {PREFIX + name: value, **{PREFIX + k: v for k, v in extra.items()}}
+    return parse(raw, allow_snippets=snippets)[0]
+
+
+GOOD = [
+    ("rewrite-target", "/$2", "rewrite_target", "/$2"),
+    ("rewrite-target", "/api/v1/$1/x", "rewrite_target", "/api/v1/$1/x"),
+    ("use-regex", "true", "use_regex", True),
+    ("use-regex", "False", "use_regex", False),
+    ("ssl-redirect", "false", "ssl_redirect", False),
+    ("force-ssl-redirect", "true", "force_ssl_redirect", True),
+    ("backend-protocol", "grpcs", "backend_protocol", "GRPCS"),
+    ("backend-protocol", "HTTPS", "backend_protocol", "HTTPS"),
+    ("proxy-body-size", "8M", "proxy_body_size", "8m"),
+    ("proxy-body-size", "0", "proxy_body_size", "0"),
+    ("proxy-connect-timeout", "10", "proxy_connect_timeout", 10),
+    ("proxy-read-timeout", "3600s", "proxy_read_timeout", 3600),
+    ("proxy-send-timeout", "1", "proxy_send_timeout", 1),
+    ("proxy-buffering", "on", "proxy_buffering", True),
+    ("whitelist-source-range", "10.0.0.1/8, 192.168.1.1,::1", "allow_source",
+     ("10.0.0.0/8", "192.168.1.1/32", "::1/128")),
+    ("allowlist-source-range", "2001:db8::/32", "allow_source", ("2001:db8::/32",)),
+    ("denylist-source-range", "203.0.113.0/24", "deny_source", ("203.0.113.0/24",)),
+    ("affinity", "cookie", "affinity", "cookie"),
+    ("session-cookie-name", "route_1", "session_cookie_name", "route_1"),
+    ("permanent-redirect", "https://www.example.com/a/b?x=1&y=2", "permanent_redirect",
+     "https://www.example.com/a/b?x=1&y=2"),
+    ("permanent-redirect", "HTTPS://Example.COM:8443", "permanent_redirect", "https://example.com:8443"),
+    ("permanent-redirect", "http://[2001:db8::1]/", "permanent_redirect", "http://[2001:db8::1]/"),
+    ("permanent-redirect-code", "308", "permanent_redirect_code", 308),
+    ("temporal-redirect", "http://10.0.0.1:8080/x", "temporal_redirect", "http://10.0.0.1:8080/x"),
+    ("app-root", "/app1", "app_root", "/app1"),
+    ("limit-rps", "100", "limit_rps", 100),
+    ("limit-connections", "20", "limit_connections", 20),
+    ("limit-burst-multiplier", "3", "limit_burst_multiplier", 3),
+    ("upstream-vhost", "Internal.Example.com", "upstream_vhost", "internal.example.com"),
+    ("upstream-vhost", "svc.ns.svc.cluster.local:8080", "upstream_vhost", "svc.ns.svc.cluster.local:8080"),
+    ("canary", "true", "canary", True),
+    ("canary-weight", "25", "canary_weight", 25),
+    ("canary-by-header", "X-Canary", "canary_by_header", "X-Canary"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "value", "field", "expected"), GOOD, ids=lambda v: str(v)[:40])
+def test_typed_values(name: str, value: str, field: str, expected: Any) -> None:
+    assert getattr(one(name, value), field) == expected
+
+
+BAD = [
+    ("rewrite-target", "relative"), ("rewrite-target", "/$0"), ("rewrite-target", "/${1}"), ("rewrite-target", "/$a"),
+    ("use-regex", "yes"), ("ssl-redirect", "1"), ("backend-protocol", "FCGI"),
+    ("backend-protocol", "AUTO_HTTP"), ("proxy-body-size", "1mb"), ("proxy-body-size", "-1"),
+    ("proxy-connect-timeout", "0"), ("proxy-connect-timeout", "1.5"), ("proxy-read-timeout", "1m"),
+    ("proxy-send-timeout", "99999999999"), ("proxy-buffering", "true"), ("whitelist-source-range", " "),
+    ("whitelist-source-range", "10.0.0.0/33"), ("whitelist-source-range", "10.0.0.0/8,"),
+    ("denylist-source-range", "example.com"), ("affinity", "ip"), ("session-cookie-name", "my.cookie"),
+    ("session-cookie-name", "a,b"), ("permanent-redirect", "ftp://x.com/"), ("permanent-redirect", "/relative"),
+    ("permanent-redirect", "https://user:pw@x.com/"), ("permanent-redirect", "https://x.com:99999/"),
+    ("permanent-redirect", "https://-bad-.com/"), ("permanent-redirect-code", "200"), ("app-root", "/"),
+    ("app-root", "app"), ("app-root", "/a/../b"), ("app-root", "/a%2fb"), ("limit-rps", "0"), ("limit-rps", "1e3"),
+    ("limit-connections", "-5"), ("upstream-vhost", "a.com:0"), ("upstream-vhost", "*.a.com"),
+    ("upstream-vhost", "10.0.0.1"), ("canary", "on"), ("canary-weight", "101"), ("canary-by-header", "X A"),
+    ("canary-by-header", "X-A,X-B"), ("cors-allow-origin", "https://a.com/path"), ("cors-allow-origin", "null"),
+    ("cors-allow-methods", "get"), ("cors-max-age", "-1"), ("enable-cors", "1"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "value"), BAD, ids=lambda v: str(v)[:40])
+def test_invalid_values_reject_the_ingress(name: str, value: str) -> None:
+    with pytest.raises(InvalidValue, match=name):
+        one(name, value)
+
+
+def test_defaults_and_unrelated_annotations() -> None:
+    ann, notes = parse({"kubernetes.io/ingress.class": "x;y", "example.com/z": "{"}, allow_snippets=False)
+    assert ann == NONE and notes == []
+    assert (NONE.ssl_redirect, NONE.backend_protocol, NONE.session_cookie_name, NONE.cors) == (
+        None,
+        "HTTP",
+        "INGRESSCOOKIE",
+        None,
+    )
+
+
+def test_unknown_annotation_is_ignored_with_a_note() -> None:
+    ann, notes = parse({PREFIX + "auth-url": "http://x", PREFIX + "x\nforged log line": "1"}, allow_snippets=False)
+    assert ann == NONE and notes == [
+        f"annotation '{PREFIX}auth-url' is not supported; ignored",
+        f"annotation '{PREFIX}x\\nforged log line' is not supported; ignored",
+    ]
+
+
+def test_cors_settings_only_with_enable_cors() -> None:
+    assert one("cors-allow-origin", "https://a.com").cors is None
+    cors = one("enable-cors", "true", **{"cors-allow-origin": "https://a.com, http://b.org:8080",
+                                         "cors-allow-credentials": "false", "cors-max-age": "10"})  # fmt: skip
+    assert cors.cors == Cors(origins=("https://a.com", "http://b.org:8080"), credentials=False, max_age=10)
+    assert cors.cors.origin_regex == "^(https://a[.]com|http://b[.]org:8080)$"
+    assert one("enable-cors", "true").cors == Cors()
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+def test_snippets_need_the_configmap_switch(allowed: bool) -> None:
+    raw = {PREFIX + "configuration-snippet": "more_set_headers x;\n", PREFIX + "server-snippet": "# s"}
+    ann, notes = parse(raw, allow_snippets=allowed)
+    assert (ann.configuration_snippet is not None, ann.server_snippet is not None) == (allowed, allowed)
+    assert len(notes) == (0 if allowed else 2)
+
+
+def test_regex_and_rewrite_make_regex_mode() -> None:
+    assert one("use-regex", "true").regex and one("rewrite-target", "/").regex
+    assert not one("use-regex", "false").regex
+
+
+@pytest.mark.parametrize("value", ["/foo", "/something(/|$)(.*)", "/api/v[0-9]+/.*", "/(a|b)?/x*", "/[a-z]+$"])
+def test_regex_paths_accepted(value: str) -> None:
+    assert regex_path(value, "p") == value
+
+
+@pytest.mark.parametrize(
+    "value", ["foo", "/a{2}", "/a\\d", "/(?i)x", "/a$b", "/a b", "/a;b", '/a"', "/a#", "/(", "/a\n", "/" + "a" * 300]
+)
+def test_regex_paths_refused(value: str) -> None:
+    with pytest.raises(InvalidValue):
+        regex_path(value, "p")
+
+
+def test_unsupported_multiline_annotation_does_not_cost_the_ingress() -> None:
+    raw = {PREFIX + "modsecurity-snippet": "SecRuleEngine On\nSecRule x", PREFIX + "proxy-body-size": "2m"}
+    ann, notes = parse(raw, allow_snippets=False)
+    assert ann.proxy_body_size == "2m" and len(notes) == 1
+
+
+def test_empty_value_means_unset() -> None:
+    raw = {PREFIX + "rewrite-target": "", PREFIX + "whitelist-source-range": "", PREFIX + "use-regex": ""}
+    ann, notes = parse(raw, allow_snippets=False)
+    assert ann == NONE and len(notes) == 3

@@ -1,0 +1,83 @@
+"""TCP/UDP services ConfigMap entries: parsing (table) and the stream servers built from them."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingress.l4 import TCP, UDP, StreamService, build_streams, parse_entry
+from ingress.validate import InvalidValue
+from tests.ingress import objects as o
+from tests.ingress.modelkit import store_of
+
+NONE: frozenset[int] = frozenset()
+
+
+@pytest.mark.parametrize(
+    ("protocol", "key", "value", "expected"),
+    [
+        (TCP, "9000", "default/example-go:8080", StreamService(TCP, 9000, "default", "example-go", 8080)),
+        (TCP, "5432", "db/postgres:sql", StreamService(TCP, 5432, "db", "postgres", "sql")),
+        (TCP, "2222", "a/b:22:PROXY", StreamService(TCP, 2222, "a", "b", 22, accept_proxy=True)),
+        (TCP, "2223", "a/b:22::PROXY", StreamService(TCP, 2223, "a", "b", 22, send_proxy=True)),
+        (TCP, "2224", "a/b:22:PROXY:PROXY", StreamService(TCP, 2224, "a", "b", 22, True, True)),
+        (UDP, "53", "kube-system/kube-dns:53", StreamService(UDP, 53, "kube-system", "kube-dns", 53)),
+    ],
+)
+def test_entries(protocol: str, key: str, value: str, expected: StreamService) -> None:
+    assert parse_entry(protocol, key, value, NONE) == expected
+
+
+@pytest.mark.parametrize(
+    ("protocol", "key", "value"),
+    [
+        (TCP, "x", "a/b:1"), (TCP, "0", "a/b:1"), (TCP, "70000", "a/b:1"), (TCP, "443", "a/b:1"),
+        (TCP, "10254", "a/b:1"), (TCP, "9000", "b:1"), (TCP, "9000", "a/b"), (TCP, "9000", "a/b:0"),
+        (TCP, "9000", "a/b:1:PROXY:PROXY:x"), (TCP, "9000", "a/b:1:SEND"), (TCP, "9000", "a/B:1"),
+        (TCP, "9000", "a/b:1;listen 1"), (TCP, "9000", "a/b:1\nx"), (TCP, "9000", "a/b c:1"),
+        (TCP, "9000", "a/b:-http-"), (UDP, "53", "a/b:53:PROXY"), (TCP, "9000", "a/b:1:PROXY;"),
+    ],
+)  # fmt: skip
+def test_refused_entries(protocol: str, key: str, value: str) -> None:
+    with pytest.raises(InvalidValue):
+        parse_entry(protocol, key, value, frozenset({443, 10254}))
+
+
+def test_streams_from_services_and_endpoints() -> None:
+    store = store_of(
+        o.service("echo", ("tcp", 5000, 5000)),
+        o.endpoint_slice("echo", ["10.0.0.2", "10.0.0.1"], 5000, port_name="tcp", not_ready=("10.0.0.9",)),
+        o.service("dns", ("dns", 53, 53), protocol="UDP"),
+        o.endpoint_slice("dns", ["10.0.0.5"], 5353, port_name="dns", protocol="UDP"),
+        o.service("empty", ("tcp", 1, 1)),
+    )
+    streams, notes = build_streams(
+        store,
+        {"9000": "default/echo:5000", "9001": "default/empty:1", "9002": "default/missing:1", "9003": "default/dns:53",
+         "80": "default/echo:5000"},
+        {"5353": "default/dns:dns", "5354": "default/echo:5000"},
+        reserved=(8080,),
+    )  # fmt: skip
+    assert [(s.upstream, s.endpoints) for s in streams] == [
+        ("tcp_9000", (("10.0.0.1", 5000), ("10.0.0.2", 5000))),
+        ("udp_5353", (("10.0.0.5", 5353),)),
+    ]
+    assert len(notes) == 5 and all("skipped" in n for n in notes)
+    assert any("has no TCP port 53" in n for n in notes) and any("has no UDP port 5000" in n for n in notes)
+
+
+@pytest.mark.parametrize(
+    ("maps", "expected"),
+    [
+        ({"configmap": ("ing", "cfg")}, (("ing",), "metadata.name=cfg")),
+        ({"tcp_services_configmap": ("ing", "tcp")}, (("ing",), "metadata.name=tcp")),
+        ({"configmap": ("ing", "cfg"), "tcp_services_configmap": ("ing", "tcp"),
+          "udp_services_configmap": ("other", "udp")}, (("ing", "other"), "")),
+    ],
+)  # fmt: skip
+def test_config_maps_watched(tmp_path, maps: dict[str, tuple[str, str]], expected: tuple[tuple[str, ...], str]) -> None:
+    from ingress.controller import Controller
+    from tests.ingress.conftest import make_options
+
+    specs = Controller(make_options(tmp_path, **maps)).watch_specs()
+    found = [(s.namespaces, s.field_selector) for s in specs if s.kind == "configmaps"]
+    assert found == [expected]

@@ -1,0 +1,102 @@
+"""Annotations in the pure model: regex mode per host, canaries, per-location redirects,
+rejection of an Ingress with a bad annotation (the others still built)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingress.model import LOC_EXACT, LOC_REGEX, LOC_ROOT, build
+from ingress.settings import NginxSettings
+from tests.ingress import objects as o
+from tests.ingress.modelkit import fake_addresses, model_of, snapshot, store_of
+from tests.ingress.routing import standard_objects
+
+A = "nginx.ingress.kubernetes.io/"
+REGEX = {A + "use-regex": "true"}
+
+
+def locations(model, host: str) -> list[tuple[str, str, str]]:
+    server = model.server(host)
+    assert server is not None
+    return [(loc.match, loc.path, loc.target.service) for loc in server.locations]
+
+
+CASES = [
+    ("plain host keeps prefix pairs", [o.ingress("i", o.rule("foo.com", o.path("/foo", "a")))],
+     [("^~", "/foo/", "default/a:80"), ("=", "/foo", "default/a:80"), (LOC_ROOT, "/", "")]),
+    ("use-regex on one Ingress turns every path of the host into a regex",
+     [o.ingress("i", o.rule("foo.com", o.path("/foo.bar", "a"), o.path("/x", "c", path_type="Exact"))),
+      o.ingress("j", o.rule("foo.com", o.path("/b+", "b", path_type="ImplementationSpecific")), annotations=REGEX)],
+     [(LOC_REGEX, "^/foo[.]bar(/|$)", "default/a:80"), (LOC_REGEX, "^/b+", "default/b:80"),
+      (LOC_EXACT, "/x", "default/c:80"), (LOC_ROOT, "/", "")]),
+    ("rewrite-target alone also means regex mode",
+     [o.ingress("i", o.rule("foo.com", o.path("/api(/|$)(.*)", "a", path_type="ImplementationSpecific")),
+                annotations={A + "rewrite-target": "/$2"})],
+     [(LOC_REGEX, "^/api(/|$)(.*)", "default/a:80"), (LOC_ROOT, "/", "")]),
+    ("a root prefix in regex mode matches everything, after longer regexes",
+     [o.ingress("i", o.rule("foo.com", o.path("/", "a"), o.path("/long/er", "b", path_type="ImplementationSpecific")),
+                annotations=REGEX)],
+     [(LOC_REGEX, "^/long/er", "default/b:80"), (LOC_REGEX, "^/", "default/a:80"), (LOC_ROOT, "/", "")]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "ingresses", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_locations(name: str, ingresses: list[o.Obj], expected: list[tuple[str, str, str]]) -> None:
+    assert locations(model_of(*ingresses), "foo.com") == expected
+
+
+def test_bad_annotation_rejects_only_that_ingress() -> None:
+    model = model_of(
+        o.ingress("bad", o.rule("foo.com", o.path("/", "a")), annotations={A + "proxy-body-size": "1m;"}),
+        o.ingress("good", o.rule("bar.com", o.path("/", "a"))),
+    )
+    assert model.ingresses == ("default/good",)
+    assert [(r.ingress, "proxy-body-size" in r.reason) for r in model.rejected] == [("default/bad", True)]
+    assert model.server("foo.com") is None
+
+
+def test_canary_attaches_to_the_primary_location() -> None:
+    model = model_of(
+        o.ingress("main", o.rule("foo.com", o.path("/", "a")), created="2024-01-01T00:00:00Z"),
+        o.ingress("canary", o.rule("foo.com", o.path("/", "b")), created="2024-01-02T00:00:00Z",
+                  annotations={A + "canary": "true", A + "canary-weight": "30", A + "canary-by-header": "X-C"}),
+    )  # fmt: skip
+    root = locations(model, "foo.com")
+    assert root == [(LOC_ROOT, "/", "default/a:80")]
+    server = model.server("foo.com")
+    assert server is not None
+    canary = server.locations[0].canary
+    assert canary is not None and (canary.upstream, canary.weight, canary.header) == ("default_b_http", 30, "X-C")
+    assert model.canary_zones == ((canary.zone, 30),)
+    assert model.ingresses == ("default/main", "default/canary")
+
+
+def test_ssl_redirect_is_per_location() -> None:
+    store = store_of(*standard_objects(fake_addresses()),
+                     o.ingress("on", o.rule("foo.com", o.path("/on", "a")), tls=[{"hosts": ["foo.com"]}]),
+                     o.ingress("off", o.rule("foo.com", o.path("/off", "a")), tls=[{"hosts": ["foo.com"]}],
+                               annotations={A + "ssl-redirect": "false"}),
+                     o.ingress("force", o.rule("bar.com", o.path("/", "a")),
+                               annotations={A + "force-ssl-redirect": "true"}))  # fmt: skip
+    model = build(snapshot(store, settings=NginxSettings()))
+    foo, bar = model.server("foo.com"), model.server("bar.com")
+    assert foo is not None and bar is not None
+    assert {loc.path: loc.redirect_https for loc in foo.locations} == {
+        "/on": True,
+        "/on/": True,
+        "/off": False,
+        "/off/": False,
+        "/": True,
+    }
+    assert [loc.redirect_https for loc in bar.locations] == [True]
+
+
+def test_server_level_annotations_come_from_the_oldest_ingress() -> None:
+    model = model_of(
+        o.ingress("old", o.rule("foo.com", o.path("/a", "a")), created="2024-01-01T00:00:00Z",
+                  annotations={A + "app-root": "/first"}),
+        o.ingress("new", o.rule("foo.com", o.path("/b", "b")), created="2024-01-02T00:00:00Z",
+                  annotations={A + "app-root": "/second"}),
+    )  # fmt: skip
+    server = model.server("foo.com")
+    assert server is not None and server.app_root == "/first"

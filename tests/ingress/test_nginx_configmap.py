@@ -1,0 +1,115 @@
+"""The global ConfigMap keys through real nginx: ingress-nginx's defaults, then each key set."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+import aiohttp
+
+from kubewatch import Store
+from tests.ingress import objects as o
+from tests.ingress.conftest import until
+from tests.ingress.tlsutil import Authority
+
+
+async def _setup(backends, authority: Authority, data: dict[str, str] | None) -> Store:
+    addrs, port = await backends.start("w1")
+    crt, key = authority.issue("foo.com")
+    store = Store()
+    o.put(
+        store,
+        o.ingress_class(),
+        o.service("web", ("http", 80, "http")),
+        o.endpoint_slice("web", addrs, port),
+        o.tls_secret("cert", crt, key),
+        o.ingress("i", o.rule("foo.com", o.path("/", "web")), tls=[{"hosts": ["foo.com"], "secretName": "cert"}]),
+    )
+    if data is not None:
+        o.put(store, o.config_map("cfg", data))
+    return store
+
+
+async def _post(port: int, size: int) -> int:
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"https://127.0.0.1:{port}/", data=b"x" * size, headers={"Host": "foo.com"},
+                                ssl=False, server_hostname="foo.com") as resp:  # fmt: skip
+            return resp.status
+
+
+async def _tls_version(port: int, version: ssl.TLSVersion) -> bool:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    ctx.minimum_version = ctx.maximum_version = version
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname="foo.com")
+    except (ssl.SSLError, ConnectionError):
+        return False
+    writer.close()
+    return True
+
+
+async def test_defaults_follow_ingress_nginx(start_controller, backends, client_for, authority) -> None:
+    store = await _setup(backends, authority, None)
+    controller = await start_controller(store)
+    client = client_for(controller)
+    https = controller.options.https_port
+    reply = await client.request("foo.com", "/", https=True, verify=False,
+                                 headers={"X-Forwarded-For": "1.2.3.4", "X-Forwarded-Proto": "gopher",
+                                          "X-Forwarded-Host": "evil.com", "X-Forwarded-Port": "1"})  # fmt: skip
+    assert reply.backend == "w1"
+    assert reply.headers["Server"] == "nginx"  # server-tokens false: no version
+    assert reply.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
+    h = reply.data["headers"]
+    # use-forwarded-headers false: the client's X-Forwarded-* are replaced
+    assert (h["X-Forwarded-For"], h["X-Forwarded-Proto"], h["X-Forwarded-Host"], h["X-Forwarded-Port"]) == (
+        "127.0.0.1",
+        "https",
+        "foo.com",
+        str(https),
+    )
+    assert await _post(https, 1024 * 1024 - 1024) == 200 and await _post(https, 2 * 1024 * 1024) == 413  # 1m
+    assert await _tls_version(https, ssl.TLSVersion.TLSv1_2) and await _tls_version(https, ssl.TLSVersion.TLSv1_3)
+    conf = controller.layout.conf.read_text()
+    for line in ("keepalive_timeout 75s;", "keepalive_requests 1000;", "keepalive 320;", "proxy_connect_timeout 5s;",
+                 "proxy_read_timeout 60s;", "proxy_send_timeout 60s;", "server_tokens off;"):  # fmt: skip
+        assert line in conf
+
+
+async def test_configmap_keys(start_controller, backends, client_for, authority) -> None:
+    data = {
+        "server-tokens": "true", "proxy-body-size": "3m", "ssl-protocols": "TLSv1.3", "hsts-max-age": "100",
+        "hsts-include-subdomains": "false", "use-forwarded-headers": "true", "keep-alive": "10",
+        "keep-alive-requests": "7", "upstream-keepalive-connections": "16", "proxy-read-timeout": "90",
+        "log-format-upstream": "custom $host [$status] $request_method $uri",
+        "proxy-send-timeout": "30; ssl_engine x",  # refused: the default stays, the rest applies
+    }  # fmt: skip
+    store = await _setup(backends, authority, data)
+    controller = await start_controller(store, configmap=("default", "cfg"))
+    client = client_for(controller)
+    https = controller.options.https_port
+    reply = await client.request("foo.com", "/logged", https=True, verify=False,
+                                 headers={"X-Forwarded-For": "198.51.100.7", "X-Forwarded-Proto": "http"})  # fmt: skip
+    assert reply.backend == "w1"
+    assert reply.headers["Server"].startswith("nginx/")
+    assert reply.headers["Strict-Transport-Security"] == "max-age=100"
+    h = reply.data["headers"]
+    # use-forwarded-headers true: a proxy in front is trusted, the client address comes from it
+    assert (h["X-Forwarded-For"], h["X-Forwarded-Proto"], h["X-Real-IP"]) == (
+        "198.51.100.7, 127.0.0.1",
+        "http",
+        "198.51.100.7",
+    )
+    assert h["X-Forwarded-Host"] == "foo.com"
+    assert await _post(https, 2 * 1024 * 1024) == 200
+    assert not await _tls_version(https, ssl.TLSVersion.TLSv1_2) and await _tls_version(https, ssl.TLSVersion.TLSv1_3)
+    conf = controller.layout.conf.read_text()
+    for line in ("keepalive_timeout 10s;", "keepalive_requests 7;", "keepalive 16;", "proxy_read_timeout 90s;",
+                 "proxy_send_timeout 60s;", "ssl_protocols TLSv1.3;"):  # fmt: skip
+        assert line in conf
+    assert "ssl_engine" not in conf
+
+    async def logged() -> bool:
+        return "custom foo.com [200] GET /logged" in controller.layout.access_log.read_text()
+
+    await until(logged)

@@ -1,0 +1,203 @@
+"""Hostile values (the injection CVEs of ingress-nginx, section e of the reference) through
+the whole controller and real nginx: every value below is aimed at an annotation, a host or a
+path, each in its own Ingress. None may reach nginx.conf (each carries the marker PWNED, which
+is grepped for case-insensitively, since hosts are lower-cased), each offending Ingress is
+reported (log, Event, metric) and left out, and nginx keeps serving the other Ingresses."""
+
+from __future__ import annotations
+
+import logging
+
+from kubewatch import Store
+from tests.ingress import objects as o
+from tests.ingress.conftest import until
+from tests.ingress.test_reconcile import metric
+
+A = "nginx.ingress.kubernetes.io/"
+MARK = "pwned"
+
+# (annotation without the prefix, value); extra annotations some need to take effect.
+HOSTILE_ANNOTATIONS: list[tuple[str, str]] = [
+    ("rewrite-target", "/$1; ssl_engine PWNED"),
+    ("rewrite-target", '/x"; PWNED'),
+    ("rewrite-target", "/\nPWNED"),
+    ("rewrite-target", "/${PWNED}"),
+    ("rewrite-target", "/$host#PWNED"),
+    ("use-regex", "true;PWNED"),
+    ("ssl-redirect", "true\nPWNED"),
+    ("force-ssl-redirect", "PWNED"),
+    ("backend-protocol", "HTTP;PWNED"),
+    ("backend-protocol", "FCGI PWNED"),
+    ("proxy-body-size", "1m; PWNED"),
+    ("proxy-body-size", "8m\r\nPWNED"),
+    ("proxy-body-size", "1m}PWNED{"),
+    ("proxy-connect-timeout", "5; PWNED"),
+    ("proxy-read-timeout", "60 PWNED"),
+    ("proxy-send-timeout", "$PWNED"),
+    ("proxy-buffering", "on; PWNED"),
+    ("whitelist-source-range", "10.0.0.0/8; allow all; #PWNED"),
+    ("allowlist-source-range", "10.0.0.0/8\nPWNED"),
+    ("allowlist-source-range", "fe80::1%eth0;PWNED"),
+    ("denylist-source-range", "1.2.3.4 } PWNED {"),
+    ("affinity", "cookie;PWNED"),
+    ("session-cookie-name", "a; PWNED"),
+    ("session-cookie-name", "a=b\\PWNED"),
+    ("permanent-redirect", "https://x.com/;PWNED"),
+    ("permanent-redirect", 'https://x.com/"PWNED'),
+    ("permanent-redirect", "https://x.com/$PWNED"),
+    ("permanent-redirect", "javascript:PWNED"),
+    ("permanent-redirect", "https://x.com/#PWNED"),
+    ("permanent-redirect", "https://x.com/ PWNED"),
+    ("permanent-redirect", "https://x.com/\nreturn 200 PWNED"),
+    ("permanent-redirect", "https://x.com\\PWNED"),
+    ("permanent-redirect", "https://PWNED{}.com/"),
+    ("permanent-redirect-code", "301;PWNED"),
+    ("temporal-redirect", "http://a.com/}PWNED"),
+    ("temporal-redirect", "//PWNED.com"),
+    ("app-root", "/app;PWNED"),
+    ("app-root", '/app"PWNED'),
+    ("cors-allow-origin", "https://a.com;PWNED"),
+    ("cors-allow-methods", "GET; PWNED"),
+    ("cors-allow-headers", 'X-A"PWNED'),
+    ("cors-expose-headers", "X\nPWNED"),
+    ("cors-max-age", "1;PWNED"),
+    ("cors-allow-credentials", "true;PWNED"),
+    ("limit-rps", "10;PWNED"),
+    ("limit-connections", "1 PWNED"),
+    ("upstream-vhost", "a.com;PWNED"),
+    ("upstream-vhost", 'a.com"PWNED'),
+    ("upstream-vhost", "$PWNED"),
+    ("upstream-vhost", "a.com\nproxy_pass http://PWNED"),
+    ("canary-weight", "10;PWNED"),
+    ("canary-by-header", "X-A;PWNED"),
+]
+# Snippets are off by default: these are ignored (the Ingress is served without them).
+IGNORED_ANNOTATIONS = [
+    ("configuration-snippet", "ssl_engine PWNED;"),
+    ("server-snippet", "load_module /tmp/PWNED.so;"),
+    ("auth-snippet", "PWNED;"),
+]
+HOSTILE_HOSTS = [
+    "PWNED.com;", "a.com\nPWNED", "a.com{PWNED}", '"PWNED".com', "a.com #PWNED", "PWNED.com:80",
+    "~^PWNED$", "$PWNED.com", "PWNED\\.com", "*.PWNED.*", "PWNED..com", "PWNED.com\x00",
+]  # fmt: skip
+HOSTILE_PATHS: list[tuple[str, bool]] = [  # (path, with use-regex)
+    ("/a;PWNED", False), ("/a{PWNED}", False), ('/a"PWNED', False), ("/a\nPWNED", False), ("/a PWNED", False),
+    ("/a#PWNED", False), ("/$PWNED", False), ("/a\\PWNED", False), ("/a%0aPWNED", False), ("/a%3BPWNED", False),
+    ("/a%22PWNED", False), ("/../PWNED", False), ("/a%2fPWNED", False),
+    ("/a{1}PWNED", True), ('/a"PWNED', True), ("/a\\dPWNED", True), ("/(?{PWNED})", True), ("/a$PWNED", True),
+    ("/a;PWNED", True), ("/a PWNED", True), ("/a(PWNED", True),
+]  # fmt: skip
+
+
+def hostile_ingresses() -> tuple[list[o.Obj], list[o.Obj]]:
+    """(Ingresses to be rejected, Ingresses served with the hostile part ignored)."""
+    rejected, ignored = [], []
+    for i, (name, value) in enumerate(HOSTILE_ANNOTATIONS):
+        annotations = {A + name: value}
+        if name.startswith("cors-"):
+            annotations[A + "enable-cors"] = "true"
+        if name.startswith("canary-"):
+            annotations[A + "canary"] = "true"
+        rule = o.rule(f"ann-{i}.evil.test", o.path("/", "web"))
+        rejected.append(o.ingress(f"ann-{i}", rule, annotations=annotations))
+    for i, (name, value) in enumerate(IGNORED_ANNOTATIONS):
+        ignored.append(o.ingress(f"snip-{i}", o.rule(f"snip-{i}.evil.test", o.path("/", "web")),
+                                 annotations={A + name: value}))  # fmt: skip
+    for i, host in enumerate(HOSTILE_HOSTS):
+        rejected.append(o.ingress(f"host-{i}", o.rule(host, o.path("/", "web"))))
+    for i, (path, regex) in enumerate(HOSTILE_PATHS):
+        annotations = {A + "use-regex": "true"} if regex else None
+        path_type = "ImplementationSpecific" if regex else "Prefix"
+        rejected.append(o.ingress(f"path-{i}", o.rule(f"path-{i}.evil.test", o.path(path, "web", path_type=path_type)),
+                                  annotations=annotations))  # fmt: skip
+    return rejected, ignored
+
+
+def test_enough_hostile_values() -> None:
+    rejected, ignored = hostile_ingresses()
+    assert len(rejected) + len(ignored) >= 50
+    for obj in rejected + ignored:
+        text = repr(obj).lower()
+        assert MARK in text, obj  # every value carries the marker the config is grepped for
+
+
+async def test_hostile_values_never_reach_nginx(start_controller, backends, client_for, caplog) -> None:
+    caplog.set_level(logging.WARNING)
+    addrs, port = await backends.start("good")
+    store = Store()
+    o.put(store, o.ingress_class(), o.service("web", ("http", 80, "http")), o.endpoint_slice("web", addrs, port),
+          o.ingress("good", o.rule("good.com", o.path("/", "web"))))  # fmt: skip
+    controller = await start_controller(store)
+    client = client_for(controller)
+    assert (await client.request("good.com", "/")).backend == "good"
+
+    rejected, ignored = hostile_ingresses()
+    o.put(store, *rejected, *ignored)
+    await until(lambda: _served(controller, len(ignored) + 1))
+
+    conf = controller.layout.conf.read_text()
+    assert MARK not in conf.lower()
+    # Nothing hostile in any file nginx reads either (candidates are removed, certs are ours).
+    for path in controller.layout.root.rglob("*"):
+        if path.is_file() and path.suffix in (".conf", ".tmp"):
+            assert MARK not in path.read_text(errors="replace").lower(), path
+    model = controller.model
+    assert model is not None
+    assert sorted(r.ingress for r in model.rejected) == sorted(f"default/{i['metadata']['name']}" for i in rejected)
+    assert metric(controller, "portolan_ingress_rejected_ingresses") == len(rejected)
+    for obj in rejected:
+        name = obj["metadata"]["name"]
+        assert metric(controller, "portolan_ingress_rejected_total", namespace="default", ingress=name,
+                      reason="invalid") == 1  # fmt: skip
+        assert f"Ingress default/{name}: InvalidIngress" in caplog.text
+    # The good Ingress and the ones whose snippets were ignored are served; nothing else.
+    assert (await client.request("good.com", "/")).backend == "good"
+    for obj in ignored:
+        host = obj["spec"]["rules"][0]["host"]
+        assert (await client.request(host, "/")).backend == "good"
+    assert (await client.request("ann-0.evil.test", "/")).status == 404
+    assert (await client.request("path-0.evil.test", "/a")).status == 404
+
+
+async def _served(controller, count: int) -> bool:
+    model = controller.model
+    return model is not None and len(model.ingresses) == count and bool(model.rejected)
+
+
+# Every ConfigMap key we read, and TCP/UDP services entries, with hostile values: each keeps
+# its default (or is skipped) and is logged; none reaches nginx.conf.
+HOSTILE_SETTINGS = {
+    "ssl-redirect": "true; PWNED", "http-redirect-code": "308 PWNED", "hsts": "PWNED", "hsts-max-age": "1;PWNED",
+    "hsts-include-subdomains": "true\nPWNED", "use-http2": "on;PWNED", "proxy-connect-timeout": "5;PWNED",
+    "proxy-read-timeout": "60 PWNED", "proxy-send-timeout": "$PWNED", "proxy-body-size": "1m;PWNED",
+    "proxy-buffering": "off}PWNED", "upstream-keepalive-connections": "1#PWNED",
+    "upstream-keepalive-timeout": "60\"PWNED", "keep-alive": "75;PWNED", "worker-processes": "auto; PWNED",
+    "max-worker-connections": "1024 PWNED", "worker-shutdown-timeout": "1{PWNED", "keep-alive-requests": "PWNED",
+    "log-format-upstream": "$remote_addr'; PWNED '", "ssl-protocols": "TLSv1.3; PWNED",
+    "use-forwarded-headers": "PWNED", "allow-snippet-annotations": "true;PWNED", "server-tokens": "PWNED",
+}  # fmt: skip
+HOSTILE_TCP = {"9001": "default/web:80;PWNED", "9002": "default/PWNED", "9003": "default/web:80:PWNED",
+               "PWNED": "default/web:80", "9004": "default/web:80\nPWNED"}  # fmt: skip
+
+
+def test_enough_hostile_settings() -> None:
+    from ingress.settings import KEYS
+
+    assert set(HOSTILE_SETTINGS) == set(KEYS)
+
+
+async def test_hostile_configmap_values_never_reach_nginx(start_controller, backends, client_for, caplog) -> None:
+    caplog.set_level(logging.WARNING)
+    addrs, port = await backends.start("good")
+    store = Store()
+    o.put(store, o.ingress_class(), o.service("web", ("http", 80, "http")), o.endpoint_slice("web", addrs, port),
+          o.ingress("good", o.rule("good.com", o.path("/", "web"))), o.config_map("cfg", HOSTILE_SETTINGS),
+          o.config_map("tcp", HOSTILE_TCP))  # fmt: skip
+    controller = await start_controller(store, configmap=("default", "cfg"), tcp_services_configmap=("default", "tcp"))
+    assert MARK not in controller.layout.conf.read_text().lower()
+    assert "stream {" not in controller.layout.conf.read_text()
+    assert (await client_for(controller).request("good.com", "/")).backend == "good"
+    for key in HOSTILE_SETTINGS:
+        assert f"configmap key {key!r}" in caplog.text
+    assert caplog.text.count("tcp services entry") == len(HOSTILE_TCP)
