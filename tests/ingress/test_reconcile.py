@@ -54,6 +54,9 @@ async def test_changes_are_applied_and_identical_configs_skipped(start_controlle
     # Endpoints changed: the upstream block changes, nginx reloads.
     o.put(store, o.endpoint_slice("web", addrs[:1], port))
     await until(lambda: _value(lambda: metric(controller, "portolan_ingress_reloads_total") == 3))
+    # A keep-alive connection opened before the reload may still carry one request to an old worker
+    # while it drains; once the new workers answer, every request goes to the new upstream set.
+    await until(lambda: _backend(client, "foo.com", "w1"))
     for _ in range(4):
         assert (await client.request("foo.com", "/")).backend == "w1"
     assert controller.running_hash != first_hash
@@ -69,6 +72,10 @@ async def _any(client, host: str) -> bool:
         return (await client.request(host, "/")).status == 200
     except (aiohttp.ClientError, OSError, TimeoutError):
         return False
+
+
+async def _backend(client, host: str, name: str) -> bool:
+    return (await client.request(host, "/")).backend == name
 
 
 async def _status(client, host: str, status: int) -> bool:
