@@ -139,8 +139,9 @@ async def run(count: int, changes: int, work: Path) -> dict[str, float]:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
                 await until_200_health(session, healthz)
                 # The whole set at once, then wait for the last one to be served.
-                t0 = time.monotonic()
+                # The clock starts when the API server has taken the last object, as the issue defines it.
                 await emu.bulk_load([ingress(i) for i in range(count)])
+                t0 = time.monotonic()
                 await until_200(session, http, f"h{count - 1}.bench.test", 300)
                 result["live_s"] = time.monotonic() - t0
                 conf = next(config_dir.rglob("nginx.conf"))
