@@ -156,6 +156,8 @@ async def run(count: int, changes: int, work: Path) -> dict[str, float]:
                 result["failed"], result["requests"] = await churn(session, emu, http, ips, backend_port, changes)
         finally:
             ctl.stop()
+            for line in [x for x in ctl.drain() if "nginx serves configuration" in x][-3:]:
+                print(f"  controller: {line.split('nginx serves', 1)[1].strip()}")
     for r in runners:
         await r.cleanup()
     return result

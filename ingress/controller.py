@@ -129,6 +129,7 @@ class Controller:
         self.reconciles = 0
         # Ingresses that made nginx -t fail: "ns/name" -> (resourceVersion, nginx's message).
         self.culprits: dict[str, tuple[str, str]] = {}
+        self.phases: dict[str, float] = {}  # seconds per step of the last reconcile, for the log
         self._self_signed = certs.self_signed()
         self._debouncer: Debouncer | None = None
         self._status_kick = asyncio.Event()
@@ -393,7 +394,9 @@ class Controller:
         # A culprit is retried once it changes (or it is gone for good).
         self.culprits = {k: v for k, v in self.culprits.items() if versions.get(k) == v[0]}
         model = build(snapshot, self.culprits)
+        modelled = time.monotonic()
         rendered = self.renderer.render(model)
+        self.phases = {"model": modelled - began, "render": time.monotonic() - modelled}
         try:
             if rendered.hash == self.running_hash and self.nginx.running:
                 self._report(model)
@@ -499,13 +502,16 @@ class Controller:
     async def apply(self, model: Model, rendered: Rendered) -> ApplyResult:
         self._write_certs(model)
         path = self._candidate(rendered.text)
+        t0 = time.monotonic()
         try:
             result = await check_config(self.options.nginx_binary, self.layout, path)
+            self.phases["nginx -t"] = time.monotonic() - t0
             if not result.ok:
                 return ApplyResult(False, "test", result.output)
             os.replace(path, self.layout.conf)  # atomic: nginx never reads half a file
         finally:
             path.unlink(missing_ok=True)
+        t0 = time.monotonic()
         if not self.nginx.started.is_set():
             await self.nginx.start()
         elif self.nginx.running:
@@ -523,8 +529,11 @@ class Controller:
         self.metrics.last_reload_success.set(1)
         self.metrics.set_hash(rendered.hash)
         self.certfiles.collect({pair.digest for pair in model.certificates} | {self._self_signed.digest})
-        log.info("nginx serves configuration %s: %d servers, %d upstreams, %d Ingresses",
-                 rendered.hash, len(model.servers), len(model.upstreams), len(model.ingresses))  # fmt: skip
+        self.phases["reload"] = time.monotonic() - t0
+        # How long each step took: where the time goes when a large cluster is slow to go live.
+        log.info("nginx serves configuration %s: %d servers, %d upstreams, %d Ingresses (%s)",
+                 rendered.hash, len(model.servers), len(model.upstreams), len(model.ingresses),
+                 ", ".join(f"{k} {v:.2f}s" for k, v in self.phases.items()))  # fmt: skip
         self._status_kick.set()
         return ApplyResult(True, "reload")
 
