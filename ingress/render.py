@@ -109,6 +109,9 @@ def names_hash_sizes(model: Model) -> tuple[int, int]:
     return bucket, max_size
 
 
+HASH_PLACEHOLDER = "portolan0config0hash0placeholder"
+
+
 class Renderer:
     def __init__(
         self,
@@ -134,9 +137,12 @@ class Renderer:
         self._template = self.env.get_template("nginx.conf.j2")
 
     def render(self, model: Model) -> Rendered:
-        draft = self._render(model, "")
+        # The configuration carries its own hash (nginx serves it back to confirm a reload). Render once
+        # with a placeholder, hash that, then put the hash in: half the work of rendering twice, which
+        # matters at 10,000 Ingresses. Whatever the placeholder meets, 16 hex digits cannot inject.
+        draft = self._render(model, HASH_PLACEHOLDER)
         digest = hashlib.sha256(draft.encode()).hexdigest()[:16]
-        return Rendered(self._render(model, digest), digest)
+        return Rendered(draft.replace(HASH_PLACEHOLDER, digest), digest)
 
     def _render(self, model: Model, digest: str) -> str:
         bucket, max_size = names_hash_sizes(model)
