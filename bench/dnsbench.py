@@ -113,7 +113,14 @@ def run_fixed_rate(port: int, queries: Path, seconds: int) -> tuple[float, float
     cmd = ["taskset", "-c", CLIENT_CPU, "dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(queries),
            "-l", str(seconds), "-Q", str(FIXED_QPS), "-q", "500", "-t", "2", "-v"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30).stdout
-    lat = sorted(float(line.rsplit(" ", 1)[1]) for line in out.splitlines() if line.startswith("> "))
+    lat = []
+    for line in out.splitlines():
+        if line.startswith("> "):
+            try:  # a timed-out query's line carries no latency: it is counted in "lost" below
+                lat.append(float(line.rsplit(" ", 1)[1]))
+            except ValueError:
+                pass
+    lat.sort()
     lost_m = re.search(r"Queries lost:\s+(\d+)", out)
     if not lat:
         raise RuntimeError(f"no latencies from dnsperf:\n{out[-2000:]}")
