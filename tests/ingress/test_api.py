@@ -146,6 +146,11 @@ async def test_status_events_and_class_changes(
     await emu.replace(moved)
     await until(lambda: _status_is(emu, "ours", []))
     client = client_for(controller)
+
+    async def gone() -> bool:  # status is written apart from the reload: wait for nginx too
+        return (await client.request("foo.com", "/")).status == 404
+
+    await until(gone)
     assert (await client.request("foo.com", "/")).status == 404
     assert await lb_status(emu, "theirs") == []
 
