@@ -1,0 +1,22 @@
+"""What the image and the wheel must contain: every top-level package, and the nginx templates."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = sorted(p.parent.name for p in ROOT.glob("*/__init__.py") if p.parent.name != "tests")
+
+
+def test_dockerfile_copies_every_package_and_the_templates() -> None:
+    copied = set(re.findall(r"^COPY (\S+) \1$", (ROOT / "Dockerfile").read_text(), re.M))
+    assert set(PACKAGES) | {"templates"} <= copied, sorted(set(PACKAGES) - copied)
+
+
+def test_wheel_includes_every_package_and_the_templates() -> None:
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    include = cfg["packages"]["find"]["include"]
+    assert all(any(re.fullmatch(pat.replace("*", ".*"), p) for pat in include) for p in PACKAGES), include
+    assert cfg["data-files"]["share/portolan/templates"] == ["templates/*.j2"]
