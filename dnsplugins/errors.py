@@ -66,7 +66,7 @@ from typing import Protocol
 from dnslib import DNSRecord
 
 from corefile import Dispenser
-from dnsserver.durations import parse_duration
+from dnsserver.durations import go_duration, parse_duration
 from dnsserver.plugin import Next, Plugin, PluginError, SetupContext
 from dnsserver.request import Request
 
@@ -90,37 +90,6 @@ class Cancellable(Protocol):
 
 # schedule(delay_seconds, callback) -> something with cancel(): asyncio's call_later by default.
 Scheduler = Callable[[float, Callable[[], None]], Cancellable]
-
-
-def go_duration(seconds: float) -> str:
-    """`seconds` as Go's time.Duration prints itself: "30s", "5m0s", "1h0m0s", "1.5s", "20ms"."""
-    ns = round(seconds * 1e9)
-    if ns == 0:
-        return "0s"
-    sign, u = ("-", -ns) if ns < 0 else ("", ns)
-
-    def frac(v: int, prec: int) -> tuple[int, str]:
-        whole, rest = divmod(v, 10**prec)
-        digits = f"{rest:0{prec}d}".rstrip("0")
-        return whole, "." + digits if digits else ""
-
-    if u < 1000:
-        return f"{sign}{u}ns"
-    if u < 1_000_000:
-        whole, f = frac(u, 3)
-        return f"{sign}{whole}{f}µs"
-    if u < 1_000_000_000:
-        whole, f = frac(u, 6)
-        return f"{sign}{whole}{f}ms"
-    secs, f = frac(u, 9)
-    h, rem = divmod(secs, 3600)
-    m, s = divmod(rem, 60)
-    out = f"{s}{f}s"
-    if h or m:
-        out = f"{m}m{out}"
-    if h:
-        out = f"{h}h{out}"
-    return sign + out
 
 
 @dataclass

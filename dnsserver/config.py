@@ -15,7 +15,6 @@ from corefile.zones import DEFAULT_PORTS
 from dnsplugins import BY_NAME, PLUGINS
 from dnsserver.chain import build_chain
 from dnsserver.httpendpoints import HttpPlan
-from dnsserver.metrics import Metrics
 from dnsserver.plugin import Next, Plugin, SetupContext
 
 # A listener is (transport, host, port); host "" means every address (CoreDNS's ":53").
@@ -92,35 +91,23 @@ def _second_occurrence(name: str, tokens: list[Token]) -> Token:
     return starts[1] if len(starts) > 1 else tokens[0]
 
 
-def _fast_path(plugins: list[Plugin]) -> tuple[Plugin | None, bool]:
-    """The first plugin in chain order that answers from wire bytes, if all before it allow skipping them."""
+def _first_unskippable(plugins: list[Plugin]) -> tuple[Plugin | None, bool]:
+    """The first in-chain plugin that must see queries, and whether a plugin before it shuffles answers.
+
+    If it answers from wire bytes (cache, hosts, kubernetes), it is the block's hot-path store; if it
+    relays bytes (forward), and nothing before it reorders replies, the block has a relay path.
+    """
     shuffle = False
     for p in plugins:
         if not p.in_chain:
             continue
-        if hasattr(p, "fast_answer"):
-            return p, shuffle
         if not p.fast_safe:
-            return None, False
+            return p, shuffle
         shuffle = shuffle or p.fast_shuffle
-    return None, False
+    return None, shuffle
 
 
-def _relay_path(plugins: list[Plugin]) -> Plugin | None:
-    """The first in-chain plugin that is not skippable, if it can relay bytes (forward) and no wire store
-    comes before it (a cache must see the reply to keep it)."""
-    shuffle = False
-    for p in plugins:
-        if not p.in_chain:
-            continue
-        if p.fast_safe:
-            shuffle = shuffle or p.fast_shuffle  # loadbalance would have to reorder the reply: not here
-            continue
-        return p if hasattr(p, "relay") and not shuffle else None
-    return None
-
-
-def build(corefile: Corefile, dns_port: int, metrics: Metrics, instance: object = None) -> Config:
+def build(corefile: Corefile, dns_port: int, instance: object = None) -> Config:
     """Set up every block's plugins and plan the listeners. Raises CorefileError naming FILE:LINE."""
     plan = HttpPlan()
     blocks: list[Block] = []
@@ -137,8 +124,7 @@ def build(corefile: Corefile, dns_port: int, metrics: Metrics, instance: object 
                 keys.append(_resolve_port(za, dns_port))
                 key_tokens.append(tok)
         grouped = _group(sb)
-        ctx = SetupContext(keys=keys, corefile=sb.file, http=plan, metrics=metrics,
-                           server_names=[str(k) for k in keys], instance=instance)
+        ctx = SetupContext(keys=keys, corefile=sb.file, http=plan, instance=instance)
         plugins: list[Plugin] = []
         for spec in PLUGINS:
             tokens = grouped.get(spec.name)
@@ -168,8 +154,11 @@ def build(corefile: Corefile, dns_port: int, metrics: Metrics, instance: object 
         if block.tls is None and any(k.transport == "tls" for k in keys):
             tok = key_tokens[next(i for i, k in enumerate(keys) if k.transport == "tls")]
             raise CorefileError(tok.file, tok.line, "tls:// server blocks need the tls plugin (tls CERT KEY)")
-        block.fast_store, block.fast_shuffle = _fast_path(plugins)
-        block.relay = _relay_path(plugins)
+        first, shuffle = _first_unskippable(plugins)
+        if first is not None and hasattr(first, "fast_answer"):
+            block.fast_store, block.fast_shuffle = first, shuffle
+        elif first is not None and hasattr(first, "relay") and not shuffle:
+            block.relay = first  # loadbalance would have to reorder a relayed reply: chain instead
         block.fast_observers = [p for p in plugins if hasattr(p, "fast_observe")] \
             if block.fast_store or block.relay else []
         ctx.block = block

@@ -43,7 +43,7 @@ class Instance:
         return load(self.path)
 
     def build(self, corefile: Corefile) -> Config:
-        return build(corefile, self.dns_port, self.metrics, self)
+        return build(corefile, self.dns_port, self)
 
     async def start(self, config: Config | None = None) -> None:
         """Start `config` (built from the Corefile if not given). Raises on bind errors."""
@@ -149,9 +149,6 @@ class Instance:
                     host = "127.0.0.1"
                 return host, listener.port
         return None
-
-    def bound_port(self, key: ListenKey) -> int:
-        return self.listeners[key].port
 
     def banner(self) -> list[str]:
         lines = []

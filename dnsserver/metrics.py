@@ -104,15 +104,13 @@ class Metrics(Collector):
     """Process-wide DNS counters. Survive reloads (the instance is created once per process)."""
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, str, str, str, str], int] = {}
-        self.do_requests: dict[tuple[str, str], int] = {}
-        self.responses: dict[tuple[str, str, str, str], int] = {}
         self.durations: dict[tuple[str, str, str], _Histogram] = {}
         self.req_sizes: dict[tuple[str, str, str], _Histogram] = {}
         self.resp_sizes: dict[tuple[str, str, str], _Histogram] = {}
         self.panics = 0
         self.plugins_enabled: set[tuple[str, str, str]] = set()
-        # (server, zone, proto, family, type, rcode, plugin) -> Slot; folded into the families above on scrape.
+        # (server, zone, proto, family, type, rcode, plugin) -> Slot: every answer is counted in one; the
+        # requests/responses/DO counters are summed from them when /metrics is scraped.
         self.slots: dict[tuple[str, str, str, str, str, str, str], Slot] = {}
 
     def slot(self, server: str, zone: str, proto: str, family: int, qtype: int, rcode: str, plugin: str) -> Slot:
@@ -132,9 +130,12 @@ class Metrics(Collector):
             s = self.slots[key] = Slot(*hists)
         return s
 
-    def _with_slots(self) -> tuple[dict[tuple[str, str, str, str, str], int], dict[tuple[str, str], int],
+    def totals(self) -> tuple[dict[tuple[str, str, str, str, str], int], dict[tuple[str, str], int],
                                    dict[tuple[str, str, str, str], int]]:
-        requests, do_requests, responses = dict(self.requests), dict(self.do_requests), dict(self.responses)
+        """(requests, DO requests, responses) summed over the slots, keyed by their labels."""
+        requests: dict[tuple[str, str, str, str, str], int] = {}
+        do_requests: dict[tuple[str, str], int] = {}
+        responses: dict[tuple[str, str, str, str], int] = {}
         for (s, z, pr, f, t, rc, pl), slot in self.slots.items():
             k = (s, z, pr, f, t)
             requests[k] = requests.get(k, 0) + slot.n
@@ -148,28 +149,8 @@ class Metrics(Collector):
         self, server: str, zone: str, proto: str, family: int, qtype: int, do: bool,
         req_size: int, resp_size: int, rcode: str, plugin: str, duration: float,
     ) -> None:
-        t = type_label(qtype)
-        k = (server, zone, proto, "1" if family == 1 else "2", t)
-        self.requests[k] = self.requests.get(k, 0) + 1
-        if do:
-            dk = (server, zone)
-            self.do_requests[dk] = self.do_requests.get(dk, 0) + 1
-        rk = (server, zone, rcode, plugin)
-        self.responses[rk] = self.responses.get(rk, 0) + 1
-        hk = (server, zone, t)
-        h = self.durations.get(hk)
-        if h is None:
-            h = self.durations[hk] = _Histogram(DURATION_BUCKETS)
-        h.observe(duration)
-        sk = (server, zone, proto)
-        h = self.req_sizes.get(sk)
-        if h is None:
-            h = self.req_sizes[sk] = _Histogram(SIZE_BUCKETS)
-        h.observe(req_size)
-        h = self.resp_sizes.get(sk)
-        if h is None:
-            h = self.resp_sizes[sk] = _Histogram(SIZE_BUCKETS)
-        h.observe(resp_size)
+        """Count one answer (the slow path). The hot path keeps the slot and calls Slot.record itself."""
+        self.slot(server, zone, proto, family, qtype, rcode, plugin).record(do, req_size, resp_size, duration)
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
         bi = GaugeMetricFamily("coredns_build_info", "A metric with a constant '1' value labeled by version, "
@@ -180,7 +161,7 @@ class Metrics(Collector):
         p = CounterMetricFamily("coredns_panics", "A metrics that counts the number of panics.")
         p.add_metric([], self.panics)
         yield p
-        requests, do_requests, responses = self._with_slots()
+        requests, do_requests, responses = self.totals()
         c = CounterMetricFamily("coredns_dns_requests", "Counter of DNS requests made per zone, protocol "
                                 "and family.", labels=["server", "zone", "view", "proto", "family", "type"])
         for (s, z, pr, f, t), v in requests.items():

@@ -13,7 +13,7 @@ the server turns into SERVFAIL. Config-only plugins (bind, health, ready, promet
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dnslib import DNSRecord
@@ -23,7 +23,6 @@ from dnsserver.request import Request
 if TYPE_CHECKING:
     from corefile import ZoneAddr
     from dnsserver.httpendpoints import HttpPlan
-    from dnsserver.metrics import Metrics
 
 Next = Callable[[Request], Awaitable[DNSRecord | None]]
 
@@ -68,8 +67,6 @@ class SetupContext:
     keys: list[ZoneAddr]
     corefile: str
     http: HttpPlan
-    metrics: Metrics
-    server_names: list[str] = field(default_factory=list)
     # Filled in by the config builder once every block is built; read lazily (ready, reload, loop).
     instance: Any = None
     block: Any = None

@@ -114,7 +114,7 @@ class Served:
 @contextlib.asynccontextmanager
 async def serve(corefile: str, filename: str = "Corefile") -> AsyncIterator[Served]:
     """Build `corefile` (text) and start its plugins; stop them afterwards."""
-    cfg = build(parse(corefile, filename), 53, process_metrics())
+    cfg = build(parse(corefile, filename), 53)
     for p in cfg.plugins:
         await p.start()
     try:

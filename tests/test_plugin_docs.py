@@ -10,7 +10,6 @@ import pytest
 from corefile import parse
 from dnsplugins import PLUGINS
 from dnsserver.config import build
-from dnsserver.metrics import process_metrics
 
 EXAMPLE = re.compile(r"```corefile\n(.*?)```", re.S)
 # Files the examples name (cert.pem, zone files, ...) live here; relative paths resolve against it.
@@ -25,5 +24,5 @@ def test_docstring_has_syntax_and_examples_that_build(spec) -> None:
     examples = EXAMPLE.findall(doc)
     assert examples, f"{spec.name}: no ```corefile example"
     for text in examples:
-        cfg = build(parse(text, str(DOCS_DIR / "Corefile"), base_dir=str(DOCS_DIR)), 53, process_metrics())
+        cfg = build(parse(text, str(DOCS_DIR / "Corefile"), base_dir=str(DOCS_DIR)), 53)
         assert any(spec.name in b.names for b in cfg.blocks), f"{spec.name}: example does not use the plugin"

@@ -12,8 +12,7 @@ import ssl
 from dataclasses import dataclass, field
 
 from corefile import CorefileError, Dispenser, normalize_zone, reverse_zones
-from dnsplugins.errors import go_duration
-from dnsserver.durations import parse_duration
+from dnsserver.durations import go_duration, parse_duration
 from dnsserver.plugin import SetupContext
 
 log = logging.getLogger("portolan")

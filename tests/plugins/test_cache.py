@@ -12,7 +12,6 @@ from corefile import CorefileError, Dispenser, parse
 from dnsplugins import cache as cachemod
 from dnsplugins.cache import Cache
 from dnsserver.config import build
-from dnsserver.metrics import process_metrics
 from dnsserver.plugin import SetupContext
 from dnsserver.request import Request
 from tests.dnstest import Case, rr, serve
@@ -27,7 +26,7 @@ class Clock:
 
 
 def make_cache(text: str = "cache 30") -> tuple[Cache, Clock]:
-    cfg = build(parse(f". {{\n {text}\n whoami\n}}", "Corefile"), 53, process_metrics())
+    cfg = build(parse(f". {{\n {text}\n whoami\n}}", "Corefile"), 53)
     c = next(p for p in cfg.blocks[0].plugins if p.name == "cache")
     clock = Clock()
     c.clock = clock
@@ -354,10 +353,10 @@ async def test_hot_path_counts_metrics() -> None:
     async with serve(HOSTS.replace("cache 30", "cache 30\n    prometheus localhost:0")) as s:
         m = s.dispatcher.metrics
         key = (s.dispatcher.label, ".", "NOERROR", "cache")
-        before = m._with_slots()[2].get(key, 0)
+        before = m.totals()[2].get(key, 0)
         for _ in range(3):
             await s.query(Case("a.example.org.", "A"))
-        assert m._with_slots()[2].get(key, 0) - before == 2  # first answered by hosts, then two cache hits
+        assert m.totals()[2].get(key, 0) - before == 2  # first answered by hosts, then two cache hits
         c = next(p for p in s.config.blocks[0].plugins if p.name == "cache")
         assert c.requests == 3 and c.hits["success"] == 2
 
@@ -411,7 +410,7 @@ PARSE_ERRORS = [
 @pytest.mark.parametrize("text,want", PARSE_ERRORS)
 def test_parse_errors(text: str, want: str) -> None:
     with pytest.raises(CorefileError) as ei:
-        build(parse(f". {{\n {text}\n whoami\n}}", "Corefile"), 53, process_metrics())
+        build(parse(f". {{\n {text}\n whoami\n}}", "Corefile"), 53)
     assert str(ei.value).startswith(want), str(ei.value)
 
 

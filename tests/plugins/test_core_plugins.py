@@ -6,12 +6,11 @@ import pytest
 
 from corefile import CorefileError, parse
 from dnsserver.config import build
-from dnsserver.metrics import process_metrics
 from tests.dnstest import Case, serve
 
 
 def load(text: str):
-    return build(parse(text, "Corefile"), 53, process_metrics())
+    return build(parse(text, "Corefile"), 53)
 
 
 SERVE_CASES = [

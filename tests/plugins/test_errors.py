@@ -15,13 +15,12 @@ from dnsplugins import errors as errorsplugin
 from dnsplugins.errors import Consolidate, Errors, ErrorsConfig, go_duration
 from dnsplugins.whoami import Whoami
 from dnsserver.config import build
-from dnsserver.metrics import process_metrics
 from dnsserver.request import Request
 from tests.dnstest import Case, Served, serve
 
 
 def errors_config(text: str) -> ErrorsConfig:
-    cfg = build(parse(text, "Corefile"), 53, process_metrics())
+    cfg = build(parse(text, "Corefile"), 53)
     return next(p for p in cfg.blocks[0].plugins if isinstance(p, Errors)).config
 
 
@@ -289,4 +288,4 @@ def test_docstring_examples_build() -> None:
     blocks = re.findall(r"```corefile\n(.*?)```", errorsplugin.__doc__ or "", re.S)
     assert blocks
     for text in blocks:
-        build(parse(text, "Corefile"), 53, process_metrics())
+        build(parse(text, "Corefile"), 53)

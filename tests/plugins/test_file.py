@@ -13,7 +13,7 @@ import pytest
 from corefile import CorefileError, parse
 from dnsplugins.file import File, Source
 from dnsserver.config import build
-from dnsserver.metrics import REGISTRY, process_metrics
+from dnsserver.metrics import REGISTRY
 from tests.dnstest import Case, Served, serve
 
 ZONES = Path(__file__).resolve().parent.parent / "data" / "zones"
@@ -219,7 +219,7 @@ async def test_longest_zone_wins(tmp_path: Path) -> None:
 
 
 def sources_of(text: str, filename: str = "Corefile") -> list[Source]:
-    cfg = build(parse(text, filename), 53, process_metrics())
+    cfg = build(parse(text, filename), 53)
     return next(p for p in cfg.blocks[0].plugins if isinstance(p, File)).config.sources
 
 

@@ -22,7 +22,7 @@ from dnsplugins.forward.metrics import METRICS
 from dnsplugins.forward.policy import RoundRobin, make_policy, random_order, sequential
 from dnsplugins.forward.upstream import IDS, Upstream, probe_query
 from dnsserver.config import build
-from dnsserver.metrics import REGISTRY, process_metrics
+from dnsserver.metrics import REGISTRY
 from dnsserver.request import Request
 from tests.dnstest import Case, Served, serve
 from tests.upstreams import Dnsmasq, FakeUpstream, dead_address, make_cert, query_bytes
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.timeout(30)
 
 
 def configs_of(text: str, filename: str = "Corefile") -> list[ForwardConfig]:
-    cfg = build(parse(text, filename), 53, process_metrics())
+    cfg = build(parse(text, filename), 53)
     return next(p for p in cfg.blocks[0].plugins if isinstance(p, Forward)).configs
 
 

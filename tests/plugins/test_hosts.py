@@ -14,13 +14,13 @@ from corefile import CorefileError, parse
 from dnsplugins import hosts as hostsplugin
 from dnsplugins.hosts import Hosts, HostsConfig
 from dnsserver.config import build
-from dnsserver.metrics import REGISTRY, process_metrics
+from dnsserver.metrics import REGISTRY
 from dnsserver.plugin import Fallthrough
 from tests.dnstest import Case, Served, serve
 
 
 def hosts_of(text: str, filename: str = "Corefile") -> Hosts:
-    cfg = build(parse(text, filename), 53, process_metrics())
+    cfg = build(parse(text, filename), 53)
     return next(p for p in cfg.blocks[0].plugins if isinstance(p, Hosts))
 
 
@@ -330,4 +330,4 @@ def test_docstring_examples_build() -> None:
     blocks = re.findall(r"```corefile\n(.*?)```", hostsplugin.__doc__ or "", re.S)
     assert blocks
     for text in blocks:
-        build(parse(text, "Corefile"), 53, process_metrics())
+        build(parse(text, "Corefile"), 53)

@@ -12,7 +12,6 @@ import pytest
 
 from corefile import CorefileError, parse
 from dnsserver.config import build
-from dnsserver.metrics import process_metrics
 from tests.dnstest import Case, serve
 
 CLUSTER = Path(__file__).resolve().parents[1] / "data" / "k8s" / "cluster.yaml"
@@ -236,7 +235,7 @@ PARSE_ERRORS = [
 @pytest.mark.parametrize("text,want", PARSE_ERRORS)
 def test_parse_errors(text: str, want: str) -> None:
     with pytest.raises(CorefileError) as ei:
-        build(parse(f"cluster.local {{\n {text}\n}}", "Corefile"), 53, process_metrics())
+        build(parse(f"cluster.local {{\n {text}\n}}", "Corefile"), 53)
     assert str(ei.value).startswith(want), str(ei.value)
 
 
@@ -256,7 +255,6 @@ def test_kubeadm_options_parse() -> None:
             "Corefile",
         ),
         53,
-        process_metrics(),
     )
     k = cfg.blocks[0].plugins[0]
     assert k.cfg.zones == ["cluster.local.", "in-addr.arpa.", "ip6.arpa."] and k.cfg.primary == "cluster.local."

@@ -16,13 +16,12 @@ from corefile import CorefileError, parse
 from dnsplugins import loadbalance as lbplugin
 from dnsplugins.loadbalance import LoadBalance, LoadBalanceConfig, parse_weights
 from dnsserver.config import build
-from dnsserver.metrics import process_metrics
 from dnsserver.request import Request
 from tests.dnstest import Case, check, rr, rr_text, serve
 
 
 def lb_of(text: str, filename: str = "Corefile") -> LoadBalance:
-    cfg = build(parse(text, filename), 53, process_metrics())
+    cfg = build(parse(text, filename), 53)
     return next(p for p in cfg.blocks[0].plugins if isinstance(p, LoadBalance))
 
 
@@ -274,4 +273,4 @@ def test_docstring_examples_build() -> None:
     blocks = re.findall(r"```corefile\n(.*?)```", lbplugin.__doc__ or "", re.S)
     assert blocks
     for text in blocks:
-        build(parse(text, "Corefile"), 53, process_metrics())
+        build(parse(text, "Corefile"), 53)

@@ -13,7 +13,6 @@ from dnsplugins import log as logplugin
 from dnsplugins.log import COMBINED_FORMAT, COMMON_FORMAT, Rule, go_seconds, reply_class, reply_type
 from dnsplugins.whoami import Whoami
 from dnsserver.config import build
-from dnsserver.metrics import process_metrics
 from dnsserver.request import Request
 from tests.dnstest import Case, serve
 
@@ -23,7 +22,7 @@ ALL = frozenset({"all"})
 
 
 def log_rules(text: str) -> list[Rule]:
-    cfg = build(parse(text, "Corefile"), 53, process_metrics())
+    cfg = build(parse(text, "Corefile"), 53)
     return next(p for p in cfg.blocks[0].plugins if p.name == "log").rules  # type: ignore[attr-defined]
 
 
@@ -243,4 +242,4 @@ def test_docstring_examples_build() -> None:
     blocks = re.findall(r"```corefile\n(.*?)```", logplugin.__doc__ or "", re.S)
     assert blocks
     for text in blocks:
-        build(parse(text, "Corefile"), 53, process_metrics())
+        build(parse(text, "Corefile"), 53)

@@ -19,7 +19,6 @@ from dnsplugins import loop as loopplugin
 from dnsplugins.loop import Loop
 from dnsserver.config import build
 from dnsserver.instance import Instance
-from dnsserver.metrics import process_metrics
 from tests.dnstest import Case, serve
 from tests.server import free_port
 from tests.upstreams import FakeUpstream
@@ -28,7 +27,7 @@ pytestmark = pytest.mark.timeout(30)
 
 
 def loop_of(text: str) -> Loop:
-    cfg = build(parse(text, "Corefile"), 53, process_metrics())
+    cfg = build(parse(text, "Corefile"), 53)
     return next(p for p in cfg.blocks[0].plugins if isinstance(p, Loop))
 
 

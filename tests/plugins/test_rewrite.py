@@ -13,14 +13,13 @@ from corefile import CorefileError, parse
 from dnsplugins import rewrite as rewriteplugin
 from dnsplugins.rewrite import Rewrite, ttl_range, valid_name
 from dnsserver.config import build
-from dnsserver.metrics import process_metrics
 from dnsserver.request import Request
 from dnsserver.respond import finalize
 from tests.dnstest import Case, check, rr, serve
 
 
 def rewrite_of(text: str) -> Rewrite:
-    cfg = build(parse(text, "Corefile"), 53, process_metrics())
+    cfg = build(parse(text, "Corefile"), 53)
     return next(p for p in cfg.blocks[0].plugins if isinstance(p, Rewrite))
 
 

@@ -14,7 +14,6 @@ from dnsplugins.file.zone import Zone
 from dnsplugins.file.zonefile import parse_file
 from dnsplugins.transfer import SAFE_MESSAGE, Transfer, multi_message, parse_to, serial_newer_or_same, split
 from dnsserver.config import build
-from dnsserver.metrics import process_metrics
 from tests.dnstest import Case, rr_text, serve
 
 ZONES = Path(__file__).resolve().parent.parent / "data" / "zones"
@@ -239,7 +238,7 @@ async def test_large_zone_goes_out_in_several_messages(tmp_path: Path, caplog: p
 
 
 def xfrs_of(text: str) -> list[tuple[list[str], bool, list[str]]]:
-    cfg = build(parse(text, "Corefile"), 53, process_metrics())
+    cfg = build(parse(text, "Corefile"), 53)
     t = next(p for p in cfg.blocks[0].plugins if isinstance(p, Transfer))
     return [(x.zones, x.anyone, [str(n) for n in x.to]) for x in t.xfrs]
 
