@@ -34,6 +34,7 @@ ANY = 255
 class Any(Plugin):
     name = "any"
     fast_safe = True  # it answers ANY itself, so no ANY answer is ever stored behind it
+    sees_qtypes = frozenset({ANY})  # ...and no ANY query may be relayed past it
 
     async def serve(self, req: Request, next: Next) -> DNSRecord | None:
         if req.qtype != ANY:

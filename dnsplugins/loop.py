@@ -76,6 +76,10 @@ def _hostport(host: str, port: int) -> str:
 
 class Loop(Plugin):
     name = "loop"
+    # Only its own HINFO probe concerns it: every other query may skip it (so a `loop` + `forward` block
+    # keeps the relay path), and HINFO queries always run the chain, where the probe is counted.
+    fast_safe = True
+    sees_qtypes = frozenset({HINFO})
 
     def __init__(self, zone: str, ctx: SetupContext | None = None) -> None:
         self.zone = zone

@@ -74,7 +74,6 @@ from dnslib import RR, DNSRecord
 from dnslib.label import DNSBuffer
 
 from corefile import Dispenser
-from dnsserver import respond
 from dnsserver.plugin import Next, Plugin, SetupContext, match_zone, plugin_zones
 from dnsserver.request import Request
 
@@ -102,16 +101,10 @@ class TransferReply(DNSRecord):
     """The first message of a reply that goes on over several TCP messages; `more` holds the rest.
 
     The server finalizes each of them like any reply (ID, question, EDNS) and frames them one after
-    the other on the connection. A server without that support sends only this first message,
-    which is why a transfer that needs more than one is refused there (see `multi_message`).
+    the other on the connection (dnsserver.respond.finalize_all).
     """
 
     more: list[DNSRecord]
-
-
-def multi_message() -> bool:
-    """Whether the server core frames a reply's `more` messages after it (respond.finalize_all)."""
-    return hasattr(respond, "finalize_all")
 
 
 @dataclass
@@ -235,10 +228,6 @@ class Transfer(Plugin):
 
     def _messages(self, req: Request, records: list[RR], serial: int) -> DNSRecord:
         chunks = split(records)
-        if len(chunks) > 1 and not multi_message():
-            log.error('[ERROR] plugin/transfer: zone "%s" needs %d messages and this server sends one per '
-                      'query: transfer refused', req.name, len(chunks))
-            return req.reply(SERVFAIL)
         first = req.reply(aa=True)
         reply = TransferReply(first.header, q=first.q)
         reply.rr = list(chunks[0])

@@ -44,6 +44,7 @@ class Block:
     # The relay path: a plugin that answers from bytes asynchronously (forward), when every plugin before
     # it may be skipped. Queries it declines still run the whole chain.
     relay: Plugin | None = None
+    chain_qtypes: frozenset[int] = frozenset()  # queries of these types always run the chain
 
     @property
     def zones(self) -> list[str]:
@@ -155,6 +156,7 @@ def build(corefile: Corefile, dns_port: int, instance: object = None) -> Config:
             tok = key_tokens[next(i for i, k in enumerate(keys) if k.transport == "tls")]
             raise CorefileError(tok.file, tok.line, "tls:// server blocks need the tls plugin (tls CERT KEY)")
         first, shuffle = _first_unskippable(plugins)
+        block.chain_qtypes = frozenset().union(*(p.sees_qtypes for p in plugins if p.in_chain))
         if first is not None and hasattr(first, "fast_answer"):
             block.fast_store, block.fast_shuffle = first, shuffle
         elif first is not None and hasattr(first, "relay") and not shuffle:

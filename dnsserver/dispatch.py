@@ -107,7 +107,7 @@ class Dispatcher:
         if q is None:
             return None
         found = self.select(decode_name(data).lower(), q.qtype)
-        if found is None or found[1].relay is None:
+        if found is None or found[1].relay is None or q.qtype in found[1].chain_qtypes:
             return None
         zone, block = found
         start = time.perf_counter()

@@ -46,6 +46,9 @@ class Plugin:
     fast_safe: bool = False
     # True if, on the hot path, the addresses in a stored answer must be shuffled (loadbalance).
     fast_shuffle: bool = False
+    # Query types a skippable plugin must still see (any: ANY; loop: its HINFO probe). Paths that skip
+    # the chain (the relay path) hand such queries to the chain instead.
+    sees_qtypes: ClassVar[frozenset[int]] = frozenset()
 
     async def serve(self, req: Request, next: Next) -> DNSRecord | None:
         return await next(req)

@@ -138,7 +138,7 @@ from dnsplugins.forward.policy import make_policy
 from dnsplugins.forward.upstream import Upstream, UpstreamError
 from dnsserver import wire
 from dnsserver.fastpath import well_formed
-from dnsserver.plugin import Next, Plugin, SetupContext
+from dnsserver.plugin import Next, Plugin, SetupContext, match_zone
 from dnsserver.request import Request
 
 log = logging.getLogger("portolan")
@@ -278,14 +278,9 @@ class Stanza:
     def matches(self, name: str) -> bool:
         """FROM covers `name` and no `except` zone does (FROM itself is always forwarded)."""
         z = self.from_zone
-        if z != "." and name != z and not name.endswith("." + z):
-            return False
         if name == z:
             return True
-        for ig in self.ignored:
-            if ig == "." or name == ig or name.endswith("." + ig):
-                return False
-        return True
+        return match_zone([z], name) is not None and match_zone(self.ignored, name) is None
 
     def passes_on(self, reply: DNSRecord) -> bool:
         """Does `next` / `next_on_nodata` hand this upstream reply to the following stanza?"""

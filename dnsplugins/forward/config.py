@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from corefile import CorefileError, Dispenser, normalize_zone, reverse_zones
 from dnsserver.durations import go_duration, parse_duration
-from dnsserver.plugin import SetupContext
+from dnsserver.plugin import SetupContext, plugin_zones
 
 log = logging.getLogger("portolan")
 
@@ -332,13 +332,8 @@ def _property(d: Dispenser, cfg: ForwardConfig, ctx: SetupContext) -> None:
         names = d.remaining_args()
         if not names:
             raise d.arg_err()
-        for n in names:
-            # A CIDR stands for all its reverse zones here (FROM, by contrast, can only be one zone).
-            try:
-                zones = reverse_zones(n) if "/" in n else [normalize_zone(n)]
-            except ValueError:
-                zones = [normalize_zone(n)]
-            cfg.ignored.extend(z for z in zones if z not in cfg.ignored)
+        # A CIDR stands for all its reverse zones here (FROM, by contrast, can only be one zone).
+        cfg.ignored.extend(z for z in plugin_zones(names, ctx) if z not in cfg.ignored)
     elif prop == "force_tcp":
         _no_args(d)
         cfg.force_tcp = True

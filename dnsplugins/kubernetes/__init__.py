@@ -121,8 +121,9 @@ def cluster_config(cfg: KubernetesConfig) -> ClusterConfig:
 class Kubernetes(Plugin):
     name = "kubernetes"
 
-    def __init__(self, cfg: KubernetesConfig, instance: Any = None) -> None:
+    def __init__(self, cfg: KubernetesConfig, instance: Any = None, cluster: ClusterConfig | None = None) -> None:
         self.cfg = cfg
+        self.cluster = cluster  # built once at setup (kubeconfig loading can run credential plugins)
         self.instance = instance
         self.store = Store()
         self.answerer = Answerer(self.store, cfg)
@@ -136,7 +137,7 @@ class Kubernetes(Plugin):
         if self.cfg.manifests is not None:
             self.source = ManifestSource(self.store, self.cfg.manifests, specs=specs)
         else:
-            self.source = ApiSource(self.store, cluster_config(self.cfg), specs)
+            self.source = ApiSource(self.store, self.cluster or cluster_config(self.cfg), specs)
         await self.source.start()
         self.answerer.set_ns(self.ns_names())
         try:
@@ -232,9 +233,10 @@ class Kubernetes(Plugin):
 
 def setup(d: Dispenser, ctx: SetupContext) -> Kubernetes:
     cfg = parse(d, ctx)
+    cluster = None
     if cfg.manifests is None:
         try:
-            cluster_config(cfg)  # fail at load time, with the line, if the connection cannot even be described
+            cluster = cluster_config(cfg)  # fails at load time, with the line, if it cannot even be described
         except KubeError as e:
             raise d.err(str(e)) from None
-    return Kubernetes(cfg, ctx.instance)
+    return Kubernetes(cfg, ctx.instance, cluster)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from dnslib import AAAA, CNAME, NS, PTR, QTYPE, RR, SOA, SRV, TXT, A
 
 from dnsplugins.kubernetes.config import KubernetesConfig, is_reverse
+from dnsserver.plugin import match_zone
 from kubewatch import Service, Store
 from kubewatch.services import (
     endpoint_hostname,
@@ -95,6 +96,7 @@ class Answerer:
         self.store = store
         self.cfg = cfg
         self.ns_names: list[tuple[str, list[str]]] = []  # (name relative to the zone, addresses), see set_ns()
+        self.forward_zones = [z for z in cfg.zones if z != "."]
 
     # -- helpers -------------------------------------------------------------------------------------
 
@@ -193,7 +195,8 @@ class Answerer:
         if ip is None:
             return nxdomain()
         if mode == "verified":
-            if not any(p.namespace == ns and p.ip == ip and not p.deleting for p in self.store.pods_by_ip(ip)):
+            # pods_by_ip never holds pods being deleted (kubewatch's index leaves them out).
+            if not any(p.namespace == ns and p.ip == ip for p in self.store.pods_by_ip(ip)):
                 return nxdomain()
         if qtype == T_TXT:
             return nodata()
@@ -290,8 +293,8 @@ class Answerer:
         seen = {qname.lower()}
         current = target
         for _ in range(MAX_CNAME_CHASE):
-            zone = next((z for z in sorted(self.cfg.zones, key=len, reverse=True)
-                         if current.lower() == z or current.lower().endswith("." + z)), None)
+            # The root never counts as ours here: a target outside every named zone goes upstream.
+            zone = match_zone(self.forward_zones, current.lower())
             if zone is None:
                 a.upstream = current
                 a.memo = False

@@ -51,3 +51,18 @@ async def test_dead_upstream_servfail_and_errors_logs(caplog: pytest.LogCaptureF
         assert s.last_relay and r.header.rcode == 2 and str(r.q.qname) == "d.relay.test."
         assert [x.rtype for x in r.ar] == [41]
     assert any(m.startswith("[ERROR] plugin/errors: 2 d.relay.test. A: plugin/forward:") for m in caplog.messages)
+
+
+async def test_skippable_plugins_keep_their_query_types(upstream: Dnsmasq) -> None:
+    # `any` answers ANY itself (RFC 8482) even on a block that otherwise relays to the upstream.
+    async with serve(f". {{\n any\n forward . {upstream.addr}\n}}") as s:
+        r = await s.query(Case("e.relay.test.", "ANY"))
+        assert not s.last_relay and [str(x.rdata) for x in r.rr] == ['"ANY obsoleted" "See RFC 8482"']
+        await s.query(Case("e.relay.test.", "A"))
+        assert s.last_relay
+    # `loop` does not turn the relay path off; its HINFO probes still go through the chain.
+    async with serve(f". {{\n loop\n forward . {upstream.addr}\n}}") as s:
+        await s.query(Case("f.relay.test.", "A"))
+        assert s.last_relay
+        await s.query(Case("f.relay.test.", "HINFO"))
+        assert not s.last_relay
