@@ -26,11 +26,10 @@ from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlsplit
 
-from ingress.validate import MAX_PATH, InvalidValue, host, path
+from ingress.validate import MAX_PATH, InvalidValue, host, nginx_size, path
 
 PREFIX = "nginx.ingress.kubernetes.io/"
 
-_SIZE_RE = re.compile(r"^[0-9]{1,9}[kKmMgG]?$")
 _HEADER_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 _METHOD_RE = re.compile(r"^[A-Z]{1,16}$")
 # A cookie name lands in a regex (matched against the Cookie header): no regex metacharacters.
@@ -68,9 +67,7 @@ def _seconds(lo: int, hi: int) -> Callable[[str], int]:
 
 
 def _size(text: str) -> str:
-    if not _SIZE_RE.fullmatch(text):
-        raise ValueError("not a size like 8m, 512k or 0")
-    return text.lower()
+    return nginx_size(text)
 
 
 def _enum(*allowed: str, fold: bool = False) -> Callable[[str], str]:

@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from ingress.layout import Layout
+from kubewatch import Secret
+
 log = logging.getLogger(__name__)
 
 DEFAULT_CN = "Portolan Ingress Controller Fake Certificate"
@@ -137,19 +140,24 @@ def _self_signed_openssl(common_name: str, names: tuple[str, ...], days: int) ->
         return load_pair(crt.read_bytes(), key.read_bytes())
 
 
+def pair_from_secret(secret: Secret) -> CertPair:
+    """The certificate and key of a kubernetes.io/tls Secret; CertError if they are missing or do not match."""
+    return load_pair(secret.data.get("tls.crt", b""), secret.data.get("tls.key", b""))
+
+
 class CertFiles:
-    """The certificate directory: one 0600 file per pair, named by digest."""
+    """The certificate directory: one 0600 file per pair, named by digest.
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
+    Names come from the Layout, which is also what the templates point nginx at, and which creates
+    the directory (0700: only the nginx master, our user, reads keys).
+    """
 
-    def prepare(self) -> None:
-        # 0700: only the nginx master (our user) reads keys; workers never need them.
-        self.directory.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.directory, 0o700)
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.directory = layout.certs
 
     def path(self, digest: str) -> Path:
-        return self.directory / f"{digest}.pem"
+        return self.layout.cert(digest)
 
     def write(self, pair: CertPair) -> Path:
         target = self.path(pair.digest)

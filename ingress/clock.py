@@ -44,10 +44,6 @@ class FakeClock:
         finally:
             self._sleepers = [(d, f) for d, f in self._sleepers if f is not fut]
 
-    @property
-    def sleepers(self) -> int:
-        return sum(1 for _, f in self._sleepers if not f.done())
-
     async def advance(self, seconds: float, settle: int = 30) -> None:
         """Let runnable tasks reach their sleeps, move time forward, and let every task
         whose sleep ended run up to its next await (``settle`` loop turns each way)."""

@@ -105,7 +105,7 @@ class Controller:
         self.clock = clock or MonotonicClock()
         self.metrics = metrics or Metrics()
         self.layout = Layout.at(options.config_dir)
-        self.certfiles = certs.CertFiles(self.layout.certs)
+        self.certfiles = certs.CertFiles(self.layout)
         resolvers = options.resolvers if options.resolvers is not None else resolvers_from()
         self.renderer = Renderer(
             self.layout,
@@ -179,7 +179,6 @@ class Controller:
             self.layout.prepare()
         except (OSError, ValueError) as exc:
             raise ControllerError(f"config dir {self.layout.root}: {exc}") from exc
-        self.certfiles.prepare()
         try:
             version = await check_binary(o.nginx_binary)
         except NginxError as exc:
@@ -337,11 +336,7 @@ class Controller:
     # ------------------------------------------------------------------ reconcile
 
     def settings(self) -> NginxSettings:
-        data = None
-        if self.options.configmap is not None:
-            cm = self.store.get(CONFIG_MAPS, *self.options.configmap)
-            data = cm.data if isinstance(cm, ConfigMap) else None
-        settings, problems = parse_settings(data)
+        settings, problems = parse_settings(self._config_map_data(self.options.configmap))
         if problems != self._settings_problems:
             self._settings_problems = problems
             for problem in problems:
@@ -358,7 +353,7 @@ class Controller:
                 problem = f"--default-ssl-certificate {ref[0]}/{ref[1]} not found"
             else:
                 try:
-                    pair = certs.load_pair(secret.data.get("tls.crt", b""), secret.data.get("tls.key", b""))
+                    pair = certs.pair_from_secret(secret)
                 except certs.CertError as exc:
                     problem = f"--default-ssl-certificate {ref[0]}/{ref[1]}: {exc}"
         if problem != self._default_cert_problem:
@@ -534,8 +529,7 @@ class Controller:
         log.info("nginx serves configuration %s: %d servers, %d upstreams, %d Ingresses (%s)",
                  rendered.hash, len(model.servers), len(model.upstreams), len(model.ingresses),
                  ", ".join(f"{k} {v:.2f}s" for k, v in self.phases.items()))  # fmt: skip
-        self._status_kick.set()
-        return ApplyResult(True, "reload")
+        return ApplyResult(True, "reload")  # reconcile() kicks the status writer when it finishes
 
 
 async def cancel_quietly(task: asyncio.Task[None] | None) -> None:

@@ -39,10 +39,9 @@ class LeaseTiming:
     retry: float = 2.0
 
 
-def micro_time(wall: Callable[[], datetime.datetime] | None = None) -> str:
+def micro_time() -> str:
     """metav1.MicroTime: RFC 3339 with microseconds, UTC."""
-    now = wall() if wall is not None else datetime.datetime.now(datetime.UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class LeaderElector:
@@ -68,7 +67,6 @@ class LeaderElector:
         self._observed: tuple[Any, ...] | None = None
         self._observed_at = 0.0
         self._last_renew = 0.0
-        self.transitions_seen = 0
 
     @property
     def path(self) -> str:

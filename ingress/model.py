@@ -52,7 +52,8 @@ from typing import Protocol
 
 from ingress import annotations, validate
 from ingress.annotations import NONE, Annotations
-from ingress.certs import CertError, CertPair, load_pair
+from ingress.certs import CertError, CertPair, pair_from_secret
+from ingress.classes import age_key
 from ingress.l4 import StreamServer, build_streams
 from ingress.settings import NginxSettings
 from ingress.validate import EXACT, PREFIX, Backend, InvalidValue, PathRule
@@ -232,10 +233,6 @@ def ingress_key(ing: Ingress) -> str:
     return f"{ing.namespace}/{ing.name}"
 
 
-def _age(ing: Ingress) -> tuple[str, str, str]:
-    return (ing.created, ing.namespace, ing.name)
-
-
 def build(snapshot: Snapshot, exclude: Iterable[str] = ()) -> Model:
     """The model of ``snapshot`` without the Ingresses named in ``exclude`` ("ns/name")."""
     excluded = frozenset(exclude)
@@ -244,7 +241,7 @@ def build(snapshot: Snapshot, exclude: Iterable[str] = ()) -> Model:
     rejected: list[Rejection] = []
     notes: list[str] = []
     served: list[str] = []
-    for ing in sorted(snapshot.ingresses, key=_age):
+    for ing in sorted(snapshot.ingresses, key=age_key):
         key = ingress_key(ing)
         if key in excluded:
             continue
@@ -476,7 +473,7 @@ def _certificate(lookup: Lookup, namespace: str, name: str, host: str) -> tuple[
     if secret.type != TLS_SECRET_TYPE:
         return None, f"secret {namespace}/{name} is of type {secret.type}, not {TLS_SECRET_TYPE}"
     try:
-        pair = load_pair(secret.data.get("tls.crt", b""), secret.data.get("tls.key", b""))
+        pair = pair_from_secret(secret)
     except CertError as exc:
         return None, f"secret {namespace}/{name}: {exc}"
     if pair.names and not pair.covers(host):

@@ -137,7 +137,6 @@ class Nginx:
         self._proc: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
-        self.restarts = 0
         self.started = asyncio.Event()
 
     @property
@@ -197,7 +196,6 @@ class Nginx:
             except OSError as exc:
                 log.error("cannot restart nginx: %s", exc)
                 continue
-            self.restarts += 1
             if self._on_restart is not None:
                 self._on_restart()
 

@@ -74,7 +74,3 @@ class Options:
     sync_timeout: float = 60.0  # for the first full list of every kind
     reload_timeout: float = 10.0  # for a reload (or start) to serve the new config hash
     shutdown_grace: float = 0.0  # SIGQUIT and wait this long before stopping nginx hard
-
-    @property
-    def uses_api(self) -> bool:
-        return self.manifests is None

@@ -12,7 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-_SIZE_RE = re.compile(r"^\d{1,9}[kKmMgG]?$")
+from ingress.validate import nginx_size
+
 # log-format-upstream: printable ASCII without the characters that end or open an nginx
 # token (quotes, ";", braces, "#", backslash). "$" is meant here: it names variables, and
 # each one must be a plain variable name (no "${", which nginx would also read).
@@ -85,14 +86,13 @@ def _choice(*allowed: int) -> Callable[[str], int]:
 
 
 def _size(text: str) -> str:
-    if not _SIZE_RE.fullmatch(text.strip()):
-        raise ValueError("not a size like 1m, 512k or 0")
-    return text.strip().lower()
+    return nginx_size(text.strip())
 
 
 def _workers(text: str) -> str:
     value = text.strip()
-    if value == "auto" or (value.isdigit() and 1 <= int(value) <= 1024):
+    # isdigit() alone takes any script's digits, which nginx would refuse: the whole config would fail.
+    if value == "auto" or (value.isascii() and value.isdigit() and 1 <= int(value) <= 1024):
         return value
     raise ValueError("not 'auto' or a number of workers")
 

@@ -326,3 +326,14 @@ def ingress_spec(spec: dict[str, Any], *, regex: bool = False) -> IngressSpec:
         secret = raw_tls.get("secretName")
         tls.append(Tls(hosts, secret_name(secret, f"{where}.secretName") if secret not in (None, "") else None))
     return IngressSpec(default_backend, tuple(rules), tuple(tls))
+
+
+# An nginx size: ASCII digits only ("\d" would also take other scripts' digits, which nginx refuses).
+_SIZE_RE = re.compile(r"[0-9]{1,9}[kKmMgG]?")
+
+
+def nginx_size(text: str) -> str:
+    """A size as nginx reads it ("0", "512k", "8m", "1g"), lower-cased; ValueError otherwise."""
+    if not _SIZE_RE.fullmatch(text):
+        raise ValueError("not a size like 8m, 512k or 0")
+    return text.lower()

@@ -68,3 +68,12 @@ def test_defaults_follow_ingress_nginx() -> None:
     assert (s.upstream_keepalive_connections, s.ssl_protocols) == (320, ("TLSv1.2", "TLSv1.3"))
     assert (s.hsts, s.hsts_max_age, s.hsts_include_subdomains) == (True, 31536000, True)
     assert (s.use_forwarded_headers, s.allow_snippet_annotations, s.server_tokens) == (False, False, False)
+
+
+def test_non_ascii_digits_are_refused() -> None:
+    # "\d" and str.isdigit() take any script's digits; nginx does not, and the whole config would fail.
+    from ingress.settings import parse_settings
+
+    settings, notes = parse_settings({"proxy-body-size": "\u0668m", "worker-processes": "\u0668"})
+    assert (settings.proxy_body_size, settings.worker_processes) == ("1m", "auto")
+    assert len(notes) == 2
