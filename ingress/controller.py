@@ -398,11 +398,12 @@ class Controller:
                 return True
             result = await self.apply(model, rendered)
             attempts = 0
+            checked: dict[str, CheckResult] = {}  # nginx -t results of this pass, by config hash
             while not result.ok and result.stage == "test" and attempts < MAX_CULPRITS:
                 attempts += 1
                 self.metrics.reload_failures.labels("config_test").inc()
                 log.error("nginx -t rejected the new configuration: %s", result.output)
-                found = await self._bisect(snapshot, model)
+                found = await self._bisect(snapshot, model, checked)
                 if found is None:
                     log.error("the configuration fails without any Ingress: keeping the last good one")
                     break
@@ -445,15 +446,22 @@ class Controller:
         self._notes = notes
         self.events.forget({(i.namespace, i.name) for i in self.store.iter(INGRESSES)})
 
-    async def _bisect(self, snapshot: Snapshot, model: Model) -> tuple[str, str] | None:
+    async def _bisect(self, snapshot: Snapshot, model: Model,
+                      checked: dict[str, CheckResult]) -> tuple[str, str] | None:
         """The Ingress whose addition (oldest first) makes nginx -t fail, with nginx's
-        message; None if the configuration fails even without any Ingress."""
+        message; None if the configuration fails even without any Ingress.
+
+        `checked` holds the results of this reconcile's earlier tests by config hash: each further
+        culprit's bisection meets the same prefixes again, and `nginx -t` takes seconds at scale."""
         served = list(model.ingresses)
         base = set(self.culprits)
 
         async def failure(n: int) -> CheckResult | None:
             candidate = build(snapshot, base | set(served[n:]))
-            result = await self.check(candidate, self.renderer.render(candidate))
+            rendered = self.renderer.render(candidate)
+            result = checked.get(rendered.hash)
+            if result is None:
+                result = checked[rendered.hash] = await self.check(candidate, rendered)
             return None if result.ok else result
 
         if await failure(0) is not None:
