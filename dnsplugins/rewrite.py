@@ -397,11 +397,10 @@ class Rule:
 
 
 class NameRule(Rule):
-    __slots__ = ("kind", "rename", "auto", "answers")
+    __slots__ = ("rename", "auto", "answers")
 
-    def __init__(self, mode: str, kind: str, rename: Mapper, auto: bool, answers: list[Response]) -> None:
+    def __init__(self, mode: str, rename: Mapper, auto: bool, answers: list[Response]) -> None:
         super().__init__(mode)
-        self.kind = kind
         self.rename = rename
         self.auto = auto  # map the rewritten name back to the one before (exact, or `answer auto`)
         self.answers = answers  # fixed response rules: answer name/value, or suffix's swap back
@@ -579,15 +578,15 @@ def parse_name(mode: str, field: Token, args: list[Token]) -> Rule:
     if kind == REGEX:
         pattern = compile_regex(source, "invalid regex matching pattern")
         check_groups(pattern, source, target)
-        return NameRule(mode, kind, renamer(kind, "", fqdn(target.text), pattern), auto, answers)
+        return NameRule(mode, renamer(kind, "", fqdn(target.text), pattern), auto, answers)
     src, dst = fqdn(source.text), fqdn(target.text)
     if kind == SUFFIX:
         # A suffix is undone by swapping the suffixes back, wherever the new one appears.
         if auto:
             back = swap_suffix(dst, src)
             answers = [OwnerNames(back), ValueNames(back), *answers]
-        return NameRule(mode, kind, renamer(kind, src, dst, None), False, answers)
-    return NameRule(mode, kind, renamer(kind, src, dst, None), auto or kind == EXACT, answers)
+        return NameRule(mode, renamer(kind, src, dst, None), False, answers)
+    return NameRule(mode, renamer(kind, src, dst, None), auto or kind == EXACT, answers)
 
 
 def parse_answers(kind: str, toks: list[Token]) -> tuple[bool, list[Response]]:
