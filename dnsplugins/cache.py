@@ -394,7 +394,6 @@ class Cache(Plugin):
         wire = WireAnswer.from_reply(packed)
         wire.flags |= AA  # some stub resolvers drop non-authoritative answers; CoreDNS sets AA too
         store.put(key, Entry(wire, ttl, self.clock(), kind))
-        out.ar += [r for r in reply.ar if r.rtype == OPT]
         return out
 
 
