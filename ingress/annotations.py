@@ -10,7 +10,7 @@ Nothing here is a block-list: ingress-nginx's word block-lists were bypassed aga
 (CVE-2021-25746, CVE-2023-5043/5044, CVE-2024-7646). The characters that end or open an
 nginx token (``;`` ``{`` ``}`` quotes, ``#``, backslash, whitespace, control characters)
 and ``$`` (variable expansion) are simply never in an allow-list, except ``$N`` capture
-references in rewrite-target and ``$`` as an end anchor in regex paths.
+references in rewrite-target and ``$`` as an end anchor in regex paths and canary header patterns.
 
 Snippet annotations are raw nginx text by definition (CVE-2021-25742): they are ignored unless
 the ConfigMap sets ``allow-snippet-annotations: "true"``, which makes anyone who can write an
@@ -26,7 +26,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlsplit
 
-from ingress.validate import MAX_PATH, InvalidValue, host, nginx_size, path
+from ingress.validate import MAX_PATH, InvalidValue, host, nginx_size, path, regex
 
 PREFIX = "nginx.ingress.kubernetes.io/"
 
@@ -37,6 +37,8 @@ _COOKIE_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # rewrite-target: a path whose pieces may be $1..$9 (capture groups of the regex path).
 _TARGET_RE = re.compile(r"^(?:[A-Za-z0-9._~/=&-]|\$[1-9])*$")
 _URL_PATH_RE = re.compile(r"^[A-Za-z0-9._~/%=&+-]*$")
+# canary-by-header-value: ingress-nginx's "basic characters" (letters, digits, . _ ~ : / -).
+_HEADER_VALUE_RE = re.compile(r"^[A-Za-z0-9._~:/-]{1,256}$")
 SNIPPET_MAX = 16384
 
 
@@ -195,6 +197,13 @@ def _vhost(text: str) -> str:
     return value
 
 
+def _pattern(text: str) -> str:
+    try:
+        return regex(text, "canary-by-header-pattern")
+    except InvalidValue as exc:
+        raise ValueError(str(exc)) from None
+
+
 def _snippet(text: str) -> str:
     # Raw nginx by design; only the size is bounded. Admins opt in (allow-snippet-annotations).
     if len(text) > SNIPPET_MAX or "\x00" in text:
@@ -248,6 +257,9 @@ class Annotations:
     canary: bool = False
     canary_weight: int = 0
     canary_by_header: str | None = None
+    canary_by_header_value: str | None = None
+    canary_by_header_pattern: str | None = None
+    canary_by_cookie: str | None = None
     configuration_snippet: str | None = None
     server_snippet: str | None = None
 
@@ -287,6 +299,9 @@ _SIMPLE: dict[str, tuple[str, Callable[[str], Any]]] = {
     "canary": ("canary", _bool),
     "canary-weight": ("canary_weight", _int(0, 100)),
     "canary-by-header": ("canary_by_header", _token(_HEADER_RE, "header name")),
+    "canary-by-header-value": ("canary_by_header_value", _token(_HEADER_VALUE_RE, "header value")),
+    "canary-by-header-pattern": ("canary_by_header_pattern", _pattern),
+    "canary-by-cookie": ("canary_by_cookie", _token(_COOKIE_RE, "cookie name")),
     "configuration-snippet": ("configuration_snippet", _snippet),
     "server-snippet": ("server_snippet", _snippet),
 }

@@ -29,8 +29,9 @@ host-wide effects, as in ingress-nginx:
   longest first; paths of the other Ingresses are escaped and stay element-wise
   (``^/foo(/|$)``). Exact paths keep ``location =``.
 * Server-level values (app-root, server-snippet) come from the oldest Ingress setting them.
-* A canary Ingress claims no path: it adds an alternative backend (by header, then weight)
-  to the location another Ingress serves on the same host and path; alone it serves nothing.
+* A canary Ingress claims no path: it adds an alternative backend (by header, then cookie,
+  then weight) to the location another Ingress serves on the same host and path; alone it
+  serves nothing.
 
 Endpoints stay apart from routes: a location names an upstream; the upstream holds the ready
 endpoint addresses. A missing Service (or port) is a 503 route; an upstream without ready
@@ -103,14 +104,30 @@ DEFAULT_BACKEND = Target(None, 404, "")
 
 @dataclass(frozen=True, slots=True)
 class Canary:
-    """A canary Ingress's alternative backend for one location (canary-by-header beats
-    canary-weight, as in ingress-nginx)."""
+    """A canary Ingress's alternative backend for one location, chosen as ingress-nginx's
+    balancer does: a decisive header, else a decisive cookie, else the weight."""
 
     upstream: str
-    weight: int  # percent of requests without a decisive header
-    header: str | None  # "always" / "never" in this request header decide
+    weight: int  # percent of requests the header and cookie left undecided
+    header: str | None  # the request header that decides: "always" / "never", unless ...
+    header_value: str | None  # ... this value is set: only it routes to the canary
+    header_pattern: str | None  # ... or this regex (no header_value): a match routes to the canary
+    cookie: str | None  # "always" / "never" in this cookie decide when the header did not
     ingress: str
     zone: str  # names the split_clients variable
+
+    @property
+    def header_var(self) -> str:
+        """The nginx variable of the header (names are [A-Za-z0-9-], validated)."""
+        return "http_" + str(self.header).lower().replace("-", "_")
+
+    @property
+    def pattern_var(self) -> str:
+        return digest("p", f"{self.header} {self.header_pattern}")
+
+    @property
+    def cookie_var(self) -> str:
+        return digest("c", str(self.cookie))
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +213,8 @@ class Model:
     rate_zones: tuple[tuple[str, int], ...] = ()  # (zone, requests per second)
     conn_zones: tuple[str, ...] = ()
     canary_zones: tuple[tuple[str, int], ...] = ()  # (zone, weight percent)
+    canary_cookies: tuple[tuple[str, str], ...] = ()  # (cookie, variable suffix)
+    canary_patterns: tuple[tuple[str, str, str], ...] = ()  # (header variable, regex, variable suffix)
     affinity_cookies: tuple[tuple[str, str], ...] = ()  # (cookie, variable suffix)
     affinity_upstreams: tuple[tuple[str, str], ...] = ()  # (upstream, variable suffix): copies hashing on the cookie
     streams: tuple[StreamServer, ...] = ()  # L4 (TCP/UDP services)
@@ -345,6 +364,7 @@ def build(snapshot: Snapshot, exclude: Iterable[str] = ()) -> Model:
             )
         )
     every = [loc for srv in servers for loc in srv.locations]
+    canaries = [loc.canary for loc in every if loc.canary is not None]
     streams, stream_notes = build_streams(lookup, snapshot.tcp_services, snapshot.udp_services, snapshot.reserved_ports)
     notes.extend(stream_notes)
     certs = {snapshot.default_cert.digest: snapshot.default_cert}
@@ -363,7 +383,11 @@ def build(snapshot: Snapshot, exclude: Iterable[str] = ()) -> Model:
         notes=tuple(dict.fromkeys(notes)),
         rate_zones=tuple(sorted({(loc.zone, loc.ann.limit_rps) for loc in every if loc.ann.limit_rps})),
         conn_zones=tuple(sorted({loc.zone for loc in every if loc.ann.limit_connections})),
-        canary_zones=tuple(sorted({(c.zone, c.weight) for loc in every if (c := loc.canary) and c.weight})),
+        canary_zones=tuple(sorted({(c.zone, c.weight) for c in canaries if c.weight})),
+        canary_cookies=tuple(sorted({(c.cookie, c.cookie_var) for c in canaries if c.cookie})),
+        canary_patterns=tuple(
+            sorted({(c.header_var, c.header_pattern, c.pattern_var) for c in canaries if c.header_pattern})
+        ),
         affinity_cookies=tuple(
             sorted({(loc.ann.session_cookie_name, loc.affinity_var) for loc in every if loc.affinity_upstream})
         ),  # fmt: skip
@@ -390,13 +414,18 @@ def _slot(p: PathRule, regex: bool) -> tuple[str, str]:
     return (p.match_type, p.path.rstrip("/") or "/")
 
 
+def digest(kind: str, text: str) -> str:
+    """A name for nginx zones and variables made from user text: a digest, not the text
+    ("ns_name", a cookie name with "-"), so it holds only [0-9a-f] after a letter."""
+    return kind + hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def affinity_var(cookie: str) -> str:
-    return "a" + hashlib.sha256(cookie.encode()).hexdigest()[:12]
+    return digest("a", cookie)
 
 
 def _zone(ingress: str) -> str:
-    # A digest, not "ns_name": zone and variable names then hold only [0-9a-f].
-    return "z" + hashlib.sha256(ingress.encode()).hexdigest()[:12]
+    return digest("z", ingress)
 
 
 def _location_order(loc: Location) -> tuple[int, int, str]:
@@ -462,8 +491,13 @@ def _canary(
     if primary.upstream is None or alt.upstream is None:
         notes.append(f"{found.ingress}: canary for {claim.rule.path} has no backend to split with; ignored")
         return None
-    return Canary(alt.upstream, found.ann.canary_weight, found.ann.canary_by_header, found.ingress,
-                  _zone(f"{found.ingress} {slot[0]} {slot[1]}"))  # fmt: skip
+    ann = found.ann
+    # As in ingress-nginx: the value and the pattern only refine canary-by-header, and a value
+    # makes the pattern moot.
+    value = ann.canary_by_header_value if ann.canary_by_header else None
+    pattern = ann.canary_by_header_pattern if ann.canary_by_header and value is None else None
+    return Canary(alt.upstream, ann.canary_weight, ann.canary_by_header, value, pattern, ann.canary_by_cookie,
+                  found.ingress, _zone(f"{found.ingress} {slot[0]} {slot[1]}"))  # fmt: skip
 
 
 def _certificate(lookup: Lookup, namespace: str, name: str, host: str) -> tuple[CertPair | None, str]:

@@ -37,7 +37,10 @@ MAX_PATH = 1024
 # [0-9] for \d), no braces (quantifiers {n} would need them; nginx also reads { as a block),
 # no quotes, whitespace, ";", "#". "$" only as an end anchor: followed by ")" "|" or the end,
 # never as a variable. "(?" is refused too: no inline flags or look-arounds to reason about.
-_REGEX_RE = re.compile(r"^/(?:[A-Za-z0-9._~/()|?*+^\[\],:=!-]|\$(?=[)|]|$))*$")
+_REGEX_ITEM = r"(?:[A-Za-z0-9._~/()|?*+^\[\],:=!-]|\$(?=[)|]|$))"
+_REGEX_RE = re.compile(rf"^/{_REGEX_ITEM}*$")
+# A regex that is not a path (canary-by-header-pattern): the same allow-list, any first character.
+_PATTERN_RE = re.compile(rf"^{_REGEX_ITEM}+$")
 MAX_REGEX = 256
 
 
@@ -110,9 +113,18 @@ def regex_path(value: Any, field: str) -> str:
     """A path of an Ingress with use-regex (or rewrite-target): an allow-listed regex that compiles."""
     if value is None or value == "":
         return "/"
-    if not isinstance(value, str) or len(value) > MAX_REGEX or not _REGEX_RE.fullmatch(value) or "(?" in value:
+    return _regex(value, field, _REGEX_RE, "regex path")
+
+
+def regex(value: Any, field: str) -> str:
+    """A user regex that is not a path (canary-by-header-pattern), under the regex paths' rules."""
+    return _regex(value, field, _PATTERN_RE, "regex")
+
+
+def _regex(value: Any, field: str, allowed: re.Pattern[str], what: str) -> str:
+    if not isinstance(value, str) or len(value) > MAX_REGEX or not allowed.fullmatch(value) or "(?" in value:
         raise InvalidValue(
-            f"{field}: {value!r} is not an allowed regex path (letters, digits, ._~/()|?*+^[],:=!- and $ as an anchor)"
+            f"{field}: {value!r} is not an allowed {what} (letters, digits, ._~/()|?*+^[],:=!- and $ as an anchor)"
         )
     try:
         re.compile(value)

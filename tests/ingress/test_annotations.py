@@ -51,6 +51,10 @@ GOOD = [
     ("canary", "true", "canary", True),
     ("canary-weight", "25", "canary_weight", 25),
     ("canary-by-header", "X-Canary", "canary_by_header", "X-Canary"),
+    ("canary-by-header-value", "eu-west_1.b~c:d/e", "canary_by_header_value", "eu-west_1.b~c:d/e"),
+    ("canary-by-header-pattern", "^(v1|v2)-[a-z]+$", "canary_by_header_pattern", "^(v1|v2)-[a-z]+$"),
+    ("canary-by-header-pattern", "beta", "canary_by_header_pattern", "beta"),
+    ("canary-by-cookie", "canary_user-1", "canary_by_cookie", "canary_user-1"),
 ]  # fmt: skip
 
 
@@ -75,6 +79,10 @@ BAD = [
     ("upstream-vhost", "10.0.0.1"), ("canary", "on"), ("canary-weight", "101"), ("canary-by-header", "X A"),
     ("canary-by-header", "X-A,X-B"), ("cors-allow-origin", "https://a.com/path"), ("cors-allow-origin", "null"),
     ("cors-allow-methods", "get"), ("cors-max-age", "-1"), ("enable-cors", "1"),
+    ("canary-by-header-value", "a b"), ("canary-by-header-value", "a,b"), ("canary-by-header-value", "x" * 257),
+    ("canary-by-header-pattern", "a{2}"), ("canary-by-header-pattern", "\\d+"), ("canary-by-header-pattern", "(?i)a"),
+    ("canary-by-header-pattern", "(a"), ("canary-by-header-pattern", "*a"), ("canary-by-header-pattern", "a$b"),
+    ("canary-by-cookie", "a.b"), ("canary-by-cookie", "a=b"),
 ]  # fmt: skip
 
 

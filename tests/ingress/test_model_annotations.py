@@ -100,3 +100,27 @@ def test_server_level_annotations_come_from_the_oldest_ingress() -> None:
     )  # fmt: skip
     server = model.server("foo.com")
     assert server is not None and server.app_root == "/first"
+
+
+CANARY_RULES = [  # (canary annotations, expected (header, header_value, header_pattern, cookie))
+    ({"canary-by-header": "X-C", "canary-by-header-value": "v1", "canary-by-header-pattern": "^v"},
+     ("X-C", "v1", None, None)),  # a value makes the pattern moot
+    ({"canary-by-header": "X-C", "canary-by-header-pattern": "^v"}, ("X-C", None, "^v", None)),
+    ({"canary-by-header-value": "v1", "canary-by-header-pattern": "^v"}, (None, None, None, None)),  # no header
+    ({"canary-by-cookie": "beta", "canary-by-header": "X-C"}, ("X-C", None, None, "beta")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("extra", "expected"), CANARY_RULES, ids=[str(c[1]) for c in CANARY_RULES])
+def test_canary_header_value_pattern_and_cookie(extra: dict[str, str], expected: tuple[object, ...]) -> None:
+    annotations = {A + "canary": "true", **{A + k: v for k, v in extra.items()}}
+    model = model_of(
+        o.ingress("main", o.rule("foo.com", o.path("/", "a")), created="2024-01-01T00:00:00Z"),
+        o.ingress("canary", o.rule("foo.com", o.path("/", "b")), created="2024-01-02T00:00:00Z",
+                  annotations=annotations),
+    )  # fmt: skip
+    server = model.server("foo.com")
+    assert server is not None and (canary := server.locations[0].canary) is not None
+    assert (canary.header, canary.header_value, canary.header_pattern, canary.cookie) == expected
+    assert model.canary_cookies == (((canary.cookie, canary.cookie_var),) if canary.cookie else ())
+    assert [p for _, p, _ in model.canary_patterns] == ([canary.header_pattern] if canary.header_pattern else [])

@@ -346,6 +346,57 @@ async def test_canary(start_controller, backends, client_for) -> None:
             assert (reply.backend or reply.status) == want, (host, headers)
 
 
+async def test_canary_by_header_value_pattern_and_cookie(start_controller, backends, client_for) -> None:
+    store = Store()
+    await services(backends, store, main=("main1",), new=("new1",))
+    canaries = {  # host -> the canary Ingress's annotations (besides canary: "true")
+        "value.com": ann(canary_by_header="X-Canary", canary_by_header_value="v2"),
+        "pattern.com": ann(canary_by_header="X-Region", canary_by_header_pattern="^eu-[a-z]+$"),
+        "any.com": ann(canary_by_header="X-Any", canary_by_header_pattern=".*"),
+        "moot.com": ann(canary_by_header="X-Canary", canary_by_header_value="v2", canary_by_header_pattern="."),
+        "headerless.com": ann(canary_by_header_value="v2"),
+        "cookie.com": ann(canary_by_cookie="canary-user"),
+        "keywords.com": ann(canary_by_header="X-Canary", canary_by_cookie="c", canary_weight="100"),
+        "valued.com": ann(canary_by_header="X-Canary", canary_by_header_value="yes", canary_by_cookie="c"),
+    }
+    for i, (host, extra) in enumerate(canaries.items()):
+        o.put(store, o.ingress(f"main-{i}", o.rule(host, o.path("/", "main")), created="2024-01-01T00:00:00Z"),
+              o.ingress(f"canary-{i}", o.rule(host, o.path("/", "new")), created="2024-01-02T00:00:00Z",
+                        annotations={A + "canary": "true", **extra}))  # fmt: skip
+    controller = await start_controller(store)
+    client = client_for(controller)
+    main, new = "main1", "new1"
+    cases: list[tuple[str, dict[str, str], str]] = [
+        # canary-by-header-value: that value only; "always"/"never" are plain values then.
+        ("value.com", {}, main), ("value.com", {"X-Canary": "v2"}, new), ("value.com", {"X-Canary": "always"}, main),
+        ("value.com", {"X-Canary": "V2"}, main),
+        # canary-by-header-pattern: a case-sensitive search; no header, no match.
+        ("pattern.com", {"X-Region": "eu-west"}, new), ("pattern.com", {"X-Region": "us-east"}, main),
+        ("pattern.com", {"X-Region": "EU-west"}, main), ("pattern.com", {}, main),
+        ("any.com", {}, main), ("any.com", {"X-Any": "x"}, new),
+        ("moot.com", {"X-Canary": "other"}, main), ("moot.com", {"X-Canary": "v2"}, new),
+        ("headerless.com", {"X-Canary": "v2"}, main),
+        # canary-by-cookie: the first cookie of that name (in any case), "always" or "never".
+        ("cookie.com", {"Cookie": "canary-user=always"}, new),
+        ("cookie.com", {"Cookie": "a=1; Canary-User=always"}, new),
+        ("cookie.com", {"Cookie": "a=1,canary-user = always"}, new),
+        ("cookie.com", {"Cookie": "canary-user=yes"}, main), ("cookie.com", {"Cookie": "canary-user=never"}, main),
+        ("cookie.com", {"Cookie": "canary-user=x; canary-user=always"}, main),
+        ("cookie.com", {"Cookie": "xcanary-user=always"}, main), ("cookie.com", {}, main),
+        # header, then cookie, then weight (100 here).
+        ("keywords.com", {}, new), ("keywords.com", {"Cookie": "c=never"}, main),
+        ("keywords.com", {"X-Canary": "always", "Cookie": "c=never"}, new),
+        ("keywords.com", {"X-Canary": "never", "Cookie": "c=always"}, main),
+        ("keywords.com", {"X-Canary": "other", "Cookie": "c=never"}, main),
+        ("valued.com", {"X-Canary": "yes", "Cookie": "c=never"}, new),
+        ("valued.com", {"X-Canary": "never", "Cookie": "c=always"}, new), ("valued.com", {"X-Canary": "never"}, main),
+    ]  # fmt: skip
+    for host, headers, want in cases:
+        for _ in range(3):
+            reply = await client.request(host, "/", headers=headers)
+            assert reply.backend == want, (host, headers)
+
+
 async def test_canary_with_rewrite_target(start_controller, backends, client_for) -> None:
     store = Store()
     await services(backends, store, main=("main1",), new=("new1",))

@@ -70,6 +70,23 @@ HOSTILE_ANNOTATIONS: list[tuple[str, str]] = [
     ("upstream-vhost", "a.com\nproxy_pass http://PWNED"),
     ("canary-weight", "10;PWNED"),
     ("canary-by-header", "X-A;PWNED"),
+    ("canary-by-header-value", "v1;PWNED"),
+    ("canary-by-header-value", 'v1"PWNED'),
+    ("canary-by-header-value", "$PWNED"),
+    ("canary-by-header-value", "v1 PWNED"),
+    ("canary-by-header-value", "v1}PWNED{"),
+    ("canary-by-header-pattern", "^a$;PWNED"),
+    ("canary-by-header-pattern", '"PWNED'),
+    ("canary-by-header-pattern", "a{1}PWNED"),
+    ("canary-by-header-pattern", "\\dPWNED"),
+    ("canary-by-header-pattern", "(?{PWNED})"),
+    ("canary-by-header-pattern", "a$PWNED"),
+    ("canary-by-header-pattern", "a\nPWNED"),
+    ("canary-by-header-pattern", "a#PWNED"),
+    ("canary-by-header-pattern", "a PWNED"),
+    ("canary-by-cookie", "c;PWNED"),
+    ("canary-by-cookie", "c=always|PWNED"),
+    ("canary-by-cookie", "c.*PWNED"),
 ]
 # Snippets are off by default: these are ignored (the Ingress is served without them).
 IGNORED_ANNOTATIONS = [
