@@ -39,6 +39,8 @@ _TARGET_RE = re.compile(r"^(?:[A-Za-z0-9._~/=&-]|\$[1-9])*$")
 _URL_PATH_RE = re.compile(r"^[A-Za-z0-9._~/%=&+-]*$")
 # canary-by-header-value: ingress-nginx's "basic characters" (letters, digits, . _ ~ : / -).
 _HEADER_VALUE_RE = re.compile(r"^[A-Za-z0-9._~:/-]{1,256}$")
+# session-cookie-path: an absolute URL path; no ";" (it would end the cookie attribute).
+_COOKIE_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/%=&+-]{0,1023}$")
 SNIPPET_MAX = 16384
 
 
@@ -204,6 +206,12 @@ def _pattern(text: str) -> str:
         raise ValueError(str(exc)) from None
 
 
+def _samesite(text: str) -> str:
+    """None, Lax or Strict in any case (ingress-nginx's check), sent in the spelling browsers
+    document; lua-resty-cookie would silently drop any other spelling."""
+    return {"NONE": "None", "LAX": "Lax", "STRICT": "Strict"}[_enum("NONE", "LAX", "STRICT", fold=True)(text)]
+
+
 def _snippet(text: str) -> str:
     # Raw nginx by design; only the size is bounded. Admins opt in (allow-snippet-annotations).
     if len(text) > SNIPPET_MAX or "\x00" in text:
@@ -245,6 +253,11 @@ class Annotations:
     deny_source: tuple[str, ...] = ()
     affinity: str | None = None
     session_cookie_name: str = "INGRESSCOOKIE"
+    session_cookie_path: str | None = None  # None: the Ingress path
+    session_cookie_expires: int | None = None  # seconds
+    session_cookie_max_age: int | None = None  # seconds
+    session_cookie_samesite: str | None = None
+    session_cookie_secure: bool = False  # False: Secure only over HTTPS
     permanent_redirect: str | None = None
     permanent_redirect_code: int = 301
     temporal_redirect: str | None = None
@@ -288,6 +301,11 @@ _SIMPLE: dict[str, tuple[str, Callable[[str], Any]]] = {
     "denylist-source-range": ("deny_source", _cidrs),
     "affinity": ("affinity", _enum("cookie")),
     "session-cookie-name": ("session_cookie_name", _token(_COOKIE_RE, "cookie name")),
+    "session-cookie-path": ("session_cookie_path", _token(_COOKIE_PATH_RE, "cookie path")),
+    "session-cookie-expires": ("session_cookie_expires", _int(0, 2**31 - 1)),
+    "session-cookie-max-age": ("session_cookie_max_age", _int(0, 2**31 - 1)),
+    "session-cookie-samesite": ("session_cookie_samesite", _samesite),
+    "session-cookie-secure": ("session_cookie_secure", _bool),
     "permanent-redirect": ("permanent_redirect", url),
     "permanent-redirect-code": ("permanent_redirect_code", _redirect_code),
     "temporal-redirect": ("temporal_redirect", url),
@@ -359,4 +377,9 @@ def parse(raw: Mapping[str, str], *, allow_snippets: bool) -> tuple[Annotations,
             raise InvalidValue(f"annotation {key}: {text[:80]!r} is {exc}") from None
     if enable_cors:
         values["cors"] = Cors(**cors)
+    if values.get("affinity") == "cookie" and "session_cookie_expires" in values:
+        # ingress-nginx's Lua writes Expires=<now + N>; nginx alone cannot compute a date per
+        # request, so the lifetime goes out as Max-Age, which browsers prefer when given both.
+        how = "session-cookie-max-age sets the lifetime" if "session_cookie_max_age" in values else "sent as Max-Age"
+        notes.append(f"annotation {PREFIX}session-cookie-expires: no Expires date without Lua; {how}")
     return Annotations(**values), notes

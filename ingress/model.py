@@ -32,6 +32,9 @@ host-wide effects, as in ingress-nginx:
 * A canary Ingress claims no path: it adds an alternative backend (by header, then cookie,
   then weight) to the location another Ingress serves on the same host and path; alone it
   serves nothing.
+* Session affinity: the cookie's Path is session-cookie-path, else the Ingress path as written
+  (ingress-nginx's $location_path); a path that is a regex falls back to "/" with a note
+  (ingress-nginx would send the regex text, which no browser path-matches).
 
 Endpoints stay apart from routes: a location names an upstream; the upstream holds the ready
 endpoint addresses. A missing Service (or port) is a 503 route; an upstream without ready
@@ -131,6 +134,32 @@ class Canary:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionCookie:
+    """The affinity cookie a location hands out to a client that has none."""
+
+    name: str
+    path: str
+    max_age: int | None
+    samesite: str | None  # None, Lax or Strict
+    secure: bool  # always Secure; otherwise Secure over HTTPS only (ingress-nginx's default)
+
+    @property
+    def header(self) -> str:
+        """The Set-Cookie value, attributes in lua-resty-cookie's order (ingress-nginx's):
+        a new session key ($request_id), Max-Age, Path, Secure, HttpOnly, SameSite. Every
+        piece is validated; $portolan_affinity_secure is "; Secure" on HTTPS connections."""
+        text = f"{self.name}=$request_id"
+        if self.max_age is not None:
+            text += f"; Max-Age={self.max_age}"
+        text += f"; Path={self.path}" + ("; Secure" if self.secure else "$portolan_affinity_secure") + "; HttpOnly"
+        return text + (f"; SameSite={self.samesite}" if self.samesite else "")
+
+    @property
+    def var(self) -> str:
+        return digest("s", self.header)
+
+
+@dataclass(frozen=True, slots=True)
 class Location:
     match: str  # LOC_EXACT | LOC_PREFIX | LOC_ROOT | LOC_REGEX
     path: str  # the nginx location argument
@@ -142,10 +171,11 @@ class Location:
     rewrite: str = ""  # the regex rewrite-target applies to ("" when none)
     canary: Canary | None = None
     zone: str = ""  # limit_req / limit_conn zone name (per Ingress)
+    cookie: SessionCookie | None = None  # with affinity: cookie
 
     @property
     def affinity_upstream(self) -> str:
-        if self.ann.affinity != "cookie" or not self.target.upstream:
+        if self.cookie is None or not self.target.upstream:
             return ""
         return f"{self.target.upstream}_{self.affinity_var}"
 
@@ -215,6 +245,7 @@ class Model:
     canary_zones: tuple[tuple[str, int], ...] = ()  # (zone, weight percent)
     canary_cookies: tuple[tuple[str, str], ...] = ()  # (cookie, variable suffix)
     canary_patterns: tuple[tuple[str, str, str], ...] = ()  # (header variable, regex, variable suffix)
+    session_cookies: tuple[SessionCookie, ...] = ()  # the Set-Cookie values affinity hands out
     affinity_cookies: tuple[tuple[str, str], ...] = ()  # (cookie, variable suffix)
     affinity_upstreams: tuple[tuple[str, str], ...] = ()  # (upstream, variable suffix): copies hashing on the cookie
     streams: tuple[StreamServer, ...] = ()  # L4 (TCP/UDP services)
@@ -365,6 +396,7 @@ def build(snapshot: Snapshot, exclude: Iterable[str] = ()) -> Model:
         )
     every = [loc for srv in servers for loc in srv.locations]
     canaries = [loc.canary for loc in every if loc.canary is not None]
+    sticky = [(loc, loc.cookie) for loc in every if loc.affinity_upstream and loc.cookie is not None]
     streams, stream_notes = build_streams(lookup, snapshot.tcp_services, snapshot.udp_services, snapshot.reserved_ports)
     notes.extend(stream_notes)
     certs = {snapshot.default_cert.digest: snapshot.default_cert}
@@ -388,12 +420,9 @@ def build(snapshot: Snapshot, exclude: Iterable[str] = ()) -> Model:
         canary_patterns=tuple(
             sorted({(c.header_var, c.header_pattern, c.pattern_var) for c in canaries if c.header_pattern})
         ),
-        affinity_cookies=tuple(
-            sorted({(loc.ann.session_cookie_name, loc.affinity_var) for loc in every if loc.affinity_upstream})
-        ),  # fmt: skip
-        affinity_upstreams=tuple(
-            sorted({(str(loc.target.upstream), loc.affinity_var) for loc in every if loc.affinity_upstream})
-        ),  # fmt: skip
+        session_cookies=tuple(sorted({cookie for _, cookie in sticky}, key=lambda c: c.var)),
+        affinity_cookies=tuple(sorted({(cookie.name, loc.affinity_var) for loc, cookie in sticky})),
+        affinity_upstreams=tuple(sorted({(str(loc.target.upstream), loc.affinity_var) for loc, _ in sticky})),
         streams=streams,
         upstream_index={u.name: u for u in ordered},
     )
@@ -454,7 +483,8 @@ def _locations(
         )
 
         base = Location(LOC_ROOT, "/", f"{rule.path_type} {rule.path}", owner, tgt, ann, redirect, "",
-                        _canary(acc, slot, claim, tgt, resolve, notes), _zone(owner))  # fmt: skip
+                        _canary(acc, slot, claim, tgt, resolve, notes), _zone(owner),
+                        _session_cookie(claim, notes))  # fmt: skip
         if mtype == EXACT:
             out.append(replace(base, match=LOC_EXACT, path=norm))
         elif acc.regex:
@@ -498,6 +528,21 @@ def _canary(
     pattern = ann.canary_by_header_pattern if ann.canary_by_header and value is None else None
     return Canary(alt.upstream, ann.canary_weight, ann.canary_by_header, value, pattern, ann.canary_by_cookie,
                   found.ingress, _zone(f"{found.ingress} {slot[0]} {slot[1]}"))  # fmt: skip
+
+
+def _session_cookie(claim: _Claim, notes: list[str]) -> SessionCookie | None:
+    ann = claim.ann
+    if ann.affinity != "cookie":
+        return None
+    path = ann.session_cookie_path
+    if path is None:
+        path = claim.rule.path
+        if not validate.is_plain_path(path):
+            notes.append(f"{claim.ingress}: regex path {path} needs session-cookie-path; the cookie's Path is /")
+            path = "/"
+    max_age = ann.session_cookie_max_age if ann.session_cookie_max_age is not None else ann.session_cookie_expires
+    return SessionCookie(ann.session_cookie_name, path, max_age, ann.session_cookie_samesite,
+                         ann.session_cookie_secure)  # fmt: skip
 
 
 def _certificate(lookup: Lookup, namespace: str, name: str, host: str) -> tuple[CertPair | None, str]:

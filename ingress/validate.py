@@ -109,6 +109,11 @@ def path(value: Any, path_type: str, field: str) -> str:
     return decoded
 
 
+def is_plain_path(value: str) -> bool:
+    """Whether a (validated) path holds no regex syntax: only what Exact/Prefix paths may."""
+    return _PATH_RE.fullmatch(value) is not None
+
+
 def regex_path(value: Any, field: str) -> str:
     """A path of an Ingress with use-regex (or rewrite-target): an allow-listed regex that compiles."""
     if value is None or value == "":

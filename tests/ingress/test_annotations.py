@@ -55,6 +55,13 @@ GOOD = [
     ("canary-by-header-pattern", "^(v1|v2)-[a-z]+$", "canary_by_header_pattern", "^(v1|v2)-[a-z]+$"),
     ("canary-by-header-pattern", "beta", "canary_by_header_pattern", "beta"),
     ("canary-by-cookie", "canary_user-1", "canary_by_cookie", "canary_user-1"),
+    ("session-cookie-path", "/app/v1", "session_cookie_path", "/app/v1"),
+    ("session-cookie-expires", "172800", "session_cookie_expires", 172800),
+    ("session-cookie-max-age", "0", "session_cookie_max_age", 0),
+    ("session-cookie-samesite", "none", "session_cookie_samesite", "None"),
+    ("session-cookie-samesite", "Strict", "session_cookie_samesite", "Strict"),
+    ("session-cookie-samesite", "LAX", "session_cookie_samesite", "Lax"),
+    ("session-cookie-secure", "true", "session_cookie_secure", True),
 ]  # fmt: skip
 
 
@@ -82,7 +89,10 @@ BAD = [
     ("canary-by-header-value", "a b"), ("canary-by-header-value", "a,b"), ("canary-by-header-value", "x" * 257),
     ("canary-by-header-pattern", "a{2}"), ("canary-by-header-pattern", "\\d+"), ("canary-by-header-pattern", "(?i)a"),
     ("canary-by-header-pattern", "(a"), ("canary-by-header-pattern", "*a"), ("canary-by-header-pattern", "a$b"),
-    ("canary-by-cookie", "a.b"), ("canary-by-cookie", "a=b"),
+    ("canary-by-cookie", "a.b"), ("canary-by-cookie", "a=b"), ("session-cookie-path", "app"),
+    ("session-cookie-path", "/a b"), ("session-cookie-expires", "-1"), ("session-cookie-expires", "1d"),
+    ("session-cookie-max-age", "2147483648"), ("session-cookie-samesite", "sometimes"),
+    ("session-cookie-secure", "yes"),
 ]  # fmt: skip
 
 
@@ -126,6 +136,15 @@ def test_snippets_need_the_configmap_switch(allowed: bool) -> None:
     ann, notes = parse(raw, allow_snippets=allowed)
     assert (ann.configuration_snippet is not None, ann.server_snippet is not None) == (allowed, allowed)
     assert len(notes) == (0 if allowed else 2)
+
+
+@pytest.mark.parametrize(("max_age", "note"), [(None, "sent as Max-Age"), ("60", "session-cookie-max-age sets")])
+def test_session_cookie_expires_has_a_note(max_age: str | None, note: str) -> None:
+    raw = {PREFIX + "affinity": "cookie", PREFIX + "session-cookie-expires": "3600"}
+    if max_age is not None:
+        raw[PREFIX + "session-cookie-max-age"] = max_age
+    ann, notes = parse(raw, allow_snippets=False)
+    assert ann.session_cookie_expires == 3600 and len(notes) == 1 and note in notes[0]
 
 
 def test_regex_and_rewrite_make_regex_mode() -> None:

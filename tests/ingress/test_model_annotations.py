@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingress.model import LOC_EXACT, LOC_REGEX, LOC_ROOT, build
+from ingress.model import LOC_EXACT, LOC_REGEX, LOC_ROOT, SessionCookie, build
 from ingress.settings import NginxSettings
 from tests.ingress import objects as o
 from tests.ingress.modelkit import fake_addresses, model_of, snapshot, store_of
@@ -124,3 +124,30 @@ def test_canary_header_value_pattern_and_cookie(extra: dict[str, str], expected:
     assert (canary.header, canary.header_value, canary.header_pattern, canary.cookie) == expected
     assert model.canary_cookies == (((canary.cookie, canary.cookie_var),) if canary.cookie else ())
     assert [p for _, p, _ in model.canary_patterns] == ([canary.header_pattern] if canary.header_pattern else [])
+
+
+SESSION_COOKIE_PATHS = [  # (path, pathType, extra annotations, cookie Path, noted)
+    ("/app", "Prefix", {}, "/app", False),
+    ("/app/", "Prefix", {}, "/app/", False),  # as written, as ingress-nginx's $location_path
+    ("/app", "Exact", {"session-cookie-path": "/other"}, "/other", False),
+    ("/api(/|$)(.*)", "ImplementationSpecific", {"use-regex": "true"}, "/", True),
+    ("/plain", "ImplementationSpecific", {"use-regex": "true"}, "/plain", False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "path_type", "extra", "cookie_path", "noted"), SESSION_COOKIE_PATHS,
+                         ids=[c[0] for c in SESSION_COOKIE_PATHS])  # fmt: skip
+def test_session_cookie_path(path: str, path_type: str, extra: dict[str, str], cookie_path: str, noted: bool) -> None:
+    annotations = {A + "affinity": "cookie", **{A + k: v for k, v in extra.items()}}
+    model = model_of(o.ingress("i", o.rule("foo.com", o.path(path, "a", path_type=path_type)), annotations=annotations))
+    server = model.server("foo.com")
+    assert server is not None
+    cookies = {loc.cookie for loc in server.locations if loc.cookie is not None}
+    assert [c.path for c in cookies] == [cookie_path] and model.session_cookies == tuple(cookies)
+    assert any("needs session-cookie-path" in n for n in model.notes) is noted
+
+
+def test_session_cookie_header() -> None:
+    cookie = SessionCookie("route", "/app", 60, "Lax", secure=False)
+    assert cookie.header == "route=$request_id; Max-Age=60; Path=/app$portolan_affinity_secure; HttpOnly; SameSite=Lax"
+    assert SessionCookie("r", "/", None, None, secure=True).header == "r=$request_id; Path=/; Secure; HttpOnly"

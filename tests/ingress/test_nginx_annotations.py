@@ -4,6 +4,7 @@ backends (and, where behaviour cannot be observed cheaply, the rendered directiv
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from typing import Any
 
@@ -236,6 +237,36 @@ async def test_cookie_affinity(start_controller, backends, client_for) -> None:
     assert len(spread) > 1
     # Another cookie whose name ends the same is not the session cookie.
     assert "Set-Cookie" in (await client.request("foo.com", "/", headers={"Cookie": "xmy-route=1"})).headers
+
+
+SESSION_COOKIES = [  # (host, path, annotations, Set-Cookie over HTTP, over HTTPS); ID is the session key
+    ("plain.com", "/app", {}, "s=ID; Path=/app; HttpOnly", "s=ID; Path=/app; Secure; HttpOnly"),
+    ("full.com", "/", {"session_cookie_path": "/x", "session_cookie_max_age": "60", "session_cookie_expires": "3600",
+                       "session_cookie_samesite": "strict", "session_cookie_secure": "true"},
+     "s=ID; Max-Age=60; Path=/x; Secure; HttpOnly; SameSite=Strict",
+     "s=ID; Max-Age=60; Path=/x; Secure; HttpOnly; SameSite=Strict"),
+    ("expires.com", "/", {"session_cookie_expires": "120", "session_cookie_samesite": "None"},
+     "s=ID; Max-Age=120; Path=/; HttpOnly; SameSite=None",
+     "s=ID; Max-Age=120; Path=/; Secure; HttpOnly; SameSite=None"),
+]  # fmt: skip
+
+
+async def test_session_cookie_attributes(start_controller, backends, client_for) -> None:
+    store = Store()
+    await services(backends, store, a=("a1", "a2"))
+    for host, path, extra, _, _ in SESSION_COOKIES:
+        o.put(store, o.ingress(host.split(".")[0], o.rule(host, o.path(path, "a")),
+                               annotations=ann(affinity="cookie", session_cookie_name="s", **extra)))  # fmt: skip
+    controller = await start_controller(store)
+    client = client_for(controller)
+    for host, path, _, over_http, over_https in SESSION_COOKIES:
+        for https, expected in [(False, over_http), (True, over_https)]:
+            reply = await client.request(host, path, https=https, verify=False)
+            key = reply.headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
+            assert re.fullmatch("[0-9a-f]{32}", key), reply.headers["Set-Cookie"]
+            assert reply.headers["Set-Cookie"].replace(key, "ID") == expected, (host, https)
+            sticky = await client.request(host, path, https=https, verify=False, headers={"Cookie": f"s={key}"})
+            assert "Set-Cookie" not in sticky.headers and sticky.backend is not None
 
 
 async def test_redirects_and_app_root(start_controller, backends, client_for) -> None:

@@ -87,6 +87,16 @@ HOSTILE_ANNOTATIONS: list[tuple[str, str]] = [
     ("canary-by-cookie", "c;PWNED"),
     ("canary-by-cookie", "c=always|PWNED"),
     ("canary-by-cookie", "c.*PWNED"),
+    ("session-cookie-path", "/;PWNED"),
+    ("session-cookie-path", "/$PWNED"),
+    ("session-cookie-path", '/"PWNED'),
+    ("session-cookie-path", "/\nSet-Cookie: PWNED"),
+    ("session-cookie-path", "/x; Domain=PWNED.com"),
+    ("session-cookie-expires", "60;PWNED"),
+    ("session-cookie-max-age", "60 PWNED"),
+    ("session-cookie-max-age", "$PWNED"),
+    ("session-cookie-samesite", "Lax; PWNED"),
+    ("session-cookie-secure", "true}PWNED"),
 ]
 # Snippets are off by default: these are ignored (the Ingress is served without them).
 IGNORED_ANNOTATIONS = [
@@ -116,6 +126,8 @@ def hostile_ingresses() -> tuple[list[o.Obj], list[o.Obj]]:
             annotations[A + "enable-cors"] = "true"
         if name.startswith("canary-"):
             annotations[A + "canary"] = "true"
+        if name.startswith("session-cookie-"):
+            annotations[A + "affinity"] = "cookie"
         rule = o.rule(f"ann-{i}.evil.test", o.path("/", "web"))
         rejected.append(o.ingress(f"ann-{i}", rule, annotations=annotations))
     for i, (name, value) in enumerate(IGNORED_ANNOTATIONS):
