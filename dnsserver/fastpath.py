@@ -25,7 +25,7 @@ TYPE_A, TYPE_AAAA, TYPE_OPT = 1, 28, 41
 class FastQuery:
     """What the hot path reads from a query's bytes."""
 
-    __slots__ = ("key", "qend", "qtype", "flags", "edns", "udp_size", "do")
+    __slots__ = ("key", "qend", "qtype", "flags", "edns", "udp_size", "do", "last")
 
     def __init__(self, key: bytes, qend: int, qtype: int, flags: int, edns: bool, udp_size: int, do: bool) -> None:
         self.key = key
@@ -35,6 +35,8 @@ class FastQuery:
         self.edns = edns
         self.udp_size = udp_size
         self.do = do
+        # The last reply assembled for this query, all but the ID: (tail, flags, an, ns, ar, bytes).
+        self.last: tuple[bytes, int, int, int, int, bytes] | None = None
 
 
 def parse_query(data: bytes) -> FastQuery | None:
@@ -81,6 +83,11 @@ _BITS = [bytes((b,)) for b in range(4)]
 _PLAIN_HEADER = b"\x00\x01\x00\x00\x00\x00"
 
 
+_QUICK_MAX = 16384  # FastQuery objects kept (with their last reply, at most _LAST_MAX bytes: <= 16 MiB)
+_LAST_MAX = 1024
+_quick: dict[bytes, FastQuery] = {}
+
+
 def quick_query(data: bytes) -> FastQuery | None:
     """Like parse_query, but the key is the question's exact bytes and the name is not walked.
 
@@ -88,7 +95,23 @@ def quick_query(data: bytes) -> FastQuery | None:
     and routes are made only from queries that `parse_query` validated whose question ends at their
     first zero byte. A packet whose bytes match such a question up to that zero byte has the same
     labels, so it needs no walk of its own.
+
+    Everything it reads but the ID is in data[2:], so queries that repeat but for their ID (what
+    clients send most) share one FastQuery, found with one dict lookup instead of reading the header
+    again (~130 ns against ~630 ns), and `assemble` can reuse what it built for the last of them.
     """
+    rest = data[2:]
+    q = _quick.get(rest)
+    if q is None:
+        q = _quick_parse(data)
+        if q is not None:
+            if len(_quick) >= _QUICK_MAX:
+                _quick.clear()  # a cheap bound; repeating queries come straight back
+            _quick[rest] = q
+    return q
+
+
+def _quick_parse(data: bytes) -> FastQuery | None:
     n = len(data)
     if n < 17 or data[2] & 0xF8 or data[4:10] != _PLAIN_HEADER or data[10] or data[11] > 1:
         return None
@@ -215,12 +238,25 @@ class WireAnswer:
 
 
 def assemble(data: bytes, q: FastQuery, flags: int, an: int, ns: int, ar: int, tail: bytes) -> bytes:
-    """The reply to `data`: its ID, `flags` (RD and CD copied from the query), its question, `tail`, OPT."""
+    """The reply to `data`: its ID, `flags` (RD and CD copied from the query), its question, `tail`, OPT.
+
+    Everything after the ID depends only on `q` (shared by queries equal but for their ID) and the
+    arguments, so the last result is kept on `q` and reused while the same `tail` object is sent:
+    stored answers keep their tail object until their data or TTL changes.
+    """
+    last = q.last
+    if last is not None and last[0] is tail and last[1] == flags and last[2] == an and last[3] == ns \
+            and last[4] == ar:
+        return data[0:2] + last[5]
     out_flags = flags | (q.flags & (RD | CD))
     if q.edns:
-        return (data[0:2] + _U16.pack(out_flags) + _COUNTS.pack(1, an, ns, ar + 1) + data[12:q.qend] + tail
+        rest = (_U16.pack(out_flags) + _COUNTS.pack(1, an, ns, ar + 1) + data[12:q.qend] + tail
                 + opt_record(q.udp_size, q.do))
-    return data[0:2] + _U16.pack(out_flags) + _COUNTS.pack(1, an, ns, ar) + data[12:q.qend] + tail
+    else:
+        rest = _U16.pack(out_flags) + _COUNTS.pack(1, an, ns, ar) + data[12:q.qend] + tail
+    if len(rest) <= _LAST_MAX:
+        q.last = (tail, flags, an, ns, ar, rest)
+    return data[0:2] + rest
 
 
 def with_client_opt(reply: bytes, q: FastQuery) -> bytes | None:

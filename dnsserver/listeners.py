@@ -13,13 +13,15 @@ import socket
 import ssl
 
 from dnsserver.dispatch import Dispatcher
+from dnsserver.mmsg import Batch
 
 log = logging.getLogger("portolan")
 
 TCP_IDLE_TIMEOUT = 10.0  # seconds a TCP connection may sit with no query in flight (CoreDNS: 10s)
 TCP_MAX_INFLIGHT = 128  # pipelined queries served at once on one connection; reading pauses beyond this
 UDP_RCVBUF = 4 << 20  # absorb bursts (dnsperf, pod start storms) instead of dropping in the kernel
-UDP_BATCH = 64  # datagrams read per wake-up before yielding to the event loop
+UDP_BATCH = 64  # datagrams per recvmmsg (or recvfrom loop)
+UDP_ROUNDS = 4  # batches read per wake-up before yielding to the event loop
 UDP_MAX = 8192  # larger than any query a client may send over UDP (EDNS0 sizes stop at 4096 in practice)
 
 
@@ -59,11 +61,13 @@ def _make_socket(host: str, port: int, kind: socket.SocketKind) -> socket.socket
 
 
 class UdpReader:
-    """Reads a UDP socket from one readiness callback, several datagrams per wake-up.
+    """Reads a UDP socket from one readiness callback, many datagrams per wake-up.
 
     A protocol callback per datagram costs ~0.6 µs more per query than draining the socket in a loop
-    (measured with uvloop under dnsperf). Hot-path answers are sent inline; anything else becomes a task.
-    Each wake-up reads at most UDP_BATCH datagrams so other callbacks (TCP, timers) are not starved.
+    (measured with uvloop under dnsperf), and recvmmsg/sendmmsg batches save another 0.45-0.85 µs over a
+    recvfrom/sendto pair per query (see mmsg.py); the plain loop remains where those are unavailable.
+    Hot-path answers are sent inline; anything else becomes a task. Each wake-up reads a bounded number
+    of datagrams so other callbacks (TCP, timers) are not starved.
     """
 
     def __init__(self, listener: Listener, sock: socket.socket) -> None:
@@ -71,13 +75,27 @@ class UdpReader:
         self.sock = sock
         self.loop = asyncio.get_running_loop()
         self.closed = False
-        self.loop.add_reader(sock.fileno(), self._readable)
+        self.batch = Batch(sock, UDP_BATCH, UDP_MAX, client_address) if Batch.available() else None
+        self.loop.add_reader(sock.fileno(), self._readable if self.batch is None else self._readable_batched)
+
+    def _readable_batched(self) -> None:
+        d = self.listener.dispatcher  # read per wake-up: a reload swaps it
+        fast, serve = d.fast if d.fast_enabled else None, self.batch.serve  # type: ignore[union-attr]
+        for _ in range(UDP_ROUNDS):
+            try:
+                if serve(fast, self._slow) < UDP_BATCH:
+                    return
+            except OSError as e:  # ICMP errors for earlier replies (client went away): nothing to do
+                log.debug("udp error: %s", e)
+
+    def _slow(self, data: bytes, addr: tuple[str, int], client: tuple[str, int]) -> None:
+        self.listener.spawn(self._serve(data, addr, client))
 
     def _readable(self) -> None:
         listener = self.listener
         d = listener.dispatcher  # read per wake-up: a reload swaps it
         recv, fast = self.sock.recvfrom, d.fast if d.fast_enabled else None
-        for _ in range(UDP_BATCH):
+        for _ in range(UDP_BATCH * UDP_ROUNDS):
             try:
                 data, addr = recv(UDP_MAX)
             except (BlockingIOError, InterruptedError):

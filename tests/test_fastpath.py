@@ -1,0 +1,58 @@
+"""The hot path's byte-level helpers: queries equal but for their ID share what was read and built."""
+
+from __future__ import annotations
+
+import pytest
+from dnslib import EDNS0, QTYPE, RR, A, DNSRecord
+
+from dnsserver.fastpath import QR, assemble, parse_query, quick_query
+
+
+def query(name: str, qid: int, edns: bool = False, rd: bool = True) -> bytes:
+    q = DNSRecord.question(name)
+    q.header.id, q.header.rd = qid, int(rd)
+    if edns:
+        q.add_ar(EDNS0(udp_len=1232))
+    return bytes(q.pack())
+
+
+def tail_for(ip: str) -> bytes:
+    """The records after the question of a reply for app.example.org (what a store keeps)."""
+    r = DNSRecord.question("app.example.org").reply()
+    r.add_answer(RR("app.example.org", QTYPE.A, rdata=A(ip), ttl=30))
+    packed = bytes(r.pack())
+    return packed[12 + len(b"\x03app\x07example\x03org\x00") + 4:]
+
+
+def test_queries_differing_only_in_id_share_one_reading() -> None:
+    a, b = quick_query(query("App.Example.org", 1)), quick_query(query("App.Example.org", 2))
+    assert a is not None and a is b
+    assert quick_query(query("app.example.org", 1)) is not a  # other spelling: other bytes, other key
+    assert quick_query(query("App.Example.org", 1, edns=True)) is not a
+
+
+@pytest.mark.parametrize(("edns", "rd"), [(False, True), (True, True), (False, False)])
+def test_assemble_reuses_only_while_inputs_are_the_same(edns: bool, rd: bool) -> None:
+    first, second = query("App.Example.org", 0x1111, edns, rd), query("App.Example.org", 0x2222, edns, rd)
+    q = quick_query(first)
+    assert q is not None and q is quick_query(second)
+    old, new = tail_for("10.0.0.1"), tail_for("10.0.0.2")
+    cases = [  # (query bytes, tail, flags, expected address); each answer checked against a fresh parse
+        (first, old, QR, "10.0.0.1"),
+        (second, old, QR, "10.0.0.1"),  # reused: only the ID differs
+        (second, new, QR, "10.0.0.2"),  # the store's tail object changed: built again
+        (first, new, QR | 0x0400, "10.0.0.2"),  # other flags (AA): built again
+        (first, bytes(new), QR | 0x0400, "10.0.0.2"),  # an equal but distinct tail is fine too
+    ]
+    for data, tail, flags, ip in cases:
+        out = assemble(data, q, flags, 1, 0, 0, tail)
+        fresh = parse_query(data)
+        assert fresh is not None
+        assert out == assemble(data, fresh, flags, 1, 0, 0, tail)  # no memory on a fresh reading
+        reply = DNSRecord.parse(out)
+        assert reply.header.id == DNSRecord.parse(data).header.id
+        assert bool(reply.header.aa) == bool(flags & 0x0400)
+        assert bool(reply.header.rd) == rd
+        assert [str(r.rdata) for r in reply.rr] == [ip]
+        assert str(reply.q.qname) == "App.Example.org."
+        assert (reply.ar[0].edns_len if reply.ar else None) == (1232 if edns else None)
