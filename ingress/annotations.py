@@ -258,6 +258,7 @@ class Annotations:
     session_cookie_max_age: int | None = None  # seconds
     session_cookie_samesite: str | None = None
     session_cookie_secure: bool = False  # False: Secure only over HTTPS
+    preserve_trailing_slash: bool = False
     permanent_redirect: str | None = None
     permanent_redirect_code: int = 301
     temporal_redirect: str | None = None
@@ -306,6 +307,7 @@ _SIMPLE: dict[str, tuple[str, Callable[[str], Any]]] = {
     "session-cookie-max-age": ("session_cookie_max_age", _int(0, 2**31 - 1)),
     "session-cookie-samesite": ("session_cookie_samesite", _samesite),
     "session-cookie-secure": ("session_cookie_secure", _bool),
+    "preserve-trailing-slash": ("preserve_trailing_slash", _bool),
     "permanent-redirect": ("permanent_redirect", url),
     "permanent-redirect-code": ("permanent_redirect_code", _redirect_code),
     "temporal-redirect": ("temporal_redirect", url),

@@ -62,6 +62,7 @@ GOOD = [
     ("session-cookie-samesite", "Strict", "session_cookie_samesite", "Strict"),
     ("session-cookie-samesite", "LAX", "session_cookie_samesite", "Lax"),
     ("session-cookie-secure", "true", "session_cookie_secure", True),
+    ("preserve-trailing-slash", "true", "preserve_trailing_slash", True),
 ]  # fmt: skip
 
 
@@ -92,7 +93,7 @@ BAD = [
     ("canary-by-cookie", "a.b"), ("canary-by-cookie", "a=b"), ("session-cookie-path", "app"),
     ("session-cookie-path", "/a b"), ("session-cookie-expires", "-1"), ("session-cookie-expires", "1d"),
     ("session-cookie-max-age", "2147483648"), ("session-cookie-samesite", "sometimes"),
-    ("session-cookie-secure", "yes"),
+    ("session-cookie-secure", "yes"), ("preserve-trailing-slash", "on"),
 ]  # fmt: skip
 
 

@@ -269,6 +269,32 @@ async def test_session_cookie_attributes(start_controller, backends, client_for)
             assert "Set-Cookie" not in sticky.headers and sticky.backend is not None
 
 
+async def test_https_redirect_trailing_slash(start_controller, backends, client_for) -> None:
+    store = Store()
+    await services(backends, store, a=("a1",))
+    o.put(
+        store,
+        o.ingress("strip", o.rule("strip.com", o.path("/", "a")), tls=[{"hosts": ["strip.com"]}]),
+        o.ingress("keep", o.rule("keep.com", o.path("/", "a")), tls=[{"hosts": ["keep.com"]}],
+                  annotations=ann(preserve_trailing_slash="true")),
+        o.ingress("force", o.rule("force.com", o.path("/", "a")), annotations=ann(force_ssl_redirect="true")),
+        o.ingress("force-keep", o.rule("force-keep.com", o.path("/", "a")),
+                  annotations=ann(force_ssl_redirect="true", preserve_trailing_slash="true")),
+    )  # fmt: skip
+    controller = await start_controller(store)
+    client = client_for(controller)
+    cases = [  # (host, request URI, URI in Location): ingress-nginx drops the last byte if it is "/"
+        ("strip.com", "/p/", "/p"), ("strip.com", "/", ""), ("strip.com", "/p?x=1", "/p?x=1"),
+        ("strip.com", "/p/?next=/", "/p/?next="), ("strip.com", "/a//", "/a/"),
+        ("keep.com", "/p/", "/p/"), ("keep.com", "/", "/"), ("keep.com", "/p/?next=/", "/p/?next=/"),
+        ("force.com", "/p/", "/p"), ("force-keep.com", "/p/", "/p/"),
+    ]  # fmt: skip
+    for host, uri, kept in cases:
+        reply = await client.request(host, uri)
+        assert reply.status == 308, (host, uri)
+        assert reply.headers["Location"] == f"https://{host}:{controller.options.https_port}{kept}", (host, uri)
+
+
 async def test_redirects_and_app_root(start_controller, backends, client_for) -> None:
     store = Store()
     await services(backends, store, a=("a1",))

@@ -97,6 +97,7 @@ HOSTILE_ANNOTATIONS: list[tuple[str, str]] = [
     ("session-cookie-max-age", "$PWNED"),
     ("session-cookie-samesite", "Lax; PWNED"),
     ("session-cookie-secure", "true}PWNED"),
+    ("preserve-trailing-slash", "true;PWNED"),
 ]
 # Snippets are off by default: these are ignored (the Ingress is served without them).
 IGNORED_ANNOTATIONS = [
