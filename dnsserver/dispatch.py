@@ -6,8 +6,10 @@ that raises gives SERVFAIL, and even a bug in the core is caught and logged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from dnslib import EDNS0, DNSRecord
 
@@ -58,6 +60,8 @@ class Dispatcher:
         self.routes: dict[bytes, Route] = {}
         self.fast_enabled = any(b.fast_store is not None for b in zones.values())
         self.relay_enabled = any(b.relay is not None for b in zones.values())
+        self._tasks: set[asyncio.Task[None]] = set()  # chain fallbacks of relay_now
+        self.relays: dict[bytes, tuple[str, Block, Callable[..., bool]]] = {}  # question bytes -> relay_now's target
 
     def fast(self, data: bytes, client: tuple[str, int], proto: str) -> bytes | None:
         """Answer from stored wire bytes, or None for the slow path. Must never raise."""
@@ -102,27 +106,102 @@ class Dispatcher:
             log.exception("[ERROR] relay path failed; falling back")
             return None
 
-    async def _relay(self, data: bytes, client: tuple[str, int], proto: str) -> bytes | None:
+    def _relay_target(self, data: bytes) -> tuple[FastQuery, str, Block] | None:
+        """The query read and the block whose relay takes it, or None for the chain."""
         q = parse_query(data)
         if q is None:
             return None
         found = self.select(decode_name(data).lower(), q.qtype)
         if found is None or found[1].relay is None or q.qtype in found[1].chain_qtypes:
             return None
-        zone, block = found
+        return q, found[0], found[1]
+
+    async def _relay(self, data: bytes, client: tuple[str, int], proto: str) -> bytes | None:
+        target = self._relay_target(data)
+        if target is None:
+            return None
+        q, zone, block = target
         start = time.perf_counter()
         try:
-            reply = await block.relay.relay(data, proto)  # type: ignore[attr-defined]
+            reply: bytes | Exception | None = await block.relay.relay(data, proto)  # type: ignore[attr-defined]
         except Exception as e:
+            reply = e
+        if reply is None:
+            return None
+        return self._relayed(data, q, client, proto, zone, block, start, reply)
+
+    def relay_now(self, data: bytes, client: tuple[str, int], proto: str, local_ip: str,
+                  send: Callable[[bytes], None]) -> bool:
+        """The relay path without a task: start forwarding now, `send` the reply when it comes.
+
+        False: not started (not for this path, or the relay wants a task for it): call `relay`/`handle`.
+        A reply that cannot be relayed as bytes after all is answered by the chain, in a task then.
+        Which relay takes a question is worked out once and remembered by its exact bytes, as hot-path
+        routes are: queries repeat, and their names need not be walked and checked again each time.
+        """
+        try:
+            q = quick_query(data)
+            if q is None:
+                return False
+            found = self.relays.get(q.key)
+            if found is None:
+                found = self._learn_relay(data, q)
+                if found is None:
+                    return False
+            if q.edns and ((data[q.qend + 3] << 8) | data[q.qend + 4]) < 512:
+                return False  # forwarded as it is, a size below the minimum would be too
+            zone, block, start_relay = found
+            start = time.perf_counter()
+
+            def done(reply: bytes | Exception) -> None:
+                try:
+                    out = self._relayed(data, q, client, proto, zone, block, start, reply)
+                except Exception:
+                    log.exception("[ERROR] relay path failed; falling back")
+                    out = None
+                if out is not None:
+                    send(out)
+                    return
+                task = asyncio.get_running_loop().create_task(self._chain(data, client, proto, local_ip, send))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+            return bool(start_relay(data, proto, done))
+        except Exception:
+            log.exception("[ERROR] relay path failed; falling back")
+            return False
+
+    def _learn_relay(self, data: bytes, q: FastQuery) -> tuple[str, Block, Callable[..., bool]] | None:
+        target = self._relay_target(data)
+        if target is None or target[0].qend != q.qend:
+            return None
+        _, zone, block = target
+        starter = getattr(block.relay, "relay_starter", None)
+        start_relay = starter(data) if starter is not None else None
+        if start_relay is None:
+            return None
+        if len(self.relays) >= MAX_ROUTES:
+            self.relays.clear()  # a cheap bound, as for routes
+        found = self.relays[q.key] = (zone, block, start_relay)
+        return found
+
+    async def _chain(self, data: bytes, client: tuple[str, int], proto: str, local_ip: str,
+                     send: Callable[[bytes], None]) -> None:
+        out = await self.handle(data, client, proto, local_ip)
+        if out is not None:
+            send(out)
+
+    def _relayed(self, data: bytes, q: FastQuery, client: tuple[str, int], proto: str, zone: str, block: Block,
+                 start: float, reply: bytes | Exception) -> bytes | None:
+        """The client's reply from what the relay gave: its OPT, truncation, metrics, log. None: the chain."""
+        if isinstance(reply, Exception):
             # What the chain would do: errors (if loaded) logs it, the client gets SERVFAIL.
             errors = next((p for p in block.plugins if p.name == "errors"), None)
             if errors is not None:
-                errors.report(WireQuery(data, q, client, proto), PluginError(block.relay.name, e))  # type: ignore[attr-defined]
+                errors.report(WireQuery(data, q, client, proto), PluginError(block.relay.name, reply))  # type: ignore[attr-defined]
             else:
-                log.debug("relay: %s", e)
+                log.debug("relay: %s", reply)
             reply = assemble(data, q, QR | wire.SERVFAIL, 0, 0, 0, b"")
-        if reply is None:
-            return None
         out = with_client_opt(reply, q)
         if out is None:
             return None
@@ -132,7 +211,7 @@ class Dispatcher:
             out = assemble(data, q, ((out[2] << 8) | out[3]) | TC, 0, 0, 0, b"")
         if block.metrics:
             self.metrics.record(self.label, zone, proto, 2 if ":" in client[0] else 1, q.qtype, q.do,
-                                limit, len(out), wire.rcode_name(out[3] & 0xF), block.relay.name,
+                                limit, len(out), wire.rcode_name(out[3] & 0xF), block.relay.name,  # type: ignore[union-attr]
                                 time.perf_counter() - start)
         if block.fast_observers:
             _notify(block, data, q, client, proto, out, start)

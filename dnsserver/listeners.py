@@ -88,8 +88,23 @@ class UdpReader:
             except OSError as e:  # ICMP errors for earlier replies (client went away): nothing to do
                 log.debug("udp error: %s", e)
 
-    def _slow(self, data: bytes, addr: tuple[str, int], client: tuple[str, int]) -> None:
-        self.listener.spawn(self._serve(data, addr, client))
+    def _slow(self, data: bytes, addr: tuple[str, int], client: tuple[str, int], raw: bytes | None = None) -> None:
+        listener = self.listener
+        d = listener.dispatcher
+        if d.relay_enabled:
+            batch = self.batch
+            if raw is not None and batch is not None:
+                def send(out: bytes) -> None:
+                    # Relayed replies complete one by one as upstream replies arrive: queue them so one
+                    # sendmmsg carries all those of a burst.
+                    if self.closed or not batch.outbox.put_soon(out, raw, self.loop):
+                        self.send(out, addr)
+            else:
+                def send(out: bytes) -> None:
+                    self.send(out, addr)
+            if d.relay_now(data, client, "udp", listener.host, send):
+                return
+        listener.spawn(self._serve(data, addr, client))
 
     def _readable(self) -> None:
         listener = self.listener
@@ -110,7 +125,7 @@ class UdpReader:
                 if out is not None:
                     self.send(out, addr)
                     continue
-            listener.spawn(self._serve(data, addr, client))
+            self._slow(data, addr, client)
 
     async def _serve(self, data: bytes, addr: tuple[str, int], client: tuple[str, int]) -> None:
         d = self.listener.dispatcher
@@ -133,6 +148,8 @@ class UdpReader:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            if self.batch is not None:
+                self.batch.outbox.queued = 0  # a flush still scheduled must not write to a reused fd
             self.loop.remove_reader(self.sock.fileno())
             self.sock.close()
 

@@ -6,12 +6,13 @@ recvmmsg and one sendmmsg per batch (a bare answerer under dnsperf on this proje
 vectors are laid out once in buffers the kernel is pointed at; each datagram is then read, and each
 reply written, through memoryviews, with no ctypes object made per datagram.
 
-Linux with glibc only (the structures below are glibc's layout); `Batch.available()` says so and the
-listener keeps its recvfrom loop elsewhere.
+Linux with glibc only (the structures below are glibc's layout); `available()` says so; elsewhere the
+listener keeps its recvfrom loop and forward its transport's sendto.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import errno
 import os
@@ -63,6 +64,11 @@ def _load() -> ctypes.CDLL | None:
     return _libc
 
 
+def available() -> bool:
+    """Whether recvmmsg and sendmmsg can be used here."""
+    return _load() is not None
+
+
 def _address(buf: bytearray) -> int:
     return ctypes.addressof(ctypes.c_char.from_buffer(buf))
 
@@ -82,45 +88,125 @@ def decode_sockaddr(raw: bytes) -> tuple[str, int] | tuple[str, int, int, int]:
 Sender = tuple[tuple, tuple[str, int]]  # (address to reply to, the client as plugins see it)
 
 
-class Batch:
-    """Receive and reply vectors for one UDP socket, `slots` datagrams of at most `size` bytes each."""
+class Outbox:
+    """Datagrams queued for one socket and sent together by one sendmmsg.
+
+    `put` queues (a raw sockaddr per datagram, or None on a connected socket); `flush` sends; `put_soon`
+    also arranges a flush right after the event loop's current callback, so replies that complete
+    one by one within a burst still leave in one system call.
+    """
 
     @staticmethod
     def available() -> bool:
-        return _load() is not None
+        return available()
+
+    def __init__(self, fd: int, slots: int, size: int, on_error: Callable[[OSError], None] | None = None) -> None:
+        lib = _load()
+        if lib is None:
+            raise OSError("recvmmsg/sendmmsg not available")
+        self._sendmmsg = lib.sendmmsg
+        self.fd, self.slots, self.size, self.on_error = fd, slots, size, on_error
+        self.data, self.names = bytearray(slots * size), bytearray(slots * SOCKADDR_MAX)
+        iov, vec = bytearray(slots * _IOV_STRIDE), bytearray(slots * _STRIDE)
+        # The ctypes views fill the vector once; the buffers they point at never move (bytearrays with
+        # live exports cannot be resized), and the views are kept so the exports stay alive.
+        self._views = ((_IoVec * slots).from_buffer(iov), (_MMsgHdr * slots).from_buffer(vec))
+        io, v = self._views
+        data = _address(self.data)
+        for i in range(slots):
+            io[i].base = data + i * self.size
+            v[i].hdr.iov, v[i].hdr.iovlen = ctypes.addressof(io[i]), 1
+        self._buffers = (iov, vec)
+        self.vec_at, self.names_at = ctypes.addressof(v), _address(self.names)
+        self.v32 = memoryview(vec).cast("B").cast("I")
+        self.vptr = memoryview(vec).cast("B").cast("P")
+        self.iov = memoryview(iov).cast("B").cast("N")
+        self.dview, self.nview = memoryview(self.data), memoryview(self.names)
+        self.queued = 0
+        self.scheduled = False
+
+    def put(self, data: bytes, name: bytes | None) -> bool:
+        """Queue `data` (to `name`, a raw sockaddr); False if it is larger than a slot (send it alone)."""
+        k = len(data)
+        if k > self.size:
+            return False
+        j = self.queued
+        if j == self.slots:
+            self.flush()
+            j = 0
+        off = j * self.size
+        self.dview[off:off + k] = data
+        self.iov[j * _IOVW + _IOVLEN] = k
+        if name is None:
+            self.vptr[j * _PW + _NAME] = 0
+            self.v32[j * _W32 + _NAMELEN] = 0
+        else:
+            noff = j * SOCKADDR_MAX
+            self.nview[noff:noff + len(name)] = name
+            self.vptr[j * _PW + _NAME] = self.names_at + noff
+            self.v32[j * _W32 + _NAMELEN] = len(name)
+        self.queued = j + 1
+        return True
+
+    def put_soon(self, data: bytes, name: bytes | None, loop: asyncio.AbstractEventLoop) -> bool:
+        if not self.put(data, name):
+            return False
+        if not self.scheduled:
+            self.scheduled = True
+            loop.call_soon(self.flush)
+        return True
+
+    def flush(self) -> None:
+        """Send everything queued. A datagram the kernel refuses is skipped (and reported to `on_error`);
+        a full send buffer drops the rest (UDP may drop; the client asks again)."""
+        self.scheduled = False
+        start, total = 0, self.queued
+        self.queued = 0
+        while start < total:
+            n = self._sendmmsg(self.fd, self.vec_at + start * _STRIDE, total - start, 0)
+            if n > 0:
+                start += n
+                continue
+            e = ctypes.get_errno()
+            if e in (errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS):
+                return
+            if e != errno.EINTR:
+                start += 1  # e.g. an unreachable client: skip its datagram, send the others
+                if self.on_error is not None:
+                    self.on_error(OSError(e, os.strerror(e)))
+
+
+class Batch:
+    """Receive vectors for one UDP socket, `slots` datagrams of at most `size` bytes each, and an Outbox
+    for the replies."""
+
+    @staticmethod
+    def available() -> bool:
+        return available()
 
     def __init__(self, sock: socket.socket, slots: int, size: int, client: Callable[[tuple], tuple[str, int]]) -> None:
         lib = _load()
         if lib is None:
             raise OSError("recvmmsg/sendmmsg not available")
-        self._recvmmsg, self._sendmmsg = lib.recvmmsg, lib.sendmmsg
+        self._recvmmsg = lib.recvmmsg
         self.sock, self.fd, self.slots, self.size = sock, sock.fileno(), slots, size
         self.client = client  # normalises an address for plugins (IPv4-mapped IPv6 -> IPv4)
         self.senders: dict[bytes, Sender] = {}
+        self.outbox = Outbox(self.fd, slots, size)
         self.rdata, self.names = bytearray(slots * size), bytearray(slots * SOCKADDR_MAX)
-        self.sdata = bytearray(slots * size)
-        riov, siov = bytearray(slots * _IOV_STRIDE), bytearray(slots * _IOV_STRIDE)
-        self.rvec, self.svec = bytearray(slots * _STRIDE), bytearray(slots * _STRIDE)
-        # The ctypes views fill the vectors once; the buffers they point at never move (bytearrays
-        # with live exports cannot be resized), and the views are kept so the exports stay alive.
-        self._views = (
-            (_IoVec * slots).from_buffer(riov), (_IoVec * slots).from_buffer(siov),
-            (_MMsgHdr * slots).from_buffer(self.rvec), (_MMsgHdr * slots).from_buffer(self.svec))
-        rio, sio, rv, sv = self._views
-        rdata, sdata, names = _address(self.rdata), _address(self.sdata), _address(self.names)
+        riov, self.rvec = bytearray(slots * _IOV_STRIDE), bytearray(slots * _STRIDE)
+        # As in Outbox: filled once through ctypes views that are kept alive.
+        self._views = ((_IoVec * slots).from_buffer(riov), (_MMsgHdr * slots).from_buffer(self.rvec))
+        rio, rv = self._views
+        rdata, names = _address(self.rdata), _address(self.names)
         for i in range(slots):
             rio[i].base, rio[i].len = rdata + i * size, size
-            sio[i].base = sdata + i * size
             rv[i].hdr.name, rv[i].hdr.namelen = names + i * SOCKADDR_MAX, SOCKADDR_MAX
             rv[i].hdr.iov, rv[i].hdr.iovlen = ctypes.addressof(rio[i]), 1
-            sv[i].hdr.iov, sv[i].hdr.iovlen = ctypes.addressof(sio[i]), 1
-        self._riov, self._siov = riov, siov
-        self.rvec_at, self.svec_at, self.names_at = ctypes.addressof(rv), ctypes.addressof(sv), names
+        self._riov = riov
+        self.rvec_at = ctypes.addressof(rv)
         self.r32 = memoryview(self.rvec).cast("B").cast("I")
-        self.s32 = memoryview(self.svec).cast("B").cast("I")
-        self.sptr = memoryview(self.svec).cast("B").cast("P")
-        self.siov = memoryview(siov).cast("B").cast("N")
-        self.rview, self.sview, self.nview = memoryview(self.rdata), memoryview(self.sdata), memoryview(self.names)
+        self.rview, self.nview = memoryview(self.rdata), memoryview(self.names)
 
     def receive(self) -> int:
         """Datagrams now in the receive slots (0 when none are waiting). Other socket errors raise OSError."""
@@ -133,18 +219,16 @@ class Batch:
         raise OSError(e, os.strerror(e))
 
     def serve(self, fast: Callable[[bytes, tuple[str, int], str], bytes | None] | None,
-              slow: Callable[[bytes, tuple, tuple[str, int]], None]) -> int:
+              slow: Callable[[bytes, tuple, tuple[str, int], bytes], None]) -> int:
         """Receive one batch and deal with each datagram: `fast(data, client, "udp")` may answer it at once
-        (replies go out together in one sendmmsg); otherwise `slow(data, address, client)` takes it.
-        Returns the number of datagrams received (0: the socket is drained). OSError as `receive`.
+        (replies go out together in one sendmmsg); otherwise `slow(data, address, client, raw address)`
+        takes it. Returns the number of datagrams received (0: the socket is drained). OSError as `receive`.
         """
         n = self.receive()
         if n == 0:
             return 0
-        r32, s32, sptr, siov = self.r32, self.s32, self.sptr, self.siov
-        rview, sview, nview, senders = self.rview, self.sview, self.nview, self.senders
-        size, names_at = self.size, self.names_at
-        queued = 0
+        r32, rview, nview, senders = self.r32, self.rview, self.nview, self.senders
+        size, put = self.size, self.outbox.put
         for i in range(n):
             at = i * _W32
             namelen = r32[at + _NAMELEN]
@@ -158,20 +242,11 @@ class Batch:
                 sender = self._decode(raw)
             out = fast(data, sender[1], "udp") if fast is not None else None
             if out is None:
-                slow(data, sender[0], sender[1])
-                continue
-            k = len(out)
-            if k > size:
+                slow(data, sender[0], sender[1], raw)
+            elif not put(out, raw):
                 self.send_one(out, sender[0])
-                continue
-            soff = queued * size
-            sview[soff:soff + k] = out
-            siov[queued * _IOVW + _IOVLEN] = k
-            sptr[queued * _PW + _NAME] = names_at + noff
-            s32[queued * _W32 + _NAMELEN] = namelen
-            queued += 1
-        if queued:
-            self._flush(queued)
+        if self.outbox.queued:
+            self.outbox.flush()
         return n
 
     def _decode(self, raw: bytes) -> Sender:
@@ -186,18 +261,3 @@ class Batch:
             self.sock.sendto(out, addr)
         except OSError:
             pass  # a full buffer or a vanished client: UDP may drop, the client asks again
-
-    def _flush(self, total: int) -> None:
-        """Send the first `total` queued replies. One the kernel refuses is skipped; a full send buffer
-        drops the rest (UDP may drop; the client asks again)."""
-        start = 0
-        while start < total:
-            n = self._sendmmsg(self.fd, self.svec_at + start * _STRIDE, total - start, 0)
-            if n > 0:
-                start += n
-                continue
-            e = ctypes.get_errno()
-            if e in (errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS):
-                return
-            if e != errno.EINTR:
-                start += 1  # e.g. an unreachable client: skip its reply, send the others

@@ -59,7 +59,7 @@ def test_batch_answers_fast_defers_slow_and_sends_oversized_alone() -> None:
                 return None
             return (b"R" * 100 if data.startswith(b"big") else b"re:") + data
 
-        got = [batch.serve(fast, lambda d, a, cl: deferred.append((d, a, cl))) for _ in range(3)]
+        got = [batch.serve(fast, lambda d, a, cl, raw: deferred.append((d, a, cl))) for _ in range(3)]
         assert got == [4, 2, 0]
         assert [d for d, _, _ in deferred] == [b"slow1", b"slow5"]
         assert [a[1] for _, a, _ in deferred] == [clients[1].getsockname()[1], clients[2].getsockname()[1]]

@@ -125,7 +125,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from dnslib import DNSRecord
@@ -251,6 +251,18 @@ def relayable(query: bytes) -> tuple[str, bool] | None:
     return ((".".join(labels) + ".") if labels else "."), True
 
 
+class Resume:
+    """Where `run` picks up after a first attempt made by `relay_start`: the policy order it used (the
+    next upstream is the second), the deadline, and the first attempt's error."""
+
+    __slots__ = ("ups", "deadline", "error")
+
+    def __init__(self, ups: Sequence[Upstream], deadline: float, error: Exception | None) -> None:
+        self.ups = ups
+        self.deadline = deadline
+        self.error = error
+
+
 class Stanza:
     """One `forward` line at run time: its upstreams, policy and options."""
 
@@ -274,6 +286,7 @@ class Stanza:
         self.failover = frozenset(cfg.failover_rcodes)
         self.next_rcodes = frozenset(cfg.next_rcodes)
         self.concurrent = 0
+        self._tasks: set[asyncio.Task[None]] = set()  # retries after a failed relay_start attempt
 
     def matches(self, name: str) -> bool:
         """FROM covers `name` and no `except` zone does (FROM itself is always forwarded)."""
@@ -333,24 +346,93 @@ class Stanza:
             return wire_reply(query, FORMERR), False
         return query[:2] + data[2:], True
 
-    async def run(self, query: bytes, proto: str, convert: Callable[[bytes], T]) -> T | None:
+    def relay_start(self, query: bytes, proto: str, done: Callable[[bytes | Exception], None]) -> bool:
+        """`relay` without a task or a future, for the common case: a UDP query, no TCP or failover
+        options, and the first upstream in policy order up with its UDP channel open.
+
+        False: nothing was started; use `relay`. True: `done` will get, exactly once, the reply bytes or
+        the exception `relay` would have raised. A failed first attempt carries on as `run` does, in a
+        task then, since retries and timeouts are the rare case.
+        """
+        cfg = self.cfg
+        if proto != "udp" or cfg.force_tcp or cfg.prefer_udp or self.failover:
+            return False
+        ups = self.policy(self.upstreams)
+        up = ups[0]
+        if up.down(self.max_fails):
+            return False
+        if not self._admit():
+            done(wire_reply(query, REFUSED))
+            return True
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        timeout = min(self.read_timeout, self.deadline) if self.read_timeout > 0 else self.deadline
+
+        def answered(data: bytes | None, error: UpstreamError | None) -> None:
+            self._relayed(query, proto, ups, error, up, start, done, data)
+
+        if up.ask(query, timeout, answered, loop):
+            return True
+        self.concurrent -= 1
+        return False
+
+    def _relayed(self, query: bytes, proto: str, ups: Sequence[Upstream], error: Exception | None, up: Upstream,
+                 start: float, done: Callable[[bytes | Exception], None], data: bytes | None) -> None:
+        """The first attempt of `relay_start` is over: what `run` does with its outcome."""
+        loop = asyncio.get_running_loop()
+        if data is not None:
+            METRICS.observe(up.addr, wire.rcode_name(data[3] & 0x0F), loop.time() - start)
+            if not same_question(query, data):
+                self.concurrent -= 1
+                done(wire_reply(query, FORMERR))
+                return
+            if well_formed(data):
+                self.concurrent -= 1
+                done(query[:2] + data[2:])
+                return
+            error = UpstreamError(f"dns: bad reply from {up.addr}: malformed reply from upstream")
+        state = Resume(ups, start + self.deadline, error)
+        if self.max_fails:
+            up.healthcheck()
+        task = loop.create_task(self._relay_rest(query, proto, state, done))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _relay_rest(self, query: bytes, proto: str, state: Resume,
+                          done: Callable[[bytes | Exception], None]) -> None:
+        try:
+            data = await self.run(query, proto, _check_reply, state)
+        except Exception as e:  # UpstreamError, NoHealthyUpstream: the caller answers SERVFAIL
+            self.concurrent -= 1
+            done(e)
+            return
+        self.concurrent -= 1
+        done(wire_reply(query, FORMERR) if data is None else query[:2] + data[2:])
+
+    async def run(self, query: bytes, proto: str, convert: Callable[[bytes], T],
+                  resume: Resume | None = None) -> T | None:
         """Ask the upstreams in policy order until one gives a usable reply, converted by `convert`.
 
         None means the reply did not match the query (the client gets FORMERR). `convert` raising
         ValueError makes the reply count as an upstream failure. Raises UpstreamError or
-        NoHealthyUpstream when no upstream answered within the deadline.
+        NoHealthyUpstream when no upstream answered within the deadline. `resume` carries on after
+        a first attempt made without a task (see `relay_start`).
         """
         cfg = self.cfg
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.deadline
         # The client's transport by default; prefer_udp starts on UDP whatever the client used.
         tcp = cfg.force_tcp or (not cfg.prefer_udp and proto != "udp")
         retry_tc = cfg.prefer_udp and not cfg.force_tcp
-        ups = self.policy(self.upstreams)
+        error: Exception | None = None
+        if resume is None:
+            deadline = loop.time() + self.deadline
+            ups = self.policy(self.upstreams)
+            i = attempts = 0
+        else:
+            ups, i, attempts, error, deadline = resume.ups, 1, 1, resume.error, resume.deadline
         n = len(ups)
         max_fails, max_attempts = self.max_fails, self.max_attempts
-        i = down = attempts = failovers = 0
-        error: Exception | None = None
+        down = failovers = 0
         while loop.time() < deadline and (max_attempts == 0 or attempts < max_attempts):
             if i >= n:
                 i = down = 0  # every upstream had its turn: start again from the first
@@ -451,6 +533,20 @@ class Forward(Plugin):
                 continue
             return data
         return None
+
+    def relay_starter(self, query: bytes) -> Callable[[bytes, str, Callable[[bytes | Exception], None]], bool] | None:
+        """What starts `relay` for `query` without a task (`Stanza.relay_start`), or None: use `relay`.
+
+        The answer holds for any query with the same question bytes, so the server may remember it.
+        Only for a block with one stanza: with several, `next` may hand a reply on to the following one.
+        """
+        if len(self.stanzas) != 1:
+            return None
+        found = relayable(query)
+        st = self.stanzas[0]
+        if found is None or not st.matches(found[0]):
+            return None
+        return st.relay_start
 
     async def stop(self) -> None:
         for st in self.stanzas:

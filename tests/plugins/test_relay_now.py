@@ -1,0 +1,108 @@
+"""The relay path without a task (Dispatcher.relay_now -> Stanza.relay_start): every outcome the task
+path has, reached through callbacks, including retries that carry on in a task after a failed first try."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import pytest
+from dnslib import RCODE, DNSRecord
+
+from dnsplugins.forward import Forward
+from tests.dnstest import Case, Served, serve
+from tests.upstreams import FakeUpstream
+
+
+def forward_of(s: Served) -> Forward:
+    return next(p for p in s.config.plugins if isinstance(p, Forward))
+
+
+def start(s: Served, case: Case, proto: str = "udp") -> tuple[bool, asyncio.Future[bytes]]:
+    fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+    started = s.dispatcher.relay_now(bytes(case.message().pack()), case.client, proto, "127.0.0.1",
+                                     fut.set_result)
+    return started, fut
+
+
+async def relay_now(s: Served, case: Case) -> DNSRecord:
+    started, fut = start(s, case)
+    assert started, case.qname
+    reply = DNSRecord.parse(await asyncio.wait_for(fut, 10))
+    assert reply.header.id == 4321 and str(reply.q.qname) == case.qname  # ID and spelling restored
+    return reply
+
+
+@dataclass
+class RelayCase:
+    qname: str
+    rcode: str
+    answer: list[str] = field(default_factory=list)
+    asked: tuple[int, int] = (1, 0)  # how many times each upstream saw the name
+    bufsize: int | None = 1232
+
+
+CASES = [
+    RelayCase("Ok.Example.", "NOERROR", ["192.0.2.1"]),
+    RelayCase("plain.example.", "NOERROR", ["192.0.2.1"], bufsize=None),
+    RelayCase("mismatch.example.", "FORMERR"),  # a reply for another question
+    RelayCase("noqr.example.", "FORMERR"),  # not a response at all
+    RelayCase("wrongid.example.", "NOERROR", ["192.0.2.1"]),  # a stray ID is ignored, the right one taken
+    RelayCase("servfail.example.", "SERVFAIL", asked=(1, 0)),  # the upstream's own rcode, relayed
+    RelayCase("garbage.example.", "NOERROR", ["192.0.2.9"], asked=(1, 1)),  # malformed: the next upstream
+    RelayCase("drop.example.", "NOERROR", ["192.0.2.9"], asked=(1, 1)),  # timed out: the next upstream
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.qname)
+async def test_outcomes(case: RelayCase) -> None:
+    async with FakeUpstream() as first, FakeUpstream(mode="ok", answer="192.0.2.9") as second, \
+            serve(f". {{\n forward . {first.addr} {second.addr} {{\n policy sequential\n }}\n}}") as s:
+        forward_of(s).stanzas[0].read_timeout = 0.3
+        await s.query(Case("warm.example.", "A"))  # the task path opens the UDP channels
+        reply = await relay_now(s, Case(case.qname, "A", bufsize=case.bufsize))
+        assert RCODE.get(reply.header.rcode) == case.rcode
+        assert [str(r.rdata) for r in reply.rr] == case.answer
+        assert [(r.rtype, r.rclass) for r in reply.ar] == ([(41, case.bufsize)] if case.bufsize else [])
+        low = case.qname.lower().rstrip(".") + "."
+        assert (first.names().count(low), second.names().count(low)) == case.asked
+
+
+async def test_every_upstream_down_is_servfail_within_the_deadline() -> None:
+    async with FakeUpstream(mode="drop") as a, FakeUpstream(mode="drop") as b, \
+            serve(f". {{\n errors\n forward . {a.addr} {b.addr}\n}}") as s:
+        st = forward_of(s).stanzas[0]
+        st.read_timeout, st.deadline = 0.2, 0.2
+        a.mode = b.mode = "ok"
+        await s.query(Case("warm.example.", "A"))
+        a.mode = b.mode = "drop"
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        reply = await relay_now(s, Case("x.example.", "A"))
+        assert reply.header.rcode == 2 and loop.time() - t0 < 1.0
+        assert st.concurrent == 0  # every slot given back
+
+
+async def test_max_concurrent_refuses_beyond_the_limit() -> None:
+    async with FakeUpstream(delay=0.3) as up, \
+            serve(f". {{\n forward . {up.addr} {{\n max_concurrent 1\n }}\n}}") as s:
+        await s.query(Case("warm.example.", "A"))
+        started, slow = start(s, Case("slow.example.", "A"))
+        assert started
+        refused = await relay_now(s, Case("ok.example.", "A"))
+        assert refused.header.rcode == 5
+        assert DNSRecord.parse(await asyncio.wait_for(slow, 5)).header.rcode == 0
+        assert forward_of(s).stanzas[0].concurrent == 0
+
+
+async def test_not_started_where_the_task_path_is_needed() -> None:
+    async with FakeUpstream() as up, serve(f". {{\n forward . {up.addr}\n}}") as s:
+        # Before any query the UDP channel is not open yet: the task path opens it.
+        assert start(s, Case("ok.example.", "A"))[0] is False
+        await s.query(Case("warm.example.", "A"))
+        assert start(s, Case("ok.example.", "A"), proto="tcp")[0] is False  # TCP clients keep TCP
+        started, fut = start(s, Case("ok.example.", "A"))
+        assert started and DNSRecord.parse(await fut).header.rcode == 0
+    async with FakeUpstream() as up, serve(f". {{\n forward . {up.addr} {{\n force_tcp\n }}\n}}") as s:
+        await s.query(Case("warm.example.", "A"))
+        assert start(s, Case("ok.example.", "A"))[0] is False
