@@ -371,8 +371,12 @@ class Stanza:
         def answered(data: bytes | None, error: UpstreamError | None) -> None:
             self._relayed(query, proto, ups, error, up, start, done, data)
 
-        if up.ask(query, timeout, answered, loop):
-            return True
+        try:
+            if up.ask(query, timeout, answered, loop):
+                return True
+        except BaseException:
+            self.concurrent -= 1
+            raise
         self.concurrent -= 1
         return False
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import os
 import ssl
 import time
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from dnsplugins.forward.health import HealthCheck
 
 
+log = logging.getLogger("portolan")
 OUTBOX_SLOTS, OUTBOX_SIZE = 64, 4096  # queries queued per sendmmsg to one upstream, and their largest size
 SWEEP_INTERVAL = 0.05  # seconds between checks for timed-out callback waiters (their timeouts' granularity)
 
@@ -186,10 +188,17 @@ class _Waiter:
         return callback
 
     def set_result(self, data: bytes) -> None:
-        self._finish()(data, None)
+        self._call(data, None)
 
     def set_exception(self, err: BaseException) -> None:
-        self._finish()(None, err if isinstance(err, UpstreamError) else UpstreamError(str(err)))
+        self._call(None, err if isinstance(err, UpstreamError) else UpstreamError(str(err)))
+
+    def _call(self, data: bytes | None, err: UpstreamError | None) -> None:
+        try:
+            self._finish()(data, err)
+        except Exception:
+            # Raised into the channel's datagram_received it would close the channel for every query.
+            log.exception("[ERROR] plugin/forward: reply callback failed")
 
 
 class _StreamConn:

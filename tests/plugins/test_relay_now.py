@@ -74,7 +74,10 @@ async def test_every_upstream_down_is_servfail_within_the_deadline() -> None:
         st = forward_of(s).stanzas[0]
         st.read_timeout, st.deadline = 0.2, 0.2
         a.mode = b.mode = "ok"
-        await s.query(Case("warm.example.", "A"))
+        for i in range(100):  # random policy: warm until both UDP channels are open
+            await s.query(Case(f"warm{i}.example.", "A"))
+            if a.asked() and b.asked():
+                break
         a.mode = b.mode = "drop"
         loop = asyncio.get_running_loop()
         t0 = loop.time()
@@ -106,3 +109,21 @@ async def test_not_started_where_the_task_path_is_needed() -> None:
     async with FakeUpstream() as up, serve(f". {{\n forward . {up.addr} {{\n force_tcp\n }}\n}}") as s:
         await s.query(Case("warm.example.", "A"))
         assert start(s, Case("ok.example.", "A"))[0] is False
+
+
+async def test_a_failing_reply_callback_does_not_break_the_upstream_channel(caplog: pytest.LogCaptureFixture) -> None:
+    async with FakeUpstream() as up, serve(f". {{\n forward . {up.addr}\n}}") as s:
+        await s.query(Case("warm.example.", "A"))
+
+        def broken(out: bytes) -> None:
+            raise RuntimeError("client socket gone")
+
+        assert s.dispatcher.relay_now(bytes(Case("ok.example.", "A").message().pack()), ("127.0.0.1", 1), "udp",
+                                      "127.0.0.1", broken)
+        for _ in range(50):
+            if "reply callback failed" in caplog.text:
+                break
+            await asyncio.sleep(0.02)
+        assert "reply callback failed" in caplog.text
+        reply = await relay_now(s, Case("ok.example.", "A"))  # the same channel still carries queries
+        assert [str(r.rdata) for r in reply.rr] == ["192.0.2.1"]
