@@ -138,9 +138,11 @@ def start_portolan(work: Path, port: int, corefile: str) -> subprocess.Popen[byt
     cf = work / "Corefile"
     cf.write_text(corefile.replace("{port}", str(port)))
     exe = shutil.which("portolan") or sys.exit("install portolan first: pip install -e .")
-    logf = open(work / f"portolan-{port}.log", "wb")  # kept for a look when something is lost
-    return subprocess.Popen(["taskset", "-c", SERVER_CPU, exe, "dns", "-quiet", "-conf", str(cf)],
-                            stdout=logf, stderr=subprocess.STDOUT)
+    # The log is kept for a look when something is lost; the child has its own copy of the file
+    # descriptor, so ours is closed at once rather than left open for every round.
+    with open(work / f"portolan-{port}.log", "wb") as logf:
+        return subprocess.Popen(["taskset", "-c", SERVER_CPU, exe, "dns", "-quiet", "-conf", str(cf)],
+                                stdout=logf, stderr=subprocess.STDOUT)
 
 
 def stop(p: subprocess.Popen[bytes]) -> None:

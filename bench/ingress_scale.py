@@ -28,6 +28,7 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.ingress.procs import children  # noqa: E402
 from tests.server import Process, free_port  # noqa: E402
 
 SERVICES = 100  # backends shared by the Ingresses, each with its own EndpointSlice
@@ -47,19 +48,6 @@ def pss_mb(pid: int) -> float:
     except OSError:
         return 0.0
     return int(m.group(1)) / 1024 if m else 0.0
-
-
-def nginx_pids(master: int) -> list[int]:
-    pids = [master]
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                stat = (p / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == master:
-                pids.append(int(p.name))
-    return pids
 
 
 def service(i: int) -> dict[str, Any]:
@@ -102,17 +90,19 @@ async def start_backends(ips: list[str], port: int) -> list[web.AppRunner]:
     return runners
 
 
-async def until_200(session: aiohttp.ClientSession, port: int, host: str, timeout: float) -> float:
+async def until_200(session: aiohttp.ClientSession, url: str, host: str | None, timeout: float) -> float:
+    """Seconds until ``url`` (with this Host header) answers 200."""
     start = time.monotonic()
+    headers = {"Host": host} if host else {}
     while time.monotonic() - start < timeout:
         try:
-            async with session.get(f"http://127.0.0.1:{port}/a", headers={"Host": host}) as r:
+            async with session.get(url, headers=headers) as r:
                 if r.status == 200:
                     return time.monotonic() - start
-        except aiohttp.ClientError:
+        except (TimeoutError, aiohttp.ClientError):  # a request the session's timeout cut: try again
             pass
         await asyncio.sleep(0.05)
-    raise TimeoutError(f"{host} not served within {timeout}s")
+    raise TimeoutError(f"{url} (Host {host}) not answering 200 within {timeout}s")
 
 
 async def run(count: int, changes: int, work: Path) -> dict[str, float]:
@@ -137,21 +127,21 @@ async def run(count: int, changes: int, work: Path) -> dict[str, float]:
         result: dict[str, float] = {}
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-                await until_200_health(session, healthz)
+                await until_200(session, f"http://127.0.0.1:{healthz}/healthz", None, 60)
                 # The whole set at once, then wait for the last one to be served.
                 # The clock starts when the API server has taken the last object, as the issue defines it.
                 await emu.bulk_load([ingress(i) for i in range(count)])
                 t0 = time.monotonic()
-                await until_200(session, http, f"h{count - 1}.bench.test", 300)
+                await until_200(session, f"http://127.0.0.1:{http}/a", f"h{count - 1}.bench.test", 300)
                 result["live_s"] = time.monotonic() - t0
                 conf = next(config_dir.rglob("nginx.conf"))
                 result["conf_mb"] = conf.stat().st_size / 1e6
                 master = int(next(config_dir.rglob("nginx.pid")).read_text().split()[0])
                 result["controller_rss_mb"] = rss_mb(ctl.proc.pid)
-                result["nginx_rss_mb"] = sum(pss_mb(p) for p in nginx_pids(master))
+                result["nginx_rss_mb"] = sum(pss_mb(p) for p in {master, *children(master)})
                 t0 = time.monotonic()
                 await emu.create(ingress(count))
-                await until_200(session, http, f"h{count}.bench.test", 120)
+                await until_200(session, f"http://127.0.0.1:{http}/a", f"h{count}.bench.test", 120)
                 result["one_more_s"] = time.monotonic() - t0
                 result["failed"], result["requests"] = await churn(session, emu, http, ips, backend_port, changes)
         finally:
@@ -161,18 +151,6 @@ async def run(count: int, changes: int, work: Path) -> dict[str, float]:
     for r in runners:
         await r.cleanup()
     return result
-
-
-async def until_200_health(session: aiohttp.ClientSession, port: int) -> None:
-    for _ in range(600):
-        try:
-            async with session.get(f"http://127.0.0.1:{port}/healthz") as r:
-                if r.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    raise TimeoutError("controller never became healthy")
 
 
 async def churn(session: aiohttp.ClientSession, emu: Any, port: int, ips: list[str], backend_port: int,

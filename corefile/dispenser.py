@@ -203,10 +203,13 @@ class Dispenser:
         return out
 
     def occurrences(self) -> int:
-        """How many times the directive appears: depth-0 tokens that begin a line."""
-        return sum(1 for i, depth in enumerate(self._depth)
-                   if depth == 0 and (i == 0 or not same_line(self._tokens[i - 1], self._tokens[i]))
-                   and not is_close(self._tokens[i]))
+        """How many times the directive appears."""
+        return len(self.occurrence_starts())
+
+    def occurrence_starts(self) -> list[Token]:
+        """The first token (the directive's name) of each occurrence: depth-0 tokens that begin a line."""
+        return [tok for i, (tok, depth) in enumerate(zip(self._tokens, self._depth, strict=True))
+                if depth == 0 and (i == 0 or not same_line(self._tokens[i - 1], tok)) and not is_close(tok)]
 
     # -- errors (returned, for the caller to raise) --------------------------------------------
 

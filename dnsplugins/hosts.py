@@ -80,7 +80,7 @@ from dataclasses import dataclass, field
 from dnslib import AAAA, PTR, RR, A, DNSRecord
 from prometheus_client import Gauge
 
-from corefile import CorefileError, Dispenser
+from corefile import CorefileError, Dispenser, normalize_zone
 from dnsserver.durations import parse_duration
 from dnsserver.fastpath import FastQuery
 from dnsserver.memo import AnswerMemo
@@ -140,11 +140,6 @@ def _address(text: str) -> tuple[int, str] | None:
     return (4 if ip.version == 4 else 6), str(ip)
 
 
-def _fqdn(name: str) -> str:
-    name = name.lower()
-    return name if name.endswith(".") else name + "."
-
-
 def parse_hosts(text: str, zones: list[str], reverse: bool) -> HostsMap:
     """Hosts-file text as a map; lines that are not `IP NAME...` and names outside `zones` are skipped."""
     out = HostsMap()
@@ -157,7 +152,7 @@ def parse_hosts(text: str, zones: list[str], reverse: bool) -> HostsMap:
             continue
         family, ip = addr
         for n in fields[1:]:
-            name = _fqdn(n)
+            name = normalize_zone(n)
             if match_zone(zones, name) is None:
                 continue
             if name.startswith("*."):

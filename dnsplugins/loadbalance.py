@@ -162,17 +162,13 @@ def _split(records: Sequence[RR]) -> tuple[list[RR], list[RR], list[RR], list[RR
 
 class LoadBalance(Plugin):
     name = "loadbalance"
-
-    @property
-    def fast_safe(self) -> bool:  # type: ignore[override]
-        # Plain round robin is a shuffle of address records, which the hot path can do on wire bytes.
-        return self.config.policy == ROUND_ROBIN and not self.config.prefer
-
     fast_shuffle = True
 
     def __init__(self, config: LoadBalanceConfig, weights: Weights | None = None,
                  rng: random.Random | None = None) -> None:
         self.config = config
+        # Plain round robin is a shuffle of address records, which the hot path can do on wire bytes.
+        self.fast_safe = config.policy == ROUND_ROBIN and not config.prefer
         self.rng = rng or random.Random()
         self.weights: Weights = weights or {}
         self._digest = b""

@@ -84,7 +84,7 @@ from typing import Any
 
 from dnslib import DNSRecord
 
-from corefile import Dispenser
+from corefile import Dispenser, normalize_zone
 from dnsserver.plugin import Next, Plugin, SetupContext
 from dnsserver.request import Request
 from dnsserver.wire import RCODE_NAMES
@@ -280,6 +280,13 @@ class Rule:
     def render(self, req: Request, reply: DNSRecord | None, size: int, duration: float) -> str:
         return "".join(p if isinstance(p, str) else p(req, reply, size, duration) for p in self.parts)
 
+    def write(self, req: Request, reply: DNSRecord | None, size: int, duration: float) -> None:
+        """Log the line for this exchange if the rule's classes want it (the slow path and the hot path)."""
+        if not log.isEnabledFor(logging.INFO):
+            return  # nothing would be shown: skip the classifying and formatting too
+        if self.every or reply_class(reply_type(req.qtype, reply)) in self.classes:
+            log.info("[INFO] %s", self.render(req, reply, size, duration))
+
 
 class Log(Plugin):
     name = "log"
@@ -294,10 +301,7 @@ class Log(Plugin):
         name = req.name
         for rule in self.rules:
             if rule.covers(name):
-                if not log.isEnabledFor(logging.INFO):
-                    return
-                if rule.every or reply_class(reply_type(req.qtype, reply)) in rule.classes:
-                    log.info("[INFO] %s", rule.render(req, reply, size, duration))
+                rule.write(req, reply, size, duration)
                 return
 
     async def serve(self, req: Request, next: Next) -> DNSRecord | None:
@@ -315,18 +319,9 @@ class Log(Plugin):
         """The callback that writes `rule`'s line for a query that reached `log` at `start`."""
 
         def write(req: Request, reply: DNSRecord | None, size: int) -> None:
-            if not log.isEnabledFor(logging.INFO):
-                return  # nothing would be shown: skip the formatting too
-            if not rule.every and reply_class(reply_type(req.qtype, reply)) not in rule.classes:
-                return
-            log.info("[INFO] %s", rule.render(req, reply, size, time.perf_counter() - start))
+            rule.write(req, reply, size, time.perf_counter() - start)
 
         return write
-
-
-def _fqdn(name: str) -> str:
-    name = name.lower()
-    return name if name.endswith(".") else name + "."
 
 
 def parse(d: Dispenser) -> list[Rule]:
@@ -338,7 +333,7 @@ def parse(d: Dispenser) -> list[Rule]:
         if args and "{" in args[-1]:
             fmt = {"{common}": COMMON_FORMAT, "{combined}": COMBINED_FORMAT}.get(args[-1], args[-1])
             args = args[:-1]
-        names = [_fqdn(a) for a in args] or ["."]
+        names = [normalize_zone(a) for a in args] or ["."]
         classes: set[str] = set()
         while d.next_block():
             if d.val() != "class":

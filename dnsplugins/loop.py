@@ -46,6 +46,9 @@ from collections.abc import Callable
 from dnslib import DNSRecord
 
 from corefile import Dispenser
+from dnsplugins.forward.config import UpstreamSpec
+from dnsplugins.forward.metrics import ForwardMetrics
+from dnsplugins.forward.upstream import Upstream, UpstreamError, probe_query
 from dnsserver.periodic import cancel_task
 from dnsserver.plugin import Next, Plugin, SetupContext
 from dnsserver.request import Request
@@ -86,6 +89,7 @@ class Loop(Plugin):
         self.ctx = ctx
         # Two random numbers, so that no real query and no other server's probe can be mistaken for ours.
         self.qname = f"{random.getrandbits(63)}.{random.getrandbits(63)}.{'' if zone == '.' else zone}"
+        self.query = probe_query(self.qname, True, HINFO)
         self.seen = 0
         self.disabled = False
         self.address = ""  # where the probe was sent, as printed in the FATAL message
@@ -154,33 +158,17 @@ class Loop(Plugin):
 
     async def _exchange(self, host: str, port: int) -> bool:
         """Send the HINFO probe over UDP; True if any reply came back in time."""
-        loop = asyncio.get_running_loop()
-        qid = random.getrandbits(16)
-        labels = [lb for lb in self.qname.rstrip(".").split(".") if lb]
-        name = b"".join(bytes([len(lb)]) + lb.encode() for lb in labels) + b"\x00"
-        query = qid.to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + name + b"\x00\x0d\x00\x01"
-        got: asyncio.Future[bool] = loop.create_future()
-
-        class _Probe(asyncio.DatagramProtocol):
-            def datagram_received(self, data: bytes, addr: object) -> None:
-                if len(data) >= 2 and int.from_bytes(data[:2], "big") == qid and not got.done():
-                    got.set_result(True)
-
-            def error_received(self, exc: Exception) -> None:
-                if not got.done():
-                    got.set_result(False)
-
+        # forward's one-upstream client does the exchange (our own random ID, only a reply carrying
+        # it counts, an ICMP error fails at once). Its metrics are its own: the probe is not forwarded
+        # traffic and must not show in forward's coredns_proxy_* series.
+        up = Upstream(UpstreamSpec(host, port), metrics=ForwardMetrics())
         try:
-            transport, _ = await loop.create_datagram_endpoint(_Probe, remote_addr=(host, port))
-        except OSError:
-            return False
-        try:
-            transport.sendto(query)
-            return await asyncio.wait_for(got, self.probe_timeout)
-        except (TimeoutError, OSError):
+            await up.exchange(self.query, False, self.probe_timeout)
+        except (UpstreamError, OSError):
             return False
         finally:
-            transport.close()
+            await up.close()
+        return True
 
 
 def setup(d: Dispenser, ctx: SetupContext) -> Loop:

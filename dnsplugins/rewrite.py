@@ -105,7 +105,7 @@ from typing import Any
 
 from dnslib import QTYPE, RD, DNSLabel, DNSRecord
 
-from corefile import CorefileError, Dispenser, Token
+from corefile import CorefileError, Dispenser, Token, normalize_zone
 from dnsserver.plugin import Next, Plugin, SetupContext
 from dnsserver.request import Request
 
@@ -148,12 +148,6 @@ class RewriteError(ValueError):
 # -- matching and mapping names -------------------------------------------------------------
 
 
-def fqdn(name: str) -> str:
-    """Lower case and fully qualified, as every non-regex FROM and TO is normalised."""
-    name = name.lower()
-    return name if name.endswith(".") else name + "."
-
-
 def expand(template: str, m: re.Match[str]) -> str:
     """`template` with {0} (the whole match), {1}, {2}, ... replaced; a group that did not take part is ""."""
     groups = (m.group(0), *m.groups())
@@ -174,16 +168,11 @@ def renamer(kind: str, source: str, target: str, pattern: re.Pattern[str] | None
     if kind == PREFIX:
         return lambda n: target + n[len(source):] if n.startswith(source) else None
     if kind == SUFFIX:
-        return lambda n: n[:len(n) - len(source)] + target if n.endswith(source) else None
+        return swap_suffix(source, target)
     if kind == SUBSTRING:
         return lambda n: n.replace(source, target) if source in n else None
     assert pattern is not None
-
-    def by_regex(n: str) -> str | None:
-        m = pattern.search(n)
-        return expand(target, m) if m is not None else None
-
-    return by_regex
+    return by_regex(pattern, target)
 
 
 def matcher(kind: str, value: str, pattern: re.Pattern[str] | None) -> Callable[[str], bool]:
@@ -578,8 +567,8 @@ def parse_name(mode: str, field: Token, args: list[Token]) -> Rule:
     if kind == REGEX:
         pattern = compile_regex(source, "invalid regex matching pattern")
         check_groups(pattern, source, target)
-        return NameRule(mode, renamer(kind, "", fqdn(target.text), pattern), auto, answers)
-    src, dst = fqdn(source.text), fqdn(target.text)
+        return NameRule(mode, renamer(kind, "", normalize_zone(target.text), pattern), auto, answers)
+    src, dst = normalize_zone(source.text), normalize_zone(target.text)
     if kind == SUFFIX:
         # A suffix is undone by swapping the suffixes back, wherever the new one appears.
         if auto:
@@ -618,7 +607,7 @@ def parse_answers(kind: str, toks: list[Token]) -> tuple[bool, list[Response]]:
         i += 2
         pattern = compile_regex(source, f"{option} answer rule for {kind} rule: invalid regex matching pattern")
         check_groups(pattern, source, target, f"{option} answer rule for {kind} rule: ")
-        mapper = by_regex(pattern, fqdn(target.text))
+        mapper = by_regex(pattern, normalize_zone(target.text))
         if option == "name":
             answers.append(OwnerNames(mapper))
             explicit_names += 1
@@ -663,7 +652,7 @@ def name_matcher(field: str, kind_tok: Token | None, value: Token) -> Callable[[
         raise err(kind_tok, f"{field} rule supports only exact, prefix, suffix, substring, and regex name matching")
     if kind == REGEX:
         return matcher(kind, "", compile_regex(value, f"invalid regex pattern in a {field} rule"))
-    return matcher(kind, fqdn(value.text), None)
+    return matcher(kind, normalize_zone(value.text), None)
 
 
 def u32(text: str) -> int | None:
@@ -739,7 +728,7 @@ def parse_cname(mode: str, field: Token, args: list[Token]) -> Rule:
         check_groups(pattern, source, target)
         return CnameRule(mode, renamer(kind, "", target.text.lower(), pattern))
     if kind == EXACT:  # a target is always fully qualified, so an exact name must be too
-        return CnameRule(mode, renamer(kind, fqdn(source.text), fqdn(target.text), None))
+        return CnameRule(mode, renamer(kind, normalize_zone(source.text), normalize_zone(target.text), None))
     # CoreDNS takes prefix, suffix and substring as written (lower-cased): `prefix chat.openai.com`
     # must match the target chat.openai.com.cdn.example.net.
     return CnameRule(mode, renamer(kind, source.text.lower(), target.text.lower(), None))

@@ -59,8 +59,10 @@ example.org {
 
 A plugin offers its zones by having a method `transfer(zone: str) -> list[RR] | None`: every record of
 `zone` (lower-case, with the trailing dot), the SOA first and last, or None if it does not serve
-exactly that zone. The list may be shared: the transfer plugin never changes it. The plugins of the
-block are asked in chain order when the configuration starts.
+exactly that zone. The list may be shared: the transfer plugin never changes it, and keeps how it
+cut the list into messages for as long as the same list object comes back, so a plugin should hand
+out one list per version of the zone. The plugins of the block are asked in chain order when the
+configuration starts.
 """
 
 from __future__ import annotations
@@ -81,10 +83,9 @@ log = logging.getLogger("portolan")
 
 SOA, IXFR, AXFR = 6, 251, 252
 SERVFAIL, REFUSED = 2, 5
-MAX_MESSAGE = 65535  # a TCP DNS message's length field is 16 bits
-# But a compression pointer holds a 14-bit offset, and dnslib records names at any offset and then
-# points at them with the top bits cut off: past 16 KiB its messages are corrupt (BIND: "bad label
-# type"). So each transfer message stays below 16 KiB, where every offset can be pointed at.
+# A TCP message may hold 64 KiB, but a compression pointer holds a 14-bit offset: names past 16 KiB
+# cannot be pointed at (dnsserver.dnslib_ext stops dnslib from writing wrapped pointers there). Each
+# transfer message stays below 16 KiB, where every name can be compressed.
 SAFE_MESSAGE = 0x3FFF
 # Room for what the server adds to every message: header (12), question (at most 255 + 4), an OPT (11).
 MESSAGE_OVERHEAD = 512
@@ -177,6 +178,9 @@ class Transfer(Plugin):
         self.xfrs = xfrs
         self.ctx = ctx
         self.transferers: list[Transferer] = []
+        # zone -> (the record list last transferred, its messages). Transferers hand out the same list
+        # until the zone reloads, so sizing every record again on each transfer is wasted work.
+        self._chunks: dict[str, tuple[list[RR], list[list[RR]]]] = {}
 
     async def start(self) -> None:
         # Sibling plugins are only known once the whole block is built; ctx.block is set by then.
@@ -226,8 +230,14 @@ class Transfer(Plugin):
             return reply
         return self._messages(req, records, serial)
 
+    def _split(self, zone: str, records: list[RR]) -> list[list[RR]]:
+        cached = self._chunks.get(zone)
+        if cached is None or cached[0] is not records:
+            cached = self._chunks[zone] = (records, split(records))
+        return cached[1]
+
     def _messages(self, req: Request, records: list[RR], serial: int) -> DNSRecord:
-        chunks = split(records)
+        chunks = self._split(req.name, records)
         first = req.reply(aa=True)
         reply = TransferReply(first.header, q=first.q)
         reply.rr = list(chunks[0])

@@ -11,10 +11,15 @@ import os
 import platform
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from corefile import CorefileError
 from dnsplugins import PLUGINS
 from portolan import __version__
+
+if TYPE_CHECKING:  # imported when serving only: -version and -plugins need not load the server
+    from dnsserver.config import Config
+    from dnsserver.instance import Instance
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,10 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
-async def _serve(instance: object, config: object, args: argparse.Namespace) -> int:
-    from dnsserver.instance import Instance
-
-    assert isinstance(instance, Instance)
+async def _serve(instance: Instance, config: Config, args: argparse.Namespace) -> int:
     # Handlers go in before anything is announced: a SIGTERM right after the banner must be graceful.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -93,7 +95,7 @@ async def _serve(instance: object, config: object, args: argparse.Namespace) -> 
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGUSR1, instance.reload_soon)  # CoreDNS reloads on SIGUSR1
     try:
-        await instance.start(config)  # type: ignore[arg-type]
+        await instance.start(config)
     except OSError as e:
         print(f"listen: {e}", file=sys.stderr)
         await instance.shutdown()

@@ -47,10 +47,6 @@ class Block:
     chain_qtypes: frozenset[int] = frozenset()  # queries of these types always run the chain
 
     @property
-    def zones(self) -> list[str]:
-        return list(dict.fromkeys(k.zone for k in self.keys))
-
-    @property
     def names(self) -> list[str]:
         return [p.name for p in self.plugins]
 
@@ -83,13 +79,6 @@ def _group(block: ServerBlock) -> dict[str, list[Token]]:
             raise CorefileError(t.file, t.line, f"Error during parsing: Unknown directive '{d.name}'")
         grouped[d.name].extend(d.tokens)
     return grouped
-
-
-def _second_occurrence(name: str, tokens: list[Token]) -> Token:
-    # An occurrence starts where the directive name is the first token on its line.
-    starts = [t for i, t in enumerate(tokens)
-              if t.text == name and (i == 0 or tokens[i - 1].line != t.line or tokens[i - 1].file != t.file)]
-    return starts[1] if len(starts) > 1 else tokens[0]
 
 
 def _first_unskippable(plugins: list[Plugin]) -> tuple[Plugin | None, bool]:
@@ -131,14 +120,12 @@ def build(corefile: Corefile, dns_port: int, instance: object = None) -> Config:
             tokens = grouped.get(spec.name)
             if not tokens:
                 continue
-            if spec.once:
-                d = Dispenser(spec.name, tokens)
-                if d.occurrences() > 1:
-                    t = _second_occurrence(spec.name, tokens)
-                    raise CorefileError(t.file, t.line,
-                                        f"plugin/{spec.name}: this plugin can only be used once per Server Block")
+            d = Dispenser(spec.name, tokens)
+            if spec.once and len(starts := d.occurrence_starts()) > 1:
+                raise CorefileError(starts[1].file, starts[1].line,
+                                    f"plugin/{spec.name}: this plugin can only be used once per Server Block")
             try:
-                plugin = spec.module.setup(Dispenser(spec.name, tokens), ctx)
+                plugin = spec.module.setup(d, ctx)
             except CorefileError:
                 raise
             except (ValueError, OSError) as e:

@@ -94,6 +94,12 @@ class Dispatcher:
             log.exception("[ERROR] hot path failed; falling back")
             return None
 
+    async def answer(self, data: bytes, client: tuple[str, int], proto: str, local_ip: str) -> bytes | None:
+        """What a listener does with a query the hot path declined: the relay path if a block has one, else
+        (or when the relay declines it too) the whole chain."""
+        out = await self.relay(data, client, proto) if self.relay_enabled else None
+        return out if out is not None else await self.handle(data, client, proto, local_ip)
+
     async def relay(self, data: bytes, client: tuple[str, int], proto: str) -> bytes | None:
         """The relay path: a query for a block that only forwards, answered without parsing anything.
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import random
 import struct
 
+from dnsserver.wire import question_end
+
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 _COUNTS = struct.Struct("!HHHH")
@@ -39,48 +41,50 @@ class FastQuery:
         self.last: tuple[bytes, int, int, int, int, bytes] | None = None
 
 
+_BITS = [bytes((b,)) for b in range(4)]
+_PLAIN_HEADER = b"\x00\x01\x00\x00\x00\x00"
+
+
 def parse_query(data: bytes) -> FastQuery | None:
     """The key and EDNS details of `data`, or None if it needs the slow path."""
     if type(data) is not bytes:  # keys must be hashable; listeners hand us bytes already
         data = bytes(data)
-    n = len(data)
-    # QR=0, opcode QUERY, QDCOUNT=1, ANCOUNT=NSCOUNT=0, ARCOUNT 0 or 1.
-    if n < 17 or data[2] & 0xF8 or data[4:10] != b"\x00\x01\x00\x00\x00\x00" or data[10] or data[11] > 1:
+    if not _plain_header(data):
         return None
-    i = 12
-    while True:
-        if i >= n:
-            return None
-        length = data[i]
-        if length == 0:
-            break
-        if length > 63:
-            return None  # compression pointer or reserved bits: not ours
-        i += 1 + length
+    qend = question_end(data)  # walks the labels: a compression pointer sends the query to the slow path
+    if qend < 0:
+        return None
+    i = qend - 5  # the name's zero byte
+    return _read_query(data, i, data[12:i].lower())
+
+
+def _plain_header(data: bytes) -> bool:
+    """QR=0, opcode QUERY, QDCOUNT=1, ANCOUNT=NSCOUNT=0, ARCOUNT 0 or 1, and room for a question."""
+    return not (len(data) < 17 or data[2] & 0xF8 or data[4:10] != _PLAIN_HEADER or data[10] or data[11] > 1)
+
+
+def _read_query(data: bytes, i: int, name: bytes) -> FastQuery | None:
+    """What follows a question name whose zero byte is at `i`; the key starts with `name` (the name's bytes
+    in whatever form the caller keys on), then the question's type and class, then the DO/CD byte."""
+    n = len(data)
     qend = i + 5
     if qend > n or data[i + 3:i + 5] != b"\x00\x01":  # class IN only
         return None
-    flags = (data[2] << 8) | data[3]
     edns, size, do = False, 512, False
     if data[11]:
         # The only additional record allowed: an OPT for the root, EDNS version 0, ending the packet.
         if n < qend + 11 or data[qend] != 0 or data[qend + 1:qend + 3] != b"\x00\x29" or data[qend + 6]:
             return None
-        rdlen = (data[qend + 9] << 8) | data[qend + 10]
-        if qend + 11 + rdlen != n:
+        if qend + 11 + ((data[qend + 9] << 8) | data[qend + 10]) != n:
             return None
         edns = True
         size = max(512, (data[qend + 3] << 8) | data[qend + 4])
-        do = bool(data[qend + 7] & 0x80)
+        do = data[qend + 7] >= 0x80
     elif qend != n:
         return None
-    bits = (2 if do else 0) | (1 if flags & CD else 0)
-    key = data[12:i].lower() + data[i + 1:qend] + bytes((bits,))
+    flags = (data[2] << 8) | data[3]
+    key = name + data[i + 1:qend] + _BITS[(2 if do else 0) | (1 if flags & CD else 0)]
     return FastQuery(key, qend, (data[i + 1] << 8) | data[i + 2], flags, edns, size, do)
-
-
-_BITS = [bytes((b,)) for b in range(4)]
-_PLAIN_HEADER = b"\x00\x01\x00\x00\x00\x00"
 
 
 _QUICK_MAX = 16384  # FastQuery objects kept (with their last reply, at most _LAST_MAX bytes: <= 16 MiB)
@@ -112,29 +116,12 @@ def quick_query(data: bytes) -> FastQuery | None:
 
 
 def _quick_parse(data: bytes) -> FastQuery | None:
-    n = len(data)
-    if n < 17 or data[2] & 0xF8 or data[4:10] != _PLAIN_HEADER or data[10] or data[11] > 1:
+    if not _plain_header(data):
         return None
     i = data.find(0, 12)
-    qend = i + 5
-    if i < 0 or qend > n:
+    if i < 0:
         return None
-    edns, size, do = False, 512, False
-    if data[11]:
-        if n < qend + 11 or data[qend] != 0 or data[qend + 1:qend + 3] != b"\x00\x29" or data[qend + 6]:
-            return None
-        if qend + 11 + ((data[qend + 9] << 8) | data[qend + 10]) != n:
-            return None
-        edns = True
-        size = (data[qend + 3] << 8) | data[qend + 4]
-        if size < 512:
-            size = 512
-        do = data[qend + 7] >= 0x80
-    elif qend != n:
-        return None
-    flags = (data[2] << 8) | data[3]
-    key = data[12:qend] + _BITS[(2 if do else 0) | (1 if flags & CD else 0)]
-    return FastQuery(key, qend, (data[i + 1] << 8) | data[i + 2], flags, edns, size, do)
+    return _read_query(data, i, data[12:i + 1])  # the name as sent, zero byte included: the question's bytes
 
 
 _opt_cache: dict[tuple[int, bool], bytes] = {}

@@ -55,18 +55,13 @@ class _Site:
         self.host, self.port = host, port
         self.routes: dict[str, Handler] = {}
         self.runner: web.AppRunner | None = None
-        self.bound_port = port
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, self.host, self.port, reuse_address=True)
-        await site.start()
-        server = site._server  # aiohttp does not expose the bound sockets otherwise (port 0 in tests)
-        if server is not None and server.sockets:
-            self.bound_port = server.sockets[0].getsockname()[1]
+        await web.TCPSite(self.runner, self.host, self.port, reuse_address=True).start()
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         handler = self.routes.get(request.path)
@@ -103,15 +98,11 @@ class HttpEndpoints:
                 site.routes = dict(routes)
                 await site.start()
                 self.sites[key] = site
-                log.debug("http endpoint %s:%d serving %s", key[0] or "", site.bound_port, sorted(routes))
+                log.debug("http endpoint %s:%d serving %s", key[0] or "", key[1], sorted(routes))
             else:
                 site.routes = dict(routes)
         for key in [k for k in self.sites if k not in plan.routes]:
             await self.sites.pop(key).stop()
-
-    def port(self, address: str, default_port: int) -> int:
-        """The port actually bound for `address` (differs from the configured one when that was 0)."""
-        return self.sites[split_address(address, default_port)].bound_port
 
     async def close(self) -> None:
         for site in self.sites.values():

@@ -128,10 +128,7 @@ class UdpReader:
             self._slow(data, addr, client)
 
     async def _serve(self, data: bytes, addr: tuple[str, int], client: tuple[str, int]) -> None:
-        d = self.listener.dispatcher
-        out = await d.relay(data, client, "udp") if d.relay_enabled else None
-        if out is None:
-            out = await d.handle(data, client, "udp", self.listener.host)
+        out = await self.listener.dispatcher.answer(data, client, "udp", self.listener.host)
         if out is not None:
             self.send(out, addr)
 
@@ -217,10 +214,7 @@ class TcpProtocol(asyncio.Protocol):
 
     async def _serve(self, msg: bytes) -> None:
         try:
-            d = self.listener.dispatcher
-            out = await d.relay(msg, self.peer, "tcp") if d.relay_enabled else None
-            if out is None:
-                out = await d.handle(msg, self.peer, "tcp", self.listener.host)
+            out = await self.listener.dispatcher.answer(msg, self.peer, "tcp", self.listener.host)
             if out is not None and self.transport is not None and not self.transport.is_closing():
                 # A reply may go on over several messages (AXFR): frame each, in order.
                 frames = [out, *getattr(out, "more", ())]

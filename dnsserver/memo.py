@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from dnslib import DNSRecord
 
-from dnsserver.fastpath import AA, FastQuery, WireAnswer, assemble, parse_query
-
-OPT = 41
+from dnsserver.fastpath import AA, TYPE_OPT, FastQuery, WireAnswer, assemble, parse_query
 
 
 class _Entry:
@@ -54,7 +52,7 @@ class AnswerMemo:
         if len(self.entries) >= self.limit:
             self.entries.clear()  # a cheap bound; busy names come back on their next slow-path answer
         packed = DNSRecord(reply.header, questions=reply.questions, rr=reply.rr, auth=reply.auth,
-                           ar=[r for r in reply.ar if r.rtype != OPT]).pack()
+                           ar=[r for r in reply.ar if r.rtype != TYPE_OPT]).pack()
         wire = WireAnswer.from_reply(packed)
         wire.flags |= AA
         self.entries[q.key] = _Entry(version, wire)

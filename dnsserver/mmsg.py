@@ -88,7 +88,34 @@ def decode_sockaddr(raw: bytes) -> tuple[str, int] | tuple[str, int, int, int]:
 Sender = tuple[tuple, tuple[str, int]]  # (address to reply to, the client as plugins see it)
 
 
-class Outbox:
+class _Vectors:
+    """`slots` message headers for recvmmsg/sendmmsg, each with one iovec onto its own `size`-byte slot of
+    `data`, and `names` with room for one address per slot.
+
+    The vectors are filled once through ctypes views; the buffers they point at never move (bytearrays
+    with live exports cannot be resized), and the views are kept so the exports stay alive. Afterwards
+    fields are read and written through the word views (`v32`, `vptr`, `iov`), with no ctypes object
+    made per datagram.
+    """
+
+    def __init__(self, slots: int, size: int) -> None:
+        self.slots, self.size = slots, size
+        self.data, self.names = bytearray(slots * size), bytearray(slots * SOCKADDR_MAX)
+        iov, vec = bytearray(slots * _IOV_STRIDE), bytearray(slots * _STRIDE)
+        self._views = ((_IoVec * slots).from_buffer(iov), (_MMsgHdr * slots).from_buffer(vec))
+        io, v = self._views
+        data = _address(self.data)
+        for i in range(slots):
+            io[i].base, io[i].len = data + i * size, size
+            v[i].hdr.iov, v[i].hdr.iovlen = ctypes.addressof(io[i]), 1
+        self.at, self.names_at = ctypes.addressof(v), _address(self.names)
+        self.v32 = memoryview(vec).cast("B").cast("I")
+        self.vptr = memoryview(vec).cast("B").cast("P")
+        self.iov = memoryview(iov).cast("B").cast("N")
+        self.dview, self.nview = memoryview(self.data), memoryview(self.names)
+
+
+class Outbox(_Vectors):
     """Datagrams queued for one socket and sent together by one sendmmsg.
 
     `put` queues (a raw sockaddr per datagram, or None on a connected socket); `flush` sends; `put_soon`
@@ -104,24 +131,9 @@ class Outbox:
         lib = _load()
         if lib is None:
             raise OSError("recvmmsg/sendmmsg not available")
+        super().__init__(slots, size)
         self._sendmmsg = lib.sendmmsg
-        self.fd, self.slots, self.size, self.on_error = fd, slots, size, on_error
-        self.data, self.names = bytearray(slots * size), bytearray(slots * SOCKADDR_MAX)
-        iov, vec = bytearray(slots * _IOV_STRIDE), bytearray(slots * _STRIDE)
-        # The ctypes views fill the vector once; the buffers they point at never move (bytearrays with
-        # live exports cannot be resized), and the views are kept so the exports stay alive.
-        self._views = ((_IoVec * slots).from_buffer(iov), (_MMsgHdr * slots).from_buffer(vec))
-        io, v = self._views
-        data = _address(self.data)
-        for i in range(slots):
-            io[i].base = data + i * self.size
-            v[i].hdr.iov, v[i].hdr.iovlen = ctypes.addressof(io[i]), 1
-        self._buffers = (iov, vec)
-        self.vec_at, self.names_at = ctypes.addressof(v), _address(self.names)
-        self.v32 = memoryview(vec).cast("B").cast("I")
-        self.vptr = memoryview(vec).cast("B").cast("P")
-        self.iov = memoryview(iov).cast("B").cast("N")
-        self.dview, self.nview = memoryview(self.data), memoryview(self.names)
+        self.fd, self.on_error = fd, on_error
         self.queued = 0
         self.scheduled = False
 
@@ -163,7 +175,7 @@ class Outbox:
         start, total = 0, self.queued
         self.queued = 0
         while start < total:
-            n = self._sendmmsg(self.fd, self.vec_at + start * _STRIDE, total - start, 0)
+            n = self._sendmmsg(self.fd, self.at + start * _STRIDE, total - start, 0)
             if n > 0:
                 start += n
                 continue
@@ -176,7 +188,7 @@ class Outbox:
                     self.on_error(OSError(e, os.strerror(e)))
 
 
-class Batch:
+class Batch(_Vectors):
     """Receive vectors for one UDP socket, `slots` datagrams of at most `size` bytes each, and an Outbox
     for the replies."""
 
@@ -188,29 +200,19 @@ class Batch:
         lib = _load()
         if lib is None:
             raise OSError("recvmmsg/sendmmsg not available")
+        super().__init__(slots, size)
+        for i in range(slots):  # every slot receives its sender's address into its own part of `names`
+            self.vptr[i * _PW + _NAME] = self.names_at + i * SOCKADDR_MAX
+            self.v32[i * _W32 + _NAMELEN] = SOCKADDR_MAX
         self._recvmmsg = lib.recvmmsg
-        self.sock, self.fd, self.slots, self.size = sock, sock.fileno(), slots, size
+        self.sock, self.fd = sock, sock.fileno()
         self.client = client  # normalises an address for plugins (IPv4-mapped IPv6 -> IPv4)
         self.senders: dict[bytes, Sender] = {}
         self.outbox = Outbox(self.fd, slots, size)
-        self.rdata, self.names = bytearray(slots * size), bytearray(slots * SOCKADDR_MAX)
-        riov, self.rvec = bytearray(slots * _IOV_STRIDE), bytearray(slots * _STRIDE)
-        # As in Outbox: filled once through ctypes views that are kept alive.
-        self._views = ((_IoVec * slots).from_buffer(riov), (_MMsgHdr * slots).from_buffer(self.rvec))
-        rio, rv = self._views
-        rdata, names = _address(self.rdata), _address(self.names)
-        for i in range(slots):
-            rio[i].base, rio[i].len = rdata + i * size, size
-            rv[i].hdr.name, rv[i].hdr.namelen = names + i * SOCKADDR_MAX, SOCKADDR_MAX
-            rv[i].hdr.iov, rv[i].hdr.iovlen = ctypes.addressof(rio[i]), 1
-        self._riov = riov
-        self.rvec_at = ctypes.addressof(rv)
-        self.r32 = memoryview(self.rvec).cast("B").cast("I")
-        self.rview, self.nview = memoryview(self.rdata), memoryview(self.names)
 
     def receive(self) -> int:
         """Datagrams now in the receive slots (0 when none are waiting). Other socket errors raise OSError."""
-        n = self._recvmmsg(self.fd, self.rvec_at, self.slots, socket.MSG_DONTWAIT, None)
+        n = self._recvmmsg(self.fd, self.at, self.slots, socket.MSG_DONTWAIT, None)
         if n >= 0:
             return n
         e = ctypes.get_errno()
@@ -227,7 +229,7 @@ class Batch:
         n = self.receive()
         if n == 0:
             return 0
-        r32, rview, nview, senders = self.r32, self.rview, self.nview, self.senders
+        r32, rview, nview, senders = self.v32, self.dview, self.nview, self.senders
         size, put = self.size, self.outbox.put
         for i in range(n):
             at = i * _W32

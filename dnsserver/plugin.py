@@ -12,12 +12,14 @@ the server turns into SERVFAIL. Config-only plugins (bind, health, ready, promet
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dnslib import DNSRecord
 
+from corefile import normalize_zone, reverse_zones
 from dnsserver.request import Request
 
 if TYPE_CHECKING:
@@ -76,23 +78,16 @@ class SetupContext:
 
     @property
     def zones(self) -> list[str]:
-        seen: list[str] = []
-        for k in self.keys:
-            if k.zone not in seen:
-                seen.append(k.zone)
-        return seen
+        """The block's zones, each once, in key order."""
+        return list(dict.fromkeys(k.zone for k in self.keys))
 
     def path(self, p: str) -> str:
         """A path relative to the Corefile's directory, as CoreDNS resolves plugin file arguments."""
-        import os
-
         return p if os.path.isabs(p) else os.path.join(os.path.dirname(os.path.abspath(self.corefile)), p)
 
 
 def plugin_zones(args: list[str], ctx: SetupContext) -> list[str]:
     """A plugin's ZONES arguments normalised (CIDRs expanded), or the block's zones if none are given."""
-    from corefile import normalize_zone, reverse_zones
-
     if not args:
         return ctx.zones
     out: list[str] = []

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from dnslib import EDNS0, DNSQuestion, DNSRecord
 
+from dnsserver.fastpath import TYPE_OPT
 from dnsserver.request import Request
-
-# What we advertise in our OPT: the client's own size, as CoreDNS does, but never below 512.
-OPT_TYPE = 41
 
 
 def _set_opt(req: Request, reply: DNSRecord) -> None:
-    reply.ar = [rr for rr in reply.ar if rr.rtype != OPT_TYPE]
+    reply.ar = [rr for rr in reply.ar if rr.rtype != TYPE_OPT]
+    # What we advertise: the client's own size, as CoreDNS does (Request keeps it at 512 or more).
     if req.edns:
         reply.add_ar(EDNS0(udp_len=req.udp_size, flags="do" if req.do else ""))
     # dnslib recomputes section counts from the lists when packing, so nothing else to fix.
@@ -68,7 +67,7 @@ def _truncate(req: Request, reply: DNSRecord, limit: int) -> bytes:
     authority records sets TC, while cutting only additional records does not.
     """
     answers, auth = list(reply.rr), list(reply.auth)
-    extra = [rr for rr in reply.ar if rr.rtype != OPT_TYPE]
+    extra = [rr for rr in reply.ar if rr.rtype != TYPE_OPT]
     records = [("rr", r) for r in answers] + [("auth", r) for r in auth] + [("ar", r) for r in extra]
 
     def build(n: int) -> bytes:

@@ -38,7 +38,6 @@ class CertPair:
     digest: str  # sha256 of pem: the file name
     pem: bytes  # certificate chain then key
     names: tuple[str, ...]  # DNS names the leaf certificate covers (SANs, else the CN)
-    not_after: float  # POSIX time
 
     def covers(self, host: str) -> bool:
         """RFC 6125 matching: exact (case-insensitive) or a ``*.`` name for one left label."""
@@ -66,7 +65,7 @@ def load_pair(crt: bytes, key: bytes) -> CertPair:
         from cryptography.x509.oid import NameOID
     except ImportError:  # pragma: no cover - nginx -t still checks the pair
         pem = crt.rstrip(b"\n") + b"\n" + key.rstrip(b"\n") + b"\n"
-        return CertPair(hashlib.sha256(pem).hexdigest(), pem, (), float("inf"))
+        return CertPair(hashlib.sha256(pem).hexdigest(), pem, ())
     if not crt or not key:
         raise CertError("tls.crt and tls.key are both required")
     try:
@@ -94,7 +93,7 @@ def load_pair(crt: bytes, key: bytes) -> CertPair:
     pem += private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    return CertPair(hashlib.sha256(pem).hexdigest(), pem, tuple(names), leaf.not_valid_after_utc.timestamp())
+    return CertPair(hashlib.sha256(pem).hexdigest(), pem, tuple(names))
 
 
 def self_signed(
@@ -156,11 +155,8 @@ class CertFiles:
         self.layout = layout
         self.directory = layout.certs
 
-    def path(self, digest: str) -> Path:
-        return self.layout.cert(digest)
-
     def write(self, pair: CertPair) -> Path:
-        target = self.path(pair.digest)
+        target = self.layout.cert(pair.digest)
         if target.exists():
             return target
         # Created 0600 from the first byte (no chmod window), renamed in whole.

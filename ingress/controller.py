@@ -396,9 +396,11 @@ class Controller:
             if rendered.hash == self.running_hash and self.nginx.running:
                 self._report(model)
                 return True
-            result = await self.apply(model, rendered)
+            # nginx -t results of this pass, by config hash: bisection meets the candidates of
+            # apply() again (the whole failing one; the passing one without its youngest culprit).
+            checked: dict[str, CheckResult] = {}
+            result = await self.apply(model, rendered, checked)
             attempts = 0
-            checked: dict[str, CheckResult] = {}  # nginx -t results of this pass, by config hash
             while not result.ok and result.stage == "test" and attempts < MAX_CULPRITS:
                 attempts += 1
                 self.metrics.reload_failures.labels("config_test").inc()
@@ -413,7 +415,7 @@ class Controller:
                 if rendered.hash == self.running_hash and self.nginx.running:
                     result = ApplyResult(True, "skip")
                     break
-                result = await self.apply(model, rendered)
+                result = await self.apply(model, rendered, checked)
             self._report(model)
             if not result.ok:
                 self.metrics.last_reload_success.set(0)
@@ -502,13 +504,17 @@ class Controller:
         finally:
             path.unlink(missing_ok=True)
 
-    async def apply(self, model: Model, rendered: Rendered) -> ApplyResult:
+    async def apply(self, model: Model, rendered: Rendered, checked: dict[str, CheckResult]) -> ApplyResult:
+        """nginx -t (unless ``checked`` already holds the result for this hash; the result is
+        added to it), then put the candidate in place and reload."""
         self._write_certs(model)
         path = self._candidate(rendered.text)
         t0 = time.monotonic()
         try:
-            result = await check_config(self.options.nginx_binary, self.layout, path)
-            self.phases["nginx -t"] = time.monotonic() - t0
+            result = checked.get(rendered.hash)
+            if result is None:
+                result = checked[rendered.hash] = await check_config(self.options.nginx_binary, self.layout, path)
+                self.phases["nginx -t"] = time.monotonic() - t0
             if not result.ok:
                 return ApplyResult(False, "test", result.output)
             os.replace(path, self.layout.conf)  # atomic: nginx never reads half a file

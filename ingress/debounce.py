@@ -6,6 +6,7 @@ from the store, so which changes were in the burst does not matter."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 from ingress.clock import Clock
 from kubewatch import ChangeQueue
@@ -23,21 +24,29 @@ class Debouncer:
         """Ask for a rebuild without a store change (a retry, a new default certificate)."""
         self._poke.set()
 
+    async def _batch_before(self, other: Awaitable[object]) -> int | None:
+        """How many changes the next batch holds, or None if ``other`` finishes first."""
+        get = asyncio.ensure_future(self.queue.get_batch())
+        rival = asyncio.ensure_future(other)
+        try:
+            await asyncio.wait({get, rival}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # Also on cancellation: neither waiter may outlive this call.
+            for task in (get, rival):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(get, rival, return_exceptions=True)
+        if get.done() and not get.cancelled() and get.exception() is None:
+            return len(get.result().changes)
+        return None
+
     async def _first(self) -> int:
         if self._poke.is_set() or len(self.queue):
             self._poke.clear()
             return len(self.queue.take().changes)
-        get = asyncio.ensure_future(self.queue.get_batch())
-        poked = asyncio.ensure_future(self._poke.wait())
-        try:
-            await asyncio.wait({get, poked}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (get, poked):
-                if not task.done():
-                    task.cancel()
-            await asyncio.gather(get, poked, return_exceptions=True)
+        count = await self._batch_before(self._poke.wait())
         self._poke.clear()
-        return len(get.result().changes) if get.done() and not get.cancelled() and get.exception() is None else 0
+        return count or 0
 
     async def wait(self) -> int:
         """Block until a burst of changes has settled; returns how many changes it held."""
@@ -48,15 +57,7 @@ class Debouncer:
             remaining = deadline - self.clock.now()
             if remaining <= 0:
                 return count
-            get = asyncio.ensure_future(self.queue.get_batch())
-            timer = asyncio.ensure_future(self.clock.sleep(remaining))
-            try:
-                await asyncio.wait({get, timer}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in (get, timer):
-                    if not task.done():
-                        task.cancel()
-                await asyncio.gather(get, timer, return_exceptions=True)
-            if get.done() and not get.cancelled() and get.exception() is None:
-                count += len(get.result().changes)
+            more = await self._batch_before(self.clock.sleep(remaining))
+            if more is not None:
+                count += more
                 last = self.clock.now()

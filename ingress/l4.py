@@ -16,24 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
 from ingress import validate
+from ingress.endpoints import ServiceLookup, ready_endpoints
 from ingress.validate import InvalidValue
-from kubewatch import EndpointSlice, Service, ServicePort
-from kubewatch.services import upstream_endpoints
+from kubewatch import Service, ServicePort
 
 TCP, UDP = "TCP", "UDP"
 PROXY = "PROXY"
 # Ports ingress-nginx refuses for L4 (its own listeners and status ports); the controller
 # adds the ports it is configured with.
 RESERVED = frozenset({80, 442, 443, 8181, 10245, 10246, 10247, 10254})
-
-
-class Lookup(Protocol):
-    def service(self, namespace: str, name: str) -> Service | None: ...
-
-    def slices_for_service(self, namespace: str, service: str) -> tuple[EndpointSlice, ...]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +105,7 @@ def _service_port(svc: Service, protocol: str, ref: int | str) -> ServicePort | 
 
 
 def build_streams(
-    lookup: Lookup,
+    lookup: ServiceLookup,
     tcp: Mapping[str, str] | None,
     udp: Mapping[str, str] | None,
     reserved: Iterable[int] = (),
@@ -135,12 +128,7 @@ def build_streams(
                 notes.append(f"{label}: service {entry.namespace}/{entry.service} has no {protocol} port "
                              f"{entry.service_port}; skipped")  # fmt: skip
                 continue
-            try:
-                raw = upstream_endpoints(lookup, svc, sp)
-            except ValueError as exc:
-                notes.append(f"{label}: bad endpoint address ({exc}); skipped")
-                continue
-            endpoints = tuple((validate.ip(a, label), p) for a, p in raw if validate.is_ip(a) and 0 < p < 65536)
+            endpoints = ready_endpoints(lookup, svc, sp, notes)
             if not endpoints:
                 notes.append(f"{label}: service {entry.namespace}/{entry.service} has no ready endpoints; skipped")
                 continue

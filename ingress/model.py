@@ -58,11 +58,12 @@ from ingress import annotations, validate
 from ingress.annotations import NONE, Annotations
 from ingress.certs import CertError, CertPair, pair_from_secret
 from ingress.classes import age_key
+from ingress.endpoints import ServiceLookup, ready_endpoints
 from ingress.l4 import StreamServer, build_streams
 from ingress.settings import NginxSettings
 from ingress.validate import EXACT, PREFIX, Backend, InvalidValue, PathRule
-from kubewatch import EndpointSlice, Ingress, Secret, Service, ServicePort
-from kubewatch.services import find_service_port, upstream_endpoints
+from kubewatch import Ingress, Secret
+from kubewatch.services import find_service_port
 
 CATCH_ALL = "_"
 TLS_SECRET_TYPE = "kubernetes.io/tls"
@@ -72,12 +73,8 @@ LOC_EXACT, LOC_PREFIX, LOC_ROOT, LOC_REGEX = "=", "^~", "/", "~*"
 _LOC_ORDER = {LOC_EXACT: 0, LOC_PREFIX: 1, LOC_REGEX: 2, LOC_ROOT: 3}
 
 
-class Lookup(Protocol):
+class Lookup(ServiceLookup, Protocol):
     """Read access to the objects Ingresses refer to (a kubewatch Store satisfies it)."""
-
-    def service(self, namespace: str, name: str) -> Service | None: ...
-
-    def slices_for_service(self, namespace: str, service: str) -> tuple[EndpointSlice, ...]: ...
 
     def get(self, kind: str, namespace: str, name: str) -> object | None: ...
 
@@ -182,7 +179,7 @@ class Location:
     @property
     def affinity_var(self) -> str:
         """Names the variables for the session cookie: cookie names may hold "-", variables not."""
-        return affinity_var(self.ann.session_cookie_name)
+        return digest("a", self.ann.session_cookie_name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +217,11 @@ class Upstream:
     @property
     def available(self) -> bool:
         return bool(self.endpoints) or self.external is not None
+
+    @property
+    def has_block(self) -> bool:
+        """Rendered as an ``upstream {}`` block: what locations and canaries can proxy to by name."""
+        return self.available and not self.is_dns
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,8 +376,8 @@ def build(snapshot: Snapshot, exclude: Iterable[str] = ()) -> Model:
     for host in sorted(hosts, key=_host_order):
         acc = hosts[host]
         locations = _locations(acc, target, settings, notes)
+        redirect = acc.tls and settings.ssl_redirect
         if not any(loc.match == LOC_ROOT for loc in locations):
-            redirect = acc.tls and settings.ssl_redirect
             if acc.default is not None:
                 backend, ns, owner = acc.default
                 locations.append(Location(LOC_ROOT, "/", "defaultBackend", owner, target(ns, backend),
@@ -387,7 +389,7 @@ def build(snapshot: Snapshot, exclude: Iterable[str] = ()) -> Model:
             Server(
                 host,
                 acc.cert.digest if acc.cert is not None else None,
-                acc.tls and settings.ssl_redirect,
+                redirect,
                 tuple(locations),
                 acc.owner,
                 acc.app_root,
@@ -447,10 +449,6 @@ def digest(kind: str, text: str) -> str:
     """A name for nginx zones and variables made from user text: a digest, not the text
     ("ns_name", a cookie name with "-"), so it holds only [0-9a-f] after a letter."""
     return kind + hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def affinity_var(cookie: str) -> str:
-    return digest("a", cookie)
 
 
 def _zone(ingress: str) -> str:
@@ -582,7 +580,8 @@ def _resolve(lookup: Lookup, ns: str, backend: Backend, upstreams: dict[str, Ups
         port = backend.port_number
         if port is None:
             sp = find_service_port(svc, name=backend.port_name)
-            port = sp.port if sp is not None else None
+            # Range-checked: a manifest can hold any integer, and nginx -t would fail on it (a 503 instead).
+            port = sp.port if sp is not None and 0 < sp.port < 65536 else None
         if port is None:
             notes.append(f"service {ns}/{svc.name} has no port {backend.port_label}: 503")
             return Target(None, 503, label)
@@ -603,22 +602,5 @@ def _resolve(lookup: Lookup, ns: str, backend: Backend, upstreams: dict[str, Ups
     canonical = sp.name or str(sp.port)
     name = upstream_name(ns, backend.service, canonical)
     if name not in upstreams:
-        upstreams[name] = Upstream(name, f"{ns}/{svc.name}:{canonical}", _endpoints(lookup, svc, sp, notes))
+        upstreams[name] = Upstream(name, f"{ns}/{svc.name}:{canonical}", ready_endpoints(lookup, svc, sp, notes))
     return Target(name, 0, label)
-
-
-def _endpoints(lookup: Lookup, svc: Service, sp: ServicePort, notes: list[str]) -> tuple[tuple[str, int], ...]:
-    """Ready endpoints, each address checked: they land unquoted in ``server`` lines, and
-    kubewatch keeps addresses as written (a manifest can hold anything)."""
-    try:
-        found = upstream_endpoints(lookup, svc, sp)
-    except ValueError as exc:  # an address that is no IP at all breaks its sort
-        notes.append(f"service {svc.namespace}/{svc.name}: bad endpoint address ({exc}); no endpoints used")
-        return ()
-    good = []
-    for address, port in found:
-        if not validate.is_ip(address) or not 0 < port < 65536:
-            notes.append(f"service {svc.namespace}/{svc.name}: endpoint {address!r}:{port} ignored")
-            continue
-        good.append((validate.ip(address, "endpoint"), port))
-    return tuple(good)

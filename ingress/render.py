@@ -8,7 +8,7 @@ allow-snippet-annotations (ingress/annotations.py).
 
 The configuration carries its own hash, served by nginx's status socket, so the controller
 can tell when a reload has really taken effect. The hash is taken over the text rendered with
-an empty hash, then written in: identical models give byte-identical configurations.
+a fixed placeholder, then written in: identical models give byte-identical configurations.
 """
 
 from __future__ import annotations
@@ -57,8 +57,12 @@ class Listen:
 
 
 def _hostport(address: str, port: int) -> str:
-    ip = ipaddress.ip_address(validate.ip(address, "bind address"))  # it lands unquoted in listen
-    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+    return host_port(validate.ip(address, "bind address"), port)  # it lands unquoted in listen
+
+
+def host_port(ip: str, port: int) -> str:
+    """``ip:port`` for nginx, an IPv6 address in brackets (``ip``: validated, canonical)."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 def resolver_address(text: str) -> str:
@@ -69,8 +73,7 @@ def resolver_address(text: str) -> str:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not validate.is_ip(host.strip("[]")):
         raise ValueError(f"resolver {text!r} is not IP or IP:PORT")
-    ip = ipaddress.ip_address(host.strip("[]"))
-    return f"[{ip}]:{int(port)}" if ip.version == 6 else f"{ip}:{int(port)}"
+    return host_port(str(ipaddress.ip_address(host.strip("[]"))), int(port))
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +137,7 @@ class Renderer:
             keep_trailing_newline=True,
         )
         self.env.filters["q"] = nginx_quote
+        self.env.filters["host_port"] = host_port
         self._template = self.env.get_template("nginx.conf.j2")
 
     def render(self, model: Model) -> Rendered:

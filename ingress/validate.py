@@ -215,9 +215,10 @@ def external_name(value: Any, field: str) -> str:
     text = value.lower().rstrip(".")
     if is_ip(text):
         return ip(text, field)
-    if len(text) > 253 or not _SUBDOMAIN_RE.fullmatch(text) or any(len(lb) > 63 for lb in text.split(".")):
-        raise InvalidValue(f"{field}: {value!r} is neither an IP address nor a DNS name")
-    return text
+    try:
+        return host(text, field, wildcard=False)
+    except InvalidValue:
+        raise InvalidValue(f"{field}: {value!r} is neither an IP address nor a DNS name") from None
 
 
 def ns_name(value: str, flag: str) -> tuple[str, str]:
@@ -333,7 +334,7 @@ def ingress_spec(spec: dict[str, Any], *, regex: bool = False) -> IngressSpec:
                 )
             )
         rules.append(Rule(rule_host, tuple(paths)))
-    if not rules and default_backend is None and spec.get("defaultBackend") is None:
+    if not rules and default is None:
         raise InvalidValue("spec: an Ingress needs rules or a defaultBackend")
     tls = []
     for i, raw_tls in enumerate(_sequence(spec.get("tls"), "spec.tls")):

@@ -149,9 +149,6 @@ class ApiClient:
         async with self._open("GET", path, params=params, timeout=timeout or self.request_timeout) as resp:
             return await resp.read()
 
-    async def list_page(self, path: str, params: Mapping[str, str], timeout: float | None = None) -> dict[str, Any]:
-        return decode_list(await self.list_page_raw(path, params, timeout), path)
-
     @asynccontextmanager
     async def watch(
         self, path: str, params: Mapping[str, str], timeout: float

@@ -99,8 +99,7 @@ class ManifestSource:
         self._clock = clock
         self._fingerprint: Fingerprint | None = None
         self._last_good: float | None = None
-        self._in_error = False
-        self.errors: list[ManifestError] = []
+        self.errors: list[ManifestError] = []  # of the last load; empty when the store matches the files
         self.loads = 0
         self._task: asyncio.Task[None] | None = None
         self._registered = False
@@ -132,18 +131,22 @@ class ManifestSource:
     def check(self) -> bool:
         """Reload if any file was added, removed or changed. True if the store was updated."""
         files = self.files()
-        if self._fingerprint_of(files) == self._fingerprint:
+        fingerprint = self._fingerprint_of(files)
+        if fingerprint == self._fingerprint:
             return False
-        return self.load()
+        # The listing and stamps just taken are the ones the load reads by: no second pass.
+        return self._load(files, fingerprint)
 
     def load(self) -> bool:
         """Read everything and, if it all parses, make the store match it."""
+        files = self.files()
+        return self._load(files, self._fingerprint_of(files))
+
+    def _load(self, files: list[Path], fingerprint: Fingerprint) -> bool:
         if not self._registered:
             # The first load (directly or from start()) makes the store wait for our kinds.
             self.store.add_source(self)
             self._registered = True
-        files = self.files()
-        fingerprint = self._fingerprint_of(files)
         errors: list[ManifestError] = []
         records: dict[str, dict[tuple[str, str], Record]] = {name: {} for name in self.kinds}
         for f in files:
@@ -160,7 +163,6 @@ class ManifestSource:
         self._fingerprint = fingerprint
         if errors:
             self.errors = errors
-            self._in_error = True
             for err in errors:
                 log.error("manifests: %s (keeping the previous state)", err)
             return False
@@ -170,7 +172,6 @@ class ManifestSource:
             self.store.replace(name, by_key.values())
             self.store.mark_synced(name)
         self.errors = []
-        self._in_error = False
         self._last_good = self._clock()
         self.loads += 1
         return True
@@ -272,7 +273,7 @@ class ManifestSource:
         """0 while the store matches the files; while they are broken, time since the last good load."""
         if self._last_good is None:
             return float("inf")
-        if not self._in_error:
+        if not self.errors:
             return 0.0
         return max(0.0, self._clock() - self._last_good)
 

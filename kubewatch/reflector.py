@@ -91,7 +91,6 @@ class Reflector:
         self.last_contact: float | None = None
         self.last_error = ""
         self.relists = 0
-        self.watches = 0
         self._listed_at = float("-inf")
 
     def __repr__(self) -> str:
@@ -215,7 +214,6 @@ class Reflector:
         started = self._clock()
         events_seen = 0
         store, kind = self.store, self.kind
-        self.watches += 1
         async with self.client.watch(self.path, params, timeout + self.tuning.read_margin) as events:
             self.connected = True
             self._touch()

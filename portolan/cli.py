@@ -26,11 +26,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return dns_main(rest)
     if cmd == "ingress":
-        try:
-            from ingress.cli import main as ingress_main  # type: ignore[import-not-found]
-        except ImportError:
-            print("portolan ingress: not available in this build", file=sys.stderr)
-            return 2
+        from ingress.cli import main as ingress_main  # imported here: `portolan dns` never loads the controller
+
         return ingress_main(rest)
     if cmd in ("version", "-version", "--version"):
         print(f"portolan {__version__}")

@@ -35,10 +35,10 @@ def in_ns(ns: str, *argv: str, timeout: float = 30) -> str:
     return res.stdout + res.stderr
 
 
-def upstream_argv(ns: str, *dnsmasq_args: str) -> list[str]:
-    """The node's resolver for a pod namespace: dnsmasq on 127.0.0.2:53 inside it."""
+def upstream_argv(ns: str, *dnsmasq_args: str, listen: str = "127.0.0.2") -> list[str]:
+    """The node's resolver: dnsmasq on `listen`:53 inside namespace `ns`, answering only from its arguments."""
     return ["ip", "netns", "exec", ns, "dnsmasq", "--keep-in-foreground", "--user=root", "--port=53",
-            "--listen-address=127.0.0.2", "--bind-interfaces", "--no-resolv", "--no-hosts", "--log-facility=-",
+            f"--listen-address={listen}", "--bind-interfaces", "--no-resolv", "--no-hosts", "--log-facility=-",
             *dnsmasq_args]
 
 

@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -189,10 +188,6 @@ def dig(server: str, port: int, *args: str, timeout: float = 10.0) -> Dig:
     # Every reply must satisfy BIND's own message parser, whatever else the test checks.
     assert not d.malformed, f"dig says the reply is malformed:\n{out}"
     return d
-
-
-def python_env() -> dict[str, str]:
-    return dict(os.environ, PYTHONUNBUFFERED="1", PATH=os.path.dirname(sys.executable) + ":" + os.environ["PATH"])
 
 
 def metric(text: str, metric_name: str, **labels: str) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from dnslib import EDNS0, DNSRecord
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -55,8 +56,6 @@ def test_check_helper_detects_wrong_answers() -> None:
     """The table helper itself must fail on a mismatch, or every table test would be hollow."""
     q = DNSRecord.question("x.", "A")
     r = q.reply()
-    import pytest
-
     with pytest.raises(AssertionError):
         check(Case("x.", "A", rcode="NXDOMAIN"), r)
     with pytest.raises(AssertionError):

@@ -7,7 +7,7 @@
   ...) or for every query at once (`server.mode = "drop"`). It records every query it saw.
   `ThreadedUpstream` runs one in a background thread for tests that drive a subprocess.
 * `dead_address()`: a closed port on 127.0.0.1 (UDP gets ICMP port unreachable, TCP a reset).
-* `make_cert()`: a self-signed certificate (its own CA) for DNS over TLS tests, via openssl.
+* `server_tls_context()`: the server side of DNS over TLS tests, for a certificate from `tests.certs`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,38 +133,6 @@ class Dnsmasq:
 def dead_address() -> str:
     """host:port where nothing listens (a closed port: refused at once, no timeout)."""
     return f"127.0.0.1:{free_port()}"
-
-
-def make_cert(directory: Path, name: str = "dns.test", ips: tuple[str, ...] = ("127.0.0.1",)) -> tuple[Path, Path]:
-    """A self-signed certificate for `name` and `ips` (CA:TRUE, so it is its own trust anchor)."""
-    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
-    san = ",".join([f"DNS:{name}", *(f"IP:{ip}" for ip in ips)])
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "2",
-            "-subj",
-            f"/CN={name}",
-            "-addext",
-            f"subjectAltName={san}",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
-    return cert, key
 
 
 def server_tls_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -415,12 +382,3 @@ class ThreadedUpstream:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         self.loop.close()
-
-
-@contextlib.contextmanager
-def threaded_upstream(**kwargs: object) -> Iterator[FakeUpstream]:
-    t = ThreadedUpstream(**kwargs)
-    try:
-        yield t.server
-    finally:
-        t.stop()

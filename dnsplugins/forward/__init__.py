@@ -140,13 +140,13 @@ from dnsserver import wire
 from dnsserver.fastpath import well_formed
 from dnsserver.plugin import Next, Plugin, SetupContext, match_zone
 from dnsserver.request import Request
+from dnsserver.wire import FORMERR, REFUSED
 
 log = logging.getLogger("portolan")
 
 T = TypeVar("T")
 DEADLINE = 5.0  # seconds one query may spend on its upstreams, all tries together
 OPT = 41
-FORMERR, REFUSED = 1, 5
 
 
 class NoHealthyUpstream(Exception):
@@ -295,14 +295,14 @@ class Stanza:
             return True
         return match_zone([z], name) is not None and match_zone(self.ignored, name) is None
 
-    def passes_on(self, reply: DNSRecord) -> bool:
-        """Does `next` / `next_on_nodata` hand this upstream reply to the following stanza?"""
-        rcode = reply.header.rcode
-        return rcode in self.next_rcodes or (self.cfg.next_on_nodata and rcode == 0 and not reply.rr)
+    def passes_on(self, rcode: int, answers: int) -> bool:
+        """Does `next` / `next_on_nodata` hand an upstream reply with this rcode and this many answer
+        records to the following stanza? (Read from a parsed reply by `serve`, from bytes by `relay`.)"""
+        return rcode in self.next_rcodes or (self.cfg.next_on_nodata and rcode == 0 and not answers)
 
-    def passes_on_wire(self, data: bytes) -> bool:
-        rcode = data[3] & 0x0F
-        return rcode in self.next_rcodes or (self.cfg.next_on_nodata and rcode == 0 and data[6:8] == b"\x00\x00")
+    def _try_timeout(self, left: float) -> float:
+        """How long one try waits: `read_timeout`, but never past what is `left` of the deadline."""
+        return min(self.read_timeout, left) if self.read_timeout > 0 else left
 
     def _admit(self) -> bool:
         """Take a max_concurrent slot; False (and counted) when they are all in use."""
@@ -331,15 +331,16 @@ class Stanza:
         reply.header.id = req.msg.header.id
         return reply, True
 
-    async def relay(self, query: bytes, proto: str) -> tuple[bytes, bool]:
+    async def relay(self, query: bytes, proto: str, resume: Resume | None = None) -> tuple[bytes, bool]:
         """`resolve` for a query that is only bytes: the reply's bytes with the query's ID, unparsed.
 
-        `query` must be relayable as it is (see `Forward.relay`).
+        `query` must be relayable as it is (see `Forward.relay`). With `resume`, the query already holds
+        its max_concurrent slot (taken by `relay_start`) and carries on after its first attempt.
         """
-        if not self._admit():
+        if resume is None and not self._admit():
             return wire_reply(query, REFUSED), False
         try:
-            data = await self.run(query, proto, _check_reply)
+            data = await self.run(query, proto, _check_reply, resume)
         finally:
             self.concurrent -= 1
         if data is None:
@@ -366,19 +367,17 @@ class Stanza:
             return True
         loop = asyncio.get_running_loop()
         start = loop.time()
-        timeout = min(self.read_timeout, self.deadline) if self.read_timeout > 0 else self.deadline
 
         def answered(data: bytes | None, error: UpstreamError | None) -> None:
             self._relayed(query, proto, ups, error, up, start, done, data)
 
+        started = False
         try:
-            if up.ask(query, timeout, answered, loop):
-                return True
-        except BaseException:
-            self.concurrent -= 1
-            raise
-        self.concurrent -= 1
-        return False
+            started = up.ask(query, self._try_timeout(self.deadline), answered, loop)
+        finally:
+            if not started:
+                self.concurrent -= 1  # nothing sent (or sending raised): the slot is not held
+        return started
 
     def _relayed(self, query: bytes, proto: str, ups: Sequence[Upstream], error: Exception | None, up: Upstream,
                  start: float, done: Callable[[bytes | Exception], None], data: bytes | None) -> None:
@@ -405,13 +404,11 @@ class Stanza:
     async def _relay_rest(self, query: bytes, proto: str, state: Resume,
                           done: Callable[[bytes | Exception], None]) -> None:
         try:
-            data = await self.run(query, proto, _check_reply, state)
+            data, _ = await self.relay(query, proto, state)
         except Exception as e:  # UpstreamError, NoHealthyUpstream: the caller answers SERVFAIL
-            self.concurrent -= 1
             done(e)
             return
-        self.concurrent -= 1
-        done(wire_reply(query, FORMERR) if data is None else query[:2] + data[2:])
+        done(data)
 
     async def run(self, query: bytes, proto: str, convert: Callable[[bytes], T],
                   resume: Resume | None = None) -> T | None:
@@ -477,12 +474,9 @@ class Stanza:
     async def _exchange(self, up: Upstream, query: bytes, tcp: bool, retry_tc: bool, deadline: float,
                         loop: asyncio.AbstractEventLoop) -> bytes:
         start = loop.time()
-        left = deadline - start
-        timeout = min(self.read_timeout, left) if self.read_timeout > 0 else left
-        data = await up.exchange(query, tcp, timeout)
+        data = await up.exchange(query, tcp, self._try_timeout(deadline - start))
         if retry_tc and not tcp and data[2] & 0x02:
-            left = deadline - loop.time()
-            data = await up.exchange(query, True, min(self.read_timeout, left) if self.read_timeout > 0 else left)
+            data = await up.exchange(query, True, self._try_timeout(deadline - loop.time()))
         METRICS.observe(up.addr, wire.rcode_name(data[3] & 0x0F), loop.time() - start)
         return data
 
@@ -509,7 +503,7 @@ class Forward(Plugin):
                 continue
             reply, from_upstream = await st.resolve(req)
             # `next` only ever hands over to another forward stanza, never to the plugins after us.
-            if i < last and from_upstream and st.passes_on(reply):
+            if i < last and from_upstream and st.passes_on(reply.header.rcode, len(reply.rr)):
                 continue
             return reply
         return await next(req)
@@ -533,7 +527,7 @@ class Forward(Plugin):
             if not st.matches(name):
                 continue
             data, from_upstream = await st.relay(query, proto)
-            if i < last and from_upstream and st.passes_on_wire(data):
+            if i < last and from_upstream and st.passes_on(data[3] & 0x0F, (data[6] << 8) | data[7]):
                 continue
             return data
         return None
@@ -542,15 +536,18 @@ class Forward(Plugin):
         """What starts `relay` for `query` without a task (`Stanza.relay_start`), or None: use `relay`.
 
         The answer holds for any query with the same question bytes, so the server may remember it.
-        Only for a block with one stanza: with several, `next` may hand a reply on to the following one.
+        It is the first stanza that takes the name, as in `relay`, unless that one could hand its reply
+        on to a following stanza (`next`, `next_on_nodata`): only `relay` can carry on then.
         """
-        if len(self.stanzas) != 1:
-            return None
         found = relayable(query)
-        st = self.stanzas[0]
-        if found is None or not st.matches(found[0]):
+        if found is None:
             return None
-        return st.relay_start
+        stanzas = self.stanzas
+        for i, st in enumerate(stanzas):
+            if st.matches(found[0]):
+                hands_on = i < len(stanzas) - 1 and (st.next_rcodes or st.cfg.next_on_nodata)
+                return None if hands_on else st.relay_start
+        return None
 
     async def stop(self) -> None:
         for st in self.stanzas:

@@ -34,6 +34,11 @@ RCODES = {
     "BADCOOKIE": 23,
 }
 POLICIES = ("random", "round_robin", "sequential")
+# The properties that take no argument, and the ForwardConfig field each one turns on.
+FLAGS = {
+    "force_tcp": "force_tcp", "prefer_udp": "prefer_udp", "next_on_nodata": "next_on_nodata",
+    "failfast_all_unhealthy_upstreams": "failfast_all_unhealthy",
+}
 
 
 @dataclass(frozen=True)
@@ -334,43 +339,25 @@ def _property(d: Dispenser, cfg: ForwardConfig, ctx: SetupContext) -> None:
             raise d.arg_err()
         # A CIDR stands for all its reverse zones here (FROM, by contrast, can only be one zone).
         cfg.ignored.extend(z for z in plugin_zones(names, ctx) if z not in cfg.ignored)
-    elif prop == "force_tcp":
+    elif prop in FLAGS:
         _no_args(d)
-        cfg.force_tcp = True
-    elif prop == "prefer_udp":
-        _no_args(d)
-        cfg.prefer_udp = True
+        setattr(cfg, FLAGS[prop], True)
     elif prop == "max_fails":
         cfg.max_fails = _uint(d, _one_arg(d))
     elif prop == "max_connect_attempts":
         cfg.max_connect_attempts = _uint(d, _one_arg(d))
     elif prop == "health_check":
         _health_check(d, cfg)
-    elif prop == "expire":
-        text = _one_arg(d)
-        cfg.expire = _duration(d, text)
-        if cfg.expire < 0:
-            raise d.err(f"expire can't be negative: {go_duration(cfg.expire)}")
-    elif prop == "max_age":
-        text = _one_arg(d)
-        cfg.max_age = _duration(d, text)
-        if cfg.max_age < 0:
-            raise d.err(f"max_age can't be negative: {go_duration(cfg.max_age)}")
-    elif prop == "read_timeout":
-        text = _one_arg(d)
-        cfg.read_timeout = _duration(d, text)
-        if cfg.read_timeout < 0:
-            raise d.err(f"read_timeout can't be negative: {go_duration(cfg.read_timeout)}")
-    elif prop == "max_idle_conns":
+    elif prop in ("expire", "max_age", "read_timeout"):
+        value = _duration(d, _one_arg(d))
+        if value < 0:
+            raise d.err(f"{prop} can't be negative: {go_duration(value)}")
+        setattr(cfg, prop, value)
+    elif prop in ("max_idle_conns", "max_concurrent"):
         n = _atoi(d, _one_arg(d))
         if n < 0:
-            raise d.err(f"max_idle_conns can't be negative: {n}")
-        cfg.max_idle_conns = n
-    elif prop == "max_concurrent":
-        n = _atoi(d, _one_arg(d))
-        if n < 0:
-            raise d.err(f"max_concurrent can't be negative: {n}")
-        cfg.max_concurrent = n
+            raise d.err(f"{prop} can't be negative: {n}")
+        setattr(cfg, prop, n)
     elif prop == "policy":
         name = _one_arg(d)
         if name not in POLICIES:
@@ -388,12 +375,6 @@ def _property(d: Dispenser, cfg: ForwardConfig, ctx: SetupContext) -> None:
         cfg.next_rcodes = _rcodes(d, failover=False)
     elif prop == "failover":
         cfg.failover_rcodes = _rcodes(d, failover=True)
-    elif prop == "failfast_all_unhealthy_upstreams":
-        _no_args(d)
-        cfg.failfast_all_unhealthy = True
-    elif prop == "next_on_nodata":
-        _no_args(d)
-        cfg.next_on_nodata = True
     elif prop == "source_address":
         text = _one_arg(d)
         if not _is_ip(text) or "%" in text:

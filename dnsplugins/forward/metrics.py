@@ -8,38 +8,15 @@ in `collect`. One collector per process (registered on import), shared by every 
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from dnsserver.metrics import DURATION_BUCKETS, REGISTRY
+from dnsserver.metrics import _Histogram as Histogram  # the core's own dict-counted histogram
 
 PROXY_NAME = "forward"
-
-
-class Histogram:
-    __slots__ = ("counts", "total", "n")
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(DURATION_BUCKETS) + 1)
-        self.total = 0.0
-        self.n = 0
-
-    def observe(self, v: float) -> None:
-        self.counts[bisect.bisect_left(DURATION_BUCKETS, v)] += 1
-        self.total += v
-        self.n += 1
-
-    def buckets(self) -> list[tuple[str, int]]:
-        out: list[tuple[str, int]] = []
-        acc = 0
-        for bound, c in zip(DURATION_BUCKETS, self.counts, strict=False):
-            acc += c
-            out.append((repr(float(bound)), acc))
-        out.append(("+Inf", self.n))
-        return out
 
 
 class ForwardMetrics(Collector):
@@ -55,7 +32,7 @@ class ForwardMetrics(Collector):
         key = (to, rcode)
         h = self.durations.get(key)
         if h is None:
-            h = self.durations[key] = Histogram()
+            h = self.durations[key] = Histogram(DURATION_BUCKETS)
         h.observe(seconds)
 
     def conn(self, to: str, proto: str, hit: bool) -> None:

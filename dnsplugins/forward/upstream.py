@@ -101,6 +101,14 @@ class _UdpChannel(asyncio.DatagramProtocol):
         if not self.ready.done():
             self.ready.set_result(None)
 
+    def free_id(self) -> int:
+        """A random message ID that no query in flight on this socket uses (replies are matched by it)."""
+        pending = self.pending
+        qid = IDS.next()
+        while qid in pending:
+            qid = IDS.next()
+        return qid
+
     def datagram_received(self, data: bytes, addr: object) -> None:
         if len(data) < 12:
             return
@@ -261,7 +269,6 @@ class Upstream:
         metrics: ForwardMetrics = METRICS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.spec = spec
         self.host = spec.host
         self.port = spec.port
         self.addr = spec.addr  # the `to` label
@@ -323,9 +330,13 @@ class Upstream:
     async def _open_udp(self, loop: asyncio.AbstractEventLoop, ch: _UdpChannel) -> None:
         local = (self.source_address, 0) if self.source_address else None
         try:
-            await loop.create_datagram_endpoint(lambda: ch, remote_addr=(self.host, self.port), local_addr=local)
+            transport, _ = await loop.create_datagram_endpoint(lambda: ch, remote_addr=(self.host, self.port),
+                                                               local_addr=local)
         except OSError as e:
             ch.fail(UpstreamError(f"dial udp {self.addr}: {_strerror(e)}"))
+            return
+        if ch.closed:
+            transport.close()  # shut down while the socket was opening: nobody else holds it to close it
 
     async def _udp_exchange(self, query: bytes, timeout: float) -> bytes:
         loop = asyncio.get_running_loop()
@@ -336,9 +347,7 @@ class Upstream:
         transport = ch.transport
         assert transport is not None
         pending = ch.pending
-        qid = IDS.next()
-        while qid in pending:
-            qid = IDS.next()
+        qid = ch.free_id()
         fut: asyncio.Future[bytes] = loop.create_future()
         pending[qid] = fut
         handle = loop.call_later(timeout, ch.time_out, fut)
@@ -362,9 +371,7 @@ class Upstream:
             return False
         self.metrics.conn(self.addr, "udp", True)
         pending = ch.pending
-        qid = IDS.next()
-        while qid in pending:
-            qid = IDS.next()
+        qid = ch.free_id()
         w = _Waiter(callback, qid, pending, loop.time() + timeout)
         pending[qid] = w  # type: ignore[assignment]
         ch.expire(w, loop)
@@ -497,10 +504,12 @@ class Upstream:
             ch.fail(UpstreamError(f"upstream {self.addr} is shut down"))
 
 
-def probe_query(domain: str, recursion_desired: bool) -> bytes:
-    """`DOMAIN IN NS` as wire bytes (ID 0, replaced when sent): the health check's question."""
+def probe_query(domain: str, recursion_desired: bool, qtype: int = 2) -> bytes:
+    """`DOMAIN IN QTYPE` (NS by default) as wire bytes, ID 0 since `exchange` replaces it: the health
+    check's question, and loop's."""
     labels = [lb for lb in domain.rstrip(".").split(".") if lb]
     name = b"".join(bytes([len(lb.encode())]) + lb.encode() for lb in labels) + b"\x00"
     flags = 0x0100 if recursion_desired else 0
-    return bytes([0, 0, flags >> 8, flags & 0xFF, 0, 1, 0, 0, 0, 0, 0, 0]) + name + b"\x00\x02\x00\x01"
+    return bytes([0, 0, flags >> 8, flags & 0xFF, 0, 1, 0, 0, 0, 0, 0, 0]) + name + qtype.to_bytes(2, "big") \
+        + b"\x00\x01"
 

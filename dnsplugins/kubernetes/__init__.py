@@ -72,7 +72,7 @@ from dnslib import DNSRecord
 
 from corefile import Dispenser
 from dnsplugins.bind import interface_addresses
-from dnsplugins.kubernetes.answers import NXDOMAIN, SERVFAIL, Answer, Answerer
+from dnsplugins.kubernetes.answers import NXDOMAIN, SERVFAIL, Answer, Answerer, zone_as_asked
 from dnsplugins.kubernetes.config import KubernetesConfig, parse
 from dnsserver.fastpath import FastQuery
 from dnsserver.memo import AnswerMemo
@@ -139,7 +139,7 @@ class Kubernetes(Plugin):
         else:
             self.source = ApiSource(self.store, self.cluster or cluster_config(self.cfg), specs)
         await self.source.start()
-        self.answerer.set_ns(self.ns_names())
+        self.answerer.ns_ips = self.ns_addresses()
         try:
             synced = await self.store.wait_synced(timeout=self.cfg.startup_timeout)
         except KubeError as e:
@@ -155,13 +155,13 @@ class Kubernetes(Plugin):
     def is_ready(self) -> bool:
         return self.store.synced
 
-    def ns_names(self) -> list[tuple[str, list[str]]]:
-        """NS names and glue: this host's non-loopback addresses as `ns.dns.<zone>`, as CoreDNS does."""
+    def ns_addresses(self) -> list[str]:
+        """The NS glue: this host's non-loopback addresses, published as `ns.dns.<zone>` as CoreDNS does."""
         ips: list[str] = []
         for _, ifname in socket.if_nameindex():
             if ifname != "lo":
                 ips += interface_addresses(ifname)
-        return [("ns.dns", ips)]
+        return ips
 
     # -- serving -------------------------------------------------------------------------------------
 
@@ -192,8 +192,7 @@ class Kubernetes(Plugin):
         for r in ans.authority:
             reply.add_auth(r)
         if ans.soa:
-            zone_asked = req.qname[len(req.qname) - len(zone):] if zone != "." else "."
-            reply.add_auth(self.answerer.soa(zone_asked))
+            reply.add_auth(self.answerer.soa(zone_as_asked(req.qname, zone)))
         for r in ans.extra:
             reply.add_ar(r)
         if ans.upstream is not None:

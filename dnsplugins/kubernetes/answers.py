@@ -13,13 +13,12 @@ from dnslib import AAAA, CNAME, NS, PTR, QTYPE, RR, SOA, SRV, TXT, A
 
 from dnsplugins.kubernetes.config import KubernetesConfig, is_reverse
 from dnsserver.plugin import match_zone
-from kubewatch import Service, Store
+from kubewatch import EndpointPort, Service, ServicePort, Store
 from kubewatch.services import (
     endpoint_hostname,
     endpoint_ready,
     external_name_target,
     ip_family,
-    is_ip_slice,
     ready_addresses,
 )
 
@@ -61,6 +60,11 @@ class Backend:
     hostname: str | None  # set for endpoint backends (headless services and endpoint names)
 
 
+def zone_as_asked(qname: str, zone: str) -> str:
+    """The zone's labels as the client spelled them (answers keep the question's case)."""
+    return qname[len(qname) - len(zone):] if zone != "." else "."
+
+
 def ip_from_dashes(label: str) -> str | None:
     """A pod label to an address: three dashes and no "--" is IPv4, anything else IPv6."""
     if label.count("-") == 3 and "--" not in label:
@@ -95,13 +99,18 @@ class Answerer:
     def __init__(self, store: Store, cfg: KubernetesConfig) -> None:
         self.store = store
         self.cfg = cfg
-        self.ns_names: list[tuple[str, list[str]]] = []  # (name relative to the zone, addresses), see set_ns()
+        # The addresses of ns.dns.<zone>, the one NS name; set once at start-up (this host's interfaces).
+        self.ns_ips: list[str] = []
         self.forward_zones = [z for z in cfg.zones if z != "."]
 
     # -- helpers -------------------------------------------------------------------------------------
 
     def rr(self, name: str, rtype: int, rdata: object, ttl: int | None = None) -> RR:
         return RR(name, rtype, 1, self.cfg.ttl if ttl is None else ttl, rdata)
+
+    def address_rr(self, name: str, ip: str) -> RR:
+        """The A or AAAA record for `ip`, by its family."""
+        return self.rr(name, T_AAAA, AAAA(ip)) if ip_family(ip) == 6 else self.rr(name, T_A, A(ip))
 
     def soa(self, zone: str) -> RR:
         ttl = self.cfg.ttl
@@ -115,16 +124,13 @@ class Answerer:
             return False
         return self.store.namespace(ns) is not None
 
-    def set_ns(self, names: list[tuple[str, list[str]]]) -> None:
-        self.ns_names = names
-
     # -- entry point ---------------------------------------------------------------------------------
 
     def answer(self, qname: str, name: str, zone: str, qtype: int) -> Answer:
         """`qname` as the client spelled it, `name` lower-cased, `zone` the plugin zone it is in."""
         if qtype in (T_AXFR, T_IXFR):
             return Answer(rcode=REFUSED, memo=True)
-        zone_asked = qname[len(qname) - len(zone):] if zone != "." else "."
+        zone_asked = zone_as_asked(qname, zone)
         if is_reverse(zone):
             return self.reverse(name, zone, qtype)
         prefix = name[: len(name) - len(zone)] if zone != "." else name
@@ -136,8 +142,7 @@ class Answerer:
                 return Answer(answer=[self.rr(qname, T_TXT, TXT(DNS_VERSION), DNS_VERSION_TTL)])
             return nxdomain()
         if parts == ["ns", "dns"]:
-            addrs = [ip for n, ips in self.ns_names if n == "ns.dns" for ip in ips]
-            return self.addresses(qname, addrs, qtype) if addrs else nxdomain()
+            return self.addresses(qname, self.ns_ips, qtype) if self.ns_ips else nxdomain()
         kind = parts[-1]
         if kind not in ("svc", "pod"):
             return nxdomain()
@@ -168,13 +173,9 @@ class Answerer:
         if qtype == T_SOA:
             return Answer(answer=[self.soa(zone_asked)])
         if qtype == T_NS:
-            a = Answer()
-            for rel, ips in self.ns_names:
-                target = f"{rel}.{zone_asked}"
-                a.answer.append(self.rr(qname, T_NS, NS(target)))
-                a.extra += [self.rr(target, T_AAAA if ":" in ip else T_A, AAAA(ip) if ":" in ip else A(ip))
-                            for ip in ips]
-            return a if a.answer else nodata()
+            target = f"ns.dns.{zone_asked}"
+            return Answer(answer=[self.rr(qname, T_NS, NS(target))],
+                          extra=[self.address_rr(target, ip) for ip in self.ns_ips])
         if qtype == T_TXT:
             return nxdomain()  # CoreDNS's quirk: TXT at names that exist only as structure is NXDOMAIN
         return nodata()
@@ -183,8 +184,7 @@ class Answerer:
         want = 6 if qtype == T_AAAA else 4
         if qtype not in (T_A, T_AAAA):
             return nodata()
-        recs = [self.rr(qname, qtype, AAAA(ip) if want == 6 else A(ip)) for ip in dict.fromkeys(ips)
-                if ip_family(ip) == want]
+        recs = [self.address_rr(qname, ip) for ip in dict.fromkeys(ips) if ip_family(ip) == want]
         return Answer(answer=recs) if recs else nodata()
 
     def pod(self, qname: str, labels: list[str], ns: str, qtype: int) -> Answer:
@@ -206,39 +206,32 @@ class Answerer:
 
     def backends(self, svc: Service, endpoint: str | None, port: str | None, proto: str | None,
                  ) -> list[Backend] | None:
-        """The service's backends for this name; None when the name does not exist."""
-        filtering = port is not None
+        """The service's backends for this name; None when the name does not exist.
+
+        A backend without a published port (no ports at all, or a slice port of "all ports") has
+        port -1: it answers A/AAAA and is left out of SRV."""
+
+        def wanted(p: ServicePort | EndpointPort) -> bool:  # the _port._proto labels, if asked
+            return port is None or (p.name.lower() == port and p.protocol.lower() == proto)
+
         if svc.headless or endpoint is not None:
             out: list[Backend] = []
-            for sl in self.store.slices_for_service(svc.namespace, svc.name):
-                if not is_ip_slice(sl):
+            for ep in ready_addresses(self.store, svc, self.cfg.endpoint_pod_names):
+                if endpoint is not None and ep.hostname.lower() != endpoint:
                     continue
-                ports = [p for p in sl.ports if not filtering or
-                         (p.name.lower() == port and p.protocol.lower() == proto)]
-                if filtering and not ports:
+                ports = [p for p in ep.ports if wanted(p)]
+                if port is not None and not ports:
                     continue
-                for ep in sl.endpoints:
-                    if not endpoint_ready(ep, svc.publish_not_ready):
-                        continue
-                    for addr in ep.addresses:
-                        host = endpoint_hostname(ep, addr, self.cfg.endpoint_pod_names)
-                        if endpoint is not None and host.lower() != endpoint:
-                            continue
-                        if ports:
-                            out += [Backend(addr, p.port if p.port is not None else -1, host) for p in ports]
-                        else:
-                            out.append(Backend(addr, -1, host))
+                numbers = [p.port if p.port is not None else -1 for p in ports] or [-1]
+                out += [Backend(ep.ip, n, ep.hostname) for n in numbers]
             return out or None
-        sports = [sp for sp in svc.ports if not filtering or
-                  (sp.name.lower() == port and sp.protocol.lower() == proto)]
-        if filtering and not sports:
+        sports = [sp for sp in svc.ports if wanted(sp)]
+        if port is not None and not sports:
             return None
         if self.cfg.ignore_empty_service and not ready_addresses(self.store, svc):
             return None
-        out = [Backend(ip, sp.port, None) for sp in sports for ip in svc.cluster_ips]
-        if not sports:
-            out = [Backend(ip, -1, None) for ip in svc.cluster_ips]
-        return out or None
+        numbers = [sp.port for sp in sports] or [-1]
+        return [Backend(ip, n, None) for n in numbers for ip in svc.cluster_ips] or None
 
     def service(self, qname: str, zone_asked: str, ns: str, name: str, qtype: int, endpoint: str | None = None,
                 port: str | None = None, proto: str | None = None) -> Answer:
@@ -278,7 +271,7 @@ class Answerer:
                 a.answer.append(self.rr(qname, T_SRV, SRV(0, weight, b.port, target)))
             if (target, b.ip) not in glue:
                 glue.add((target, b.ip))
-                a.extra.append(self.rr(target, T_AAAA if ":" in b.ip else T_A, AAAA(b.ip) if ":" in b.ip else A(b.ip)))
+                a.extra.append(self.address_rr(target, b.ip))
         return a if a.answer else nodata()
 
     def external_name(self, qname: str, target: str, qtype: int) -> Answer:

@@ -64,9 +64,8 @@ def route(path: str) -> Target:
     return Target(res, namespace, name, sub)
 
 
-def _json(obj: Any, status: int = 200, write_time: float | None = None) -> web.Response:
-    headers = {"X-Apiemu-Write-Time": repr(write_time)} if write_time is not None else None
-    return web.Response(status=status, body=json.dumps(obj).encode(), content_type="application/json", headers=headers)
+def _json(obj: Any) -> web.Response:
+    return web.Response(body=json.dumps(obj).encode(), content_type="application/json")
 
 
 def _stored(stored: Stored, status: int = 200, write_time: float | None = None) -> web.Response:
@@ -183,16 +182,7 @@ class Api:
             if want > state.rv:
                 raise StatusError(504, f"Too large resource version: {want}, current: {state.rv}", "Timeout")
             if exact:
-                objs = state.at(target.res, want)
-                items = sorted(
-                    (
-                        s
-                        for (ns, _), s in objs.items()
-                        if (target.namespace is None or ns == target.namespace) and match(s)
-                    ),
-                    key=lambda s: (s.namespace, s.name),
-                )
-                return want, items
+                return want, state.select(target.res, target.namespace, match, at=want)
         return state.rv, state.select(target.res, target.namespace, match)
 
     def _save_snapshot(self, rv: int, items: list[Stored]) -> str:
@@ -235,30 +225,19 @@ class Api:
 
     # ------------------------------------------------------------------ writes
 
-    def _last_write_time(self) -> float:
-        # Stamped at commit, before any watcher is told: the start of event-to-store latency.
-        return self.state.last_write_time
+    # Responses to writes carry the time the state stamped at commit, before any watcher was
+    # told: the start of the event-to-store latency the benchmarks measure.
 
     async def _create(self, request: web.Request, target: Target) -> web.Response:
         body = await _body(request)
         stored = self.state.create(target.res, target.namespace, body)
-        return _stored(stored, 201, self._last_write_time())
+        return _stored(stored, 201, self.state.last_write_time)
 
     async def _replace(self, request: web.Request, target: Target) -> web.Response:
         body = await _body(request)
         if not isinstance(body, dict):
             raise StatusError(400, "the request body is not an object")
-        expected = (body.get("metadata") or {}).get("resourceVersion")
-        assert target.name is not None
-        stored = self.state.update(
-            target.res,
-            target.namespace or "",
-            target.name,
-            body,
-            status_only=target.sub == "status",
-            expected_rv=expected,
-        )
-        return _stored(stored, 200, self._last_write_time())
+        return self._update(target, body, (body.get("metadata") or {}).get("resourceVersion"))
 
     async def _patch(self, request: web.Request, target: Target) -> web.Response:
         patch = await _body(request)
@@ -270,23 +249,26 @@ class Api:
         patched = apply_patch(request.headers.get("Content-Type", ""), current.obj(), patch)
         if not isinstance(patched, dict):
             raise StatusError(422, "the patch does not leave an object")
+        return self._update(target, patched, expected)
+
+    def _update(self, target: Target, new: dict[str, Any], expected_rv: str | None) -> web.Response:
+        """PUT and PATCH alike: store ``new`` (only its status on the status subresource)."""
+        assert target.name is not None
         stored = self.state.update(
             target.res,
             target.namespace or "",
             target.name,
-            patched,
+            new,
             status_only=target.sub == "status",
-            expected_rv=expected,
+            expected_rv=expected_rv,
         )
-        return _stored(stored, 200, self._last_write_time())
+        return _stored(stored, 200, self.state.last_write_time)
 
     async def _delete(self, request: web.Request, target: Target) -> web.Response:
         options = await _body(request) or {}
         assert target.name is not None
-        stored = self.state.delete(
-            target.res, target.namespace or "", target.name, (options or {}).get("preconditions")
-        )
-        return _stored(stored, 200, self._last_write_time())
+        stored = self.state.delete(target.res, target.namespace or "", target.name, options.get("preconditions"))
+        return _stored(stored, 200, self.state.last_write_time)
 
     async def _delete_collection(self, request: web.Request, target: Target) -> web.Response:
         labels, fields = self._selectors(request, target.res)

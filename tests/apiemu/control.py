@@ -19,11 +19,10 @@ from tests.apiemu.watch import error_line
 
 
 class Control:
-    def __init__(self, state: State, settings: Settings, auth: dict[str, Any], save: Any) -> None:
+    def __init__(self, state: State, settings: Settings, auth: dict[str, Any]) -> None:
         self.state = state
         self.settings = settings
         self.auth = auth
-        self._save = save
 
     def add_routes(self, app: web.Application) -> None:
         r = app.router
@@ -34,7 +33,6 @@ class Control:
         r.add_post("/_emu/bookmark", self.bookmark)
         r.add_post("/_emu/config", self.config)
         r.add_post("/_emu/bulk", self.bulk)
-        r.add_post("/_emu/save", self.save)
         r.add_get("/_emu/wait-watchers", self.wait_watchers)
 
     def _watchers(self) -> list[Any]:
@@ -108,10 +106,6 @@ class Control:
         except KeyError as exc:
             raise StatusError(400, f"unknown kind in bulk load: {exc}") from exc
         return web.json_response({"created": n, "resourceVersion": self.state.rv})
-
-    async def save(self, request: web.Request) -> web.Response:
-        self._save()
-        return web.json_response({"resourceVersion": self.state.rv})
 
     async def wait_watchers(self, request: web.Request) -> web.Response:
         """Long-poll until at least ``count`` watches of ``resource`` (plural) are open."""

@@ -160,27 +160,25 @@ class Emulator:
 
     async def stop(self) -> None:
         """Graceful stop: the emulator compacts its state file (unless persist=False)."""
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 30)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-        if proc is not None and proc.stdin is not None:
-            proc.stdin.close()
-        await self._close_session()
+        await self._end(signal.SIGTERM)
 
     async def kill(self) -> None:
         """Abrupt stop (SIGKILL). The emulator journals each write as it acknowledges it, so
         a start afterwards still has every object and resourceVersion."""
+        await self._end(signal.SIGKILL)
+
+    async def _end(self, sig: signal.Signals) -> None:
         proc, self._proc = self._proc, None
-        if proc is not None and proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        if proc is not None and proc.stdin is not None:
-            proc.stdin.close()
+        if proc is not None:
+            if proc.returncode is None:
+                proc.send_signal(sig)
+                try:
+                    await asyncio.wait_for(proc.wait(), 30)
+                except TimeoutError:  # a SIGTERM not obeyed in time
+                    proc.kill()
+                    await proc.wait()
+            if proc.stdin is not None:
+                proc.stdin.close()
         await self._close_session()
 
     async def restart(self) -> None:

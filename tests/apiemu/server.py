@@ -39,7 +39,7 @@ log = logging.getLogger("apiemu")
 _OPEN_PREFIXES = ("/_emu/", "/healthz", "/readyz", "/livez")
 
 
-def build_app(state: State, settings: Settings, auth: dict[str, Any], save: Any) -> web.Application:
+def build_app(state: State, settings: Settings, auth: dict[str, Any]) -> web.Application:
     api = Api(state, settings)
 
     @web.middleware
@@ -63,7 +63,7 @@ def build_app(state: State, settings: Settings, auth: dict[str, Any], save: Any)
 
     app = web.Application(middlewares=[errors_and_auth], client_max_size=256 * 1024 * 1024)
     discovery.add_routes(app)
-    Control(state, settings, auth, save).add_routes(app)
+    Control(state, settings, auth).add_routes(app)
     for path in ("/healthz", "/readyz", "/livez"):
         app.router.add_get(path, health)
     app.router.add_get("/openapi/v2", openapi_missing)
@@ -123,7 +123,7 @@ async def serve(args: argparse.Namespace) -> None:
     if args.state_file is not None and not args.no_save:
         state.open_journal(args.state_file)
 
-    app = build_app(state, settings, auth, save)
+    app = build_app(state, settings, auth)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 
 from tests.apiemu import objects
 from tests.apiemu.errors import StatusError, conflict, gone, not_found
-from tests.apiemu.resources import BY_TYPE, RESOURCES, Resource
+from tests.apiemu.resources import BY_TYPE, RESOURCES, Resource, for_object
 
 STATE_FORMAT = 1
 
@@ -76,7 +76,6 @@ class State:
         self.objects: dict[str, dict[tuple[str, str], Stored]] = {r.key: {} for r in RESOURCES}
         self.watchers: dict[str, set[WatcherLike]] = {r.key: set() for r in RESOURCES}
         self.alloc = objects.ClusterIPAllocator()
-        self.on_write: list[Callable[[Event], None]] = []
         self.last_write_time = 0.0
         self._journal: BinaryIO | None = None
 
@@ -88,10 +87,12 @@ class State:
             raise not_found(res.plural, name)
         return stored
 
-    def select(self, res: Resource, namespace: str | None, match: Callable[[Stored], bool]) -> list[Stored]:
-        items = [
-            s for (ns, _), s in self.objects[res.key].items() if (namespace is None or ns == namespace) and match(s)
-        ]
+    def select(
+        self, res: Resource, namespace: str | None, match: Callable[[Stored], bool], at: int | None = None
+    ) -> list[Stored]:
+        """The matching objects (as they were at resourceVersion ``at``, if given), by namespace and name."""
+        objs = self.objects[res.key] if at is None else self.at(res, at)
+        items = [s for (ns, _), s in objs.items() if (namespace is None or ns == namespace) and match(s)]
         items.sort(key=lambda s: (s.namespace, s.name))
         return items
 
@@ -157,8 +158,6 @@ class State:
                 self._journal.flush()
         for watcher in tuple(self.watchers[res.key]):
             watcher.offer(event)
-        for hook in self.on_write:
-            hook(event)
         return new
 
     def create(self, res: Resource, namespace: str | None, obj: dict[str, Any]) -> Stored:
@@ -330,7 +329,6 @@ class State:
         """Bulk create (control endpoint): each object is a normal create."""
         n = 0
         for obj in objs:
-            res = BY_TYPE[(obj.get("apiVersion", ""), obj.get("kind", ""))]
-            self.create(res, (obj.get("metadata") or {}).get("namespace"), obj)
+            self.create(for_object(obj), (obj.get("metadata") or {}).get("namespace"), obj)
             n += 1
         return n

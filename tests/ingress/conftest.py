@@ -4,6 +4,7 @@ fed directly through its Store, and an HTTP client aimed at the controller's ngi
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import shutil
@@ -24,7 +25,9 @@ from yarl import URL
 from ingress.controller import Controller
 from ingress.options import Options
 from kubewatch import Store
+from tests.ingress import objects as o
 from tests.ingress.backends import Backends
+from tests.ingress.procs import children
 from tests.ingress.tlsutil import Authority
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -163,6 +166,17 @@ async def backends() -> AsyncIterator[Backends]:
     await b.stop()
 
 
+async def services(backends: Backends, store: Store, **groups: tuple[str, ...]) -> dict[str, tuple[list[str], int]]:
+    """Our IngressClass, and one Service per keyword (port 80, "http"), its ready endpoints
+    backends named by the tuple. Returns each Service's (backend addresses, port)."""
+    o.put(store, o.ingress_class())
+    started: dict[str, tuple[list[str], int]] = {}
+    for svc, names in groups.items():
+        addrs, port = started[svc] = await backends.start(*names)
+        o.put(store, o.service(svc, ("http", 80, "http")), o.endpoint_slice(svc, addrs, port))
+    return started
+
+
 @pytest.fixture(scope="session")
 def authority() -> Authority:
     return Authority.create()
@@ -236,6 +250,17 @@ class Client:
                 data = json.loads(text)
             return Reply(resp.status, dict(resp.headers), text, data)
 
+    async def answers(
+        self, host: str | None, path: str = "/", *, status: int = 200, backend: str | None = None
+    ) -> bool:
+        """For polling with ``until``: whether nginx answers so now. A connection refused or cut
+        (nginx not listening yet, or swapping workers) counts as not yet, not as a failure."""
+        try:
+            reply = await self.request(host, path)
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            return False
+        return reply.status == status and (backend is None or reply.backend == backend)
+
 
 @pytest.fixture
 async def client_for() -> AsyncIterator[Callable[..., Client]]:
@@ -251,11 +276,41 @@ async def client_for() -> AsyncIterator[Callable[..., Client]]:
         await c.close()
 
 
-async def until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0, interval: float = 0.02) -> None:
-    """Poll an async condition until it holds; fail the test after ``timeout``."""
+async def until(check: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0, interval: float = 0.02) -> None:
+    """Poll a condition (a plain or an async callable) until it holds; fail the test after ``timeout``."""
     try:
         async with asyncio.timeout(timeout):
-            while not await check():
+            while True:
+                result = check()
+                if inspect.isawaitable(result):
+                    result = await result
+                if result:
+                    return
                 await asyncio.sleep(interval)
     except TimeoutError:
         raise AssertionError(f"condition not met within {timeout}s") from None
+
+
+def metric(controller: Controller, name: str, **labels: str) -> float:
+    """A sample of the controller's own registry; 0 for a labelled counter not yet created."""
+    value = controller.metrics.registry.get_sample_value(name, labels or None)
+    return value if value is not None else 0.0
+
+
+def nginx_workers(controller: Controller) -> set[int]:
+    """The controller's nginx workers now. A reload counts as done once one new worker answers,
+    yet an old worker may still accept a connection until it exits: take these before a change,
+    and ``await retired(...)`` them before asserting that no request meets the old configuration."""
+    master = controller.nginx.pid
+    assert master is not None
+    workers = children(master)
+    assert workers, "nginx's workers not found in /proc"  # else retired() would prove nothing
+    return workers
+
+
+async def retired(controller: Controller, workers: set[int]) -> None:
+    """Until none of ``workers`` is among the master's children any more (asked of the master,
+    not of the PIDs alone: a PID freed by a worker may be handed to another process)."""
+    master = controller.nginx.pid
+    assert master is not None
+    await until(lambda: not workers & children(master))

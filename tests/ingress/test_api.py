@@ -15,7 +15,7 @@ from ingress.lease import LeaderElector, LeaseTiming
 from kubewatch import ApiClient, ClusterConfig
 from tests.apiemu import Emulator
 from tests.ingress import objects as o
-from tests.ingress.conftest import until
+from tests.ingress.conftest import metric, nginx_workers, retired, until
 
 NET = "networking.k8s.io/v1"
 FAST_LEASE = LeaseTiming(duration=1.0, renew_deadline=0.6, retry=0.1)
@@ -48,10 +48,6 @@ async def lb_status(emu: Emulator, name: str, namespace: str = "default") -> lis
     return ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
 
 
-async def _true(value: bool) -> bool:
-    return value
-
-
 async def test_no_request_fails_across_reloads(emu: Emulator, start_controller, backends, client_for) -> None:
     addrs, port = await web(emu, backends, "w1", "w2")
     await create(emu, o.ingress_class(), o.ingress("main", o.rule("foo.com", o.path("/", "web"))))
@@ -72,7 +68,7 @@ async def test_no_request_fails_across_reloads(emu: Emulator, start_controller, 
                 except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                     results.append(repr(exc))
 
-    reloads_before = controller.metrics.registry.get_sample_value("portolan_ingress_reloads_total") or 0
+    reloads_before = metric(controller, "portolan_ingress_reloads_total")
     workers = [asyncio.create_task(hammer()) for _ in range(4)]
     try:
         extra_addrs, extra_port = await backends.start("w3")
@@ -90,12 +86,12 @@ async def test_no_request_fails_across_reloads(emu: Emulator, start_controller, 
         for step in steps:
             done = controller.reconciles
             await step
-            await until(lambda done=done: _true(controller.reconciles > done and controller.running_hash != ""))
+            await until(lambda done=done: controller.reconciles > done and controller.running_hash != "")
             await asyncio.sleep(0.15)  # requests keep flowing while nginx swaps workers
     finally:
         stop.set()
         await asyncio.gather(*workers)
-    reloads = (controller.metrics.registry.get_sample_value("portolan_ingress_reloads_total") or 0) - reloads_before
+    reloads = metric(controller, "portolan_ingress_reloads_total") - reloads_before
     failures = [r for r in results if r != 200]
     assert reloads >= 5
     assert len(results) > 100
@@ -143,20 +139,20 @@ async def test_status_events_and_class_changes(
 
     # Leaving our class: the address we wrote is removed, and the host is no longer served.
     moved = o.for_api(o.ingress("ours", o.rule("foo.com", o.path("/", "web")), class_name="nginx"))
+    old_workers = nginx_workers(controller)
     await emu.replace(moved)
     await until(lambda: _status_is(emu, "ours", []))
     client = client_for(controller)
-
-    async def gone() -> bool:  # status is written apart from the reload: wait for nginx too
-        return (await client.request("foo.com", "/")).status == 404
-
-    await until(gone)
+    # Status is written apart from the reload: wait for nginx too, and for the workers that
+    # still served foo.com to be gone.
+    await until(lambda: client.answers("foo.com", status=404))
+    await retired(controller, old_workers)
     assert (await client.request("foo.com", "/")).status == 404
     assert await lb_status(emu, "theirs") == []
 
 
-async def _status_is(emu: Emulator, name: str, want: list[dict[str, str]]) -> bool:
-    return await lb_status(emu, name) == want
+async def _status_is(emu: Emulator, name: str, want: list[dict[str, str]], namespace: str = "default") -> bool:
+    return await lb_status(emu, name, namespace) == want
 
 
 async def test_status_from_publish_service(emu: Emulator, start_controller, backends) -> None:
@@ -188,7 +184,7 @@ async def test_one_leader_writes_status_and_the_other_takes_over(emu: Emulator, 
     assert second.metrics.registry.get_sample_value("portolan_ingress_leader") == 0
 
     await first.stop()  # releases the lease
-    await until(lambda: _true(second.elector.is_leader), timeout=5)
+    await until(lambda: second.elector.is_leader, timeout=5)
     await until(lambda: _status_is(emu, "ours", [{"ip": "192.0.2.2"}]))
     lease = await emu.get("coordination.k8s.io/v1", "Lease", "portolan-ingress-leader", "default")
     assert lease is not None and lease["spec"]["holderIdentity"] == "second"
@@ -250,17 +246,13 @@ async def test_watch_namespace_and_configmap(emu: Emulator, start_controller, ba
     assert (await client.request("a.com", "/")).backend == "team-a-web"
     assert (await client.request("b.com", "/")).status == 404
     assert "proxy_read_timeout 7s;" in controller.layout.conf.read_text()
-    await until(lambda: _status_is_ns(emu, "site", "team-a", [{"ip": "192.0.2.3"}]))
+    await until(lambda: _status_is(emu, "site", [{"ip": "192.0.2.3"}], "team-a"))
     # Out of our namespace: never written.
     obj = await emu.get(NET, "Ingress", "site", "team-b")
     assert obj is not None and not (obj.get("status") or {}).get("loadBalancer", {}).get("ingress")
     # The ConfigMap changes: nginx is reconfigured.
     await emu.replace(o.for_api(o.config_map("portolan", {"proxy-read-timeout": "9"}, namespace="ingress")))
-    await until(lambda: _true("proxy_read_timeout 9s;" in controller.layout.conf.read_text()))
-
-
-async def _status_is_ns(emu: Emulator, name: str, namespace: str, want: list[dict[str, str]]) -> bool:
-    return await lb_status(emu, name, namespace) == want
+    await until(lambda: "proxy_read_timeout 9s;" in controller.layout.conf.read_text())
 
 
 async def test_annotations_and_tcp_services_through_the_api(emu: Emulator, start_controller, backends,

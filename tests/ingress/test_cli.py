@@ -16,6 +16,7 @@ import yaml
 from ingress.cli import options_from, parser
 from tests.ingress import objects as o
 from tests.ingress.conftest import NGINX, free_ports, until
+from tests.ingress.procs import alive
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,19 +46,6 @@ def controller_args(config_dir: Path, manifests: Path, http: int, https: int, he
         "--healthz-address", "127.0.0.1", "--healthz-port", str(health),
         "--publish-status-address", "192.0.2.5", "--sync-debounce", "0.02",
     ]  # fmt: skip
-
-
-def alive(pid: int) -> bool:
-    """Running (a zombie left to a PID 1 that does not reap counts as dead)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
-async def _dead(pid: int) -> bool:
-    return not alive(pid)
 
 
 async def stop_process(proc: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -> int:
@@ -122,7 +110,7 @@ async def test_nginx_dies_with_a_killed_controller(config_dir: Path, backends) -
     finally:
         await stop_process(proc, signal.SIGKILL)  # no chance to stop nginx itself
     # PR_SET_PDEATHSIG: the master gets SIGTERM and takes its workers down.
-    await until(lambda: _dead(nginx_pid), timeout=10)
+    await until(lambda: not alive(nginx_pid), timeout=10)
     assert (await get(f"http://127.0.0.1:{http}/", "foo.com"))[0] == 0
 
 

@@ -12,6 +12,7 @@ import aiohttp
 
 from kubewatch import Store
 from tests.ingress import objects as o
+from tests.ingress.conftest import services
 from tests.ingress.tlsutil import Authority
 
 A = "nginx.ingress.kubernetes.io/"
@@ -20,14 +21,6 @@ A = "nginx.ingress.kubernetes.io/"
 def ann(**values: str) -> dict[str, str]:
     """ann(rewrite_target="/") -> {"nginx.ingress.kubernetes.io/rewrite-target": "/"}"""
     return {A + k.replace("_", "-"): v for k, v in values.items()}
-
-
-async def services(backends, store: Store, **groups: tuple[str, ...]) -> None:
-    """One Service per keyword, its backends named by the tuple."""
-    o.put(store, o.ingress_class())
-    for svc, names in groups.items():
-        addrs, port = await backends.start(*names)
-        o.put(store, o.service(svc, ("http", 80, "http")), o.endpoint_slice(svc, addrs, port))
 
 
 async def test_rewrite_target_with_capture_groups(start_controller, backends, client_for) -> None:
@@ -96,11 +89,7 @@ async def test_ssl_redirect_and_force_ssl_redirect(start_controller, backends, c
 
 
 async def test_backend_protocol(start_controller, backends, client_for, authority: Authority, tmp_path) -> None:
-    crt, key = authority.issue("backend.local")
-    (tmp_path / "b.crt").write_bytes(crt)
-    (tmp_path / "b.key").write_bytes(key)
-    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    tls.load_cert_chain(tmp_path / "b.crt", tmp_path / "b.key")
+    tls = authority.server_context(tmp_path, "backend.local")
     store = Store()
     o.put(store, o.ingress_class())
     addrs, port = await backends.start("secure1", tls=tls)
@@ -142,11 +131,7 @@ async def _capture_first_bytes(address: str, tls: ssl.SSLContext | None) -> tupl
 async def test_grpc_speaks_http2_to_the_backend(start_controller, client_for, authority: Authority, tmp_path) -> None:
     # No gRPC library here: what nginx sends is enough to show the protocol towards the pod
     # (the HTTP/2 connection preface in clear text, or after a TLS handshake choosing h2).
-    crt, key = authority.issue("backend.local")
-    (tmp_path / "b.crt").write_bytes(crt)
-    (tmp_path / "b.key").write_bytes(key)
-    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    tls.load_cert_chain(tmp_path / "b.crt", tmp_path / "b.key")
+    tls = authority.server_context(tmp_path, "backend.local")
     tls.set_alpn_protocols(["h2"])
     plain_port, plain, s1 = await _capture_first_bytes("127.0.0.60", None)
     tls_port, secure, s2 = await _capture_first_bytes("127.0.0.61", tls)

@@ -10,8 +10,7 @@ import logging
 
 from kubewatch import Store
 from tests.ingress import objects as o
-from tests.ingress.conftest import until
-from tests.ingress.test_reconcile import metric
+from tests.ingress.conftest import metric, until
 
 A = "nginx.ingress.kubernetes.io/"
 MARK = "pwned"

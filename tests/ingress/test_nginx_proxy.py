@@ -11,17 +11,12 @@ from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
 from kubewatch import Store
 from tests.ingress import objects as o
-from tests.ingress.conftest import until
-
-
-async def _web(backends, store: Store, *names: str, service: str = "web") -> None:
-    addrs, port = await backends.start(*names)
-    o.put(store, o.ingress_class(), o.service(service, ("http", 80, "http")), o.endpoint_slice(service, addrs, port))
+from tests.ingress.conftest import services, until
 
 
 async def test_request_is_passed_through_with_forwarded_headers(start_controller, backends, client_for) -> None:
     store = Store()
-    await _web(backends, store, "w1")
+    await services(backends, store, web=("w1",))
     o.put(store, o.ingress("i", o.rule("foo.com", o.path("/", "web"))))
     controller = await start_controller(store)
     client = client_for(controller)
@@ -49,9 +44,12 @@ async def test_request_is_passed_through_with_forwarded_headers(start_controller
 
 async def test_upstream_connections_are_kept_alive(start_controller, backends, client_for) -> None:
     store = Store()
-    await _web(backends, store, "w1")
-    o.put(store, o.ingress("i", o.rule("foo.com", o.path("/", "web"))))
-    controller = await start_controller(store)
+    await services(backends, store, web=("w1",))
+    # One worker: with one per CPU ("auto"), a machine of 12 or more CPUs could see 12 source
+    # ports without any reuse at all.
+    o.put(store, o.ingress("i", o.rule("foo.com", o.path("/", "web"))), o.config_map("cfg", {"worker-processes": "1"}))
+    controller = await start_controller(store, configmap=("default", "cfg"))
+    assert "worker_processes 1;" in controller.layout.conf.read_text()
     client = client_for(controller)
     # A new client connection per request, but upstream connections are reused: the
     # backend sees at most one source port per nginx worker.
@@ -63,11 +61,12 @@ async def test_upstream_connections_are_kept_alive(start_controller, backends, c
         request_ids.add(reply.data["headers"].get("X-Request-ID"))
     assert len(request_ids) == 12
     assert len(peers) <= (os.cpu_count() or 1)
+    assert len(peers) == 1  # the one worker kept its one upstream connection
 
 
 async def test_websocket_upgrade(start_controller, backends) -> None:
     store = Store()
-    await _web(backends, store, "ws1")
+    await services(backends, store, web=("ws1",))
     o.put(store, o.ingress("i", o.rule("chat.com", o.path("/ws", "web"))))
     controller = await start_controller(store)
     url = f"http://127.0.0.1:{controller.options.http_port}/ws/room"
@@ -135,14 +134,8 @@ async def test_dns_external_name_is_resolved_per_request(start_controller, backe
         assert f"resolver 127.0.0.1:{dns_port} valid=30s;" in conf
         assert f'set $portolan_target "backend.test:{port}";' in conf
         client = client_for(controller)
-
-        async def answered() -> bool:  # nginx's first lookup may still be in flight on a loaded machine
-            try:
-                return (await client.request("foo.com", "/via-dns")).status == 200
-            except (aiohttp.ClientError, OSError, TimeoutError):
-                return False
-
-        await until(answered)
+        # nginx's first lookup may still be in flight on a loaded machine.
+        await until(lambda: client.answers("foo.com", "/via-dns"))
         reply = await client.request("foo.com", "/via-dns")
         assert reply.status == 200 and reply.backend == "named"
         assert reply.data["path"] == "/via-dns"
@@ -152,7 +145,7 @@ async def test_dns_external_name_is_resolved_per_request(start_controller, backe
 
 async def test_long_host_names_fit_nginx_hash(start_controller, backends, client_for) -> None:
     store = Store()
-    await _web(backends, store, "w1")
+    await services(backends, store, web=("w1",))
     label = "a" * 63
     long_host = ".".join([label, label, label, "b" * 57, "com"])
     assert len(long_host) == 253

@@ -15,19 +15,17 @@ from ingress.clock import FakeClock
 from ingress.debounce import Debouncer
 from kubewatch import Store
 from tests.ingress import objects as o
-from tests.ingress.conftest import until
+from tests.ingress.conftest import metric, nginx_workers, retired, services, until
+
+RELOADS = "portolan_ingress_reloads_total"
+# Observed when a pass ends (syncs_total counts it when it begins).
+PASSES_DONE = "portolan_ingress_sync_duration_seconds_count"
 
 
 async def _setup(backends, *names: str) -> tuple[Store, list[str], int]:
-    addrs, port = await backends.start(*names)
     store = Store()
-    o.put(store, o.ingress_class(), o.service("web", ("http", 80, "http")), o.endpoint_slice("web", addrs, port))
+    addrs, port = (await services(backends, store, web=names))["web"]
     return store, addrs, port
-
-
-def metric(controller, name: str, **labels: str) -> float:
-    value = controller.metrics.registry.get_sample_value(name, labels or None)
-    return value if value is not None else 0.0
 
 
 async def test_changes_are_applied_and_identical_configs_skipped(start_controller, backends, client_for) -> None:
@@ -35,28 +33,31 @@ async def test_changes_are_applied_and_identical_configs_skipped(start_controlle
     o.put(store, o.ingress("i", o.rule("foo.com", o.path("/", "web"))))
     controller = await start_controller(store)
     client = client_for(controller)
-    assert metric(controller, "portolan_ingress_reloads_total") == 1
+    assert metric(controller, RELOADS) == 1
     first_hash = controller.running_hash
 
     # A new Ingress: picked up from the store's change feed.
     o.put(store, o.ingress("j", o.rule("bar.com", o.path("/", "web"))))
-    await until(lambda: _any(client, "bar.com"))
-    await until(lambda: _value(lambda: metric(controller, "portolan_ingress_reloads_total") == 2))
+    await until(lambda: client.answers("bar.com"))
+    await until(lambda: metric(controller, RELOADS) == 2)
 
-    # A change that alters nothing nginx sees (status written by someone): no reload.
+    # A change that alters nothing nginx sees (status written by someone): no reload. Wait for
+    # the pass to end, not to begin: a reload it started would otherwise land after the check.
     changed = o.ingress("j", o.rule("bar.com", o.path("/", "web")))
     changed["status"] = {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}
-    syncs = metric(controller, "portolan_ingress_syncs_total")
+    syncs, done = metric(controller, "portolan_ingress_syncs_total"), metric(controller, PASSES_DONE)
     o.put(store, changed)
-    await until(lambda: _value(lambda: metric(controller, "portolan_ingress_syncs_total") > syncs))
-    assert metric(controller, "portolan_ingress_reloads_total") == 2
+    await until(lambda: metric(controller, "portolan_ingress_syncs_total") > syncs
+                and metric(controller, PASSES_DONE) > done)  # fmt: skip
+    assert metric(controller, RELOADS) == 2
 
     # Endpoints changed: the upstream block changes, nginx reloads.
+    old_workers = nginx_workers(controller)
     o.put(store, o.endpoint_slice("web", addrs[:1], port))
-    await until(lambda: _value(lambda: metric(controller, "portolan_ingress_reloads_total") == 3))
-    # A keep-alive connection opened before the reload may still carry one request to an old worker
-    # while it drains; once the new workers answer, every request goes to the new upstream set.
-    await until(lambda: _backend(client, "foo.com", "w1"))
+    await until(lambda: metric(controller, RELOADS) == 3)
+    # Until the old workers have exited, one may still take a request and pick w2 from the old
+    # upstream set; then every request goes to the new set.
+    await retired(controller, old_workers)
     for _ in range(4):
         assert (await client.request("foo.com", "/")).backend == "w1"
     assert controller.running_hash != first_hash
@@ -64,26 +65,7 @@ async def test_changes_are_applied_and_identical_configs_skipped(start_controlle
 
     # Deleting the Ingress: host gone.
     o.remove(store, o.ingress("j"))
-    await until(lambda: _status(client, "bar.com", 404))
-
-
-async def _any(client, host: str) -> bool:
-    try:
-        return (await client.request(host, "/")).status == 200
-    except (aiohttp.ClientError, OSError, TimeoutError):
-        return False
-
-
-async def _backend(client, host: str, name: str) -> bool:
-    return (await client.request(host, "/")).backend == name
-
-
-async def _status(client, host: str, status: int) -> bool:
-    return (await client.request(host, "/")).status == status
-
-
-async def _value(check) -> bool:
-    return bool(check())
+    await until(lambda: client.answers("bar.com", status=404))
 
 
 async def test_failed_config_test_names_the_ingress_and_serves_the_rest(
@@ -103,9 +85,9 @@ async def test_failed_config_test_names_the_ingress_and_serves_the_rest(
         o.ingress("b-bad", o.rule("reject-me.com", o.path("/", "web")), created="2024-01-02T00:00:00Z"),
         o.ingress("c-later", o.rule("later.com", o.path("/", "web")), created="2024-01-03T00:00:00Z"),
     )
-    await until(lambda: _any(client, "later.com"))
-    await until(lambda: _value(lambda: controller.running_hash != good_hash))  # recorded just after nginx serves it
-    assert await _any(client, "good.com")
+    await until(lambda: client.answers("later.com"))
+    await until(lambda: controller.running_hash != good_hash)  # recorded just after nginx serves it
+    assert await client.answers("good.com")
     assert (await client.request("reject-me.com", "/")).status == 404
     assert "reject-me" not in controller.layout.conf.read_text()
     assert set(controller.culprits) == {"default/b-bad"}
@@ -119,7 +101,7 @@ async def test_failed_config_test_names_the_ingress_and_serves_the_rest(
     # Fixed (a new version): tried again and served.
     o.put(store, o.ingress("b-bad", o.rule("fixed.com", o.path("/", "web")), created="2024-01-02T00:00:00Z",
                            resource_version="2"))  # fmt: skip
-    await until(lambda: _any(client, "fixed.com"))
+    await until(lambda: client.answers("fixed.com"))
     assert controller.culprits == {}
 
 
@@ -135,14 +117,14 @@ async def test_config_failing_without_any_ingress_keeps_the_last_good_one(
     marker.touch()
     failures = metric(controller, "portolan_ingress_reload_failures_total", reason="config_test")
     o.put(store, o.ingress("j", o.rule("bar.com", o.path("/", "web"))))
-    await until(lambda: _value(lambda: metric(controller, "portolan_ingress_last_reload_successful") == 0))
+    await until(lambda: metric(controller, "portolan_ingress_last_reload_successful") == 0)
     assert metric(controller, "portolan_ingress_reload_failures_total", reason="config_test") > failures
     assert controller.running_hash == good_hash and controller.culprits == {}  # nobody blamed
-    assert await _any(client, "foo.com")
+    assert await client.answers("foo.com")
     assert (await client.request("bar.com", "/")).status == 404
     # Once nginx accepts configurations again, the retry applies the pending change.
     marker.unlink()
-    await until(lambda: _any(client, "bar.com"), timeout=15)
+    await until(lambda: client.answers("bar.com"), timeout=15)
 
 
 async def test_nginx_is_restarted_when_it_dies(start_controller, backends, client_for) -> None:
@@ -153,8 +135,8 @@ async def test_nginx_is_restarted_when_it_dies(start_controller, backends, clien
     pid = controller.nginx.pid
     assert pid is not None
     os.kill(pid, signal.SIGKILL)  # the master we started, by its PID
-    await until(lambda: _value(lambda: controller.nginx.pid not in (None, pid)), timeout=10)
-    await until(lambda: _any(client, "foo.com"), timeout=10)
+    await until(lambda: controller.nginx.pid not in (None, pid), timeout=10)
+    await until(lambda: client.answers("foo.com"), timeout=10)
     assert metric(controller, "portolan_ingress_nginx_restarts_total") == 1
 
 

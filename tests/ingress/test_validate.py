@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from ingress import validate
 from ingress.validate import InvalidValue, nginx_quote
+
+
+def check(func: Callable[[object, str], object], raw: object, expected: object | None) -> None:
+    """``expected`` None: ``raw`` is refused; otherwise what it is accepted as."""
+    if expected is None:
+        with pytest.raises(InvalidValue):
+            func(raw, "f")
+    else:
+        assert func(raw, "f") == expected
+
 
 HOSTS = [
     ("foo.com", "foo.com"),
@@ -37,11 +49,7 @@ HOSTS = [
 
 @pytest.mark.parametrize(("raw", "expected"), HOSTS, ids=repr)
 def test_host(raw: object, expected: str | None) -> None:
-    if expected is None:
-        with pytest.raises(InvalidValue):
-            validate.host(raw, "host")
-    else:
-        assert validate.host(raw, "host") == expected
+    check(validate.host, raw, expected)
 
 
 PATHS = [
@@ -87,11 +95,7 @@ PATHS = [
 
 @pytest.mark.parametrize(("raw", "expected"), PATHS, ids=repr)
 def test_path(raw: object, expected: str | None) -> None:
-    if expected is None:
-        with pytest.raises(InvalidValue):
-            validate.path(raw, "Prefix", "path")
-    else:
-        assert validate.path(raw, "Prefix", "path") == expected
+    check(lambda value, field: validate.path(value, "Prefix", field), raw, expected)
 
 
 @pytest.mark.parametrize(
@@ -126,11 +130,7 @@ def test_path(raw: object, expected: str | None) -> None:
     ],
 )
 def test_names(func, raw: object, ok: bool) -> None:
-    if ok:
-        assert func(raw, "f") == raw
-    else:
-        with pytest.raises(InvalidValue):
-            func(raw, "f")
+    check(func, raw, raw if ok else None)
 
 
 @pytest.mark.parametrize(
@@ -139,11 +139,7 @@ def test_names(func, raw: object, ok: bool) -> None:
      ("x;y", None), ("", None)],
 )  # fmt: skip
 def test_external_name(raw: str, expected: str | None) -> None:
-    if expected is None:
-        with pytest.raises(InvalidValue):
-            validate.external_name(raw, "f")
-    else:
-        assert validate.external_name(raw, "f") == expected
+    check(validate.external_name, raw, expected)
 
 
 def test_quote() -> None:
@@ -215,8 +211,4 @@ def test_ns_name_flag() -> None:
      ("fe80::1%;}evil", None), ("127.0.0.1 ", None), ("localhost", None), ("", None), (None, None)],
 )  # fmt: skip
 def test_ip(raw: object, expected: str | None) -> None:
-    if expected is None:
-        with pytest.raises(InvalidValue):
-            validate.ip(raw, "f")
-    else:
-        assert validate.ip(raw, "f") == expected
+    check(validate.ip, raw, expected)

@@ -56,6 +56,15 @@ class Authority:
         )  # fmt: skip
         return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
 
+    def server_context(self, directory: Path, name: str) -> ssl.SSLContext:
+        """A context for a backend serving TLS as ``name`` (ssl loads the chain from files only)."""
+        crt, key = self.issue(name)
+        (directory / f"{name}.crt").write_bytes(crt)
+        (directory / f"{name}.key").write_bytes(key)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(directory / f"{name}.crt", directory / f"{name}.key")
+        return context
+
     def client_context(self, directory: Path) -> ssl.SSLContext:
         ca_file = directory / "test-ca.pem"
         ca_file.write_bytes(self.pem)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.netns import in_ns, pod_namespace
+from tests.netns import in_ns, pod_namespace, upstream_argv
 from tests.server import PORTOLAN, Process
 
 CLUSTER = Path(__file__).resolve().parents[1] / "data" / "k8s" / "cluster.yaml"
@@ -45,24 +45,7 @@ def test_busybox_nslookup_and_dig_search(pod_netns: str, tmp_path: Path) -> None
 }}
 """)
     # The node's resolver, as the pod's upstream: NXDOMAIN for every name outside the cluster.
-    upstream = Process(
-        [
-            "ip",
-            "netns",
-            "exec",
-            pod_netns,
-            "dnsmasq",
-            "--keep-in-foreground",
-            "--user=root",
-            "--port=53",
-            "--listen-address=127.0.0.2",
-            "--bind-interfaces",
-            "--no-resolv",
-            "--no-hosts",
-            "--address=/#/",
-            "--log-facility=-",
-        ]
-    )
+    upstream = Process(upstream_argv(pod_netns, "--address=/#/"))
     server = Process(["ip", "netns", "exec", pod_netns, PORTOLAN, "dns", "-conf", str(corefile)])
     try:
         server.wait_for(r"^portolan-\d")

@@ -6,6 +6,7 @@ import shutil
 import socket
 import struct
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,7 @@ example.org:{port} {
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> DnsServer:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsServer]:
     workdir = tmp_path_factory.mktemp("file")
     shutil.copy(ZONES / "db.example.org", workdir / "db.example.org")
     srv = DnsServer(COREFILE, workdir)

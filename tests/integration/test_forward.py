@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.certs import make_cert
 from tests.server import DnsServer, free_port
-from tests.upstreams import Dnsmasq, ThreadedUpstream, dead_address, make_cert
+from tests.upstreams import Dnsmasq, ThreadedUpstream, dead_address
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.netns import NODE_IP, in_ns, node_namespace, pod_namespace
+from tests.netns import NODE_IP, in_ns, node_namespace, pod_namespace, upstream_argv
 from tests.server import PORTOLAN, Process, metric
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,10 +53,8 @@ def test_kubeadm_corefile_in_a_pod(tmp_path: Path, mount_point: Path) -> None:
                        "--tls-dir", str(tls_dir), "--token", TOKEN, "--no-save"], cwd=str(ROOT),
                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
         # The node's resolver, in the node's namespace: what `forward . /etc/resolv.conf` reaches.
-        upstream = Process(["ip", "netns", "exec", node, "dnsmasq", "--keep-in-foreground", "--user=root",
-                            "--port=53", f"--listen-address={NODE_IP}", "--bind-interfaces", "--no-resolv",
-                            "--no-hosts", "--log-facility=-", "--address=/www.example.org/192.0.2.10",
-                            "--address=/#/"])
+        upstream = Process(upstream_argv(node, "--address=/www.example.org/192.0.2.10", "--address=/#/",
+                                         listen=NODE_IP))
         dns: Process | None = None
         try:
             url = emu.wait_for(r"APIEMU READY (https://\S+)").group(1)

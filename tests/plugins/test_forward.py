@@ -24,8 +24,9 @@ from dnsplugins.forward.upstream import IDS, Upstream, probe_query
 from dnsserver.config import build
 from dnsserver.metrics import REGISTRY
 from dnsserver.request import Request
+from tests.certs import make_cert
 from tests.dnstest import Case, Served, serve
-from tests.upstreams import Dnsmasq, FakeUpstream, dead_address, make_cert, query_bytes
+from tests.upstreams import Dnsmasq, FakeUpstream, dead_address, query_bytes
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -352,10 +353,20 @@ BAD_REPLY_CASES = [
 ]
 
 
+async def via_chain(s: Served, case: Case) -> DNSRecord:
+    """The reply of the chain (Forward.serve), as a block with a plugin before forward (cache) gets it;
+    `s.query` takes the relay path (Forward.relay) for a block that only forwards."""
+    out = await s.dispatcher.handle(case.message().pack(), case.client, case.proto, "127.0.0.1")
+    assert out is not None
+    return DNSRecord.parse(out)
+
+
+@pytest.mark.parametrize("path", ["relay", "chain"])
 @pytest.mark.parametrize("name,rcode,asked", BAD_REPLY_CASES)
-async def test_bad_replies(name: str, rcode: str, asked: int) -> None:
+async def test_bad_replies(name: str, rcode: str, asked: int, path: str) -> None:
     async with FakeUpstream() as up, serve(f". {{\n forward . {up.addr}\n}}") as s:
-        r = await s.query(Case(name))
+        r = await (s.query(Case(name)) if path == "relay" else via_chain(s, Case(name)))
+        assert s.last_relay == (path == "relay")
         assert (r.header.rcode, str(r.q.qname)) == (
             {"NOERROR": 0, "FORMERR": 1, "SERVFAIL": 2, "NXDOMAIN": 3, "REFUSED": 5}[rcode],
             name,
@@ -827,12 +838,14 @@ async def test_request_duration_metric(dnsmasq: Dnsmasq) -> None:
 
 async def test_stop_closes_sockets_and_probes() -> None:
     async with FakeUpstream() as up:
+        # The dead upstream first: its failure starts a probe loop, the live one leaves a pooled connection.
         async with serve(
-            f". {{\n forward . {up.addr} {dead_address()} {{\n force_tcp\n health_check 10ms\n"
+            f". {{\n forward . {dead_address()} {up.addr} {{\n force_tcp\n health_check 10ms\n"
             f" policy sequential\n }}\n}}"
         ) as s:
             await s.run([Case("ok.example.", answer=["ok.example. 60 IN A 192.0.2.1"])])
             ups = forward_in(s).stanzas[0].upstreams
+            assert ups[0].health is not None and ups[0].health.running and ups[1].idle_connections == 1
         assert all(u.closed and u.idle_connections == 0 for u in ups)
         assert all(u.health is not None and not u.health.running for u in ups)
 
@@ -927,11 +940,8 @@ async def test_relay_gives_what_serve_gives(dnsmasq: Dnsmasq) -> None:
                     r = DNSRecord.parse(data)
                     assert (r.header.id, r.header.rcode, [str(x.rdata) for x in r.rr]) == (4321, rcode, rdata)
                     # Through the chain itself (Forward.serve), not the harness, which would relay again.
-                    out = await s.dispatcher.handle(Case(name, proto=proto, bufsize=1232).message().pack(),
-                                                    ("10.240.0.1", 40212), proto, "127.0.0.1")
-                    assert out is not None
-                    via_chain = DNSRecord.parse(out)
-                    assert (via_chain.header.rcode, [str(x.rdata) for x in via_chain.rr]) == (rcode, rdata)
+                    chained = await via_chain(s, Case(name, proto=proto, bufsize=1232))
+                    assert (chained.header.rcode, [str(x.rdata) for x in chained.rr]) == (rcode, rdata)
 
 
 async def test_relay_next_refused_and_fallbacks(dnsmasq: Dnsmasq) -> None:

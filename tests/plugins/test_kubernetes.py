@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from corefile import CorefileError, parse
+from dnsplugins.kubernetes import Kubernetes
 from dnsserver.config import build
-from tests.dnstest import Case, serve
+from kubewatch import PODS, SERVICES, Pod
+from tests.dnstest import Case, Served, serve
 
 CLUSTER = Path(__file__).resolve().parents[1] / "data" / "k8s" / "cluster.yaml"
 
@@ -25,6 +27,10 @@ def corefile(options: str = "pods insecure", keys: str = "cluster.local in-addr.
     }}
     {extra}
 }}"""
+
+
+def plugin(s: Served) -> Kubernetes:
+    return next(p for p in s.config.blocks[0].plugins if p.name == "kubernetes")
 
 
 Z = "cluster.local."
@@ -148,6 +154,16 @@ async def test_pods_modes() -> None:
     async with serve(corefile("pods verified")) as s:
         # No Pod objects in the fixture: verified mode finds none.
         assert (await s.query(Case(name, "A"))).header.rcode == 3
+        store = plugin(s).store
+        # A pod holding the address in another namespace does not vouch for this name.
+        store.upsert(PODS, Pod("default", "elsewhere", ("172.17.0.5",), "Running", False))
+        assert (await s.query(Case(name, "A"))).header.rcode == 3
+        store.upsert(PODS, Pod("testns", "my-pod-1", ("172.17.0.5",), "Running", False))
+        r = await s.query(Case(name, "A"))
+        assert r.header.rcode == 0 and [str(x.rdata) for x in r.rr] == ["172.17.0.5"]
+        # A pod being deleted no longer counts.
+        store.upsert(PODS, Pod("testns", "my-pod-1", ("172.17.0.5",), "Running", True))
+        assert (await s.query(Case(name, "A"))).header.rcode == 3
 
 
 async def test_ttl_option_and_soa_ttl_cap() -> None:
@@ -195,10 +211,8 @@ async def test_answers_come_from_the_hot_path_without_cache() -> None:
 
 
 async def test_memo_follows_store_changes() -> None:
-    from kubewatch import SERVICES
-
     async with serve(corefile()) as s:
-        k = next(p for p in s.config.blocks[0].plugins if p.name == "kubernetes")
+        k = plugin(s)
         await s.query(Case(f"new.testns.svc.{Z}", "A"))
         assert (await s.query(Case(f"new.testns.svc.{Z}", "A"))).header.rcode == 3
         old = k.store.service("testns", "my-svc")
@@ -209,7 +223,7 @@ async def test_memo_follows_store_changes() -> None:
 
 async def test_unsynced_name_error_is_servfail() -> None:
     async with serve(corefile()) as s:
-        k = next(p for p in s.config.blocks[0].plugins if p.name == "kubernetes")
+        k = plugin(s)
         k.store.expect(["pods"])  # a kind that never syncs: the store is no longer synced
         r = await s.query(Case(f"nope.testns.svc.{Z}", "A"))
         assert r.header.rcode == 2 and [x.rtype for x in r.auth] == [6]

@@ -244,7 +244,7 @@ async def test_weighted(tmp_path: Path) -> None:
     assert tops.most_common(1)[0][0] == "192.0.2.3"
 
 
-async def test_weighted_file_reloaded_in_the_background(tmp_path: Path) -> None:
+async def test_weighted_file_reloaded_in_the_background(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "weights"
     path.write_text("www.example.org\n192.0.2.1 3\n")
     async with serve(f". {{\n loadbalance weighted {path} {{\n  reload 10ms\n }}\n whoami\n}}") as s:
@@ -256,9 +256,15 @@ async def test_weighted_file_reloaded_in_the_background(tmp_path: Path) -> None:
                 break
             await asyncio.sleep(0.01)
         assert lb.weights == {"www.example.org.": {"192.0.2.1": 3, "192.0.2.2": 9}}
-        # A broken file is logged and the weights in use are kept.
+        # A broken file is logged and the weights in use are kept. Wait for the log line: it proves the
+        # broken file was really read, which a fixed sleep would not.
         path.write_text("www.example.org\nnot-an-ip 3\n")
-        await asyncio.sleep(0.05)
+        broken = '[ERROR] plugin/loadbalance: wrong IP address:"not-an-ip"'
+        for _ in range(200):
+            if any(m.startswith(broken) for m in caplog.messages):
+                break
+            await asyncio.sleep(0.01)
+        assert any(m.startswith(broken) for m in caplog.messages), caplog.messages
         assert lb.weights == {"www.example.org.": {"192.0.2.1": 3, "192.0.2.2": 9}}
     assert lb._periodic.task is None
 

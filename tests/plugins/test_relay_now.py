@@ -127,3 +127,19 @@ async def test_a_failing_reply_callback_does_not_break_the_upstream_channel(capl
         assert "reply callback failed" in caplog.text
         reply = await relay_now(s, Case("ok.example.", "A"))  # the same channel still carries queries
         assert [str(r.rdata) for r in reply.rr] == ["192.0.2.1"]
+
+
+async def test_several_stanzas_start_unless_next_may_hand_on() -> None:
+    async with FakeUpstream(answer="192.0.2.5") as inner, FakeUpstream(mode="nxdomain") as nx, \
+            FakeUpstream(answer="192.0.2.9") as outer, \
+            serve(f". {{\n forward inner.example {inner.addr}\n forward next.example {nx.addr} {{\n"
+                  f"  next NXDOMAIN\n }}\n forward . {outer.addr}\n}}") as s:
+        for name in ("warm.inner.example.", "warm.next.example.", "warm.example."):
+            await s.query(Case(name, "A"))  # the task path opens the UDP channels
+        # The first stanza that takes the name answers, as `relay` would have it.
+        assert [str(r.rdata) for r in (await relay_now(s, Case("a.inner.example.", "A"))).rr] == ["192.0.2.5"]
+        assert [str(r.rdata) for r in (await relay_now(s, Case("a.elsewhere.", "A"))).rr] == ["192.0.2.9"]
+        # A stanza whose `next` may hand the reply on to the following one: only the task path does that.
+        assert start(s, Case("a.next.example.", "A"))[0] is False
+        r = await s.query(Case("a.next.example.", "A"))
+        assert s.last_relay and [str(x.rdata) for x in r.rr] == ["192.0.2.9"]

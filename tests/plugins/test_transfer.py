@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
 from dnslib import EDNS0, QTYPE, RCODE, RR, SOA, DNSQuestion, DNSRecord
 
 from corefile import CorefileError, parse
+from dnsplugins import transfer as transfermod
 from dnsplugins.file import File
 from dnsplugins.file.zone import Zone
 from dnsplugins.file.zonefile import parse_file
@@ -227,6 +229,39 @@ async def test_large_zone_goes_out_in_several_messages(tmp_path: Path, caplog: p
         assert str(msg.q.qname) == "big.test." and msg.q.qtype == QTYPE.AXFR
         records += [rr_text(r) for r in msg.rr]
     assert records == [rr_text(r) for r in zone.axfr]
+
+
+async def test_messages_are_cut_once_per_zone_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sized: list[RR] = []
+    real_size = transfermod.wire_size
+
+    def counting_size(rr: RR) -> int:
+        sized.append(rr)
+        return real_size(rr)
+
+    monkeypatch.setattr(transfermod, "wire_size", counting_size)
+    db = big_zone(tmp_path / "db.big", 300)
+    text = f"big.test {{\n file {db} {{\n  reload 0\n }}\n transfer {{\n  to *\n }}\n}}\n"
+    query = DNSRecord(q=DNSQuestion("big.test.", QTYPE.AXFR)).pack()
+    async with serve(text) as s:
+        first = await s.wire(query, "tcp", LOCAL)
+        assert len(sized) == 300 + 4  # every record sized once (the SOA twice)
+        again = await s.wire(query, "tcp", LOCAL)
+        assert len(sized) == 300 + 4  # the same zone: its messages are reused, nothing sized again
+        assert first is not None and again is not None
+        assert [first, *first.more] == [again, *again.more]  # type: ignore[attr-defined]
+        # A reloaded zone is a new list of records: cut again, and its new data goes out.
+        file = next(p for p in s.config.plugins if isinstance(p, File))
+        st = db.stat()
+        db.write_text(db.read_text().replace(" 99 7200", " 100 7200").replace('"x', '"y', 1))
+        os.utime(db, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+        assert file.load(file.sources["big.test."])
+        reloaded = await s.wire(query, "tcp", LOCAL)
+        assert len(sized) == 2 * (300 + 4)
+        assert reloaded is not None
+        messages = [reloaded, *reloaded.more]  # type: ignore[attr-defined]
+        texts = [rr_text(r) for w in messages for r in DNSRecord.parse(w).rr]
+        assert texts[0].split()[6] == "100" and any('"yx' in t for t in texts)
 
 
 # -- the Corefile ---------------------------------------------------------------------------------

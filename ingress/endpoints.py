@@ -1,0 +1,48 @@
+"""The ready endpoints behind a Service port, as they may reach nginx: one rule for HTTP
+upstreams (model) and TCP/UDP services (l4).
+
+Addresses land unquoted in ``server`` lines, and kubewatch keeps them as written (a manifest
+can hold anything), so each one is checked here before either consumer sees it.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ingress import validate
+from ingress.validate import InvalidValue
+from kubewatch import EndpointSlice, Service, ServicePort
+from kubewatch.services import upstream_endpoints
+
+
+class ServiceLookup(Protocol):
+    """Read access to Services and their EndpointSlices (a kubewatch Store satisfies it)."""
+
+    def service(self, namespace: str, name: str) -> Service | None: ...
+
+    def slices_for_service(self, namespace: str, service: str) -> tuple[EndpointSlice, ...]: ...
+
+
+def ready_endpoints(
+    lookup: ServiceLookup, svc: Service, sp: ServicePort, notes: list[str]
+) -> tuple[tuple[str, int], ...]:
+    """Ready (ip, port) pairs behind ``sp``, sorted, IPs in canonical form; each one left out
+    gets a note."""
+    where = f"service {svc.namespace}/{svc.name}"
+    try:
+        found = upstream_endpoints(lookup, svc, sp)
+    except ValueError as exc:  # an address that is no IP at all breaks its sort
+        notes.append(f"{where}: bad endpoint address ({exc}); no endpoints used")
+        return ()
+    good = []
+    for address, port in found:
+        try:
+            # Also refuses what ipaddress accepts but nginx must not see: an IPv6 zone.
+            ip: str | None = validate.ip(address, "endpoint")
+        except InvalidValue:
+            ip = None
+        if ip is None or not 0 < port < 65536:
+            notes.append(f"{where}: endpoint {address!r}:{port} ignored")
+            continue
+        good.append((ip, port))
+    return tuple(good)
