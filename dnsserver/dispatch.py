@@ -29,10 +29,10 @@ MAX_ROUTES = 200_000
 CLASS_IN = 1
 
 
-def _notify(block: Block, data: bytes, q: FastQuery, client: tuple[str, int], proto: str, out: bytes,
-            start: float) -> None:
+def _notify(block: Block, data: bytes, q: FastQuery, client: tuple[str, int], proto: str, local_ip: str,
+            out: bytes, start: float) -> None:
     """Tell the block's observers (log) about an answer sent without a Request, through views of the bytes."""
-    view, reply = WireQuery(data, q, client, proto), WireReply(out)
+    view, reply = WireQuery(data, q, client, proto, local_ip), WireReply(out)
     for obs in block.fast_observers:
         obs.fast_observe(view, reply, len(out), time.perf_counter() - start)  # type: ignore[attr-defined]
 
@@ -50,8 +50,9 @@ class Route:
 class Dispatcher:
     """Routes queries arriving on one listener to the server block of the longest matching zone."""
 
-    def __init__(self, label: str, zones: dict[str, Block], metrics: Metrics) -> None:
+    def __init__(self, label: str, zones: dict[str, Block], metrics: Metrics, local_ip: str = "") -> None:
         self.label = label  # CoreDNS's `server` metric label, e.g. "dns://:53"
+        self.local_ip = local_ip  # the listener's address: what the slow path gives plugins as the server IP
         self.zones = zones
         self.metrics = metrics
         self.count_dropped = any(b.metrics for b in zones.values())
@@ -88,7 +89,7 @@ class Dispatcher:
                         block.fast_store.name)  # type: ignore[union-attr]
                 slot.record(q.do, q.udp_size if proto == "udp" else 65535, len(out), time.perf_counter() - start)
             if block.fast_observers:
-                _notify(block, data, q, client, proto, out, start)
+                _notify(block, data, q, client, proto, self.local_ip, out, start)
             return out
         except Exception:
             log.exception("[ERROR] hot path failed; falling back")
@@ -204,7 +205,7 @@ class Dispatcher:
             # What the chain would do: errors (if loaded) logs it, the client gets SERVFAIL.
             errors = next((p for p in block.plugins if p.name == "errors"), None)
             if errors is not None:
-                errors.report(WireQuery(data, q, client, proto), PluginError(block.relay.name, reply))  # type: ignore[attr-defined]
+                errors.report(WireQuery(data, q, client, proto, self.local_ip), PluginError(block.relay.name, reply))  # type: ignore[attr-defined]
             else:
                 log.debug("relay: %s", reply)
             reply = assemble(data, q, QR | wire.SERVFAIL, 0, 0, 0, b"")
@@ -220,7 +221,7 @@ class Dispatcher:
                                 limit, len(out), wire.rcode_name(out[3] & 0xF), block.relay.name,  # type: ignore[union-attr]
                                 time.perf_counter() - start)
         if block.fast_observers:
-            _notify(block, data, q, client, proto, out, start)
+            _notify(block, data, q, client, proto, self.local_ip, out, start)
         return out
 
     def learn_route(self, data: bytes, block: Block, zone: str) -> None:

@@ -82,7 +82,7 @@ class Instance:
                 listener = self.listeners.get(key)
                 if listener is None:
                     tls = next((b.tls for b in zones.values() if b.tls is not None), None)
-                    listener = Listener(host, port, Dispatcher(label, zones, self.metrics), tls=tls)
+                    listener = Listener(host, port, Dispatcher(label, zones, self.metrics, host), tls=tls)
                     await listener.open()
                     self.listeners[key] = listener
                     opened.append(key)
@@ -94,7 +94,7 @@ class Instance:
         for key, zones in new.listeners.items():
             listener = self.listeners[key]
             if key not in opened:
-                listener.dispatcher = Dispatcher(listener.dispatcher.label, zones, self.metrics)
+                listener.dispatcher = Dispatcher(listener.dispatcher.label, zones, self.metrics, listener.host)
         for key in [k for k in self.listeners if k not in new.listeners]:
             await self.listeners.pop(key).close()
 

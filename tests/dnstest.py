@@ -83,7 +83,8 @@ class Served:
     def __init__(self, config: Config) -> None:
         self.config = config
         key = next(iter(config.listeners))
-        self.dispatcher = Dispatcher(f"{key[0]}://{key[1]}:{key[2]}", config.listeners[key], process_metrics())
+        self.dispatcher = Dispatcher(f"{key[0]}://{key[1]}:{key[2]}", config.listeners[key], process_metrics(),
+                                     "127.0.0.1")
         self.last_fast = False  # whether the last query was answered on the hot path
         self.last_relay = False  # ... or relayed as bytes (forward-only blocks)
 

@@ -243,3 +243,17 @@ def test_docstring_examples_build() -> None:
     assert blocks
     for text in blocks:
         build(parse(text, "Corefile"), 53)
+
+
+async def test_hot_path_logs_what_the_slow_path_logs(caplog: pytest.LogCaptureFixture) -> None:
+    # The second query is answered from stored bytes; its line (server IP included) must not differ.
+    caplog.set_level(logging.INFO, logger="portolan")
+    async with serve('. {\n log . "{remote} {local} {name} {type} {rcode} {size}"\n' + HOSTS + "}") as s:
+        query = Case("www.example.org.").message().pack()
+        await s.wire(query)
+        assert not s.last_fast
+        await s.wire(query)
+        assert s.last_fast
+    got = lines(caplog)
+    assert len(got) == 2 and got[0] == got[1], got
+    assert " 127.0.0.1 www.example.org. A NOERROR " in got[0]
