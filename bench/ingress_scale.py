@@ -29,15 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.ingress.procs import children  # noqa: E402
-from tests.server import Process, free_port  # noqa: E402
+from tests.server import Process, free_port, rss_mb  # noqa: E402
 
 SERVICES = 100  # backends shared by the Ingresses, each with its own EndpointSlice
 NS = "bench"
-
-
-def rss_mb(pid: int) -> float:
-    m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
-    return int(m.group(1)) / 1024 if m else 0.0
 
 
 def pss_mb(pid: int) -> float:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import re
 import shutil
 import subprocess
 import sys
@@ -28,12 +27,7 @@ sys.path.insert(0, str(HERE))
 
 from kubewatch_scale import write_fixture  # noqa: E402
 
-from tests.server import Process, free_port  # noqa: E402
-
-
-def rss_mb(pid: int) -> float:
-    m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
-    return int(m.group(1)) / 1024 if m else 0.0
+from tests.server import Process, free_port, rss_mb  # noqa: E402
 
 
 async def measure(kubeconfig: Path, work: Path, mode: str, probe: str) -> dict[str, float]:

@@ -37,7 +37,7 @@ def type_label(qtype: int) -> str:
     return MONITORED_TYPES.get(qtype, "other")
 
 
-class _Histogram:
+class Histogram:
     __slots__ = ("bounds", "counts", "total", "n")
 
     def __init__(self, bounds: list[float]) -> None:
@@ -74,7 +74,7 @@ class Slot:
 
     __slots__ = ("n", "do", "dur", "req", "resp", "_req_size", "_req_i", "_resp_size", "_resp_i")
 
-    def __init__(self, dur: _Histogram, req: _Histogram, resp: _Histogram) -> None:
+    def __init__(self, dur: Histogram, req: Histogram, resp: Histogram) -> None:
         self.n = 0
         self.do = 0
         self.dur, self.req, self.resp = dur, req, resp
@@ -104,9 +104,9 @@ class Metrics(Collector):
     """Process-wide DNS counters. Survive reloads (the instance is created once per process)."""
 
     def __init__(self) -> None:
-        self.durations: dict[tuple[str, str, str], _Histogram] = {}
-        self.req_sizes: dict[tuple[str, str, str], _Histogram] = {}
-        self.resp_sizes: dict[tuple[str, str, str], _Histogram] = {}
+        self.durations: dict[tuple[str, str, str], Histogram] = {}
+        self.req_sizes: dict[tuple[str, str, str], Histogram] = {}
+        self.resp_sizes: dict[tuple[str, str, str], Histogram] = {}
         self.panics = 0
         self.plugins_enabled: set[tuple[str, str, str]] = set()
         # (server, zone, proto, family, type, rcode, plugin) -> Slot: every answer is counted in one; the
@@ -125,7 +125,7 @@ class Metrics(Collector):
                                       (self.resp_sizes, (server, zone, proto), SIZE_BUCKETS)):
                 h = store.get(hk)
                 if h is None:
-                    h = store[hk] = _Histogram(bounds)
+                    h = store[hk] = Histogram(bounds)
                 hists.append(h)
             s = self.slots[key] = Slot(*hists)
         return s
@@ -190,7 +190,7 @@ class Metrics(Collector):
         yield g
 
     @staticmethod
-    def _hist(name: str, doc: str, labels: list[str], data: dict[tuple[str, str, str], _Histogram],
+    def _hist(name: str, doc: str, labels: list[str], data: dict[tuple[str, str, str], Histogram],
               ) -> HistogramMetricFamily:
         fam = HistogramMetricFamily(name, doc, labels=labels)
         for (a, b, c), h in data.items():

@@ -202,3 +202,12 @@ def metric(text: str, metric_name: str, **labels: str) -> float:
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"no sample {metric_name} {labels} in:\n" + "\n".join(
         x for x in text.splitlines() if x.startswith(metric_name)))
+
+
+def rss_mb(pid: int) -> float:
+    """A process's resident memory in MB (0 if it is gone), as the benchmarks report it."""
+    try:
+        m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    except OSError:
+        return 0.0
+    return int(m.group(1)) / 1024 if m else 0.0

@@ -13,8 +13,11 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from dnsserver.metrics import DURATION_BUCKETS, REGISTRY
-from dnsserver.metrics import _Histogram as Histogram  # the core's own dict-counted histogram
+from dnsserver.metrics import (
+    DURATION_BUCKETS,
+    REGISTRY,
+    Histogram,  # the core's own dict-counted histogram
+)
 
 PROXY_NAME = "forward"
 
