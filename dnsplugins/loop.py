@@ -46,9 +46,7 @@ from collections.abc import Callable
 from dnslib import DNSRecord
 
 from corefile import Dispenser
-from dnsplugins.forward.config import UpstreamSpec
-from dnsplugins.forward.metrics import ForwardMetrics
-from dnsplugins.forward.upstream import Upstream, UpstreamError, probe_query
+from dnsplugins.forward.upstream import UpstreamError, ask_once, probe_query
 from dnsserver.periodic import cancel_task
 from dnsserver.plugin import Next, Plugin, SetupContext
 from dnsserver.request import Request
@@ -158,16 +156,10 @@ class Loop(Plugin):
 
     async def _exchange(self, host: str, port: int) -> bool:
         """Send the HINFO probe over UDP; True if any reply came back in time."""
-        # forward's one-upstream client does the exchange (our own random ID, only a reply carrying
-        # it counts, an ICMP error fails at once). Its metrics are its own: the probe is not forwarded
-        # traffic and must not show in forward's coredns_proxy_* series.
-        up = Upstream(UpstreamSpec(host, port), metrics=ForwardMetrics())
         try:
-            await up.exchange(self.query, False, self.probe_timeout)
+            await ask_once(host, port, self.query, self.probe_timeout)
         except (UpstreamError, OSError):
             return False
-        finally:
-            await up.close()
         return True
 
 

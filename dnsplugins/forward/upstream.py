@@ -513,3 +513,17 @@ def probe_query(domain: str, recursion_desired: bool, qtype: int = 2) -> bytes:
     return bytes([0, 0, flags >> 8, flags & 0xFF, 0, 1, 0, 0, 0, 0, 0, 0]) + name + qtype.to_bytes(2, "big") \
         + b"\x00\x01"
 
+
+async def ask_once(host: str, port: int, query: bytes, timeout: float) -> bytes:
+    """One UDP exchange with host:port outside any forward stanza (loop's probe, kubernetes' ExternalName
+    lookups): our own random ID and only a reply carrying it counts, an ICMP error fails at once. The
+    reply comes back with our ID. Raises UpstreamError or OSError.
+
+    Its metrics are its own: such queries are not forwarded traffic and must not show in forward's
+    coredns_proxy_* series.
+    """
+    up = Upstream(UpstreamSpec(host, port), metrics=ForwardMetrics())
+    try:
+        return await up.exchange(query, False, timeout)
+    finally:
+        await up.close()

@@ -63,7 +63,6 @@ cluster.local in-addr.arpa ip6.arpa {
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 from typing import Any
@@ -72,6 +71,7 @@ from dnslib import DNSRecord
 
 from corefile import Dispenser
 from dnsplugins.bind import interface_addresses
+from dnsplugins.forward.upstream import UpstreamError, ask_once
 from dnsplugins.kubernetes.answers import NXDOMAIN, SERVFAIL, Answer, Answerer, zone_as_asked
 from dnsplugins.kubernetes.config import KubernetesConfig, parse
 from dnsserver.fastpath import FastQuery
@@ -206,23 +206,12 @@ class Kubernetes(Plugin):
         where = self.instance.address_for(".") if self.instance is not None else None
         if where is None:
             return
-        query = DNSRecord.question(target, "AAAA" if req.qtype == 28 else "A")
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[bytes] = loop.create_future()
-
-        class Once(asyncio.DatagramProtocol):
-            def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-                if not fut.done():
-                    fut.set_result(data)
-
-        transport, _ = await loop.create_datagram_endpoint(Once, remote_addr=where)
+        query = bytes(DNSRecord.question(target, "AAAA" if req.qtype == 28 else "A").pack())
         try:
-            transport.sendto(query.pack())
-            answer = DNSRecord.parse(await asyncio.wait_for(fut, UPSTREAM_TIMEOUT))
-        except (TimeoutError, OSError, ValueError):
+            # forward's one-off exchange: a reply counts only if it carries our random ID.
+            answer = DNSRecord.parse(await ask_once(where[0], where[1], query, UPSTREAM_TIMEOUT))
+        except (UpstreamError, OSError, ValueError):
             return
-        finally:
-            transport.close()
         for r in answer.rr:
             reply.add_answer(r)
         reply.header.tc = answer.header.tc

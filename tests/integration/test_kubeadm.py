@@ -109,6 +109,8 @@ def test_kubeadm_corefile_in_a_pod(tmp_path: Path, mount_point: Path) -> None:
             assert dig("-x", "10.96.0.10") == "kube-dns.kube-system.svc.cluster.local."
             assert dig("172-17-0-9.testns.pod.cluster.local") == "172.17.0.9"  # pods insecure
             assert dig("www.example.org") == "192.0.2.10"  # forward . /etc/resolv.conf
+            # An ExternalName outside the cluster: the CNAME, then its target resolved through this server.
+            assert dig("outside.testns.svc.cluster.local").split() == ["www.example.org.", "192.0.2.10"]
             assert "status: NXDOMAIN" in in_ns(ns, "dig", "@127.0.0.1", "nope.testns.svc.cluster.local")
             assert dig("+tcp", "kubernetes.default.svc.cluster.local") == "10.96.0.1"
             ttl = in_ns(ns, "dig", "@127.0.0.1", "+noall", "+answer", "my-svc.testns.svc.cluster.local").split()[1]
