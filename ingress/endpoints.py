@@ -1,8 +1,9 @@
 """The ready endpoints behind a Service port, as they may reach nginx: one rule for HTTP
 upstreams (model) and TCP/UDP services (l4).
 
-Addresses land unquoted in ``server`` lines, and kubewatch keeps them as written (a manifest
-can hold anything), so each one is checked here before either consumer sees it.
+Addresses land unquoted in ``server`` lines. kubewatch already drops EndpointSlice addresses that
+are not IPs of the slice's family, but the rule that decides what nginx may see lives here, so each
+one is checked again before either consumer sees it.
 """
 
 from __future__ import annotations
@@ -29,13 +30,8 @@ def ready_endpoints(
     """Ready (ip, port) pairs behind ``sp``, sorted, IPs in canonical form; each one left out
     gets a note."""
     where = f"service {svc.namespace}/{svc.name}"
-    try:
-        found = upstream_endpoints(lookup, svc, sp)
-    except ValueError as exc:  # an address that is no IP at all breaks its sort
-        notes.append(f"{where}: bad endpoint address ({exc}); no endpoints used")
-        return ()
     good = []
-    for address, port in found:
+    for address, port in upstream_endpoints(lookup, svc, sp):
         try:
             # Also refuses what ipaddress accepts but nginx must not see: an IPv6 zone.
             ip: str | None = validate.ip(address, "endpoint")
