@@ -26,6 +26,7 @@ log = logging.getLogger("portolan")
 
 DS = 43
 MAX_ROUTES = 200_000
+_UNLEARNT = object()  # relays' "not asked yet", as None there means "no relay takes it"
 CLASS_IN = 1
 
 
@@ -62,7 +63,8 @@ class Dispatcher:
         self.fast_enabled = any(b.fast_store is not None for b in zones.values())
         self.relay_enabled = any(b.relay is not None for b in zones.values())
         self._tasks: set[asyncio.Task[None]] = set()  # chain fallbacks of relay_now
-        self.relays: dict[bytes, tuple[str, Block, Callable[..., bool]]] = {}  # question bytes -> relay_now's target
+        # Question bytes -> relay_now's target (None: no relay takes it).
+        self.relays: dict[bytes, tuple[str, Block, Callable[..., bool]] | None] = {}
 
     def fast(self, data: bytes, client: tuple[str, int], proto: str) -> bytes | None:
         """Answer from stored wire bytes, or None for the slow path. Must never raise."""
@@ -150,13 +152,13 @@ class Dispatcher:
             q = quick_query(data)
             if q is None:
                 return False
-            found = self.relays.get(q.key)
-            if found is None:
-                found = self._learn_relay(data, q)
-                if found is None:
-                    return False
             if q.edns and ((data[q.qend + 3] << 8) | data[q.qend + 4]) < 512:
                 return False  # forwarded as it is, a size below the minimum would be too
+            found = self.relays.get(q.key, _UNLEARNT)
+            if found is _UNLEARNT:
+                found = self._learn_relay(data, q)
+            if found is None:
+                return False
             zone, block, start_relay = found
             start = time.perf_counter()
 
@@ -179,17 +181,19 @@ class Dispatcher:
             return False
 
     def _learn_relay(self, data: bytes, q: FastQuery) -> tuple[str, Block, Callable[..., bool]] | None:
+        """Work out (once per question bytes: the answer depends on nothing else) which relay starts it;
+        None, remembered too, when none does, so such queries are not walked twice each time."""
+        found: tuple[str, Block, Callable[..., bool]] | None = None
         target = self._relay_target(data)
-        if target is None or target[0].qend != q.qend:
-            return None
-        _, zone, block = target
-        starter = getattr(block.relay, "relay_starter", None)
-        start_relay = starter(data) if starter is not None else None
-        if start_relay is None:
-            return None
+        if target is not None and target[0].qend == q.qend:
+            _, zone, block = target
+            starter = getattr(block.relay, "relay_starter", None)
+            start_relay = starter(data) if starter is not None else None
+            if start_relay is not None:
+                found = (zone, block, start_relay)
         if len(self.relays) >= MAX_ROUTES:
             self.relays.clear()  # a cheap bound, as for routes
-        found = self.relays[q.key] = (zone, block, start_relay)
+        self.relays[q.key] = found
         return found
 
     async def _chain(self, data: bytes, client: tuple[str, int], proto: str, local_ip: str,

@@ -143,3 +143,11 @@ async def test_several_stanzas_start_unless_next_may_hand_on() -> None:
         assert start(s, Case("a.next.example.", "A"))[0] is False
         r = await s.query(Case("a.next.example.", "A"))
         assert s.last_relay and [str(x.rdata) for x in r.rr] == ["192.0.2.9"]
+        # That answer is remembered: the same question is not read and checked again to learn it.
+        walks: list[bytes] = []
+        d = s.dispatcher
+        real = d._relay_target
+        d._relay_target = lambda data: walks.append(data) or real(data)  # type: ignore[method-assign]
+        assert start(s, Case("a.next.example.", "A"))[0] is False
+        assert start(s, Case("b.next.example.", "A"))[0] is False
+        assert len(walks) == 1  # only the new name
