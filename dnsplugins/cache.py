@@ -117,7 +117,8 @@ class CacheConfig:
 
 
 class Entry:
-    __slots__ = ("wire", "orig_ttl", "expires", "hits", "last_hit", "refreshing", "kind", "ad")
+    __slots__ = ("wire", "orig_ttl", "expires", "hits", "last_hit", "refreshing", "kind", "ad", "flags",
+                 "tail", "since", "until")
 
     def __init__(self, wire: WireAnswer, ttl: int, now: float, kind: str) -> None:
         self.wire = wire
@@ -125,9 +126,23 @@ class Entry:
         self.expires = now + ttl
         self.kind = kind
         self.ad = bool(wire.flags & AD)
+        self.flags = wire.flags & ~AD  # what a query asking for neither DO nor AD gets
         self.hits = 0
         self.last_hit = now
         self.refreshing = False
+        # The records as last rendered, and the open interval of clock readings in which their TTL is
+        # still the one to serve: a hit inside it sends them as they are. Empty until first rendered.
+        self.tail = wire.tail
+        self.since = self.until = 0.0
+
+    def render(self, ttl: int, now: float, keepttl: bool) -> bytes:
+        """The records with `ttl` (served at `now`), kept for the rest of the second in which it holds."""
+        self.tail = self.wire.with_ttl(ttl)
+        if keepttl:
+            self.since, self.until = -math.inf, self.expires
+        else:  # int(expires - now) == ttl while expires - ttl - 1 < now <= expires - ttl
+            self.since, self.until = self.expires - ttl - 1, self.expires - ttl
+        return self.tail
 
 
 class Store:
@@ -236,13 +251,25 @@ class Cache(Plugin):
         self.clock = clock
         self.success = Store("success", config.success.capacity)
         self.denial = Store("denial", config.denial.capacity)
-        self.requests = 0
-        self.hits = {"success": 0, "denial": 0}
+        self._requests = 0  # counted on the slow path and on hits that take _fast_answer
+        self._hits = {"success": 0, "denial": 0}
+        # Hits on the shortest path count here once, as both a request and a success hit.
+        self.fast_hits = 0
+        # Whether a hit needs no bookkeeping beyond counting (prefetch tracks every hit of an entry).
+        self._plain_hits = not config.prefetch
         self.prefetches = 0
         self.served_stale = 0
         self.drops = 0
         self._next: Next | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def requests(self) -> int:
+        return self._requests + self.fast_hits
+
+    @property
+    def hits(self) -> dict[str, int]:
+        return {"success": self._hits["success"] + self.fast_hits, "denial": self._hits["denial"]}
 
     async def start(self) -> None:
         STATS.caches.append(self)
@@ -269,7 +296,7 @@ class Cache(Plugin):
         return None
 
     def _note_hit(self, e: Entry, key: bytes, now: float, stale: bool, req_factory: Callable[[], Request]) -> None:
-        self.hits["denial" if e.kind != "success" else "success"] += 1
+        self._hits["denial" if e.kind != "success" else "success"] += 1
         if stale:
             self.served_stale += 1
             if not e.refreshing:
@@ -310,27 +337,32 @@ class Cache(Plugin):
     def fast_answer(self, data: bytes, q: FastQuery, key: bytes, client: tuple[str, int], proto: str,
                     shuffle: bool) -> bytes | None:
         """The server's hot path: the reply bytes for `data` (stored under `key`), or None for the slow path."""
-        now = self.clock()
         e = self.success.entries.get(key)
-        if e is not None and e.expires > now and not self.config.keepttl:
-            # The common case, kept short: a live positive answer.
-            ttl, stale = int(e.expires - now), False
-        else:
-            found = self._find(key, now)
-            if found is None or (found[2] and self.config.stale_verify):
-                return None  # the slow path will count this request
-            e, ttl, stale = found
-        self.requests += 1
+        if e is not None and self._plain_hits:
+            now = self.clock()
+            if e.since < now < e.until:
+                # The common case, kept short: a live answer whose TTL is still the one last rendered.
+                self.fast_hits += 1
+                tail = e.tail if not shuffle or not e.wire.rotations else e.wire.shuffled(e.tail)
+                flags = e.wire.flags if e.ad and (q.do or q.flags & AD) else e.flags
+                return assemble(data, q, flags, e.wire.an, e.wire.ns, e.wire.ar, tail)
+        return self._fast_answer(data, q, key, client, proto, shuffle)
+
+    def _fast_answer(self, data: bytes, q: FastQuery, key: bytes, client: tuple[str, int], proto: str,
+                     shuffle: bool) -> bytes | None:
+        now = self.clock()
+        found = self._find(key, now)
+        if found is None or (found[2] and self.config.stale_verify):
+            return None  # the slow path will count this request
+        e, ttl, stale = found
+        self._requests += 1
         w = e.wire
-        tail = w.with_ttl(ttl)
+        tail = w.with_ttl(ttl) if stale else e.render(ttl, now, self.config.keepttl)
         if shuffle and w.rotations:
             tail = w.shuffled(tail)
-        flags = w.flags if (e.ad and (q.do or q.flags & AD)) else w.flags & ~AD
+        flags = w.flags if (e.ad and (q.do or q.flags & AD)) else e.flags
         out = assemble(data, q, flags, w.an, w.ns, w.ar, tail)
-        if stale or self.config.prefetch:
-            self._note_hit(e, key, now, stale, lambda: _request_from(data, client, proto))
-        else:
-            self.hits[e.kind if e.kind == "success" else "denial"] += 1
+        self._note_hit(e, key, now, stale, lambda: _request_from(data, client, proto))
         return out
 
     # -- the chain ----------------------------------------------------------------------------------
@@ -343,7 +375,7 @@ class Cache(Plugin):
         if q is None:
             return await next(req)
         now = self.clock()
-        self.requests += 1
+        self._requests += 1
         found = self._find(q.key, now)
         if found is not None:
             e, ttl, stale = found

@@ -18,6 +18,7 @@ import errno
 import os
 import platform
 import socket
+import struct
 import sys
 from collections.abc import Callable
 
@@ -102,6 +103,7 @@ class _Vectors:
         self.slots, self.size = slots, size
         self.data, self.names = bytearray(slots * size), bytearray(slots * SOCKADDR_MAX)
         iov, vec = bytearray(slots * _IOV_STRIDE), bytearray(slots * _STRIDE)
+        self.vec = vec
         self._views = ((_IoVec * slots).from_buffer(iov), (_MMsgHdr * slots).from_buffer(vec))
         io, v = self._views
         data = _address(self.data)
@@ -201,13 +203,27 @@ class Batch(_Vectors):
         if lib is None:
             raise OSError("recvmmsg/sendmmsg not available")
         super().__init__(slots, size)
+        # The exact size of this socket's sockaddr: the kernel writes that same length back on every
+        # receive, so the fields never need resetting, and every sender's address has one length.
+        self.namelen = 28 if sock.family == socket.AF_INET6 else 16
         for i in range(slots):  # every slot receives its sender's address into its own part of `names`
             self.vptr[i * _PW + _NAME] = self.names_at + i * SOCKADDR_MAX
-            self.v32[i * _W32 + _NAMELEN] = SOCKADDR_MAX
+            self.v32[i * _W32 + _NAMELEN] = self.namelen
+        # Per batch size n: one struct call reads the n datagram lengths, another the n sender addresses
+        # as bytes (~10 ns a datagram against ~100 ns for a memoryview index, slice and copy each).
+        self._lens = [struct.Struct("=" + f"{_LEN * 4}xI{_STRIDE - _LEN * 4 - 4}x" * k).unpack_from
+                      for k in range(slots + 1)]
+        self._names = [struct.Struct("=" + f"{self.namelen}s{SOCKADDR_MAX - self.namelen}x" * k).unpack_from
+                       for k in range(slots + 1)]
         self._recvmmsg = lib.recvmmsg
         self.sock, self.fd = sock, sock.fileno()
         self.client = client  # normalises an address for plugins (IPv4-mapped IPv6 -> IPv4)
         self.senders: dict[bytes, Sender] = {}
+        # Two send vectors: `replies` for the answers of one batch, sent before serve returns; `outbox`
+        # for replies that complete later (relayed), flushed soon after.
+        self.replies = Outbox(self.fd, slots, size)
+        for i in range(slots):
+            self.replies.v32[i * _W32 + _NAMELEN] = self.namelen
         self.outbox = Outbox(self.fd, slots, size)
 
     def receive(self) -> int:
@@ -229,26 +245,33 @@ class Batch(_Vectors):
         n = self.receive()
         if n == 0:
             return 0
-        r32, rview, nview, senders = self.v32, self.dview, self.nview, self.senders
-        size, put = self.size, self.outbox.put
-        for i in range(n):
-            at = i * _W32
-            namelen = r32[at + _NAMELEN]
-            r32[at + _NAMELEN] = SOCKADDR_MAX  # the kernel shortens it on each receive
+        rview, senders, size = self.dview, self.senders, self.size
+        # Replies are written straight into the reply vectors (no call per datagram): reply k goes to
+        # the address the kernel left in receive slot i, which stays put until the next receive.
+        replies = self.replies
+        k, rdata, riov, rptr, name_at = 0, replies.dview, replies.iov, replies.vptr, self.names_at
+        for i, (length, raw) in enumerate(zip(self._lens[n](self.vec), self._names[n](self.names), strict=True)):
             off = i * size
-            data = bytes(rview[off:off + r32[at + _LEN]])
-            noff = i * SOCKADDR_MAX
-            raw = bytes(nview[noff:noff + namelen])
+            data = rview[off:off + length].tobytes()
             sender = senders.get(raw)
             if sender is None:
                 sender = self._decode(raw)
             out = fast(data, sender[1], "udp") if fast is not None else None
             if out is None:
                 slow(data, sender[0], sender[1], raw)
-            elif not put(out, raw):
+                continue
+            m = len(out)
+            if m > size:
                 self.send_one(out, sender[0])
-        if self.outbox.queued:
-            self.outbox.flush()
+                continue
+            at = k * size
+            rdata[at:at + m] = out
+            riov[k * _IOVW + _IOVLEN] = m
+            rptr[k * _PW + _NAME] = name_at + i * SOCKADDR_MAX
+            k += 1
+        if k:
+            replies.queued = k
+            replies.flush()
         return n
 
     def _decode(self, raw: bytes) -> Sender:

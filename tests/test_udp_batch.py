@@ -36,14 +36,15 @@ def _raw_sockaddr(family: int, addr: tuple) -> bytes:
             + addr[3].to_bytes(4, sys.byteorder))
 
 
-def test_batch_answers_fast_defers_slow_and_sends_oversized_alone() -> None:
-    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    server.bind(("127.0.0.1", 0))
+@pytest.mark.parametrize(("family", "host"), [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
+def test_batch_answers_fast_defers_slow_and_sends_oversized_alone(family: int, host: str) -> None:
+    server = socket.socket(family, socket.SOCK_DGRAM)
+    server.bind((host, 0))
     server.setblocking(False)
-    clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+    clients = [socket.socket(family, socket.SOCK_DGRAM) for _ in range(3)]
     try:
         for c in clients:
-            c.bind(("127.0.0.1", 0))
+            c.bind((host, 0))
             c.settimeout(2)
         batch = Batch(server, slots=4, size=64, client=client_address)
         # Six datagrams from three clients: more than one batch of four.
@@ -54,7 +55,7 @@ def test_batch_answers_fast_defers_slow_and_sends_oversized_alone() -> None:
         deferred: list[tuple[bytes, tuple, tuple[str, int]]] = []
 
         def fast(data: bytes, client: tuple[str, int], proto: str) -> bytes | None:
-            assert proto == "udp" and client[0] == "127.0.0.1"
+            assert proto == "udp" and client[0] == host
             if data.startswith(b"slow"):
                 return None
             return (b"R" * 100 if data.startswith(b"big") else b"re:") + data

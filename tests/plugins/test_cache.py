@@ -349,6 +349,60 @@ async def test_hot_path_falls_back_when_reply_too_big() -> None:
         assert s.last_fast and len(r.rr) == 59
 
 
+# Seconds after the answer was stored -> (TTL served, on the hot path?). Taken in order: the hot path
+# reuses the records it rendered until the TTL it put in them no longer holds.
+TTL_STEPS = [
+    (0.0, 30, True),
+    (0.5, 29, True),
+    (0.999, 29, True),
+    (1.0, 29, True),
+    (1.2, 28, True),
+    (1.7, 28, True),
+    (29.5, 0, True),
+    (29.99, 0, True),
+    (30.0, 30, False),  # expired: the chain answers again and the cache keeps the new answer
+    (30.5, 29, True),
+]
+
+
+async def test_hot_path_ttl_counts_down_each_second() -> None:
+    async with serve(HOSTS) as s:
+        c = next(p for p in s.config.blocks[0].plugins if p.name == "cache")
+        clock = Clock()
+        c.clock = clock
+        await s.query(Case("a.example.org.", "A"))  # stored at t=1000
+        assert not s.last_fast
+        for offset, ttl, fast in TTL_STEPS:
+            clock.t = 1000.0 + offset
+            r = await s.query(Case("a.example.org.", "A"))
+            assert (s.last_fast, {x.ttl for x in r.rr}) == (fast, {ttl}), offset
+
+
+async def test_hot_path_keepttl_and_prefetch() -> None:
+    async with serve(HOSTS.replace("cache 30", "cache 30 {\n keepttl\n }")) as s:
+        c = next(p for p in s.config.blocks[0].plugins if p.name == "cache")
+        c.clock = clock = Clock()
+        await s.query(Case("a.example.org.", "A"))
+        for offset in (0.0, 10.5, 29.9):
+            clock.t = 1000.0 + offset
+            r = await s.query(Case("a.example.org.", "A"))
+            assert s.last_fast and {x.ttl for x in r.rr} == {30}, offset
+    async with serve(HOSTS.replace("cache 30", "cache 30 {\n prefetch 2 1m 50%\n }")) as s:
+        c = next(p for p in s.config.blocks[0].plugins if p.name == "cache")
+        c.clock = clock = Clock()
+        await s.query(Case("a.example.org.", "A"))
+        clock.t += 5
+        await s.query(Case("a.example.org.", "A"))  # hit 1, 25 s left
+        assert s.last_fast and c.prefetches == 0
+        clock.t += 11
+        await s.query(Case("a.example.org.", "A"))  # hit 2, 14 s left <= 15: refreshed in the background
+        assert s.last_fast
+        await asyncio.gather(*c._tasks)
+        assert c.prefetches == 1 and c.hits["success"] == 2
+        r = await s.query(Case("a.example.org.", "A"))
+        assert s.last_fast and {x.ttl for x in r.rr} == {30}  # the refreshed entry
+
+
 async def test_hot_path_counts_metrics() -> None:
     async with serve(HOSTS.replace("cache 30", "cache 30\n    prometheus localhost:0")) as s:
         m = s.dispatcher.metrics
