@@ -251,10 +251,16 @@ def with_client_opt(reply: bytes, q: FastQuery) -> bytes | None:
     """`reply` with its OPT record replaced by ours for the query `q` (or removed if `q` had none).
 
     What the scrub does for a relayed reply: the client sees our EDNS size and its own DO bit, not the
-    upstream's options. None if the reply cannot be walked (then the caller takes the slow path).
+    upstream's options. `reply` comes from a relay, which checked that it is well formed (forward
+    counts a malformed reply as a failed upstream), so a reply without additional records is not
+    walked at all. None if the reply cannot be walked (then the caller takes the slow path).
     """
     try:
-        an, ns, ar = (_U16.unpack_from(reply, o)[0] for o in (6, 8, 10))
+        _, an, ns, ar = _COUNTS.unpack_from(reply, 4)
+        if ar == 0:
+            if not q.edns:
+                return reply
+            return reply[:10] + b"\x00\x01" + reply[12:] + opt_record(q.udp_size, q.do)
         i = skip_name(reply, 12) + 4
         for _ in range(an + ns):
             i = skip_name(reply, i)
@@ -283,15 +289,13 @@ def with_client_opt(reply: bytes, q: FastQuery) -> bytes | None:
 def well_formed(msg: bytes) -> bool:
     """Whether the counts in `msg`'s header match records that end exactly at its end (no parse)."""
     try:
-        if len(msg) < 12:
-            return False
-        qd, an, ns, ar = (_U16.unpack_from(msg, o)[0] for o in (4, 6, 8, 10))
+        qd, an, ns, ar = _COUNTS.unpack_from(msg, 4)
         i = 12
         for _ in range(qd):
             i = skip_name(msg, i) + 4
         for _ in range(an + ns + ar):
             i = skip_name(msg, i)
-            i += 10 + _U16.unpack_from(msg, i + 8)[0]
+            i += 10 + ((msg[i + 8] << 8) | msg[i + 9])
         return i == len(msg)
     except (IndexError, struct.error):
         return False

@@ -177,7 +177,8 @@ def same_question(query: bytes, reply: bytes) -> bool:
     if len(reply) < 12 or not reply[2] & 0x80 or reply[4] != 0 or reply[5] != 1:
         return False
     end = wire.question_end(query)
-    if end > 0 and reply[12:end].lower() == query[12:end].lower():
+    # Upstreams echo the question as sent, so equal bytes are the common case; case may differ (0x20).
+    if end > 0 and (reply[12:end] == query[12:end] or reply[12:end].lower() == query[12:end].lower()):
         return True
     # The byte comparison fails on a compressed question name; compare the parsed questions then.
     try:
