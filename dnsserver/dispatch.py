@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from dnslib import EDNS0, DNSRecord
 
@@ -155,8 +156,8 @@ class Dispatcher:
         return self._relayed(data, q, client, proto, zone, block, start, reply)
 
     def relay_now(self, data: bytes, client: tuple[str, int], proto: str, local_ip: str,
-                  send: Callable[[bytes], None]) -> bool:
-        """The relay path without a task: start forwarding now, `send` the reply when it comes.
+                  send: Callable[[bytes, Any], None], dest: object) -> bool:
+        """The relay path without a task: start forwarding now, `send(reply, dest)` when it comes.
 
         False: not started (not for this path, or the relay wants a task for it): call `relay`/`handle`.
         A reply that cannot be relayed as bytes after all is answered by the chain, in a task then.
@@ -175,25 +176,27 @@ class Dispatcher:
             if found is None:
                 return False
             zone, block, start_relay = found
-            start = time.perf_counter()
-
-            def done(reply: bytes | Exception) -> None:
-                try:
-                    out = self._relayed(data, q, client, proto, zone, block, start, reply)
-                except Exception:
-                    log.exception("[ERROR] relay path failed; falling back")
-                    out = None
-                if out is not None:
-                    send(out)
-                    return
-                task = asyncio.get_running_loop().create_task(self._chain(data, client, proto, local_ip, send))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-
-            return bool(start_relay(data, proto, done))
+            # One tuple carries what the reply needs: no closure (and its cells) per query.
+            state = (data, q, client, proto, local_ip, zone, block, time.perf_counter(), send, dest)
+            return bool(start_relay(data, proto, self._relay_done, state))
         except Exception:
             log.exception("[ERROR] relay path failed; falling back")
             return False
+
+    def _relay_done(self, state: tuple[Any, ...], reply: bytes | Exception) -> None:
+        """relay_now's reply (or the relay's error) has come: send it, or let the chain answer."""
+        data, q, client, proto, local_ip, zone, block, start, send, dest = state
+        try:
+            out = self._relayed(data, q, client, proto, zone, block, start, reply)
+        except Exception:
+            log.exception("[ERROR] relay path failed; falling back")
+            out = None
+        if out is not None:
+            send(out, dest)
+            return
+        task = asyncio.get_running_loop().create_task(self._chain(data, client, proto, local_ip, send, dest))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _learn_relay(self, data: bytes, q: FastQuery) -> tuple[str, Block, Callable[..., bool]] | None:
         """Work out (once per question bytes: the answer depends on nothing else) which relay starts it;
@@ -212,10 +215,10 @@ class Dispatcher:
         return found
 
     async def _chain(self, data: bytes, client: tuple[str, int], proto: str, local_ip: str,
-                     send: Callable[[bytes], None]) -> None:
+                     send: Callable[[bytes, Any], None], dest: object) -> None:
         out = await self.handle(data, client, proto, local_ip)
         if out is not None:
-            send(out)
+            send(out, dest)
 
     def _relayed(self, data: bytes, q: FastQuery, client: tuple[str, int], proto: str, zone: str, block: Block,
                  start: float, reply: bytes | Exception) -> bytes | None:

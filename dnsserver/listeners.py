@@ -76,6 +76,7 @@ class UdpReader:
         self.loop = asyncio.get_running_loop()
         self.closed = False
         self.batch = Batch(sock, UDP_BATCH, UDP_MAX, client_address) if Batch.available() else None
+        self._send_relayed = self._relayed  # bound once, not per relayed query
         self.loop.add_reader(sock.fileno(), self._readable if self.batch is None else self._readable_batched)
 
     def _readable_batched(self) -> None:
@@ -91,20 +92,17 @@ class UdpReader:
     def _slow(self, data: bytes, addr: tuple[str, int], client: tuple[str, int], raw: bytes | None = None) -> None:
         listener = self.listener
         d = listener.dispatcher
-        if d.relay_enabled:
-            batch = self.batch
-            if raw is not None and batch is not None:
-                def send(out: bytes) -> None:
-                    # Relayed replies complete one by one as upstream replies arrive: queue them so one
-                    # sendmmsg carries all those of a burst.
-                    if self.closed or not batch.outbox.put_soon(out, raw, self.loop):
-                        self.send(out, addr)
-            else:
-                def send(out: bytes) -> None:
-                    self.send(out, addr)
-            if d.relay_now(data, client, "udp", listener.host, send):
-                return
+        if d.relay_enabled and d.relay_now(data, client, "udp", listener.host, self._send_relayed, (addr, raw)):
+            return
         listener.spawn(self._serve(data, addr, client))
+
+    def _relayed(self, out: bytes, dest: tuple[tuple[str, int], bytes | None]) -> None:
+        """Send a relayed reply to `dest` (address, raw sockaddr or None). Relayed replies complete one by
+        one as upstream replies arrive: they are queued so that one sendmmsg carries all those of a burst."""
+        addr, raw = dest
+        batch = self.batch
+        if raw is None or batch is None or self.closed or not batch.outbox.put(out, raw, self.loop):
+            self.send(out, addr)
 
     def _readable(self) -> None:
         listener = self.listener

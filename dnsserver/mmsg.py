@@ -120,27 +120,35 @@ class _Vectors:
 class Outbox(_Vectors):
     """Datagrams queued for one socket and sent together by one sendmmsg.
 
-    `put` queues (a raw sockaddr per datagram, or None on a connected socket); `flush` sends; `put_soon`
-    also arranges a flush right after the event loop's current callback, so replies that complete
-    one by one within a burst still leave in one system call.
+    Every datagram of one Outbox goes to a raw sockaddr of `namelen` bytes (the socket family's size),
+    or, with namelen 0, nowhere in particular: the socket is connected. `put` queues; `flush` sends;
+    with a loop, `put` also arranges a flush right after the event loop's current callback, so
+    replies that complete one by one within a burst still leave in one system call.
     """
 
     @staticmethod
     def available() -> bool:
         return available()
 
-    def __init__(self, fd: int, slots: int, size: int, on_error: Callable[[OSError], None] | None = None) -> None:
+    def __init__(self, fd: int, slots: int, size: int, on_error: Callable[[OSError], None] | None = None,
+                 namelen: int = 0) -> None:
         lib = _load()
         if lib is None:
             raise OSError("recvmmsg/sendmmsg not available")
         super().__init__(slots, size)
         self._sendmmsg = lib.sendmmsg
         self.fd, self.on_error = fd, on_error
+        self.namelen = namelen
+        # Each slot's address pointer and length are set once: `put` only copies the address bytes.
+        for j in range(slots if namelen else 0):
+            self.vptr[j * _PW + _NAME] = self.names_at + j * SOCKADDR_MAX
+            self.v32[j * _W32 + _NAMELEN] = namelen
         self.queued = 0
         self.scheduled = False
 
-    def put(self, data: bytes, name: bytes | None) -> bool:
-        """Queue `data` (to `name`, a raw sockaddr); False if it is larger than a slot (send it alone)."""
+    def put(self, data: bytes, name: bytes | None, loop: asyncio.AbstractEventLoop | None = None) -> bool:
+        """Queue `data` (to `name`, a raw sockaddr of `namelen` bytes, None on a connected socket) and,
+        given the `loop`, have it flushed soon. False if it is larger than a slot: send it alone."""
         k = len(data)
         if k > self.size:
             return False
@@ -151,21 +159,11 @@ class Outbox(_Vectors):
         off = j * self.size
         self.dview[off:off + k] = data
         self.iov[j * _IOVW + _IOVLEN] = k
-        if name is None:
-            self.vptr[j * _PW + _NAME] = 0
-            self.v32[j * _W32 + _NAMELEN] = 0
-        else:
+        if name is not None:
             noff = j * SOCKADDR_MAX
-            self.nview[noff:noff + len(name)] = name
-            self.vptr[j * _PW + _NAME] = self.names_at + noff
-            self.v32[j * _W32 + _NAMELEN] = len(name)
+            self.nview[noff:noff + self.namelen] = name
         self.queued = j + 1
-        return True
-
-    def put_soon(self, data: bytes, name: bytes | None, loop: asyncio.AbstractEventLoop) -> bool:
-        if not self.put(data, name):
-            return False
-        if not self.scheduled:
+        if loop is not None and not self.scheduled:
             self.scheduled = True
             loop.call_soon(self.flush)
         return True
@@ -221,10 +219,8 @@ class Batch(_Vectors):
         self.senders: dict[bytes, Sender] = {}
         # Two send vectors: `replies` for the answers of one batch, sent before serve returns; `outbox`
         # for replies that complete later (relayed), flushed soon after.
-        self.replies = Outbox(self.fd, slots, size)
-        for i in range(slots):
-            self.replies.v32[i * _W32 + _NAMELEN] = self.namelen
-        self.outbox = Outbox(self.fd, slots, size)
+        self.replies = Outbox(self.fd, slots, size, namelen=self.namelen)
+        self.outbox = Outbox(self.fd, slots, size, namelen=self.namelen)
 
     def receive(self) -> int:
         """Datagrams now in the receive slots (0 when none are waiting). Other socket errors raise OSError."""

@@ -126,7 +126,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from dnslib import DNSRecord
 
@@ -288,6 +288,7 @@ class Stanza:
         self.next_rcodes = frozenset(cfg.next_rcodes)
         self.concurrent = 0
         self._tasks: set[asyncio.Task[None]] = set()  # retries after a failed relay_start attempt
+        self._on_first_reply = self._first_reply  # bound once: relay_start passes it with every query
 
     def matches(self, name: str) -> bool:
         """FROM covers `name` and no `except` zone does (FROM itself is always forwarded)."""
@@ -348,13 +349,14 @@ class Stanza:
             return wire_reply(query, FORMERR), False
         return query[:2] + data[2:], True
 
-    def relay_start(self, query: bytes, proto: str, done: Callable[[bytes | Exception], None]) -> bool:
+    def relay_start(self, query: bytes, proto: str, done: Callable[[Any, bytes | Exception], None],
+                    arg: object) -> bool:
         """`relay` without a task or a future, for the common case: a UDP query, no TCP or failover
         options, and the first upstream in policy order up with its UDP channel open.
 
-        False: nothing was started; use `relay`. True: `done` will get, exactly once, the reply bytes or
-        the exception `relay` would have raised. A failed first attempt carries on as `run` does, in a
-        task then, since retries and timeouts are the rare case.
+        False: nothing was started; use `relay`. True: `done(arg, outcome)` will be called exactly once,
+        with the reply bytes or the exception `relay` would have raised. A failed first attempt
+        carries on as `run` does, in a task then, since retries and timeouts are the rare case.
         """
         cfg = self.cfg
         if proto != "udp" or cfg.force_tcp or cfg.prefer_udp or self.failover:
@@ -364,52 +366,49 @@ class Stanza:
         if up.down(self.max_fails):
             return False
         if not self._admit():
-            done(wire_reply(query, REFUSED))
+            done(arg, wire_reply(query, REFUSED))
             return True
         loop = asyncio.get_running_loop()
-        start = loop.time()
-
-        def answered(data: bytes | None, error: UpstreamError | None) -> None:
-            self._relayed(query, proto, ups, error, up, start, done, data)
-
         started = False
         try:
-            started = up.ask(query, self._try_timeout(self.deadline), answered, loop)
+            # The query's state rides in one tuple to the reply callback (bound once, in __init__).
+            started = up.ask(query, self._try_timeout(self.deadline), self._on_first_reply,
+                             (query, proto, ups, up, loop.time(), done, arg), loop)
         finally:
             if not started:
                 self.concurrent -= 1  # nothing sent (or sending raised): the slot is not held
         return started
 
-    def _relayed(self, query: bytes, proto: str, ups: Sequence[Upstream], error: Exception | None, up: Upstream,
-                 start: float, done: Callable[[bytes | Exception], None], data: bytes | None) -> None:
+    def _first_reply(self, state: tuple[Any, ...], data: bytes | None, error: Exception | None) -> None:
         """The first attempt of `relay_start` is over: what `run` does with its outcome."""
+        query, proto, ups, up, start, done, arg = state
         loop = asyncio.get_running_loop()
         if data is not None:
             METRICS.observe(up.addr, wire.rcode_name(data[3] & 0x0F), loop.time() - start)
             if not same_question(query, data):
                 self.concurrent -= 1
-                done(wire_reply(query, FORMERR))
+                done(arg, wire_reply(query, FORMERR))
                 return
             if well_formed(data):
                 self.concurrent -= 1
-                done(query[:2] + data[2:])
+                done(arg, query[:2] + data[2:])
                 return
             error = UpstreamError(f"dns: bad reply from {up.addr}: malformed reply from upstream")
-        state = Resume(ups, start + self.deadline, error)
+        resume = Resume(ups, start + self.deadline, error)
         if self.max_fails:
             up.healthcheck()
-        task = loop.create_task(self._relay_rest(query, proto, state, done))
+        task = loop.create_task(self._relay_rest(query, proto, resume, done, arg))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _relay_rest(self, query: bytes, proto: str, state: Resume,
-                          done: Callable[[bytes | Exception], None]) -> None:
+                          done: Callable[[Any, bytes | Exception], None], arg: object) -> None:
         try:
             data, _ = await self.relay(query, proto, state)
         except Exception as e:  # UpstreamError, NoHealthyUpstream: the caller answers SERVFAIL
-            done(e)
+            done(arg, e)
             return
-        done(data)
+        done(arg, data)
 
     async def run(self, query: bytes, proto: str, convert: Callable[[bytes], T],
                   resume: Resume | None = None) -> T | None:
@@ -533,7 +532,8 @@ class Forward(Plugin):
             return data
         return None
 
-    def relay_starter(self, query: bytes) -> Callable[[bytes, str, Callable[[bytes | Exception], None]], bool] | None:
+    def relay_starter(self, query: bytes) -> Callable[[bytes, str, Callable[[Any, bytes | Exception], None], object],
+                                                      bool] | None:
         """What starts `relay` for `query` without a task (`Stanza.relay_start`), or None: use `relay`.
 
         The answer holds for any query with the same question bytes, so the server may remember it.

@@ -172,13 +172,16 @@ class _Waiter:
 
     It answers to the calls the channel makes of a future (done, set_result, set_exception), so both
     kinds wait in the same table; what it saves is the task a future needs someone to await in.
+    `callback(arg, reply, error)` is called once; `arg` is the caller's state for this query, so
+    callers need not make a closure per query.
     """
 
-    __slots__ = ("callback", "finished", "deadline", "qid", "pending")
+    __slots__ = ("callback", "arg", "finished", "deadline", "qid", "pending")
 
-    def __init__(self, callback: Callable[[bytes | None, UpstreamError | None], None], qid: int,
-                 pending: dict[int, asyncio.Future[bytes]], deadline: float) -> None:
-        self.callback: Callable[[bytes | None, UpstreamError | None], None] | None = callback
+    def __init__(self, callback: Callable[[object, bytes | None, UpstreamError | None], None], arg: object,
+                 qid: int, pending: dict[int, asyncio.Future[bytes]], deadline: float) -> None:
+        self.callback: Callable[[object, bytes | None, UpstreamError | None], None] | None = callback
+        self.arg: object = arg
         self.finished = False
         self.deadline = deadline
         self.qid = qid
@@ -187,26 +190,23 @@ class _Waiter:
     def done(self) -> bool:
         return self.finished
 
-    def _finish(self) -> Callable[[bytes | None, UpstreamError | None], None]:
+    def set_result(self, data: bytes | None, err: UpstreamError | None = None) -> None:
         self.finished = True
-        if self.pending.get(self.qid) is self:  # type: ignore[comparison-overlap]
-            del self.pending[self.qid]
-        callback, self.callback = self.callback, None  # finished waiters may sit in the sweep queue a while
+        pending = self.pending
+        if pending.get(self.qid) is self:  # type: ignore[comparison-overlap]
+            del pending[self.qid]
+        # Finished waiters may sit in the sweep queue a while: they let go of the query's state now.
+        callback, arg = self.callback, self.arg
+        self.callback = self.arg = None
         assert callback is not None
-        return callback
-
-    def set_result(self, data: bytes) -> None:
-        self._call(data, None)
-
-    def set_exception(self, err: BaseException) -> None:
-        self._call(None, err if isinstance(err, UpstreamError) else UpstreamError(str(err)))
-
-    def _call(self, data: bytes | None, err: UpstreamError | None) -> None:
         try:
-            self._finish()(data, err)
+            callback(arg, data, err)
         except Exception:
             # Raised into the channel's datagram_received it would close the channel for every query.
             log.exception("[ERROR] plugin/forward: reply callback failed")
+
+    def set_exception(self, err: BaseException) -> None:
+        self.set_result(None, err if isinstance(err, UpstreamError) else UpstreamError(str(err)))
 
 
 class _StreamConn:
@@ -359,9 +359,10 @@ class Upstream:
             if pending.get(qid) is fut:
                 del pending[qid]
 
-    def ask(self, query: bytes, timeout: float, callback: Callable[[bytes | None, UpstreamError | None], None],
-            loop: asyncio.AbstractEventLoop) -> bool:
-        """Send `query` over UDP now and call `callback(reply, None)` or `callback(None, error)` later.
+    def ask(self, query: bytes, timeout: float, callback: Callable[[object, bytes | None, UpstreamError | None], None],
+            arg: object, loop: asyncio.AbstractEventLoop) -> bool:
+        """Send `query` over UDP now and call `callback(arg, reply, None)` or `callback(arg, None, error)`
+        later.
 
         Only on an open channel (False otherwise: use `exchange`, which opens it). The reply carries
         our ID, as with `exchange`; the callback runs exactly once, from the event loop.
@@ -372,11 +373,11 @@ class Upstream:
         self.metrics.conn(self.addr, "udp", True)
         pending = ch.pending
         qid = ch.free_id()
-        w = _Waiter(callback, qid, pending, loop.time() + timeout)
+        w = _Waiter(callback, arg, qid, pending, loop.time() + timeout)
         pending[qid] = w  # type: ignore[assignment]
         ch.expire(w, loop)
         out = qid.to_bytes(2, "big") + query[2:]
-        if ch.outbox is None or not ch.outbox.put_soon(out, None, loop):
+        if ch.outbox is None or not ch.outbox.put(out, None, loop):
             ch.transport.sendto(out)
         return True
 

@@ -21,7 +21,7 @@ def forward_of(s: Served) -> Forward:
 def start(s: Served, case: Case, proto: str = "udp") -> tuple[bool, asyncio.Future[bytes]]:
     fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
     started = s.dispatcher.relay_now(bytes(case.message().pack()), case.client, proto, "127.0.0.1",
-                                     fut.set_result)
+                                     lambda out, dest: fut.set_result(out), None)
     return started, fut
 
 
@@ -115,11 +115,11 @@ async def test_a_failing_reply_callback_does_not_break_the_upstream_channel(capl
     async with FakeUpstream() as up, serve(f". {{\n forward . {up.addr}\n}}") as s:
         await s.query(Case("warm.example.", "A"))
 
-        def broken(out: bytes) -> None:
+        def broken(out: bytes, dest: object) -> None:
             raise RuntimeError("client socket gone")
 
         assert s.dispatcher.relay_now(bytes(Case("ok.example.", "A").message().pack()), ("127.0.0.1", 1), "udp",
-                                      "127.0.0.1", broken)
+                                      "127.0.0.1", broken, None)
         for _ in range(50):
             if "reply callback failed" in caplog.text:
                 break
