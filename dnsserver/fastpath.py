@@ -286,15 +286,28 @@ def with_client_opt(reply: bytes, q: FastQuery) -> bytes | None:
     return head[:10] + _U16.pack(extra) + head[12:] + b"".join(kept[1:])
 
 
-def well_formed(msg: bytes) -> bool:
-    """Whether the counts in `msg`'s header match records that end exactly at its end (no parse)."""
+def well_formed(msg: bytes, start: int = 12, qd: int | None = None) -> bool:
+    """Whether the counts in `msg`'s header match records that end exactly at its end (no parse).
+
+    With `start` and `qd`, the walk begins at `start` with that many questions left (a caller that has
+    already checked the question passes its end and 0).
+    """
     try:
-        qd, an, ns, ar = _COUNTS.unpack_from(msg, 4)
-        i = 12
-        for _ in range(qd):
+        qdcount, an, ns, ar = _COUNTS.unpack_from(msg, 4)
+        i = start
+        for _ in range(qdcount if qd is None else qd):
             i = skip_name(msg, i) + 4
         for _ in range(an + ns + ar):
-            i = skip_name(msg, i)
+            # skip_name, inlined: this runs for every record of every relayed reply
+            while True:
+                length = msg[i]
+                if length == 0:
+                    i += 1
+                    break
+                if length & 0xC0 == 0xC0:
+                    i += 2
+                    break
+                i += 1 + length
             i += 10 + ((msg[i + 8] << 8) | msg[i + 9])
         return i == len(msg)
     except (IndexError, struct.error):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from dnslib import EDNS0, QTYPE, RR, A, DNSRecord
 
-from dnsserver.fastpath import QR, assemble, parse_query, quick_query
+from dnsserver.fastpath import QR, assemble, parse_query, quick_query, well_formed
 
 
 def query(name: str, qid: int, edns: bool = False, rd: bool = True) -> bytes:
@@ -56,3 +56,32 @@ def test_assemble_reuses_only_while_inputs_are_the_same(edns: bool, rd: bool) ->
         assert [str(r.rdata) for r in reply.rr] == [ip]
         assert str(reply.q.qname) == "App.Example.org."
         assert (reply.ar[0].edns_len if reply.ar else None) == (1232 if edns else None)
+
+
+def _reply(*answers: str) -> bytes:
+    r = DNSRecord.question("app.example.org").reply()
+    for ip in answers:
+        r.add_answer(RR("app.example.org", QTYPE.A, rdata=A(ip), ttl=30))
+    return bytes(r.pack())
+
+
+QEND = 12 + len(b"\x03app\x07example\x03org\x00") + 4
+GOOD = _reply("10.0.0.1", "10.0.0.2")
+
+# (message, start, questions left, well formed?)
+WELL_FORMED = [
+    (GOOD, 12, None, True),
+    (GOOD, QEND, 0, True),  # the question already checked by the caller
+    (_reply(), QEND, 0, True),
+    (GOOD[:-1], 12, None, False),  # cut short inside the last record
+    (GOOD + b"\x00", 12, None, False),  # a byte past the last record
+    (GOOD[:6] + b"\x00\x03" + GOOD[8:], 12, None, False),  # counts one answer more than there is
+    (GOOD[:6] + b"\x00\x01" + GOOD[8:], QEND, 0, False),  # counts one fewer: bytes left over
+    (GOOD, QEND - 1, 0, False),  # a wrong start cannot end exactly at the end
+    (GOOD[:11], 12, None, False),  # not even a header
+]
+
+
+@pytest.mark.parametrize(("msg", "start", "qd", "want"), WELL_FORMED)
+def test_well_formed(msg: bytes, start: int, qd: int | None, want: bool) -> None:
+    assert well_formed(msg, start, qd) is want

@@ -174,18 +174,25 @@ def upstream_query(req: Request) -> bytes:
 
 def same_question(query: bytes, reply: bytes) -> bool:
     """Is `reply` a response (QR) to `query`'s one question (name compared case-insensitively)?"""
+    return question_checked(query, reply) >= 0
+
+
+def question_checked(query: bytes, reply: bytes) -> int:
+    """`same_question`, telling more: -1 if not; else where the reply's question ends (0 if the question
+    matched only when parsed, a compressed name: the reply must then be walked from its start)."""
     if len(reply) < 12 or not reply[2] & 0x80 or reply[4] != 0 or reply[5] != 1:
-        return False
+        return -1
     end = wire.question_end(query)
     # Upstreams echo the question as sent, so equal bytes are the common case; case may differ (0x20).
     if end > 0 and (reply[12:end] == query[12:end] or reply[12:end].lower() == query[12:end].lower()):
-        return True
+        return end
     # The byte comparison fails on a compressed question name; compare the parsed questions then.
     try:
         q, r = DNSRecord.parse(query).q, DNSRecord.parse(reply).q
     except Exception:
-        return False
-    return str(q.qname).lower() == str(r.qname).lower() and q.qtype == r.qtype and q.qclass == r.qclass
+        return -1
+    same = str(q.qname).lower() == str(r.qname).lower() and q.qtype == r.qtype and q.qclass == r.qclass
+    return 0 if same else -1
 
 
 def _parse_reply(data: bytes) -> DNSRecord:
@@ -385,11 +392,12 @@ class Stanza:
         loop = asyncio.get_running_loop()
         if data is not None:
             METRICS.observe(up.addr, wire.rcode_name(data[3] & 0x0F), loop.time() - start)
-            if not same_question(query, data):
+            end = question_checked(query, data)
+            if end < 0:
                 self.concurrent -= 1
                 done(arg, wire_reply(query, FORMERR))
                 return
-            if well_formed(data):
+            if well_formed(data, end, 0) if end else well_formed(data):
                 self.concurrent -= 1
                 done(arg, query[:2] + data[2:])
                 return

@@ -16,7 +16,7 @@ import pytest
 from dnslib import DNSRecord
 
 from corefile import CorefileError, parse
-from dnsplugins.forward import Forward, Stanza, same_question, upstream_query
+from dnsplugins.forward import Forward, Stanza, question_checked, same_question, upstream_query
 from dnsplugins.forward.config import ForwardConfig, UpstreamSpec
 from dnsplugins.forward.metrics import METRICS
 from dnsplugins.forward.policy import RoundRobin, make_policy, random_order, sequential
@@ -400,6 +400,16 @@ def test_query_bytes_are_the_clients_own() -> None:
     assert same_question(data, DNSRecord.question("OK.Example", "A").reply().pack())
     assert not same_question(data, DNSRecord.question("ok.example", "AAAA").reply().pack())
     assert not same_question(data, data)  # no QR bit
+
+
+@pytest.mark.parametrize(("reply", "want"), [
+    (DNSRecord.question("ok.example", "A").reply(), 12 + len(b"\x02ok\x07example\x00") + 4),  # echoed as sent
+    (DNSRecord.question("OK.Example", "A").reply(), 12 + len(b"\x02ok\x07example\x00") + 4),  # other case
+    (DNSRecord.question("ok.example", "AAAA").reply(), -1),
+    (DNSRecord.question("other.example", "A").reply(), -1),
+])
+def test_question_checked_tells_where_the_question_ends(reply: DNSRecord, want: int) -> None:
+    assert question_checked(bytes(DNSRecord.question("ok.example", "A").pack()), bytes(reply.pack())) == want
 
 
 def test_ids_are_random_16_bit() -> None:
