@@ -52,3 +52,27 @@ async def test_deploy_manifests_apply(tmp_path: Path) -> None:
         assert opts.election_namespace == "portolan-ingress" and str(opts.publish_service) != ""
         ing = await emu.get("networking.k8s.io/v1", "Ingress", "example", "default")
         assert ing["spec"]["ingressClassName"] == "portolan"
+
+
+def test_ingress_rbac_grants_reads_of_exactly_what_the_controller_watches(tmp_path: Path) -> None:
+    """Least privilege both ways: every kind the deployed controller watches may be listed and watched,
+    and nothing else may be read."""
+    import dataclasses
+
+    from ingress.cli import options_from, parser
+    from ingress.controller import Controller
+    from kubewatch.kinds import get_kind
+
+    docs = [d for d in yaml.safe_load_all((DEPLOY / "ingress" / "rbac.yaml").read_text()) if d]
+    role = next(d for d in docs if d["kind"] == "ClusterRole")
+    reads = {(group, resource) for rule in role["rules"] if "list" in rule["verbs"] or "get" in rule["verbs"]
+             for group in rule["apiGroups"] for resource in rule["resources"]}
+    for rule in role["rules"]:
+        if "list" in rule["verbs"]:
+            assert {"get", "list", "watch"} <= set(rule["verbs"]), rule
+    dep = next(d for d in yaml.safe_load_all((DEPLOY / "ingress" / "deployment.yaml").read_text())
+               if d and d["kind"] == "Deployment")
+    opts = options_from(parser().parse_args(dep["spec"]["template"]["spec"]["containers"][0]["args"]))
+    controller = Controller(dataclasses.replace(opts, config_dir=str(tmp_path)))
+    watched = {(get_kind(s.kind).group, get_kind(s.kind).name) for s in controller.watch_specs()}
+    assert reads == watched
