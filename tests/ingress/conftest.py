@@ -33,16 +33,42 @@ from tests.ingress.tlsutil import Authority
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
+# Every port free_ports has returned in this session.
+_handed_out: set[int] = set()
+
+
 def free_ports(count: int, address: str = "127.0.0.1") -> list[int]:
-    """Distinct free ports: all sockets are held open until every port is chosen, or the
-    kernel may hand the same port out twice."""
-    sockets = [socket.socket() for _ in range(count)]
+    """Distinct ports free for TCP and UDP alike, none of them ever returned before.
+
+    All sockets are held open until every port is chosen, or the kernel may hand the same port
+    out twice. That holds within one call only: a port is released on return (nginx binds it
+    later), so the kernel may give it to the next call, e.g. make_options' for the controller's
+    own listeners after a test took its L4 ports; the controller then refuses the test's entry
+    as a reserved port, or nginx fails to bind. Hence no port is returned twice in a session.
+    """
+    held: list[socket.socket] = []
+    ports: list[int] = []
     try:
-        for s in sockets:
-            s.bind((address, 0))
-        return [s.getsockname()[1] for s in sockets]
+        while len(ports) < count:
+            if len(held) > 2000:
+                raise RuntimeError(f"no {count} free ports on {address}")
+            tcp = socket.socket()
+            held.append(tcp)  # held even if refused below: the kernel must not offer it again
+            tcp.bind((address, 0))
+            port = tcp.getsockname()[1]
+            if port in _handed_out:
+                continue
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            held.append(udp)
+            try:
+                udp.bind((address, port))  # e.g. a UDP service port must be free for UDP too
+            except OSError:
+                continue
+            ports.append(port)
+            _handed_out.add(port)
+        return ports
     finally:
-        for s in sockets:
+        for s in held:
             s.close()
 
 
