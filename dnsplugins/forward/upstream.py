@@ -142,16 +142,14 @@ class _UdpChannel(asyncio.DatagramProtocol):
             if not fut.done():
                 fut.set_exception(err)
 
-    def expire(self, w: _Waiter, loop: asyncio.AbstractEventLoop) -> None:
-        """Time `w` out at its deadline. One sweep timer per channel instead of a timer per query (a
-        uvloop call_later and cancel cost ~1.4 µs, a large part of a relayed query): waiters are
-        queued in the order they were sent, which is deadline order since a stanza's first attempts
-        all have the same timeout; finished ones are dropped as the sweep reaches them."""
-        self.watch.append(w)
-        if self.sweeper is None:
-            self.sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep, loop)
+    def sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Time out the callback waiters (queued in `watch` by `Upstream.ask`) whose deadline has passed.
 
-    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        One sweep timer per channel instead of a timer per query (a uvloop call_later and cancel cost
+        ~1.4 µs, a large part of a relayed query): waiters are queued in the order they were sent,
+        which is deadline order since a stanza's first attempts all have the same timeout; finished
+        ones are dropped as the sweep reaches them.
+        """
         watch, now = self.watch, loop.time()
         while watch:
             w = watch[0]
@@ -160,7 +158,7 @@ class _UdpChannel(asyncio.DatagramProtocol):
             watch.popleft()
             if not w.finished:
                 self.time_out(w)  # type: ignore[arg-type]
-        self.sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep, loop) if watch else None
+        self.sweeper = loop.call_later(SWEEP_INTERVAL, self.sweep, loop) if watch else None
 
     def time_out(self, fut: asyncio.Future[bytes]) -> None:
         if not fut.done():
@@ -372,10 +370,14 @@ class Upstream:
             return False
         self.metrics.conn(self.addr, "udp", True)
         pending = ch.pending
-        qid = ch.free_id()
+        qid = IDS.next()  # free_id, inlined: this runs for every relayed query
+        while qid in pending:
+            qid = IDS.next()
         w = _Waiter(callback, arg, qid, pending, loop.time() + timeout)
         pending[qid] = w  # type: ignore[assignment]
-        ch.expire(w, loop)
+        ch.watch.append(w)  # timed out by the channel's sweep
+        if ch.sweeper is None:
+            ch.sweeper = loop.call_later(SWEEP_INTERVAL, ch.sweep, loop)
         out = qid.to_bytes(2, "big") + query[2:]
         if ch.outbox is None or not ch.outbox.put(out, None, loop):
             ch.transport.sendto(out)
