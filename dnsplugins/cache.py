@@ -342,10 +342,13 @@ class Cache(Plugin):
             now = self.clock()
             if e.since < now < e.until:
                 # The common case, kept short: a live answer whose TTL is still the one last rendered.
-                self.fast_hits += 1
                 tail = e.tail if not shuffle or not e.wire.rotations else e.wire.shuffled(e.tail)
                 flags = e.wire.flags if e.ad and (q.do or q.flags & AD) else e.flags
-                return assemble(data, q, flags, e.wire.an, e.wire.ns, e.wire.ar, tail)
+                out = assemble(data, q, flags, e.wire.an, e.wire.ns, e.wire.ar, tail)
+                if len(out) > (q.udp_size if proto == "udp" else 65535):
+                    return None  # too big: the slow path truncates it, and counts it then (once)
+                self.fast_hits += 1
+                return out
         return self._fast_answer(data, q, key, client, proto, shuffle)
 
     def _fast_answer(self, data: bytes, q: FastQuery, key: bytes, client: tuple[str, int], proto: str,
@@ -355,13 +358,15 @@ class Cache(Plugin):
         if found is None or (found[2] and self.config.stale_verify):
             return None  # the slow path will count this request
         e, ttl, stale = found
-        self._requests += 1
         w = e.wire
         tail = w.with_ttl(ttl) if stale else e.render(ttl, now, self.config.keepttl)
         if shuffle and w.rotations:
             tail = w.shuffled(tail)
         flags = w.flags if (e.ad and (q.do or q.flags & AD)) else e.flags
         out = assemble(data, q, flags, w.an, w.ns, w.ar, tail)
+        if len(out) > (q.udp_size if proto == "udp" else 65535):
+            return None  # as above
+        self._requests += 1
         self._note_hit(e, key, now, stale, lambda: _request_from(data, client, proto))
         return out
 

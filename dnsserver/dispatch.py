@@ -70,6 +70,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()  # chain fallbacks of relay_now
         # Question bytes -> relay_now's target (None: no relay takes it).
         self.relays: dict[bytes, tuple[str, Block, Callable[..., bool]] | None] = {}
+        self._on_relayed = self._relay_done  # bound once: relay_now passes it with every query
 
     def fast(self, data: bytes, client: tuple[str, int], proto: str) -> bytes | None:
         """Answer from stored wire bytes, or None for the slow path. Must never raise."""
@@ -178,7 +179,7 @@ class Dispatcher:
             zone, block, start_relay = found
             # One tuple carries what the reply needs: no closure (and its cells) per query.
             state = (data, q, client, proto, local_ip, zone, block, time.perf_counter(), send, dest)
-            return bool(start_relay(data, proto, self._relay_done, state))
+            return bool(start_relay(data, proto, self._on_relayed, state))
         except Exception:
             log.exception("[ERROR] relay path failed; falling back")
             return False

@@ -4,7 +4,7 @@ Why: under load, one Python recvfrom and one sendto per query cost 0.45-0.85 µs
 recvmmsg and one sendmmsg per batch (a bare answerer under dnsperf on this project's 2-core machine:
 2.35-2.76 µs per query against 1.90-1.92 µs). The standard library has no recvmmsg, so the message
 vectors are laid out once in buffers the kernel is pointed at; each datagram is then read, and each
-reply written, through memoryviews, with no ctypes object made per datagram.
+reply written, through memoryviews and struct unpackers, with no ctypes object made per datagram.
 
 Linux with glibc only (the structures below are glibc's layout); `available()` says so; elsewhere the
 listener keeps its recvfrom loop and forward its transport's sendto.
@@ -95,8 +95,8 @@ class _Vectors:
 
     The vectors are filled once through ctypes views; the buffers they point at never move (bytearrays
     with live exports cannot be resized), and the views are kept so the exports stay alive. Afterwards
-    fields are read and written through the word views (`v32`, `vptr`, `iov`), with no ctypes object
-    made per datagram.
+    fields are written through the word views (`v32`, `vptr`, `iov`) and read through those or struct
+    unpackers, with no ctypes object made per datagram.
     """
 
     def __init__(self, slots: int, size: int) -> None:
@@ -120,8 +120,10 @@ class _Vectors:
 class Outbox(_Vectors):
     """Datagrams queued for one socket and sent together by one sendmmsg.
 
-    Every datagram of one Outbox goes to a raw sockaddr of `namelen` bytes (the socket family's size),
-    or, with namelen 0, nowhere in particular: the socket is connected. `put` queues; `flush` sends;
+    Every datagram of one Outbox goes to a raw sockaddr of exactly `namelen` bytes (the socket family's
+    size), copied into the slot's own place in `names`, or, with namelen 0, nowhere in particular: the
+    socket is connected. (Batch.serve points its `replies` slots at the receive buffer's addresses
+    instead, which it may, as it sends them before the next receive.) `put` queues; `flush` sends;
     with a loop, `put` also arranges a flush right after the event loop's current callback, so
     replies that complete one by one within a burst still leave in one system call.
     """
@@ -189,8 +191,8 @@ class Outbox(_Vectors):
 
 
 class Batch(_Vectors):
-    """Receive vectors for one UDP socket, `slots` datagrams of at most `size` bytes each, and an Outbox
-    for the replies."""
+    """Receive vectors for one UDP socket, `slots` datagrams of at most `size` bytes each, and two
+    Outboxes: `replies` for the answers given while a batch is served, `outbox` for later ones."""
 
     @staticmethod
     def available() -> bool:
@@ -246,28 +248,30 @@ class Batch(_Vectors):
         # the address the kernel left in receive slot i, which stays put until the next receive.
         replies = self.replies
         k, rdata, riov, rptr, name_at = 0, replies.dview, replies.iov, replies.vptr, self.names_at
-        for i, (length, raw) in enumerate(zip(self._lens[n](self.vec), self._names[n](self.names), strict=True)):
-            off = i * size
-            data = rview[off:off + length].tobytes()
-            sender = senders.get(raw)
-            if sender is None:
-                sender = self._decode(raw)
-            out = fast(data, sender[1], "udp") if fast is not None else None
-            if out is None:
-                slow(data, sender[0], sender[1], raw)
-                continue
-            m = len(out)
-            if m > size:
-                self.send_one(out, sender[0])
-                continue
-            at = k * size
-            rdata[at:at + m] = out
-            riov[k * _IOVW + _IOVLEN] = m
-            rptr[k * _PW + _NAME] = name_at + i * SOCKADDR_MAX
-            k += 1
-        if k:
-            replies.queued = k
-            replies.flush()
+        try:
+            for i, (length, raw) in enumerate(zip(self._lens[n](self.vec), self._names[n](self.names), strict=True)):
+                off = i * size
+                data = rview[off:off + length].tobytes()
+                sender = senders.get(raw)
+                if sender is None:
+                    sender = self._decode(raw)
+                out = fast(data, sender[1], "udp") if fast is not None else None
+                if out is None:
+                    slow(data, sender[0], sender[1], raw)
+                    continue
+                m = len(out)
+                if m > size:
+                    self.send_one(out, sender[0])
+                    continue
+                at = k * size
+                rdata[at:at + m] = out
+                riov[k * _IOVW + _IOVLEN] = m
+                rptr[k * _PW + _NAME] = name_at + i * SOCKADDR_MAX
+                k += 1
+        finally:  # even if `slow` raised: the replies already written still go out
+            if k:
+                replies.queued = k
+                replies.flush()
         return n
 
     def _decode(self, raw: bytes) -> Sender:

@@ -129,3 +129,23 @@ async def _burst(port: int, host: str, family: int) -> None:
         for c in socks:
             c.close()
 
+
+
+def test_replies_written_before_a_failing_slow_path_still_go_out() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        server.bind(("127.0.0.1", 0))
+        server.setblocking(False)
+        client.bind(("127.0.0.1", 0))
+        client.settimeout(2)
+        batch = Batch(server, slots=4, size=64, client=client_address)
+        for payload in (b"fast1", b"slow2", b"fast3"):
+            client.sendto(payload, server.getsockname())
+
+        def slow(data: bytes, addr: tuple, client_: tuple[str, int], raw: bytes) -> None:
+            raise RuntimeError("a bug on the slow path")
+
+        # Loopback delivers on sendto: all three are waiting, and one batch reads them.
+        with pytest.raises(RuntimeError):
+            batch.serve(lambda d, c, p: (b"re:" + d) if d.startswith(b"fast") else None, slow)
+        assert client.recv(64) == b"re:fast1"  # written before the slow path raised, sent all the same

@@ -183,8 +183,10 @@ def question_checked(query: bytes, reply: bytes) -> int:
     if len(reply) < 12 or not reply[2] & 0x80 or reply[4] != 0 or reply[5] != 1:
         return -1
     end = wire.question_end(query)
-    # Upstreams echo the question as sent, so equal bytes are the common case; case may differ (0x20).
-    if end > 0 and (reply[12:end] == query[12:end] or reply[12:end].lower() == query[12:end].lower()):
+    # Upstreams echo the question as sent, so equal bytes are the common case; the name's case may
+    # differ (0x20), its type and class never (lower-casing them would take type 0x41 for 0x61).
+    if end > 0 and (reply[12:end] == query[12:end] or (reply[12:end - 4].lower() == query[12:end - 4].lower()
+                                                      and reply[end - 4:end] == query[end - 4:end])):
         return end
     # The byte comparison fails on a compressed question name; compare the parsed questions then.
     try:

@@ -189,14 +189,15 @@ class _Waiter:
         return self.finished
 
     def set_result(self, data: bytes | None, err: UpstreamError | None = None) -> None:
+        callback, arg = self.callback, self.arg
+        if callback is None:
+            return  # told already (the channel asks `done` first; this is the guard behind that)
         self.finished = True
         pending = self.pending
         if pending.get(self.qid) is self:  # type: ignore[comparison-overlap]
             del pending[self.qid]
         # Finished waiters may sit in the sweep queue a while: they let go of the query's state now.
-        callback, arg = self.callback, self.arg
         self.callback = self.arg = None
-        assert callback is not None
         try:
             callback(arg, data, err)
         except Exception:

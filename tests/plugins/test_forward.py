@@ -412,6 +412,15 @@ def test_question_checked_tells_where_the_question_ends(reply: DNSRecord, want: 
     assert question_checked(bytes(DNSRecord.question("ok.example", "A").pack()), bytes(reply.pack())) == want
 
 
+def test_question_checked_folds_the_case_of_the_name_only() -> None:
+    query = bytes(DNSRecord.question("OK.example", "HTTPS").pack())  # type 65 = 0x0041, an upper-case "A"
+    reply = bytearray(DNSRecord.question("ok.example", "HTTPS").reply().pack())
+    end = 12 + len(b"\x02ok\x07example\x00") + 4
+    assert question_checked(query, bytes(reply)) == end
+    reply[end - 3] = 0x61  # type 97: the same bytes once lower-cased, another question
+    assert question_checked(query, bytes(reply)) == -1
+
+
 def test_ids_are_random_16_bit() -> None:
     ids = {IDS.next() for _ in range(3000)}
     assert len(ids) > 2800 and all(0 <= i < 65536 for i in ids)
