@@ -214,7 +214,10 @@ class Dispenser:
     # -- errors (returned, for the caller to raise) --------------------------------------------
 
     def err(self, message: str) -> CorefileError:
-        tok = self.token()
+        return self.err_at(self.token(), message)
+
+    def err_at(self, tok: Token, message: str) -> CorefileError:
+        """An error of this plugin at `tok` (e.g. the directive, for a check made after its block)."""
         return CorefileError(tok.file, tok.line, f"plugin/{self.name}: {message}")
 
     def arg_err(self) -> CorefileError:

@@ -11,7 +11,7 @@ import logging
 import ssl
 from dataclasses import dataclass, field
 
-from corefile import CorefileError, Dispenser, normalize_zone, reverse_zones
+from corefile import Dispenser, normalize_zone, reverse_zones
 from dnsserver.durations import go_duration, parse_duration
 from dnsserver.plugin import SetupContext, plugin_zones
 
@@ -313,18 +313,15 @@ def parse_stanza(d: Dispenser, ctx: SetupContext) -> ForwardConfig:
     while d.next_block():
         _property(d, cfg, ctx)
     if len(specs) > MAX_UPSTREAMS:
-        raise CorefileError(directive.file, directive.line,
-                            f"plugin/forward: more than {MAX_UPSTREAMS} TOs configured: {len(specs)}")
+        raise d.err_at(directive, f"more than {MAX_UPSTREAMS} TOs configured: {len(specs)}")
     if cfg.max_age and cfg.max_age < cfg.expire:
-        raise CorefileError(directive.file, directive.line,
-                            f"plugin/forward: max_age ({go_duration(cfg.max_age)}) must not be less than "
-                            f"expire ({go_duration(cfg.expire)})")
+        raise d.err_at(directive, f"max_age ({go_duration(cfg.max_age)}) must not be less than "
+                                  f"expire ({go_duration(cfg.expire)})")
     for s in specs:
         if s.transport == "tls" and s.server_name and cfg.tls_servername:
-            raise CorefileError(directive.file, directive.line,
-                                f"plugin/forward: both forward ('{cfg.tls_servername}') and proxy level "
-                                f"('{s.server_name}') TLS servernames are set for upstream proxy "
-                                f"'tls://{s.addr}'")
+            raise d.err_at(directive, f"both forward ('{cfg.tls_servername}') and proxy level "
+                                      f"('{s.server_name}') TLS servernames are set for upstream proxy "
+                                      f"'tls://{s.addr}'")
     cfg.upstreams = specs
     if any(s.transport == "tls" for s in specs) and cfg.tls_context is None:
         cfg.tls_context = _tls_context(d, [])
