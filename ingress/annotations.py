@@ -42,6 +42,9 @@ _HEADER_VALUE_RE = re.compile(r"^[A-Za-z0-9._~:/-]{1,256}$")
 # session-cookie-path: an absolute URL path; no ";" (it would end the cookie attribute).
 _COOKIE_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/%=&+-]{0,1023}$")
 SNIPPET_MAX = 16384
+# nginx's split_clients takes percentages with two decimals: a canary's share is counted in
+# ten-thousandths of the requests.
+SHARE_UNITS = 10000
 
 
 def _bool(text: str) -> bool:
@@ -196,6 +199,29 @@ def _samesite(text: str) -> str:
     return {"NONE": "None", "LAX": "Lax", "STRICT": "Strict"}[_enum("NONE", "LAX", "STRICT", fold=True)(text)]
 
 
+def _cookie_domain(text: str) -> str:
+    """session-cookie-domain: a DNS name under the rule-host rules (lower-cased, no IP, no
+    wildcard, no port), optionally with the leading dot of RFC 2109 cookies. RFC 6265 browsers
+    ignore that dot; it is kept because ingress-nginx sends the value as written."""
+    dot = "." if text.startswith(".") else ""
+    try:
+        return dot + host(text[len(dot) :], "session-cookie-domain", wildcard=False)
+    except InvalidValue:
+        raise ValueError("not a DNS domain (labels of letters, digits and -, maybe a leading dot; no IP)") from None
+
+
+def canary_share(weight: int, total: int) -> int:
+    """canary-weight out of canary-weight-total in SHARE_UNITS, rounded to the nearest unit,
+    the finest split_clients can express. A weight strictly between 0 and the total keeps
+    both backends in play: rounding never turns "rarely" into "never" nor "mostly" into "always"."""
+    units = (2 * weight * SHARE_UNITS + total) // (2 * total)
+    if weight > 0:
+        units = max(units, 1)
+    if weight < total:
+        units = min(units, SHARE_UNITS - 1)
+    return units
+
+
 def _snippet(text: str) -> str:
     # Raw nginx by design; only the size is bounded. Admins opt in (allow-snippet-annotations).
     if len(text) > SNIPPET_MAX or "\x00" in text:
@@ -242,6 +268,7 @@ class Annotations:
     session_cookie_max_age: int | None = None  # seconds
     session_cookie_samesite: str | None = None
     session_cookie_secure: bool = False  # False: Secure only over HTTPS
+    session_cookie_domain: str | None = None  # None: no Domain attribute (the request's host only)
     preserve_trailing_slash: bool = False
     permanent_redirect: str | None = None
     permanent_redirect_code: int = 301
@@ -254,6 +281,7 @@ class Annotations:
     upstream_vhost: str | None = None
     canary: bool = False
     canary_weight: int = 0
+    canary_weight_total: int = 100  # canary_weight is out of this many requests
     canary_by_header: str | None = None
     canary_by_header_value: str | None = None
     canary_by_header_pattern: str | None = None
@@ -291,6 +319,7 @@ _SIMPLE: dict[str, tuple[str, Callable[[str], Any]]] = {
     "session-cookie-max-age": ("session_cookie_max_age", _int(0, 2**31 - 1)),
     "session-cookie-samesite": ("session_cookie_samesite", _samesite),
     "session-cookie-secure": ("session_cookie_secure", _bool),
+    "session-cookie-domain": ("session_cookie_domain", _cookie_domain),
     "preserve-trailing-slash": ("preserve_trailing_slash", _bool),
     "permanent-redirect": ("permanent_redirect", url),
     "permanent-redirect-code": ("permanent_redirect_code", _redirect_code),
@@ -301,7 +330,9 @@ _SIMPLE: dict[str, tuple[str, Callable[[str], Any]]] = {
     "limit-connections": ("limit_connections", _int(1, 100000)),
     "upstream-vhost": ("upstream_vhost", _vhost),
     "canary": ("canary", _bool),
-    "canary-weight": ("canary_weight", _int(0, 100)),
+    # Bounded by canary-weight-total, checked once both are known (parse).
+    "canary-weight": ("canary_weight", _int(0, 2**31 - 1)),
+    "canary-weight-total": ("canary_weight_total", _int(1, 2**31 - 1)),
     "canary-by-header": ("canary_by_header", _token(_HEADER_RE, "header name")),
     "canary-by-header-value": ("canary_by_header_value", _token(_HEADER_VALUE_RE, "header value")),
     "canary-by-header-pattern": ("canary_by_header_pattern", _pattern),
@@ -321,6 +352,18 @@ SUPPORTED = frozenset(_SIMPLE) | frozenset(_CORS) | {"enable-cors"}
 SNIPPETS = ("configuration-snippet", "server-snippet")
 
 assert {f for f, _ in _SIMPLE.values()} <= {f.name for f in fields(Annotations)}
+
+
+def _check_canary_weight(weight: int, total: int) -> list[str]:
+    """InvalidValue for a weight above its total; a note when split_clients cannot express
+    the share exactly (ingress-nginx's Lua draws a random integer out of the total)."""
+    if weight > total:
+        raise InvalidValue(f"annotation {PREFIX}canary-weight: {weight} is more than canary-weight-total {total}")
+    units = canary_share(weight, total)
+    if units * total == weight * SHARE_UNITS:
+        return []
+    return [f"annotation {PREFIX}canary-weight: {weight} of {total} is not a multiple of 0.01% of requests "
+            f"(nginx's split_clients resolution); {units / 100:.2f}% go to the canary"]  # fmt: skip
 
 
 def parse(raw: Mapping[str, str], *, allow_snippets: bool) -> tuple[Annotations, list[str]]:
@@ -363,6 +406,8 @@ def parse(raw: Mapping[str, str], *, allow_snippets: bool) -> tuple[Annotations,
             raise InvalidValue(f"annotation {key}: {text[:80]!r} is {exc}") from None
     if enable_cors:
         values["cors"] = Cors(**cors)
+    notes.extend(_check_canary_weight(values.get("canary_weight", NONE.canary_weight),
+                                      values.get("canary_weight_total", NONE.canary_weight_total)))  # fmt: skip
     if values.get("affinity") == "cookie" and "session_cookie_expires" in values:
         # ingress-nginx's Lua writes Expires=<now + N>; nginx alone cannot compute a date per
         # request, so the lifetime goes out as Max-Age, which browsers prefer when given both.

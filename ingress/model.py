@@ -30,8 +30,8 @@ host-wide effects, as in ingress-nginx:
   (``^/foo(/|$)``). Exact paths keep ``location =``.
 * Server-level values (app-root, server-snippet) come from the oldest Ingress setting them.
 * A canary Ingress claims no path: it adds an alternative backend (by header, then cookie,
-  then weight) to the location another Ingress serves on the same host and path; alone it
-  serves nothing.
+  then canary-weight out of canary-weight-total) to the location another Ingress serves on
+  the same host and path; alone it serves nothing.
 * Session affinity: the cookie's Path is session-cookie-path, else the Ingress path as written
   (ingress-nginx's $location_path); a path that is a regex falls back to "/" with a note
   (ingress-nginx would send the regex text, which no browser path-matches).
@@ -108,13 +108,19 @@ class Canary:
     balancer does: a decisive header, else a decisive cookie, else the weight."""
 
     upstream: str
-    weight: int  # percent of requests the header and cookie left undecided
+    weight: int  # out of weight_total of the requests the header and cookie left undecided
+    weight_total: int
     header: str | None  # the request header that decides: "always" / "never", unless ...
     header_value: str | None  # ... this value is set: only it routes to the canary
     header_pattern: str | None  # ... or this regex (no header_value): a match routes to the canary
     cookie: str | None  # "always" / "never" in this cookie decide when the header did not
     ingress: str
     zone: str  # names the split_clients variable
+
+    @property
+    def share(self) -> int:
+        """The weight as split_clients can take it, in annotations.SHARE_UNITS."""
+        return annotations.canary_share(self.weight, self.weight_total)
 
     @property
     def header_var(self) -> str:
@@ -139,15 +145,18 @@ class SessionCookie:
     max_age: int | None
     samesite: str | None  # None, Lax or Strict
     secure: bool  # always Secure; otherwise Secure over HTTPS only (ingress-nginx's default)
+    domain: str | None = None  # a validated DNS name, perhaps with a leading dot
 
     @property
     def header(self) -> str:
         """The Set-Cookie value, attributes in lua-resty-cookie's order (ingress-nginx's):
-        a new session key ($request_id), Max-Age, Path, Secure, HttpOnly, SameSite. Every
+        a new session key ($request_id), Max-Age, Domain, Path, Secure, HttpOnly, SameSite. Every
         piece is validated; $portolan_affinity_secure is "; Secure" on HTTPS connections."""
         text = f"{self.name}=$request_id"
         if self.max_age is not None:
             text += f"; Max-Age={self.max_age}"
+        if self.domain is not None:
+            text += f"; Domain={self.domain}"
         text += f"; Path={self.path}" + ("; Secure" if self.secure else "$portolan_affinity_secure") + "; HttpOnly"
         return text + (f"; SameSite={self.samesite}" if self.samesite else "")
 
@@ -244,7 +253,7 @@ class Model:
     notes: tuple[str, ...] = ()  # conflicts and fallbacks worth a log line
     rate_zones: tuple[tuple[str, int], ...] = ()  # (zone, requests per second)
     conn_zones: tuple[str, ...] = ()
-    canary_zones: tuple[tuple[str, int], ...] = ()  # (zone, weight percent)
+    canary_zones: tuple[tuple[str, int], ...] = ()  # (zone, share in annotations.SHARE_UNITS)
     canary_cookies: tuple[tuple[str, str], ...] = ()  # (cookie, variable suffix)
     canary_patterns: tuple[tuple[str, str, str], ...] = ()  # (header variable, regex, variable suffix)
     session_cookies: tuple[SessionCookie, ...] = ()  # the Set-Cookie values affinity hands out
@@ -417,7 +426,7 @@ def build(snapshot: Snapshot, exclude: Iterable[str] = ()) -> Model:
         notes=tuple(dict.fromkeys(notes)),
         rate_zones=tuple(sorted({(loc.zone, loc.ann.limit_rps) for loc in every if loc.ann.limit_rps})),
         conn_zones=tuple(sorted({loc.zone for loc in every if loc.ann.limit_connections})),
-        canary_zones=tuple(sorted({(c.zone, c.weight) for c in canaries if c.weight})),
+        canary_zones=tuple(sorted({(c.zone, c.share) for c in canaries if c.weight})),
         canary_cookies=tuple(sorted({(c.cookie, c.cookie_var) for c in canaries if c.cookie})),
         canary_patterns=tuple(
             sorted({(c.header_var, c.header_pattern, c.pattern_var) for c in canaries if c.header_pattern})
@@ -524,8 +533,8 @@ def _canary(
     # makes the pattern moot.
     value = ann.canary_by_header_value if ann.canary_by_header else None
     pattern = ann.canary_by_header_pattern if ann.canary_by_header and value is None else None
-    return Canary(alt.upstream, ann.canary_weight, ann.canary_by_header, value, pattern, ann.canary_by_cookie,
-                  found.ingress, _zone(f"{found.ingress} {slot[0]} {slot[1]}"))  # fmt: skip
+    return Canary(alt.upstream, ann.canary_weight, ann.canary_weight_total, ann.canary_by_header, value, pattern,
+                  ann.canary_by_cookie, found.ingress, _zone(f"{found.ingress} {slot[0]} {slot[1]}"))  # fmt: skip
 
 
 def _session_cookie(claim: _Claim, notes: list[str]) -> SessionCookie | None:
@@ -540,7 +549,7 @@ def _session_cookie(claim: _Claim, notes: list[str]) -> SessionCookie | None:
             path = "/"
     max_age = ann.session_cookie_max_age if ann.session_cookie_max_age is not None else ann.session_cookie_expires
     return SessionCookie(ann.session_cookie_name, path, max_age, ann.session_cookie_samesite,
-                         ann.session_cookie_secure)  # fmt: skip
+                         ann.session_cookie_secure, ann.session_cookie_domain)  # fmt: skip
 
 
 def _certificate(lookup: Lookup, namespace: str, name: str, host: str) -> tuple[CertPair | None, str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ingress.certs import CertPair, self_signed
 from ingress.classes import ClassPolicy, owned
 from ingress.model import Model, Snapshot, build
@@ -10,6 +12,7 @@ from kubewatch import Ingress, IngressClass, Store
 from tests.ingress import objects as o
 from tests.ingress.routing import SERVICES, standard_objects
 
+A = "nginx.ingress.kubernetes.io/"
 _DEFAULT: list[CertPair] = []
 
 
@@ -39,3 +42,14 @@ def snapshot(store: Store, policy: ClassPolicy | None = None, settings: NginxSet
 def model_of(*ingresses: o.Obj, policy: ClassPolicy | None = None, extra: tuple[o.Obj, ...] = ()) -> Model:
     store = store_of(*standard_objects(fake_addresses()), *extra, *ingresses)
     return build(snapshot(store, policy))
+
+
+def canary_model(extra: Mapping[str, str | None]) -> Model:
+    """foo.com "/" served by Service a (Ingress "main", the older) plus a canary Ingress sending it
+    to Service b, annotated canary: "true" and ``extra`` (names without the prefix; None: left out)."""
+    annotations = {A + "canary": "true", **{A + k: v for k, v in extra.items() if v is not None}}
+    return model_of(
+        o.ingress("main", o.rule("foo.com", o.path("/", "a")), created="2024-01-01T00:00:00Z"),
+        o.ingress("canary", o.rule("foo.com", o.path("/", "b")), created="2024-01-02T00:00:00Z",
+                  annotations=annotations),
+    )  # fmt: skip

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from ingress.annotations import NONE, PREFIX, Cors, parse
+from ingress.annotations import NONE, PREFIX, Cors, canary_share, parse
 from ingress.validate import InvalidValue, regex_path
 
 
@@ -50,6 +50,10 @@ GOOD = [
     ("upstream-vhost", "svc.ns.svc.cluster.local:8080", "upstream_vhost", "svc.ns.svc.cluster.local:8080"),
     ("canary", "true", "canary", True),
     ("canary-weight", "25", "canary_weight", 25),
+    ("canary-weight", "100", "canary_weight", 100),
+    ("canary-weight-total", "1000", "canary_weight_total", 1000),
+    ("canary-weight-total", "1", "canary_weight_total", 1),
+    ("canary-weight-total", "2147483647", "canary_weight_total", 2**31 - 1),
     ("canary-by-header", "X-Canary", "canary_by_header", "X-Canary"),
     ("canary-by-header-value", "eu-west_1.b~c:d/e", "canary_by_header_value", "eu-west_1.b~c:d/e"),
     ("canary-by-header-pattern", "^(v1|v2)-[a-z]+$", "canary_by_header_pattern", "^(v1|v2)-[a-z]+$"),
@@ -62,6 +66,10 @@ GOOD = [
     ("session-cookie-samesite", "Strict", "session_cookie_samesite", "Strict"),
     ("session-cookie-samesite", "LAX", "session_cookie_samesite", "Lax"),
     ("session-cookie-secure", "true", "session_cookie_secure", True),
+    ("session-cookie-domain", "example.com", "session_cookie_domain", "example.com"),
+    ("session-cookie-domain", ".Example.COM", "session_cookie_domain", ".example.com"),
+    ("session-cookie-domain", "a-1.b2.example", "session_cookie_domain", "a-1.b2.example"),
+    ("session-cookie-domain", "localhost", "session_cookie_domain", "localhost"),
     ("preserve-trailing-slash", "true", "preserve_trailing_slash", True),
 ]  # fmt: skip
 
@@ -94,6 +102,15 @@ BAD = [
     ("session-cookie-path", "/a b"), ("session-cookie-expires", "-1"), ("session-cookie-expires", "1d"),
     ("session-cookie-max-age", "2147483648"), ("session-cookie-samesite", "sometimes"),
     ("session-cookie-secure", "yes"), ("preserve-trailing-slash", "on"),
+    ("canary-weight", "-1"), ("canary-weight", "1.5"), ("canary-weight", "10%"),
+    ("canary-weight-total", "0"), ("canary-weight-total", "-100"), ("canary-weight-total", "1e3"),
+    ("canary-weight-total", "100.0"), ("canary-weight-total", "2147483648"), ("canary-weight-total", "１００"),
+    ("session-cookie-domain", "."), ("session-cookie-domain", "..a.com"), ("session-cookie-domain", "a..com"),
+    ("session-cookie-domain", "a.com."), ("session-cookie-domain", "*.a.com"), ("session-cookie-domain", "a.com:80"),
+    ("session-cookie-domain", "10.0.0.1"), ("session-cookie-domain", ".10.0.0.1"), ("session-cookie-domain", "[::1]"),
+    ("session-cookie-domain", "-a.com"), ("session-cookie-domain", "a_b.com"), ("session-cookie-domain", "a b.com"),
+    ("session-cookie-domain", "a.com;"), ("session-cookie-domain", "bücher.de"), ("session-cookie-domain", "a/b"),
+    ("session-cookie-domain", "a" * 64 + ".com"), ("session-cookie-domain", ".".join(["a" * 60] * 5)),
 ]  # fmt: skip
 
 
@@ -101,6 +118,44 @@ BAD = [
 def test_invalid_values_reject_the_ingress(name: str, value: str) -> None:
     with pytest.raises(InvalidValue, match=name):
         one(name, value)
+
+
+CANARY_WEIGHTS = [  # (canary-weight, canary-weight-total or None, accepted)
+    ("0", None, True), ("100", None, True), ("101", None, False),
+    ("0", "1000", True), ("1", "1000", True), ("1000", "1000", True), ("1001", "1000", False),
+    ("1", "1", True), ("2", "1", False), ("50", "10", False), (None, "10", True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("weight", "total", "accepted"), CANARY_WEIGHTS, ids=str)
+def test_canary_weight_is_within_its_total(weight: str | None, total: str | None, accepted: bool) -> None:
+    raw = {PREFIX + k: v for k, v in (("canary-weight", weight), ("canary-weight-total", total)) if v is not None}
+    if accepted:
+        ann, _ = parse(raw, allow_snippets=False)
+        assert (ann.canary_weight, ann.canary_weight_total) == (int(weight or 0), int(total or 100))
+    else:
+        with pytest.raises(InvalidValue, match="canary-weight: .* is more than canary-weight-total"):
+            parse(raw, allow_snippets=False)
+
+
+CANARY_SHARES = [  # (weight, total, share in 0.01% of requests, exact)
+    (0, 100, 0, True), (30, 100, 3000, True), (100, 100, 10000, True), (0, 1000, 0, True), (1, 1000, 10, True),
+    (1000, 1000, 10000, True), (1, 10000, 1, True), (1, 1, 10000, True), (7, 7, 10000, True), (1, 8, 1250, True),
+    (1, 3, 3333, False), (2, 3, 6667, False), (5, 7, 7143, False),
+    # Below the 0.01% resolution: never rounded to "never" or to "always".
+    (1, 1_000_000, 1, False), (999_999, 1_000_000, 9999, False), (1, 2**31 - 1, 1, False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("weight", "total", "share", "exact"), CANARY_SHARES, ids=str)
+def test_canary_share(weight: int, total: int, share: int, exact: bool) -> None:
+    assert canary_share(weight, total) == share
+    raw = {PREFIX + "canary-weight": str(weight), PREFIX + "canary-weight-total": str(total)}
+    _, notes = parse(raw, allow_snippets=False)
+    assert (notes == []) is exact
+    if not exact:
+        assert len(notes) == 1 and f"canary-weight: {weight} of {total} is not a multiple of 0.01%" in notes[0]
+        assert notes[0].endswith(f"; {share / 100:.2f}% go to the canary")
 
 
 def test_defaults_and_unrelated_annotations() -> None:

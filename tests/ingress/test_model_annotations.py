@@ -8,7 +8,7 @@ import pytest
 from ingress.model import LOC_EXACT, LOC_REGEX, LOC_ROOT, SessionCookie, build
 from ingress.settings import NginxSettings
 from tests.ingress import objects as o
-from tests.ingress.modelkit import fake_addresses, model_of, snapshot, store_of
+from tests.ingress.modelkit import canary_model, fake_addresses, model_of, snapshot, store_of
 from tests.ingress.routing import standard_objects
 
 A = "nginx.ingress.kubernetes.io/"
@@ -56,18 +56,14 @@ def test_bad_annotation_rejects_only_that_ingress() -> None:
 
 
 def test_canary_attaches_to_the_primary_location() -> None:
-    model = model_of(
-        o.ingress("main", o.rule("foo.com", o.path("/", "a")), created="2024-01-01T00:00:00Z"),
-        o.ingress("canary", o.rule("foo.com", o.path("/", "b")), created="2024-01-02T00:00:00Z",
-                  annotations={A + "canary": "true", A + "canary-weight": "30", A + "canary-by-header": "X-C"}),
-    )  # fmt: skip
+    model = canary_model({"canary-weight": "30", "canary-by-header": "X-C"})
     root = locations(model, "foo.com")
     assert root == [(LOC_ROOT, "/", "default/a:80")]
     server = model.server("foo.com")
     assert server is not None
     canary = server.locations[0].canary
     assert canary is not None and (canary.upstream, canary.weight, canary.header) == ("default_b_http", 30, "X-C")
-    assert model.canary_zones == ((canary.zone, 30),)
+    assert model.canary_zones == ((canary.zone, 3000),)
     assert model.ingresses == ("default/main", "default/canary")
 
 
@@ -102,6 +98,30 @@ def test_server_level_annotations_come_from_the_oldest_ingress() -> None:
     assert server is not None and server.app_root == "/first"
 
 
+CANARY_WEIGHT_TOTALS = [  # (canary-weight, canary-weight-total or None, share in 0.01%; None: no split)
+    ("30", None, 3000), ("0", "1000", None), ("1", "1000", 10), ("250", "1000", 2500), ("1000", "1000", 10000),
+    ("1", "3", 3333), ("1", "1000000", 1),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("weight", "total", "share"), CANARY_WEIGHT_TOTALS, ids=str)
+def test_canary_weight_total(weight: str, total: str | None, share: int | None) -> None:
+    model = canary_model({"canary-weight": weight, "canary-weight-total": total})
+    server = model.server("foo.com")
+    assert server is not None and (canary := server.locations[0].canary) is not None
+    assert (canary.weight, canary.weight_total) == (int(weight), int(total or 100))
+    assert model.canary_zones == (((canary.zone, share),) if share is not None else ())
+
+
+def test_canary_weight_above_its_total_rejects_only_that_ingress() -> None:
+    model = canary_model({"canary-weight": "11", "canary-weight-total": "10"})
+    assert model.ingresses == ("default/main",)
+    assert [r.ingress for r in model.rejected] == ["default/canary"]
+    assert "canary-weight: 11 is more than canary-weight-total 10" in model.rejected[0].reason
+    server = model.server("foo.com")
+    assert server is not None and server.locations[0].canary is None and model.canary_zones == ()
+
+
 CANARY_RULES = [  # (canary annotations, expected (header, header_value, header_pattern, cookie))
     ({"canary-by-header": "X-C", "canary-by-header-value": "v1", "canary-by-header-pattern": "^v"},
      ("X-C", "v1", None, None)),  # a value makes the pattern moot
@@ -113,12 +133,7 @@ CANARY_RULES = [  # (canary annotations, expected (header, header_value, header_
 
 @pytest.mark.parametrize(("extra", "expected"), CANARY_RULES, ids=[str(c[1]) for c in CANARY_RULES])
 def test_canary_header_value_pattern_and_cookie(extra: dict[str, str], expected: tuple[object, ...]) -> None:
-    annotations = {A + "canary": "true", **{A + k: v for k, v in extra.items()}}
-    model = model_of(
-        o.ingress("main", o.rule("foo.com", o.path("/", "a")), created="2024-01-01T00:00:00Z"),
-        o.ingress("canary", o.rule("foo.com", o.path("/", "b")), created="2024-01-02T00:00:00Z",
-                  annotations=annotations),
-    )  # fmt: skip
+    model = canary_model(extra)
     server = model.server("foo.com")
     assert server is not None and (canary := server.locations[0].canary) is not None
     assert (canary.header, canary.header_value, canary.header_pattern, canary.cookie) == expected
@@ -147,7 +162,23 @@ def test_session_cookie_path(path: str, path_type: str, extra: dict[str, str], c
     assert any("needs session-cookie-path" in n for n in model.notes) is noted
 
 
-def test_session_cookie_header() -> None:
-    cookie = SessionCookie("route", "/app", 60, "Lax", secure=False)
-    assert cookie.header == "route=$request_id; Max-Age=60; Path=/app$portolan_affinity_secure; HttpOnly; SameSite=Lax"
-    assert SessionCookie("r", "/", None, None, secure=True).header == "r=$request_id; Path=/; Secure; HttpOnly"
+SESSION_COOKIE_HEADERS = [  # (cookie, Set-Cookie value): attributes in lua-resty-cookie's order
+    (SessionCookie("route", "/app", 60, "Lax", secure=False),
+     "route=$request_id; Max-Age=60; Path=/app$portolan_affinity_secure; HttpOnly; SameSite=Lax"),
+    (SessionCookie("r", "/", None, None, secure=True), "r=$request_id; Path=/; Secure; HttpOnly"),
+    (SessionCookie("r", "/", None, None, secure=True, domain=".example.com"),
+     "r=$request_id; Domain=.example.com; Path=/; Secure; HttpOnly"),
+    (SessionCookie("r", "/x", 5, "Strict", secure=False, domain="a.example.com"),
+     "r=$request_id; Max-Age=5; Domain=a.example.com; Path=/x$portolan_affinity_secure; HttpOnly; SameSite=Strict"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("cookie", "header"), SESSION_COOKIE_HEADERS, ids=lambda v: str(v)[:40])
+def test_session_cookie_header(cookie: SessionCookie, header: str) -> None:
+    assert cookie.header == header
+
+
+def test_session_cookie_domain_reaches_the_model() -> None:
+    annotations = {A + "affinity": "cookie", A + "session-cookie-domain": ".Example.com"}
+    model = model_of(o.ingress("i", o.rule("foo.com", o.path("/", "a")), annotations=annotations))
+    assert [c.domain for c in model.session_cookies] == [".example.com"]

@@ -233,6 +233,12 @@ SESSION_COOKIES = [  # (host, path, annotations, Set-Cookie over HTTP, over HTTP
     ("expires.com", "/", {"session_cookie_expires": "120", "session_cookie_samesite": "None"},
      "s=ID; Max-Age=120; Path=/; HttpOnly; SameSite=None",
      "s=ID; Max-Age=120; Path=/; Secure; HttpOnly; SameSite=None"),
+    ("domain.com", "/d", {"session_cookie_domain": ".Domain.com"},
+     "s=ID; Domain=.domain.com; Path=/d; HttpOnly", "s=ID; Domain=.domain.com; Path=/d; Secure; HttpOnly"),
+    ("sub.domain.org", "/", {"session_cookie_domain": "sub.domain.org", "session_cookie_max_age": "30",
+                             "session_cookie_samesite": "Lax"},
+     "s=ID; Max-Age=30; Domain=sub.domain.org; Path=/; HttpOnly; SameSite=Lax",
+     "s=ID; Max-Age=30; Domain=sub.domain.org; Path=/; Secure; HttpOnly; SameSite=Lax"),
 ]  # fmt: skip
 
 
@@ -240,7 +246,7 @@ async def test_session_cookie_attributes(start_controller, backends, client_for)
     store = Store()
     await services(backends, store, a=("a1", "a2"))
     for host, path, extra, _, _ in SESSION_COOKIES:
-        o.put(store, o.ingress(host.split(".")[0], o.rule(host, o.path(path, "a")),
+        o.put(store, o.ingress(host.replace(".", "-"), o.rule(host, o.path(path, "a")),
                                annotations=ann(affinity="cookie", session_cookie_name="s", **extra)))  # fmt: skip
     controller = await start_controller(store)
     client = client_for(controller)
@@ -471,6 +477,46 @@ async def test_canary_weight_splits(start_controller, backends, client_for) -> N
     got = await asyncio.gather(*(client.request("foo.com", "/") for _ in range(60)))
     counts = {name: sum(r.backend == name for r in got) for name in ("main1", "new1")}
     assert counts["main1"] >= 10 and counts["new1"] >= 10 and sum(counts.values()) == 60
+
+
+CANARY_WEIGHT_TOTALS = [  # (host, canary-weight, canary-weight-total, backends every request may reach)
+    ("zero.com", "0", "1000", {"main1"}),
+    ("full.com", "1000", "1000", {"new1"}),
+    ("seven.com", "7", "7", {"new1"}),
+    ("one.com", "1", "1", {"new1"}),
+    ("tiny.com", "1", "1000", {"main1", "new1"}),  # 0.1%: its split is checked in the configuration
+    ("over.com", "1001", "1000", {"main1"}),  # weight above the total: the canary Ingress is rejected
+]  # fmt: skip
+
+
+async def test_canary_weight_total(start_controller, backends, client_for) -> None:
+    store = Store()
+    await services(backends, store, main=("main1",), new=("new1",))
+    for i, (host, weight, total, _) in enumerate(CANARY_WEIGHT_TOTALS):
+        o.put(store, o.ingress(f"main-{i}", o.rule(host, o.path("/", "main")), created="2024-01-01T00:00:00Z"),
+              o.ingress(f"canary-{i}", o.rule(host, o.path("/", "new")), created="2024-01-02T00:00:00Z",
+                        annotations=ann(canary="true", canary_weight=weight, canary_weight_total=total,
+                                        canary_by_header="X-Canary")))  # fmt: skip
+    controller = await start_controller(store)
+    client = client_for(controller)
+    for host, _, _, allowed in CANARY_WEIGHT_TOTALS:
+        got = await asyncio.gather(*(client.request(host, "/") for _ in range(40)))
+        assert {r.backend for r in got} <= allowed, host
+        if len(allowed) == 1:  # the extremes are deterministic: every request goes the one way
+            assert [r.backend for r in got] == [*allowed] * 40, host
+        # The header still beats the weight, whatever the total.
+        if host != "over.com":
+            assert (await client.request(host, "/", headers={"X-Canary": "never"})).backend == "main1", host
+            assert (await client.request(host, "/", headers={"X-Canary": "always"})).backend == "new1", host
+    conf = controller.layout.conf.read_text()
+    assert "0.10% 1;" in conf and "100.00% 1;" in conf
+    model = controller.model
+    assert model is not None
+    over = [i for i, case in enumerate(CANARY_WEIGHT_TOTALS) if case[0] == "over.com"]
+    assert [(r.ingress, "is more than canary-weight-total 1000" in r.reason) for r in model.rejected] == [
+        (f"default/canary-{i}", True) for i in over
+    ]
+    assert (await client.request("over.com", "/", headers={"X-Canary": "always"})).backend == "main1"
 
 
 async def test_snippets_are_ignored_unless_allowed(start_controller, backends, client_for) -> None:

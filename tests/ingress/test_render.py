@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import jinja2
@@ -10,7 +11,7 @@ import pytest
 from ingress.layout import Layout
 from ingress.render import Listen, Renderer, names_hash_sizes, resolver_address, server_name
 from tests.ingress import objects as o
-from tests.ingress.modelkit import model_of
+from tests.ingress.modelkit import canary_model, model_of
 
 LAYOUT = Layout.at("/tmp/portolan-render")
 
@@ -67,3 +68,21 @@ def test_names_hash_grows_with_the_longest_name() -> None:
     long_host = ".".join(["a" * 63] * 3 + ["b" * 57, "com"])
     bucket, _ = names_hash_sizes(model_of(o.ingress("i", o.rule(long_host, o.path("/", "a")))))
     assert bucket == 512
+
+
+CANARY_SPLITS = [  # (canary-weight, canary-weight-total, the split_clients entries; None: no split_clients)
+    ("1", "1000", ["0.10% 1;", '* "";']), ("250", "1000", ["25.00% 1;", '* "";']), ("30", None, ["30.00% 1;", '* "";']),
+    ("1000", "1000", ["100.00% 1;"]), ("1", "3", ["33.33% 1;", '* "";']), ("1", "1000000", ["0.01% 1;", '* "";']),
+    ("0", "1000", None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("weight", "total", "entries"), CANARY_SPLITS, ids=str)
+def test_canary_weight_split(weight: str, total: str | None, entries: list[str] | None) -> None:
+    model = canary_model({"canary-weight": weight, "canary-weight-total": total})
+    text = Renderer(LAYOUT, Listen()).render(model).text
+    found = re.search(r"split_clients \$request_id \$portolan_canary_\w+ \{\n(.*?)\n    \}", text, re.S)
+    if entries is None:
+        assert found is None
+    else:
+        assert found is not None and [line.strip() for line in found.group(1).splitlines()] == entries
