@@ -286,8 +286,12 @@ def with_client_opt(reply: bytes, q: FastQuery) -> bytes | None:
     return head[:10] + _U16.pack(extra) + head[12:] + b"".join(kept[1:])
 
 
-def well_formed(msg: bytes, start: int = 12, qd: int | None = None) -> bool:
-    """Whether the counts in `msg`'s header match records that end exactly at its end (no parse).
+MALFORMED, NO_OPT = -2, -1
+
+
+def trailing_opt(msg: bytes, start: int = 12, qd: int | None = None) -> int:
+    """Walk `msg`'s records (no parse): MALFORMED unless the header's counts match records that end
+    exactly at its end; else where its last record starts if that is an OPT, or NO_OPT.
 
     With `start` and `qd`, the walk begins at `start` with that many questions left (a caller that has
     already checked the question passes its end and 0).
@@ -297,7 +301,9 @@ def well_formed(msg: bytes, start: int = 12, qd: int | None = None) -> bool:
         i = start
         for _ in range(qdcount if qd is None else qd):
             i = skip_name(msg, i) + 4
+        last, rtype = -1, 0
         for _ in range(an + ns + ar):
+            last = i
             # skip_name, inlined: this runs for every record of every relayed reply
             while True:
                 length = msg[i]
@@ -308,7 +314,20 @@ def well_formed(msg: bytes, start: int = 12, qd: int | None = None) -> bool:
                     i += 2
                     break
                 i += 1 + length
+            rtype = (msg[i] << 8) | msg[i + 1]
             i += 10 + ((msg[i + 8] << 8) | msg[i + 9])
-        return i == len(msg)
+        if i != len(msg):
+            return MALFORMED
+        return last if ar and rtype == TYPE_OPT else NO_OPT
     except (IndexError, struct.error):
-        return False
+        return MALFORMED
+
+
+def well_formed(msg: bytes, start: int = 12, qd: int | None = None) -> bool:
+    """Whether the counts in `msg`'s header match records that end exactly at its end (no parse)."""
+    return trailing_opt(msg, start, qd) != MALFORMED
+
+
+def without_opt(msg: bytes, at: int) -> bytes:
+    """`msg` without its last record, an OPT starting at `at` (see `trailing_opt`)."""
+    return msg[:10] + _U16.pack(((msg[10] << 8) | msg[11]) - 1) + msg[12:at]

@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 from dnslib import EDNS0, QTYPE, RR, A, DNSRecord
 
-from dnsserver.fastpath import QR, assemble, parse_query, quick_query, well_formed
+from dnsserver.fastpath import (
+    MALFORMED,
+    NO_OPT,
+    QR,
+    assemble,
+    parse_query,
+    quick_query,
+    trailing_opt,
+    well_formed,
+    without_opt,
+)
 
 
 def query(name: str, qid: int, edns: bool = False, rd: bool = True) -> bytes:
@@ -85,3 +95,29 @@ WELL_FORMED = [
 @pytest.mark.parametrize(("msg", "start", "qd", "want"), WELL_FORMED)
 def test_well_formed(msg: bytes, start: int, qd: int | None, want: bool) -> None:
     assert well_formed(msg, start, qd) is want
+
+
+def _with_additional(*kinds: str) -> bytes:
+    r = DNSRecord.parse(GOOD)
+    for kind in kinds:
+        r.add_ar(EDNS0(udp_len=4096) if kind == "opt" else RR("ns.example.org", QTYPE.A, rdata=A("10.0.0.53")))
+    return bytes(r.pack())
+
+
+# (message, where its trailing OPT starts: an offset, NO_OPT or MALFORMED)
+TRAILING_OPT = [
+    (GOOD, NO_OPT),
+    (_with_additional("opt"), len(GOOD)),
+    (_with_additional("glue", "opt"), len(_with_additional("glue"))),
+    (_with_additional("opt", "glue"), NO_OPT),  # an OPT, but not the last record
+    (_with_additional("opt")[:-1], MALFORMED),
+]
+
+
+@pytest.mark.parametrize(("msg", "want"), TRAILING_OPT)
+def test_trailing_opt_and_without_it(msg: bytes, want: int) -> None:
+    assert trailing_opt(msg) == want
+    if want >= 0:
+        cut = DNSRecord.parse(without_opt(msg, want))
+        assert [r.rtype for r in cut.ar] == [r.rtype for r in DNSRecord.parse(msg).ar][:-1]
+        assert cut.rr == DNSRecord.parse(msg).rr

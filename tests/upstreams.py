@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dnslib import QTYPE, RR, A, DNSRecord
+from dnslib import EDNS0, QTYPE, RR, A, DNSRecord
 
 from tests.server import free_port
 
@@ -198,6 +198,9 @@ class FakeUpstream:
         self.mode = mode
         self.delay = delay
         self.answer = answer
+        # Additional records every reply carries, in this order: "opt" (our own EDNS, size 4096) or
+        # "glue" (an A record for ns.glue.test).
+        self.additional: list[str] = []
         self.seen: list[Seen] = []
         self.tcp_connections = 0
         self._udp: asyncio.DatagramTransport | None = None
@@ -316,6 +319,9 @@ class FakeUpstream:
             reply.header.rcode = {"servfail": 2, "refused": 5, "nxdomain": 3}[how]
         elif how == "noqr":
             reply.header.qr = 0
+        for extra in self.additional:
+            reply.add_ar(EDNS0(udp_len=4096) if extra == "opt" else RR("ns.glue.test.", QTYPE.A, ttl=60,
+                                                                       rdata=A("192.0.2.53")))
         out = reply.pack()
         if how == "garbage":
             return [out[:-3]]  # the question is right, the answer record is cut short

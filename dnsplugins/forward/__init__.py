@@ -137,7 +137,7 @@ from dnsplugins.forward.metrics import METRICS
 from dnsplugins.forward.policy import make_policy
 from dnsplugins.forward.upstream import Upstream, UpstreamError
 from dnsserver import wire
-from dnsserver.fastpath import well_formed
+from dnsserver.fastpath import MALFORMED, NO_OPT, trailing_opt, well_formed, without_opt
 from dnsserver.plugin import Next, Plugin, SetupContext, match_zone
 from dnsserver.request import Request
 from dnsserver.wire import FORMERR, REFUSED
@@ -399,9 +399,12 @@ class Stanza:
                 self.concurrent -= 1
                 done(arg, wire_reply(query, FORMERR))
                 return
-            if well_formed(data, end, 0) if end else well_formed(data):
+            opt = trailing_opt(data, end, 0) if end else trailing_opt(data)
+            if opt != MALFORMED:
                 self.concurrent -= 1
-                done(arg, query[:2] + data[2:])
+                # The server replaces the upstream's OPT with its own for the client (with_client_opt);
+                # dropped here, where the walk found it, that needs no second walk of the reply.
+                done(arg, query[:2] + (data[2:] if opt == NO_OPT else without_opt(data, opt)[2:]))
                 return
             error = UpstreamError(f"dns: bad reply from {up.addr}: malformed reply from upstream")
         resume = Resume(ups, start + self.deadline, error)

@@ -68,6 +68,31 @@ async def test_outcomes(case: RelayCase) -> None:
         assert (first.names().count(low), second.names().count(low)) == case.asked
 
 
+# The upstream's additional records -> what the client gets there: the upstream's OPT never, ours when
+# it sent one (its size echoed), other records kept. (upstream's additional, client's EDNS size, want)
+ADDITIONAL = [
+    ([], 1232, [(41, 1232)]),
+    (["opt"], 1232, [(41, 1232)]),  # the usual: the upstream echoes EDNS, with its own size
+    (["opt"], None, []),
+    (["glue", "opt"], 1232, [(1, 1), (41, 1232)]),
+    (["glue", "opt"], None, [(1, 1)]),
+    (["opt", "glue"], 1232, [(1, 1), (41, 1232)]),  # OPT not last: found by the server's own walk
+    (["glue"], 1232, [(1, 1), (41, 1232)]),
+]
+
+
+@pytest.mark.parametrize(("additional", "bufsize", "want"), ADDITIONAL)
+async def test_the_client_sees_our_opt_and_the_upstreams_other_records(additional: list[str], bufsize: int | None,
+                                                                      want: list[tuple[int, int]]) -> None:
+    async with FakeUpstream() as up, serve(f". {{\n forward . {up.addr}\n}}") as s:
+        await s.query(Case("warm.example.", "A"))
+        up.additional = additional
+        reply = await relay_now(s, Case("ok.example.", "A", bufsize=bufsize))
+        assert [str(r.rdata) for r in reply.rr] == ["192.0.2.1"]
+        assert [(r.rtype, r.rclass) for r in reply.ar] == want
+        assert all(str(r.rdata) == "192.0.2.53" for r in reply.ar if r.rtype == 1)
+
+
 async def test_every_upstream_down_is_servfail_within_the_deadline() -> None:
     async with FakeUpstream(mode="drop") as a, FakeUpstream(mode="drop") as b, \
             serve(f". {{\n errors\n forward . {a.addr} {b.addr}\n}}") as s:
