@@ -332,6 +332,7 @@ _SIMPLE: dict[str, tuple[str, Callable[[str], Any]]] = {
     "canary": ("canary", _bool),
     # Bounded by canary-weight-total, checked once both are known (parse).
     "canary-weight": ("canary_weight", _int(0, 2**31 - 1)),
+    # Below 100 it counts as 100, as in ingress-nginx (parse).
     "canary-weight-total": ("canary_weight_total", _int(1, 2**31 - 1)),
     "canary-by-header": ("canary_by_header", _token(_HEADER_RE, "header name")),
     "canary-by-header-value": ("canary_by_header_value", _token(_HEADER_VALUE_RE, "header value")),
@@ -406,8 +407,17 @@ def parse(raw: Mapping[str, str], *, allow_snippets: bool) -> tuple[Annotations,
             raise InvalidValue(f"annotation {key}: {text[:80]!r} is {exc}") from None
     if enable_cors:
         values["cors"] = Cors(**cors)
-    notes.extend(_check_canary_weight(values.get("canary_weight", NONE.canary_weight),
-                                      values.get("canary_weight_total", NONE.canary_weight_total)))  # fmt: skip
+    total = values.get("canary_weight_total")
+    if total is not None and total < 100:
+        # ingress-nginx's balancer takes a total only above 100: weight 5 of a total of 10 is 5%
+        # there, not 50%. A migrated Ingress must send the canary what it sent before.
+        notes.append(f"annotation {PREFIX}canary-weight-total: {total} counts as 100, as in ingress-nginx "
+                     "(a total is used only above 100)")  # fmt: skip
+        values["canary_weight_total"] = 100
+    rounding = _check_canary_weight(values.get("canary_weight", NONE.canary_weight),
+                                    values.get("canary_weight_total", NONE.canary_weight_total))  # fmt: skip
+    if values.get("canary"):  # a share that is never split off needs no note on its rounding
+        notes.extend(rounding)
     if values.get("affinity") == "cookie" and "session_cookie_expires" in values:
         # ingress-nginx's Lua writes Expires=<now + N>; nginx alone cannot compute a date per
         # request, so the lifetime goes out as Max-Age, which browsers prefer when given both.

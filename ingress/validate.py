@@ -66,6 +66,8 @@ def host(value: Any, field: str, *, wildcard: bool = True) -> str:
     """A rule or TLS host: lowercase DNS subdomain, optionally ``*.`` + subdomain; no IPs."""
     if not isinstance(value, str) or not value:
         raise InvalidValue(f"{field}: must be a non-empty string")
+    if not value.isascii():  # before lower(): the Kelvin sign would pass as a "k"
+        raise InvalidValue(f"{field}: {value!r} is not a valid DNS name")
     text = value.lower()
     if len(text) > 253:
         raise InvalidValue(f"{field}: {value!r} is longer than 253 characters")

@@ -52,7 +52,7 @@ GOOD = [
     ("canary-weight", "25", "canary_weight", 25),
     ("canary-weight", "100", "canary_weight", 100),
     ("canary-weight-total", "1000", "canary_weight_total", 1000),
-    ("canary-weight-total", "1", "canary_weight_total", 1),
+    ("canary-weight-total", "1", "canary_weight_total", 100),  # counts as 100, as in ingress-nginx
     ("canary-weight-total", "2147483647", "canary_weight_total", 2**31 - 1),
     ("canary-by-header", "X-Canary", "canary_by_header", "X-Canary"),
     ("canary-by-header-value", "eu-west_1.b~c:d/e", "canary_by_header_value", "eu-west_1.b~c:d/e"),
@@ -111,6 +111,7 @@ BAD = [
     ("session-cookie-domain", "-a.com"), ("session-cookie-domain", "a_b.com"), ("session-cookie-domain", "a b.com"),
     ("session-cookie-domain", "a.com;"), ("session-cookie-domain", "bücher.de"), ("session-cookie-domain", "a/b"),
     ("session-cookie-domain", "a" * 64 + ".com"), ("session-cookie-domain", ".".join(["a" * 60] * 5)),
+    ("session-cookie-domain", "\u212a.com"),  # the Kelvin sign, "k" once lower-cased: not ASCII
 ]  # fmt: skip
 
 
@@ -120,28 +121,40 @@ def test_invalid_values_reject_the_ingress(name: str, value: str) -> None:
         one(name, value)
 
 
-CANARY_WEIGHTS = [  # (canary-weight, canary-weight-total or None, accepted)
-    ("0", None, True), ("100", None, True), ("101", None, False),
-    ("0", "1000", True), ("1", "1000", True), ("1000", "1000", True), ("1001", "1000", False),
-    ("1", "1", True), ("2", "1", False), ("50", "10", False), (None, "10", True),
+CANARY_WEIGHTS = [  # (canary-weight, canary-weight-total or None, the total that counts; None: rejected)
+    ("0", None, 100), ("100", None, 100), ("101", None, None),
+    ("0", "1000", 1000), ("1", "1000", 1000), ("1000", "1000", 1000), ("1001", "1000", None),
+    ("1", "101", 101), ("102", "101", None),
+    # As in ingress-nginx, a total of 100 or less counts as 100: 50 "of 10" is 50%, 5 of 10 is 5%.
+    ("1", "1", 100), ("2", "1", 100), ("50", "10", 100), ("5", "10", 100), (None, "10", 100), ("101", "10", None),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("weight", "total", "accepted"), CANARY_WEIGHTS, ids=str)
-def test_canary_weight_is_within_its_total(weight: str | None, total: str | None, accepted: bool) -> None:
-    raw = {PREFIX + k: v for k, v in (("canary-weight", weight), ("canary-weight-total", total)) if v is not None}
-    if accepted:
-        ann, _ = parse(raw, allow_snippets=False)
-        assert (ann.canary_weight, ann.canary_weight_total) == (int(weight or 0), int(total or 100))
+@pytest.mark.parametrize(("weight", "total", "counted"), CANARY_WEIGHTS, ids=str)
+def test_canary_weight_is_within_its_total(weight: str | None, total: str | None, counted: int | None) -> None:
+    raw = {PREFIX + k: v for k, v in (("canary", "true"), ("canary-weight", weight), ("canary-weight-total", total))
+           if v is not None}
+    if counted is not None:
+        ann, notes = parse(raw, allow_snippets=False)
+        assert (ann.canary_weight, ann.canary_weight_total) == (int(weight or 0), counted)
+        below = total is not None and int(total) < 100
+        assert any(f"canary-weight-total: {total} counts as 100" in n for n in notes) is below
     else:
         with pytest.raises(InvalidValue, match="canary-weight: .* is more than canary-weight-total"):
             parse(raw, allow_snippets=False)
 
 
+def test_rounding_is_noted_only_on_a_canary() -> None:
+    raw = {PREFIX + "canary-weight": "1", PREFIX + "canary-weight-total": "300"}
+    assert parse(raw, allow_snippets=False)[1] == []
+    notes = parse({**raw, PREFIX + "canary": "true"}, allow_snippets=False)[1]
+    assert len(notes) == 1 and "canary-weight: 1 of 300 is not a multiple of 0.01%" in notes[0]
+
+
 CANARY_SHARES = [  # (weight, total, share in 0.01% of requests, exact)
     (0, 100, 0, True), (30, 100, 3000, True), (100, 100, 10000, True), (0, 1000, 0, True), (1, 1000, 10, True),
     (1000, 1000, 10000, True), (1, 10000, 1, True), (1, 1, 10000, True), (7, 7, 10000, True), (1, 8, 1250, True),
-    (1, 3, 3333, False), (2, 3, 6667, False), (5, 7, 7143, False),
+    (1, 3, 3333, False), (2, 3, 6667, False), (5, 7, 7143, False), (1, 300, 33, False), (200, 300, 6667, False),
     # Below the 0.01% resolution: never rounded to "never" or to "always".
     (1, 1_000_000, 1, False), (999_999, 1_000_000, 9999, False), (1, 2**31 - 1, 1, False),
 ]  # fmt: skip
@@ -150,7 +163,9 @@ CANARY_SHARES = [  # (weight, total, share in 0.01% of requests, exact)
 @pytest.mark.parametrize(("weight", "total", "share", "exact"), CANARY_SHARES, ids=str)
 def test_canary_share(weight: int, total: int, share: int, exact: bool) -> None:
     assert canary_share(weight, total) == share
-    raw = {PREFIX + "canary-weight": str(weight), PREFIX + "canary-weight-total": str(total)}
+    if total < 100:
+        return  # such a total counts as 100 in an Ingress (test_canary_weight_is_within_its_total)
+    raw = {PREFIX + "canary": "true", PREFIX + "canary-weight": str(weight), PREFIX + "canary-weight-total": str(total)}
     _, notes = parse(raw, allow_snippets=False)
     assert (notes == []) is exact
     if not exact:

@@ -100,7 +100,8 @@ def test_server_level_annotations_come_from_the_oldest_ingress() -> None:
 
 CANARY_WEIGHT_TOTALS = [  # (canary-weight, canary-weight-total or None, share in 0.01%; None: no split)
     ("30", None, 3000), ("0", "1000", None), ("1", "1000", 10), ("250", "1000", 2500), ("1000", "1000", 10000),
-    ("1", "3", 3333), ("1", "1000000", 1),
+    ("1", "300", 33), ("1", "1000000", 1),
+    ("1", "3", 100), ("7", "7", 700),  # a total of 100 or less counts as 100 (ingress-nginx)
 ]  # fmt: skip
 
 
@@ -109,15 +110,15 @@ def test_canary_weight_total(weight: str, total: str | None, share: int | None) 
     model = canary_model({"canary-weight": weight, "canary-weight-total": total})
     server = model.server("foo.com")
     assert server is not None and (canary := server.locations[0].canary) is not None
-    assert (canary.weight, canary.weight_total) == (int(weight), int(total or 100))
+    assert (canary.weight, canary.weight_total) == (int(weight), max(int(total or 100), 100))
     assert model.canary_zones == (((canary.zone, share),) if share is not None else ())
 
 
 def test_canary_weight_above_its_total_rejects_only_that_ingress() -> None:
-    model = canary_model({"canary-weight": "11", "canary-weight-total": "10"})
+    model = canary_model({"canary-weight": "1001", "canary-weight-total": "1000"})
     assert model.ingresses == ("default/main",)
     assert [r.ingress for r in model.rejected] == ["default/canary"]
-    assert "canary-weight: 11 is more than canary-weight-total 10" in model.rejected[0].reason
+    assert "canary-weight: 1001 is more than canary-weight-total 1000" in model.rejected[0].reason
     server = model.server("foo.com")
     assert server is not None and server.locations[0].canary is None and model.canary_zones == ()
 

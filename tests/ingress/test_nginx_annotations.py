@@ -482,8 +482,8 @@ async def test_canary_weight_splits(start_controller, backends, client_for) -> N
 CANARY_WEIGHT_TOTALS = [  # (host, canary-weight, canary-weight-total, backends every request may reach)
     ("zero.com", "0", "1000", {"main1"}),
     ("full.com", "1000", "1000", {"new1"}),
-    ("seven.com", "7", "7", {"new1"}),
-    ("one.com", "1", "1", {"new1"}),
+    ("seven.com", "700", "700", {"new1"}),
+    ("ten.com", "10", "10", {"main1", "new1"}),  # a total of 10 counts as 100 (ingress-nginx): 10%, not all
     ("tiny.com", "1", "1000", {"main1", "new1"}),  # 0.1%: its split is checked in the configuration
     ("over.com", "1001", "1000", {"main1"}),  # weight above the total: the canary Ingress is rejected
 ]  # fmt: skip

@@ -41,6 +41,8 @@ HOSTS = [
     ("foo_bar.com", None),
     ('foo.com"', None),
     ("$host", None),
+    ("\u212aube.example", None),  # a Kelvin sign lower-cases to "k": not ASCII, not a host
+    ("bücher.de", None),  # IDN hosts come as punycode (xn--...), as Kubernetes requires
     ("", None),
     (None, None),
     (42, None),
