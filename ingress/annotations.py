@@ -262,6 +262,7 @@ class Annotations:
     allow_source: tuple[str, ...] = ()
     deny_source: tuple[str, ...] = ()
     affinity: str | None = None
+    affinity_mode: str = "balanced"  # what the consistent cookie hash does; "persistent" is noted
     session_cookie_name: str = "INGRESSCOOKIE"
     session_cookie_path: str | None = None  # None: the Ingress path
     session_cookie_expires: int | None = None  # seconds
@@ -313,6 +314,7 @@ _SIMPLE: dict[str, tuple[str, Callable[[str], Any]]] = {
     "allowlist-source-range": ("allow_source", _cidrs),
     "denylist-source-range": ("deny_source", _cidrs),
     "affinity": ("affinity", _enum("cookie")),
+    "affinity-mode": ("affinity_mode", _enum("balanced", "persistent")),
     "session-cookie-name": ("session_cookie_name", _token(_COOKIE_RE, "cookie name")),
     "session-cookie-path": ("session_cookie_path", _token(_COOKIE_PATH_RE, "cookie path")),
     "session-cookie-expires": ("session_cookie_expires", _int(0, 2**31 - 1)),
@@ -418,6 +420,11 @@ def parse(raw: Mapping[str, str], *, allow_snippets: bool) -> tuple[Annotations,
                                     values.get("canary_weight_total", NONE.canary_weight_total))  # fmt: skip
     if values.get("canary"):  # a share that is never split off needs no note on its rounding
         notes.extend(rounding)
+    if values.get("affinity") == "cookie" and values.get("affinity_mode") == "persistent":
+        # ingress-nginx's persistent mode writes the endpoint into the cookie, so sessions never
+        # move to a new endpoint; nginx's consistent hash on the cookie is its balanced mode.
+        notes.append(f"annotation {PREFIX}affinity-mode: persistent is served as balanced: when endpoints "
+                     "are added, about 1 in n sessions moves to a new one")  # fmt: skip
     if values.get("affinity") == "cookie" and "session_cookie_expires" in values:
         # ingress-nginx's Lua writes Expires=<now + N>; nginx alone cannot compute a date per
         # request, so the lifetime goes out as Max-Age, which browsers prefer when given both.

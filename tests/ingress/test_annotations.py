@@ -35,6 +35,8 @@ GOOD = [
     ("allowlist-source-range", "2001:db8::/32", "allow_source", ("2001:db8::/32",)),
     ("denylist-source-range", "203.0.113.0/24", "deny_source", ("203.0.113.0/24",)),
     ("affinity", "cookie", "affinity", "cookie"),
+    ("affinity-mode", "balanced", "affinity_mode", "balanced"),
+    ("affinity-mode", "persistent", "affinity_mode", "persistent"),
     ("session-cookie-name", "route_1", "session_cookie_name", "route_1"),
     ("permanent-redirect", "https://www.example.com/a/b?x=1&y=2", "permanent_redirect",
      "https://www.example.com/a/b?x=1&y=2"),
@@ -87,6 +89,7 @@ BAD = [
     ("proxy-send-timeout", "99999999999"), ("proxy-buffering", "true"), ("whitelist-source-range", " "),
     ("whitelist-source-range", "10.0.0.0/33"), ("whitelist-source-range", "10.0.0.0/8,"),
     ("denylist-source-range", "example.com"), ("affinity", "ip"), ("session-cookie-name", "my.cookie"),
+    ("affinity-mode", "Balanced"), ("affinity-mode", "sticky"),
     ("session-cookie-name", "a,b"), ("permanent-redirect", "ftp://x.com/"), ("permanent-redirect", "/relative"),
     ("permanent-redirect", "https://user:pw@x.com/"), ("permanent-redirect", "https://x.com:99999/"),
     ("permanent-redirect", "https://-bad-.com/"), ("permanent-redirect-code", "200"), ("app-root", "/"),
@@ -246,3 +249,17 @@ def test_empty_value_means_unset() -> None:
     raw = {PREFIX + "rewrite-target": "", PREFIX + "whitelist-source-range": "", PREFIX + "use-regex": ""}
     ann, notes = parse(raw, allow_snippets=False)
     assert ann == NONE and len(notes) == 3
+
+
+# (affinity-mode, noted?): balanced is what the consistent cookie hash does; persistent is served so too
+AFFINITY_MODES = [(None, False), ("balanced", False), ("persistent", True)]
+
+
+@pytest.mark.parametrize(("mode", "noted"), AFFINITY_MODES, ids=str)
+def test_affinity_mode(mode: str | None, noted: bool) -> None:
+    raw = {PREFIX + "affinity": "cookie", **({PREFIX + "affinity-mode": mode} if mode else {})}
+    ann, notes = parse(raw, allow_snippets=False)
+    assert ann.affinity_mode == (mode or "balanced")
+    assert [n for n in notes if "affinity-mode" in n] == (
+        [f"annotation {PREFIX}affinity-mode: persistent is served as balanced: when endpoints are added, "
+         "about 1 in n sessions moves to a new one"] if noted else [])

@@ -68,6 +68,7 @@ HOSTILE_ANNOTATIONS: list[tuple[str, str]] = [
     ("upstream-vhost", "$PWNED"),
     ("upstream-vhost", "a.com\nproxy_pass http://PWNED"),
     ("canary-weight", "10;PWNED"),
+    ("affinity-mode", "balanced;PWNED"),
     ("canary-weight-total", "1000;PWNED"),
     ("canary-weight-total", "1000 PWNED"),
     ("canary-weight-total", "$PWNED"),
