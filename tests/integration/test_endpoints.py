@@ -77,7 +77,7 @@ def test_reload_on_change_keeps_serving_and_rejects_broken(tmp_path: Path) -> No
 
     def load() -> None:  # queries during both reloads; every one must be answered (bounded by `stop`)
         n = 0
-        while not stop.is_set() and n < 2000:
+        while not stop.is_set() and n < 5000:
             d = srv.dig("version.bind", "TXT", "-c", "CH")
             n += 1
             if d.status != "NOERROR":
@@ -101,6 +101,10 @@ def test_reload_on_change_keeps_serving_and_rejects_broken(tmp_path: Path) -> No
         deadline = time.monotonic() + 10
         while srv.dig("version.bind", "TXT", "-c", "CH").rdata() != ['"three"']:
             assert time.monotonic() < deadline
+        # The load must see the new answer too before it stops: it may be between two queries now.
+        while '"three"' not in answers and t.is_alive():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
     finally:
         stop.set()
         t.join()
