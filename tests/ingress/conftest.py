@@ -105,7 +105,9 @@ WATCHED = ("ingresses", "ingressclasses", "services", "endpointslices", "secrets
 
 
 def make_options(config_dir: Path, **overrides: Any) -> Options:
-    http_port, https_port = free_ports(2)
+    # The health port too comes from free_ports: a port the kernel picked for it (port 0) could be
+    # one a test has chosen for nginx and not yet bound.
+    http_port, https_port, healthz_port = free_ports(3)
     base = Options(
         nginx_binary=NGINX,
         config_dir=str(config_dir),
@@ -113,7 +115,7 @@ def make_options(config_dir: Path, **overrides: Any) -> Options:
         http_port=http_port,
         https_port=https_port,
         healthz_address="127.0.0.1",
-        healthz_port=0,
+        healthz_port=healthz_port,
         debounce=0.02,
         max_delay=0.2,
         resolvers=(),
