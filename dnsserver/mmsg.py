@@ -70,6 +70,13 @@ def available() -> bool:
     return _load() is not None
 
 
+def _required() -> ctypes.CDLL:
+    lib = _load()
+    if lib is None:
+        raise OSError("recvmmsg/sendmmsg not available")
+    return lib
+
+
 def _address(buf: bytearray) -> int:
     return ctypes.addressof(ctypes.c_char.from_buffer(buf))
 
@@ -91,7 +98,8 @@ Sender = tuple[tuple, tuple[str, int]]  # (address to reply to, the client as pl
 
 class _Vectors:
     """`slots` message headers for recvmmsg/sendmmsg, each with one iovec onto its own `size`-byte slot of
-    `data`, and `names` with room for one address per slot.
+    `data`, and `names` with room for one address per slot. With `namelen`, each header points at its
+    own place in `names`, `namelen` bytes long (0: no address, as on a connected socket).
 
     The vectors are filled once through ctypes views; the buffers they point at never move (bytearrays
     with live exports cannot be resized), and the views are kept so the exports stay alive. Afterwards
@@ -99,8 +107,8 @@ class _Vectors:
     unpackers, with no ctypes object made per datagram.
     """
 
-    def __init__(self, slots: int, size: int) -> None:
-        self.slots, self.size = slots, size
+    def __init__(self, slots: int, size: int, namelen: int = 0) -> None:
+        self.slots, self.size, self.namelen = slots, size, namelen
         self.data, self.names = bytearray(slots * size), bytearray(slots * SOCKADDR_MAX)
         iov, vec = bytearray(slots * _IOV_STRIDE), bytearray(slots * _STRIDE)
         self.vec = vec
@@ -115,6 +123,9 @@ class _Vectors:
         self.vptr = memoryview(vec).cast("B").cast("P")
         self.iov = memoryview(iov).cast("B").cast("N")
         self.dview, self.nview = memoryview(self.data), memoryview(self.names)
+        for i in range(slots if namelen else 0):
+            self.vptr[i * _PW + _NAME] = self.names_at + i * SOCKADDR_MAX
+            self.v32[i * _W32 + _NAMELEN] = namelen
 
 
 class Outbox(_Vectors):
@@ -134,17 +145,10 @@ class Outbox(_Vectors):
 
     def __init__(self, fd: int, slots: int, size: int, on_error: Callable[[OSError], None] | None = None,
                  namelen: int = 0) -> None:
-        lib = _load()
-        if lib is None:
-            raise OSError("recvmmsg/sendmmsg not available")
-        super().__init__(slots, size)
-        self._sendmmsg = lib.sendmmsg
-        self.fd, self.on_error = fd, on_error
-        self.namelen = namelen
         # Each slot's address pointer and length are set once: `put` only copies the address bytes.
-        for j in range(slots if namelen else 0):
-            self.vptr[j * _PW + _NAME] = self.names_at + j * SOCKADDR_MAX
-            self.v32[j * _W32 + _NAMELEN] = namelen
+        super().__init__(slots, size, namelen)
+        self._sendmmsg = _required().sendmmsg
+        self.fd, self.on_error = fd, on_error
         self.queued = 0
         self.scheduled = False
 
@@ -199,23 +203,17 @@ class Batch(_Vectors):
         return available()
 
     def __init__(self, sock: socket.socket, slots: int, size: int, client: Callable[[tuple], tuple[str, int]]) -> None:
-        lib = _load()
-        if lib is None:
-            raise OSError("recvmmsg/sendmmsg not available")
-        super().__init__(slots, size)
-        # The exact size of this socket's sockaddr: the kernel writes that same length back on every
-        # receive, so the fields never need resetting, and every sender's address has one length.
-        self.namelen = 28 if sock.family == socket.AF_INET6 else 16
-        for i in range(slots):  # every slot receives its sender's address into its own part of `names`
-            self.vptr[i * _PW + _NAME] = self.names_at + i * SOCKADDR_MAX
-            self.v32[i * _W32 + _NAMELEN] = self.namelen
+        # Every slot receives its sender's address into its own part of `names`, given the exact size of
+        # this socket's sockaddr: the kernel writes that same length back on every receive, so the
+        # fields never need resetting, and every sender's address has one length.
+        super().__init__(slots, size, 28 if sock.family == socket.AF_INET6 else 16)
         # Per batch size n: one struct call reads the n datagram lengths, another the n sender addresses
         # as bytes (~10 ns a datagram against ~100 ns for a memoryview index, slice and copy each).
         self._lens = [struct.Struct("=" + f"{_LEN * 4}xI{_STRIDE - _LEN * 4 - 4}x" * k).unpack_from
                       for k in range(slots + 1)]
         self._names = [struct.Struct("=" + f"{self.namelen}s{SOCKADDR_MAX - self.namelen}x" * k).unpack_from
                        for k in range(slots + 1)]
-        self._recvmmsg = lib.recvmmsg
+        self._recvmmsg = _required().recvmmsg
         self.sock, self.fd = sock, sock.fileno()
         self.client = client  # normalises an address for plugins (IPv4-mapped IPv6 -> IPv4)
         self.senders: dict[bytes, Sender] = {}
