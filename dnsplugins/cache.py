@@ -335,8 +335,9 @@ class Cache(Plugin):
         task.add_done_callback(self._tasks.discard)
 
     def fast_answer(self, data: bytes, q: FastQuery, key: bytes, client: tuple[str, int], proto: str,
-                    shuffle: bool) -> bytes | None:
-        """The server's hot path: the reply bytes for `data` (stored under `key`), or None for the slow path."""
+                    shuffle: bool, max_size: int) -> bytes | None:
+        """The server's hot path: the reply bytes for `data` (stored under `key`), or None for the slow path,
+        which also takes a reply larger than `max_size` (it truncates it, and counts it then, once)."""
         e = self.success.entries.get(key)
         if e is not None and self._plain_hits:
             now = self.clock()
@@ -345,14 +346,14 @@ class Cache(Plugin):
                 tail = e.tail if not shuffle or not e.wire.rotations else e.wire.shuffled(e.tail)
                 flags = e.wire.flags if e.ad and (q.do or q.flags & AD) else e.flags
                 out = assemble(data, q, flags, e.wire.an, e.wire.ns, e.wire.ar, tail)
-                if len(out) > (q.udp_size if proto == "udp" else 65535):
-                    return None  # too big: the slow path truncates it, and counts it then (once)
+                if len(out) > max_size:
+                    return None
                 self.fast_hits += 1
                 return out
-        return self._fast_answer(data, q, key, client, proto, shuffle)
+        return self._fast_answer(data, q, key, client, proto, shuffle, max_size)
 
     def _fast_answer(self, data: bytes, q: FastQuery, key: bytes, client: tuple[str, int], proto: str,
-                     shuffle: bool) -> bytes | None:
+                     shuffle: bool, max_size: int) -> bytes | None:
         now = self.clock()
         found = self._find(key, now)
         if found is None or (found[2] and self.config.stale_verify):
@@ -364,8 +365,8 @@ class Cache(Plugin):
             tail = w.shuffled(tail)
         flags = w.flags if (e.ad and (q.do or q.flags & AD)) else e.flags
         out = assemble(data, q, flags, w.an, w.ns, w.ar, tail)
-        if len(out) > (q.udp_size if proto == "udp" else 65535):
-            return None  # as above
+        if len(out) > max_size:
+            return None
         self._requests += 1
         self._note_hit(e, key, now, stale, lambda: _request_from(data, client, proto))
         return out

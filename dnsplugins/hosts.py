@@ -242,9 +242,9 @@ class Hosts(Plugin):
         self._periodic = Periodic(lambda: self.reload_interval, self._reread, "plugin/hosts")
 
     def fast_answer(self, data: bytes, q: FastQuery, key: bytes, client: tuple[str, int], proto: str,
-                    shuffle: bool) -> bytes | None:
+                    shuffle: bool, max_size: int) -> bytes | None:
         """The hot path: an answer already given for this question since the entries were last read."""
-        return self.memo.fast_answer(data, q, key, self.version, shuffle)
+        return self.memo.fast_answer(data, q, key, self.version, shuffle, max_size)
 
     async def serve(self, req: Request, next: Next) -> DNSRecord | None:
         reply = await self._serve(req, next)

@@ -16,7 +16,17 @@ from dnslib import EDNS0, DNSRecord
 
 from dnsserver import wire
 from dnsserver.config import Block
-from dnsserver.fastpath import QR, TC, FastQuery, assemble, parse_query, quick_queries, quick_query, with_client_opt
+from dnsserver.fastpath import (
+    QR,
+    TC,
+    FastQuery,
+    assemble,
+    parse_query,
+    quick_queries,
+    quick_query,
+    size_limit,
+    with_client_opt,
+)
 from dnsserver.metrics import Metrics, Slot
 from dnsserver.plugin import PluginError
 from dnsserver.request import Request
@@ -84,10 +94,8 @@ class Dispatcher:
                 return None
             if not route.plain:
                 return self._fast_counted(data, q, route, client, proto)
-            out = route.answer(data, q, route.store_key, client, proto, route.shuffle)
-            if out is None or len(out) > (q.udp_size if proto == "udp" else 65535):
-                return None  # too big: the slow path truncates properly
-            return out
+            # None too for a reply larger than the client takes: the slow path truncates properly.
+            return route.answer(data, q, route.store_key, client, proto, route.shuffle, size_limit(q, proto))
         except Exception:
             log.exception("[ERROR] hot path failed; falling back")
             return None
@@ -97,9 +105,9 @@ class Dispatcher:
         """The hot path for a block with metrics or log: the same answer, timed, counted and logged."""
         block = route.block
         start = time.perf_counter()
-        out = route.answer(data, q, route.store_key, client, proto, route.shuffle)
-        limit = q.udp_size if proto == "udp" else 65535
-        if out is None or len(out) > limit:
+        limit = size_limit(q, proto)
+        out = route.answer(data, q, route.store_key, client, proto, route.shuffle, limit)
+        if out is None:
             return None
         if block.metrics:
             family = 2 if ":" in client[0] else 1
@@ -235,7 +243,7 @@ class Dispatcher:
         out = with_client_opt(reply, q)
         if out is None:
             return None
-        limit = q.udp_size if proto == "udp" else 65535
+        limit = size_limit(q, proto)
         if len(out) > limit:
             # Too big for the client: an empty truncated reply sends it to TCP, as forward does on overflow.
             out = assemble(data, q, ((out[2] << 8) | out[3]) | TC, 0, 0, 0, b"")

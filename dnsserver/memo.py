@@ -25,14 +25,17 @@ class AnswerMemo:
         self.entries: dict[bytes, _Entry] = {}
         self.limit = limit
 
-    def fast_answer(self, data: bytes, q: FastQuery, key: bytes, version: int, shuffle: bool) -> bytes | None:
-        """The reply to `data` if one was remembered for `key` at this version (the hot path)."""
+    def fast_answer(self, data: bytes, q: FastQuery, key: bytes, version: int, shuffle: bool,
+                    max_size: int) -> bytes | None:
+        """The reply to `data` if one was remembered for `key` at this version and is at most `max_size`
+        bytes (the hot path)."""
         e = self.entries.get(key)
         if e is None or e.version != version:
             return None
         w = e.wire
         tail = w.shuffled(w.tail) if shuffle and w.rotations else w.tail
-        return assemble(data, q, w.flags, w.an, w.ns, w.ar, tail)
+        out = assemble(data, q, w.flags, w.an, w.ns, w.ar, tail)
+        return out if len(out) <= max_size else None
 
     def reply(self, query: bytes, version: int) -> DNSRecord | None:
         """The remembered reply as a message, for the slow path (when the hot path could not be used)."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from dnslib import QTYPE
 
-from dnsserver.fastpath import FastQuery, skip_name
+from dnsserver.fastpath import FastQuery, size_limit, skip_name
 
 _U16 = struct.Struct("!H")
 
@@ -61,7 +61,7 @@ class WireQuery:
         self.local_ip = local_ip
         self.do = q.do
         self.udp_size = q.udp_size
-        self.max_size = q.udp_size if proto == "udp" else 65535
+        self.max_size = size_limit(q, proto)
         self.meta: dict[str, Any] = {}
         self._qname: str | None = None
 

@@ -166,9 +166,9 @@ class Kubernetes(Plugin):
     # -- serving -------------------------------------------------------------------------------------
 
     def fast_answer(self, data: bytes, q: FastQuery, key: bytes, client: tuple[str, int], proto: str,
-                    shuffle: bool) -> bytes | None:
+                    shuffle: bool, max_size: int) -> bytes | None:
         """The hot path: a remembered answer still valid for the store's current version."""
-        return self.memo.fast_answer(data, q, key, self.store.version, shuffle)
+        return self.memo.fast_answer(data, q, key, self.store.version, shuffle, max_size)
 
     async def serve(self, req: Request, next: Next) -> DNSRecord | None:
         zone = match_zone(self.cfg.zones, req.name)

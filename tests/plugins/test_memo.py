@@ -43,3 +43,15 @@ async def test_hot_path_metrics_name_the_plugin_that_holds_the_answer(tmp_path: 
         after = s.dispatcher.metrics.totals()[2]
         assert after.get(hosts_key, 0) - before.get(hosts_key, 0) == 3
         assert after.get(cache_key, 0) == before.get(cache_key, 0)
+
+
+async def test_a_remembered_answer_too_big_for_the_client_takes_the_slow_path() -> None:
+    big = "\n".join(f"  10.0.1.{i} big.example.org" for i in range(1, 60))
+    async with serve(f". {{\n hosts {{\n{big}\n }}\n}}") as s:
+        for _ in range(2):  # remembered after the first; still too big for 512 bytes over UDP
+            r = await s.query(Case("big.example.org.", "A"))
+            assert not s.last_fast and r.header.tc == 1
+        for _ in range(2):  # over TCP it fits: the hot path serves it from the second query on
+            r = await s.query(Case("big.example.org.", "A", proto="tcp"))
+            assert len(r.rr) == 59
+        assert s.last_fast
