@@ -41,6 +41,11 @@ class FastQuery:
         self.last: tuple[bytes, int, bytes] | None = None
 
 
+def size_limit(q: FastQuery, proto: str) -> int:
+    """The largest reply the client of `q` takes: its EDNS size (at least 512) over UDP, 64 KiB over TCP."""
+    return q.udp_size if proto == "udp" else 65535
+
+
 _BITS = [bytes((b,)) for b in range(4)]
 _PLAIN_HEADER = b"\x00\x01\x00\x00\x00\x00"
 
@@ -323,9 +328,9 @@ def trailing_opt(msg: bytes, start: int = 12, qd: int | None = None) -> int:
         return MALFORMED
 
 
-def well_formed(msg: bytes, start: int = 12, qd: int | None = None) -> bool:
+def well_formed(msg: bytes) -> bool:
     """Whether the counts in `msg`'s header match records that end exactly at its end (no parse)."""
-    return trailing_opt(msg, start, qd) != MALFORMED
+    return trailing_opt(msg) != MALFORMED
 
 
 def without_opt(msg: bytes, at: int) -> bytes:
