@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import shutil
 import sys
 import tempfile
@@ -23,26 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.ingress import objects as o  # noqa: E402
+from tests.ingress.backends import Backends  # noqa: E402
 from tests.ingress.procs import children  # noqa: E402
-from tests.server import Process, free_port, rss_mb  # noqa: E402
+from tests.server import Process, free_port, pss_mb, rss_mb  # noqa: E402
 
 SERVICES = 100  # backends shared by the Ingresses, each with its own EndpointSlice
 NS = "bench"
-
-
-def pss_mb(pid: int) -> float:
-    """Proportional set size: shared pages split between the processes sharing them. Summing RSS over
-    nginx's forked workers would count the master's configuration once per worker."""
-    try:
-        m = re.search(r"^Pss:\s+(\d+) kB", Path(f"/proc/{pid}/smaps_rollup").read_text(), re.M)
-    except OSError:
-        return 0.0
-    return int(m.group(1)) / 1024 if m else 0.0
 
 
 def service(i: int) -> dict[str, Any]:
@@ -51,38 +41,14 @@ def service(i: int) -> dict[str, Any]:
                                                                                 "protocol": "TCP"}]}}
 
 
-def endpoint_slice(i: int, backends: list[tuple[str, int]]) -> dict[str, Any]:
-    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": f"svc-{i}-x", "namespace": NS, "labels": {"kubernetes.io/service-name": f"svc-{i}"}},
-            "addressType": "IPv4",
-            "endpoints": [{"addresses": [ip], "conditions": {"ready": True}} for ip, _ in backends],
-            "ports": [{"name": "http", "port": backends[0][1], "protocol": "TCP"}]}
+def endpoint_slice(i: int, ips: list[str], port: int) -> dict[str, Any]:
+    return o.endpoint_slice(f"svc-{i}", ips, port, namespace=NS, name=f"svc-{i}-x")
 
 
 def ingress(i: int) -> dict[str, Any]:
-    def path(p: str) -> dict[str, Any]:
-        return {"path": p, "pathType": "Prefix",
-                "backend": {"service": {"name": f"svc-{i % SERVICES}", "port": {"number": 80}}}}
-    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-            "metadata": {"name": f"ing-{i}", "namespace": NS},
-            "spec": {"ingressClassName": "portolan",
-                     "rules": [{"host": f"h{i}.bench.test", "http": {"paths": [path("/a"), path("/b")]}}]}}
-
-
-async def start_backends(ips: list[str], port: int) -> list[web.AppRunner]:
-    runners = []
-    for ip in ips:
-        app = web.Application()
-
-        async def hello(request: web.Request, ip: str = ip) -> web.Response:
-            return web.Response(text=ip)
-
-        app.router.add_get("/{tail:.*}", hello)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, ip, port).start()
-        runners.append(runner)
-    return runners
+    svc = f"svc-{i % SERVICES}"
+    return o.for_api(o.ingress(f"ing-{i}", o.rule(f"h{i}.bench.test", o.path("/a", svc), o.path("/b", svc)),
+                               namespace=NS))
 
 
 async def until_200(session: aiohttp.ClientSession, url: str, host: str | None, timeout: float) -> float:
@@ -103,15 +69,13 @@ async def until_200(session: aiohttp.ClientSession, url: str, host: str | None, 
 async def run(count: int, changes: int, work: Path) -> dict[str, float]:
     from tests.apiemu import Emulator
 
-    backend_port = free_port()
-    ips = ["127.0.0.21", "127.0.0.22"]
-    runners = await start_backends(ips, backend_port)
+    backends = Backends()
+    ips, backend_port = await backends.start("a", "b")
     async with Emulator(work / f"emu-{count}", persist=False) as emu:
         await emu.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
-        await emu.create({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
-                          "metadata": {"name": "portolan"}, "spec": {"controller": "portolan.dev/ingress-controller"}})
+        await emu.create(o.ingress_class())
         await emu.bulk_load([service(i) for i in range(SERVICES)]
-                            + [endpoint_slice(i, [(ips[0], backend_port)]) for i in range(SERVICES)])
+                            + [endpoint_slice(i, ips[:1], backend_port) for i in range(SERVICES)])
         http, https, healthz = free_port(), free_port(), free_port()
         config_dir = work / f"ingress-{count}"
         exe = shutil.which("portolan") or sys.exit("install portolan first: pip install -e .")
@@ -143,8 +107,7 @@ async def run(count: int, changes: int, work: Path) -> dict[str, float]:
             ctl.stop()
             for line in [x for x in ctl.drain() if "nginx serves configuration" in x][-3:]:
                 print(f"  controller: {line.split('nginx serves', 1)[1].strip()}")
-    for r in runners:
-        await r.cleanup()
+    await backends.stop()
     return result
 
 
@@ -167,7 +130,7 @@ async def churn(session: aiohttp.ClientSession, emu: Any, port: int, ips: list[s
     for k in range(changes):
         # Alternate between one backend, the other, and both: every change alters the upstream set.
         chosen = [[ips[0]], [ips[1]], ips][k % 3]
-        await emu.replace(endpoint_slice(0, [(ip, backend_port) for ip in chosen]))
+        await emu.replace(endpoint_slice(0, chosen, backend_port))
         await asyncio.sleep(0.1)
     await asyncio.sleep(1.0)  # the last reload lands under load too
     stop.set()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 from sys import intern
 from typing import Any
 
@@ -28,6 +27,7 @@ from kubewatch.records import (
     Service,
     ServicePort,
 )
+from kubewatch.services import ip_family, is_ip
 
 # The only Secret keys an ingress controller reads (TLS pair, client CA and CRL, basic-auth
 # file). Keeping the rest would hold every token and password in the cluster in memory.
@@ -141,17 +141,11 @@ def service(obj: dict[str, Any]) -> Service:
     )
 
 
-def _is_ip(text: str, address_type: str) -> bool:
-    try:
-        addr = ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return addr.version == (4 if address_type == "IPv4" else 6)
-
-
 def endpoint_slice(obj: dict[str, Any]) -> EndpointSlice:
     meta = _meta(obj)
     address_type = obj.get("addressType") or "IPv4"
+    # The family an address must have to stay (None: an FQDN slice, addresses kept as they are).
+    family = 4 if address_type == "IPv4" else 6 if address_type == "IPv6" else None
     ns = _namespace(meta)
     labels = meta.get("labels") or _EMPTY
     endpoints = []
@@ -161,10 +155,10 @@ def endpoint_slice(obj: dict[str, Any]) -> EndpointSlice:
         addresses = raw.get("addresses")
         if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
             raise InvalidObject(f"endpoints[{i}].addresses is not a list of strings")
-        if address_type in ("IPv4", "IPv6"):
+        if family is not None:
             # An address that is not an IP of the slice's family would become a broken A record or
             # upstream line; ipaddress also takes IPv6 zones ("fe80::1%eth0"), which are never endpoints.
-            addresses = [a for a in addresses if "%" not in a and _is_ip(a, address_type)]
+            addresses = [a for a in addresses if "%" not in a and is_ip(a) and ip_family(a) == family]
         conditions = raw.get("conditions") or _EMPTY
         ready = conditions.get("ready")
         target = raw.get("targetRef") or _EMPTY

@@ -204,10 +204,21 @@ def metric(text: str, metric_name: str, **labels: str) -> float:
         x for x in text.splitlines() if x.startswith(metric_name)))
 
 
-def rss_mb(pid: int) -> float:
-    """A process's resident memory in MB (0 if it is gone), as the benchmarks report it."""
+def _proc_mb(path: str, key: str) -> float:
+    """The ``key:  N kB`` line of a /proc file in MB (0 if the process is gone)."""
     try:
-        m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+        m = re.search(rf"^{key}:\s+(\d+) kB", Path(path).read_text(), re.M)
     except OSError:
         return 0.0
     return int(m.group(1)) / 1024 if m else 0.0
+
+
+def rss_mb(pid: int) -> float:
+    """A process's resident memory in MB (0 if it is gone), as the benchmarks report it."""
+    return _proc_mb(f"/proc/{pid}/status", "VmRSS")
+
+
+def pss_mb(pid: int) -> float:
+    """Proportional set size: shared pages split between the processes sharing them. Summing RSS over
+    nginx's forked workers would count the master's configuration once per worker."""
+    return _proc_mb(f"/proc/{pid}/smaps_rollup", "Pss")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+import sys
 import tomllib
 from pathlib import Path
+
+from ingress import render
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = sorted(p.parent.name for p in ROOT.glob("*/__init__.py") if p.parent.name != "tests")
@@ -20,3 +23,7 @@ def test_wheel_includes_every_package_and_the_templates() -> None:
     include = cfg["packages"]["find"]["include"]
     assert all(any(re.fullmatch(pat.replace("*", ".*"), p) for pat in include) for p in PACKAGES), include
     assert cfg["data-files"]["share/portolan/templates"] == ["templates/*.j2"]
+    # That pattern is every template, and the place it installs to is where the renderer looks.
+    assert sorted(p.name for p in (ROOT / "templates").iterdir()) == sorted(
+        p.name for p in (ROOT / "templates").glob("*.j2"))
+    assert render.INSTALLED_TEMPLATES == Path(sys.prefix) / "share/portolan/templates"

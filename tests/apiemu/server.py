@@ -115,12 +115,8 @@ async def serve(args: argparse.Namespace) -> None:
         gone_as_http=args.watch_gone_http,
     )
     auth: dict[str, Any] = {"tokens": set(args.token) if args.token else None}
-
-    def save() -> None:
-        if args.state_file is not None and not args.no_save:
-            state.save(args.state_file)
-
-    if args.state_file is not None and not args.no_save:
+    persist = args.state_file is not None and not args.no_save
+    if persist:
         state.open_journal(args.state_file)
 
     app = build_app(state, settings, auth)
@@ -152,7 +148,8 @@ async def serve(args: argparse.Namespace) -> None:
     for ws in state.watchers.values():
         for w in list(ws):
             w.close()
-    save()
+    if persist:
+        state.save(args.state_file)
     state.close_journal()
     await runner.cleanup()
 

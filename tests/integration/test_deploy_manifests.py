@@ -4,12 +4,16 @@ as the objects it describes (issue 5's deploy/dns, issue 7's deploy/ingress)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import subprocess
 from pathlib import Path
 
 import yaml
 
+from ingress.cli import options_from, parser
+from ingress.controller import Controller
+from kubewatch.kinds import get_kind
 from tests.apiemu.harness import Emulator
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -45,11 +49,10 @@ async def test_deploy_manifests_apply(tmp_path: Path) -> None:
         args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
         assert "--ingress-class=portolan" in args and "--publish-service=portolan-ingress/portolan-ingress" in args
         # The container's arguments mean what they say to the real command line.
-        from ingress.cli import options_from, parser
-
         opts = options_from(parser().parse_args(args))
         assert (opts.http_port, opts.https_port, opts.config_dir) == (80, 443, "/run/portolan")
         assert opts.election_namespace == "portolan-ingress" and str(opts.publish_service) != ""
+        assert opts.publish_service == ("portolan-ingress", "portolan-ingress")
         ing = await emu.get("networking.k8s.io/v1", "Ingress", "example", "default")
         assert ing["spec"]["ingressClassName"] == "portolan"
 
@@ -57,12 +60,6 @@ async def test_deploy_manifests_apply(tmp_path: Path) -> None:
 def test_ingress_rbac_grants_reads_of_exactly_what_the_controller_watches(tmp_path: Path) -> None:
     """Least privilege both ways: every kind the deployed controller watches may be listed and watched,
     and nothing else may be read."""
-    import dataclasses
-
-    from ingress.cli import options_from, parser
-    from ingress.controller import Controller
-    from kubewatch.kinds import get_kind
-
     docs = [d for d in yaml.safe_load_all((DEPLOY / "ingress" / "rbac.yaml").read_text()) if d]
     role = next(d for d in docs if d["kind"] == "ClusterRole")
     reads = {(group, resource) for rule in role["rules"] if "list" in rule["verbs"] or "get" in rule["verbs"]
