@@ -13,10 +13,13 @@ from ingress import validate
 from ingress.classes import ClassPolicy
 from ingress.controller import Controller, ControllerError
 from ingress.lease import LeaseTiming
-from ingress.options import Options, default_identity
+from ingress.options import NsName, Options, default_identity
 from ingress.validate import InvalidValue, ns_name
 
 log = logging.getLogger("ingress")
+
+# The flags' defaults are the options' own: one place to change them.
+_CLASSES, _LEASE = ClassPolicy(), LeaseTiming()
 
 
 def _bool(text: str) -> bool:
@@ -57,22 +60,23 @@ def parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster service account)")
     src.add_argument("--manifests", metavar="PATH", help="read objects from YAML files instead of an API server")
-    p.add_argument("--manifest-interval", type=_positive, default=2.0, help="seconds between manifest re-reads")
+    p.add_argument("--manifest-interval", type=_positive, default=Options.manifest_interval,
+                   help="seconds between manifest re-reads")  # fmt: skip
     p.add_argument(
         "--controller-class",
-        default="portolan.dev/ingress-controller",
+        default=_CLASSES.controller_class,
         help="spec.controller of the IngressClasses that are ours",
     )
     p.add_argument(
         "--ingress-class",
-        default="portolan",
+        default=_CLASSES.ingress_class,
         help="value of the legacy kubernetes.io/ingress.class annotation that is ours",
     )
     p.add_argument(
         "--watch-ingress-without-class",
         nargs="?",
         const=True,
-        default=False,
+        default=_CLASSES.watch_without_class,
         type=_bool,
         help="also serve Ingresses that name no class",
     )
@@ -86,7 +90,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--udp-services-configmap", metavar="NS/NAME", help='ConfigMap of UDP services: "PORT": "NS/SVC:PORT"'
     )
-    p.add_argument("--stream-module", default="/usr/lib/nginx/modules/ngx_stream_module.so",
+    p.add_argument("--stream-module", default=Options.stream_module,
                    help='nginx stream module to load for TCP/UDP services ("" if built in)')  # fmt: skip
     pub = p.add_mutually_exclusive_group()
     pub.add_argument(
@@ -95,7 +99,7 @@ def parser() -> argparse.ArgumentParser:
     pub.add_argument(
         "--publish-status-address", metavar="ADDR[,ADDR]", help="addresses written to the status of our Ingresses"
     )
-    p.add_argument("--status-update-interval", type=_positive, default=60.0)
+    p.add_argument("--status-update-interval", type=_positive, default=Options.status_update_interval)
     p.add_argument(
         "--bind-address",
         action="append",
@@ -103,50 +107,55 @@ def parser() -> argparse.ArgumentParser:
         metavar="IP",
         help="address nginx listens on (repeatable; default 0.0.0.0)",
     )
-    p.add_argument("--http-port", type=_port, default=80)
-    p.add_argument("--https-port", type=_port, default=443)
+    p.add_argument("--http-port", type=_port, default=Options.http_port)
+    p.add_argument("--https-port", type=_port, default=Options.https_port)
     p.add_argument(
         "--default-ssl-certificate",
         metavar="NS/NAME",
         help="TLS Secret served when no Ingress certificate fits (default: self-signed)",
     )
-    p.add_argument("--nginx-binary", default="nginx")
+    p.add_argument("--nginx-binary", default=Options.nginx_binary)
     p.add_argument(
         "--config-dir",
-        default="/var/lib/portolan-ingress",
+        default=Options.config_dir,
         help="nginx.conf, certificates, pid file, logs and temp files",
     )
     p.add_argument("--templates-dir", default=None, help="nginx.conf.j2 and its parts (default: the shipped ones)")
-    p.add_argument("--healthz-address", type=_ip, default="0.0.0.0")
-    p.add_argument("--healthz-port", type=int, default=10254, help="/healthz (and /metrics); -1 disables")
+    p.add_argument("--healthz-address", type=_ip, default=Options.healthz_address)
+    p.add_argument("--healthz-port", type=int, default=Options.healthz_port,
+                   help="/healthz (and /metrics); -1 disables")  # fmt: skip
     p.add_argument("--metrics-port", type=_port, default=None, help="/metrics on its own port")
-    p.add_argument("--election-id", default="portolan-ingress-leader", help="name of the Lease")
+    p.add_argument("--election-id", default=Options.election_id, help="name of the Lease")
     p.add_argument("--election-namespace", default=None, help="namespace of the Lease (default $POD_NAMESPACE)")
     p.add_argument("--election-identity", default=None, help="this replica's name in the Lease")
-    p.add_argument("--lease-duration", type=_positive, default=15.0)
-    p.add_argument("--renew-deadline", type=_positive, default=10.0)
-    p.add_argument("--retry-period", type=_positive, default=2.0)
-    p.add_argument("--sync-debounce", type=float, default=0.1, help="quiet seconds before a rebuild")
-    p.add_argument("--sync-max-delay", type=_positive, default=1.0, help="longest wait for a quiet period")
+    p.add_argument("--lease-duration", type=_positive, default=_LEASE.duration)
+    p.add_argument("--renew-deadline", type=_positive, default=_LEASE.renew_deadline)
+    p.add_argument("--retry-period", type=_positive, default=_LEASE.retry)
+    p.add_argument("--sync-debounce", type=float, default=Options.debounce, help="quiet seconds before a rebuild")
+    p.add_argument("--sync-max-delay", type=_positive, default=Options.max_delay,
+                   help="longest wait for a quiet period")  # fmt: skip
     p.add_argument(
         "--shutdown-grace-period",
         type=float,
-        default=0.0,
+        default=Options.shutdown_grace,
         help="on stop, seconds nginx may finish requests before it is stopped hard",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
 
+def _ref(value: str | None, flag: str) -> NsName | None:
+    """A NAMESPACE/NAME flag's value, None when unset."""
+    return ns_name(value, flag) if value else None
+
+
 def options_from(args: argparse.Namespace) -> Options:
     try:
-        configmap = ns_name(args.configmap, "--configmap") if args.configmap else None
-        tcp = ns_name(args.tcp_services_configmap, "--tcp-services-configmap") if args.tcp_services_configmap else None
-        udp = ns_name(args.udp_services_configmap, "--udp-services-configmap") if args.udp_services_configmap else None
-        publish = ns_name(args.publish_service, "--publish-service") if args.publish_service else None
-        default_cert = (
-            ns_name(args.default_ssl_certificate, "--default-ssl-certificate") if args.default_ssl_certificate else None
-        )
+        configmap = _ref(args.configmap, "--configmap")
+        tcp = _ref(args.tcp_services_configmap, "--tcp-services-configmap")
+        udp = _ref(args.udp_services_configmap, "--udp-services-configmap")
+        publish = _ref(args.publish_service, "--publish-service")
+        default_cert = _ref(args.default_ssl_certificate, "--default-ssl-certificate")
     except InvalidValue as exc:
         raise SystemExit(f"portolan ingress: {exc}") from None
     if args.http_port == args.https_port:
@@ -166,7 +175,7 @@ def options_from(args: argparse.Namespace) -> Options:
         publish_service=publish,
         publish_status_address=tuple(a for a in (args.publish_status_address or "").split(",") if a.strip()),
         status_update_interval=args.status_update_interval,
-        bind_addresses=tuple(args.bind_address or ("0.0.0.0",)),
+        bind_addresses=tuple(args.bind_address or Options.bind_addresses),
         http_port=args.http_port,
         https_port=args.https_port,
         default_ssl_certificate=default_cert,

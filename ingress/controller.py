@@ -324,13 +324,13 @@ class Controller:
         """Write our address to the Ingresses being served (leader only; the caller checks)."""
         if self.model is None:
             return 0
-        served = [self.store.get(INGRESSES, *key.split("/", 1)) for key in self.model.ingresses]
-        ours = [ing for ing in served if isinstance(ing, Ingress)]
 
         def lookup(namespace: str, name: str) -> Ingress | None:
             ing = self.store.get(INGRESSES, namespace, name)
             return ing if isinstance(ing, Ingress) else None
 
+        served = (lookup(*key.split("/", 1)) for key in self.model.ingresses)
+        ours = [ing for ing in served if ing is not None]
         return await self.status.sync(ours, lookup, self.publish_addresses())
 
     # ------------------------------------------------------------------ reconcile

@@ -61,7 +61,7 @@ from ingress.classes import age_key
 from ingress.endpoints import ServiceLookup, ready_endpoints
 from ingress.l4 import StreamServer, build_streams
 from ingress.settings import NginxSettings
-from ingress.validate import EXACT, PREFIX, Backend, InvalidValue, PathRule
+from ingress.validate import EXACT, PREFIX, Backend, IngressSpec, InvalidValue, PathRule
 from kubewatch import Ingress, Secret
 from kubewatch.services import find_service_port
 
@@ -88,6 +88,9 @@ class Snapshot:
     tcp_services: Mapping[str, str] | None = None  # --tcp-services-configmap data
     udp_services: Mapping[str, str] | None = None
     reserved_ports: frozenset[int] = frozenset()  # the controller's own listeners
+    # Each Ingress parsed once ("ns/name" -> what _parse made of it): a reconcile that bisects
+    # builds the same snapshot again and again.
+    parsed: dict[str, _Parsed | Rejection] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +263,10 @@ class Model:
     affinity_cookies: tuple[tuple[str, str], ...] = ()  # (cookie, variable suffix)
     affinity_upstreams: tuple[tuple[str, str], ...] = ()  # (upstream, variable suffix): copies hashing on the cookie
     streams: tuple[StreamServer, ...] = ()  # L4 (TCP/UDP services)
-    upstream_index: dict[str, Upstream] = field(default_factory=dict, compare=False, repr=False)
+    upstream_index: dict[str, Upstream] = field(init=False, compare=False, repr=False)  # by name
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "upstream_index", {u.name: u for u in self.upstreams})
 
     def upstream(self, name: str) -> Upstream | None:
         return self.upstream_index.get(name)
@@ -294,6 +300,28 @@ def ingress_key(ing: Ingress) -> str:
     return f"{ing.namespace}/{ing.name}"
 
 
+# An Ingress's annotations, their notes and its spec.
+_Parsed = tuple[Annotations, tuple[str, ...], IngressSpec]
+
+
+def _parse(snapshot: Snapshot, ing: Ingress, key: str) -> _Parsed | Rejection:
+    """What ``ing`` says, or why it is rejected: computed once per snapshot (``key``, its
+    "ns/name", is unique there)."""
+    found = snapshot.parsed.get(key)
+    if found is None:
+        try:
+            validate.namespace(ing.namespace)
+            validate.object_name(ing.name)
+            ann, notes = annotations.parse(
+                ing.annotations or {}, allow_snippets=snapshot.settings.allow_snippet_annotations
+            )
+            found = (ann, tuple(notes), validate.ingress_spec(ing.spec, regex=ann.regex))
+        except InvalidValue as exc:
+            found = Rejection(key, ing.uid, ing.resource_version, str(exc))
+        snapshot.parsed[key] = found
+    return found
+
+
 def build(snapshot: Snapshot, exclude: Iterable[str] = ()) -> Model:
     """The model of ``snapshot`` without the Ingresses named in ``exclude`` ("ns/name")."""
     excluded = frozenset(exclude)
@@ -306,16 +334,11 @@ def build(snapshot: Snapshot, exclude: Iterable[str] = ()) -> Model:
         key = ingress_key(ing)
         if key in excluded:
             continue
-        try:
-            validate.namespace(ing.namespace)
-            validate.object_name(ing.name)
-            ann, ann_notes = annotations.parse(
-                ing.annotations or {}, allow_snippets=snapshot.settings.allow_snippet_annotations
-            )
-            spec = validate.ingress_spec(ing.spec, regex=ann.regex)
-        except InvalidValue as exc:
-            rejected.append(Rejection(key, ing.uid, ing.resource_version, str(exc)))
+        parsed = _parse(snapshot, ing, key)
+        if isinstance(parsed, Rejection):
+            rejected.append(parsed)
             continue
+        ann, ann_notes, spec = parsed
         notes.extend(f"{key}: {n}" for n in ann_notes)
         served.append(key)
         named: list[str] = []
@@ -414,10 +437,9 @@ def build(snapshot: Snapshot, exclude: Iterable[str] = ()) -> Model:
     for acc in hosts.values():
         if acc.cert is not None:
             certs[acc.cert.digest] = acc.cert
-    ordered = tuple(upstreams[name] for name in sorted(upstreams))
     return Model(
         servers=tuple(servers),
-        upstreams=ordered,
+        upstreams=tuple(upstreams[name] for name in sorted(upstreams)),
         certificates=tuple(certs[d] for d in sorted(certs)),
         default_cert=snapshot.default_cert.digest,
         settings=snapshot.settings,
@@ -435,7 +457,6 @@ def build(snapshot: Snapshot, exclude: Iterable[str] = ()) -> Model:
         affinity_cookies=tuple(sorted({(cookie.name, loc.affinity_var) for loc, cookie in sticky})),
         affinity_upstreams=tuple(sorted({(str(loc.target.upstream), loc.affinity_var) for loc, _ in sticky})),
         streams=streams,
-        upstream_index={u.name: u for u in ordered},
     )
 
 
@@ -579,7 +600,6 @@ def _resolve(lookup: Lookup, ns: str, backend: Backend, upstreams: dict[str, Ups
     if svc is None:
         notes.append(f"service {ns}/{backend.service} not found: 503")
         return Target(None, 503, label)
-    name = upstream_name(ns, backend.service, backend.port_label)
     if svc.type == "ExternalName":
         try:
             external = validate.external_name(svc.external_name, f"service {ns}/{svc.name} spec.externalName")
@@ -594,22 +614,24 @@ def _resolve(lookup: Lookup, ns: str, backend: Backend, upstreams: dict[str, Ups
         if port is None:
             notes.append(f"service {ns}/{svc.name} has no port {backend.port_label}: 503")
             return Target(None, 503, label)
+        name = upstream_name(ns, backend.service, backend.port_label)
         upstreams[name] = Upstream(name, label, (), external, port)
         return Target(name, 0, label)
     sp = find_service_port(svc, name=backend.port_name, number=backend.port_number)
     if sp is None:
         notes.append(f"service {ns}/{svc.name} has no port {backend.port_label}: 503")
         return Target(None, 503, label)
+    # Named after the resolved Service port, so "port: {name: http}" and "port: {number: 80}"
+    # for the same port share one upstream (and its keep-alive pool).
+    canonical = sp.name or str(sp.port)
+    name = upstream_name(ns, backend.service, canonical)
+    if name in upstreams:  # an earlier location's: its port name was checked then
+        return Target(name, 0, label)
     if sp.name:
         try:
             validate.port_name(sp.name, f"service {ns}/{svc.name} port name")
         except InvalidValue as exc:
             notes.append(f"{exc}: 503")
             return Target(None, 503, label)
-    # Named after the resolved Service port, so "port: {name: http}" and "port: {number: 80}"
-    # for the same port share one upstream (and its keep-alive pool).
-    canonical = sp.name or str(sp.port)
-    name = upstream_name(ns, backend.service, canonical)
-    if name not in upstreams:
-        upstreams[name] = Upstream(name, f"{ns}/{svc.name}:{canonical}", ready_endpoints(lookup, svc, sp, notes))
+    upstreams[name] = Upstream(name, f"{ns}/{svc.name}:{canonical}", ready_endpoints(lookup, svc, sp, notes))
     return Target(name, 0, label)

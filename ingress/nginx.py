@@ -20,7 +20,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,22 +118,11 @@ def _kill_group(pgid: int) -> None:
 
 
 class Nginx:
-    def __init__(
-        self,
-        binary: str,
-        layout: Layout,
-        *,
-        backoff: Backoff | None = None,
-        on_restart: Callable[[], None] | None = None,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, binary: str, layout: Layout, *, on_restart: Callable[[], None] | None = None) -> None:
         self.binary = binary
         self.layout = layout
-        self._backoff = backoff or Backoff(initial=0.2, cap=10.0)
+        self._backoff = Backoff(initial=0.2, cap=10.0)
         self._on_restart = on_restart
-        self._sleep = sleep
-        self._clock = clock
         self._proc: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
@@ -176,19 +165,19 @@ class Nginx:
         while not self._stopping:
             proc = self._proc
             assert proc is not None
-            began = self._clock()
+            began = time.monotonic()
             code = await proc.wait()
             if self._stopping:
                 return
             _kill_group(proc.pid)
-            if self._clock() - began > 30:
+            if time.monotonic() - began > 30:
                 self._backoff.reset()  # it ran fine for a while: this is a new failure
             delay = self._backoff.next()
             log.error(
                 "nginx master (pid %d) exited with %s; restarting in %.1fs; error log tail:\n%s",
                 proc.pid, code, delay, self.error_log_tail(),
             )  # fmt: skip
-            await self._sleep(delay)
+            await asyncio.sleep(delay)
             if self._stopping:
                 return
             try:
@@ -209,13 +198,13 @@ class Nginx:
 
     async def wait_for_hash(self, digest: str, timeout: float = 10.0) -> bool:
         """True once nginx answers with this configuration hash."""
-        deadline = self._clock() + timeout
+        deadline = time.monotonic() + timeout
         while True:
             if await running_hash(self.layout) == digest:
                 return True
-            if self._clock() >= deadline:
+            if time.monotonic() >= deadline:
                 return False
-            await self._sleep(0.02)
+            await asyncio.sleep(0.02)
 
     async def stop(self, graceful: float = 0.0) -> None:
         """Stop nginx: SIGQUIT and up to ``graceful`` seconds for in-flight requests, then

@@ -144,17 +144,17 @@ class Renderer:
         # The configuration carries its own hash (nginx serves it back to confirm a reload). Render once
         # with a placeholder, hash that, then put the hash in: half the work of rendering twice, which
         # matters at 10,000 Ingresses. Whatever the placeholder meets, 16 hex digits cannot inject.
-        draft = self._render(model, HASH_PLACEHOLDER)
+        draft = self._render(model)
         digest = hashlib.sha256(draft.encode()).hexdigest()[:16]
         return Rendered(draft.replace(HASH_PLACEHOLDER, digest), digest)
 
-    def _render(self, model: Model, digest: str) -> str:
+    def _render(self, model: Model) -> str:
         bucket, max_size = names_hash_sizes(model)
         https = self.listen.https_port
         return self._template.render(
             model=model,
             settings=model.settings,
-            config_hash=digest,
+            config_hash=HASH_PLACEHOLDER,
             layout=self.layout,
             temp_paths=[(kind, self.layout.temp_path(kind)) for kind in TEMP_KINDS],
             listen_http=self.listen.http(),

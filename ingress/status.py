@@ -116,13 +116,9 @@ class StatusWriter:
         path = f"/apis/networking.k8s.io/v1/namespaces/{namespace}/ingresses/{name}/status"
         try:
             await self.api.request("PATCH", path, body=body, content_type="application/merge-patch+json")
-        except ApiError as exc:
-            if exc.status == 404:
-                return False  # deleted meanwhile
-            self.metrics.status_updates.labels("error").inc()
-            log.warning("status of Ingress %s/%s: %s", namespace, name, exc)
-            return False
         except (KubeError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            if isinstance(exc, ApiError) and exc.status == 404:
+                return False  # deleted meanwhile
             self.metrics.status_updates.labels("error").inc()
             log.warning("status of Ingress %s/%s: %s", namespace, name, exc)
             return False

@@ -10,9 +10,9 @@ from ingress.model import Model, Snapshot, build
 from ingress.settings import NginxSettings
 from kubewatch import Ingress, IngressClass, Store
 from tests.ingress import objects as o
+from tests.ingress.objects import A
 from tests.ingress.routing import SERVICES, standard_objects
 
-A = "nginx.ingress.kubernetes.io/"
 _DEFAULT: list[CertPair] = []
 
 

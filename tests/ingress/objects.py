@@ -10,6 +10,7 @@ from kubewatch import Record, Store
 from kubewatch.kinds import BY_TYPE
 
 CONTROLLER = "portolan.dev/ingress-controller"
+A = "nginx.ingress.kubernetes.io/"  # the prefix of ingress-nginx's annotations
 Obj = dict[str, Any]
 
 

@@ -262,7 +262,6 @@ async def test_annotations_and_tcp_services_through_the_api(emu: Emulator, start
 
     await web(emu, backends, "w1")
     (tcp_port,) = free_ports(1)
-    A = "nginx.ingress.kubernetes.io/"
     async with echo_backends("t1", first=130) as (addrs, port):
         await create(
             emu,
@@ -270,9 +269,9 @@ async def test_annotations_and_tcp_services_through_the_api(emu: Emulator, start
             o.service("echo", ("tcp", 7000, port), cluster_ip=None),
             o.endpoint_slice("echo", addrs, port, port_name="tcp"),
             o.ingress("moved", o.rule("old.com", o.path("/", "web")),
-                      annotations={A + "permanent-redirect": "https://new.example.com/"}),
+                      annotations={o.A + "permanent-redirect": "https://new.example.com/"}),
             o.ingress("hostile", o.rule("bad.com", o.path("/", "web")),
-                      annotations={A + "permanent-redirect": "https://x.com/;\nPWNED"}),
+                      annotations={o.A + "permanent-redirect": "https://x.com/;\nPWNED"}),
             o.config_map("settings", {"server-tokens": "true"}, namespace="ingress"),
             o.config_map("tcp", {str(tcp_port): "default/echo:7000"}, namespace="ingress"),
         )  # fmt: skip

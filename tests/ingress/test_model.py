@@ -4,13 +4,17 @@ selection emulated over the model), determinism, endpoints, TLS and conflicts.""
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 
 import pytest
 
+from ingress import annotations
+from ingress.annotations import Annotations
 from ingress.classes import ClassPolicy
 from ingress.layout import Layout
 from ingress.model import CATCH_ALL, LOC_EXACT, LOC_PREFIX, LOC_ROOT, build
 from ingress.render import Listen, Renderer
+from ingress.settings import NginxSettings
 from tests.ingress import objects as o
 from tests.ingress.modelkit import default_cert, fake_addresses, model_of, snapshot, store_of
 from tests.ingress.routing import CASES, Case, route, standard_objects
@@ -124,6 +128,25 @@ def test_excluded_ingresses_are_left_out() -> None:
     assert model.server("foo.com") is None and model.ingresses == ()
 
 
+def test_each_ingress_is_parsed_once_per_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Bisection builds one snapshot many times over: the Ingresses are parsed on the first build only.
+    calls: list[object] = []
+    real = annotations.parse
+
+    def counting(raw: Mapping[str, str], *, allow_snippets: bool) -> tuple[Annotations, list[str]]:
+        calls.append(raw)
+        return real(raw, allow_snippets=allow_snippets)
+
+    monkeypatch.setattr(annotations, "parse", counting)
+    good = o.ingress("good", o.rule("foo.com", o.path("/", "a")))
+    bad = o.ingress("bad", o.rule("bar.com", o.path("/x;", "a", path_type="ImplementationSpecific")))
+    snap = snapshot(store_of(*standard_objects(fake_addresses()), good, bad))
+    first = build(snap)
+    assert build(snap, exclude={"default/good"}).ingresses == () and build(snap) == first
+    assert len(calls) == 2
+    assert first.ingresses == ("default/good",) and [r.ingress for r in first.rejected] == ["default/bad"]
+
+
 # ----------------------------------------------------------------------------- TLS
 
 
@@ -175,8 +198,6 @@ def test_tls_mismatched_key_is_refused(ca: Authority) -> None:
 
 
 def test_ssl_redirect_can_be_turned_off(ca: Authority) -> None:
-    from ingress.settings import NginxSettings
-
     crt, key = ca.issue("foo.com")
     ing = o.ingress("i", o.rule("foo.com", o.path("/", "a")), tls=[{"hosts": ["foo.com"], "secretName": "s"}])
     store = store_of(*standard_objects(fake_addresses()), o.tls_secret("s", crt, key), ing)
@@ -200,8 +221,6 @@ def test_hostile_service_and_endpoint_values_never_reach_the_config() -> None:
                               o.path("/c", "junk"))),
         extra=(svc, slice_, o.service("junk", ("http", 80, "http")), junk),
     )  # fmt: skip
-    from tests.ingress.routing import route
-
     assert route(model, "foo.com", "/a") == "503"  # invalid Service port name
     (odd,) = [u for u in model.upstreams if u.name == "default_odd_web"]
     assert odd.endpoints == (("::1", 8080),)

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from ingress.model import LOC_EXACT, LOC_REGEX, LOC_ROOT, SessionCookie, build
-from ingress.settings import NginxSettings
+from ingress.model import LOC_EXACT, LOC_REGEX, LOC_ROOT, SessionCookie
 from tests.ingress import objects as o
-from tests.ingress.modelkit import canary_model, fake_addresses, model_of, snapshot, store_of
-from tests.ingress.routing import standard_objects
+from tests.ingress.modelkit import canary_model, model_of
+from tests.ingress.objects import A
 
-A = "nginx.ingress.kubernetes.io/"
 REGEX = {A + "use-regex": "true"}
 
 
@@ -68,13 +66,11 @@ def test_canary_attaches_to_the_primary_location() -> None:
 
 
 def test_ssl_redirect_is_per_location() -> None:
-    store = store_of(*standard_objects(fake_addresses()),
-                     o.ingress("on", o.rule("foo.com", o.path("/on", "a")), tls=[{"hosts": ["foo.com"]}]),
+    model = model_of(o.ingress("on", o.rule("foo.com", o.path("/on", "a")), tls=[{"hosts": ["foo.com"]}]),
                      o.ingress("off", o.rule("foo.com", o.path("/off", "a")), tls=[{"hosts": ["foo.com"]}],
                                annotations={A + "ssl-redirect": "false"}),
                      o.ingress("force", o.rule("bar.com", o.path("/", "a")),
                                annotations={A + "force-ssl-redirect": "true"}))  # fmt: skip
-    model = build(snapshot(store, settings=NginxSettings()))
     foo, bar = model.server("foo.com"), model.server("bar.com")
     assert foo is not None and bar is not None
     assert {loc.path: loc.redirect_https for loc in foo.locations} == {

@@ -13,9 +13,8 @@ import aiohttp
 from kubewatch import Store
 from tests.ingress import objects as o
 from tests.ingress.conftest import services
+from tests.ingress.objects import A
 from tests.ingress.tlsutil import Authority
-
-A = "nginx.ingress.kubernetes.io/"
 
 
 def ann(**values: str) -> dict[str, str]:

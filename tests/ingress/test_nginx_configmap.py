@@ -9,19 +9,16 @@ import aiohttp
 
 from kubewatch import Store
 from tests.ingress import objects as o
-from tests.ingress.conftest import until
+from tests.ingress.conftest import services, until
 from tests.ingress.tlsutil import Authority
 
 
 async def _setup(backends, authority: Authority, data: dict[str, str] | None) -> Store:
-    addrs, port = await backends.start("w1")
-    crt, key = authority.issue("foo.com")
     store = Store()
+    await services(backends, store, web=("w1",))
+    crt, key = authority.issue("foo.com")
     o.put(
         store,
-        o.ingress_class(),
-        o.service("web", ("http", 80, "http")),
-        o.endpoint_slice("web", addrs, port),
         o.tls_secret("cert", crt, key),
         o.ingress("i", o.rule("foo.com", o.path("/", "web")), tls=[{"hosts": ["foo.com"], "secretName": "cert"}]),
     )

@@ -10,9 +10,9 @@ import logging
 
 from kubewatch import Store
 from tests.ingress import objects as o
-from tests.ingress.conftest import metric, until
+from tests.ingress.conftest import metric, services, until
+from tests.ingress.objects import A
 
-A = "nginx.ingress.kubernetes.io/"
 MARK = "pwned"
 
 # (annotation without the prefix, value); extra annotations some need to take effect.
@@ -177,10 +177,9 @@ def test_enough_hostile_values() -> None:
 
 async def test_hostile_values_never_reach_nginx(start_controller, backends, client_for, caplog) -> None:
     caplog.set_level(logging.WARNING)
-    addrs, port = await backends.start("good")
     store = Store()
-    o.put(store, o.ingress_class(), o.service("web", ("http", 80, "http")), o.endpoint_slice("web", addrs, port),
-          o.ingress("good", o.rule("good.com", o.path("/", "web"))))  # fmt: skip
+    await services(backends, store, web=("good",))
+    o.put(store, o.ingress("good", o.rule("good.com", o.path("/", "web"))))
     controller = await start_controller(store)
     client = client_for(controller)
     assert (await client.request("good.com", "/")).backend == "good"
@@ -242,10 +241,9 @@ def test_enough_hostile_settings() -> None:
 
 async def test_hostile_configmap_values_never_reach_nginx(start_controller, backends, client_for, caplog) -> None:
     caplog.set_level(logging.WARNING)
-    addrs, port = await backends.start("good")
     store = Store()
-    o.put(store, o.ingress_class(), o.service("web", ("http", 80, "http")), o.endpoint_slice("web", addrs, port),
-          o.ingress("good", o.rule("good.com", o.path("/", "web"))), o.config_map("cfg", HOSTILE_SETTINGS),
+    await services(backends, store, web=("good",))
+    o.put(store, o.ingress("good", o.rule("good.com", o.path("/", "web"))), o.config_map("cfg", HOSTILE_SETTINGS),
           o.config_map("tcp", HOSTILE_TCP))  # fmt: skip
     controller = await start_controller(store, configmap=("default", "cfg"), tcp_services_configmap=("default", "tcp"))
     assert MARK not in controller.layout.conf.read_text().lower()

@@ -15,6 +15,7 @@ from cryptography.x509.oid import NameOID
 from ingress.certs import DEFAULT_CN
 from kubewatch import Store
 from tests.ingress import objects as o
+from tests.ingress.conftest import services
 from tests.ingress.tlsutil import Authority
 
 
@@ -36,17 +37,12 @@ def common_name(cert: x509.Certificate) -> str:
 
 @pytest.fixture
 async def tls_controller(start_controller, backends, authority: Authority, tmp_path):
-    addrs, port = await backends.start("secure", "plain")
+    store = Store()
+    await services(backends, store, secure=("secure",), plain=("plain",))
     foo_crt, foo_key = authority.issue("foo.com")
     wild_crt, wild_key = authority.issue("*.wild.com")
-    store = Store()
     o.put(
         store,
-        o.ingress_class(),
-        o.service("secure", ("http", 80, "http")),
-        o.endpoint_slice("secure", addrs[:1], port),
-        o.service("plain", ("http", 80, "http")),
-        o.endpoint_slice("plain", addrs[1:], port),
         o.tls_secret("foo-tls", foo_crt, foo_key),
         o.tls_secret("wild-tls", wild_crt, wild_key),
         o.ingress(

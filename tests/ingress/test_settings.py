@@ -72,8 +72,6 @@ def test_defaults_follow_ingress_nginx() -> None:
 
 def test_non_ascii_digits_are_refused() -> None:
     # "\d" and str.isdigit() take any script's digits; nginx does not, and the whole config would fail.
-    from ingress.settings import parse_settings
-
     settings, notes = parse_settings({"proxy-body-size": "\u0668m", "worker-processes": "\u0668"})
     assert (settings.proxy_body_size, settings.worker_processes) == ("1m", "auto")
     assert len(notes) == 2
