@@ -25,7 +25,7 @@ def resolvers_from(path: str = "/etc/resolv.conf") -> tuple[str, ...]:
     """nameserver lines of resolv.conf (IPs only), for ExternalName Services named by DNS."""
     found: list[str] = []
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8", errors="replace")  # a stray byte must not stop start-up
     except OSError:
         return ()
     for line in text.splitlines():

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from ingress.cli import options_from, parser
+from ingress.options import resolvers_from
 from tests.ingress import objects as o
 from tests.ingress.conftest import NGINX, free_ports, until
 from tests.ingress.procs import alive
@@ -176,3 +177,20 @@ def test_bad_flags(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         options_from(parser().parse_args(argv))
     assert exc.value.code != 0
+
+
+# resolv.conf text -> the resolvers nginx is given (IPs only; zones and junk left out)
+RESOLV_CONF = [
+    (b"nameserver 10.96.0.10\nsearch svc.cluster.local\n", ("10.96.0.10",)),
+    (b"# nameserver 10.0.0.9\nnameserver fe80::1%eth0\nnameserver dns.example\n", ("fe80::1",)),
+    (b"options ndots:5 \xff\xfe\nnameserver 10.0.0.2\n", ("10.0.0.2",)),  # not UTF-8: read all the same
+    (b"", ()),
+]
+
+
+@pytest.mark.parametrize(("text", "want"), RESOLV_CONF, ids=repr)
+def test_resolvers_from_resolv_conf(tmp_path: Path, text: bytes, want: tuple[str, ...]) -> None:
+    path = tmp_path / "resolv.conf"
+    path.write_bytes(text)
+    assert resolvers_from(str(path)) == want
+    assert resolvers_from(str(tmp_path / "missing")) == ()
