@@ -10,12 +10,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from ingress.clock import FakeClock
 from ingress.lease import LeaderElector, LeaseTiming
 from kubewatch import ApiClient, ClusterConfig
 from tests.apiemu import Emulator
 from tests.ingress import objects as o
 from tests.ingress.conftest import metric, nginx_workers, retired, until
+from tests.ingress.fakeclock import FakeClock
 
 NET = "networking.k8s.io/v1"
 FAST_LEASE = LeaseTiming(duration=1.0, renew_deadline=0.6, retry=0.1)

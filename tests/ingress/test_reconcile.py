@@ -11,11 +11,11 @@ import signal
 
 import aiohttp
 
-from ingress.clock import FakeClock
 from ingress.debounce import Debouncer
 from kubewatch import Store
 from tests.ingress import objects as o
 from tests.ingress.conftest import metric, nginx_workers, retired, services, until
+from tests.ingress.fakeclock import FakeClock
 
 RELOADS = "portolan_ingress_reloads_total"
 # Observed when a pass ends (syncs_total counts it when it begins).
