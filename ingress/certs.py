@@ -26,7 +26,10 @@ from kubewatch import Secret
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CN = "Portolan Ingress Controller Fake Certificate"
+# ingress-nginx's fake certificate names (subject and issuer alike): alerts and dashboards
+# written for it look for exactly these.
+DEFAULT_CN = "Kubernetes Ingress Controller Fake Certificate"
+DEFAULT_O = "Acme Co"
 
 
 class CertError(ValueError):
@@ -99,7 +102,8 @@ def load_pair(crt: bytes, key: bytes) -> CertPair:
 def self_signed(
     common_name: str = DEFAULT_CN, names: tuple[str, ...] = ("ingress.local",), days: int = 365
 ) -> CertPair:
-    """A fresh self-signed pair (used when no certificate fits a host)."""
+    """A fresh self-signed pair (used when no certificate fits a host): subject O then CN, as
+    Go writes ingress-nginx's, and the issuer the same name."""
     try:
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
@@ -108,7 +112,10 @@ def self_signed(
     except ImportError:  # pragma: no cover - exercised only where cryptography is absent
         return _self_signed_openssl(common_name, names, days)
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    subject = x509.Name([
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, DEFAULT_O),
+        x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+    ])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -132,7 +139,7 @@ def _self_signed_openssl(common_name: str, names: tuple[str, ...], days: int) ->
         san = ",".join(f"DNS:{n}" for n in names)
         subprocess.run(
             ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-             "-keyout", str(key), "-out", str(crt), "-days", str(days), "-subj", f"/CN={common_name}",
+             "-keyout", str(key), "-out", str(crt), "-days", str(days), "-subj", f"/O={DEFAULT_O}/CN={common_name}",
              "-addext", f"subjectAltName={san}"],
             check=True, capture_output=True, timeout=60,
         )  # fmt: skip

@@ -89,6 +89,20 @@ async def test_default_certificate_when_none_fits(tls_controller, client_for) ->
         await client_for(controller, ctx).request("plain.com", "/", https=True)
 
 
+async def test_default_certificate_names_are_ingress_nginx_s(tls_controller) -> None:
+    # Alerts and dashboards written for ingress-nginx spot its fake certificate by these names
+    # (its e2e tests check the issuer CN): the literal values, subject and issuer alike.
+    controller, _ = tls_controller
+    fake = [("O", "Acme Co"), ("CN", "Kubernetes Ingress Controller Fake Certificate")]
+    for sni in ("nosecret.com", "plain.com", "unknown.com"):
+        cert = await peer_certificate(controller.options.https_port, sni)
+        assert name_parts(cert.subject) == name_parts(cert.issuer) == fake, sni
+
+
+def name_parts(name: x509.Name) -> list[tuple[str, str]]:
+    return [(attr.rfc4514_attribute_name, str(attr.value)) for attr in name]
+
+
 async def test_http_redirects_to_https_with_308(tls_controller, client_for) -> None:
     controller, _ = tls_controller
     client = client_for(controller)
