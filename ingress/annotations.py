@@ -10,7 +10,9 @@ Nothing here is a block-list: ingress-nginx's word block-lists were bypassed aga
 (CVE-2021-25746, CVE-2023-5043/5044, CVE-2024-7646). The characters that end or open an
 nginx token (``;`` ``{`` ``}`` quotes, ``#``, backslash, whitespace, control characters)
 and ``$`` (variable expansion) are simply never in an allow-list, except ``$N`` capture
-references in rewrite-target and ``$`` as an end anchor in regex paths and canary header patterns.
+references in rewrite-target, ``$`` as an end anchor in regex paths and canary header patterns,
+and braces in those regexes (for ``{n}`` quantifiers; a regex is always rendered quoted, where
+braces are plain characters).
 
 Snippet annotations are raw nginx text by definition (CVE-2021-25742): they are ignored unless
 the ConfigMap sets ``allow-snippet-annotations: "true"``, which makes anyone who can write an

@@ -33,15 +33,23 @@ _PORT_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._~\-/]*$")
 _PERCENT_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 MAX_PATH = 1024
-# A use-regex path: PCRE syntax out of an allow-list. No backslash (so no escapes at all: use
-# [0-9] for \d), no braces (quantifiers {n} would need them; nginx also reads { as a block),
+# A use-regex path: PCRE syntax out of an allow-list. Braces are in it, for {n} and {m,n}
+# quantifiers: a regex only ever reaches nginx.conf inside double quotes (nginx_quote), where
+# "{" and "}" open and close nothing. No backslash (so no escapes at all: use [0-9] for \d),
 # no quotes, whitespace, ";", "#". "$" only as an end anchor: followed by ")" "|" or the end,
-# never as a variable. "(?" is refused too: no inline flags or look-arounds to reason about.
-_REGEX_ITEM = r"(?:[A-Za-z0-9._~/()|?*+^\[\],:=!-]|\$(?=[)|]|$))"
+# so never "$name" or "${name}" (nginx expands no variable in a location or rewrite regex, but
+# the allow-list does not count on where a value lands). "(?" is refused too: no inline flags
+# or look-arounds to reason about, and no named capture "(?<name>", which would set the nginx
+# variable $name (ours included) for the whole request.
+_REGEX_ITEM = r"(?:[A-Za-z0-9._~/()|?*+^\[\],:=!{}-]|\$(?=[)|]|$))"
 _REGEX_RE = re.compile(rf"^/{_REGEX_ITEM}*$")
 # A regex that is not a path (canary-by-header-pattern): the same allow-list, any first character.
 _PATTERN_RE = re.compile(rf"^{_REGEX_ITEM}+$")
 MAX_REGEX = 256
+# The numbers of a {n}, {n,}, {m,n} (or {,n}) quantifier. PCRE refuses any above 65535, which
+# Python's re (our compile check) accepts: nginx -t would then fail the whole configuration.
+_QUANTIFIER_RE = re.compile(r"\{([0-9]*),?([0-9]*)\}")
+PCRE_MAX_REPEAT = 65535
 
 
 class InvalidValue(ValueError):
@@ -131,8 +139,11 @@ def regex(value: Any, field: str) -> str:
 def _regex(value: Any, field: str, allowed: re.Pattern[str], what: str) -> str:
     if not isinstance(value, str) or len(value) > MAX_REGEX or not allowed.fullmatch(value) or "(?" in value:
         raise InvalidValue(
-            f"{field}: {value!r} is not an allowed {what} (letters, digits, ._~/()|?*+^[],:=!- and $ as an anchor)"
+            f"{field}: {value!r} is not an allowed {what} (letters, digits, ._~/()|?*+^[],:={{}}!- and $ as an anchor)"
         )
+    # Before compiling: Python's re raises OverflowError, not re.error, on a huge count.
+    if any(int(n) > PCRE_MAX_REPEAT for m in _QUANTIFIER_RE.finditer(value) for n in m.groups() if n):
+        raise InvalidValue(f"{field}: {value!r} repeats more than {PCRE_MAX_REPEAT} times, PCRE's limit")
     try:
         re.compile(value)
     except re.error as exc:

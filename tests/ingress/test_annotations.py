@@ -60,6 +60,7 @@ GOOD = [
     ("canary-by-header-value", "eu-west_1.b~c:d/e", "canary_by_header_value", "eu-west_1.b~c:d/e"),
     ("canary-by-header-pattern", "^(v1|v2)-[a-z]+$", "canary_by_header_pattern", "^(v1|v2)-[a-z]+$"),
     ("canary-by-header-pattern", "beta", "canary_by_header_pattern", "beta"),
+    ("canary-by-header-pattern", "^v[0-9]{1,2}$", "canary_by_header_pattern", "^v[0-9]{1,2}$"),
     ("canary-by-cookie", "canary_user-1", "canary_by_cookie", "canary_user-1"),
     ("session-cookie-path", "/app/v1", "session_cookie_path", "/app/v1"),
     ("session-cookie-expires", "172800", "session_cookie_expires", 172800),
@@ -99,7 +100,8 @@ BAD = [
     ("canary-by-header", "X-A,X-B"), ("cors-allow-origin", "https://a.com/path"), ("cors-allow-origin", "null"),
     ("cors-allow-methods", "get"), ("cors-max-age", "-1"), ("enable-cors", "1"),
     ("canary-by-header-value", "a b"), ("canary-by-header-value", "a,b"), ("canary-by-header-value", "x" * 257),
-    ("canary-by-header-pattern", "a{2}"), ("canary-by-header-pattern", "\\d+"), ("canary-by-header-pattern", "(?i)a"),
+    ("canary-by-header-pattern", "a{99999}"), ("canary-by-header-pattern", "a${x}"),
+    ("canary-by-header-pattern", "\\d+"), ("canary-by-header-pattern", "(?i)a"),
     ("canary-by-header-pattern", "(a"), ("canary-by-header-pattern", "*a"), ("canary-by-header-pattern", "a$b"),
     ("canary-by-cookie", "a.b"), ("canary-by-cookie", "a=b"), ("session-cookie-path", "app"),
     ("session-cookie-path", "/a b"), ("session-cookie-expires", "-1"), ("session-cookie-expires", "1d"),
@@ -226,14 +228,22 @@ def test_regex_and_rewrite_make_regex_mode() -> None:
     assert not one("use-regex", "false").regex
 
 
-@pytest.mark.parametrize("value", ["/foo", "/something(/|$)(.*)", "/api/v[0-9]+/.*", "/(a|b)?/x*", "/[a-z]+$"])
+@pytest.mark.parametrize(
+    "value",
+    ["/foo", "/something(/|$)(.*)", "/api/v[0-9]+/.*", "/(a|b)?/x*", "/[a-z]+$",
+     # quantifiers with braces (ingress-nginx's own example), and braces PCRE takes as plain characters
+     "/foo/bar/[A-Z0-9]{3}", "/a{2}", "/v[0-9]{1,2}/x", "/a{2,}", "/a{65535}", "/{name}", "/a{"],
+)  # fmt: skip
 def test_regex_paths_accepted(value: str) -> None:
     assert regex_path(value, "p") == value
 
 
 @pytest.mark.parametrize(
-    "value", ["foo", "/a{2}", "/a\\d", "/(?i)x", "/a$b", "/a b", "/a;b", '/a"', "/a#", "/(", "/a\n", "/" + "a" * 300]
-)
+    "value",
+    ["foo", "/a\\d", "/(?i)x", "/a$b", "/a b", "/a;b", '/a"', "/a#", "/(", "/a\n", "/" + "a" * 300,
+     # braces: a count over PCRE's limit (Python's re would take it), a repeated repeat, a variable
+     "/a{65536}", "/a{1,99999999999999999999}", "/a{2}{3}", "/a${x}", "/(?<host>x)", '/a{1}"}'],
+)  # fmt: skip
 def test_regex_paths_refused(value: str) -> None:
     with pytest.raises(InvalidValue):
         regex_path(value, "p")

@@ -83,7 +83,10 @@ HOSTILE_ANNOTATIONS: list[tuple[str, str]] = [
     ("canary-by-header-value", "v1}PWNED{"),
     ("canary-by-header-pattern", "^a$;PWNED"),
     ("canary-by-header-pattern", '"PWNED'),
-    ("canary-by-header-pattern", "a{1}PWNED"),
+    ("canary-by-header-pattern", 'a{1}"}PWNED{'),
+    ("canary-by-header-pattern", "a${PWNED}"),
+    ("canary-by-header-pattern", "a{1};}PWNED{"),
+    ("canary-by-header-pattern", "a{99999}PWNED"),
     ("canary-by-header-pattern", "\\dPWNED"),
     ("canary-by-header-pattern", "(?{PWNED})"),
     ("canary-by-header-pattern", "a$PWNED"),
@@ -136,8 +139,10 @@ HOSTILE_PATHS: list[tuple[str, bool]] = [  # (path, with use-regex)
     ("/a;PWNED", False), ("/a{PWNED}", False), ('/a"PWNED', False), ("/a\nPWNED", False), ("/a PWNED", False),
     ("/a#PWNED", False), ("/$PWNED", False), ("/a\\PWNED", False), ("/a%0aPWNED", False), ("/a%3BPWNED", False),
     ("/a%22PWNED", False), ("/../PWNED", False), ("/a%2fPWNED", False),
-    ("/a{1}PWNED", True), ('/a"PWNED', True), ("/a\\dPWNED", True), ("/(?{PWNED})", True), ("/a$PWNED", True),
-    ("/a;PWNED", True), ("/a PWNED", True), ("/a(PWNED", True),
+    ('/a{1}"}PWNED{', True), ('/a"PWNED', True), ("/a\\dPWNED", True), ("/(?{PWNED})", True), ("/a$PWNED", True),
+    ("/a;PWNED", True), ("/a PWNED", True), ("/a(PWNED", True), ("/a${PWNED}", True), ("/a{1};}PWNED{", True),
+    ('/a{1}";}location/{return 200 PWNED;}#', True), ("/a{1}\n}PWNED{", True), ("/a{1}\\}PWNED", True),
+    ("/a{1}#}PWNED", True), ("/a{99999}PWNED", True), ("/(?<portolan_vhost>PWNED)", True),
 ]  # fmt: skip
 
 

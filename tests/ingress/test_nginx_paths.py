@@ -1,0 +1,53 @@
+"""Path matching corner cases through real nginx: regexes with {n} quantifiers (paths and
+canary header patterns), the order of regex locations across the Ingresses of a host, and paths
+nginx would otherwise answer with its own automatic redirect."""
+
+from __future__ import annotations
+
+from kubewatch import Store
+from tests.ingress import objects as o
+from tests.ingress.conftest import Client, services
+from tests.ingress.objects import A
+
+REGEX = {A + "use-regex": "true"}
+
+
+def regex_path(path: str, service: str) -> o.Obj:
+    return o.path(path, service, path_type="ImplementationSpecific")
+
+
+async def outcomes(client: Client, host: str, paths: list[str]) -> list[tuple[str, str | int]]:
+    """(path, the backend that answered, else the status) for each request."""
+    got: list[tuple[str, str | int]] = []
+    for path in paths:
+        reply = await client.request(host, path)
+        got.append((path, reply.backend or reply.status))
+    return got
+
+
+async def test_regex_path_with_a_quantifier(start_controller, backends, client_for) -> None:
+    store = Store()
+    await services(backends, store, a=("a1",))
+    o.put(store, o.ingress("rx", o.rule("foo.com", regex_path("/foo/bar/[a-z]{3}", "a")), annotations=REGEX))
+    controller = await start_controller(store)
+    assert controller.model is not None and controller.model.rejected == ()
+    # Quoted, the braces are the regex's own: nginx reads no block from them.
+    assert 'location ~* "^/foo/bar/[a-z]{3}" {' in controller.layout.conf.read_text()
+    expected = [("/foo/bar/abc", "a1"), ("/foo/bar/ABC", "a1"), ("/foo/bar/abcd", "a1"),  # a prefix regex
+                ("/foo/bar/ab", 404), ("/foo/bar/a1c", 404)]  # fmt: skip
+    got = await outcomes(client_for(controller), "foo.com", [path for path, _ in expected])
+    assert got == expected
+
+
+async def test_canary_header_pattern_with_a_quantifier(start_controller, backends, client_for) -> None:
+    store = Store()
+    await services(backends, store, main=("main1",), new=("new1",))
+    canary = {A + "canary": "true", A + "canary-by-header": "X-Version", A + "canary-by-header-pattern": "^v[0-9]{2}$"}
+    o.put(store, o.ingress("main", o.rule("foo.com", o.path("/", "main")), created="2024-01-01T00:00:00Z"),
+          o.ingress("canary", o.rule("foo.com", o.path("/", "new")), created="2024-01-02T00:00:00Z",
+                    annotations=canary))  # fmt: skip
+    controller = await start_controller(store)
+    client = client_for(controller)
+    for version, want in [("v12", "new1"), ("v1", "main1"), ("v123", "main1"), ("x12", "main1")]:
+        reply = await client.request("foo.com", "/", headers={"X-Version": version})
+        assert reply.backend == want, version
