@@ -1,4 +1,4 @@
-"""Snapshot -> model: a pure, deterministic function from our Ingresses (and the Services,
+r"""Snapshot -> model: a pure, deterministic function from our Ingresses (and the Services,
 EndpointSlices and Secrets they name) to servers, locations and upstreams.
 
 Same input, same output, byte for byte once rendered: every collection is sorted, nothing
@@ -13,21 +13,34 @@ none):
 * Exact ``/p``  -> ``location = /p``.
 * Prefix ``/p`` -> ``location = /p`` + ``location ^~ /p/``. nginx prefixes are
   character-wise (``/p`` would match ``/pq``); the pair is element-wise. A trailing slash in
-  the rule is dropped first (``/p/`` matches ``/p`` too), and having ``= /p`` also avoids
-  nginx's automatic 301 from ``/p`` to ``/p/``. If an Exact ``/p`` exists it keeps ``= /p``.
+  the rule is dropped first (``/p/`` matches ``/p`` too). If an Exact ``/p`` exists it keeps
+  ``= /p``.
 * Prefix ``/`` -> ``location /``.
 * ImplementationSpecific is Prefix (ingress-nginx without use-regex).
 
 Longest path first and Exact before Prefix then hold across every Ingress of a host.
+
+nginx's automatic redirect: when a location whose name ends in "/" proxies, nginx answers a
+request for the name without that "/" itself, with a 301 to it, and before any regex location
+is tried; ``location = /p/`` included. So no name ending in "/" (but "/") goes without an exact
+location for the name without it. A Prefix pair has its ``= /p``. An Exact ``/p/`` gets a
+``location = /p`` that serves what ``/p`` reaches anyway (the longest prefix location matching
+it, at worst ``/``): the spec says ``/p`` does not match ``Exact /p/``, so the redirect must not
+answer. (Regex mode, below, has no such name.)
 
 Annotations (ingress/annotations.py) are parsed per Ingress before anything else; a bad one
 rejects the whole Ingress. They mostly shape that Ingress's own locations, with these
 host-wide effects, as in ingress-nginx:
 
 * Regex mode: once any Ingress of a host has use-regex or rewrite-target, every non-Exact
-  path of that host becomes a case-insensitive regex location (``~* "^path"``), tried
-  longest first; paths of the other Ingresses are escaped and stay element-wise
-  (``^/foo(/|$)``). Exact paths keep ``location =``.
+  path of that host becomes a case-insensitive regex location (``~* "^path"``); paths of the
+  other Ingresses are escaped and stay element-wise (``^/foo(/|$)``), tried longest first.
+  Exact paths keep ``location =`` (ingress-nginx makes them ``~*`` prefixes; the spec says
+  exact), except one ending in "/": that becomes the case-sensitive anchored regex
+  ``~ "^/p/\z"``, written before every other regex so that it still beats them all, as ``=``
+  would. A ``= /p`` guard cannot work here: what ``/p`` reaches is the first regex to match
+  it, which only nginx's PCRE can tell. ``\z``, not ``$``, which also matches before a final
+  newline (``/p/%0A``).
 * Server-level values (app-root, server-snippet) come from the oldest Ingress setting them.
 * A canary Ingress claims no path: it adds an alternative backend (by header, then cookie,
   then canary-weight out of canary-weight-total) to the location another Ingress serves on
@@ -70,7 +83,8 @@ TLS_SECRET_TYPE = "kubernetes.io/tls"
 
 # nginx location modifiers, in the order the template lists them for one path.
 LOC_EXACT, LOC_PREFIX, LOC_ROOT, LOC_REGEX = "=", "^~", "/", "~*"
-_LOC_ORDER = {LOC_EXACT: 0, LOC_PREFIX: 1, LOC_REGEX: 2, LOC_ROOT: 3}
+LOC_EXACT_REGEX = "~"  # an Exact path ending in "/" on a regex-mode host (see above)
+_LOC_ORDER = {LOC_EXACT_REGEX: 0, LOC_EXACT: 0, LOC_PREFIX: 1, LOC_REGEX: 2, LOC_ROOT: 3}
 
 
 class Lookup(ServiceLookup, Protocol):
@@ -170,7 +184,7 @@ class SessionCookie:
 
 @dataclass(frozen=True, slots=True)
 class Location:
-    match: str  # LOC_EXACT | LOC_PREFIX | LOC_ROOT | LOC_REGEX
+    match: str  # LOC_EXACT | LOC_PREFIX | LOC_ROOT | LOC_REGEX | LOC_EXACT_REGEX
     path: str  # the nginx location argument
     rule: str  # "Prefix /foo" as the Ingress wrote it ("" for the default location)
     ingress: str  # "ns/name" ("" for the default backend)
@@ -416,6 +430,7 @@ def build(snapshot: Snapshot, exclude: Iterable[str] = ()) -> Model:
                                           redirect_https=redirect))  # fmt: skip
             else:
                 locations.append(Location(LOC_ROOT, "/", "", "", DEFAULT_BACKEND, redirect_https=redirect))
+        locations += _redirect_guards(locations)
         locations.sort(key=_location_order)
         servers.append(
             Server(
@@ -485,15 +500,39 @@ def _zone(ingress: str) -> str:
     return digest("z", ingress)
 
 
-def _location_order(loc: Location) -> tuple[int, int, str]:
-    # Regex locations are tried in order of appearance: longest path first, as ingress-nginx does.
-    return (-len(loc.path), _LOC_ORDER[loc.match], loc.path)
+def _location_order(loc: Location) -> tuple[int, int, int, str]:
+    # Regex locations are tried in order of appearance: exact regexes first (they stand for
+    # "="), then the longest path first, as ingress-nginx does.
+    return (0 if loc.match == LOC_EXACT_REGEX else 1, -len(loc.path), _LOC_ORDER[loc.match], loc.path)
+
+
+def _redirect_guards(locations: list[Location]) -> list[Location]:
+    """``= /p`` for every name ``/p/`` nginx looks up as a prefix or exact location without
+    one, serving what ``/p`` reaches anyway: the longest prefix location that matches it (the
+    root at worst). Else nginx's automatic redirect answers ``/p`` with a 301 to ``/p/``.
+    Only for hosts without regex locations, which could match ``/p`` first: regex mode has no
+    such names (see _locations)."""
+    named = {loc.path for loc in locations if loc.match == LOC_EXACT}
+    guards: list[Location] = []
+    for loc in locations:
+        bare = loc.path[:-1]
+        if loc.match not in (LOC_EXACT, LOC_PREFIX) or not loc.path.endswith("/") or not bare or bare in named:
+            continue
+        prefixes = [p for p in locations if p.match in (LOC_PREFIX, LOC_ROOT) and bare.startswith(p.path)]
+        guards.append(replace(max(prefixes, key=lambda p: len(p.path)), match=LOC_EXACT, path=bare))
+        named.add(bare)
+    return guards
+
+
+def _escaped(path: str) -> str:
+    """A plain path as regex text. Paths hold only [A-Za-z0-9._~-/]; "." is the one regex
+    metacharacter among them."""
+    return path.replace(".", "[.]")
 
 
 def _prefix_regex(path: str) -> str:
-    """A plain Prefix path as a case-insensitive regex that still matches element-wise.
-    Paths hold only [A-Za-z0-9._~-/]; "." is the one regex metacharacter among them."""
-    return "^" + path.replace(".", "[.]") + ("" if path == "/" else "(/|$)")
+    """A plain Prefix path as a case-insensitive regex that still matches element-wise."""
+    return "^" + _escaped(path) + ("" if path == "/" else "(/|$)")
 
 
 def _locations(
@@ -513,7 +552,10 @@ def _locations(
         base = Location(LOC_ROOT, "/", f"{rule.path_type} {rule.path}", owner, tgt, ann, redirect, "",
                         _canary(acc, slot, claim, tgt, resolve, notes), _zone(owner),
                         _session_cookie(claim, notes))  # fmt: skip
-        if mtype == EXACT:
+        if mtype == EXACT and acc.regex and norm != "/" and norm.endswith("/"):
+            # Not "= /p/": nginx's automatic redirect would answer /p before any regex is tried.
+            out.append(replace(base, match=LOC_EXACT_REGEX, path="^" + _escaped(norm) + "\\z"))
+        elif mtype == EXACT:
             out.append(replace(base, match=LOC_EXACT, path=norm))
         elif acc.regex:
             # Regex mode for the whole host: ingress-nginx makes every path of the host a

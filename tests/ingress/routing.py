@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ingress.model import CATCH_ALL, LOC_EXACT, Model, Server
+from ingress.model import CATCH_ALL, LOC_EXACT, LOC_PREFIX, Location, Model, Server
 from tests.ingress import objects as o
 
 # Services every case has: a..d with one ready endpoint each; "empty" has none ready;
@@ -59,6 +59,16 @@ CASES = [
     Case("exact slash-ended path beats a shorter prefix",
          [I("i", R("foo.com", P("/foo", "b"), P("/foo/", "a", path_type="Exact")))],
          [("foo.com", "/foo/", "a"), ("foo.com", "/foo", "b"), ("foo.com", "/foo/x", "b")]),
+    # The spec: /foo does not match Exact /foo/. nginx's automatic 301 to /foo/ must not answer it.
+    Case("an exact path ending in a slash does not match without it",
+         [I("i", R("foo.com", P("/foo/", "a", path_type="Exact")))],
+         [("foo.com", "/foo/", "a"), ("foo.com", "/foo", "404"), ("foo.com", "/foo/x", "404")]),
+    Case("without its slash, an exact path's request goes where the host's other rules send it",
+         [I("i", R("foo.com", P("/", "b"), P("/foo/", "a", path_type="Exact"), P("/x", "c"),
+                   P("/x/y/", "d", path_type="Exact"))),
+          I("j", R("foo.com", P("/app/v1/", "d", path_type="Exact"))), I("k", R("foo.com", P("/app", "a")))],
+         [("foo.com", "/foo", "b"), ("foo.com", "/foo/", "a"), ("foo.com", "/x/y", "c"), ("foo.com", "/x/y/", "d"),
+          ("foo.com", "/x/y/z", "c"), ("foo.com", "/app/v1", "a"), ("foo.com", "/app/v1/", "d")]),
     Case("longest path wins",
          [I("i", R("foo.com", P("/", "a"), P("/foo", "b"), P("/foo/bar", "c")))],
          [("foo.com", "/", "a"), ("foo.com", "/x", "a"), ("foo.com", "/foo", "b"), ("foo.com", "/foo/baz", "b"),
@@ -138,14 +148,23 @@ def pick_server(model: Model, host: str | None) -> Server:
 
 
 def route(model: Model, host: str | None, path: str) -> str:
-    """What nginx would do with the request: a Service name, "404" or "503"."""
+    """What nginx would do with the request: a Service name, "404", "503" or "301" (nginx's
+    automatic redirect)."""
     server = pick_server(model, host)
     exact = [loc for loc in server.locations if loc.match == LOC_EXACT and loc.path == path]
     if exact:
-        loc = exact[0]
-    else:
-        prefixes = [loc for loc in server.locations if loc.match != LOC_EXACT and path.startswith(loc.path)]
-        loc = max(prefixes, key=lambda loc: len(loc.path))
+        return outcome(model, exact[0])
+    # A location that proxies and is named path + "/" (exact or prefix): nginx answers with a
+    # 301 to that name, before it picks a prefix.
+    slashed = [loc for loc in server.locations if loc.match in (LOC_EXACT, LOC_PREFIX) and loc.path == path + "/"]
+    if any(outcome(model, loc) not in ("404", "503") for loc in slashed):
+        return "301"
+    prefixes = [loc for loc in server.locations if loc.match != LOC_EXACT and path.startswith(loc.path)]
+    return outcome(model, max(prefixes, key=lambda loc: len(loc.path)))
+
+
+def outcome(model: Model, loc: Location) -> str:
+    """What a location answers: its Service's name when it proxies, else its status."""
     target = loc.target
     if target.status:
         return str(target.status)

@@ -40,6 +40,17 @@ def test_prefix_locations_are_element_wise_pairs() -> None:
     ]
 
 
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_no_location_name_invites_nginx_s_automatic_redirect(case: Case) -> None:
+    # nginx answers /p itself, with a 301 to /p/, when a location named /p/ proxies and "= /p" is missing.
+    policy = ClassPolicy(watch_without_class=bool(case.options.get("watch_without_class")))
+    for server in model_of(*case.ingresses, policy=policy).servers:
+        exact = {loc.path for loc in server.locations if loc.match == LOC_EXACT}
+        for loc in server.locations:
+            if loc.match in (LOC_EXACT, LOC_PREFIX) and loc.path != "/" and loc.path.endswith("/"):
+                assert loc.path[:-1] in exact, (server.host, loc.path)
+
+
 def test_exact_keeps_its_location_next_to_a_prefix() -> None:
     model = model_of(o.ingress("i", o.rule("foo.com", o.path("/foo", "a", path_type="Exact"), o.path("/foo", "b"))))
     server = model.server("foo.com")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingress.model import LOC_EXACT, LOC_REGEX, LOC_ROOT, SessionCookie
+from ingress.model import LOC_EXACT, LOC_EXACT_REGEX, LOC_REGEX, LOC_ROOT, SessionCookie
 from tests.ingress import objects as o
 from tests.ingress.modelkit import canary_model, model_of
 from tests.ingress.objects import A
@@ -35,6 +35,17 @@ CASES = [
      [o.ingress("i", o.rule("foo.com", o.path("/", "a"), o.path("/long/er", "b", path_type="ImplementationSpecific")),
                 annotations=REGEX)],
      [(LOC_REGEX, "^/long/er", "default/b:80"), (LOC_REGEX, "^/", "default/a:80"), (LOC_ROOT, "/", "")]),
+    # nginx's automatic 301 from /p to a proxying location named /p/ must never answer (model.py).
+    ("an exact path ending in / gets = for the path without it, serving what that reaches",
+     [o.ingress("i", o.rule("foo.com", o.path("/a", "b"), o.path("/a/b/", "a", path_type="Exact")))],
+     [(LOC_EXACT, "/a/b/", "default/a:80"), (LOC_EXACT, "/a/b", "default/b:80"), ("^~", "/a/", "default/b:80"),
+      (LOC_EXACT, "/a", "default/b:80"), (LOC_ROOT, "/", "")]),
+    ("in regex mode an exact path ending in / is an anchored case-sensitive regex, before the others",
+     [o.ingress("i", o.rule("foo.com", o.path("/foo.d/", "a", path_type="Exact"),
+                            o.path("/x", "c", path_type="Exact"))),
+      o.ingress("j", o.rule("foo.com", o.path("/fo+", "b", path_type="ImplementationSpecific")), annotations=REGEX)],
+     [(LOC_EXACT_REGEX, "^/foo[.]d/\\z", "default/a:80"), (LOC_REGEX, "^/fo+", "default/b:80"),
+      (LOC_EXACT, "/x", "default/c:80"), (LOC_ROOT, "/", "")]),
 ]  # fmt: skip
 
 

@@ -51,3 +51,25 @@ async def test_canary_header_pattern_with_a_quantifier(start_controller, backend
     for version, want in [("v12", "new1"), ("v1", "main1"), ("v123", "main1"), ("x12", "main1")]:
         reply = await client.request("foo.com", "/", headers={"X-Version": version})
         assert reply.backend == want, version
+
+
+async def test_exact_path_with_a_slash_on_a_regex_host(start_controller, backends, client_for) -> None:
+    # A "location = /foo/" would make nginx answer /foo with a 301 to /foo/ before it tried a
+    # single regex; the spec says /foo does not match Exact /foo/: the regex /fo+ must get it.
+    store = Store()
+    await services(backends, store, a=("a1",), b=("b1",))
+    # (No Service "gone": its path answers 503, told apart from the default backend's 404 even
+    # for a path no backend here would take, such as one ending in a newline.)
+    exact = o.ingress("exact", o.rule("foo.com", o.path("/foo/", "a", path_type="Exact"),
+                                      o.path("/bar/", "a", path_type="Exact"),
+                                      o.path("/gone/", "gone", path_type="Exact")))  # fmt: skip
+    o.put(store, exact, o.ingress("rx", o.rule("foo.com", regex_path("/fo+", "b")), annotations=REGEX))
+    controller = await start_controller(store)
+    expected = [
+        ("/foo/", "a1"), ("/foo", "b1"), ("/foo/x", "b1"),  # exact beats every regex, and only it
+        ("/FOO/", "b1"),  # exact is case-sensitive (the regexes of the host are not)
+        ("/bar", 404), ("/bar/", "a1"), ("/bar/x", 404),
+        ("/gone/", 503), ("/gone/%0A", 404),  # anchored at the very end: "$" would match before a final newline
+    ]  # fmt: skip
+    got = await outcomes(client_for(controller), "foo.com", [path for path, _ in expected])
+    assert got == expected
