@@ -34,7 +34,10 @@ host-wide effects, as in ingress-nginx:
 
 * Regex mode: once any Ingress of a host has use-regex or rewrite-target, every non-Exact
   path of that host becomes a case-insensitive regex location (``~* "^path"``); paths of the
-  other Ingresses are escaped and stay element-wise (``^/foo(/|$)``), tried longest first.
+  other Ingresses are escaped and stay element-wise (``^/foo(/|$)``). nginx tries regex
+  locations in order, so they are written as ingress-nginx's "Path Priority" says: by
+  descending length of the path as the Ingress wrote it (then the greater path first), not of
+  the regex rendered, whose ``(/|$)`` and ``[.]`` would let a shorter path go first.
   Exact paths keep ``location =`` (ingress-nginx makes them ``~*`` prefixes; the spec says
   exact), except one ending in "/": that becomes the case-sensitive anchored regex
   ``~ "^/p/\z"``, written before every other regex so that it still beats them all, as ``=``
@@ -195,6 +198,7 @@ class Location:
     canary: Canary | None = None
     zone: str = ""  # limit_req / limit_conn zone name (per Ingress)
     cookie: SessionCookie | None = None  # with affinity: cookie
+    written: str = ""  # LOC_REGEX: the path as the Ingress wrote it, which orders regex locations
 
     @property
     def affinity_upstream(self) -> str:
@@ -500,10 +504,14 @@ def _zone(ingress: str) -> str:
     return digest("z", ingress)
 
 
-def _location_order(loc: Location) -> tuple[int, int, int, str]:
-    # Regex locations are tried in order of appearance: exact regexes first (they stand for
-    # "="), then the longest path first, as ingress-nginx does.
-    return (0 if loc.match == LOC_EXACT_REGEX else 1, -len(loc.path), _LOC_ORDER[loc.match], loc.path)
+def _location_order(loc: Location) -> tuple[int, int, int, tuple[int, ...], str]:
+    """nginx tries regex locations in the order they appear and looks the others up by name
+    (their place only keeps the file stable). Exact regexes first: they stand for "=". Then
+    longest first; for a regex, the path as written, a tie going to the greater path (what
+    ingress-nginx's two stable sorts give; hence the negated code points), then the regex."""
+    if loc.match == LOC_REGEX:
+        return (1, -len(loc.written), _LOC_ORDER[loc.match], tuple(-ord(c) for c in loc.written), loc.path)
+    return (0 if loc.match == LOC_EXACT_REGEX else 1, -len(loc.path), _LOC_ORDER[loc.match], (), loc.path)
 
 
 def _redirect_guards(locations: list[Location]) -> list[Location]:
@@ -561,7 +569,7 @@ def _locations(
             # Regex mode for the whole host: ingress-nginx makes every path of the host a
             # case-insensitive regex once one Ingress of it asks for use-regex or rewrite-target.
             regex = "^" + norm if ann.regex else _prefix_regex(norm.rstrip("/") or "/")
-            out.append(replace(base, match=LOC_REGEX, path=regex,
+            out.append(replace(base, match=LOC_REGEX, path=regex, written=rule.path,
                                rewrite=regex if ann.rewrite_target is not None else ""))  # fmt: skip
         elif norm == "/":
             out.append(base)

@@ -46,6 +46,24 @@ CASES = [
       o.ingress("j", o.rule("foo.com", o.path("/fo+", "b", path_type="ImplementationSpecific")), annotations=REGEX)],
      [(LOC_EXACT_REGEX, "^/foo[.]d/\\z", "default/a:80"), (LOC_REGEX, "^/fo+", "default/b:80"),
       (LOC_EXACT, "/x", "default/c:80"), (LOC_ROOT, "/", "")]),
+    # Regex locations: longest path as written first (ingress-nginx's Path Priority), not longest regex.
+    ("regex order: the path as written, not the rendered regex with its (/|$)",  # ingress-nginx's docs
+     [o.ingress("one", o.rule("foo.com", o.path("/foo/bar", "a"))),
+      o.ingress("two", o.rule("foo.com", o.path("/foo/bar/(.+)", "b", path_type="ImplementationSpecific")),
+                annotations={A + "rewrite-target": "/$1"})],
+     [(LOC_REGEX, "^/foo/bar/(.+)", "default/b:80"), (LOC_REGEX, "^/foo/bar(/|$)", "default/a:80"),
+      (LOC_ROOT, "/", "")]),
+    ("regex order: the path as written, not the rendered regex with its [.]",
+     [o.ingress("one", o.rule("foo.com", o.path("/a.b.c", "a"))),
+      o.ingress("two", o.rule("foo.com", o.path("/a[a-z.]+", "b", path_type="ImplementationSpecific")),
+                annotations=REGEX)],
+     [(LOC_REGEX, "^/a[a-z.]+", "default/b:80"), (LOC_REGEX, "^/a[.]b[.]c(/|$)", "default/a:80"),
+      (LOC_ROOT, "/", "")]),
+    ("regex order: of two paths as long, the greater first (ingress-nginx's sort)",
+     [o.ingress("i", o.rule("foo.com", o.path("/x/.b", "a"), o.path("/x/a.", "b"), o.path("/x/ab", "c")),
+                annotations=REGEX)],
+     [(LOC_REGEX, "^/x/ab", "default/c:80"), (LOC_REGEX, "^/x/a.", "default/b:80"),
+      (LOC_REGEX, "^/x/.b", "default/a:80"), (LOC_ROOT, "/", "")]),
 ]  # fmt: skip
 
 

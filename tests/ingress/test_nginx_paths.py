@@ -73,3 +73,31 @@ async def test_exact_path_with_a_slash_on_a_regex_host(start_controller, backend
     ]  # fmt: skip
     got = await outcomes(client_for(controller), "foo.com", [path for path, _ in expected])
     assert got == expected
+
+
+async def test_regex_order_follows_ingress_nginx_s_documented_example(start_controller, backends, client_for) -> None:
+    # "Ingress Path Matching", its warning: paths are ordered by descending length as written,
+    # so /foo/bar/[A-Z0-9]{3} comes first and takes /foo/bar/bar too (case-insensitively).
+    store = Store()
+    await services(backends, store, a=("a1",), b=("b1",))
+    o.put(store, o.ingress("test-ingress-3", o.rule("test.com", o.path("/foo/bar/bar", "a"),
+                                                    regex_path("/foo/bar/[A-Z0-9]{3}", "b")), annotations=REGEX))
+    controller = await start_controller(store)
+    expected = [("/foo/bar/bar", "b1"), ("/foo/bar/BAR", "b1"), ("/foo/bar/x1z/q", "b1"), ("/foo/bar/ba", 404)]
+    assert await outcomes(client_for(controller), "test.com", [path for path, _ in expected]) == expected
+
+
+async def test_regex_order_across_the_ingresses_of_a_host(start_controller, backends, client_for) -> None:
+    # The same page's example of two Ingresses: /foo/bar/(.+) (13 characters) comes before
+    # /foo/bar (8), although the regex of the latter, ^/foo/bar(/|$), is as long as ^/foo/bar/(.+).
+    store = Store()
+    await services(backends, store, service1=("s1",), service3=("s3",))
+    o.put(store,
+          o.ingress("test-ingress-1", o.rule("test.com", o.path("/foo/bar", "service1"))),
+          o.ingress("test-ingress-2", o.rule("test.com", regex_path("/foo/bar/(.+)", "service3")),
+                    annotations={A + "rewrite-target": "/$1"}))  # fmt: skip
+    controller = await start_controller(store)
+    client = client_for(controller)
+    expected = [("/foo/bar/1", "s3"), ("/foo/bar", "s1"), ("/foo/bar/", "s1"), ("/foo/barx", 404)]
+    assert await outcomes(client, "test.com", [path for path, _ in expected]) == expected
+    assert (await client.request("test.com", "/foo/bar/1")).data["path"] == "/1"  # rewritten by its own location
