@@ -75,6 +75,31 @@ def _int_range(lo: int, hi: int) -> Callable[[str], int]:
     return parse
 
 
+# An nginx time in whole seconds, as ingress-nginx passes worker-shutdown-timeout through
+# ("240s", its default): numbers with a unit, the units in decreasing order, each once; a last
+# number without one is seconds ("1m30" is 90, as nginx reads it). ms, w, M and y are left out.
+_TIME_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_TIME_RE = re.compile(r"(?:[0-9]{1,9}[dhms])*[0-9]{0,9}")
+_TIME_PART_RE = re.compile(r"([0-9]+)([dhms]?)")
+
+
+def _seconds(lo: int, hi: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = text.strip()
+        if not value or not _TIME_RE.fullmatch(value):
+            raise ValueError("not a time like 240s, 5m or 1m30s")
+        parts = [(int(n), unit or "s") for n, unit in _TIME_PART_RE.findall(value)]
+        factors = [_TIME_UNITS[unit] for _, unit in parts]
+        if factors != sorted(set(factors), reverse=True):
+            raise ValueError("not a time with its units in decreasing order, each once")
+        seconds = sum(n * _TIME_UNITS[unit] for n, unit in parts)
+        if not lo <= seconds <= hi:
+            raise ValueError(f"not in {lo}..{hi} seconds")
+        return seconds
+
+    return parse
+
+
 def _choice(*allowed: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         value = int(text.strip())
@@ -129,7 +154,7 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "keep-alive": ("keep_alive", _int_range(0, 86400)),
     "worker-processes": ("worker_processes", _workers),
     "max-worker-connections": ("worker_connections", _int_range(64, 1048576)),
-    "worker-shutdown-timeout": ("worker_shutdown_timeout", _int_range(0, 86400)),
+    "worker-shutdown-timeout": ("worker_shutdown_timeout", _seconds(0, 86400)),
     "keep-alive-requests": ("keep_alive_requests", _int_range(1, 10_000_000)),
     "log-format-upstream": ("log_format_upstream", _log_format),
     "ssl-protocols": ("ssl_protocols", _ssl_protocols),

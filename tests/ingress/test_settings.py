@@ -34,6 +34,21 @@ from ingress.settings import DEFAULT_LOG_FORMAT, NginxSettings, parse_settings
         ({"ssl-protocols": "TLSv1.2  TLSv1.3 TLSv1.2"}, "ssl_protocols", ("TLSv1.2", "TLSv1.3"), 0),
         ({"ssl-protocols": "SSLv3"}, "ssl_protocols", ("TLSv1.2", "TLSv1.3"), 1),
         ({"ssl-protocols": "TLSv1.3; ssl_engine x"}, "ssl_protocols", ("TLSv1.2", "TLSv1.3"), 1),
+        # worker-shutdown-timeout: an nginx time, as ingress-nginx passes it through (default "240s")
+        ({}, "worker_shutdown_timeout", 240, 0),
+        ({"worker-shutdown-timeout": "240s"}, "worker_shutdown_timeout", 240, 0),
+        ({"worker-shutdown-timeout": "10"}, "worker_shutdown_timeout", 10, 0),
+        ({"worker-shutdown-timeout": "5m"}, "worker_shutdown_timeout", 300, 0),
+        ({"worker-shutdown-timeout": "1m30s"}, "worker_shutdown_timeout", 90, 0),
+        ({"worker-shutdown-timeout": "1m30"}, "worker_shutdown_timeout", 90, 0),  # nginx: a last bare number is seconds
+        ({"worker-shutdown-timeout": "0s"}, "worker_shutdown_timeout", 0, 0),
+        ({"worker-shutdown-timeout": "30s1m"}, "worker_shutdown_timeout", 240, 1),  # nginx refuses it too
+        ({"worker-shutdown-timeout": "1m1m"}, "worker_shutdown_timeout", 240, 1),
+        ({"worker-shutdown-timeout": "500ms"}, "worker_shutdown_timeout", 240, 1),  # whole seconds only
+        ({"worker-shutdown-timeout": "2d"}, "worker_shutdown_timeout", 240, 1),
+        ({"worker-shutdown-timeout": "10 s"}, "worker_shutdown_timeout", 240, 1),
+        ({"worker-shutdown-timeout": "\u0661\u0660s"}, "worker_shutdown_timeout", 240, 1),
+        ({"worker-shutdown-timeout": "s"}, "worker_shutdown_timeout", 240, 1),
         ({"hsts": "false"}, "hsts", False, 0),
         ({"hsts-max-age": "600"}, "hsts_max_age", 600, 0),
         ({"hsts-max-age": "600\n"}, "hsts_max_age", 600, 0),  # surrounding whitespace is trimmed
