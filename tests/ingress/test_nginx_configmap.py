@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
+from dataclasses import dataclass
 
 import aiohttp
 
+from ingress.controller import Controller
 from kubewatch import Store
 from tests.ingress import objects as o
-from tests.ingress.conftest import services, until
+from tests.ingress.conftest import nginx_workers, services, until
+from tests.ingress.procs import children
 from tests.ingress.tlsutil import Authority
 
 
@@ -110,3 +114,65 @@ async def test_configmap_keys(start_controller, backends, client_for, authority)
         return "custom foo.com [200] GET /logged" in controller.layout.access_log.read_text()
 
     await until(logged)
+
+
+SHORT = 2  # seconds: worker-shutdown-timeout of the controller whose old workers must go
+
+
+@dataclass
+class _Held:
+    """A controller with a WebSocket held open through its nginx."""
+
+    store: Store
+    controller: Controller
+    ws: aiohttp.ClientWebSocketResponse
+    old: set[int]  # nginx's workers before the reload
+    reloaded: float = 0.0  # when the new configuration first answered
+
+    def old_left(self) -> set[int]:
+        """The old workers still running (asked of the master: a PID may be reused)."""
+        assert self.controller.nginx.pid is not None
+        return self.old & children(self.controller.nginx.pid)
+
+
+async def test_worker_shutdown_timeout_bounds_old_workers(start_controller, backends, client_for) -> None:
+    # An old worker stays after a reload for as long as a connection it serves is open, up to
+    # worker_shutdown_timeout; then it closes the connection and exits. Two controllers, 2s and
+    # 60s, each with a WebSocket open across a reload.
+    async with aiohttp.ClientSession() as session:
+        short = await _hold(start_controller, backends, session, f"{SHORT}s")
+        long = await _hold(start_controller, backends, session, "60s")
+        for held in (short, long):  # a new Ingress: a reload
+            o.put(held.store, o.ingress("new", o.rule("new.com", o.path("/", "web"))))
+        for held in (short, long):
+            client = client_for(held.controller)
+            await until(lambda c=client: c.answers("new.com", "/"))
+            held.reloaded = time.monotonic()
+            await _echoes(held.ws, "after the reload")  # still served, by an old worker
+            assert held.old_left()
+        await until(lambda: not short.old_left(), timeout=SHORT + 5)
+        assert time.monotonic() - short.reloaded < SHORT + 3
+        closed = await asyncio.wait_for(short.ws.receive(), 5)
+        assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
+        # With 60s, at that moment the old worker is there still, and serving.
+        assert long.old_left()
+        await _echoes(long.ws, "still")
+
+
+async def _hold(start_controller, backends, session: aiohttp.ClientSession, timeout: str) -> _Held:
+    store = Store()
+    await services(backends, store, web=(f"w{timeout}",))
+    o.put(store, o.ingress("chat", o.rule("chat.com", o.path("/", "web"))),
+          o.config_map("cfg", {"worker-shutdown-timeout": timeout}))  # fmt: skip
+    controller = await start_controller(store, configmap=("default", "cfg"))
+    assert f"worker_shutdown_timeout {timeout};" in controller.layout.conf.read_text()
+    url = f"http://127.0.0.1:{controller.options.http_port}/chat"
+    ws = await session.ws_connect(url, headers={"Host": "chat.com"})
+    await _echoes(ws, "before")
+    return _Held(store, controller, ws, nginx_workers(controller))
+
+
+async def _echoes(ws: aiohttp.ClientWebSocketResponse, text: str) -> None:
+    await ws.send_str(text)
+    msg = await asyncio.wait_for(ws.receive(), 5)
+    assert msg.type == aiohttp.WSMsgType.TEXT and msg.data.endswith(f":{text}"), msg
