@@ -1,6 +1,7 @@
 # Two images from one file:
 #   docker build -t portolan .                           portolan dns (the default, last stage)
-#   docker build --target ingress -t portolan-ingress .  portolan ingress, with Debian's nginx
+#   docker build --target ingress -t portolan-ingress .  portolan ingress, with Debian's nginx and
+#                                                        its Lua module (the live data plane)
 # Both run as non-root users that may still bind ports below 1024.
 
 FROM python:3.11-slim-bookworm AS build
@@ -18,6 +19,7 @@ RUN python -m venv /opt/portolan && /opt/portolan/bin/pip install --no-cache-dir
 FROM python:3.11-slim-bookworm AS ingress
 RUN apt-get update \
     && apt-get install -y --no-install-recommends nginx-light libnginx-mod-stream libcap2-bin \
+       libnginx-mod-http-lua lua-resty-core lua-resty-lrucache \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/portolan /opt/portolan
 ENV PATH=/opt/portolan/bin:$PATH

@@ -44,9 +44,10 @@ _HEADER_VALUE_RE = re.compile(r"^[A-Za-z0-9._~:/-]{1,256}$")
 # session-cookie-path: an absolute URL path; no ";" (it would end the cookie attribute).
 _COOKIE_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/%=&+-]{0,1023}$")
 SNIPPET_MAX = 16384
-# nginx's split_clients takes percentages with two decimals: a canary's share is counted in
-# ten-thousandths of the requests.
-SHARE_UNITS = 10000
+# upstream-hash-by: an nginx value made of variables ($name or ${name}) and plain characters,
+# evaluated per request inside a quoted "set": nothing that ends or opens a token.
+_HASH_BY_RE = re.compile(r"^(?:\$[A-Za-z_][A-Za-z0-9_]*|\$\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z0-9._~:/=&,+-])+$")
+LOAD_BALANCERS = ("round_robin", "ewma")
 
 
 def _bool(text: str) -> bool:
@@ -212,16 +213,10 @@ def _cookie_domain(text: str) -> str:
         raise ValueError("not a DNS domain (labels of letters, digits and -, maybe a leading dot; no IP)") from None
 
 
-def canary_share(weight: int, total: int) -> int:
-    """canary-weight out of canary-weight-total in SHARE_UNITS, rounded to the nearest unit,
-    the finest split_clients can express. A weight strictly between 0 and the total keeps
-    both backends in play: rounding never turns "rarely" into "never" nor "mostly" into "always"."""
-    units = (2 * weight * SHARE_UNITS + total) // (2 * total)
-    if weight > 0:
-        units = max(units, 1)
-    if weight < total:
-        units = min(units, SHARE_UNITS - 1)
-    return units
+def _hash_by(text: str) -> str:
+    if len(text) > 256 or not _HASH_BY_RE.fullmatch(text) or "$" not in text:
+        raise ValueError("not an nginx variable expression such as $request_uri or $remote_addr$arg_id")
+    return text
 
 
 def _snippet(text: str) -> str:
@@ -289,6 +284,8 @@ class Annotations:
     canary_by_header_value: str | None = None
     canary_by_header_pattern: str | None = None
     canary_by_cookie: str | None = None
+    load_balance: str | None = None  # None: the ConfigMap's load-balance
+    upstream_hash_by: str | None = None  # an nginx variable expression: consistent hashing on its value
     configuration_snippet: str | None = None
     server_snippet: str | None = None
 
@@ -342,6 +339,8 @@ _SIMPLE: dict[str, tuple[str, Callable[[str], Any]]] = {
     "canary-by-header-value": ("canary_by_header_value", _token(_HEADER_VALUE_RE, "header value")),
     "canary-by-header-pattern": ("canary_by_header_pattern", _pattern),
     "canary-by-cookie": ("canary_by_cookie", _token(_COOKIE_RE, "cookie name")),
+    "load-balance": ("load_balance", _enum(*LOAD_BALANCERS)),
+    "upstream-hash-by": ("upstream_hash_by", _hash_by),
     "configuration-snippet": ("configuration_snippet", _snippet),
     "server-snippet": ("server_snippet", _snippet),
 }
@@ -359,16 +358,11 @@ SNIPPETS = ("configuration-snippet", "server-snippet")
 assert {f for f, _ in _SIMPLE.values()} <= {f.name for f in fields(Annotations)}
 
 
-def _check_canary_weight(weight: int, total: int) -> list[str]:
-    """InvalidValue for a weight above its total; a note when split_clients cannot express
-    the share exactly (ingress-nginx's Lua draws a random integer out of the total)."""
+def _check_canary_weight(weight: int, total: int) -> None:
+    """InvalidValue for a weight above its total. Within it the share is exact: the balancer
+    draws a whole number out of the total per request, as ingress-nginx's does."""
     if weight > total:
         raise InvalidValue(f"annotation {PREFIX}canary-weight: {weight} is more than canary-weight-total {total}")
-    units = canary_share(weight, total)
-    if units * total == weight * SHARE_UNITS:
-        return []
-    return [f"annotation {PREFIX}canary-weight: {weight} of {total} is not a multiple of 0.01% of requests "
-            f"(nginx's split_clients resolution); {units / 100:.2f}% go to the canary"]  # fmt: skip
 
 
 def parse(raw: Mapping[str, str], *, allow_snippets: bool) -> tuple[Annotations, list[str]]:
@@ -418,10 +412,8 @@ def parse(raw: Mapping[str, str], *, allow_snippets: bool) -> tuple[Annotations,
         notes.append(f"annotation {PREFIX}canary-weight-total: {total} counts as 100, as in ingress-nginx "
                      "(a total is used only above 100)")  # fmt: skip
         values["canary_weight_total"] = 100
-    rounding = _check_canary_weight(values.get("canary_weight", NONE.canary_weight),
-                                    values.get("canary_weight_total", NONE.canary_weight_total))  # fmt: skip
-    if values.get("canary"):  # a share that is never split off needs no note on its rounding
-        notes.extend(rounding)
+    _check_canary_weight(values.get("canary_weight", NONE.canary_weight),
+                         values.get("canary_weight_total", NONE.canary_weight_total))  # fmt: skip
     if values.get("affinity") == "cookie" and values.get("affinity_mode") == "persistent":
         # ingress-nginx's persistent mode writes the endpoint into the cookie, so sessions never
         # move to a new endpoint; nginx's consistent hash on the cookie is its balanced mode.

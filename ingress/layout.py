@@ -16,6 +16,8 @@ from pathlib import Path
 # sockaddr_un.sun_path is 108 bytes on Linux, the terminating NUL included.
 MAX_SOCKET_PATH = 107
 TEMP_KINDS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+STATUS_SOCKET = "nginx-status.sock"
+_RUN_DIRS: dict[Path, int] = {}  # run directory -> O_PATH descriptor (status_socket_address)
 
 
 @dataclass(frozen=True)
@@ -66,17 +68,31 @@ class Layout:
 
     @property
     def status_socket(self) -> Path:
-        """nginx's internal status server (health, running config hash): a Unix socket, so
-        it needs no port and is unreachable from the network."""
-        return self.run / "nginx-status.sock"
+        """nginx's internal status server (health, running config hash, the live data
+        channel): a Unix socket, so it needs no port and is unreachable from the network."""
+        return self.run / STATUS_SOCKET
+
+    @property
+    def status_socket_relative(self) -> str:
+        """The same socket as nginx.conf names it: relative to nginx's working directory, the
+        config dir, so that no config dir is too deep for a socket path (107 bytes)."""
+        return f"{self.run.name}/{STATUS_SOCKET}"
+
+    def status_socket_address(self) -> str:
+        """A path the controller can connect to, whatever the config dir's depth: the real one
+        when it fits sun_path, else the same file through /proc/self/fd and an O_PATH
+        descriptor of the run directory (Linux; held for the life of the process)."""
+        full = str(self.status_socket)
+        if len(os.fsencode(full)) <= MAX_SOCKET_PATH:
+            return full
+        fd = _RUN_DIRS.get(self.run)
+        if fd is None:
+            fd = _RUN_DIRS[self.run] = os.open(self.run, os.O_PATH | os.O_DIRECTORY)
+        return f"/proc/self/fd/{fd}/{STATUS_SOCKET}"
 
     def prepare(self) -> None:
-        if len(os.fsencode(self.status_socket)) > MAX_SOCKET_PATH:
-            raise ValueError(
-                f"--config-dir {self.root} is too long: {self.status_socket} exceeds the "
-                f"{MAX_SOCKET_PATH}-byte limit of a Unix socket path"
-            )
-        for directory, mode in ((self.root, 0o711), (self.logs, 0o755), (self.temp, 0o711), (self.run, 0o755)):
+        # run/ is the controller's and nginx master's only (0700): the data channel lives there.
+        for directory, mode in ((self.root, 0o711), (self.logs, 0o755), (self.temp, 0o711), (self.run, 0o700)):
             directory.mkdir(parents=True, exist_ok=True)
             os.chmod(directory, mode)
         self.certs.mkdir(exist_ok=True)

@@ -16,7 +16,7 @@ class Metrics:
         self.reloads = Counter("portolan_ingress_reloads", "nginx reloads that took effect", registry=r)
         self.reload_failures = Counter(
             "portolan_ingress_reload_failures",
-            "Configurations not applied: nginx -t failed, or a reload did not take effect",
+            "Configurations not applied: nginx -t failed, a reload did not take effect, or nginx refused live data",
             ["reason"],
             registry=r,
         )
@@ -44,6 +44,11 @@ class Metrics:
             "portolan_ingress_sync_duration_seconds",
             "Time from the debounced change to the applied (or skipped) configuration",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.data_pushes = Counter(
+            "portolan_ingress_data_pushes",
+            "Live data updates nginx took without a reload (endpoints, canary weights, certificates)",
             registry=r,
         )
         self.nginx_restarts = Counter("portolan_ingress_nginx_restarts", "nginx masters restarted", registry=r)

@@ -52,9 +52,11 @@ host-wide effects, as in ingress-nginx:
   (ingress-nginx's $location_path); a path that is a regex falls back to "/" with a note
   (ingress-nginx would send the regex text, which no browser path-matches).
 
-Endpoints stay apart from routes: a location names an upstream; the upstream holds the ready
-endpoint addresses. A missing Service (or port) is a 503 route; an upstream without ready
-endpoints is rendered as a 503 too.
+Endpoints stay apart from routes: a location names a route (where it is: host and location),
+the route names its upstreams and how to balance, the upstream holds the ready endpoint
+addresses. Routes and upstreams are live data (ingress/livedata.py): a change of endpoints or
+canary weights renders the same nginx.conf. A missing Service (or port) is a 503 route; an
+upstream without ready endpoints answers 503 from the balancer.
 
 ExternalName Services are proxied to the external name: an IP becomes an upstream block (with
 keep-alive); a DNS name is resolved by nginx per request (``resolver`` from resolv.conf), so
@@ -96,6 +98,10 @@ class Lookup(ServiceLookup, Protocol):
     def get(self, kind: str, namespace: str, name: str) -> object | None: ...
 
 
+# "ns/name" -> (the Ingress record parsed, allow-snippets, what _parse made of it).
+ParseCache = dict[str, tuple[Ingress, bool, "_Parsed | Rejection"]]
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     ingresses: tuple[Ingress, ...]  # ours (classes.owned), any order
@@ -105,9 +111,10 @@ class Snapshot:
     tcp_services: Mapping[str, str] | None = None  # --tcp-services-configmap data
     udp_services: Mapping[str, str] | None = None
     reserved_ports: frozenset[int] = frozenset()  # the controller's own listeners
-    # Each Ingress parsed once ("ns/name" -> what _parse made of it): a reconcile that bisects
-    # builds the same snapshot again and again.
-    parsed: dict[str, _Parsed | Rejection] = field(default_factory=dict, compare=False, repr=False)
+    # What _parse made of each Ingress ("ns/name" -> (the record parsed, allow-snippets, result)).
+    # Pass one dict to the snapshots of successive reconciles: an Ingress is parsed again only
+    # when its record is a new object (the store replaces a record on every change).
+    parsed: ParseCache = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +131,9 @@ DEFAULT_BACKEND = Target(None, 404, "")
 
 @dataclass(frozen=True, slots=True)
 class Canary:
-    """A canary Ingress's alternative backend for one location, chosen as ingress-nginx's
-    balancer does: a decisive header, else a decisive cookie, else the weight."""
+    """A canary Ingress's alternative backend for one location, chosen per request by the
+    live balancer as ingress-nginx's is: a decisive header, else a decisive cookie, else the
+    weight. All of it is data (ingress/livedata.py): changing it needs no reload."""
 
     upstream: str
     weight: int  # out of weight_total of the requests the header and cookie left undecided
@@ -135,25 +143,6 @@ class Canary:
     header_pattern: str | None  # ... or this regex (no header_value): a match routes to the canary
     cookie: str | None  # "always" / "never" in this cookie decide when the header did not
     ingress: str
-    zone: str  # names the split_clients variable
-
-    @property
-    def share(self) -> int:
-        """The weight as split_clients can take it, in annotations.SHARE_UNITS."""
-        return annotations.canary_share(self.weight, self.weight_total)
-
-    @property
-    def header_var(self) -> str:
-        """The nginx variable of the header (names are [A-Za-z0-9-], validated)."""
-        return "http_" + str(self.header).lower().replace("-", "_")
-
-    @property
-    def pattern_var(self) -> str:
-        return digest("p", f"{self.header} {self.header_pattern}")
-
-    @property
-    def cookie_var(self) -> str:
-        return digest("c", str(self.cookie))
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,12 +188,21 @@ class Location:
     zone: str = ""  # limit_req / limit_conn zone name (per Ingress)
     cookie: SessionCookie | None = None  # with affinity: cookie
     written: str = ""  # LOC_REGEX: the path as the Ingress wrote it, which orders regex locations
+    route: str = ""  # names this location's live route (primary, canary, balancing): set by build
 
     @property
-    def affinity_upstream(self) -> str:
-        if self.cookie is None or not self.target.upstream:
-            return ""
-        return f"{self.target.upstream}_{self.affinity_var}"
+    def hash_key(self) -> str:
+        """What the balancer hashes on, as an nginx value ("": no hashing): the affinity cookie
+        (or the request id that becomes it), else upstream-hash-by (ingress-nginx's order)."""
+        if self.cookie is not None:
+            return f"$portolan_affinity_{self.affinity_var}"
+        return self.ann.upstream_hash_by or ""
+
+    def balance(self, settings: NginxSettings) -> str:
+        """The balancer's algorithm: chash when there is a hash key, else load-balance."""
+        if self.hash_key:
+            return "chash"
+        return self.ann.load_balance or settings.load_balance
 
     @property
     def affinity_var(self) -> str:
@@ -274,12 +272,8 @@ class Model:
     notes: tuple[str, ...] = ()  # conflicts and fallbacks worth a log line
     rate_zones: tuple[tuple[str, int], ...] = ()  # (zone, requests per second)
     conn_zones: tuple[str, ...] = ()
-    canary_zones: tuple[tuple[str, int], ...] = ()  # (zone, share in annotations.SHARE_UNITS)
-    canary_cookies: tuple[tuple[str, str], ...] = ()  # (cookie, variable suffix)
-    canary_patterns: tuple[tuple[str, str, str], ...] = ()  # (header variable, regex, variable suffix)
     session_cookies: tuple[SessionCookie, ...] = ()  # the Set-Cookie values affinity hands out
     affinity_cookies: tuple[tuple[str, str], ...] = ()  # (cookie, variable suffix)
-    affinity_upstreams: tuple[tuple[str, str], ...] = ()  # (upstream, variable suffix): copies hashing on the cookie
     streams: tuple[StreamServer, ...] = ()  # L4 (TCP/UDP services)
     upstream_index: dict[str, Upstream] = field(init=False, compare=False, repr=False)  # by name
 
@@ -323,20 +317,21 @@ _Parsed = tuple[Annotations, tuple[str, ...], IngressSpec]
 
 
 def _parse(snapshot: Snapshot, ing: Ingress, key: str) -> _Parsed | Rejection:
-    """What ``ing`` says, or why it is rejected: computed once per snapshot (``key``, its
-    "ns/name", is unique there)."""
-    found = snapshot.parsed.get(key)
-    if found is None:
-        try:
-            validate.namespace(ing.namespace)
-            validate.object_name(ing.name)
-            ann, notes = annotations.parse(
-                ing.annotations or {}, allow_snippets=snapshot.settings.allow_snippet_annotations
-            )
-            found = (ann, tuple(notes), validate.ingress_spec(ing.spec, regex=ann.regex))
-        except InvalidValue as exc:
-            found = Rejection(key, ing.uid, ing.resource_version, str(exc))
-        snapshot.parsed[key] = found
+    """What ``ing`` says, or why it is rejected, parsed once per record (``key``, its
+    "ns/name", is unique in a snapshot)."""
+    allow = snapshot.settings.allow_snippet_annotations
+    cached = snapshot.parsed.get(key)
+    if cached is not None and cached[0] is ing and cached[1] == allow:
+        return cached[2]
+    found: _Parsed | Rejection
+    try:
+        validate.namespace(ing.namespace)
+        validate.object_name(ing.name)
+        ann, notes = annotations.parse(ing.annotations or {}, allow_snippets=allow)
+        found = (ann, tuple(notes), validate.ingress_spec(ing.spec, regex=ann.regex))
+    except InvalidValue as exc:
+        found = Rejection(key, ing.uid, ing.resource_version, str(exc))
+    snapshot.parsed[key] = (ing, allow, found)
     return found
 
 
@@ -436,6 +431,12 @@ def build(snapshot: Snapshot, exclude: Iterable[str] = ()) -> Model:
                 locations.append(Location(LOC_ROOT, "/", "", "", DEFAULT_BACKEND, redirect_https=redirect))
         locations += _redirect_guards(locations)
         locations.sort(key=_location_order)
+        # A route per proxying location, named by where it is (host and location), not by what it
+        # does: a change of canary weight or endpoints then changes data, never the config.
+        locations = [
+            replace(loc, route=digest("r", f"{host} {loc.match} {loc.path}")) if loc.target.upstream else loc
+            for loc in locations
+        ]
         servers.append(
             Server(
                 host,
@@ -448,8 +449,7 @@ def build(snapshot: Snapshot, exclude: Iterable[str] = ()) -> Model:
             )
         )
     every = [loc for srv in servers for loc in srv.locations]
-    canaries = [loc.canary for loc in every if loc.canary is not None]
-    sticky = [(loc, loc.cookie) for loc in every if loc.affinity_upstream and loc.cookie is not None]
+    sticky = [(loc, loc.cookie) for loc in every if loc.target.upstream and loc.cookie is not None]
     streams, stream_notes = build_streams(lookup, snapshot.tcp_services, snapshot.udp_services, snapshot.reserved_ports)
     notes.extend(stream_notes)
     certs = {snapshot.default_cert.digest: snapshot.default_cert}
@@ -467,14 +467,8 @@ def build(snapshot: Snapshot, exclude: Iterable[str] = ()) -> Model:
         notes=tuple(dict.fromkeys(notes)),
         rate_zones=tuple(sorted({(loc.zone, loc.ann.limit_rps) for loc in every if loc.ann.limit_rps})),
         conn_zones=tuple(sorted({loc.zone for loc in every if loc.ann.limit_connections})),
-        canary_zones=tuple(sorted({(c.zone, c.share) for c in canaries if c.weight})),
-        canary_cookies=tuple(sorted({(c.cookie, c.cookie_var) for c in canaries if c.cookie})),
-        canary_patterns=tuple(
-            sorted({(c.header_var, c.header_pattern, c.pattern_var) for c in canaries if c.header_pattern})
-        ),
         session_cookies=tuple(sorted({cookie for _, cookie in sticky}, key=lambda c: c.var)),
         affinity_cookies=tuple(sorted({(cookie.name, loc.affinity_var) for loc, cookie in sticky})),
-        affinity_upstreams=tuple(sorted({(str(loc.target.upstream), loc.affinity_var) for loc, _ in sticky})),
         streams=streams,
     )
 
@@ -605,7 +599,7 @@ def _canary(
     value = ann.canary_by_header_value if ann.canary_by_header else None
     pattern = ann.canary_by_header_pattern if ann.canary_by_header and value is None else None
     return Canary(alt.upstream, ann.canary_weight, ann.canary_weight_total, ann.canary_by_header, value, pattern,
-                  ann.canary_by_cookie, found.ingress, _zone(f"{found.ingress} {slot[0]} {slot[1]}"))  # fmt: skip
+                  ann.canary_by_cookie, found.ingress)  # fmt: skip
 
 
 def _session_cookie(claim: _Claim, notes: list[str]) -> SessionCookie | None:

@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,6 +80,7 @@ async def check_config(binary: str, layout: Layout, path: Path, timeout: float =
     proc = await asyncio.create_subprocess_exec(
         binary, "-t", "-q", "-p", f"{layout.root}/", "-c", str(path), "-e", str(layout.error_log),
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        cwd=layout.root,  # as the master runs: relative paths (the status socket) resolve there
     )  # fmt: skip
     try:
         async with asyncio.timeout(timeout):  # not wait_for: see Controller._status_loop
@@ -90,12 +92,33 @@ async def check_config(binary: str, layout: Layout, path: Path, timeout: float =
     return CheckResult(proc.returncode == 0, out.decode(errors="replace").strip())
 
 
+async def check_lua(binary: str, layout: Layout, modules: tuple[str, ...]) -> None:
+    """NginxError naming the Debian packages when nginx cannot run the live data plane: the
+    modules are missing, or lua-resty-core (which the Lua module requires) is."""
+    from ingress.render import LUA_PACKAGES
+
+    missing = [m for m in modules if not Path(m).is_file()]
+    if missing:
+        raise NginxError(f"nginx's Lua module is missing ({', '.join(missing)}): install Debian's {LUA_PACKAGES}")
+    lines = [f'load_module "{m}";' for m in modules]
+    lines += ["events {}", "http {", '    init_by_lua_block { require("resty.core") require("ngx.balancer") }', "}"]
+    fd, name = tempfile.mkstemp(dir=layout.root, prefix=".lua-check.", suffix=".conf")
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    try:
+        result = await check_config(binary, layout, Path(name))
+    finally:
+        os.unlink(name)
+    if not result.ok:
+        raise NginxError(f"nginx cannot run the Lua data plane (install Debian's {LUA_PACKAGES}): {result.output}")
+
+
 async def running_hash(layout: Layout, timeout: float = 2.0) -> str | None:
     """The hash of the configuration nginx's workers run now, or None if unreachable.
 
     A fresh connection each time: a kept-alive one could still be served by an old worker.
     """
-    connector = aiohttp.UnixConnector(path=str(layout.status_socket), force_close=True)
+    connector = aiohttp.UnixConnector(path=layout.status_socket_address(), force_close=True)
     try:
         async with aiohttp.ClientSession(connector=connector) as session:
             async with session.get(
@@ -147,6 +170,7 @@ class Nginx:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=None,  # start-up errors reach the controller's own stderr
             preexec_fn=_pdeathsig(),
+            cwd=self.layout.root,  # nginx.conf names the status socket relative to it
             # Its own process group (pgid = master pid), so the workers of a master that died
             # can be found and stopped: they would otherwise keep the ports open and serve
             # the old configuration forever.

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ingress.classes import ClassPolicy
 from ingress.lease import LeaseTiming
+from ingress.render import LUA_MODULES
 
 NsName = tuple[str, str]
 
@@ -51,6 +52,8 @@ class Options:
     udp_services_configmap: NsName | None = None
     # nginx's stream module, loaded only when there are TCP/UDP services ("": built in).
     stream_module: str = "/usr/lib/nginx/modules/ngx_stream_module.so"
+    # nginx's Lua module and the NDK it needs (Debian's libnginx-mod-http-lua); () if built in.
+    lua_modules: tuple[str, ...] = LUA_MODULES
     publish_service: NsName | None = None
     publish_status_address: tuple[str, ...] = ()
     status_update_interval: float = 60.0

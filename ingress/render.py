@@ -113,6 +113,9 @@ def names_hash_sizes(model: Model) -> tuple[int, int]:
 
 
 HASH_PLACEHOLDER = "portolan0config0hash0placeholder"
+# Debian's lua-nginx-module (libnginx-mod-http-lua) and the NDK module it needs, loaded first.
+LUA_MODULES = ("/usr/lib/nginx/modules/ndk_http_module.so", "/usr/lib/nginx/modules/ngx_http_lua_module.so")
+LUA_PACKAGES = "libnginx-mod-http-lua, lua-resty-core and lua-resty-lrucache"
 
 
 class Renderer:
@@ -123,13 +126,20 @@ class Renderer:
         resolvers: tuple[str, ...] = (),
         templates: Path | None = None,
         stream_module: str = "",
+        lua_modules: tuple[str, ...] = LUA_MODULES,
+        fallback_cert: Path | None = None,
     ) -> None:
         self.layout = layout
         self.stream_module = stream_module
+        self.lua_modules = lua_modules
+        self.templates = templates or default_templates()
+        # The certificate nginx serves when the live data holds none for a handshake (before
+        # the first push); the controller writes it under certs/.
+        self.fallback_cert = fallback_cert or layout.cert("fallback")
         self.listen = listen
         self.resolvers = tuple(resolver_address(r) for r in resolvers)
         self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(templates or default_templates())),
+            loader=jinja2.FileSystemLoader(str(self.templates)),
             undefined=jinja2.StrictUndefined,
             autoescape=False,
             trim_blocks=True,
@@ -164,7 +174,10 @@ class Renderer:
             names_bucket=bucket,
             names_max=max_size,
             server_name=server_name,
-            cert_path=self.layout.cert,
             stream_module=self.stream_module,
             stream_listen=self.listen.stream,
+            lua_modules=self.lua_modules,
+            lua_dir=str(self.templates / "lua"),
+            fallback_cert=str(self.fallback_cert),
+            status_socket=self.layout.status_socket_relative,
         )

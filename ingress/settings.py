@@ -51,6 +51,10 @@ class NginxSettings:
     use_forwarded_headers: bool = False
     allow_snippet_annotations: bool = False
     server_tokens: bool = False
+    load_balance: str = "round_robin"  # or "ewma"; the load-balance annotation overrides it per Ingress
+    # The live data plane's shared memory (lua-shared-dicts): routes and endpoints, certificates.
+    lua_data_dict: str = "64m"
+    lua_certs_dict: str = "64m"
 
 
 def _bool(text: str) -> bool:
@@ -129,6 +133,35 @@ def _log_format(text: str) -> str:
     return value
 
 
+def _load_balance(text: str) -> str:
+    value = text.strip()
+    if value not in ("round_robin", "ewma"):
+        raise ValueError("not round_robin or ewma")
+    return value
+
+
+# ingress-nginx's names for the dicts that hold the same data as ours.
+_DICTS = {"configuration_data": "lua_data_dict", "certificate_data": "lua_certs_dict"}
+
+
+def _lua_shared_dicts(text: str) -> dict[str, str]:
+    """``configuration_data: 100, certificate_data: 50m``: sizes in megabytes unless suffixed
+    k or m (ingress-nginx's format), for the dicts we have; others are refused."""
+    found: dict[str, str] = {}
+    for item in text.split(","):
+        name, sep, size = (part.strip() for part in item.partition(":"))
+        if not sep or name not in _DICTS:
+            raise ValueError(f"not a list of {' / '.join(_DICTS)}: SIZE")
+        low = size.lower()
+        unit = low[-1] if low[-1:] in ("k", "m") else "m"
+        number = low[:-1] if low[-1:] in ("k", "m") else low
+        kib = int(number) * (1024 if unit == "m" else 1) if number.isascii() and number.isdigit() else 0
+        if not 128 <= kib <= (1 << 22):  # nginx refuses tiny zones; 4 GiB is plenty
+            raise ValueError(f"{size!r} is not a size from 128k to 4096m")
+        found[_DICTS[name]] = f"{int(number)}{unit}"
+    return found
+
+
 def _ssl_protocols(text: str) -> tuple[str, ...]:
     found = tuple(dict.fromkeys(text.split()))
     if not found or any(p not in SSL_PROTOCOLS for p in found):
@@ -161,9 +194,11 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "use-forwarded-headers": ("use_forwarded_headers", _bool),
     "allow-snippet-annotations": ("allow_snippet_annotations", _bool),
     "server-tokens": ("server_tokens", _bool),
+    "load-balance": ("load_balance", _load_balance),
+    "lua-shared-dicts": ("lua_shared_dicts", _lua_shared_dicts),  # sets several fields
 }
 
-assert {name for name, _ in KEYS.values()} <= {f.name for f in fields(NginxSettings)}
+assert {name for name, _ in KEYS.values()} - {"lua_shared_dicts"} <= {f.name for f in fields(NginxSettings)}
 
 
 def parse_settings(data: Mapping[str, str] | None) -> tuple[NginxSettings, list[str]]:
@@ -180,6 +215,9 @@ def parse_settings(data: Mapping[str, str] | None) -> tuple[NginxSettings, list[
             continue
         name, parse = entry
         try:
+            if name == "lua_shared_dicts":
+                changes.update(parse(data[key]))
+                continue
             changes[name] = parse(data[key])
         except ValueError as exc:
             problems.append(f"configmap key {key!r}: {data[key]!r} is {exc}; using the default")

@@ -23,7 +23,11 @@ def test_wheel_includes_every_package_and_the_templates() -> None:
     include = cfg["packages"]["find"]["include"]
     assert all(any(re.fullmatch(pat.replace("*", ".*"), p) for pat in include) for p in PACKAGES), include
     assert cfg["data-files"]["share/portolan/templates"] == ["templates/*.j2"]
-    # That pattern is every template, and the place it installs to is where the renderer looks.
-    assert sorted(p.name for p in (ROOT / "templates").iterdir()) == sorted(
+    assert cfg["data-files"]["share/portolan/templates/lua"] == ["templates/lua/*.lua"]
+    # Those patterns are every template and the Lua beside them, and the place they install to
+    # is where the renderer looks.
+    assert sorted(p.name for p in (ROOT / "templates").iterdir() if p.is_file()) == sorted(
         p.name for p in (ROOT / "templates").glob("*.j2"))
+    assert sorted(p.name for p in (ROOT / "templates").iterdir() if p.is_dir()) == ["lua"]
+    assert [p.name for p in (ROOT / "templates/lua").iterdir()] == ["portolan.lua"]
     assert render.INSTALLED_TEMPLATES == Path(sys.prefix) / "share/portolan/templates"

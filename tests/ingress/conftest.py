@@ -79,7 +79,8 @@ def config_dir() -> Iterator[Path]:
     d = Path(tempfile.mkdtemp(prefix="ping-"))
     os.chmod(d, 0o711)
     yield d
-    shutil.rmtree(d, ignore_errors=True)
+    if not os.environ.get("PORTOLAN_KEEP_TEST_DIRS"):  # set it to read nginx's logs after a failure
+        shutil.rmtree(d, ignore_errors=True)
 
 
 class StoreSource:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from ingress.annotations import NONE, PREFIX, Cors, canary_share, parse
+from ingress.annotations import NONE, PREFIX, Cors, parse
 from ingress.validate import InvalidValue, regex_path
 
 
@@ -57,6 +57,11 @@ GOOD = [
     ("canary-weight-total", "1", "canary_weight_total", 100),  # counts as 100, as in ingress-nginx
     ("canary-weight-total", "2147483647", "canary_weight_total", 2**31 - 1),
     ("canary-by-header", "X-Canary", "canary_by_header", "X-Canary"),
+    ("load-balance", "ewma", "load_balance", "ewma"),
+    ("load-balance", "round_robin", "load_balance", "round_robin"),
+    ("upstream-hash-by", "$request_uri", "upstream_hash_by", "$request_uri"),
+    ("upstream-hash-by", "$remote_addr$http_x_user", "upstream_hash_by", "$remote_addr$http_x_user"),
+    ("upstream-hash-by", "${arg_id}-v1", "upstream_hash_by", "${arg_id}-v1"),
     ("canary-by-header-value", "eu-west_1.b~c:d/e", "canary_by_header_value", "eu-west_1.b~c:d/e"),
     ("canary-by-header-pattern", "^(v1|v2)-[a-z]+$", "canary_by_header_pattern", "^(v1|v2)-[a-z]+$"),
     ("canary-by-header-pattern", "beta", "canary_by_header_pattern", "beta"),
@@ -83,6 +88,10 @@ def test_typed_values(name: str, value: str, field: str, expected: Any) -> None:
 
 
 BAD = [
+    ("load-balance", "chash"), ("load-balance", "EWMA"), ("load-balance", "round_robin;"),
+    ("upstream-hash-by", "request_uri"), ("upstream-hash-by", "$request_uri;"), ("upstream-hash-by", '$a"b'),
+    ("upstream-hash-by", "$a b"), ("upstream-hash-by", "${a"), ("upstream-hash-by", "$1"), ("upstream-hash-by", "{$a}"),
+    ("upstream-hash-by", "$" + "a" * 300),
     ("rewrite-target", "relative"), ("rewrite-target", "/$0"), ("rewrite-target", "/${1}"), ("rewrite-target", "/$a"),
     ("use-regex", "yes"), ("ssl-redirect", "1"), ("backend-protocol", "FCGI"),
     ("backend-protocol", "AUTO_HTTP"), ("proxy-body-size", "1mb"), ("proxy-body-size", "-1"),
@@ -149,33 +158,17 @@ def test_canary_weight_is_within_its_total(weight: str | None, total: str | None
             parse(raw, allow_snippets=False)
 
 
-def test_rounding_is_noted_only_on_a_canary() -> None:
-    raw = {PREFIX + "canary-weight": "1", PREFIX + "canary-weight-total": "300"}
-    assert parse(raw, allow_snippets=False)[1] == []
-    notes = parse({**raw, PREFIX + "canary": "true"}, allow_snippets=False)[1]
-    assert len(notes) == 1 and "canary-weight: 1 of 300 is not a multiple of 0.01%" in notes[0]
-
-
-CANARY_SHARES = [  # (weight, total, share in 0.01% of requests, exact)
-    (0, 100, 0, True), (30, 100, 3000, True), (100, 100, 10000, True), (0, 1000, 0, True), (1, 1000, 10, True),
-    (1000, 1000, 10000, True), (1, 10000, 1, True), (1, 1, 10000, True), (7, 7, 10000, True), (1, 8, 1250, True),
-    (1, 3, 3333, False), (2, 3, 6667, False), (5, 7, 7143, False), (1, 300, 33, False), (200, 300, 6667, False),
-    # Below the 0.01% resolution: never rounded to "never" or to "always".
-    (1, 1_000_000, 1, False), (999_999, 1_000_000, 9999, False), (1, 2**31 - 1, 1, False),
-]  # fmt: skip
-
-
-@pytest.mark.parametrize(("weight", "total", "share", "exact"), CANARY_SHARES, ids=str)
-def test_canary_share(weight: int, total: int, share: int, exact: bool) -> None:
-    assert canary_share(weight, total) == share
-    if total < 100:
-        return  # such a total counts as 100 in an Ingress (test_canary_weight_is_within_its_total)
-    raw = {PREFIX + "canary": "true", PREFIX + "canary-weight": str(weight), PREFIX + "canary-weight-total": str(total)}
-    _, notes = parse(raw, allow_snippets=False)
-    assert (notes == []) is exact
-    if not exact:
-        assert len(notes) == 1 and f"canary-weight: {weight} of {total} is not a multiple of 0.01%" in notes[0]
-        assert notes[0].endswith(f"; {share / 100:.2f}% go to the canary")
+@pytest.mark.parametrize(("weight", "total"), [("1", "300"), ("1", "3"), ("999999", "1000000"), ("1", str(2**31 - 1))])
+def test_any_weight_within_its_total_is_exact(weight: str, total: str) -> None:
+    # The live balancer draws a whole number out of the total per request, as ingress-nginx's
+    # does: no share is rounded, so nothing is noted.
+    raw = {PREFIX + "canary": "true", PREFIX + "canary-weight": weight, PREFIX + "canary-weight-total": total}
+    ann, notes = parse(raw, allow_snippets=False)
+    assert (ann.canary_weight, ann.canary_weight_total) == (int(weight), max(int(total), 100))
+    if int(total) >= 100:
+        assert notes == []
+    else:
+        assert len(notes) == 1 and f"canary-weight-total: {total} counts as 100" in notes[0]
 
 
 def test_defaults_and_unrelated_annotations() -> None:

@@ -3,12 +3,23 @@ rejection of an Ingress with a bad annotation (the others still built)."""
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs
+
 import pytest
 
-from ingress.model import LOC_EXACT, LOC_EXACT_REGEX, LOC_REGEX, LOC_ROOT, SessionCookie
+from ingress import livedata
+from ingress.model import LOC_EXACT, LOC_EXACT_REGEX, LOC_REGEX, LOC_ROOT, Model, SessionCookie
 from tests.ingress import objects as o
 from tests.ingress.modelkit import canary_model, model_of
 from tests.ingress.objects import A
+
+
+def live_route(model: Model, host: str = "foo.com") -> dict[str, str]:
+    """The first location's route as the balancer reads it (one value per field)."""
+    server = model.server(host)
+    assert server is not None and server.locations[0].route
+    record = livedata.records(model)[f"r:{server.locations[0].route}"]
+    return {k: v[0] for k, v in parse_qs(record).items()}
 
 REGEX = {A + "use-regex": "true"}
 
@@ -90,7 +101,8 @@ def test_canary_attaches_to_the_primary_location() -> None:
     assert server is not None
     canary = server.locations[0].canary
     assert canary is not None and (canary.upstream, canary.weight, canary.header) == ("default_b_http", 30, "X-C")
-    assert model.canary_zones == ((canary.zone, 3000),)
+    assert live_route(model) == {"u": "default_a_http", "lb": "round_robin", "cu": "default_b_http", "cw": "30",
+                                 "ct": "100", "ch": "X-C"}
     assert model.ingresses == ("default/main", "default/canary")
 
 
@@ -123,20 +135,22 @@ def test_server_level_annotations_come_from_the_oldest_ingress() -> None:
     assert server is not None and server.app_root == "/first"
 
 
-CANARY_WEIGHT_TOTALS = [  # (canary-weight, canary-weight-total or None, share in 0.01%; None: no split)
-    ("30", None, 3000), ("0", "1000", None), ("1", "1000", 10), ("250", "1000", 2500), ("1000", "1000", 10000),
-    ("1", "300", 33), ("1", "1000000", 1),
-    ("1", "3", 100), ("7", "7", 700),  # a total of 100 or less counts as 100 (ingress-nginx)
+CANARY_WEIGHT_TOTALS = [  # (canary-weight, canary-weight-total or None, (weight, total) the balancer gets)
+    ("30", None, ("30", "100")), ("0", "1000", ("0", "1000")), ("1", "1000", ("1", "1000")),
+    ("250", "1000", ("250", "1000")), ("1000", "1000", ("1000", "1000")), ("1", "300", ("1", "300")),
+    ("1", "1000000", ("1", "1000000")),
+    ("1", "3", ("1", "100")), ("7", "7", ("7", "100")),  # a total of 100 or less counts as 100 (ingress-nginx)
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("weight", "total", "share"), CANARY_WEIGHT_TOTALS, ids=str)
-def test_canary_weight_total(weight: str, total: str | None, share: int | None) -> None:
+@pytest.mark.parametrize(("weight", "total", "live"), CANARY_WEIGHT_TOTALS, ids=str)
+def test_canary_weight_total(weight: str, total: str | None, live: tuple[str, str]) -> None:
     model = canary_model({"canary-weight": weight, "canary-weight-total": total})
     server = model.server("foo.com")
     assert server is not None and (canary := server.locations[0].canary) is not None
     assert (canary.weight, canary.weight_total) == (int(weight), max(int(total or 100), 100))
-    assert model.canary_zones == (((canary.zone, share),) if share is not None else ())
+    route = live_route(model)
+    assert (route["cw"], route["ct"]) == live
 
 
 def test_canary_weight_above_its_total_rejects_only_that_ingress() -> None:
@@ -145,7 +159,7 @@ def test_canary_weight_above_its_total_rejects_only_that_ingress() -> None:
     assert [r.ingress for r in model.rejected] == ["default/canary"]
     assert "canary-weight: 1001 is more than canary-weight-total 1000" in model.rejected[0].reason
     server = model.server("foo.com")
-    assert server is not None and server.locations[0].canary is None and model.canary_zones == ()
+    assert server is not None and server.locations[0].canary is None and "cu" not in live_route(model)
 
 
 CANARY_RULES = [  # (canary annotations, expected (header, header_value, header_pattern, cookie))
@@ -163,8 +177,8 @@ def test_canary_header_value_pattern_and_cookie(extra: dict[str, str], expected:
     server = model.server("foo.com")
     assert server is not None and (canary := server.locations[0].canary) is not None
     assert (canary.header, canary.header_value, canary.header_pattern, canary.cookie) == expected
-    assert model.canary_cookies == (((canary.cookie, canary.cookie_var),) if canary.cookie else ())
-    assert [p for _, p, _ in model.canary_patterns] == ([canary.header_pattern] if canary.header_pattern else [])
+    route = live_route(model)
+    assert tuple(route.get(k) for k in ("ch", "chv", "chp", "cc")) == expected
 
 
 SESSION_COOKIE_PATHS = [  # (path, pathType, extra annotations, cookie Path, noted)

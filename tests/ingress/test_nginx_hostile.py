@@ -233,6 +233,7 @@ HOSTILE_SETTINGS = {
     "max-worker-connections": "1024 PWNED", "worker-shutdown-timeout": "1{PWNED", "keep-alive-requests": "PWNED",
     "log-format-upstream": "$remote_addr'; PWNED '", "ssl-protocols": "TLSv1.3; PWNED",
     "use-forwarded-headers": "PWNED", "allow-snippet-annotations": "true;PWNED", "server-tokens": "PWNED",
+    "load-balance": "ewma; PWNED", "lua-shared-dicts": "configuration_data: 10m;PWNED",
 }  # fmt: skip
 HOSTILE_TCP = {"9001": "default/web:80;PWNED", "9002": "default/PWNED", "9003": "default/web:80:PWNED",
                "PWNED": "default/web:80", "9004": "default/web:80\nPWNED"}  # fmt: skip

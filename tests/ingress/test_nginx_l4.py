@@ -134,7 +134,7 @@ async def test_tcp_and_udp_services(start_controller) -> None:
             stream_module=STREAM_MODULE,
         )  # fmt: skip
         conf = controller.layout.conf.read_text()
-        assert conf.count("load_module") == 1 and "stream {" in conf and f"127.0.0.1:{udp_port} udp;" in conf
+        assert conf.count("ngx_stream_module.so") == 1 and "stream {" in conf and f"127.0.0.1:{udp_port} udp;" in conf
         # The reserved port refused: no ":443" that is not the start of another port (a free
         # port such as 44393 may appear in a listen or server line).
         assert not re.search(r":443(?!\d)", conf.split("stream {")[1])
@@ -186,7 +186,7 @@ async def test_tcp_services_follow_changes(start_controller) -> None:
         o.remove(store, o.config_map("tcp", {}))
 
         await until(lambda: "stream {" not in controller.layout.conf.read_text())
-        assert "load_module" not in controller.layout.conf.read_text()
+        assert "ngx_stream_module.so" not in controller.layout.conf.read_text()
 
         # And back: the module is loaded again by a reload of a running nginx.
         o.put(store, o.config_map("tcp", {str(later_port): "default/a:7000"}))

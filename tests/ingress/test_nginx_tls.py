@@ -118,30 +118,28 @@ async def test_http_redirects_to_https_with_308(tls_controller, client_for) -> N
     assert reply.status == 200 and reply.backend == "plain"
 
 
-async def test_key_files_are_private(tls_controller) -> None:
+async def test_keys_stay_off_disk_but_the_fallback(tls_controller) -> None:
+    # Certificates reach nginx through its shared memory (the live data plane): the only key on
+    # disk is the controller's own fallback, private, in a private directory.
     controller, _ = tls_controller
     files = list(controller.layout.certs.glob("*.pem"))
-    assert len(files) == 3  # foo, wild, default
-    for f in files:
-        assert stat.S_IMODE(f.stat().st_mode) == 0o600
-        assert b"PRIVATE KEY" in f.read_bytes()
+    assert [f.name for f in files] == ["fallback.pem"]
+    assert stat.S_IMODE(files[0].stat().st_mode) == 0o600 and b"PRIVATE KEY" in files[0].read_bytes()
     assert stat.S_IMODE(controller.layout.certs.stat().st_mode) == 0o700
-    assert str(controller.layout.certs) in controller.layout.conf.read_text()
+    assert stat.S_IMODE(controller.layout.run.stat().st_mode) == 0o700  # the data channel's socket
 
 
-async def test_each_certificate_loaded_once(tls_controller) -> None:
-    # Hosts without a certificate of their own must not repeat the default one: nginx loads
-    # a certificate once per server block naming it, which at 10,000 hosts dominated
-    # nginx -t and every reload.
+async def test_one_tls_context_whatever_the_hosts(tls_controller) -> None:
+    # Only the catch-all server has a certificate of its own (nginx makes a TLS context per
+    # server naming one, which at 10,000 hosts dominated nginx -t and every reload); the
+    # others get theirs from the live data during the ClientHello.
     controller, _ = tls_controller
     conf = controller.layout.conf.read_text()
     loaded = re.findall(r"^\s*ssl_certificate (\S+);", conf, re.M)
-    default = f'"{controller.layout.certs}/{controller.default_cert().digest}.pem"'
-    assert len(set(loaded)) == 3, loaded  # foo, wild, default
-    assert loaded.count(default) == 1, loaded
-    # ... and in the catch-all server, not at http level where every server inherits it.
-    assert conf.index(default) > conf.index("# catch-all")
-    assert conf.count("server {") > len(loaded)
+    assert loaded == [f'"{controller.layout.certs}/fallback.pem"']
+    assert conf.index(loaded[0]) > conf.index("# catch-all")
+    assert conf.count("ssl_client_hello_by_lua_block") == 1
+    assert conf.count("server {") > 3
 
 
 async def test_configured_default_certificate(start_controller, authority: Authority) -> None:

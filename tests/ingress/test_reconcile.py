@@ -14,7 +14,7 @@ import aiohttp
 from ingress.debounce import Debouncer
 from kubewatch import Store
 from tests.ingress import objects as o
-from tests.ingress.conftest import metric, nginx_workers, retired, services, until
+from tests.ingress.conftest import metric, nginx_workers, services, until
 from tests.ingress.fakeclock import FakeClock
 
 RELOADS = "portolan_ingress_reloads_total"
@@ -51,16 +51,15 @@ async def test_changes_are_applied_and_identical_configs_skipped(start_controlle
                 and metric(controller, PASSES_DONE) > done)  # fmt: skip
     assert metric(controller, RELOADS) == 2
 
-    # Endpoints changed: the upstream block changes, nginx reloads.
-    old_workers = nginx_workers(controller)
+    # Endpoints changed: live data, no reload; the same workers serve the new set.
+    workers, second_hash = nginx_workers(controller), controller.running_hash
+    pushes = metric(controller, "portolan_ingress_data_pushes_total")
     o.put(store, o.endpoint_slice("web", addrs[:1], port))
-    await until(lambda: metric(controller, RELOADS) == 3)
-    # Until the old workers have exited, one may still take a request and pick w2 from the old
-    # upstream set; then every request goes to the new set.
-    await retired(controller, old_workers)
+    await until(lambda: metric(controller, "portolan_ingress_data_pushes_total") > pushes)
     for _ in range(4):
         assert (await client.request("foo.com", "/")).backend == "w1"
-    assert controller.running_hash != first_hash
+    assert metric(controller, RELOADS) == 2 and nginx_workers(controller) == workers
+    assert controller.running_hash == second_hash != first_hash
     assert metric(controller, "portolan_ingress_config_hash") == int(controller.running_hash[:12], 16)
 
     # Deleting the Ingress: host gone.

@@ -1,0 +1,142 @@
+"""Putting a model into nginx: its configuration (checked, renamed into place, reloaded) and
+its live data (pushed over the status socket, no reload).
+
+    new config:   push the new data (nothing deleted) -> nginx -t -> rename -> SIGHUP
+                  -> wait until nginx serves the new hash -> push the data again, deletions too
+    same config:  push the data that changed
+
+The data goes first so that the new configuration's routes find their records the moment
+its workers start; what only the old configuration used is deleted once it is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingress import certs, livedata
+from ingress.channel import ChannelError, DataChannel
+from ingress.layout import Layout
+from ingress.metrics import Metrics
+from ingress.model import Model
+from ingress.nginx import CheckResult, Nginx, check_config
+from ingress.render import Rendered
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    ok: bool
+    stage: str  # "test" | "reload" | "data" | "skip"
+    output: str = ""
+
+
+class Applier:
+    """Owns what nginx runs: the configuration file, the certificate files, the live data."""
+
+    def __init__(self, layout: Layout, nginx: Nginx, metrics: Metrics, *, reload_timeout: float) -> None:
+        self.layout = layout
+        self.nginx = nginx
+        self.binary = nginx.binary
+        self.metrics = metrics
+        self.reload_timeout = reload_timeout
+        self.channel = DataChannel(layout)
+        self.certfiles = certs.CertFiles(layout)
+        self.fallback = certs.self_signed()  # served only until the first push names certificates
+        self.running_hash = ""
+        self.model: Model | None = None  # the model nginx is serving
+        self.phases: dict[str, float] = {}  # seconds per step of the last change, for the log
+
+    def prepare(self) -> Path:
+        """Write the fallback certificate (the one file nginx.conf names) where the renderer points."""
+        path = self.layout.cert("fallback")
+        written = self.certfiles.write(self.fallback)
+        os.replace(written, path)
+        return path
+
+    def _candidate(self, text: str) -> Path:
+        fd, name = tempfile.mkstemp(dir=self.layout.root, prefix=".nginx.conf.", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return Path(name)
+
+    async def check(self, rendered: Rendered) -> CheckResult:
+        """nginx -t on a rendered configuration, without applying it."""
+        path = self._candidate(rendered.text)
+        try:
+            return await check_config(self.binary, self.layout, path)
+        finally:
+            path.unlink(missing_ok=True)
+
+    async def push(self, model: Model, *, delete: bool = True) -> ApplyResult:
+        """The model's live data into nginx (``delete``: and nothing else)."""
+        t0 = time.monotonic()
+        try:
+            sent = await self.channel.push(livedata.records(model), delete=delete)
+        except ChannelError as exc:
+            log.error("live data: %s", exc)
+            self.metrics.reload_failures.labels("data").inc()
+            return ApplyResult(False, "data", str(exc))
+        if sent:
+            self.metrics.data_pushes.inc()
+            self.phases["push"] = time.monotonic() - t0
+        return ApplyResult(True, "data")
+
+    async def update(self, model: Model) -> ApplyResult:
+        """The configuration nginx runs already fits ``model``: only its data may differ."""
+        result = await self.push(model)
+        if result.ok:
+            self.model = model
+            if result.stage == "data" and self.phases.get("push"):
+                log.debug("live data updated in %.3fs", self.phases["push"])
+        return result
+
+    async def apply(self, model: Model, rendered: Rendered, checked: dict[str, CheckResult]) -> ApplyResult:
+        """nginx -t (unless ``checked`` already holds the result for this hash; the result is
+        added to it), then the candidate in place, a reload, and the data."""
+        self.phases = {}
+        if self.nginx.running and self.channel.synced:
+            early = await self.push(model, delete=False)
+            if not early.ok:
+                return early
+        path = self._candidate(rendered.text)
+        t0 = time.monotonic()
+        try:
+            result = checked.get(rendered.hash)
+            if result is None:
+                result = checked[rendered.hash] = await check_config(self.binary, self.layout, path)
+                self.phases["nginx -t"] = time.monotonic() - t0
+            if not result.ok:
+                return ApplyResult(False, "test", result.output)
+            os.replace(path, self.layout.conf)  # atomic: nginx never reads half a file
+        finally:
+            path.unlink(missing_ok=True)
+        t0 = time.monotonic()
+        if not self.nginx.started.is_set():
+            await self.nginx.start()
+        elif self.nginx.running:
+            self.nginx.reload()
+        # (not running: the supervisor is restarting it, on the file just written)
+        if not await self.nginx.wait_for_hash(rendered.hash, self.reload_timeout):
+            tail = self.nginx.error_log_tail()
+            log.error("nginx did not load configuration %s within %.0fs; error log tail:\n%s",
+                      rendered.hash, self.reload_timeout, tail)  # fmt: skip
+            return ApplyResult(False, "reload", tail)
+        self.running_hash = rendered.hash
+        self.metrics.reloads.inc()
+        self.metrics.last_reload.set(time.time())
+        self.metrics.last_reload_success.set(1)
+        self.metrics.set_hash(rendered.hash)
+        self.phases["reload"] = time.monotonic() - t0
+        data = await self.update(model)
+        self.certfiles.collect({"fallback"})
+        # How long each step took: where the time goes when a large cluster is slow to go live.
+        log.info("nginx serves configuration %s: %d servers, %d upstreams, %d Ingresses (%s)",
+                 rendered.hash, len(model.servers), len(model.upstreams), len(model.ingresses),
+                 ", ".join(f"{k} {v:.2f}s" for k, v in self.phases.items()))  # fmt: skip
+        return data if not data.ok else ApplyResult(True, "reload")

@@ -1,0 +1,65 @@
+"""Model -> the records of the live data plane (see templates/lua/portolan.lua).
+
+These are the parts of the model that change without touching nginx.conf: each upstream's
+ready endpoints, each route's primary and canary upstreams, canary weights and balancing,
+and which certificate each TLS host gets. nginx.conf names routes only (``set
+$portolan_route``), so an endpoint, weight or certificate change renders the same text and
+needs no reload; ingress/channel.py pushes these records instead.
+
+Every value is built from validated model data (IPs checked by ingress/endpoints.py, names
+from the model, header names and patterns from annotations.py); the channel percent-encodes
+each one, so no value can run into the next.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from ingress.model import Location, Model, Upstream
+from ingress.render import host_port
+from ingress.settings import NginxSettings
+
+DEFAULT_HOST = "h:"  # the certificate for SNI names no host matches (and for no SNI at all)
+
+
+def peers(upstream: Upstream) -> str:
+    """``ip:port ip:port`` ([ip]:port for IPv6), the balancer's peers."""
+    if upstream.external is not None:
+        return host_port(upstream.external, upstream.external_port)
+    return " ".join(host_port(ip, port) for ip, port in upstream.endpoints)
+
+
+def route(location: Location, settings: NginxSettings) -> str:
+    """What the balancer needs for one location: u (primary upstream), lb, and the canary's
+    cu, cw, ct and optional ch, chv, chp, cc."""
+    fields: dict[str, str | int] = {"u": str(location.target.upstream), "lb": location.balance(settings)}
+    canary = location.canary
+    if canary is not None:
+        fields.update(cu=canary.upstream, cw=canary.weight, ct=canary.weight_total)
+        if canary.header:
+            fields["ch"] = canary.header
+            if canary.header_value:
+                fields["chv"] = canary.header_value
+            elif canary.header_pattern:
+                fields["chp"] = canary.header_pattern
+        if canary.cookie:
+            fields["cc"] = canary.cookie
+    return urlencode(fields)
+
+
+def records(model: Model) -> dict[str, str]:
+    """Every record nginx must hold for ``model``."""
+    out: dict[str, str] = {}
+    for upstream in model.upstreams:
+        if not upstream.is_dns:  # a DNS ExternalName is resolved by nginx itself, per request
+            out[f"u:{upstream.name}"] = peers(upstream)
+    for server in model.servers:
+        for location in server.locations:
+            if location.route:
+                out[f"r:{location.route}"] = route(location, model.settings)
+        if server.cert is not None and not server.is_catch_all:
+            out[f"h:{server.host}"] = server.cert
+    for pair in model.certificates:
+        out[f"c:{pair.digest}"] = pair.pem.decode()
+    out[DEFAULT_HOST] = model.default_cert
+    return out

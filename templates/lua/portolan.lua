@@ -1,0 +1,364 @@
+-- Portolan's live data plane: data in, a peer or a certificate out.
+--
+-- The controller decides everything it can in Python and pushes the result over nginx's
+-- internal status socket (a Unix socket under --config-dir, which no network client can
+-- reach) as lines of records:
+--
+--   k=<key>&v=<value>      set a record        k=<key>      delete it
+--
+-- Keys and values (all built and validated by ingress/livedata.py):
+--   u:<upstream>  "ip:port ip:port ..." (IPv6 as [ip]:port): the ready endpoints
+--   r:<route>     urlencoded: u=<upstream>&lb=round_robin|ewma|chash and, for a canary,
+--                 cu=<upstream>&cw=<weight>&ct=<total>&ch=<header>&chv=<value>&chp=<regex>&cc=<cookie>
+--   c:<digest>    a PEM certificate chain followed by its key
+--   h:<host>      the digest of the certificate a TLS host uses ("h:" alone: the default)
+--
+-- Records live in lua_shared_dict portolan_data (certificates in portolan_certs), so every
+-- worker sees them and they survive reloads. A push first names the controller's token:
+-- a full push stores it; an incremental push with another token (a new nginx master, whose
+-- dicts are empty) is refused with 409 and the controller sends everything again.
+--
+-- Each worker keeps what it parsed, checked against the record's version only when the
+-- global generation moved, so a request costs one shared-dict read in the steady state.
+
+local ngx = ngx
+local balancer = require("ngx.balancer")
+local ssl = require("ngx.ssl")
+local clienthello = require("ngx.ssl.clienthello")
+
+local data = ngx.shared.portolan_data
+local certdata = ngx.shared.portolan_certs
+local decode_args = ngx.decode_args
+local random = math.random
+local floor = math.floor
+local crc32 = ngx.crc32_long
+local tonumber = tonumber
+local sort = table.sort
+
+local M = {}
+
+local MAX_TRIES = 3 -- proxy_next_upstream_tries
+local RING_POINTS = 100 -- points per peer on the consistent-hash ring
+local EWMA_DECAY = 10 -- seconds
+
+local cache = {} -- key -> {ver=, seen=, value=} in this worker
+local certcache = {} -- digest -> {cert, key}
+local certcount = 0
+
+-- ---------------------------------------------------------------- records
+
+local function parse_peers(text)
+    local peers = {}
+    for host, port in text:gmatch("%[?([^%s%]]+)%]?:(%d+)") do
+        peers[#peers + 1] = { host = host, port = tonumber(port), ewma = 0, stamp = 0, id = host .. ":" .. port }
+    end
+    return peers
+end
+
+local function build_ring(peers)
+    local ring = {}
+    for i, peer in ipairs(peers) do
+        for n = 1, RING_POINTS do
+            ring[#ring + 1] = { crc32(peer.id .. "#" .. n), i }
+        end
+    end
+    sort(ring, function(a, b) return a[1] < b[1] end)
+    return ring
+end
+
+local parsers = {
+    u = function(text)
+        local peers = parse_peers(text)
+        return { peers = peers, next = random(#peers > 0 and #peers or 1) }
+    end,
+    r = function(text)
+        local args = decode_args(text, 0)
+        args.cw = tonumber(args.cw) or 0
+        args.ct = tonumber(args.ct) or 100
+        if args.ct < 100 then args.ct = 100 end
+        return args
+    end,
+}
+
+-- The parsed record under key, or nil; re-read only when its version changed.
+local function record(kind, name)
+    local key = kind .. ":" .. name
+    local gen = data:get("gen") or 0
+    local entry = cache[key]
+    if entry and entry.seen == gen then
+        return entry.value
+    end
+    local ver = data:get("v:" .. key)
+    if not ver then
+        cache[key] = nil
+        return nil
+    end
+    if not entry or entry.ver ~= ver then
+        local text = data:get(key)
+        if not text then
+            cache[key] = nil
+            return nil
+        end
+        entry = { ver = ver, value = parsers[kind](text) }
+        cache[key] = entry
+    end
+    entry.seen = gen
+    return entry.value
+end
+
+-- ---------------------------------------------------------------- balancing
+
+-- ingress-nginx's canary precedence: header (value, pattern, or always/never), then cookie
+-- (always/never), then a weight out of the total.
+local function to_canary(route)
+    local header = route.ch
+    if header then
+        local value = ngx.var["http_" .. header:lower():gsub("-", "_")]
+        if value then
+            if route.chv then
+                if value == route.chv then return true end
+            elseif route.chp then
+                if ngx.re.find(value, route.chp, "jo") then return true end
+            elseif value == "always" then
+                return true
+            elseif value == "never" then
+                return false
+            end
+        end
+    end
+    if route.cc then
+        local cookie = ngx.var["cookie_" .. route.cc]
+        if cookie == "always" then return true end
+        if cookie == "never" then return false end
+    end
+    return route.cw > 0 and random(route.ct) <= route.cw
+end
+
+local function pick_hash(up, key, attempt)
+    local ring = up.ring
+    if not ring then
+        ring = build_ring(up.peers)
+        up.ring = ring
+    end
+    local point = crc32(key)
+    local lo, hi = 1, #ring
+    while lo < hi do
+        local mid = floor((lo + hi) / 2)
+        if ring[mid][1] < point then lo = mid + 1 else hi = mid end
+    end
+    if ring[lo][1] < point then lo = 1 end
+    -- a retry takes the next distinct peer on the ring
+    local index = ring[lo][2]
+    if attempt > 1 then
+        index = (index + attempt - 2) % #up.peers + 1
+    end
+    return up.peers[index]
+end
+
+local function score(peer, now)
+    local age = now - peer.stamp
+    return peer.ewma * math.exp(-age / EWMA_DECAY)
+end
+
+-- Power of two choices on a decaying average of response times (ingress-nginx's ewma idea).
+local function pick_ewma(up)
+    local peers = up.peers
+    if #peers == 1 then return peers[1] end
+    local a, b = random(#peers), random(#peers - 1)
+    if b >= a then b = b + 1 end
+    local now = ngx.now()
+    if score(peers[b], now) < score(peers[a], now) then a = b end
+    return peers[a]
+end
+
+local function pick(route, up, attempt)
+    local lb = route.lb
+    if lb == "chash" then
+        local key = ngx.var.portolan_hash_key
+        if key and key ~= "" then return pick_hash(up, key, attempt) end
+    elseif lb == "ewma" and attempt == 1 then
+        return pick_ewma(up)
+    end
+    local n = #up.peers
+    local i = up.next % n + 1
+    up.next = i
+    return up.peers[i]
+end
+
+-- balancer_by_lua: the route named by $portolan_route, its canary decided once per request.
+-- No route, or no ready endpoint: nginx's error 500 from here, which the location's
+-- error_page turns into 503 (a balancer cannot finish a request with a status of its own).
+function M.balance()
+    local ctx = ngx.ctx
+    local route, up = ctx.portolan_route, ctx.portolan_up
+    if not up then
+        route = record("r", ngx.var.portolan_route or "")
+        if not route then
+            ctx.portolan_unavailable = true
+            return ngx.exit(ngx.ERROR)
+        end
+        local name = route.u
+        if route.cu and to_canary(route) then name = route.cu end
+        up = record("u", name)
+        if not up or #up.peers == 0 then
+            ctx.portolan_unavailable = true
+            return ngx.exit(ngx.ERROR)
+        end
+        ctx.portolan_route, ctx.portolan_up, ctx.portolan_try = route, up, 1
+        local more = (#up.peers < MAX_TRIES and #up.peers or MAX_TRIES) - 1
+        if more > 0 then balancer.set_more_tries(more) end
+    else
+        ctx.portolan_try = ctx.portolan_try + 1
+    end
+    local peer = pick(route, up, ctx.portolan_try)
+    ctx.portolan_peer = peer
+    local ok, err = balancer.set_current_peer(peer.host, peer.port)
+    if not ok then
+        ngx.log(ngx.ERR, "portolan: peer ", peer.id, ": ", err)
+        return ngx.exit(ngx.ERROR)
+    end
+end
+
+-- log_by_lua on ewma routes: fold the response time into the peer's average.
+function M.observe()
+    local peer = ngx.ctx.portolan_peer
+    if not peer then return end
+    local seconds = tonumber(ngx.var.upstream_response_time)
+    if not seconds then return end
+    local now = ngx.now()
+    local weight = math.exp(-(now - peer.stamp) / EWMA_DECAY)
+    peer.ewma = peer.ewma * weight + seconds * (1 - weight)
+    peer.stamp = now
+end
+
+-- ---------------------------------------------------------------- certificates
+
+local function load_cert(digest)
+    local found = certcache[digest]
+    if found then return found end
+    local pem = certdata:get("c:" .. digest)
+    if not pem then return nil end
+    local cert, err = ssl.parse_pem_cert(pem)
+    local key, kerr = ssl.parse_pem_priv_key(pem)
+    if not cert or not key then
+        ngx.log(ngx.ERR, "portolan: certificate ", digest, ": ", err or kerr)
+        return nil
+    end
+    if certcount >= 4096 then -- certificates are immutable by digest: a reset is only memory
+        certcache, certcount = {}, 0
+    end
+    found = { cert, key }
+    certcache[digest] = found
+    certcount = certcount + 1
+    return found
+end
+
+-- ssl_client_hello_by_lua (catch-all server): the certificate the controller chose for the
+-- SNI host (exact, then "*.parent", as ingress-nginx looks it up), else the default; without
+-- either, the configured one stays. Set on the connection before nginx switches to the SNI's
+-- server, which has no TLS context of its own and so keeps it.
+function M.certificate()
+    local name = clienthello.get_client_hello_server_name()
+    local digest
+    if name then
+        name = name:lower()
+        digest = certdata:get("h:" .. name)
+        if not digest then
+            local parent = name:match("^[^.]+%.(.+)$")
+            if parent then digest = certdata:get("h:*." .. parent) end
+        end
+    end
+    digest = digest or certdata:get("h:")
+    if not digest then return end
+    local pair = load_cert(digest)
+    if not pair then return end
+    ssl.clear_certs()
+    local ok, err = ssl.set_cert(pair[1])
+    if ok then ok, err = ssl.set_priv_key(pair[2]) end
+    if not ok then
+        ngx.log(ngx.ERR, "portolan: serving certificate ", digest, ": ", err)
+        return ngx.exit(ngx.ERROR)
+    end
+end
+
+-- ---------------------------------------------------------------- the channel
+
+local function store_for(key)
+    local kind = key:sub(1, 2)
+    if kind == "c:" or kind == "h:" then return certdata end
+    return data
+end
+
+-- content_by_lua on the status socket: POST a push (see the top of this file).
+function M.push()
+    if ngx.req.get_method() ~= "POST" then
+        return ngx.exit(405)
+    end
+    ngx.req.read_body()
+    local body = ngx.req.get_body_data()
+    if not body then
+        local file = ngx.req.get_body_file()
+        if file then
+            local f = io.open(file, "rb")
+            if f then
+                body = f:read("*a")
+                f:close()
+            end
+        end
+    end
+    if not body then
+        ngx.status = 400
+        ngx.say("empty push")
+        return ngx.exit(400)
+    end
+    local first, rest = body:match("^([^\n]*)\n?(.*)$")
+    local head = decode_args(first, 0)
+    local token = head.token
+    if not token or token == "" then
+        ngx.status = 400
+        ngx.say("no token")
+        return ngx.exit(400)
+    end
+    if head.full then
+        -- The generation carries on: a worker's cached version must never meet an equal
+        -- number that now means other data.
+        local gen = data:get("gen") or 0
+        data:flush_all()
+        data:flush_expired()
+        certdata:flush_all()
+        certdata:flush_expired()
+        data:set("gen", gen)
+        data:set("token", token)
+    elseif data:get("token") ~= token then
+        ngx.status = 409
+        ngx.say("token mismatch: send everything")
+        return ngx.exit(409)
+    end
+    local gen = data:incr("gen", 1, 0)
+    local count = 0
+    for line in rest:gmatch("[^\n]+") do
+        local args = decode_args(line, 0)
+        local key, value = args.k, args.v
+        if type(key) == "string" then
+            local store = store_for(key)
+            if type(value) == "string" then
+                local ok, err = store:set(key, value)
+                if not ok then
+                    data:delete("token") -- half applied: the next push must be a full one
+                    ngx.status = 507
+                    ngx.say("cannot store ", key, ": ", err)
+                    return ngx.exit(507)
+                end
+                data:set("v:" .. key, gen)
+            else
+                store:delete(key)
+                data:delete("v:" .. key)
+            end
+            count = count + 1
+        end
+    end
+    data:incr("gen", 1, 0) -- workers re-check what they cached
+    ngx.say(count)
+end
+
+return M
