@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from ingress.model import Location, Model, Upstream
+from ingress.model import Location, Model, Server, Upstream
 from ingress.render import host_port
 from ingress.settings import NginxSettings
 
@@ -47,19 +47,41 @@ def route(location: Location, settings: NginxSettings) -> str:
     return urlencode(fields)
 
 
-def records(model: Model) -> dict[str, str]:
-    """Every record nginx must hold for ``model``."""
-    out: dict[str, str] = {}
-    for upstream in model.upstreams:
-        if not upstream.is_dns:  # a DNS ExternalName is resolved by nginx itself, per request
-            out[f"u:{upstream.name}"] = peers(upstream)
-    for server in model.servers:
-        for location in server.locations:
-            if location.route:
-                out[f"r:{location.route}"] = route(location, model.settings)
-        if server.cert is not None and not server.is_catch_all:
-            out[f"h:{server.host}"] = server.cert
-    for pair in model.certificates:
-        out[f"c:{pair.digest}"] = pair.pem.decode()
-    out[DEFAULT_HOST] = model.default_cert
+def server_records(server: Server, settings: NginxSettings) -> dict[str, str]:
+    """One server's routes, and its certificate's digest."""
+    out = {f"r:{loc.route}": route(loc, settings) for loc in server.locations if loc.route}
+    if server.cert is not None and not server.is_catch_all:
+        out[f"h:{server.host}"] = server.cert
     return out
+
+
+class Records:
+    """Every record nginx must hold for a model, each server's made once per Server object (the
+    model reuses the Server of a host nothing touched): an endpoint change costs its upstream."""
+
+    def __init__(self) -> None:
+        self._servers: dict[str, tuple[Server, NginxSettings, dict[str, str]]] = {}
+
+    def __call__(self, model: Model) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for upstream in model.upstreams:
+            if not upstream.is_dns:  # a DNS ExternalName is resolved by nginx itself, per request
+                out[f"u:{upstream.name}"] = peers(upstream)
+        cache = self._servers
+        for server in model.servers:
+            found = cache.get(server.host)
+            if found is None or found[0] is not server or found[1] is not model.settings:
+                found = cache[server.host] = (server, model.settings, server_records(server, model.settings))
+            out.update(found[2])
+        if len(cache) > len(model.servers):
+            hosts = {s.host for s in model.servers}
+            self._servers = {h: v for h, v in cache.items() if h in hosts}
+        for pair in model.certificates:
+            out[f"c:{pair.digest}"] = pair.pem.decode()
+        out[DEFAULT_HOST] = model.default_cert
+        return out
+
+
+def records(model: Model) -> dict[str, str]:
+    """Every record nginx must hold for ``model`` (made afresh; the applier keeps a Records)."""
+    return Records()(model)

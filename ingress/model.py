@@ -80,7 +80,7 @@ from ingress.endpoints import ServiceLookup, ready_endpoints
 from ingress.l4 import StreamServer, build_streams
 from ingress.settings import NginxSettings
 from ingress.validate import EXACT, PREFIX, Backend, IngressSpec, InvalidValue, PathRule
-from kubewatch import Ingress, Secret
+from kubewatch import EndpointSlice, Ingress, Secret, Service, ServicePort
 from kubewatch.services import find_service_port
 
 CATCH_ALL = "_"
@@ -335,14 +335,34 @@ def _parse(snapshot: Snapshot, ing: Ingress, key: str) -> _Parsed | Rejection:
     return found
 
 
-def build(snapshot: Snapshot, exclude: Iterable[str] = ()) -> Model:
-    """The model of ``snapshot`` without the Ingresses named in ``exclude`` ("ns/name")."""
+# One Ingress as a host's build sees it: the record, its "ns/name", what _parse made of it.
+_Member = tuple[Ingress, str, "_Parsed"]
+
+
+def _touches(parsed: _Parsed) -> list[str]:
+    """The hosts an Ingress contributes to: its rules' (canaries too), or the catch-all."""
+    ann, _, spec = parsed
+    hosts = dict.fromkeys(rule.host or CATCH_ALL for rule in spec.rules)
+    if not spec.rules and not ann.canary:
+        hosts[CATCH_ALL] = None
+    return list(hosts)
+
+
+def build(snapshot: Snapshot, exclude: Iterable[str] = (), cache: HostCache | None = None) -> Model:
+    """The model of ``snapshot`` without the Ingresses named in ``exclude`` ("ns/name").
+
+    Each host is built from the Ingresses naming it alone; with a ``cache`` (kept across
+    reconciles), a host whose Ingresses and looked-up objects are the same objects as last time
+    keeps its Server, so the cost of a change follows the change. Same input, same model,
+    cache or not."""
     excluded = frozenset(exclude)
+    cache = cache if cache is not None else HostCache()
     lookup = snapshot.lookup
-    hosts: dict[str, _Host] = {}
+    settings = cache.intern(snapshot.settings)
     rejected: list[Rejection] = []
     notes: list[str] = []
     served: list[str] = []
+    groups: dict[str, list[_Member]] = {CATCH_ALL: []}
     for ing in sorted(snapshot.ingresses, key=age_key):
         key = ingress_key(ing)
         if key in excluded:
@@ -351,117 +371,38 @@ def build(snapshot: Snapshot, exclude: Iterable[str] = ()) -> Model:
         if isinstance(parsed, Rejection):
             rejected.append(parsed)
             continue
-        ann, ann_notes, spec = parsed
-        notes.extend(f"{key}: {n}" for n in ann_notes)
+        notes.extend(f"{key}: {n}" for n in parsed[1])
         served.append(key)
-        named: list[str] = []
-        for rule in spec.rules:
-            host = rule.host or CATCH_ALL
-            if ann.canary:
-                # A canary claims no path: it only offers an alternative for paths another
-                # Ingress serves (alone it serves nothing: 404, as in ingress-nginx).
-                cacc = hosts.setdefault(host, _Host(owner=key))
-                for p in rule.paths:
-                    if p.backend is not None:
-                        cacc.canaries.setdefault(_slot(p, ann.regex), _Claim(p, ing.namespace, key, ann))
-                continue
-            acc = hosts.setdefault(host, _Host(owner=key))
-            if host not in named:
-                named.append(host)
-            acc.regex = acc.regex or ann.regex
-            if acc.app_root is None and ann.app_root is not None:
-                acc.app_root = ann.app_root
-            if acc.snippet is None and ann.server_snippet is not None:
-                acc.snippet = ann.server_snippet
-            for p in rule.paths:
-                if p.backend is None:
-                    notes.append(f"{key}: {p.path_type} {p.path} on {host}: resource backends are not supported")
-                    continue
-                slot = _slot(p, ann.regex)
-                if slot in acc.paths:
-                    holder = acc.paths[slot].ingress
-                    if holder != key:
-                        notes.append(f"{key}: {p.match_type} {p.path} on {host} is already served by {holder}")
-                    continue
-                acc.paths[slot] = _Claim(p, ing.namespace, key, ann)
-        if not spec.rules and not ann.canary:
-            named.append(CATCH_ALL)
-            hosts.setdefault(CATCH_ALL, _Host(owner=key))
-        if spec.default_backend is not None and not ann.canary:
-            for host in named:
-                acc = hosts[host]
-                if acc.default is None:
-                    acc.default = (spec.default_backend, ing.namespace, key)
-        for host in named:
-            if host == CATCH_ALL:
-                continue
-            acc = hosts[host]
-            for tls in spec.tls:
-                if tls.hosts and host not in tls.hosts:
-                    continue
-                acc.tls = True
-                if acc.cert is None and tls.secret is not None:
-                    pair, problem = _certificate(lookup, ing.namespace, tls.secret, host)
-                    if pair is not None:
-                        acc.cert = pair
-                    else:
-                        notes.append(f"{key}: TLS for {host}: {problem}; using the default certificate")
-                break
+        for host in _touches(parsed):
+            groups.setdefault(host, []).append((ing, key, parsed))
 
+    servers: list[Server] = []
+    upstreams: dict[str, Upstream] = {}
+    recipes: dict[str, tuple[Service, ServicePort]] = {}
     # Always a catch-all server: nginx would otherwise make the first server of the port
     # the default, and unknown hosts would reach some Ingress's routes instead of a 404.
-    hosts.setdefault(CATCH_ALL, _Host(owner=""))
-    upstreams: dict[str, Upstream] = {}
-
-    def target(ns: str, backend: Backend) -> Target:
-        return _resolve(lookup, ns, backend, upstreams, notes)
-
-    servers = []
-    settings = snapshot.settings
-    for host in sorted(hosts, key=_host_order):
-        acc = hosts[host]
-        locations = _locations(acc, target, settings, notes)
-        redirect = acc.tls and settings.ssl_redirect
-        if not any(loc.match == LOC_ROOT for loc in locations):
-            if acc.default is not None:
-                backend, ns, owner = acc.default
-                locations.append(Location(LOC_ROOT, "/", "defaultBackend", owner, target(ns, backend),
-                                          redirect_https=redirect))  # fmt: skip
-            else:
-                locations.append(Location(LOC_ROOT, "/", "", "", DEFAULT_BACKEND, redirect_https=redirect))
-        locations += _redirect_guards(locations)
-        locations.sort(key=_location_order)
-        # A route per proxying location, named by where it is (host and location), not by what it
-        # does: a change of canary weight or endpoints then changes data, never the config.
-        locations = [
-            replace(loc, route=digest("r", f"{host} {loc.match} {loc.path}")) if loc.target.upstream else loc
-            for loc in locations
-        ]
-        servers.append(
-            Server(
-                host,
-                acc.cert.digest if acc.cert is not None else None,
-                redirect,
-                tuple(locations),
-                acc.owner,
-                acc.app_root,
-                acc.snippet,
-            )
-        )
+    certs = {snapshot.default_cert.digest: snapshot.default_cert}
+    for host in sorted(groups, key=_host_order):
+        built = cache.host(host, groups[host], lookup, settings)
+        servers.append(built.server)
+        notes.extend(built.notes)
+        upstreams.update(built.upstreams)
+        recipes.update(built.recipes)
+        if built.cert is not None:
+            certs[built.cert.digest] = built.cert
+    cache.forget(groups)
+    for name, (svc, sp) in recipes.items():
+        upstreams[name] = replace(upstreams[name], endpoints=cache.endpoints(lookup, svc, sp, notes))
     every = [loc for srv in servers for loc in srv.locations]
     sticky = [(loc, loc.cookie) for loc in every if loc.target.upstream and loc.cookie is not None]
     streams, stream_notes = build_streams(lookup, snapshot.tcp_services, snapshot.udp_services, snapshot.reserved_ports)
     notes.extend(stream_notes)
-    certs = {snapshot.default_cert.digest: snapshot.default_cert}
-    for acc in hosts.values():
-        if acc.cert is not None:
-            certs[acc.cert.digest] = acc.cert
     return Model(
         servers=tuple(servers),
         upstreams=tuple(upstreams[name] for name in sorted(upstreams)),
         certificates=tuple(certs[d] for d in sorted(certs)),
         default_cert=snapshot.default_cert.digest,
-        settings=snapshot.settings,
+        settings=settings,
         ingresses=tuple(served),
         rejected=tuple(rejected),
         notes=tuple(dict.fromkeys(notes)),
@@ -471,6 +412,184 @@ def build(snapshot: Snapshot, exclude: Iterable[str] = ()) -> Model:
         affinity_cookies=tuple(sorted({(cookie.name, loc.affinity_var) for loc, cookie in sticky})),
         streams=streams,
     )
+
+
+def _accumulate(acc: _Host, ing: Ingress, key: str, parsed: _Parsed, host: str, lookup: Lookup,
+                notes: list[str]) -> None:  # fmt: skip
+    """What one Ingress (in age order) adds to ``host``, which it touches."""
+    ann, _, spec = parsed
+    if ann.canary:
+        # A canary claims no path: it only offers an alternative for paths another Ingress
+        # serves (alone it serves nothing: 404, as in ingress-nginx).
+        for rule in spec.rules:
+            if (rule.host or CATCH_ALL) == host:
+                for p in rule.paths:
+                    if p.backend is not None:
+                        acc.canaries.setdefault(_slot(p, ann.regex), _Claim(p, ing.namespace, key, ann))
+        return
+    for rule in spec.rules:
+        if (rule.host or CATCH_ALL) != host:
+            continue
+        acc.regex = acc.regex or ann.regex
+        if acc.app_root is None and ann.app_root is not None:
+            acc.app_root = ann.app_root
+        if acc.snippet is None and ann.server_snippet is not None:
+            acc.snippet = ann.server_snippet
+        for p in rule.paths:
+            if p.backend is None:
+                notes.append(f"{key}: {p.path_type} {p.path} on {host}: resource backends are not supported")
+                continue
+            slot = _slot(p, ann.regex)
+            if slot in acc.paths:
+                holder = acc.paths[slot].ingress
+                if holder != key:
+                    notes.append(f"{key}: {p.match_type} {p.path} on {host} is already served by {holder}")
+                continue
+            acc.paths[slot] = _Claim(p, ing.namespace, key, ann)
+    if spec.default_backend is not None and acc.default is None:
+        acc.default = (spec.default_backend, ing.namespace, key)
+    if host == CATCH_ALL:
+        return
+    for tls in spec.tls:
+        if tls.hosts and host not in tls.hosts:
+            continue
+        acc.tls = True
+        if acc.cert is None and tls.secret is not None:
+            pair, problem = _certificate(lookup, ing.namespace, tls.secret, host)
+            if pair is not None:
+                acc.cert = pair
+            else:
+                notes.append(f"{key}: TLS for {host}: {problem}; using the default certificate")
+        break
+
+
+class _Recorder:
+    """A Lookup that remembers what it answered, so a cached host can be checked cheaply."""
+
+    def __init__(self, lookup: Lookup) -> None:
+        self.lookup = lookup
+        self.seen: list[tuple[str, tuple[str, ...], object]] = []
+
+    def get(self, kind: str, namespace: str, name: str) -> object | None:
+        found = self.lookup.get(kind, namespace, name)
+        self.seen.append(("get", (kind, namespace, name), found))
+        return found
+
+    def service(self, namespace: str, name: str) -> Service | None:
+        found = self.lookup.service(namespace, name)
+        self.seen.append(("service", (namespace, name), found))
+        return found
+
+    def slices_for_service(self, namespace: str, service: str) -> tuple[EndpointSlice, ...]:
+        raise AssertionError("endpoints are resolved after the hosts, not while building one")
+
+
+@dataclass(frozen=True, slots=True)
+class _HostBuilt:
+    members: tuple[Ingress, ...]  # the records it was built from, in age order
+    settings: NginxSettings
+    seen: tuple[tuple[str, tuple[str, ...], object], ...]  # look-ups made, with their answers
+    server: Server
+    notes: tuple[str, ...]
+    upstreams: dict[str, Upstream]  # without endpoints
+    recipes: dict[str, tuple[Service, ServicePort]]  # how to find each upstream's endpoints
+    cert: CertPair | None
+
+    def still(self, members: list[_Member], lookup: Lookup, settings: NginxSettings) -> bool:
+        if self.settings is not settings or len(self.members) != len(members):
+            return False
+        if any(a is not b[0] for a, b in zip(self.members, members, strict=True)):
+            return False
+        for method, args, found in self.seen:
+            if getattr(lookup, method)(*args) is not found:
+                return False
+        return True
+
+
+# A Service port's ready endpoints: (the Service, its slices, the endpoints, their notes).
+_Ready = tuple[Service, tuple[EndpointSlice, ...], tuple[tuple[str, int], ...], tuple[str, ...]]
+
+
+class HostCache:
+    """Hosts built by earlier reconciles, and the endpoints of Service ports, reused while the
+    objects they came from are the same objects (the store replaces a record on every change)."""
+
+    def __init__(self) -> None:
+        self._hosts: dict[str, _HostBuilt] = {}
+        self._settings: NginxSettings | None = None
+        self._endpoints: dict[tuple[int, str, int], _Ready] = {}
+        self.built = 0  # hosts built (not reused), for tests and the log
+
+    def intern(self, settings: NginxSettings) -> NginxSettings:
+        """The same settings object while the values are the same: hosts compare it by identity."""
+        if self._settings is None or self._settings != settings:
+            self._settings = settings
+        return self._settings
+
+    def host(self, host: str, members: list[_Member], lookup: Lookup, settings: NginxSettings) -> _HostBuilt:
+        found = self._hosts.get(host)
+        if found is not None and found.still(members, lookup, settings):
+            return found
+        self.built += 1
+        built = self._hosts[host] = _build_host(host, members, lookup, settings)
+        return built
+
+    def forget(self, current: Mapping[str, object]) -> None:
+        if len(self._hosts) > len(current):
+            for gone in [h for h in self._hosts if h not in current]:
+                del self._hosts[gone]
+
+    def endpoints(self, lookup: Lookup, svc: Service, sp: ServicePort, notes: list[str]) -> tuple[tuple[str, int], ...]:
+        slices = lookup.slices_for_service(svc.namespace, svc.name)
+        key = (id(svc), sp.name or "", sp.port)
+        found = self._endpoints.get(key)
+        if found is not None and found[0] is svc and len(found[1]) == len(slices) and all(
+            a is b for a, b in zip(found[1], slices, strict=True)
+        ):
+            notes.extend(found[3])
+            return found[2]
+        mine: list[str] = []
+        ready = ready_endpoints(lookup, svc, sp, mine)
+        notes.extend(mine)
+        if len(self._endpoints) > 65536:  # old services' entries: rebuilding them is cheap
+            self._endpoints.clear()
+        self._endpoints[key] = (svc, slices, ready, tuple(mine))
+        return ready
+
+
+def _build_host(host: str, members: list[_Member], lookup: Lookup, settings: NginxSettings) -> _HostBuilt:
+    recorder = _Recorder(lookup)
+    notes: list[str] = []
+    acc = _Host(owner=members[0][1] if members else "")
+    for ing, key, parsed in members:
+        _accumulate(acc, ing, key, parsed, host, recorder, notes)
+    upstreams: dict[str, Upstream] = {}
+    recipes: dict[str, tuple[Service, ServicePort]] = {}
+
+    def target(ns: str, backend: Backend) -> Target:
+        return _resolve(recorder, ns, backend, upstreams, recipes, notes)
+
+    locations = _locations(acc, target, settings, notes)
+    redirect = acc.tls and settings.ssl_redirect
+    if not any(loc.match == LOC_ROOT for loc in locations):
+        if acc.default is not None:
+            backend, ns, owner = acc.default
+            locations.append(Location(LOC_ROOT, "/", "defaultBackend", owner, target(ns, backend),
+                                      redirect_https=redirect))  # fmt: skip
+        else:
+            locations.append(Location(LOC_ROOT, "/", "", "", DEFAULT_BACKEND, redirect_https=redirect))
+    locations += _redirect_guards(locations)
+    locations.sort(key=_location_order)
+    # A route per proxying location, named by where it is (host and location), not by what it
+    # does: a change of canary weight or endpoints then changes data, never the config.
+    locations = [
+        replace(loc, route=digest("r", f"{host} {loc.match} {loc.path}")) if loc.target.upstream else loc
+        for loc in locations
+    ]
+    server = Server(host, acc.cert.digest if acc.cert is not None else None, redirect, tuple(locations), acc.owner,
+                    acc.app_root, acc.snippet)  # fmt: skip
+    return _HostBuilt(tuple(m[0] for m in members), settings, tuple(recorder.seen), server, tuple(notes), upstreams,
+                      recipes, acc.cert)  # fmt: skip
 
 
 def _host_order(host: str) -> tuple[int, str]:
@@ -638,7 +757,8 @@ def upstream_name(namespace: str, service: str, port: str) -> str:
     return f"{namespace}_{service}_{port}"
 
 
-def _resolve(lookup: Lookup, ns: str, backend: Backend, upstreams: dict[str, Upstream], notes: list[str]) -> Target:
+def _resolve(lookup: Lookup, ns: str, backend: Backend, upstreams: dict[str, Upstream],
+             recipes: dict[str, tuple[Service, ServicePort]], notes: list[str]) -> Target:  # fmt: skip
     label = f"{ns}/{backend.service}:{backend.port_label}"
     svc = lookup.service(ns, backend.service)
     if svc is None:
@@ -677,5 +797,7 @@ def _resolve(lookup: Lookup, ns: str, backend: Backend, upstreams: dict[str, Ups
         except InvalidValue as exc:
             notes.append(f"{exc}: 503")
             return Target(None, 503, label)
-    upstreams[name] = Upstream(name, f"{ns}/{svc.name}:{canonical}", ready_endpoints(lookup, svc, sp, notes))
+    # Endpoints come later, for all hosts at once (build): they are data, not part of a host.
+    upstreams[name] = Upstream(name, f"{ns}/{svc.name}:{canonical}", ())
+    recipes[name] = (svc, sp)
     return Target(name, 0, label)

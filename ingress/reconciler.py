@@ -23,7 +23,7 @@ from collections.abc import Callable
 from ingress.applier import Applier, ApplyResult
 from ingress.events import EventRecorder
 from ingress.metrics import Metrics
-from ingress.model import Model, ParseCache, Snapshot, build, ingress_key
+from ingress.model import HostCache, Model, ParseCache, Snapshot, build, ingress_key
 from ingress.nginx import CheckResult
 from ingress.render import Renderer
 from kubewatch import INGRESSES, EndpointSlice, Service, Store
@@ -89,6 +89,7 @@ class Reconciler:
         self._notes: set[str] = set()
         # Each Ingress parsed once per version of its record, across reconciles.
         self._parsed: ParseCache = {}
+        self.hosts = HostCache()  # hosts built by earlier passes, reused while their objects are the same
 
     def snapshot(self) -> Snapshot:
         snap = self._snapshot(FrozenView(self.store), self._parsed)
@@ -109,7 +110,7 @@ class Reconciler:
         versions = {ingress_key(i): i.resource_version for i in snapshot.ingresses}
         # A culprit is retried once it changes (or it is gone for good).
         self.culprits = {k: v for k, v in self.culprits.items() if versions.get(k) == v[0]}
-        model = build(snapshot, self.culprits)
+        model = build(snapshot, self.culprits, self.hosts)
         modelled = time.monotonic()
         rendered = self.renderer.render(model)
         self.phases = {"model": modelled - began, "render": time.monotonic() - modelled}
@@ -133,7 +134,7 @@ class Reconciler:
                     log.error("the configuration fails without any Ingress: keeping the last good one")
                     break
                 self._blame(snapshot, found[0], found[1])
-                model = build(snapshot, self.culprits)
+                model = build(snapshot, self.culprits, self.hosts)
                 rendered = self.renderer.render(model)
                 if rendered.hash == applier.running_hash and applier.nginx.running:
                     result = await applier.update(model)
@@ -179,7 +180,7 @@ class Reconciler:
         base = set(self.culprits)
 
         async def failure(n: int) -> CheckResult | None:
-            candidate = build(snapshot, base | set(served[n:]))
+            candidate = build(snapshot, base | set(served[n:]), self.hosts)
             rendered = self.renderer.render(candidate)
             result = checked.get(rendered.hash)
             if result is None:

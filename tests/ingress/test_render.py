@@ -9,9 +9,12 @@ import pytest
 
 from ingress import livedata
 from ingress.layout import Layout
+from ingress.model import HostCache, build
 from ingress.render import Listen, Renderer, names_hash_sizes, resolver_address, server_name
+from ingress.settings import NginxSettings
 from tests.ingress import objects as o
-from tests.ingress.modelkit import canary_model, model_of
+from tests.ingress.modelkit import canary_model, fake_addresses, model_of, snapshot, store_of
+from tests.ingress.routing import standard_objects
 
 LAYOUT = Layout.at("/tmp/portolan-render")
 
@@ -81,3 +84,28 @@ def test_canary_weights_are_data_not_configuration() -> None:
     hashes = {Renderer(LAYOUT, Listen()).render(m).hash for m in models}
     routes = {tuple(v for k, v in sorted(livedata.records(m).items()) if k.startswith("r:")) for m in models}
     assert len(hashes) == 1 and len(routes) == len(CANARY_WEIGHTS)
+
+
+def test_blocks_render_once_and_a_partial_check_holds_the_changed_ones() -> None:
+    # Unchanged hosts keep their Server objects (HostCache) and so their rendered blocks; the
+    # hash still covers every block; the partial configuration holds the frame, the catch-all
+    # and the changed host only.
+    from ingress.applier import Applier
+
+    store = store_of(*standard_objects(fake_addresses()), *(o.ingress(f"i{n}", o.rule(f"h{n}.com", o.path("/", "a")))
+                                                              for n in range(5)))  # fmt: skip
+    cache, renderer = HostCache(), Renderer(LAYOUT, Listen())
+    first = renderer.render(build(snapshot(store), (), cache))
+    o.put(store, o.ingress("i2", o.rule("h2.com", o.path("/x", "a"))))
+    second = renderer.render(build(snapshot(store), (), cache))
+    assert first.hash != second.hash and second.text == renderer.render(build(snapshot(store))).text
+    same = [a.text is b.text for a, b in zip(first.fragments, second.fragments, strict=True)]
+    assert same == [s.host != "h2.com" for s in build(snapshot(store)).servers]
+    applier = Applier.__new__(Applier)  # only the comparison, no nginx
+    applier.running = first
+    assert applier.changed_hosts(second) == {"h2.com"}
+    partial = second.partial({"h2.com"})
+    assert "h2.com" in partial and "h1.com" not in partial and "# catch-all" in partial
+    assert f'return 200 "{second.hash}";' in partial
+    applier.running = renderer.render(build(snapshot(store, settings=NginxSettings(hsts=False))))
+    assert applier.changed_hosts(second) is None  # the frame changed: everything is checked
