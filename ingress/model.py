@@ -67,10 +67,11 @@ service that needs its own name must accept the client's Host.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from ingress import annotations, validate
 from ingress.annotations import NONE, Annotations
@@ -96,6 +97,11 @@ class Lookup(ServiceLookup, Protocol):
     """Read access to the objects Ingresses refer to (a kubewatch Store satisfies it)."""
 
     def get(self, kind: str, namespace: str, name: str) -> object | None: ...
+
+    @property
+    def generations(self) -> Mapping[str, int]:
+        """Per kind, a number that changes whenever an object of the kind does."""
+        ...
 
 
 # "ns/name" -> (the Ingress record parsed, allow-snippets, what _parse made of it).
@@ -339,6 +345,13 @@ def _parse(snapshot: Snapshot, ing: Ingress, key: str) -> _Parsed | Rejection:
 _Member = tuple[Ingress, str, "_Parsed"]
 
 
+def _drop(ordered: list[Any], item: tuple[Any, str]) -> None:
+    """Remove ``item`` from a sorted list."""
+    at = bisect.bisect_left(ordered, item)
+    if at < len(ordered) and ordered[at] == item:
+        del ordered[at]
+
+
 def _touches(parsed: _Parsed) -> list[str]:
     """The hosts an Ingress contributes to: its rules' (canaries too), or the catch-all."""
     ann, _, spec = parsed
@@ -352,66 +365,10 @@ def build(snapshot: Snapshot, exclude: Iterable[str] = (), cache: HostCache | No
     """The model of ``snapshot`` without the Ingresses named in ``exclude`` ("ns/name").
 
     Each host is built from the Ingresses naming it alone; with a ``cache`` (kept across
-    reconciles), a host whose Ingresses and looked-up objects are the same objects as last time
-    keeps its Server, so the cost of a change follows the change. Same input, same model,
-    cache or not."""
-    excluded = frozenset(exclude)
-    cache = cache if cache is not None else HostCache()
-    lookup = snapshot.lookup
-    settings = cache.intern(snapshot.settings)
-    rejected: list[Rejection] = []
-    notes: list[str] = []
-    served: list[str] = []
-    groups: dict[str, list[_Member]] = {CATCH_ALL: []}
-    for ing in sorted(snapshot.ingresses, key=age_key):
-        key = ingress_key(ing)
-        if key in excluded:
-            continue
-        parsed = _parse(snapshot, ing, key)
-        if isinstance(parsed, Rejection):
-            rejected.append(parsed)
-            continue
-        notes.extend(f"{key}: {n}" for n in parsed[1])
-        served.append(key)
-        for host in _touches(parsed):
-            groups.setdefault(host, []).append((ing, key, parsed))
-
-    servers: list[Server] = []
-    upstreams: dict[str, Upstream] = {}
-    recipes: dict[str, tuple[Service, ServicePort]] = {}
-    # Always a catch-all server: nginx would otherwise make the first server of the port
-    # the default, and unknown hosts would reach some Ingress's routes instead of a 404.
-    certs = {snapshot.default_cert.digest: snapshot.default_cert}
-    for host in sorted(groups, key=_host_order):
-        built = cache.host(host, groups[host], lookup, settings)
-        servers.append(built.server)
-        notes.extend(built.notes)
-        upstreams.update(built.upstreams)
-        recipes.update(built.recipes)
-        if built.cert is not None:
-            certs[built.cert.digest] = built.cert
-    cache.forget(groups)
-    for name, (svc, sp) in recipes.items():
-        upstreams[name] = replace(upstreams[name], endpoints=cache.endpoints(lookup, svc, sp, notes))
-    every = [loc for srv in servers for loc in srv.locations]
-    sticky = [(loc, loc.cookie) for loc in every if loc.target.upstream and loc.cookie is not None]
-    streams, stream_notes = build_streams(lookup, snapshot.tcp_services, snapshot.udp_services, snapshot.reserved_ports)
-    notes.extend(stream_notes)
-    return Model(
-        servers=tuple(servers),
-        upstreams=tuple(upstreams[name] for name in sorted(upstreams)),
-        certificates=tuple(certs[d] for d in sorted(certs)),
-        default_cert=snapshot.default_cert.digest,
-        settings=settings,
-        ingresses=tuple(served),
-        rejected=tuple(rejected),
-        notes=tuple(dict.fromkeys(notes)),
-        rate_zones=tuple(sorted({(loc.zone, loc.ann.limit_rps) for loc in every if loc.ann.limit_rps})),
-        conn_zones=tuple(sorted({loc.zone for loc in every if loc.ann.limit_connections})),
-        session_cookies=tuple(sorted({cookie for _, cookie in sticky}, key=lambda c: c.var)),
-        affinity_cookies=tuple(sorted({(cookie.name, loc.affinity_var) for loc, cookie in sticky})),
-        streams=streams,
-    )
+    reconciles), only the hosts of Ingresses that changed are built again, and the others keep
+    their Server while the Services and Secrets they looked up are the same objects: the cost
+    of a change follows the change. Same input, same model, cache or not."""
+    return (cache if cache is not None else HostCache()).build(snapshot, frozenset(exclude))
 
 
 def _accumulate(acc: _Host, ing: Ingress, key: str, parsed: _Parsed, host: str, lookup: Lookup,
@@ -485,6 +442,103 @@ class _Recorder:
 
 
 @dataclass(frozen=True, slots=True)
+class _Extras:
+    """What a host's locations need at http level: rate and connection zones, affinity cookies."""
+
+    rate_zones: tuple[tuple[str, int], ...] = ()  # (zone, requests per second)
+    conn_zones: tuple[str, ...] = ()
+    session_cookies: tuple[SessionCookie, ...] = ()
+    affinity_cookies: tuple[tuple[str, str], ...] = ()  # (cookie, variable suffix)
+
+    @classmethod
+    def of(cls, locations: Iterable[Location]) -> _Extras | None:
+        every = list(locations)
+        sticky = [(loc, loc.cookie) for loc in every if loc.target.upstream and loc.cookie is not None]
+        found = cls(
+            tuple(sorted({(loc.zone, loc.ann.limit_rps) for loc in every if loc.ann.limit_rps})),
+            tuple(sorted({loc.zone for loc in every if loc.ann.limit_connections})),
+            tuple(sorted({cookie for _, cookie in sticky}, key=lambda c: c.var)),
+            tuple(sorted({(cookie.name, loc.affinity_var) for loc, cookie in sticky})),
+        )
+        return found if found != _NO_EXTRAS else None
+
+    @classmethod
+    def union(cls, parts: Iterable[_Extras]) -> _Extras:
+        found = list(parts)
+        cookies = {c.var: c for part in found for c in part.session_cookies}
+        return cls(
+            tuple(sorted({z for part in found for z in part.rate_zones})),
+            tuple(sorted({z for part in found for z in part.conn_zones})),
+            tuple(cookies[var] for var in sorted(cookies)),
+            tuple(sorted({c for part in found for c in part.affinity_cookies})),
+        )
+
+
+_NO_EXTRAS = _Extras()
+
+
+class _Tally:
+    """What each host adds to the whole model (upstreams, certificates, notes, http-level
+    needs), counted per host: a host built again replaces only its own share."""
+
+    def __init__(self) -> None:
+        self.counted: dict[str, _HostBuilt] = {}
+        self._upstreams: dict[str, list[Any]] = {}  # name -> [hosts using it, Upstream, recipe or None]
+        self._certs: dict[str, list[Any]] = {}  # digest -> [hosts using it, CertPair]
+        self._noted: dict[str, tuple[str, ...]] = {}  # host -> its notes, for hosts with some
+        self._extras: dict[str, _Extras] = {}  # host -> its needs, for hosts with some
+        self.changed = True
+
+    def count(self, host: str, built: _HostBuilt | None) -> None:
+        old = self.counted.pop(host, None)
+        self.changed = True
+        if old is not None:
+            for name in old.upstreams:
+                entry = self._upstreams[name]
+                entry[0] -= 1
+                if not entry[0]:
+                    del self._upstreams[name]
+            if old.cert is not None:
+                entry = self._certs[old.cert.digest]
+                entry[0] -= 1
+                if not entry[0]:
+                    del self._certs[old.cert.digest]
+            self._noted.pop(host, None)
+            self._extras.pop(host, None)
+        if built is None:
+            return
+        self.counted[host] = built
+        for name, upstream in built.upstreams.items():
+            entry = self._upstreams.setdefault(name, [0, upstream, None])
+            entry[0] += 1
+            entry[1], entry[2] = upstream, built.recipes.get(name)  # the newest build's view
+        if built.cert is not None:
+            self._certs.setdefault(built.cert.digest, [0, built.cert])[0] += 1
+        if built.notes:
+            self._noted[host] = built.notes
+        if built.extras is not None:
+            self._extras[host] = built.extras
+
+    def upstreams(self) -> dict[str, Upstream]:
+        return {name: entry[1] for name, entry in self._upstreams.items()}
+
+    def recipes(self) -> dict[str, tuple[Service, ServicePort]]:
+        return {name: entry[2] for name, entry in self._upstreams.items() if entry[2] is not None}
+
+    def certs(self) -> dict[str, CertPair]:
+        return {digest: entry[1] for digest, entry in self._certs.items()}
+
+    def notes(self, hostlist: list[str]) -> list[str]:
+        noted = self._noted
+        if len(noted) < 64:
+            return [n for host in sorted(noted, key=_host_order) for n in noted[host]]
+        return [n for host in hostlist if host in noted for n in noted[host]]
+
+    def extras(self) -> _Extras:
+        return _Extras.union(self._extras[h] for h in sorted(self._extras))
+
+
+@dataclass(frozen=True, slots=True)
 class _HostBuilt:
     members: tuple[Ingress, ...]  # the records it was built from, in age order
     settings: NginxSettings
@@ -494,12 +548,16 @@ class _HostBuilt:
     upstreams: dict[str, Upstream]  # without endpoints
     recipes: dict[str, tuple[Service, ServicePort]]  # how to find each upstream's endpoints
     cert: CertPair | None
+    extras: _Extras | None  # None: the host needs nothing at http level
 
-    def still(self, members: list[_Member], lookup: Lookup, settings: NginxSettings) -> bool:
+    def still(self, members: list[_Member], lookup: Lookup, settings: NginxSettings, stable: bool) -> bool:
+        """Built from these very objects (``stable``: no Service or Secret changed since)."""
         if self.settings is not settings or len(self.members) != len(members):
             return False
         if any(a is not b[0] for a, b in zip(self.members, members, strict=True)):
             return False
+        if stable:
+            return True
         for method, args, found in self.seen:
             if getattr(lookup, method)(*args) is not found:
                 return False
@@ -519,6 +577,148 @@ class HostCache:
         self._settings: NginxSettings | None = None
         self._endpoints: dict[tuple[int, str, int], _Ready] = {}
         self.built = 0  # hosts built (not reused), for tests and the log
+        self._generations: tuple[int, int] | None = None
+        self._stable = False
+        # What the last build was made of: its Ingresses (parsed) by "ns/name", which of them
+        # touch each host, their age order, the hosts in server order.
+        self._members: dict[str, tuple[Ingress, _Parsed | Rejection]] = {}
+        self._host_keys: dict[str, set[str]] = {}
+        self._by_id: dict[int, str] = {}  # id of each member's Ingress record -> "ns/name"
+        self._order: tuple[tuple[str, ...], tuple[Rejection, ...], tuple[str, ...]] = ((), (), ())
+        self._aged: list[tuple[tuple[str, str, str], str]] = []  # (age_key, "ns/name"), sorted
+        self._hostlist: list[str] = []
+        self._hostorder: list[tuple[tuple[int, str], str]] = []  # (_host_order, host), sorted
+        self._tally = _Tally()  # what the hosts contribute to the whole model
+        self._servers: tuple[Server, ...] = ()
+        self._for: NginxSettings | None = None  # the settings that state was built with
+
+    def build(self, snapshot: Snapshot, excluded: frozenset[str]) -> Model:
+        lookup = snapshot.lookup
+        self.begin(lookup)
+        settings = self.intern(snapshot.settings)
+        fresh = settings is not self._for
+        if fresh:  # every parse and every host depends on them
+            self._members, self._host_keys, self._by_id, self._for = {}, {}, {}, settings
+            self._aged, self._hostorder, self._tally = [], [], _Tally()
+        dirty, reordered = self._update_members(snapshot, excluded)
+        if reordered or fresh:
+            self._order = self._age_order()
+        served, rejected, ann_notes = self._order
+        hosts = self._hosts
+        tally = self._tally
+        for host in dirty if self._stable else dirty | set(self._hostlist):
+            built = hosts.get(host)
+            if host not in self._host_keys and host != CATCH_ALL:  # no Ingress names it any more
+                hosts.pop(host, None)
+                tally.count(host, None)
+            elif built is None or host in dirty or built.settings is not settings or not self._stable:
+                built = self.host(host, self._group(host), lookup, settings)
+                if tally.counted.get(host) is not built:
+                    tally.count(host, built)
+        if tally.changed or reordered or fresh:
+            self._servers = tuple(hosts[h].server for h in self._hostlist)
+            tally.changed = False
+        certs = {snapshot.default_cert.digest: snapshot.default_cert, **tally.certs()}
+        notes = [*ann_notes, *tally.notes(self._hostlist)]
+        upstreams = tally.upstreams()
+        for name, (svc, sp) in tally.recipes().items():
+            upstreams[name] = replace(upstreams[name], endpoints=self.endpoints(lookup, svc, sp, notes))
+        extras = tally.extras()
+        streams, stream_notes = build_streams(lookup, snapshot.tcp_services, snapshot.udp_services,
+                                              snapshot.reserved_ports)  # fmt: skip
+        notes.extend(stream_notes)
+        return Model(
+            servers=self._servers,
+            upstreams=tuple(upstreams[name] for name in sorted(upstreams)),
+            certificates=tuple(certs[d] for d in sorted(certs)),
+            default_cert=snapshot.default_cert.digest,
+            settings=settings,
+            ingresses=served,
+            rejected=rejected,
+            notes=tuple(dict.fromkeys(notes)),
+            rate_zones=extras.rate_zones,
+            conn_zones=extras.conn_zones,
+            session_cookies=extras.session_cookies,
+            affinity_cookies=extras.affinity_cookies,
+            streams=streams,
+        )
+
+    def _update_members(self, snapshot: Snapshot, excluded: frozenset[str]) -> tuple[set[str], bool]:
+        """Bring the members up to ``snapshot``: the hosts whose Ingresses changed, and whether
+        any Ingress came, went or changed."""
+        # By identity: the store replaces a record on every change, and members keep theirs
+        # alive, so an id met again is the same unchanged Ingress (no key to format for it).
+        current = {id(ing): ing for ing in snapshot.ingresses}
+        members, host_keys, by_id = self._members, self._host_keys, self._by_id
+        dirty: set[str] = set()
+        gone = [key for oid, key in by_id.items() if oid not in current]
+        gone += [key for key in excluded if key in members and key not in gone]
+        for key in gone:
+            old, parsed = members.pop(key)
+            del by_id[id(old)]
+            _drop(self._aged, (age_key(old), key))
+            if not isinstance(parsed, Rejection):
+                for host in _touches(parsed):
+                    keys = host_keys[host]
+                    keys.discard(key)
+                    if not keys:
+                        del host_keys[host]
+                        if host != CATCH_ALL:
+                            _drop(self._hostorder, (_host_order(host), host))
+                    dirty.add(host)
+        added = False
+        for oid, ing in current.items():
+            if oid in by_id:
+                continue
+            key = ingress_key(ing)
+            if key in excluded:
+                continue
+            added = True
+            parsed = _parse(snapshot, ing, key)
+            members[key] = (ing, parsed)
+            by_id[oid] = key
+            bisect.insort(self._aged, (age_key(ing), key))
+            if not isinstance(parsed, Rejection):
+                for host in _touches(parsed):
+                    if host not in host_keys and host != CATCH_ALL:
+                        bisect.insort(self._hostorder, (_host_order(host), host))
+                    host_keys.setdefault(host, set()).add(key)
+                    dirty.add(host)
+        if not self._hostorder or self._hostorder[0][1] != CATCH_ALL:
+            self._hostorder.insert(0, (_host_order(CATCH_ALL), CATCH_ALL))
+            dirty.add(CATCH_ALL)
+        self._hostlist = [host for _, host in self._hostorder]
+        return dirty, bool(gone) or added
+
+    def _age_order(self) -> tuple[tuple[str, ...], tuple[Rejection, ...], tuple[str, ...]]:
+        """Served Ingresses oldest first, the rejected, and the annotations' notes."""
+        served: list[str] = []
+        rejected: list[Rejection] = []
+        notes: list[str] = []
+        members = self._members
+        for _, key in self._aged:
+            parsed = members[key][1]
+            if isinstance(parsed, Rejection):
+                rejected.append(parsed)
+                continue
+            served.append(key)
+            notes.extend(f"{key}: {n}" for n in parsed[1])
+        return tuple(served), tuple(rejected), tuple(notes)
+
+    def _group(self, host: str) -> list[_Member]:
+        """The Ingresses touching ``host``, oldest first."""
+        members = self._members
+        found = [(members[k][0], k, members[k][1]) for k in self._host_keys.get(host, ())]
+        group = [(ing, key, parsed) for ing, key, parsed in found if not isinstance(parsed, Rejection)]
+        return sorted(group, key=lambda m: age_key(m[0]))
+
+    def begin(self, lookup: Lookup) -> None:
+        """A new build: hosts need their look-ups checked only if Services or Secrets changed
+        since the last one (endpoint changes, the common case, touch neither)."""
+        generations = lookup.generations
+        seen = (generations.get("services", 0), generations.get("secrets", 0))
+        self._stable = seen == self._generations
+        self._generations = seen
 
     def intern(self, settings: NginxSettings) -> NginxSettings:
         """The same settings object while the values are the same: hosts compare it by identity."""
@@ -528,16 +728,11 @@ class HostCache:
 
     def host(self, host: str, members: list[_Member], lookup: Lookup, settings: NginxSettings) -> _HostBuilt:
         found = self._hosts.get(host)
-        if found is not None and found.still(members, lookup, settings):
+        if found is not None and found.still(members, lookup, settings, self._stable):
             return found
         self.built += 1
         built = self._hosts[host] = _build_host(host, members, lookup, settings)
         return built
-
-    def forget(self, current: Mapping[str, object]) -> None:
-        if len(self._hosts) > len(current):
-            for gone in [h for h in self._hosts if h not in current]:
-                del self._hosts[gone]
 
     def endpoints(self, lookup: Lookup, svc: Service, sp: ServicePort, notes: list[str]) -> tuple[tuple[str, int], ...]:
         slices = lookup.slices_for_service(svc.namespace, svc.name)
@@ -589,7 +784,7 @@ def _build_host(host: str, members: list[_Member], lookup: Lookup, settings: Ngi
     server = Server(host, acc.cert.digest if acc.cert is not None else None, redirect, tuple(locations), acc.owner,
                     acc.app_root, acc.snippet)  # fmt: skip
     return _HostBuilt(tuple(m[0] for m in members), settings, tuple(recorder.seen), server, tuple(notes), upstreams,
-                      recipes, acc.cert)  # fmt: skip
+                      recipes, acc.cert, _Extras.of(server.locations))  # fmt: skip
 
 
 def _host_order(host: str) -> tuple[int, str]:

@@ -41,6 +41,7 @@ class FrozenView:
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        self.generations = dict(store.generations)  # as the view begins
         self._got: dict[tuple[str, str, str], object | None] = {}
         self._services: dict[tuple[str, str], Service | None] = {}
         self._slices: dict[tuple[str, str], tuple[EndpointSlice, ...]] = {}

@@ -119,8 +119,8 @@ def names_hash_sizes(model: Model) -> tuple[int, int]:
     enough with the default 64), so size the bucket from the longest name: each element
     takes a pointer, the name and 2 bytes, aligned to 8, and a bucket ends with a pointer.
     """
-    names = [s.host for s in model.servers if not s.is_wildcard and not s.is_catch_all]
-    longest = max((len(n) for n in names), default=1)
+    names = [host for host in (s.host for s in model.servers) if host != CATCH_ALL and not host.startswith("*.")]
+    longest = max(map(len, names), default=1)
     element = (8 + longest + 2 + 7) // 8 * 8
     bucket = 64
     while bucket < element + 8:
@@ -181,10 +181,14 @@ class Renderer:
         digits cannot inject."""
         context = self._context(model)
         frame = self._template.render(**context, servers_marker=SERVERS_MARKER.rstrip("\n"))
-        fragments = tuple(self._fragment(server, model, context) for server in model.servers)
+        known, settings = self._fragments, model.settings
+        fragments = tuple(
+            f if (f := known.get(server.host)) is not None and f.server is server and f.settings is settings
+            else self._fragment(server, model, context)
+            for server in model.servers
+        )
         summary = hashlib.sha256(frame.encode())
-        for fragment in fragments:
-            summary.update(fragment.digest.encode())
+        summary.update("".join([f.digest for f in fragments]).encode())
         digest = summary.hexdigest()[:16]
         head, _, tail = frame.replace(HASH_PLACEHOLDER, digest).partition(SERVERS_MARKER)
         text = "".join([head, *(f.text for f in fragments), tail])

@@ -12,7 +12,7 @@ from ingress import annotations
 from ingress.annotations import Annotations
 from ingress.classes import ClassPolicy
 from ingress.layout import Layout
-from ingress.model import CATCH_ALL, LOC_EXACT, LOC_PREFIX, LOC_ROOT, build
+from ingress.model import CATCH_ALL, LOC_EXACT, LOC_PREFIX, LOC_ROOT, HostCache, build
 from ingress.render import Listen, Renderer
 from ingress.settings import NginxSettings
 from tests.ingress import objects as o
@@ -238,3 +238,45 @@ def test_hostile_service_and_endpoint_values_never_reach_the_config() -> None:
     assert route(model, "foo.com", "/c") == "503"
     text = Renderer(Layout.at("/tmp/x"), Listen(("127.0.0.1",), 80, 443)).render(model).text
     assert "evil" not in text and "not-an-ip" not in text and "http;x" not in text
+
+
+# ----------------------------------------------------------------------------- incremental builds
+
+HOSTS = ("a.com", "b.com", "c.com", "*.w.com", None)  # None: a rule without host (the catch-all)
+
+
+def _random_ingress(rng: random.Random, n: int) -> o.Obj:
+    rules = [o.rule(host, *(o.path(rng.choice(("/", "/x", "/x/y", "/z")), rng.choice(("a", "b", "missing")),
+                                   path_type=rng.choice(("Prefix", "Exact")))
+                            for _ in range(rng.randint(1, 2))))
+             for host in rng.sample(HOSTS, rng.randint(0, 2))]  # fmt: skip
+    ann = rng.choice(({}, {o.A + "canary": "true", o.A + "canary-weight": "10"}, {o.A + "use-regex": "true"},
+                      {o.A + "affinity": "cookie"}, {o.A + "limit-rps": "5"}, {o.A + "proxy-body-size": "bad;"}))
+    return o.ingress(f"i{n}", *rules, annotations=ann, created=f"2024-01-{rng.randint(1, 28):02d}T00:00:00Z",
+                     default_backend=o.backend("c", 80) if rng.random() < 0.2 else None,
+                     tls=[{"hosts": ["a.com"], "secretName": "nope"}] if rng.random() < 0.2 else None)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_incremental_builds_equal_fresh_ones(seed: int) -> None:
+    # One HostCache across a random run of Ingress, Service and endpoint changes: every model
+    # equals the one a fresh build makes of the same objects, exclusions (bisection) included.
+    rng = random.Random(seed)
+    store = store_of(*standard_objects(fake_addresses()))
+    cache = HostCache()
+    for step in range(80):
+        what = rng.random()
+        if what < 0.5:
+            o.put(store, _random_ingress(rng, rng.randint(0, 9)))
+        elif what < 0.65:
+            o.remove(store, o.ingress(f"i{rng.randint(0, 9)}"))
+        elif what < 0.8:
+            o.put(store, o.endpoint_slice(rng.choice(("a", "b")), [f"127.0.1.{rng.randint(1, 9)}"], 8080))
+        elif what < 0.9:
+            o.put(store, o.service(rng.choice(("a", "b")), ("http", 80, rng.choice(("http", 8080)))))
+        else:
+            o.remove(store, o.service("b"))
+        snap = snapshot(store, settings=NginxSettings(hsts=step % 20 < 10))
+        exclude = {f"default/i{rng.randint(0, 9)}"} if rng.random() < 0.2 else set()
+        assert build(snap, exclude, cache) == build(snap, exclude), step
+    assert cache.built < 80 * len(HOSTS)  # hosts were reused, not rebuilt every step
