@@ -69,6 +69,7 @@ from corefile import Dispenser
 from dnsserver.durations import go_duration, parse_duration
 from dnsserver.plugin import Next, Plugin, PluginError, SetupContext
 from dnsserver.request import Request
+from dnsserver.wireview import QueryView
 
 log = logging.getLogger("portolan")
 
@@ -151,7 +152,7 @@ class Errors(Plugin):
             return self._schedule(delay, callback)
         return asyncio.get_running_loop().call_later(delay, callback)
 
-    def report(self, req: Request, error: BaseException | None) -> None:
+    def report(self, req: QueryView, error: BaseException | None) -> None:
         """Log `error` (None: nobody answered) for `req`, or count it if a `consolidate` line wants it."""
         text, bare = _texts(error)
         for i, c in enumerate(self.config.consolidate):
@@ -163,7 +164,7 @@ class Errors(Plugin):
         log.error("[ERROR] plugin/errors: %d %s %s: %s", SERVFAIL, req.name, req.type_name, text,
                   exc_info=exc_info)
 
-    def _count(self, i: int, req: Request, text: str) -> bool:
+    def _count(self, i: int, req: QueryView, text: str) -> bool:
         """Count one error for consolidate line `i`; False if it must be logged the ordinary way."""
         if self.stopped:
             return False

@@ -101,9 +101,8 @@ import copy
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
 
-from dnslib import QTYPE, RD, DNSLabel, DNSRecord
+from dnslib import QTYPE, RD, RR, DNSLabel, DNSRecord
 
 from corefile import CorefileError, Dispenser, Token, normalize_zone
 from dnsserver.plugin import Next, Plugin, SetupContext
@@ -234,7 +233,7 @@ def valid_name(name: str) -> bool:
 # -- what a rule asks of the reply ------------------------------------------------------------
 
 
-def records(msg: DNSRecord) -> Iterator[Any]:
+def records(msg: DNSRecord) -> Iterator[RR]:
     """Every record of the reply a response rule may touch: all three sections, never the OPT."""
     for section in (msg.rr, msg.auth, msg.ar):
         for rr in section:
@@ -285,7 +284,7 @@ class ValueNames(Response):
                     rr.rdata = RD(b"".join(bytes([len(x)]) + x for x in DNSLabel(new).label) + b"\0")
 
 
-def dname_target(rd: Any) -> str | None:
+def dname_target(rd: RD) -> str | None:
     """The target of a DNAME, which dnslib keeps as raw bytes; None if compressed (not allowed) or odd."""
     data = getattr(rd, "data", None)
     if not isinstance(data, bytes):
@@ -620,7 +619,7 @@ def parse_answers(kind: str, toks: list[Token]) -> tuple[bool, list[Response]]:
 
 def type_code(tok: Token) -> int:
     name = tok.text.upper()
-    code = QTYPE.reverse.get(name, EXTRA_TYPES.get(name))
+    code: int | None = QTYPE.reverse.get(name, EXTRA_TYPES.get(name))
     if code is None:
         raise err(tok, f'invalid type "{name}"')
     return code

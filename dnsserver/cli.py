@@ -18,6 +18,8 @@ from dnsplugins import PLUGINS
 from portolan import __version__
 
 if TYPE_CHECKING:  # imported when serving only: -version and -plugins need not load the server
+    from collections.abc import Callable, Coroutine
+
     from dnsserver.config import Config
     from dnsserver.instance import Instance
 
@@ -76,11 +78,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{path}: {e}", file=sys.stderr)
         return 1
 
+    runner: Callable[[Coroutine[object, object, int]], int] = asyncio.run
     try:
         import uvloop
     except ImportError:  # uvloop is optional: stock asyncio works, only slower on UDP
-        uvloop = None
-    runner = uvloop.run if uvloop is not None else asyncio.run
+        pass
+    else:
+        runner = uvloop.run
     try:
         return runner(_serve(instance, config, args))
     except KeyboardInterrupt:

@@ -63,7 +63,8 @@ class Request:
 
     @property
     def type_name(self) -> str:
-        return QTYPE.get(self.qtype, f"TYPE{self.qtype}")
+        name: str = QTYPE.get(self.qtype, f"TYPE{self.qtype}")
+        return name
 
     @property
     def max_size(self) -> int:

@@ -79,7 +79,10 @@ class Namespace(NamedTuple):
     name: str
     labels: dict[str, str]
 
-    namespace = ""  # cluster-scoped: the store files it under ""
+    @property
+    def namespace(self) -> str:
+        """Cluster-scoped: the store files it under ""."""
+        return ""
 
 
 class Ingress(NamedTuple):
@@ -105,7 +108,10 @@ class IngressClass(NamedTuple):
     parameters: dict[str, Any] | None
     is_default: bool  # annotation ingressclass.kubernetes.io/is-default-class == "true"
 
-    namespace = ""
+    @property
+    def namespace(self) -> str:
+        """Cluster-scoped: the store files it under ""."""
+        return ""
 
 
 class Secret(NamedTuple):

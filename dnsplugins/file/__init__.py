@@ -87,6 +87,7 @@ import asyncio
 import logging
 import os
 from dataclasses import dataclass, field
+from functools import partial
 
 from dnslib import RR, DNSRecord
 from prometheus_client import Gauge
@@ -124,6 +125,10 @@ class Source:
     zone: Zone | None = None  # None until the file has been read successfully once
     mtime: int | None = None
     directive: tuple[str, int] = ("", 0)  # Corefile and line of the `file` directive naming it
+
+    def reload_interval(self) -> float:
+        """Seconds between checks of the file (read anew before each wait)."""
+        return self.reload
 
 
 @dataclass
@@ -208,7 +213,7 @@ class File(Plugin):
             if src.zone is not None:
                 ENTRIES.labels(src.origin).set(src.zone.size)
             if src.reload > 0:
-                job = Periodic(lambda s=src: s.reload, lambda s=src: self._reload(s), "plugin/file")
+                job = Periodic(src.reload_interval, partial(self._reload, src), "plugin/file")
                 job.start()
                 self._jobs.append(job)
 

@@ -280,7 +280,7 @@ def _tls_context(d: Dispenser, args: list[str]) -> ssl.SSLContext:
         try:
             context.load_cert_chain(cert, key)
         except (OSError, ssl.SSLError) as e:
-            reason = e.strerror.lower() if isinstance(e, OSError) and e.strerror else str(e)
+            reason = e.strerror.lower() if e.strerror else str(e)  # (ssl.SSLError is an OSError)
             raise d.err(f"could not load TLS cert: {reason}") from None
     return context
 
