@@ -86,6 +86,8 @@ LEVELS: dict[str, tuple[int, str]] = {
 
 
 class Cancellable(Protocol):
+    """What a scheduled callback returns: something that can be cancelled (asyncio's TimerHandle)."""
+
     def cancel(self) -> None: ...
 
 
@@ -112,6 +114,8 @@ class Consolidate:
 
 @dataclass
 class ErrorsConfig:
+    """The `errors` directive parsed: stack traces on or off, and its `consolidate` lines."""
+
     stacktrace: bool = False
     consolidate: list[Consolidate] = field(default_factory=list)
 
@@ -127,6 +131,8 @@ class _Window:
 
 
 class Errors(Plugin):
+    """`errors`: logs the errors of the plugins after it, or counts them per `consolidate` period."""
+
     name = "errors"
     fast_safe = True  # it only acts on exceptions, and a stored answer raises none
 

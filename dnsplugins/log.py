@@ -108,10 +108,10 @@ _TYPE_CLASS = {
 }
 
 _A, _NS, _SOA, _AAAA, _IXFR, _AXFR = 1, 2, 6, 28, 251, 252
+_OP_NOTIFY, _OP_UPDATE = 4, 5
 
 # A reply as the log reads it: parsed, or a view of the wire bytes for an answer sent without a Request.
 Reply: TypeAlias = DNSRecord | WireReply | None
-_OP_NOTIFY, _OP_UPDATE = 4, 5
 
 
 def reply_type(qtype: int, reply: Reply) -> str:
@@ -133,12 +133,12 @@ def reply_type(qtype: int, reply: Reply) -> str:
         if qtype in (_A, _AAAA) and not any(r.rtype == qtype for r in reply.rr):
             return "NODATA"
         return "NOERROR"
-    soa, ns = False, 0
-    for r in reply.auth:
-        if r.rtype == _SOA:
-            soa = True
-        elif r.rtype == _NS:
-            ns += 1
+    return _by_authority(rcode, [r.rtype for r in reply.auth])
+
+
+def _by_authority(rcode: int, auth_types: list[int]) -> str:
+    """reply_type for a reply without answers: told by its rcode and its authority section's types."""
+    soa, ns = _SOA in auth_types, _NS in auth_types
     if soa and rcode == 0:
         return "NODATA"
     if soa and rcode == 3:
@@ -293,6 +293,8 @@ class Rule:
 
 
 class Log(Plugin):
+    """`log`: writes a line per query answered, for the names and classes of reply its rules cover."""
+
     name = "log"
     # Hits answered on the hot path are still logged: the server calls fast_observe() with views of
     # the query and reply bytes, which carry every attribute the placeholders read.

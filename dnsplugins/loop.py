@@ -76,6 +76,8 @@ def _hostport(host: str, port: int) -> str:
 
 
 class Loop(Plugin):
+    """`loop`: probes at start-up for queries forwarded back to this server, and exits if one loops."""
+
     name = "loop"
     # Only its own HINFO probe concerns it: every other query may skip it (so a `loop` + `forward` block
     # keeps the relay path), and HINFO queries always run the chain, where the probe is counted.

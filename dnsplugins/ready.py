@@ -43,6 +43,8 @@ DEFAULT_ADDRESS = ":8181"
 
 
 class Ready(Plugin):
+    """`ready`: an HTTP endpoint that says OK once every plugin that reports readiness is ready."""
+
     name = "ready"
     in_chain = False
 

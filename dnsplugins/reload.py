@@ -42,6 +42,8 @@ MIN_INTERVAL, MIN_JITTER = 2.0, 1.0
 
 
 class Reload(Plugin):
+    """`reload`: checks the Corefile now and then and reloads the server when it changed."""
+
     name = "reload"
     in_chain = False
 

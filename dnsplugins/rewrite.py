@@ -251,6 +251,8 @@ class Response:
 
 
 class OwnerNames(Response):
+    """Maps the owner names of the reply's records back (answer name)."""
+
     def __init__(self, mapper: Mapper) -> None:
         self.mapper = mapper
 
@@ -263,6 +265,8 @@ class OwnerNames(Response):
 
 
 class ValueNames(Response):
+    """Maps the names inside records' data back (answer value: CNAME, SRV, ... targets)."""
+
     def __init__(self, mapper: Mapper) -> None:
         self.mapper = mapper
 
@@ -303,6 +307,8 @@ def dname_target(rd: RD) -> str | None:
 
 
 class ClampTTL(Response):
+    """Keeps every record's TTL within [low, high] (the ttl rule)."""
+
     def __init__(self, low: int, high: int) -> None:
         self.low, self.high = low, high
 
@@ -315,6 +321,8 @@ class ClampTTL(Response):
 
 
 class MapRcode(Response):
+    """Changes the reply's rcode from one value to another (the rcode rule)."""
+
     on_empty = True
 
     def __init__(self, old: int, new: int) -> None:
@@ -363,7 +371,7 @@ class CnameTarget(Response):
 class State:
     """The question as the rules have left it so far; `spelled` is the name to ask with (client's case first)."""
 
-    __slots__ = ("name", "spelled", "qtype", "qclass")
+    __slots__ = ("name", "qclass", "qtype", "spelled")
 
     def __init__(self, name: str, spelled: str, qtype: int, qclass: int) -> None:
         self.name = name
@@ -385,7 +393,9 @@ class Rule:
 
 
 class NameRule(Rule):
-    __slots__ = ("rename", "auto", "answers")
+    """Rewrites the question's name (exact, prefix, suffix, substring, regex)."""
+
+    __slots__ = ("answers", "auto", "rename")
 
     def __init__(self, mode: str, rename: Mapper, auto: bool, answers: list[Response]) -> None:
         super().__init__(mode)
@@ -407,7 +417,9 @@ class NameRule(Rule):
 
 
 class TypeRule(Rule):
-    __slots__ = ("old", "new")
+    """Rewrites the question's type."""
+
+    __slots__ = ("new", "old")
 
     def __init__(self, mode: str, old: int, new: int) -> None:
         super().__init__(mode)
@@ -421,7 +433,9 @@ class TypeRule(Rule):
 
 
 class ClassRule(Rule):
-    __slots__ = ("old", "new")
+    """Rewrites the question's class."""
+
+    __slots__ = ("new", "old")
 
     def __init__(self, mode: str, old: int, new: int) -> None:
         super().__init__(mode)
@@ -449,6 +463,8 @@ class ReplyRule(Rule):
 
 
 class CnameRule(Rule):
+    """Rewrites CNAME targets in the reply (the cname rule)."""
+
     __slots__ = ("mapper",)
 
     def __init__(self, mode: str, mapper: Mapper) -> None:
@@ -464,6 +480,8 @@ class CnameRule(Rule):
 
 
 class Rewrite(Plugin):
+    """`rewrite`: changes queries before the plugins after it see them, and their replies back."""
+
     name = "rewrite"
     # fast_safe stays False: a stored answer for a question a rule rewrites must never be sent as is.
 
@@ -471,8 +489,8 @@ class Rewrite(Plugin):
         self.rules = rules
         self.ctx = ctx
 
-    async def serve(self, req: Request, next: Next) -> DNSRecord | None:
-        st = State(req.name, req.qname, req.qtype, req.qclass)
+    def _rewrite(self, req: Request, st: State) -> list[Response] | None:
+        """Apply the rules to the question in `st`; the response rules that undo them, None if none matched."""
         responses: list[Response] = []
         matched = False
         for rule in self.rules:
@@ -486,7 +504,12 @@ class Rewrite(Plugin):
             responses.extend(got)
             if rule.mode == STOP:
                 break
-        if not matched:
+        return responses if matched else None
+
+    async def serve(self, req: Request, next: Next) -> DNSRecord | None:
+        st = State(req.name, req.qname, req.qtype, req.qclass)
+        responses = self._rewrite(req, st)
+        if responses is None:
             return await next(req)
 
         if st.name == req.name and st.qtype == req.qtype and st.qclass == req.qclass:

@@ -174,6 +174,8 @@ def split(records: list[RR], budget: int = SAFE_MESSAGE - MESSAGE_OVERHEAD) -> l
 
 
 class Transfer(Plugin):
+    """`transfer`: answers AXFR and IXFR for the zones of the plugins that can hand them out."""
+
     name = "transfer"
 
     def __init__(self, xfrs: list[Xfr], ctx: SetupContext | None = None) -> None:

@@ -11,6 +11,7 @@ import os
 import platform
 import signal
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from corefile import CorefileError
@@ -113,8 +114,7 @@ async def _serve(instance: Instance, config: Config, args: argparse.Namespace) -
         print(f"portolan-{__version__}")
         print(f"{sys.platform}/{platform.machine()}, python{platform.python_version()}", flush=True)
     if args.pidfile:
-        with open(args.pidfile, "w") as f:
-            f.write(f"{os.getpid()}\n")
+        await asyncio.to_thread(Path(args.pidfile).write_text, f"{os.getpid()}\n")
     await stop.wait()
     logging.getLogger("portolan").info("[INFO] SIGTERM: Shutting down servers then terminating")
     await instance.shutdown()

@@ -324,10 +324,9 @@ class Dispatcher:
 
     async def _handle(self, data: bytes, client: tuple[str, int], proto: str, local_ip: str) -> bytes | None:
         start = time.perf_counter()
-        if len(data) < 12:
-            return None  # not even a header: nobody to answer
-        if data[2] & 0x80:
-            return None  # a response, not a query: never answer it (reflection, loops)
+        # Not even a header (nobody to answer), or a response, not a query: never answer it (reflection, loops).
+        if len(data) < 12 or data[2] & 0x80:
+            return None
         try:
             msg = DNSRecord.parse(data)
         except Exception:

@@ -24,7 +24,7 @@ from corefile import normalize_zone, reverse_zones
 from dnsserver.request import Request
 
 if TYPE_CHECKING:
-    from corefile import ZoneAddr
+    from corefile import Dispenser, ZoneAddr
     from dnsserver.config import Block, Config
     from dnsserver.fastpath import FastQuery
     from dnsserver.httpendpoints import HttpPlan
@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 Next = Callable[[Request], Awaitable[DNSRecord | None]]
 A = TypeVar("A")
+C = TypeVar("C")
+# One property of a directive's block: (dispenser, context, config being built, property name, arguments).
+Property = Callable[["Dispenser", "SetupContext", C, str, list[str]], None]
 
 
 class PluginError(Exception):
@@ -188,6 +191,17 @@ def plugin_zones(args: list[str], ctx: SetupContext) -> list[str]:
     return out
 
 
+def parse_properties(d: Dispenser, ctx: SetupContext, cfg: C, table: Mapping[str, Property[C]]) -> None:
+    """Read the properties of the directive's block into `cfg`, each by its entry in `table`; a property
+    that has none is an error."""
+    while d.next_block():
+        prop, args = d.val(), d.remaining_args()
+        handler = table.get(prop)
+        if handler is None:
+            raise d.unknown_property()
+        handler(d, ctx, cfg, prop, args)
+
+
 def match_zone(zones: list[str], name: str) -> str | None:
     """The longest of `zones` that `name` (lower-case FQDN) is in or under, or None."""
     best: str | None = None
@@ -200,7 +214,7 @@ def match_zone(zones: list[str], name: str) -> str | None:
 class Fallthrough:
     """`fallthrough [ZONES...]`: which names a plugin passes on instead of answering a name error."""
 
-    __slots__ = ("zones", "enabled")
+    __slots__ = ("enabled", "zones")
 
     def __init__(self) -> None:
         self.enabled = False

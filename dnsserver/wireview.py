@@ -93,7 +93,7 @@ class QueryView(Protocol):
 
 
 class _Header:
-    __slots__ = ("id", "opcode", "qr", "aa", "tc", "rd", "ra", "z", "ad", "cd", "rcode")
+    __slots__ = ("aa", "ad", "cd", "id", "opcode", "qr", "ra", "rcode", "rd", "tc", "z")
 
     def __init__(self, wire: bytes) -> None:
         flags = _U16.unpack_from(wire, 2)[0]

@@ -304,8 +304,7 @@ class Store:
         self.generations[k.name] += 1
         if not k.dns_relevant:
             return
-        if old is not None and new is not None and k.dns_view is not None:
-            if k.dns_view(old) == k.dns_view(new):
-                return
+        if old is not None and new is not None and k.dns_view is not None and k.dns_view(old) == k.dns_view(new):
+            return
         self.version += 1
         self.last_change = self._wall_clock()

@@ -133,10 +133,14 @@ class Source:
 
 @dataclass
 class FileConfig:
+    """The `file` directives of a block parsed: one Source per zone file."""
+
     sources: list[Source] = field(default_factory=list)
 
 
 class File(Plugin):
+    """`file`: serves zones read from RFC 1035 zone files, reloaded when they change."""
+
     name = "file"
 
     def __init__(self, config: FileConfig) -> None:

@@ -151,6 +151,8 @@ OPT = 41
 
 
 class NoHealthyUpstream(Exception):
+    """No upstream was asked: all down under `failfast_all_unhealthy`, or the deadline came first."""
+
     def __init__(self) -> None:
         super().__init__("no healthy proxies")
 
@@ -267,7 +269,7 @@ class Resume:
     """Where `run` picks up after a first attempt made by `relay_start`: the policy order it used (the
     next upstream is the second), the deadline, and the first attempt's error."""
 
-    __slots__ = ("ups", "deadline", "error")
+    __slots__ = ("deadline", "error", "ups")
 
     def __init__(self, ups: Sequence[Upstream], deadline: float, error: Exception | None) -> None:
         self.ups = ups
@@ -463,11 +465,10 @@ class Stanza:
                 down += 1
                 if down < n:
                     continue
-                # Every upstream is down: the health checks are what is broken, most likely.
-                METRICS.hc_broken += 1
-                if cfg.failfast_all_unhealthy:
+                anyone = self._all_down()
+                if anyone is None:
                     break
-                up = random.choice(self.upstreams)
+                up = anyone
             try:
                 data = await self._exchange(up, query, tcp, retry_tc, deadline, loop)
                 if not same_question(query, data):
@@ -481,15 +482,25 @@ class Stanza:
                     raise UpstreamError(f"dns: bad reply from {up.addr}: {e}") from None
             except UpstreamError as e:
                 error = e
-                if max_fails:
-                    up.healthcheck()
+                self._failed(up)
                 attempts += 1
                 if down < n:
                     continue
                 break
-        if error is not None:
-            raise error
-        raise NoHealthyUpstream()
+        raise error if error is not None else NoHealthyUpstream()
+
+    def _all_down(self) -> Upstream | None:
+        """Every upstream is down: the health checks are what is broken, most likely. The upstream to try
+        anyway, or None under `failfast_all_unhealthy`."""
+        METRICS.hc_broken += 1
+        if self.cfg.failfast_all_unhealthy:
+            return None
+        return random.choice(self.upstreams)
+
+    def _failed(self, up: Upstream) -> None:
+        """An attempt at `up` failed: with max_fails set, that starts its health checks."""
+        if self.max_fails:
+            up.healthcheck()
 
     async def _exchange(self, up: Upstream, query: bytes, tcp: bool, retry_tc: bool, deadline: float,
                         loop: asyncio.AbstractEventLoop) -> bytes:

@@ -208,7 +208,7 @@ class _Waiter(Generic[A]):
     callers need not make a closure per query.
     """
 
-    __slots__ = ("callback", "arg", "finished", "deadline", "qid", "pending")
+    __slots__ = ("arg", "callback", "deadline", "finished", "pending", "qid")
 
     def __init__(self, callback: Callable[[A, bytes | None, UpstreamError | None], None], arg: A,
                  qid: int, pending: dict[int, _Pending], deadline: float) -> None:
@@ -246,7 +246,7 @@ class _Waiter(Generic[A]):
 class _StreamConn:
     """One TCP or TLS connection to an upstream (2-byte length framing)."""
 
-    __slots__ = ("reader", "writer", "created", "used", "local", "remote", "proto")
+    __slots__ = ("created", "local", "proto", "reader", "remote", "used", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, now: float, remote: str,
                  proto: str) -> None:

@@ -118,6 +118,8 @@ def cluster_config(cfg: KubernetesConfig) -> ClusterConfig:
 
 
 class Kubernetes(Plugin):
+    """`kubernetes`: cluster DNS (Services, Pods, Endpoints) from the shared watch cache."""
+
     name = "kubernetes"
 
     def __init__(self, cfg: KubernetesConfig, instance: ServerInstance | None = None,
