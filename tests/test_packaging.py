@@ -26,4 +26,4 @@ def test_wheel_includes_every_package_and_the_templates() -> None:
     # That pattern is every template, and the place it installs to is where the renderer looks.
     assert sorted(p.name for p in (ROOT / "templates").iterdir()) == sorted(
         p.name for p in (ROOT / "templates").glob("*.j2"))
-    assert render.INSTALLED_TEMPLATES == Path(sys.prefix) / "share/portolan/templates"
+    assert Path(sys.prefix) / "share/portolan/templates" == render.INSTALLED_TEMPLATES
