@@ -18,6 +18,7 @@ and the portolan/dnsmasq ratios. Installs dnsperf, dnsmasq and taskset from Debi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -56,6 +57,8 @@ def cpu_seconds(pid: int) -> float:
 
 @dataclass
 class Result:
+    """One server's numbers for one scenario round (dnsperf and /proc)."""
+
     qps: float
     completed: int
     lost: int
@@ -111,10 +114,9 @@ def run_fixed_rate(port: int, queries: Path, seconds: int) -> tuple[float, float
     lat = []
     for line in out.splitlines():
         if line.startswith("> "):
-            try:  # a timed-out query's line carries no latency: it is counted in "lost" below
+            # A timed-out query's line carries no latency: it is counted in "lost" below.
+            with contextlib.suppress(ValueError):
                 lat.append(float(line.rsplit(" ", 1)[1]))
-            except ValueError:
-                pass
     lat.sort()
     lost_m = re.search(r"Queries lost:\s+(\d+)", out)
     if not lat:
@@ -151,6 +153,8 @@ def stop(p: subprocess.Popen[bytes]) -> None:
 
 @dataclass
 class Scenario:
+    """What both servers are set up to answer, and the queries dnsperf sends them."""
+
     corefile: str  # for portolan; {port} is filled in
     dnsmasq: list[str]  # dnsmasq's arguments for the same answers
     queries: Path

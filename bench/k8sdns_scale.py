@@ -48,8 +48,9 @@ async def measure(kubeconfig: Path, work: Path, mode: str, probe: str) -> dict[s
     try:
         await asyncio.to_thread(proc.wait_for, r"^portolan-\d", 300)
         ready = time.monotonic() - start
-        answer = subprocess.run(["dig", "@127.0.0.1", "-p", str(port), "+short", probe],
-                                capture_output=True, text=True, timeout=10).stdout.strip()
+        dug = await asyncio.to_thread(subprocess.run, ["dig", "@127.0.0.1", "-p", str(port), "+short", probe],
+                                      capture_output=True, text=True, timeout=10)
+        answer = dug.stdout.strip()
         await asyncio.sleep(2)  # let the watch streams settle after the initial lists
         return {"seconds_to_serving": round(ready, 2), "rss_mb": round(rss_mb(proc.proc.pid), 1),
                 "answer_ok": float(bool(answer))}
@@ -63,7 +64,7 @@ async def main_async(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="k8sdns-scale-") as tmp:
         work = Path(tmp)
         fixture = work / "fixture.ndjson"
-        rv, size = write_fixture(fixture, args.services, args.endpoints_per_slice, args.pods)
+        _, size = write_fixture(fixture, args.services, args.endpoints_per_slice, args.pods)
         gc.collect()
         print(f"fixture: {args.services} services, {args.services * args.endpoints_per_slice} endpoints, "
               f"{args.pods} pods ({size / 1e6:.0f} MB of JSON)")

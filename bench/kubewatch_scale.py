@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+SELF = Path(__file__).resolve()
+ROOT = SELF.parents[1]
 sys.path.insert(0, str(ROOT))
 
 TARGETS = {"synced_s": 10.0, "rss_mb": 164.0, "p99_ms": 50.0}
@@ -220,7 +221,7 @@ def make_pod(j: int, per_slice: int, rv: int) -> dict[str, Any]:
                     "operator": "Exists",
                     "tolerationSeconds": 300,
                 },
-            ],  # fmt: skip
+            ],
             "volumes": [
                 {
                     "name": "kube-api-access-x8f2k",
@@ -348,7 +349,7 @@ async def child_main(kubeconfig: str) -> None:
     # Then the parent forces a 410: every reflector relists while the store keeps serving.
     await loop.run_in_executor(None, sys.stdin.readline)
     t1 = time.perf_counter()
-    while not all(r.relists >= 2 for r in source.reflectors):
+    while not all(r.relists >= 2 for r in source.reflectors):  # noqa: ASYNC110  (counters, no event to await)
         await asyncio.sleep(0.01)
     relist_s = time.perf_counter() - t1
     gc.collect()
@@ -415,7 +416,7 @@ async def parent_main(args: argparse.Namespace) -> dict[str, Any]:
             print(f"emulator loaded the fixture in {time.perf_counter() - t:.1f}s")
             child = await asyncio.create_subprocess_exec(
                 sys.executable,
-                str(Path(__file__).resolve()),
+                str(SELF),
                 "--child",
                 str(emu.kubeconfig_path),
                 stdin=asyncio.subprocess.PIPE,
@@ -423,7 +424,8 @@ async def parent_main(args: argparse.Namespace) -> dict[str, Any]:
                 cwd=ROOT,
                 env={**os.environ, "PYTHONPATH": str(ROOT)},
             )
-            assert child.stdout is not None and child.stdin is not None
+            assert child.stdout is not None
+            assert child.stdin is not None
             try:
                 synced = await read_json_line(child.stdout, 180)
                 print(f"store synced: {json.dumps(synced)}")
@@ -453,7 +455,7 @@ async def parent_main(args: argparse.Namespace) -> dict[str, Any]:
             "endpointslices": args.services,
             "endpoints": args.services * args.endpoints_per_slice,
             "pods": args.pods,
-        },  # fmt: skip
+        },
         "synced_ok": synced["ok"],
         "store_counts": synced["counts"],
         "store_endpoints": synced["endpoints"],

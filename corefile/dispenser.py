@@ -86,7 +86,7 @@ class Dispenser:
 
     def _continues_line(self) -> bool:
         i = self._cursor
-        return 0 <= i and i + 1 < len(self._tokens) and same_line(self._tokens[i], self._tokens[i + 1])
+        return i >= 0 and i + 1 < len(self._tokens) and same_line(self._tokens[i], self._tokens[i + 1])
 
     def next_arg(self) -> bool:
         """Move to the next token if it is an argument on the current line (not a brace)."""

@@ -77,10 +77,7 @@ class _Parser:
             self._snippet(keys[0], snippet)
             return None
         nxt = self.stream.peek()
-        if nxt is not None and is_open(nxt):
-            directives = self._body(self.stream.next())
-        else:
-            directives = self._body(None)
+        directives = self._body(self.stream.next() if nxt is not None and is_open(nxt) else None)
         return ServerBlock(keys=keys, directives=directives, file=first.file, line=first.line)
 
     # -- keys --------------------------------------------------------------------------------

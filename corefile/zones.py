@@ -70,7 +70,8 @@ def reverse_zones(cidr: str) -> list[str]:
     label_bits = 8 if net.version == 4 else 4
     boundary = -(-net.prefixlen // label_bits) * label_bits  # round up to a label boundary
     labels = boundary // label_bits
-    subnets = [net] if boundary == net.prefixlen else list(net.subnets(new_prefix=boundary))
+    subnets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = (
+        [net] if boundary == net.prefixlen else list(net.subnets(new_prefix=boundary)))
     return [_reverse_name(s.network_address, labels) for s in subnets]
 
 

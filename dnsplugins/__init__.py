@@ -15,6 +15,8 @@ from types import ModuleType
 
 @dataclass(frozen=True)
 class PluginSpec:
+    """One row of the plugin table: name, CoreDNS's execution position, once-per-block."""
+
     name: str
     position: int  # position in CoreDNS's plugin.cfg
     once: bool = False  # "this plugin can only be used once per Server Block"

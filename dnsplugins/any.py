@@ -32,6 +32,8 @@ ANY = 255
 
 
 class Any(Plugin):
+    """`any`: answers every ANY query with RFC 8482's short HINFO."""
+
     name = "any"
     fast_safe = True  # it answers ANY itself, so no ANY answer is ever stored behind it
     sees_qtypes = frozenset({ANY})  # ...and no ANY query may be relayed past it

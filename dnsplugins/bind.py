@@ -81,6 +81,8 @@ def _expand(d: Dispenser, item: str) -> list[str]:
 
 
 class Bind(Plugin):
+    """`bind`: the addresses the block's listeners bind (config only)."""
+
     name = "bind"
     in_chain = False
 

@@ -76,7 +76,7 @@ from corefile import Dispenser
 from dnsserver.durations import parse_duration
 from dnsserver.fastpath import AA, AD, FastQuery, WireAnswer, assemble, parse_query
 from dnsserver.metrics import REGISTRY
-from dnsserver.plugin import Next, Plugin, SetupContext, match_zone, plugin_zones
+from dnsserver.plugin import Next, Plugin, Property, SetupContext, match_zone, parse_properties, plugin_zones
 from dnsserver.request import Request
 
 DEFAULT_CAPACITY = 10000
@@ -102,6 +102,8 @@ class Settings:
 
 @dataclass
 class CacheConfig:
+    """The `cache` directive parsed: zones, success and denial settings, prefetch, serve_stale."""
+
     zones: list[str]
     success: Settings
     denial: Settings
@@ -117,8 +119,20 @@ class CacheConfig:
 
 
 class Entry:
-    __slots__ = ("wire", "orig_ttl", "expires", "hits", "last_hit", "refreshing", "kind", "ad", "flags",
-                 "tail", "since", "until")
+    __slots__ = (
+        "ad",
+        "expires",
+        "flags",
+        "hits",
+        "kind",
+        "last_hit",
+        "orig_ttl",
+        "refreshing",
+        "since",
+        "tail",
+        "until",
+        "wire",
+    )
 
     def __init__(self, wire: WireAnswer, ttl: int, now: float, kind: str) -> None:
         self.wire = wire
@@ -242,6 +256,8 @@ REGISTRY.register(STATS)
 
 
 class Cache(Plugin):
+    """`cache`: keeps replies as wire bytes for their TTL and answers repeats from them (the hot path)."""
+
     name = "cache"
 
     def __init__(self, config: CacheConfig, server: str, clock: Callable[[], float] = time.monotonic) -> None:
@@ -456,6 +472,95 @@ def _duration(d: Dispenser, text: str) -> float:
         raise d.err(str(e)) from None
 
 
+def _settings(d: Dispenser, ctx: SetupContext, cfg: CacheConfig, prop: str, a: list[str]) -> None:
+    """`success` and `denial`: CAPACITY [TTL [MINTTL]]."""
+    s = cfg.success if prop == "success" else cfg.denial
+    if not 1 <= len(a) <= 3:
+        raise d.arg_err()
+    s.capacity = rounded_capacity(_int(d, a[0], "capacity", 1))
+    if len(a) > 1:
+        s.max_ttl = _int(d, a[1], "TTL", 1)
+    if len(a) > 2:
+        s.min_ttl = _int(d, a[2], "minimum TTL")
+
+
+def _prefetch(d: Dispenser, ctx: SetupContext, cfg: CacheConfig, prop: str, a: list[str]) -> None:
+    """`prefetch AMOUNT [[DURATION] [PERCENTAGE%]]`."""
+    if not 1 <= len(a) <= 3:
+        raise d.arg_err()
+    cfg.prefetch = _int(d, a[0], "prefetch amount", 1)
+    for extra in a[1:]:
+        if extra.endswith("%"):
+            pct = _int(d, extra[:-1], "prefetch percentage")
+            if not 10 <= pct <= 90:
+                raise d.err("percentage should fall in range [10, 90]")
+            cfg.prefetch_pct = pct
+        else:
+            cfg.prefetch_window = _duration(d, extra)
+            if cfg.prefetch_window < 1:
+                raise d.err("prefetch duration must be at least 1s")
+
+
+def _serve_stale(d: Dispenser, ctx: SetupContext, cfg: CacheConfig, prop: str, a: list[str]) -> None:
+    """`serve_stale [DURATION] [immediate|verify [TIMEOUT]] [TTL]`."""
+    if len(a) > 4:
+        raise d.arg_err()
+    cfg.stale = 3600.0
+    rest = a
+    if rest and rest[0] not in ("immediate", "verify"):
+        cfg.stale = _duration(d, rest[0])
+        if cfg.stale < 0:
+            raise d.err("invalid negative duration for serve_stale")
+        rest = rest[1:]
+    if rest:
+        if rest[0] not in ("immediate", "verify"):
+            raise d.err(f"invalid value for serve_stale refresh mode: {rest[0]}")
+        cfg.stale_verify = rest[0] == "verify"
+        rest = rest[1:]
+        if cfg.stale_verify and rest and not rest[0].isdigit():
+            cfg.verify_timeout = _duration(d, rest[0])
+            rest = rest[1:]
+    if rest:
+        cfg.stale_ttl = _int(d, rest[0], "serve_stale response TTL")
+        rest = rest[1:]
+    if rest:
+        raise d.arg_err()
+
+
+def _servfail(d: Dispenser, ctx: SetupContext, cfg: CacheConfig, prop: str, a: list[str]) -> None:
+    if len(a) != 1:
+        raise d.arg_err()
+    cfg.servfail = _duration(d, a[0])
+    if cfg.servfail < 0:
+        raise d.err("invalid negative ttl for servfail")
+    if cfg.servfail > MAX_SERVFAIL_TTL:
+        raise d.err("caching SERVFAIL responses over 5 minutes is not permitted")
+
+
+def _disable(d: Dispenser, ctx: SetupContext, cfg: CacheConfig, prop: str, a: list[str]) -> None:
+    if not a or a[0] not in ("success", "denial"):
+        raise d.err("cache type for disable must be \"success\" or \"denial\"")
+    s = cfg.success if a[0] == "success" else cfg.denial
+    s.disabled = plugin_zones(a[1:], ctx) if a[1:] else ["."]
+
+
+def _keepttl(d: Dispenser, ctx: SetupContext, cfg: CacheConfig, prop: str, a: list[str]) -> None:
+    if a:
+        raise d.arg_err()
+    cfg.keepttl = True
+
+
+PROPERTIES: dict[str, Property[CacheConfig]] = {
+    "success": _settings,
+    "denial": _settings,
+    "prefetch": _prefetch,
+    "serve_stale": _serve_stale,
+    "servfail": _servfail,
+    "disable": _disable,
+    "keepttl": _keepttl,
+}
+
+
 def parse(d: Dispenser, ctx: SetupContext) -> CacheConfig:
     success = Settings(max_ttl=MAX_SUCCESS_TTL)
     denial = Settings(max_ttl=MAX_DENIAL_TTL)
@@ -474,73 +579,7 @@ def parse(d: Dispenser, ctx: SetupContext) -> CacheConfig:
             args = args[1:]
         if args:
             cfg.zones = plugin_zones(args, ctx)
-    while d.next_block():
-        prop, a = d.val(), d.remaining_args()
-        if prop in ("success", "denial"):
-            s = success if prop == "success" else denial
-            if not 1 <= len(a) <= 3:
-                raise d.arg_err()
-            s.capacity = rounded_capacity(_int(d, a[0], "capacity", 1))
-            if len(a) > 1:
-                s.max_ttl = _int(d, a[1], "TTL", 1)
-            if len(a) > 2:
-                s.min_ttl = _int(d, a[2], "minimum TTL")
-        elif prop == "prefetch":
-            if not 1 <= len(a) <= 3:
-                raise d.arg_err()
-            cfg.prefetch = _int(d, a[0], "prefetch amount", 1)
-            for extra in a[1:]:
-                if extra.endswith("%"):
-                    pct = _int(d, extra[:-1], "prefetch percentage")
-                    if not 10 <= pct <= 90:
-                        raise d.err("percentage should fall in range [10, 90]")
-                    cfg.prefetch_pct = pct
-                else:
-                    cfg.prefetch_window = _duration(d, extra)
-                    if cfg.prefetch_window < 1:
-                        raise d.err("prefetch duration must be at least 1s")
-        elif prop == "serve_stale":
-            if len(a) > 4:
-                raise d.arg_err()
-            cfg.stale = 3600.0
-            rest = a
-            if rest and rest[0] not in ("immediate", "verify"):
-                cfg.stale = _duration(d, rest[0])
-                if cfg.stale < 0:
-                    raise d.err("invalid negative duration for serve_stale")
-                rest = rest[1:]
-            if rest:
-                if rest[0] not in ("immediate", "verify"):
-                    raise d.err(f"invalid value for serve_stale refresh mode: {rest[0]}")
-                cfg.stale_verify = rest[0] == "verify"
-                rest = rest[1:]
-                if cfg.stale_verify and rest and not rest[0].isdigit():
-                    cfg.verify_timeout = _duration(d, rest[0])
-                    rest = rest[1:]
-            if rest:
-                cfg.stale_ttl = _int(d, rest[0], "serve_stale response TTL")
-                rest = rest[1:]
-            if rest:
-                raise d.arg_err()
-        elif prop == "servfail":
-            if len(a) != 1:
-                raise d.arg_err()
-            cfg.servfail = _duration(d, a[0])
-            if cfg.servfail < 0:
-                raise d.err("invalid negative ttl for servfail")
-            if cfg.servfail > MAX_SERVFAIL_TTL:
-                raise d.err("caching SERVFAIL responses over 5 minutes is not permitted")
-        elif prop == "disable":
-            if not a or a[0] not in ("success", "denial"):
-                raise d.err("cache type for disable must be \"success\" or \"denial\"")
-            s = success if a[0] == "success" else denial
-            s.disabled = plugin_zones(a[1:], ctx) if a[1:] else ["."]
-        elif prop == "keepttl":
-            if a:
-                raise d.arg_err()
-            cfg.keepttl = True
-        else:
-            raise d.unknown_property()
+    parse_properties(d, ctx, cfg, PROPERTIES)
     return cfg
 
 
@@ -550,4 +589,4 @@ def setup(d: Dispenser, ctx: SetupContext) -> Cache:
     return Cache(cfg, f"dns://:{port}")
 
 
-__all__ = ["Cache", "CacheConfig", "classify", "minimal_ttl", "setup", "parse"]
+__all__ = ["Cache", "CacheConfig", "classify", "minimal_ttl", "parse", "setup"]

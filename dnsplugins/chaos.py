@@ -38,6 +38,8 @@ DEFAULT_AUTHORS = ["The Portolan authors"]
 
 
 class Chaos(Plugin):
+    """`chaos`: answers CH-class TXT queries for the server's version and authors."""
+
     name = "chaos"
     fast_safe = True  # only CH-class queries concern it; the hot path serves IN only
 

@@ -69,6 +69,7 @@ from corefile import Dispenser
 from dnsserver.durations import go_duration, parse_duration
 from dnsserver.plugin import Next, Plugin, PluginError, SetupContext
 from dnsserver.request import Request
+from dnsserver.wireview import QueryView
 
 log = logging.getLogger("portolan")
 
@@ -85,6 +86,8 @@ LEVELS: dict[str, tuple[int, str]] = {
 
 
 class Cancellable(Protocol):
+    """What a scheduled callback returns: something that can be cancelled (asyncio's TimerHandle)."""
+
     def cancel(self) -> None: ...
 
 
@@ -111,6 +114,8 @@ class Consolidate:
 
 @dataclass
 class ErrorsConfig:
+    """The `errors` directive parsed: stack traces on or off, and its `consolidate` lines."""
+
     stacktrace: bool = False
     consolidate: list[Consolidate] = field(default_factory=list)
 
@@ -126,6 +131,8 @@ class _Window:
 
 
 class Errors(Plugin):
+    """`errors`: logs the errors of the plugins after it, or counts them per `consolidate` period."""
+
     name = "errors"
     fast_safe = True  # it only acts on exceptions, and a stored answer raises none
 
@@ -151,7 +158,7 @@ class Errors(Plugin):
             return self._schedule(delay, callback)
         return asyncio.get_running_loop().call_later(delay, callback)
 
-    def report(self, req: Request, error: BaseException | None) -> None:
+    def report(self, req: QueryView, error: BaseException | None) -> None:
         """Log `error` (None: nobody answered) for `req`, or count it if a `consolidate` line wants it."""
         text, bare = _texts(error)
         for i, c in enumerate(self.config.consolidate):
@@ -163,7 +170,7 @@ class Errors(Plugin):
         log.error("[ERROR] plugin/errors: %d %s %s: %s", SERVFAIL, req.name, req.type_name, text,
                   exc_info=exc_info)
 
-    def _count(self, i: int, req: Request, text: str) -> bool:
+    def _count(self, i: int, req: QueryView, text: str) -> bool:
         """Count one error for consolidate line `i`; False if it must be logged the ordinary way."""
         if self.stopped:
             return False

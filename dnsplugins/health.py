@@ -46,6 +46,8 @@ async def _ok(request: web.Request) -> web.Response:
 
 
 class Health(Plugin):
+    """`health`: an HTTP endpoint that says OK while the process runs (config only)."""
+
     name = "health"
     in_chain = False
 

@@ -105,6 +105,8 @@ RELOAD_TIMESTAMP = Gauge("coredns_hosts_reload_timestamp_seconds",
 
 @dataclass
 class HostsConfig:
+    """The `hosts` directive parsed: file, zones, TTL, reverse names, reload, inline entries."""
+
     path: str = DEFAULT_PATH
     zones: list[str] = field(default_factory=lambda: ["."])
     ttl: int = DEFAULT_TTL
@@ -181,7 +183,7 @@ class Index:
     The RR objects are shared between replies, so nothing downstream may change them in place.
     """
 
-    __slots__ = ("a", "aaaa", "ptr", "wild_a", "wild_aaaa", "ttl", "size")
+    __slots__ = ("a", "aaaa", "ptr", "size", "ttl", "wild_a", "wild_aaaa")
 
     def __init__(self, sources: Iterable[HostsMap], ttl: int) -> None:
         self.ttl = ttl
@@ -226,6 +228,8 @@ class Index:
 
 
 class Hosts(Plugin):
+    """`hosts`: answers from a hosts file and inline entries, remembered as wire bytes (the hot path)."""
+
     name = "hosts"
 
     def __init__(self, config: HostsConfig) -> None:
@@ -331,33 +335,40 @@ def parse(d: Dispenser, ctx: SetupContext) -> HostsConfig:
             cfg.zones = plugin_zones(args[1:], ctx)
             _check_file(d, cfg.path)
         while d.next_block():
-            prop = d.val()
-            if prop == "fallthrough":
-                cfg.fall.set(d.remaining_args(), ctx)
-            elif prop == "fallthrough_unsupported":
-                if d.remaining_args():
-                    raise d.arg_err()
-                cfg.fall_unsupported = True
-                unsupported_without_fall = d.err("fallthrough_unsupported requires fallthrough")
-            elif prop == "no_reverse":
-                if d.remaining_args():
-                    raise d.arg_err()
-                cfg.reverse = False
-            elif prop == "ttl":
-                cfg.ttl = _ttl(d)
-            elif prop == "reload":
-                cfg.reload = _reload(d)
-            elif not cfg.fall.enabled:
-                line = " ".join([prop, *d.remaining_args()])
-                if _address(prop) is None or line.count(" ") == 0:
-                    log.warning("[WARNING] plugin/hosts: %s:%d: ignoring inline entry %r: not \"IP NAME...\"",
-                                d.file(), d.line(), line)
-                cfg.inline.append(line)
-            else:
-                raise d.unknown_property()
+            unsupported_without_fall = _property(d, ctx, cfg) or unsupported_without_fall
     if unsupported_without_fall is not None and not cfg.fall.enabled:
         raise unsupported_without_fall
     return cfg
+
+
+def _property(d: Dispenser, ctx: SetupContext, cfg: HostsConfig) -> CorefileError | None:
+    """One line of the block: a property, or else (before any `fallthrough`) an inline hosts entry.
+    Returns the error to raise if no `fallthrough` follows (fallthrough_unsupported needs one)."""
+    prop = d.val()
+    if prop == "fallthrough":
+        cfg.fall.set(d.remaining_args(), ctx)
+    elif prop == "fallthrough_unsupported":
+        if d.remaining_args():
+            raise d.arg_err()
+        cfg.fall_unsupported = True
+        return d.err("fallthrough_unsupported requires fallthrough")
+    elif prop == "no_reverse":
+        if d.remaining_args():
+            raise d.arg_err()
+        cfg.reverse = False
+    elif prop == "ttl":
+        cfg.ttl = _ttl(d)
+    elif prop == "reload":
+        cfg.reload = _reload(d)
+    elif not cfg.fall.enabled:
+        line = " ".join([prop, *d.remaining_args()])
+        if _address(prop) is None or line.count(" ") == 0:
+            log.warning("[WARNING] plugin/hosts: %s:%d: ignoring inline entry %r: not \"IP NAME...\"",
+                        d.file(), d.line(), line)
+        cfg.inline.append(line)
+    else:
+        raise d.unknown_property()
+    return None
 
 
 def _check_file(d: Dispenser, path: str) -> None:

@@ -84,6 +84,7 @@ from dnsserver.request import Request
 log = logging.getLogger("portolan")
 
 A, CNAME, MX, AAAA, SRV, IXFR, AXFR = 1, 5, 15, 28, 33, 251, 252
+_ADDRESS = frozenset({A, AAAA})
 ROUND_ROBIN, WEIGHTED = "round_robin", "weighted"
 DEFAULT_WEIGHT_RELOAD = 30.0
 
@@ -94,6 +95,8 @@ Weights = dict[str, dict[str, int]]
 
 @dataclass
 class LoadBalanceConfig:
+    """The `loadbalance` directive parsed: policy, weight file, preferred networks."""
+
     policy: str = ROUND_ROBIN
     weight_file: str = ""
     reload: float = DEFAULT_WEIGHT_RELOAD
@@ -149,7 +152,7 @@ def _split(records: Sequence[RR]) -> tuple[list[RR], list[RR], list[RR], list[RR
     rest: list[RR] = []
     for r in records:
         t = r.rtype
-        if t == A or t == AAAA:
+        if t in _ADDRESS:
             address.append(r)
         elif t == CNAME:
             cname.append(r)
@@ -161,6 +164,8 @@ def _split(records: Sequence[RR]) -> tuple[list[RR], list[RR], list[RR], list[RR
 
 
 class LoadBalance(Plugin):
+    """`loadbalance`: shuffles (or weighs, or prefers) the address records of each reply."""
+
     name = "loadbalance"
     fast_shuffle = True
 
@@ -199,7 +204,7 @@ class LoadBalance(Plugin):
         if len(records) <= 1:
             return records
         first = records[0].rtype
-        if (first == A or first == AAAA) and all(r.rtype == first for r in records):
+        if first in _ADDRESS and all(r.rtype == first for r in records):
             out = list(records)  # the common case: one address RRset, nothing to sort
             self.rng.shuffle(out)
             return out
@@ -283,43 +288,57 @@ def _in(r: RR, net: Network) -> bool:
         return False
 
 
+def _policy(d: Dispenser, ctx: SetupContext, cfg: LoadBalanceConfig) -> str:
+    """The directive's line: `loadbalance [round_robin | weighted FILE]`."""
+    args = d.remaining_args()
+    policy = args[0] if args else ROUND_ROBIN
+    if policy == ROUND_ROBIN:
+        if len(args) > 1:
+            raise d.err(f"unknown property for {policy}")
+        cfg.policy = ROUND_ROBIN
+    elif policy == WEIGHTED:
+        if len(args) < 2:
+            raise d.err("missing weight file argument")
+        if len(args) > 2:
+            raise d.err("unexpected argument(s)")
+        cfg.policy, cfg.weight_file, cfg.where = WEIGHTED, ctx.path(args[1]), d.token()
+    else:
+        raise d.err(f"unknown policy: {policy}")
+    return policy
+
+
+def _prefer(d: Dispenser, cfg: LoadBalanceConfig) -> None:
+    for cidr in d.remaining_args():
+        try:
+            cfg.prefer.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError as e:
+            raise d.err(f'invalid CIDR "{cidr}": {e}') from None
+
+
+def _weight_reload(d: Dispenser, cfg: LoadBalanceConfig) -> None:
+    values = d.remaining_args()
+    if not values:
+        raise d.err("reload duration value is missing")
+    if len(values) > 1:
+        raise d.err("unexpected argument")
+    try:
+        cfg.reload = parse_duration(values[0])
+    except ValueError:
+        raise d.err(f"invalid reload duration '{values[0]}'") from None
+    if cfg.reload < 0:
+        raise d.err(f"invalid reload duration '{values[0]}'")
+
+
 def parse(d: Dispenser, ctx: SetupContext) -> LoadBalanceConfig:
     cfg = LoadBalanceConfig()
     while d.next():
-        args = d.remaining_args()
-        policy = args[0] if args else ROUND_ROBIN
-        if policy == ROUND_ROBIN:
-            if len(args) > 1:
-                raise d.err(f"unknown property for {policy}")
-            cfg.policy = ROUND_ROBIN
-        elif policy == WEIGHTED:
-            if len(args) < 2:
-                raise d.err("missing weight file argument")
-            if len(args) > 2:
-                raise d.err("unexpected argument(s)")
-            cfg.policy, cfg.weight_file, cfg.where = WEIGHTED, ctx.path(args[1]), d.token()
-        else:
-            raise d.err(f"unknown policy: {policy}")
+        policy = _policy(d, ctx, cfg)
         while d.next_block():
             prop = d.val()
             if prop == "prefer":
-                for cidr in d.remaining_args():
-                    try:
-                        cfg.prefer.append(ipaddress.ip_network(cidr, strict=False))
-                    except ValueError as e:
-                        raise d.err(f'invalid CIDR "{cidr}": {e}') from None
+                _prefer(d, cfg)
             elif prop == "reload" and policy == WEIGHTED:
-                values = d.remaining_args()
-                if not values:
-                    raise d.err("reload duration value is missing")
-                if len(values) > 1:
-                    raise d.err("unexpected argument")
-                try:
-                    cfg.reload = parse_duration(values[0])
-                except ValueError:
-                    raise d.err(f"invalid reload duration '{values[0]}'") from None
-                if cfg.reload < 0:
-                    raise d.err(f"invalid reload duration '{values[0]}'")
+                _weight_reload(d, cfg)
             else:
                 raise d.unknown_property()
     return cfg

@@ -80,7 +80,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TypeAlias
 
 from dnslib import DNSRecord
 
@@ -88,6 +88,7 @@ from corefile import Dispenser, normalize_zone
 from dnsserver.plugin import Next, Plugin, SetupContext
 from dnsserver.request import Request
 from dnsserver.wire import RCODE_NAMES
+from dnsserver.wireview import QueryView, WireQuery, WireReply
 
 log = logging.getLogger("portolan")
 
@@ -109,8 +110,11 @@ _TYPE_CLASS = {
 _A, _NS, _SOA, _AAAA, _IXFR, _AXFR = 1, 2, 6, 28, 251, 252
 _OP_NOTIFY, _OP_UPDATE = 4, 5
 
+# A reply as the log reads it: parsed, or a view of the wire bytes for an answer sent without a Request.
+Reply: TypeAlias = DNSRecord | WireReply | None
 
-def reply_type(qtype: int, reply: DNSRecord | None) -> str:
+
+def reply_type(qtype: int, reply: Reply) -> str:
     """What kind of reply this is, by the rules CoreDNS's response.Typify uses.
 
     (Typify also calls a DO reply with an expired RRSIG an error; nothing here signs, so that check
@@ -129,12 +133,12 @@ def reply_type(qtype: int, reply: DNSRecord | None) -> str:
         if qtype in (_A, _AAAA) and not any(r.rtype == qtype for r in reply.rr):
             return "NODATA"
         return "NOERROR"
-    soa, ns = False, 0
-    for r in reply.auth:
-        if r.rtype == _SOA:
-            soa = True
-        elif r.rtype == _NS:
-            ns += 1
+    return _by_authority(rcode, [r.rtype for r in reply.auth])
+
+
+def _by_authority(rcode: int, auth_types: list[int]) -> str:
+    """reply_type for a reply without answers: told by its rcode and its authority section's types."""
+    soa, ns = _SOA in auth_types, _NS in auth_types
     if soa and rcode == 0:
         return "NODATA"
     if soa and rcode == 3:
@@ -168,7 +172,7 @@ def _bracket(ip: str) -> str:
     return f"[{ip}]" if ":" in ip else ip
 
 
-def _flags(reply: DNSRecord | None) -> str:
+def _flags(reply: Reply) -> str:
     if reply is None:
         return EMPTY
     h = reply.header
@@ -180,7 +184,7 @@ def _flags(reply: DNSRecord | None) -> str:
     return ",".join(out)
 
 
-def _rcode(reply: DNSRecord | None) -> str:
+def _rcode(reply: Reply) -> str:
     if reply is None:
         return EMPTY
     rc = reply.header.rcode
@@ -188,7 +192,7 @@ def _rcode(reply: DNSRecord | None) -> str:
 
 
 # A placeholder's value from (request, reply, reply size, duration in seconds).
-Getter = Callable[[Request, "DNSRecord | None", int, float], str]
+Getter = Callable[[QueryView, Reply, int, float], str]
 
 LABELS: dict[str, Getter] = {
     "{type}": lambda q, r, n, d: q.type_name,
@@ -216,7 +220,7 @@ def _metadata(label: str) -> Getter:
     if label == "log/class":
         return lambda q, r, n, d: reply_class(reply_type(q.qtype, r))
 
-    def get(q: Request, r: DNSRecord | None, n: int, d: float) -> str:
+    def get(q: QueryView, r: Reply, n: int, d: float) -> str:
         v = q.meta.get(label)
         if v is None:
             return EMPTY
@@ -277,10 +281,10 @@ class Rule:
         s = self.scope
         return s == "." or name == s or name.endswith("." + s)
 
-    def render(self, req: Request, reply: DNSRecord | None, size: int, duration: float) -> str:
+    def render(self, req: QueryView, reply: Reply, size: int, duration: float) -> str:
         return "".join(p if isinstance(p, str) else p(req, reply, size, duration) for p in self.parts)
 
-    def write(self, req: Request, reply: DNSRecord | None, size: int, duration: float) -> None:
+    def write(self, req: QueryView, reply: Reply, size: int, duration: float) -> None:
         """Log the line for this exchange if the rule's classes want it (the slow path and the hot path)."""
         if not log.isEnabledFor(logging.INFO):
             return  # nothing would be shown: skip the classifying and formatting too
@@ -289,6 +293,8 @@ class Rule:
 
 
 class Log(Plugin):
+    """`log`: writes a line per query answered, for the names and classes of reply its rules cover."""
+
     name = "log"
     # Hits answered on the hot path are still logged: the server calls fast_observe() with views of
     # the query and reply bytes, which carry every attribute the placeholders read.
@@ -297,7 +303,7 @@ class Log(Plugin):
     def __init__(self, rules: list[Rule]) -> None:
         self.rules = rules
 
-    def fast_observe(self, req: Any, reply: Any, size: int, duration: float) -> None:
+    def fast_observe(self, req: WireQuery, reply: WireReply, size: int, duration: float) -> None:
         name = req.name
         for rule in self.rules:
             if rule.covers(name):

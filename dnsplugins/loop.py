@@ -48,7 +48,7 @@ from dnslib import DNSRecord
 from corefile import Dispenser
 from dnsplugins.forward.upstream import UpstreamError, ask_once, probe_query
 from dnsserver.periodic import cancel_task
-from dnsserver.plugin import Next, Plugin, SetupContext
+from dnsserver.plugin import Next, Plugin, ServerInstance, SetupContext
 from dnsserver.request import Request
 
 log = logging.getLogger("portolan")
@@ -76,6 +76,8 @@ def _hostport(host: str, port: int) -> str:
 
 
 class Loop(Plugin):
+    """`loop`: probes at start-up for queries forwarded back to this server, and exits if one loops."""
+
     name = "loop"
     # Only its own HINFO probe concerns it: every other query may skip it (so a `loop` + `forward` block
     # keeps the relay path), and HINFO queries always run the chain, where the probe is counted.
@@ -118,24 +120,24 @@ class Loop(Plugin):
         task, self.task = self.task, None
         await cancel_task(task)
 
-    def _listener(self, instance: object) -> tuple[str, int, str] | None:
+    def _listener(self, instance: ServerInstance) -> tuple[str, int, str] | None:
         """(host to send to, port, address as the FATAL message prints it) for this block's zone."""
         keys = self.ctx.keys if self.ctx is not None else []
         transport = keys[0].transport if keys else "dns"
         if transport != "dns":
             return None  # a probe in plain DNS cannot reach a tls:// listener
-        target = instance.address_for(self.zone)  # type: ignore[attr-defined]
+        target = instance.address_for(self.zone)
         if target is None:
             return None
         shown = _hostport(target[0], target[1])
-        for (tr, host, _), listener in getattr(instance, "listeners", {}).items():
+        for (tr, host, _), listener in instance.listeners.items():
             if tr == "dns" and self.zone in listener.dispatcher.zones:
                 shown = _hostport(host, listener.port) if host else f":{listener.port}"
                 break
         return target[0], target[1], shown
 
-    async def _probe(self, instance: object) -> None:
-        await instance.serving.wait()  # type: ignore[attr-defined]
+    async def _probe(self, instance: ServerInstance) -> None:
+        await instance.serving.wait()
         found = self._listener(instance)
         if found is None:
             log.debug("[DEBUG] plugin/loop: no plain DNS listener for %s: not probing", self.zone)

@@ -46,6 +46,8 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 class Prometheus(Plugin):
+    """`prometheus`: serves the metrics on an HTTP address (config only)."""
+
     name = "prometheus"
     in_chain = False
 

@@ -28,7 +28,7 @@ ready [ADDRESS] {
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -36,10 +36,15 @@ from corefile import Dispenser
 from dnsserver.httpendpoints import address_arg
 from dnsserver.plugin import Plugin, SetupContext
 
+if TYPE_CHECKING:
+    from dnsserver.config import Config
+
 DEFAULT_ADDRESS = ":8181"
 
 
 class Ready(Plugin):
+    """`ready`: an HTTP endpoint that says OK once every plugin that reports readiness is ready."""
+
     name = "ready"
     in_chain = False
 
@@ -50,7 +55,7 @@ class Ready(Plugin):
         self.confirmed: set[str] = set()
         self.shutting_down = False
 
-    def bind_config(self, cfg: Any) -> None:
+    def bind_config(self, cfg: Config) -> None:
         self.checks = list(cfg.readiness)
 
     def not_ready(self) -> list[str]:

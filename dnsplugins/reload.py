@@ -29,12 +29,11 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Any
 
 from corefile import Dispenser
 from dnsserver.durations import parse_duration
 from dnsserver.periodic import Periodic
-from dnsserver.plugin import Plugin, SetupContext
+from dnsserver.plugin import Plugin, ServerInstance, SetupContext
 
 log = logging.getLogger("portolan")
 
@@ -43,10 +42,12 @@ MIN_INTERVAL, MIN_JITTER = 2.0, 1.0
 
 
 class Reload(Plugin):
+    """`reload`: checks the Corefile now and then and reloads the server when it changed."""
+
     name = "reload"
     in_chain = False
 
-    def __init__(self, interval: float, jitter: float, instance: Any) -> None:
+    def __init__(self, interval: float, jitter: float, instance: ServerInstance | None) -> None:
         self.interval = interval
         self.jitter = jitter
         self.instance = instance
@@ -60,9 +61,10 @@ class Reload(Plugin):
         await self.periodic.stop()
 
     def check(self) -> None:
-        if self.instance.needs_reload():
+        instance = self.instance
+        if instance is not None and instance.needs_reload():
             # Reloading stops this plugin; run it in the instance's own task, not in ours.
-            self.instance.reload_soon()
+            instance.reload_soon()
 
 
 def setup(d: Dispenser, ctx: SetupContext) -> Reload:

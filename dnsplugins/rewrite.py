@@ -101,9 +101,8 @@ import copy
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
 
-from dnslib import QTYPE, RD, DNSLabel, DNSRecord
+from dnslib import QTYPE, RD, RR, DNSLabel, DNSRecord
 
 from corefile import CorefileError, Dispenser, Token, normalize_zone
 from dnsserver.plugin import Next, Plugin, SetupContext
@@ -234,7 +233,7 @@ def valid_name(name: str) -> bool:
 # -- what a rule asks of the reply ------------------------------------------------------------
 
 
-def records(msg: DNSRecord) -> Iterator[Any]:
+def records(msg: DNSRecord) -> Iterator[RR]:
     """Every record of the reply a response rule may touch: all three sections, never the OPT."""
     for section in (msg.rr, msg.auth, msg.ar):
         for rr in section:
@@ -252,6 +251,8 @@ class Response:
 
 
 class OwnerNames(Response):
+    """Maps the owner names of the reply's records back (answer name)."""
+
     def __init__(self, mapper: Mapper) -> None:
         self.mapper = mapper
 
@@ -264,6 +265,8 @@ class OwnerNames(Response):
 
 
 class ValueNames(Response):
+    """Maps the names inside records' data back (answer value: CNAME, SRV, ... targets)."""
+
     def __init__(self, mapper: Mapper) -> None:
         self.mapper = mapper
 
@@ -285,7 +288,7 @@ class ValueNames(Response):
                     rr.rdata = RD(b"".join(bytes([len(x)]) + x for x in DNSLabel(new).label) + b"\0")
 
 
-def dname_target(rd: Any) -> str | None:
+def dname_target(rd: RD) -> str | None:
     """The target of a DNAME, which dnslib keeps as raw bytes; None if compressed (not allowed) or odd."""
     data = getattr(rd, "data", None)
     if not isinstance(data, bytes):
@@ -304,6 +307,8 @@ def dname_target(rd: Any) -> str | None:
 
 
 class ClampTTL(Response):
+    """Keeps every record's TTL within [low, high] (the ttl rule)."""
+
     def __init__(self, low: int, high: int) -> None:
         self.low, self.high = low, high
 
@@ -316,6 +321,8 @@ class ClampTTL(Response):
 
 
 class MapRcode(Response):
+    """Changes the reply's rcode from one value to another (the rcode rule)."""
+
     on_empty = True
 
     def __init__(self, old: int, new: int) -> None:
@@ -364,7 +371,7 @@ class CnameTarget(Response):
 class State:
     """The question as the rules have left it so far; `spelled` is the name to ask with (client's case first)."""
 
-    __slots__ = ("name", "spelled", "qtype", "qclass")
+    __slots__ = ("name", "qclass", "qtype", "spelled")
 
     def __init__(self, name: str, spelled: str, qtype: int, qclass: int) -> None:
         self.name = name
@@ -386,7 +393,9 @@ class Rule:
 
 
 class NameRule(Rule):
-    __slots__ = ("rename", "auto", "answers")
+    """Rewrites the question's name (exact, prefix, suffix, substring, regex)."""
+
+    __slots__ = ("answers", "auto", "rename")
 
     def __init__(self, mode: str, rename: Mapper, auto: bool, answers: list[Response]) -> None:
         super().__init__(mode)
@@ -408,7 +417,9 @@ class NameRule(Rule):
 
 
 class TypeRule(Rule):
-    __slots__ = ("old", "new")
+    """Rewrites the question's type."""
+
+    __slots__ = ("new", "old")
 
     def __init__(self, mode: str, old: int, new: int) -> None:
         super().__init__(mode)
@@ -422,7 +433,9 @@ class TypeRule(Rule):
 
 
 class ClassRule(Rule):
-    __slots__ = ("old", "new")
+    """Rewrites the question's class."""
+
+    __slots__ = ("new", "old")
 
     def __init__(self, mode: str, old: int, new: int) -> None:
         super().__init__(mode)
@@ -450,6 +463,8 @@ class ReplyRule(Rule):
 
 
 class CnameRule(Rule):
+    """Rewrites CNAME targets in the reply (the cname rule)."""
+
     __slots__ = ("mapper",)
 
     def __init__(self, mode: str, mapper: Mapper) -> None:
@@ -465,6 +480,8 @@ class CnameRule(Rule):
 
 
 class Rewrite(Plugin):
+    """`rewrite`: changes queries before the plugins after it see them, and their replies back."""
+
     name = "rewrite"
     # fast_safe stays False: a stored answer for a question a rule rewrites must never be sent as is.
 
@@ -472,8 +489,8 @@ class Rewrite(Plugin):
         self.rules = rules
         self.ctx = ctx
 
-    async def serve(self, req: Request, next: Next) -> DNSRecord | None:
-        st = State(req.name, req.qname, req.qtype, req.qclass)
+    def _rewrite(self, req: Request, st: State) -> list[Response] | None:
+        """Apply the rules to the question in `st`; the response rules that undo them, None if none matched."""
         responses: list[Response] = []
         matched = False
         for rule in self.rules:
@@ -487,7 +504,12 @@ class Rewrite(Plugin):
             responses.extend(got)
             if rule.mode == STOP:
                 break
-        if not matched:
+        return responses if matched else None
+
+    async def serve(self, req: Request, next: Next) -> DNSRecord | None:
+        st = State(req.name, req.qname, req.qtype, req.qclass)
+        responses = self._rewrite(req, st)
+        if responses is None:
             return await next(req)
 
         if st.name == req.name and st.qtype == req.qtype and st.qclass == req.qclass:
@@ -620,7 +642,7 @@ def parse_answers(kind: str, toks: list[Token]) -> tuple[bool, list[Response]]:
 
 def type_code(tok: Token) -> int:
     name = tok.text.upper()
-    code = QTYPE.reverse.get(name, EXTRA_TYPES.get(name))
+    code: int | None = QTYPE.reverse.get(name, EXTRA_TYPES.get(name))
     if code is None:
         raise err(tok, f'invalid type "{name}"')
     return code

@@ -43,6 +43,8 @@ CLIENT_AUTH = {
 
 
 class Tls(Plugin):
+    """`tls`: the certificate and key of the block's DNS-over-TLS listeners (config only)."""
+
     name = "tls"
     in_chain = False
 

@@ -95,10 +95,12 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 @runtime_checkable
 class Transferer(Protocol):
+    """A plugin whose zones may be transferred (file): every record of `zone`, SOA first and last."""
+
     def transfer(self, zone: str) -> list[RR] | None: ...
 
 
-class TransferReply(DNSRecord):
+class TransferReply(DNSRecord):  # type: ignore[misc]  # dnslib has no annotations: its DNSRecord is Any to mypy
     """The first message of a reply that goes on over several TCP messages; `more` holds the rest.
 
     The server finalizes each of them like any reply (ID, question, EDNS) and frames them one after
@@ -172,6 +174,8 @@ def split(records: list[RR], budget: int = SAFE_MESSAGE - MESSAGE_OVERHEAD) -> l
 
 
 class Transfer(Plugin):
+    """`transfer`: answers AXFR and IXFR for the zones of the plugins that can hand them out."""
+
     name = "transfer"
 
     def __init__(self, xfrs: list[Xfr], ctx: SetupContext | None = None) -> None:

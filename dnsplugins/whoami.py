@@ -30,6 +30,8 @@ from dnsserver.request import Request
 
 
 class Whoami(Plugin):
+    """`whoami`: answers with the client's address and port."""
+
     name = "whoami"
 
     async def serve(self, req: Request, next: Next) -> DNSRecord | None:

@@ -4,4 +4,4 @@ Plugins live in `dnsplugins`; the Corefile language in `corefile`. This package 
 plugin modules directly (it reads the registry table in `dnsplugins`) nor anything Kubernetes.
 """
 
-from dnsserver import dnslib_ext as _dnslib_ext  # noqa: E402,F401  (fixes dnslib before any packing)
+from dnsserver import dnslib_ext as _dnslib_ext  # noqa: F401  (fixes dnslib before any packing)

@@ -11,6 +11,7 @@ import os
 import platform
 import signal
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from corefile import CorefileError
@@ -18,6 +19,8 @@ from dnsplugins import PLUGINS
 from portolan import __version__
 
 if TYPE_CHECKING:  # imported when serving only: -version and -plugins need not load the server
+    from collections.abc import Callable, Coroutine
+
     from dnsserver.config import Config
     from dnsserver.instance import Instance
 
@@ -76,11 +79,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{path}: {e}", file=sys.stderr)
         return 1
 
+    runner: Callable[[Coroutine[object, object, int]], int] = asyncio.run
     try:
         import uvloop
     except ImportError:  # uvloop is optional: stock asyncio works, only slower on UDP
-        uvloop = None
-    runner = uvloop.run if uvloop is not None else asyncio.run
+        pass
+    else:
+        runner = uvloop.run
     try:
         return runner(_serve(instance, config, args))
     except KeyboardInterrupt:
@@ -109,8 +114,7 @@ async def _serve(instance: Instance, config: Config, args: argparse.Namespace) -
         print(f"portolan-{__version__}")
         print(f"{sys.platform}/{platform.machine()}, python{platform.python_version()}", flush=True)
     if args.pidfile:
-        with open(args.pidfile, "w") as f:
-            f.write(f"{os.getpid()}\n")
+        await asyncio.to_thread(Path(args.pidfile).write_text, f"{os.getpid()}\n")
     await stop.wait()
     logging.getLogger("portolan").info("[INFO] SIGTERM: Shutting down servers then terminating")
     await instance.shutdown()

@@ -13,9 +13,22 @@ from dataclasses import dataclass, field
 from corefile import Corefile, CorefileError, Dispenser, ServerBlock, Token, ZoneAddr, parse_key
 from corefile.zones import DEFAULT_PORTS
 from dnsplugins import BY_NAME, PLUGINS
+from dnsplugins.bind import Bind
+from dnsplugins.tls import Tls
 from dnsserver.chain import build_chain
 from dnsserver.httpendpoints import HttpPlan
-from dnsserver.plugin import Next, Plugin, SetupContext
+from dnsserver.plugin import (
+    ConfigBound,
+    ErrorReporter,
+    FastObserver,
+    FastStore,
+    Next,
+    Plugin,
+    ReadinessCheck,
+    Relay,
+    ServerInstance,
+    SetupContext,
+)
 
 # A listener is (transport, host, port); host "" means every address (CoreDNS's ":53").
 ListenKey = tuple[str, str, int]
@@ -25,6 +38,8 @@ SUPPORTED_TRANSPORTS = {"dns", "tls"}
 
 @dataclass
 class Block:
+    """One server block set up: its zones, its plugins in chain order, and how queries may skip the chain."""
+
     keys: list[ZoneAddr]
     plugins: list[Plugin]
     chain: Next
@@ -35,15 +50,17 @@ class Block:
     # Non-IN classes are REFUSED unless a plugin that serves them (chaos, forward) is loaded.
     any_class: bool = False
     logs_errors: bool = False
+    errors: ErrorReporter | None = None  # the errors plugin, which the relay path reports to
     tls: ssl.SSLContext | None = None  # from the tls plugin; required by tls:// keys
     # The hot path: the plugin whose stored wire answers the server may send directly, and whether
     # addresses must be shuffled on the way. None when a plugin before it must see every query.
-    fast_store: Plugin | None = None
+    fast_store: FastStore | None = None
     fast_shuffle: bool = False
-    fast_observers: list[Plugin] = field(default_factory=list)  # told of every hot-path answer (log)
+    fast_observers: list[FastObserver] = field(default_factory=list)  # told of every hot-path answer (log)
     # The relay path: a plugin that answers from bytes asynchronously (forward), when every plugin before
     # it may be skipped. Queries it declines still run the whole chain.
-    relay: Plugin | None = None
+    relay: Relay | None = None
+    relay_name: str = ""  # the relay's plugin name, for metrics and error reports
     chain_qtypes: frozenset[int] = frozenset()  # queries of these types always run the chain
 
     @property
@@ -53,6 +70,8 @@ class Block:
 
 @dataclass
 class Config:
+    """A Corefile set up: its blocks, the listeners that serve them, HTTP endpoints, readiness checks."""
+
     corefile: Corefile
     blocks: list[Block]
     listeners: dict[ListenKey, dict[str, Block]]
@@ -97,7 +116,84 @@ def _first_unskippable(plugins: list[Plugin]) -> tuple[Plugin | None, bool]:
     return None, shuffle
 
 
-def build(corefile: Corefile, dns_port: int, instance: object = None) -> Config:
+def _keys(sb: ServerBlock, dns_port: int) -> tuple[list[ZoneAddr], list[Token]]:
+    """The block's zone addresses (ports resolved), each with the token that named it."""
+    keys: list[ZoneAddr] = []
+    key_tokens: list[Token] = []
+    for tok in sb.keys:
+        for za in parse_key(tok):
+            if za.transport not in SUPPORTED_TRANSPORTS:
+                raise CorefileError(tok.file, tok.line, f"{za.transport}:// server blocks are not supported")
+            keys.append(_resolve_port(za, dns_port))
+            key_tokens.append(tok)
+    return keys, key_tokens
+
+
+def _setup_plugins(sb: ServerBlock, ctx: SetupContext) -> list[Plugin]:
+    """Each plugin the block names, set up from its directives, in execution order."""
+    grouped = _group(sb)
+    plugins: list[Plugin] = []
+    for spec in PLUGINS:
+        tokens = grouped.get(spec.name)
+        if not tokens:
+            continue
+        d = Dispenser(spec.name, tokens)
+        if spec.once and len(starts := d.occurrence_starts()) > 1:
+            raise CorefileError(starts[1].file, starts[1].line,
+                                f"plugin/{spec.name}: this plugin can only be used once per Server Block")
+        try:
+            plugins.append(spec.module.setup(d, ctx))
+        except CorefileError:
+            raise
+        except (ValueError, OSError) as e:
+            t = tokens[0]
+            raise CorefileError(t.file, t.line, f"plugin/{spec.name}: {e}") from e
+    return plugins
+
+
+def _make_block(sb: ServerBlock, keys: list[ZoneAddr], key_tokens: list[Token], plugins: list[Plugin]) -> Block:
+    """The block with its plugins' roles worked out: TLS, error reporting, the hot path, the relay path."""
+    bind = next((list(p.addresses) for p in plugins if isinstance(p, Bind)), [])
+    block = Block(keys=keys, plugins=plugins, chain=build_chain(plugins), bind=bind, file=sb.file, line=sb.line)
+    block.metrics = "prometheus" in block.names
+    block.any_class = any(n in ("chaos", "forward") for n in block.names)
+    block.logs_errors = "errors" in block.names
+    block.errors = next((p for p in plugins if p.name == "errors" and isinstance(p, ErrorReporter)), None)
+    block.tls = next((p.context for p in plugins if isinstance(p, Tls)), None)
+    if block.tls is None and any(k.transport == "tls" for k in keys):
+        tok = key_tokens[next(i for i, k in enumerate(keys) if k.transport == "tls")]
+        raise CorefileError(tok.file, tok.line, "tls:// server blocks need the tls plugin (tls CERT KEY)")
+    first, shuffle = _first_unskippable(plugins)
+    block.chain_qtypes = frozenset().union(*(p.sees_qtypes for p in plugins if p.in_chain))
+    if isinstance(first, FastStore):
+        block.fast_store, block.fast_shuffle = first, shuffle
+    elif isinstance(first, Relay) and not shuffle:
+        block.relay, block.relay_name = first, first.name  # loadbalance would reorder a relayed reply: chain
+    if block.fast_store or block.relay:
+        block.fast_observers = [p for p in plugins if isinstance(p, FastObserver)]
+    return block
+
+
+def _claim(listeners: dict[ListenKey, dict[str, Block]], key_lines: dict[tuple[str, str, int], list[tuple[str, Token]]],
+           block: Block, key_tokens: list[Token]) -> None:
+    """Add the block's zones to the listeners they need; a zone served twice on one address is an error."""
+    hosts = block.bind or [""]
+    for za, tok in zip(block.keys, key_tokens, strict=True):
+        claims = key_lines[(za.transport, za.zone, za.port or 0)]
+        for other_host, _ in claims:
+            if other_host == "" or "" in hosts or other_host in hosts:
+                where = f"{za.transport}://{za.zone}:{za.port}"
+                if other_host in hosts:
+                    msg = f"cannot serve {where} - it is already defined"
+                else:
+                    msg = f"cannot serve {where} - zone overlap listener capacity with {other_host or '*'}"
+                raise CorefileError(tok.file, tok.line, msg)
+        for h in hosts:
+            claims.append((h, tok))
+            listeners[(za.transport, h, za.port or 0)][za.zone] = block
+
+
+def build(corefile: Corefile, dns_port: int, instance: ServerInstance | None = None) -> Config:
     """Set up every block's plugins and plan the listeners. Raises CorefileError naming FILE:LINE."""
     plan = HttpPlan()
     blocks: list[Block] = []
@@ -105,78 +201,19 @@ def build(corefile: Corefile, dns_port: int, instance: object = None) -> Config:
     key_lines: dict[tuple[str, str, int], list[tuple[str, Token]]] = defaultdict(list)
 
     for sb in corefile.blocks:
-        keys: list[ZoneAddr] = []
-        key_tokens: list[Token] = []
-        for tok in sb.keys:
-            for za in parse_key(tok):
-                if za.transport not in SUPPORTED_TRANSPORTS:
-                    raise CorefileError(tok.file, tok.line, f"{za.transport}:// server blocks are not supported")
-                keys.append(_resolve_port(za, dns_port))
-                key_tokens.append(tok)
-        grouped = _group(sb)
+        keys, key_tokens = _keys(sb, dns_port)
         ctx = SetupContext(keys=keys, corefile=sb.file, http=plan, instance=instance)
-        plugins: list[Plugin] = []
-        for spec in PLUGINS:
-            tokens = grouped.get(spec.name)
-            if not tokens:
-                continue
-            d = Dispenser(spec.name, tokens)
-            if spec.once and len(starts := d.occurrence_starts()) > 1:
-                raise CorefileError(starts[1].file, starts[1].line,
-                                    f"plugin/{spec.name}: this plugin can only be used once per Server Block")
-            try:
-                plugin = spec.module.setup(d, ctx)
-            except CorefileError:
-                raise
-            except (ValueError, OSError) as e:
-                t = tokens[0]
-                raise CorefileError(t.file, t.line, f"plugin/{spec.name}: {e}") from e
-            plugins.append(plugin)
-        bind = next((list(getattr(p, "addresses", [])) for p in plugins if p.name == "bind"), [])
-        block = Block(keys=keys, plugins=plugins, chain=build_chain(plugins), bind=bind,
-                      file=sb.file, line=sb.line)
-        block.metrics = "prometheus" in block.names
-        block.any_class = any(n in ("chaos", "forward") for n in block.names)
-        block.logs_errors = "errors" in block.names
-        block.tls = next((p.context for p in plugins if p.name == "tls"), None)  # type: ignore[attr-defined]
-        if block.tls is None and any(k.transport == "tls" for k in keys):
-            tok = key_tokens[next(i for i, k in enumerate(keys) if k.transport == "tls")]
-            raise CorefileError(tok.file, tok.line, "tls:// server blocks need the tls plugin (tls CERT KEY)")
-        first, shuffle = _first_unskippable(plugins)
-        block.chain_qtypes = frozenset().union(*(p.sees_qtypes for p in plugins if p.in_chain))
-        if first is not None and hasattr(first, "fast_answer"):
-            block.fast_store, block.fast_shuffle = first, shuffle
-        elif first is not None and hasattr(first, "relay") and not shuffle:
-            block.relay = first  # loadbalance would have to reorder a relayed reply: chain instead
-        block.fast_observers = [p for p in plugins if hasattr(p, "fast_observe")] \
-            if block.fast_store or block.relay else []
+        block = _make_block(sb, keys, key_tokens, _setup_plugins(sb, ctx))
         ctx.block = block
         blocks.append(block)
-
-        hosts = bind or [""]
-        for za, tok in zip(keys, key_tokens, strict=True):
-            claims = key_lines[(za.transport, za.zone, za.port or 0)]
-            for other_host, _ in claims:
-                if other_host == "" or "" in hosts or other_host in hosts:
-                    where = f"{za.transport}://{za.zone}:{za.port}"
-                    if other_host in hosts:
-                        msg = f"cannot serve {where} - it is already defined"
-                    else:
-                        msg = f"cannot serve {where} - zone overlap listener capacity with {other_host or '*'}"
-                    raise CorefileError(tok.file, tok.line, msg)
-            for h in hosts:
-                claims.append((h, tok))
-                listeners[(za.transport, h, za.port or 0)][za.zone] = block
+        _claim(listeners, key_lines, block, key_tokens)
 
     cfg = Config(corefile=corefile, blocks=blocks, listeners=dict(listeners), http=plan)
     for b in blocks:
         if "ready" in b.names:
-            for p in b.plugins:
-                check = getattr(p, "is_ready", None)
-                if check is not None and p.name != "ready":
-                    cfg.readiness.append((p.name, check))
-    for b in blocks:
-        for p in b.plugins:
-            if hasattr(p, "bind_config"):
-                p.bind_config(cfg)
+            cfg.readiness += [(p.name, p.is_ready) for p in b.plugins
+                              if isinstance(p, ReadinessCheck) and p.name != "ready"]
+    for p in cfg.plugins:
+        if isinstance(p, ConfigBound):
+            p.bind_config(cfg)
     return cfg

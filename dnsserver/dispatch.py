@@ -7,10 +7,11 @@ that raises gives SERVFAIL, and even a bug in the core is caught and logged.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final, TypeVar
 
 from dnslib import EDNS0, DNSRecord
 
@@ -28,7 +29,7 @@ from dnsserver.fastpath import (
     with_client_opt,
 )
 from dnsserver.metrics import Metrics, Slot
-from dnsserver.plugin import PluginError
+from dnsserver.plugin import FastStore, PluginError, Relay, RelayStart
 from dnsserver.request import Request
 from dnsserver.respond import finalize_all
 from dnsserver.wireview import WireQuery, WireReply, decode_name
@@ -37,8 +38,21 @@ log = logging.getLogger("portolan")
 
 DS = 43
 MAX_ROUTES = 200_000
-_UNLEARNT = object()  # relays' "not asked yet", as None there means "no relay takes it"
 CLASS_IN = 1
+D = TypeVar("D")  # where relay_now's caller sends a reply: opaque to the dispatcher
+
+
+class _Unlearnt(enum.Enum):
+    UNLEARNT = 0
+
+
+_UNLEARNT: Final = _Unlearnt.UNLEARNT  # relays' "not asked yet", as None there means "no relay takes it"
+
+# Which relay starts a question: (zone, block, starter), or None when none does.
+RelayRoute = tuple[str, Block, RelayStart]
+# What relay_now carries to the reply: the query, its client, where it is served, when, and `send(reply, dest)`.
+# The send and dest of one query agree, but a tuple cannot carry relay_now's type variable, hence Any.
+RelayState = tuple[bytes, FastQuery, tuple[str, int], str, str, str, Block, float, Callable[[bytes, Any], None], Any]
 
 
 def _notify(block: Block, data: bytes, q: FastQuery, client: tuple[str, int], proto: str, local_ip: str,
@@ -46,19 +60,22 @@ def _notify(block: Block, data: bytes, q: FastQuery, client: tuple[str, int], pr
     """Tell the block's observers (log) about an answer sent without a Request, through views of the bytes."""
     view, reply = WireQuery(data, q, client, proto, local_ip), WireReply(out)
     for obs in block.fast_observers:
-        obs.fast_observe(view, reply, len(out), time.perf_counter() - start)  # type: ignore[attr-defined]
+        obs.fast_observe(view, reply, len(out), time.perf_counter() - start)
 
 
 class Route:
-    __slots__ = ("block", "zone", "store_key", "slots", "answer", "shuffle", "plain")
+    """Where the hot path finds the answer to one question: the block's store, and the key it stores it under."""
 
-    def __init__(self, block: Block, zone: str, store_key: bytes) -> None:
+    __slots__ = ("answer", "block", "plain", "shuffle", "slots", "store_key", "store_name", "zone")
+
+    def __init__(self, block: Block, store: FastStore, zone: str, store_key: bytes) -> None:
         self.block = block
         self.zone = zone
         self.store_key = store_key  # the case-folded key the answer store uses
         self.slots: dict[tuple[str, int, int], Slot] = {}  # (proto, family, rcode) -> bound metrics
         # Read once here rather than on every hot-path answer:
-        self.answer = block.fast_store.fast_answer  # type: ignore[union-attr]
+        self.answer = store.fast_answer
+        self.store_name = store.name
         self.shuffle = block.fast_shuffle
         self.plain = not block.metrics and not block.fast_observers  # nothing to count, time or log
 
@@ -79,7 +96,7 @@ class Dispatcher:
         self.relay_enabled = any(b.relay is not None for b in zones.values())
         self._tasks: set[asyncio.Task[None]] = set()  # chain fallbacks of relay_now
         # Question bytes -> relay_now's target (None: no relay takes it).
-        self.relays: dict[bytes, tuple[str, Block, Callable[..., bool]] | None] = {}
+        self.relays: dict[bytes, RelayRoute | None] = {}
         self._on_relayed = self._relay_done  # bound once: relay_now passes it with every query
 
     def fast(self, data: bytes, client: tuple[str, int], proto: str) -> bytes | None:
@@ -117,8 +134,7 @@ class Dispatcher:
             slot = route.slots.get((proto, family, rcode))
             if slot is None:
                 slot = route.slots[(proto, family, rcode)] = self.metrics.slot(
-                    self.label, route.zone, proto, family, q.qtype, wire.rcode_name(rcode),
-                    block.fast_store.name)  # type: ignore[union-attr]
+                    self.label, route.zone, proto, family, q.qtype, wire.rcode_name(rcode), route.store_name)
             slot.record(q.do, limit, len(out), time.perf_counter() - start)
         if block.fast_observers:
             _notify(block, data, q, client, proto, self.local_ip, out, start)
@@ -142,24 +158,28 @@ class Dispatcher:
             log.exception("[ERROR] relay path failed; falling back")
             return None
 
-    def _relay_target(self, data: bytes) -> tuple[FastQuery, str, Block] | None:
-        """The query read and the block whose relay takes it, or None for the chain."""
+    def _relay_target(self, data: bytes) -> tuple[FastQuery, str, Block, Relay] | None:
+        """The query read, and the block and relay that take it, or None for the chain."""
         q = parse_query(data)
         if q is None:
             return None
         found = self.select(decode_name(data).lower(), q.qtype)
-        if found is None or found[1].relay is None or q.qtype in found[1].chain_qtypes:
+        if found is None:
             return None
-        return q, found[0], found[1]
+        zone, block = found
+        relay = block.relay
+        if relay is None or q.qtype in block.chain_qtypes:
+            return None
+        return q, zone, block, relay
 
     async def _relay(self, data: bytes, client: tuple[str, int], proto: str) -> bytes | None:
         target = self._relay_target(data)
         if target is None:
             return None
-        q, zone, block = target
+        q, zone, block, relay = target
         start = time.perf_counter()
         try:
-            reply: bytes | Exception | None = await block.relay.relay(data, proto)  # type: ignore[attr-defined]
+            reply: bytes | Exception | None = await relay.relay(data, proto)
         except Exception as e:
             reply = e
         if reply is None:
@@ -167,7 +187,7 @@ class Dispatcher:
         return self._relayed(data, q, client, proto, zone, block, start, reply)
 
     def relay_now(self, data: bytes, client: tuple[str, int], proto: str, local_ip: str,
-                  send: Callable[[bytes, Any], None], dest: object) -> bool:
+                  send: Callable[[bytes, D], None], dest: D) -> bool:
         """The relay path without a task: start forwarding now, `send(reply, dest)` when it comes.
 
         False: not started (not for this path, or the relay wants a task for it): call `relay`/`handle`.
@@ -188,13 +208,13 @@ class Dispatcher:
                 return False
             zone, block, start_relay = found
             # One tuple carries what the reply needs: no closure (and its cells) per query.
-            state = (data, q, client, proto, local_ip, zone, block, time.perf_counter(), send, dest)
+            state: RelayState = (data, q, client, proto, local_ip, zone, block, time.perf_counter(), send, dest)
             return bool(start_relay(data, proto, self._on_relayed, state))
         except Exception:
             log.exception("[ERROR] relay path failed; falling back")
             return False
 
-    def _relay_done(self, state: tuple[Any, ...], reply: bytes | Exception) -> None:
+    def _relay_done(self, state: RelayState, reply: bytes | Exception) -> None:
         """relay_now's reply (or the relay's error) has come: send it, or let the chain answer."""
         data, q, client, proto, local_ip, zone, block, start, send, dest = state
         try:
@@ -209,15 +229,14 @@ class Dispatcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _learn_relay(self, data: bytes, q: FastQuery) -> tuple[str, Block, Callable[..., bool]] | None:
+    def _learn_relay(self, data: bytes, q: FastQuery) -> RelayRoute | None:
         """Work out (once per question bytes: the answer depends on nothing else) which relay starts it;
         None, remembered too, when none does, so such queries are not walked twice each time."""
-        found: tuple[str, Block, Callable[..., bool]] | None = None
+        found: RelayRoute | None = None
         target = self._relay_target(data)
         if target is not None and target[0].qend == q.qend:
-            _, zone, block = target
-            starter = getattr(block.relay, "relay_starter", None)
-            start_relay = starter(data) if starter is not None else None
+            _, zone, block, relay = target
+            start_relay = relay.relay_starter(data)
             if start_relay is not None:
                 found = (zone, block, start_relay)
         if len(self.relays) >= MAX_ROUTES:
@@ -226,7 +245,7 @@ class Dispatcher:
         return found
 
     async def _chain(self, data: bytes, client: tuple[str, int], proto: str, local_ip: str,
-                     send: Callable[[bytes, Any], None], dest: object) -> None:
+                     send: Callable[[bytes, D], None], dest: D) -> None:
         out = await self.handle(data, client, proto, local_ip)
         if out is not None:
             send(out, dest)
@@ -236,9 +255,9 @@ class Dispatcher:
         """The client's reply from what the relay gave: its OPT, truncation, metrics, log. None: the chain."""
         if isinstance(reply, Exception):
             # What the chain would do: errors (if loaded) logs it, the client gets SERVFAIL.
-            errors = next((p for p in block.plugins if p.name == "errors"), None)
+            errors = block.errors
             if errors is not None:
-                errors.report(WireQuery(data, q, client, proto, self.local_ip), PluginError(block.relay.name, reply))  # type: ignore[attr-defined]
+                errors.report(WireQuery(data, q, client, proto, self.local_ip), PluginError(block.relay_name, reply))
             else:
                 log.debug("relay: %s", reply)
             reply = assemble(data, q, QR | wire.SERVFAIL, 0, 0, 0, b"")
@@ -251,7 +270,7 @@ class Dispatcher:
             out = assemble(data, q, ((out[2] << 8) | out[3]) | TC, 0, 0, 0, b"")
         if block.metrics:
             self.metrics.record(self.label, zone, proto, 2 if ":" in client[0] else 1, q.qtype, q.do,
-                                limit, len(out), wire.rcode_name(out[3] & 0xF), block.relay.name,  # type: ignore[union-attr]
+                                limit, len(out), wire.rcode_name(out[3] & 0xF), block.relay_name,
                                 time.perf_counter() - start)
         if block.fast_observers:
             _notify(block, data, q, client, proto, self.local_ip, out, start)
@@ -263,9 +282,12 @@ class Dispatcher:
         quick = quick_query(data)
         if full is None or quick is None or quick.qend != full.qend:
             return  # e.g. a zero byte inside a label: such queries always take the slow path
+        store = block.fast_store
+        if store is None:
+            return
         if len(self.routes) >= MAX_ROUTES:
             self.routes.clear()  # a cheap bound; busy names come back on their next slow-path answer
-        self.routes[quick.key] = Route(block, zone, full.key)
+        self.routes[quick.key] = Route(block, store, zone, full.key)
 
     def select(self, name: str, qtype: int) -> tuple[str, Block] | None:
         """Walk `name` (lower-case FQDN) from itself towards the root; the first zone found is the longest.
@@ -302,10 +324,9 @@ class Dispatcher:
 
     async def _handle(self, data: bytes, client: tuple[str, int], proto: str, local_ip: str) -> bytes | None:
         start = time.perf_counter()
-        if len(data) < 12:
-            return None  # not even a header: nobody to answer
-        if data[2] & 0x80:
-            return None  # a response, not a query: never answer it (reflection, loops)
+        # Not even a header (nobody to answer), or a response, not a query: never answer it (reflection, loops).
+        if len(data) < 12 or data[2] & 0x80:
+            return None
         try:
             msg = DNSRecord.parse(data)
         except Exception:
@@ -365,4 +386,5 @@ class Dispatcher:
         # BADVERS (16) does not fit the header's 4 bits: the high bits travel in the OPT record.
         reply.header.id = req.msg.header.id
         reply.add_ar(EDNS0(udp_len=req.udp_size, ext_rcode=wire.BADVERS >> 4))
-        return reply.pack()
+        packed: bytes = reply.pack()
+        return packed

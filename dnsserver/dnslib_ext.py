@@ -10,14 +10,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from dnslib.dns import RDMAP, TXT, DNSBuffer
 
 MAX_POINTER = 0x3FFF
 
 
-class HINFO(TXT):
+class HINFO(TXT):  # type: ignore[misc]  # dnslib has no annotations: its TXT is Any to mypy
+    """HINFO: two character-strings (CPU, OS), packed and parsed as a two-string TXT."""
+
     def __repr__(self) -> str:
         return " ".join('"' + s.decode(errors="replace").replace('"', '\\"') + '"' for s in self.data)
 
@@ -25,8 +25,8 @@ class HINFO(TXT):
 RDMAP.setdefault("HINFO", HINFO)
 
 
-class _PointableNames(dict):  # type: ignore[type-arg]
-    def __setitem__(self, key: Any, offset: int) -> None:
+class _PointableNames(dict[object, int]):
+    def __setitem__(self, key: object, offset: int) -> None:
         if offset <= MAX_POINTER:
             super().__setitem__(key, offset)
 
@@ -40,4 +40,4 @@ def _init(self: DNSBuffer, data: bytes = b"") -> None:
 
 
 if DNSBuffer.__init__ is not _init:
-    DNSBuffer.__init__ = _init  # type: ignore[method-assign]
+    DNSBuffer.__init__ = _init

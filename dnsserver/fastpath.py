@@ -27,7 +27,7 @@ TYPE_A, TYPE_AAAA, TYPE_OPT = 1, 28, 41
 class FastQuery:
     """What the hot path reads from a query's bytes."""
 
-    __slots__ = ("key", "qend", "qtype", "flags", "edns", "udp_size", "do", "last")
+    __slots__ = ("do", "edns", "flags", "key", "last", "qend", "qtype", "udp_size")
 
     def __init__(self, key: bytes, qend: int, qtype: int, flags: int, edns: bool, udp_size: int, do: bool) -> None:
         self.key = key
@@ -164,7 +164,7 @@ class WireAnswer:
     loadbalance may reorder: (start, size, count) with records of equal size.
     """
 
-    __slots__ = ("flags", "an", "ns", "ar", "tail", "ttl_at", "rotations", "_ttl", "_rendered")
+    __slots__ = ("_rendered", "_ttl", "an", "ar", "flags", "ns", "rotations", "tail", "ttl_at")
 
     def __init__(self, flags: int, an: int, ns: int, ar: int, tail: bytes, ttl_at: list[int],
                  rotations: list[tuple[int, int, int]]) -> None:

@@ -87,6 +87,8 @@ class HttpPlan:
 
 
 class HttpEndpoints:
+    """The HTTP servers the plugins ask for (health, ready, metrics), kept open across reloads."""
+
     def __init__(self) -> None:
         self.sites: dict[tuple[str | None, int], _Site] = {}
 

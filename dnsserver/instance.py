@@ -13,6 +13,7 @@ from dnsserver.dispatch import Dispatcher
 from dnsserver.httpendpoints import HttpEndpoints
 from dnsserver.listeners import Listener
 from dnsserver.metrics import REGISTRY, process_metrics
+from dnsserver.plugin import Plugin
 
 log = logging.getLogger("portolan")
 
@@ -25,6 +26,8 @@ DEFAULT_COREFILE = ".:{port} {{\n    whoami\n    log\n}}\n"
 
 
 class Instance:
+    """The running server: its configuration, listeners and HTTP endpoints, across reloads."""
+
     def __init__(self, corefile_path: str | None, dns_port: int = 53) -> None:
         self.path = corefile_path
         self.dns_port = dns_port
@@ -185,8 +188,8 @@ class Instance:
         self.config = None
 
 
-async def _quiet_stop(p: object) -> None:
+async def _quiet_stop(p: Plugin) -> None:
     try:
-        await p.stop()  # type: ignore[attr-defined]
+        await p.stop()
     except Exception:
-        log.exception("[ERROR] plugin/%s: stop failed", getattr(p, "name", "?"))
+        log.exception("[ERROR] plugin/%s: stop failed", p.name)

@@ -11,9 +11,10 @@ import contextlib
 import logging
 import socket
 import ssl
+from collections.abc import Coroutine
 
 from dnsserver.dispatch import Dispatcher
-from dnsserver.mmsg import Batch
+from dnsserver.mmsg import Batch, SockAddr
 
 log = logging.getLogger("portolan")
 
@@ -25,12 +26,14 @@ UDP_ROUNDS = 4  # batches read per wake-up before yielding to the event loop
 UDP_MAX = 8192  # larger than any query a client may send over UDP (EDNS0 sizes stop at 4096 in practice)
 
 
-def client_address(addr: tuple[str, int]) -> tuple[str, int]:
+def client_address(addr: SockAddr) -> tuple[str, int]:
     """A dual-stack socket shows IPv4 clients as ::ffff:a.b.c.d; the client is a.b.c.d."""
     host = addr[0]
     if host.startswith("::ffff:") and "." in host:
         return host[7:], addr[1]
-    return addr
+    # An IPv6 address's (host, port, flow, scope) passes as the client as it is: only [0] and [1] are
+    # ever read, and no tuple is made per query.
+    return addr  # type: ignore[return-value]
 
 
 def _make_socket(host: str, port: int, kind: socket.SocketKind) -> socket.socket:
@@ -81,6 +84,7 @@ class UdpReader:
 
     def _readable_batched(self) -> None:
         d = self.listener.dispatcher  # read per wake-up: a reload swaps it
+        # Only ever the reader when there is a batch (see __init__): no None check per wake-up.
         fast, serve = d.fast if d.fast_enabled else None, self.batch.serve  # type: ignore[union-attr]
         for _ in range(UDP_ROUNDS):
             try:
@@ -89,14 +93,14 @@ class UdpReader:
             except OSError as e:  # ICMP errors for earlier replies (client went away): nothing to do
                 log.debug("udp error: %s", e)
 
-    def _slow(self, data: bytes, addr: tuple[str, int], client: tuple[str, int], raw: bytes | None = None) -> None:
+    def _slow(self, data: bytes, addr: SockAddr, client: tuple[str, int], raw: bytes | None = None) -> None:
         listener = self.listener
         d = listener.dispatcher
         if d.relay_enabled and d.relay_now(data, client, "udp", listener.host, self._send_relayed, (addr, raw)):
             return
         listener.spawn(self._serve(data, addr, client))
 
-    def _relayed(self, out: bytes, dest: tuple[tuple[str, int], bytes | None]) -> None:
+    def _relayed(self, out: bytes, dest: tuple[SockAddr, bytes | None]) -> None:
         """Send a relayed reply to `dest` (address, raw sockaddr or None). Relayed replies complete one by
         one as upstream replies arrive: they are queued so that one sendmmsg carries all those of a burst."""
         addr, raw = dest
@@ -125,12 +129,12 @@ class UdpReader:
                     continue
             self._slow(data, addr, client)
 
-    async def _serve(self, data: bytes, addr: tuple[str, int], client: tuple[str, int]) -> None:
+    async def _serve(self, data: bytes, addr: SockAddr, client: tuple[str, int]) -> None:
         out = await self.listener.dispatcher.answer(data, client, "udp", self.listener.host)
         if out is not None:
             self.send(out, addr)
 
-    def send(self, out: bytes, addr: tuple[str, int]) -> None:
+    def send(self, out: bytes, addr: SockAddr) -> None:
         if self.closed:
             return
         try:
@@ -162,6 +166,8 @@ class TcpProtocol(asyncio.Protocol):
         self.idle: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream transport, though typed as the base class; uvloop's does not even subclass
+        # asyncio.Transport, so no isinstance can narrow it.
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername") or ("", 0)
         self.peer = client_address(peer)
@@ -242,8 +248,8 @@ class Listener:
         self.tcp: asyncio.Server | None = None
         self.idle_timeout = TCP_IDLE_TIMEOUT
 
-    def spawn(self, coro: object) -> None:
-        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+    def spawn(self, coro: Coroutine[object, object, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 

@@ -21,6 +21,8 @@ class _Entry:
 
 
 class AnswerMemo:
+    """Replies remembered as wire bytes per question, valid while their source's version holds."""
+
     def __init__(self, limit: int = 200_000) -> None:
         self.entries: dict[bytes, _Entry] = {}
         self.limit = limit

@@ -38,7 +38,9 @@ def type_label(qtype: int) -> str:
 
 
 class Histogram:
-    __slots__ = ("bounds", "counts", "total", "n")
+    """A Prometheus histogram kept as plain counters, cheap enough to update per query."""
+
+    __slots__ = ("bounds", "counts", "n", "total")
 
     def __init__(self, bounds: list[float]) -> None:
         self.bounds = bounds
@@ -72,7 +74,7 @@ class Slot:
     so most queries skip the bucket search for both.
     """
 
-    __slots__ = ("n", "do", "dur", "req", "resp", "_req_size", "_req_i", "_resp_size", "_resp_i")
+    __slots__ = ("_req_i", "_req_size", "_resp_i", "_resp_size", "do", "dur", "n", "req", "resp")
 
     def __init__(self, dur: Histogram, req: Histogram, resp: Histogram) -> None:
         self.n = 0

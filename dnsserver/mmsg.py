@@ -81,7 +81,10 @@ def _address(buf: bytearray) -> int:
     return ctypes.addressof(ctypes.c_char.from_buffer(buf))
 
 
-def decode_sockaddr(raw: bytes) -> tuple[str, int] | tuple[str, int, int, int]:
+SockAddr = tuple[str, int] | tuple[str, int, int, int]  # as the socket module gives them: IPv4, IPv6
+
+
+def decode_sockaddr(raw: bytes) -> SockAddr:
     """A sockaddr as Python's socket module gives it: (host, port), or (host, port, flow, scope) for IPv6."""
     family = int.from_bytes(raw[0:2], sys.byteorder)
     port = int.from_bytes(raw[2:4], "big")
@@ -93,7 +96,7 @@ def decode_sockaddr(raw: bytes) -> tuple[str, int] | tuple[str, int, int, int]:
     raise ValueError(f"address family {family}")
 
 
-Sender = tuple[tuple, tuple[str, int]]  # (address to reply to, the client as plugins see it)
+Sender = tuple[SockAddr, tuple[str, int]]  # (address to reply to, the client as plugins see it)
 
 
 class _Vectors:
@@ -121,7 +124,7 @@ class _Vectors:
         self.at, self.names_at = ctypes.addressof(v), _address(self.names)
         self.v32 = memoryview(vec).cast("B").cast("I")
         self.vptr = memoryview(vec).cast("B").cast("P")
-        self.iov = memoryview(iov).cast("B").cast("N")
+        self.iov = memoryview(iov).cast("B").cast("N")  # type: ignore[call-overload]  # typeshed omits "N" (size_t)
         self.dview, self.nview = memoryview(self.data), memoryview(self.names)
         for i in range(slots if namelen else 0):
             self.vptr[i * _PW + _NAME] = self.names_at + i * SOCKADDR_MAX
@@ -202,7 +205,8 @@ class Batch(_Vectors):
     def available() -> bool:
         return available()
 
-    def __init__(self, sock: socket.socket, slots: int, size: int, client: Callable[[tuple], tuple[str, int]]) -> None:
+    def __init__(self, sock: socket.socket, slots: int, size: int,
+                 client: Callable[[SockAddr], tuple[str, int]]) -> None:
         # Every slot receives its sender's address into its own part of `names`, given the exact size of
         # this socket's sockaddr: the kernel writes that same length back on every receive, so the
         # fields never need resetting, and every sender's address has one length.
@@ -224,7 +228,7 @@ class Batch(_Vectors):
 
     def receive(self) -> int:
         """Datagrams now in the receive slots (0 when none are waiting). Other socket errors raise OSError."""
-        n = self._recvmmsg(self.fd, self.at, self.slots, socket.MSG_DONTWAIT, None)
+        n: int = self._recvmmsg(self.fd, self.at, self.slots, socket.MSG_DONTWAIT, None)
         if n >= 0:
             return n
         e = ctypes.get_errno()
@@ -233,7 +237,7 @@ class Batch(_Vectors):
         raise OSError(e, os.strerror(e))
 
     def serve(self, fast: Callable[[bytes, tuple[str, int], str], bytes | None] | None,
-              slow: Callable[[bytes, tuple, tuple[str, int], bytes], None]) -> int:
+              slow: Callable[[bytes, SockAddr, tuple[str, int], bytes], None]) -> int:
         """Receive one batch and deal with each datagram: `fast(data, client, "udp")` may answer it at once
         (replies go out together in one sendmmsg); otherwise `slow(data, address, client, raw address)`
         takes it. Returns the number of datagrams received (0: the socket is drained). OSError as `receive`.
@@ -279,8 +283,8 @@ class Batch(_Vectors):
         found = self.senders[raw] = (addr, self.client(addr))
         return found
 
-    def send_one(self, out: bytes, addr: tuple) -> None:
-        try:
+    def send_one(self, out: bytes, addr: SockAddr) -> None:
+        try:  # noqa: SIM105  (a try costs nothing when nothing is raised; suppress() is an object per send)
             self.sock.sendto(out, addr)
         except OSError:
             pass  # a full buffer or a vanished client: UDP may drop, the client asks again

@@ -23,6 +23,8 @@ async def cancel_task(task: asyncio.Task[object] | None) -> None:
 
 
 class Periodic:
+    """Runs a job in its own task, waiting `interval()` seconds before each run."""
+
     def __init__(self, interval: Callable[[], float], job: Callable[[], Awaitable[object] | object],
                  what: str) -> None:
         self.interval = interval  # called before each wait, so jitter can differ every time

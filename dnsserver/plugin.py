@@ -12,10 +12,11 @@ the server turns into SERVFAIL. Config-only plugins (bind, health, ready, promet
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from dnslib import DNSRecord
 
@@ -23,10 +24,18 @@ from corefile import normalize_zone, reverse_zones
 from dnsserver.request import Request
 
 if TYPE_CHECKING:
-    from corefile import ZoneAddr
+    from corefile import Dispenser, ZoneAddr
+    from dnsserver.config import Block, Config
+    from dnsserver.fastpath import FastQuery
     from dnsserver.httpendpoints import HttpPlan
+    from dnsserver.listeners import Listener
+    from dnsserver.wireview import QueryView, WireQuery, WireReply
 
 Next = Callable[[Request], Awaitable[DNSRecord | None]]
+A = TypeVar("A")
+C = TypeVar("C")
+# One property of a directive's block: (dispenser, context, config being built, property name, arguments).
+Property = Callable[["Dispenser", "SetupContext", C, str, list[str]], None]
 
 
 class PluginError(Exception):
@@ -65,6 +74,86 @@ class Plugin:
         """Called only when the process is shutting down, before listeners close (health's lameduck)."""
 
 
+# The roles a plugin may take besides `serve`, found by the config builder from the methods it has.
+
+
+@runtime_checkable
+class FastStore(Protocol):
+    """Answers from stored wire bytes, which the hot path sends without running the chain (cache, hosts)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def fast_answer(self, data: bytes, q: FastQuery, key: bytes, client: tuple[str, int], proto: str,
+                    shuffle: bool, max_size: int) -> bytes | None: ...
+
+
+class RelayStart(Protocol):
+    """Starts relaying `query` without a task. True: `done(arg, reply bytes or error)` will be called once."""
+
+    def __call__(self, query: bytes, proto: str, done: Callable[[A, bytes | Exception], None], arg: A, /) -> bool:
+        ...
+
+
+@runtime_checkable
+class Relay(Protocol):
+    """Answers a query given as bytes with reply bytes, parsing neither (forward): the relay path."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def relay(self, query: bytes, proto: str) -> bytes | None: ...
+
+    def relay_starter(self, query: bytes) -> RelayStart | None: ...
+
+
+@runtime_checkable
+class FastObserver(Protocol):
+    """Told of every answer sent without a Request (hot path, relay path), through views of the bytes (log)."""
+
+    def fast_observe(self, req: WireQuery, reply: WireReply, size: int, duration: float) -> None: ...
+
+
+@runtime_checkable
+class ErrorReporter(Protocol):
+    """Logs or counts a query's error (errors): the relay path reports its upstreams' errors to it."""
+
+    def report(self, req: QueryView, error: BaseException | None) -> None: ...
+
+
+@runtime_checkable
+class ConfigBound(Protocol):
+    """Wants the whole configuration once it is built (ready reads every block's readiness checks)."""
+
+    def bind_config(self, cfg: Config) -> None: ...
+
+
+@runtime_checkable
+class ReadinessCheck(Protocol):
+    """Says whether it is ready to serve (kubernetes: synced), for the ready plugin."""
+
+    def is_ready(self) -> bool: ...
+
+
+class ServerInstance(Protocol):
+    """What plugins may ask of the running server (dnsserver.instance.Instance)."""
+
+    @property
+    def path(self) -> str | None: ...
+
+    @property
+    def serving(self) -> asyncio.Event: ...
+
+    @property
+    def listeners(self) -> Mapping[tuple[str, str, int], Listener]: ...
+
+    def address_for(self, zone: str, transport: str = "dns") -> tuple[str, int] | None: ...
+
+    def needs_reload(self) -> bool: ...
+
+    def reload_soon(self) -> None: ...
+
+
 @dataclass
 class SetupContext:
     """What a plugin's setup() may use: its block's zones and the process-wide services."""
@@ -73,8 +162,8 @@ class SetupContext:
     corefile: str
     http: HttpPlan
     # Filled in by the config builder once every block is built; read lazily (ready, reload, loop).
-    instance: Any = None
-    block: Any = None
+    instance: ServerInstance | None = None
+    block: Block | None = None
 
     @property
     def zones(self) -> list[str]:
@@ -102,6 +191,17 @@ def plugin_zones(args: list[str], ctx: SetupContext) -> list[str]:
     return out
 
 
+def parse_properties(d: Dispenser, ctx: SetupContext, cfg: C, table: Mapping[str, Property[C]]) -> None:
+    """Read the properties of the directive's block into `cfg`, each by its entry in `table`; a property
+    that has none is an error."""
+    while d.next_block():
+        prop, args = d.val(), d.remaining_args()
+        handler = table.get(prop)
+        if handler is None:
+            raise d.unknown_property()
+        handler(d, ctx, cfg, prop, args)
+
+
 def match_zone(zones: list[str], name: str) -> str | None:
     """The longest of `zones` that `name` (lower-case FQDN) is in or under, or None."""
     best: str | None = None
@@ -114,7 +214,7 @@ def match_zone(zones: list[str], name: str) -> str | None:
 class Fallthrough:
     """`fallthrough [ZONES...]`: which names a plugin passes on instead of answering a name error."""
 
-    __slots__ = ("zones", "enabled")
+    __slots__ = ("enabled", "zones")
 
     def __init__(self) -> None:
         self.enabled = False

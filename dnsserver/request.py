@@ -15,9 +15,27 @@ class Request:
     """A parsed query. `qname` keeps the client's spelling; `name` is the lower-cased form to match on."""
 
     __slots__ = (
-        "msg", "wire", "wire_size", "client_ip", "client_port", "proto", "family", "local_ip", "server",
-        "zone", "qname", "name", "qtype", "qclass", "edns", "do", "udp_size", "edns_version",
-        "answered_by", "observers", "meta",
+        "answered_by",
+        "client_ip",
+        "client_port",
+        "do",
+        "edns",
+        "edns_version",
+        "family",
+        "local_ip",
+        "meta",
+        "msg",
+        "name",
+        "observers",
+        "proto",
+        "qclass",
+        "qname",
+        "qtype",
+        "server",
+        "udp_size",
+        "wire",
+        "wire_size",
+        "zone",
     )
 
     def __init__(
@@ -63,7 +81,8 @@ class Request:
 
     @property
     def type_name(self) -> str:
-        return QTYPE.get(self.qtype, f"TYPE{self.qtype}")
+        name: str = QTYPE.get(self.qtype, f"TYPE{self.qtype}")
+        return name
 
     @property
     def max_size(self) -> int:

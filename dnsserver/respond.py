@@ -28,7 +28,7 @@ def finalize(req: Request, reply: DNSRecord) -> bytes:
     h.qr = 1
     reply.questions = [DNSQuestion(req.msg.q.qname, req.qtype, req.qclass)]
     _set_opt(req, reply)
-    wire = reply.pack()
+    wire: bytes = reply.pack()
     limit = req.max_size
     if len(wire) <= limit:
         return wire
@@ -77,7 +77,8 @@ def _truncate(req: Request, reply: DNSRecord, limit: int) -> bytes:
         reply.ar = [r for s, r in kept if s == "ar"]
         reply.header.tc = int(n < len(answers) + len(auth) or bool(reply.header.tc))
         _set_opt(req, reply)
-        return reply.pack()
+        packed: bytes = reply.pack()
+        return packed
 
     lo, hi = 0, len(records)  # largest n whose packing fits, by bisection (sizes grow with n)
     while lo < hi:

@@ -8,7 +8,7 @@ hit that nobody logs costs nothing, and a logged one costs a name decode, not a 
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, Protocol
 
 from dnslib import QTYPE
 
@@ -29,8 +29,71 @@ def decode_name(wire: bytes, i: int = 12) -> str:
     return ".".join(labels) + "."
 
 
+class HeaderView(Protocol):
+    """The header fields observers read: a dnslib header or `_Header`."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def opcode(self) -> int: ...
+
+
+class MessageView(Protocol):
+    """A message as observers read it: only its header."""
+
+    @property
+    def header(self) -> HeaderView: ...
+
+
+class QueryView(Protocol):
+    """What observers (log, errors) read of a query: a Request, or a WireQuery for a hot-path answer."""
+
+    @property
+    def qname(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def type_name(self) -> str: ...
+
+    @property
+    def qtype(self) -> int: ...
+
+    @property
+    def qclass(self) -> int: ...
+
+    @property
+    def proto(self) -> str: ...
+
+    @property
+    def wire_size(self) -> int: ...
+
+    @property
+    def client_ip(self) -> str: ...
+
+    @property
+    def client_port(self) -> int: ...
+
+    @property
+    def local_ip(self) -> str: ...
+
+    @property
+    def do(self) -> bool: ...
+
+    @property
+    def max_size(self) -> int: ...
+
+    @property
+    def msg(self) -> MessageView: ...
+
+    @property
+    def meta(self) -> dict[str, Any]: ...
+
+
 class _Header:
-    __slots__ = ("id", "opcode", "qr", "aa", "tc", "rd", "ra", "z", "ad", "cd", "rcode")
+    __slots__ = ("aa", "ad", "cd", "id", "opcode", "qr", "ra", "rcode", "rd", "tc", "z")
 
     def __init__(self, wire: bytes) -> None:
         flags = _U16.unpack_from(wire, 2)[0]
@@ -77,7 +140,8 @@ class WireQuery:
 
     @property
     def type_name(self) -> str:
-        return QTYPE.get(self.qtype, f"TYPE{self.qtype}")
+        name: str = QTYPE.get(self.qtype, f"TYPE{self.qtype}")
+        return name
 
     @property
     def msg(self) -> _Msg:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Backoff:
+    """Exponential backoff with jitter for reconnecting to the API server."""
+
     initial: float = 0.5
     cap: float = 30.0
     factor: float = 2.0

@@ -25,6 +25,8 @@ USER_AGENT = "portolan-kubewatch/0.1"
 
 
 class ApiClient:
+    """A small client of the Kubernetes API: lists, watches and requests over one aiohttp session."""
+
     def __init__(
         self,
         config: ClusterConfig,

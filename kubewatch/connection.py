@@ -23,6 +23,8 @@ SA_CA = f"{SA_DIR}/ca.crt"
 
 
 class Auth(Protocol):
+    """How requests authenticate: a header value now, and a way to reload it after a 401."""
+
     def header(self) -> str | None:
         """The Authorization header value to send now, if any."""
 
@@ -31,6 +33,8 @@ class Auth(Protocol):
 
 
 class NoAuth:
+    """No credential: no Authorization header."""
+
     def header(self) -> str | None:
         return None
 
@@ -40,6 +44,8 @@ class NoAuth:
 
 @dataclass
 class StaticToken:
+    """A bearer token that never changes."""
+
     token: str
 
     def header(self) -> str | None:

@@ -18,6 +18,8 @@ Callback = Callable[[str, str, Record | None, Record | None], None]
 
 
 class Change(NamedTuple):
+    """One change of one object: its kind, ADDED/MODIFIED/DELETED, and the records before and after."""
+
     kind: str
     type: str  # ADDED | MODIFIED | DELETED
     old: Record | None
@@ -25,6 +27,8 @@ class Change(NamedTuple):
 
 
 class ChangeBatch(NamedTuple):
+    """The changes a queue collected since it was last read."""
+
     changes: list[Change]
     # True when the queue was full and changes were dropped: the consumer must rebuild
     # from the store rather than trust the list.
@@ -82,6 +86,8 @@ class ChangeQueue:
 
 
 class Feed:
+    """Tells subscribers and queues about the store's changes, in order."""
+
     def __init__(self) -> None:
         self._callbacks: list[tuple[Callback, frozenset[str] | None]] = []
         self._queues: list[ChangeQueue] = []

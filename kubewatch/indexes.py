@@ -6,7 +6,7 @@ from typing import Generic, TypeVar
 
 from kubewatch.records import EndpointSlice, Pod, Record, Service
 
-T = TypeVar("T")
+T = TypeVar("T", bound=tuple[object, ...])  # records: a lone value is never a list
 
 
 class MultiIndex(Generic[T]):
@@ -26,7 +26,7 @@ class MultiIndex(Generic[T]):
         cur = self._data.get(key)
         if cur is None:
             self._data[key] = value
-        elif type(cur) is list:
+        elif isinstance(cur, list):
             cur.append(value)
         else:
             self._data[key] = [cur, value]
@@ -35,7 +35,7 @@ class MultiIndex(Generic[T]):
         cur = self._data.get(key)
         if cur is None:
             return
-        if type(cur) is list:
+        if isinstance(cur, list):
             for i, item in enumerate(cur):
                 if item is value:
                     del cur[i]
@@ -54,7 +54,7 @@ class MultiIndex(Generic[T]):
         cur = self._data.get(key)
         if cur is None:
             return ()
-        if type(cur) is list:
+        if isinstance(cur, list):
             return tuple(cur)
         return (cur,)
 

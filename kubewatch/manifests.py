@@ -69,6 +69,8 @@ class _Filter:
 
 
 class ManifestSource:
+    """Fills the store from a directory of manifests, reread when the files change."""
+
     def __init__(
         self,
         store: Store,
@@ -263,9 +265,10 @@ class ManifestSource:
                 wanted.update(ns for ns, _ in by_key)
         ns_filter = self._filters["namespaces"]
         for ns in sorted(wanted):
-            if ("", ns) not in namespaces and (not ns_filter.namespaces or ns in ns_filter.namespaces):
-                if not ns_filter.labels:  # a synthesised namespace has no labels to match
-                    namespaces[("", ns)] = Namespace(ns, {})
+            # (A synthesised namespace has no labels to match.)
+            if ("", ns) not in namespaces and (not ns_filter.namespaces or ns in ns_filter.namespaces) \
+                    and not ns_filter.labels:
+                namespaces[("", ns)] = Namespace(ns, {})
 
     # ------------------------------------------------------------------ lifecycle
 

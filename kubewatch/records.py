@@ -12,6 +12,8 @@ from typing import Any, NamedTuple
 
 
 class ServicePort(NamedTuple):
+    """A port of a Service."""
+
     name: str  # "" when the Service has a single unnamed port
     protocol: str  # TCP | UDP | SCTP
     port: int
@@ -19,6 +21,8 @@ class ServicePort(NamedTuple):
 
 
 class Service(NamedTuple):
+    """The parts of a Service that DNS and ingress use."""
+
     namespace: str
     name: str
     type: str  # ClusterIP | NodePort | LoadBalancer | ExternalName
@@ -38,6 +42,8 @@ class Service(NamedTuple):
 
 
 class Endpoint(NamedTuple):
+    """One endpoint of an EndpointSlice."""
+
     addresses: tuple[str, ...]
     ready: bool | None  # conditions.ready as written; None means unset (= ready)
     hostname: str | None
@@ -49,12 +55,16 @@ class Endpoint(NamedTuple):
 
 
 class EndpointPort(NamedTuple):
+    """A port of an EndpointSlice."""
+
     name: str
     port: int | None  # None: "all ports" per the EndpointSlice contract
     protocol: str
 
 
 class EndpointSlice(NamedTuple):
+    """The parts of an EndpointSlice that DNS and ingress use."""
+
     namespace: str
     name: str
     service_name: str | None  # label kubernetes.io/service-name
@@ -64,6 +74,8 @@ class EndpointSlice(NamedTuple):
 
 
 class Pod(NamedTuple):
+    """The parts of a Pod that DNS uses: its addresses and whether it is going away."""
+
     namespace: str
     name: str
     ips: tuple[str, ...]  # status.podIPs, primary (status.podIP) first
@@ -76,13 +88,20 @@ class Pod(NamedTuple):
 
 
 class Namespace(NamedTuple):
+    """A Namespace: its name and labels."""
+
     name: str
     labels: dict[str, str]
 
-    namespace = ""  # cluster-scoped: the store files it under ""
+    @property
+    def namespace(self) -> str:
+        """Cluster-scoped: the store files it under ""."""
+        return ""
 
 
 class Ingress(NamedTuple):
+    """An Ingress: identity and metadata, with spec and status left for the controller to read."""
+
     namespace: str
     name: str
     uid: str
@@ -96,6 +115,8 @@ class Ingress(NamedTuple):
 
 
 class IngressClass(NamedTuple):
+    """An IngressClass: the controller it names, its parameters, whether it is the default."""
+
     name: str
     uid: str
     resource_version: str
@@ -105,10 +126,15 @@ class IngressClass(NamedTuple):
     parameters: dict[str, Any] | None
     is_default: bool  # annotation ingressclass.kubernetes.io/is-default-class == "true"
 
-    namespace = ""
+    @property
+    def namespace(self) -> str:
+        """Cluster-scoped: the store files it under ""."""
+        return ""
 
 
 class Secret(NamedTuple):
+    """A Secret, with only the keys the ingress controller reads (TLS material)."""
+
     namespace: str
     name: str
     uid: str
@@ -118,6 +144,8 @@ class Secret(NamedTuple):
 
 
 class ConfigMap(NamedTuple):
+    """A ConfigMap's data."""
+
     namespace: str
     name: str
     uid: str

@@ -51,6 +51,8 @@ class WatchTuning:
 
 
 class Reflector:
+    """Keeps one kind in the store in step with the API server: list, then watch, relist on 410."""
+
     def __init__(
         self,
         client: ApiClient,

@@ -26,6 +26,8 @@ _VALUE_ONLY = re.compile(rf"^{_VALUE}$")
 
 @dataclass(frozen=True, slots=True)
 class Requirement:
+    """One requirement of a label selector (key, operator, values)."""
+
     key: str
     op: str  # exists | !exists | = | != | in | notin | > | <
     values: frozenset[str] = frozenset()
@@ -72,6 +74,8 @@ def _split_top_level(text: str) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class LabelSelector:
+    """A parsed label selector: every requirement must match."""
+
     requirements: tuple[Requirement, ...]
     text: str
 
@@ -141,6 +145,8 @@ def _split_unescaped(text: str, sep: str) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class FieldRequirement:
+    """One requirement of a field selector (field = or != value)."""
+
     field: str
     negate: bool
     value: str
@@ -151,6 +157,8 @@ class FieldRequirement:
 
 @dataclass(frozen=True, slots=True)
 class FieldSelector:
+    """A parsed field selector: every requirement must match."""
+
     requirements: tuple[FieldRequirement, ...]
     text: str
 

@@ -17,6 +17,8 @@ MAX_LABEL = 63
 
 
 class SliceSource(Protocol):
+    """Where the EndpointSlices of a Service are found (the store)."""
+
     def slices_for_service(self, namespace: str, service: str) -> tuple[EndpointSlice, ...]: ...
 
 

@@ -9,6 +9,7 @@ of it, and a relist (``replace``) is applied whole before its diff is published.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -29,6 +30,11 @@ class StalenessSource(Protocol):
 
 
 class Store:
+    """Records by kind, namespace and name, with indexes, sync state and change notification.
+
+    (Within this class `list` is the method below: annotations name the built-in as `builtins.list`.)
+    """
+
     def __init__(self, *, wall_clock: Callable[[], float] = time.time) -> None:
         self._wall_clock = wall_clock
         # kind -> namespace ("" for cluster-scoped) -> name -> record. Nesting by namespace
@@ -68,9 +74,12 @@ class Store:
     def count(self, kind: str | Kind) -> int:
         return self._counts[get_kind(kind).name]
 
-    def namespaces_with(self, kind: str | Kind) -> list[str]:
+    def namespaces_with(self, kind: str | Kind) -> builtins.list[str]:
         """Namespaces holding at least one object of the kind."""
         return list(self._objects[get_kind(kind).name])
+
+    # The three typed getters below: each kind's table holds records of that kind only (files by kind), an
+    # invariant of the store that its one dict-of-Record type cannot state, hence their ignores.
 
     def service(self, namespace: str, name: str) -> Service | None:
         by_ns = self._objects["services"].get(namespace)
@@ -98,9 +107,9 @@ class Store:
         """Services with this ClusterIP (any family), oldest indexed first."""
         return self.indexes.services_by_ip.get(ip)
 
-    def endpoints_by_ip(self, ip: str) -> list[tuple[EndpointSlice, Endpoint]]:
+    def endpoints_by_ip(self, ip: str) -> builtins.list[tuple[EndpointSlice, Endpoint]]:
         """Every (slice, endpoint) pair whose endpoint holds this address, ready or not."""
-        found: list[tuple[EndpointSlice, Endpoint]] = []
+        found: builtins.list[tuple[EndpointSlice, Endpoint]] = []
         seen: set[int] = set()
         for sl in self.indexes.slices_by_ip.get(ip):
             if id(sl) in seen:
@@ -201,7 +210,7 @@ class Store:
         return self._feed.queue(self._kind_names(kinds), maxsize)
 
     @staticmethod
-    def _kind_names(kinds: Iterable[str | Kind] | None) -> list[str] | None:
+    def _kind_names(kinds: Iterable[str | Kind] | None) -> builtins.list[str] | None:
         return None if kinds is None else [get_kind(k).name for k in kinds]
 
     # ------------------------------------------------------------------ writes
@@ -228,7 +237,7 @@ class Store:
         *,
         namespace: str | None = None,
         name: str | None = None,
-    ) -> list[Change]:
+    ) -> builtins.list[Change]:
         """Make the records of ``kind`` (within the scope) exactly ``records``.
 
         The scope is everything, or one namespace, or one object name (for a source that
@@ -295,8 +304,7 @@ class Store:
         self.generations[k.name] += 1
         if not k.dns_relevant:
             return
-        if old is not None and new is not None and k.dns_view is not None:
-            if k.dns_view(old) == k.dns_view(new):
-                return
+        if old is not None and new is not None and k.dns_view is not None and k.dns_view(old) == k.dns_view(new):
+            return
         self.version += 1
         self.last_change = self._wall_clock()

@@ -33,6 +33,8 @@ def rr_text(r: RR) -> str:
 
 @dataclass
 class Case:
+    """A query and the reply a test expects: rcode and each section's records."""
+
     qname: str
     qtype: str = "A"
     rcode: str = "NOERROR"

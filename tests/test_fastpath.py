@@ -36,7 +36,8 @@ def tail_for(ip: str) -> bytes:
 
 def test_queries_differing_only_in_id_share_one_reading() -> None:
     a, b = quick_query(query("App.Example.org", 1)), quick_query(query("App.Example.org", 2))
-    assert a is not None and a is b
+    assert a is not None
+    assert a is b
     assert quick_query(query("app.example.org", 1)) is not a  # other spelling: other bytes, other key
     assert quick_query(query("App.Example.org", 1, edns=True)) is not a
 
@@ -45,7 +46,8 @@ def test_queries_differing_only_in_id_share_one_reading() -> None:
 def test_assemble_reuses_only_while_inputs_are_the_same(edns: bool, rd: bool) -> None:
     first, second = query("App.Example.org", 0x1111, edns, rd), query("App.Example.org", 0x2222, edns, rd)
     q = quick_query(first)
-    assert q is not None and q is quick_query(second)
+    assert q is not None
+    assert q is quick_query(second)
     old, new = tail_for("10.0.0.1"), tail_for("10.0.0.2")
     cases = [  # (query bytes, tail, flags, expected address); each answer checked against a fresh parse
         (first, old, QR, "10.0.0.1"),

@@ -30,4 +30,4 @@ def test_wheel_includes_every_package_and_the_templates() -> None:
         p.name for p in (ROOT / "templates").glob("*.j2"))
     assert sorted(p.name for p in (ROOT / "templates").iterdir() if p.is_dir()) == ["lua"]
     assert [p.name for p in (ROOT / "templates/lua").iterdir()] == ["portolan.lua"]
-    assert render.INSTALLED_TEMPLATES == Path(sys.prefix) / "share/portolan/templates"
+    assert Path(sys.prefix) / "share/portolan/templates" == render.INSTALLED_TEMPLATES

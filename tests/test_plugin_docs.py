@@ -20,7 +20,8 @@ DOCS_DIR = Path(__file__).parent / "data" / "docs"
 def test_docstring_has_syntax_and_examples_that_build(spec) -> None:
     doc = spec.module.__doc__ or ""
     assert doc.startswith(f"{spec.name}:"), f"{spec.name}: docstring must start with the plugin's name"
-    assert "## Syntax" in doc and "## Examples" in doc
+    assert "## Syntax" in doc
+    assert "## Examples" in doc
     examples = EXAMPLE.findall(doc)
     assert examples, f"{spec.name}: no ```corefile example"
     for text in examples:

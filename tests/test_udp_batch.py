@@ -55,7 +55,8 @@ def test_batch_answers_fast_defers_slow_and_sends_oversized_alone(family: int, h
         deferred: list[tuple[bytes, tuple, tuple[str, int]]] = []
 
         def fast(data: bytes, client: tuple[str, int], proto: str) -> bytes | None:
-            assert proto == "udp" and client[0] == host
+            assert proto == "udp"
+            assert client[0] == host
             if data.startswith(b"slow"):
                 return None
             return (b"R" * 100 if data.startswith(b"big") else b"re:") + data

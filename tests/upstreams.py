@@ -294,18 +294,8 @@ class FakeUpstream:
             )
         )
 
-    async def replies(self, data: bytes, proto: str, client: tuple[str, int]) -> list[bytes]:
-        """The datagrams/messages to send back for one query (none, one, or two for wrongid)."""
-        try:
-            query = DNSRecord.parse(data)
-        except Exception:
-            return []
-        self.record(query, proto, client)
-        how = self.behaviour(str(query.q.qname))
-        if how == "drop":
-            return []
-        if how == "slow":
-            await asyncio.sleep(self.delay)
+    def misbehave(self, query: DNSRecord, how: str, proto: str) -> DNSRecord:
+        """The reply to `query` as behaviour `how` shapes it (before additional records and packing)."""
         reply = query.reply()
         if how in ("ok", "slow", "wrongid", "garbage") or (how == "tc" and proto != "udp"):
             if query.q.qtype == QTYPE.A:
@@ -319,6 +309,21 @@ class FakeUpstream:
             reply.header.rcode = {"servfail": 2, "refused": 5, "nxdomain": 3}[how]
         elif how == "noqr":
             reply.header.qr = 0
+        return reply
+
+    async def replies(self, data: bytes, proto: str, client: tuple[str, int]) -> list[bytes]:
+        """The datagrams/messages to send back for one query (none, one, or two for wrongid)."""
+        try:
+            query = DNSRecord.parse(data)
+        except Exception:
+            return []
+        self.record(query, proto, client)
+        how = self.behaviour(str(query.q.qname))
+        if how == "drop":
+            return []
+        if how == "slow":
+            await asyncio.sleep(self.delay)
+        reply = self.misbehave(query, how, proto)
         for extra in self.additional:
             reply.add_ar(EDNS0(udp_len=4096) if extra == "opt" else RR("ns.glue.test.", QTYPE.A, ttl=60,
                                                                        rdata=A("192.0.2.53")))

@@ -87,6 +87,7 @@ import asyncio
 import logging
 import os
 from dataclasses import dataclass, field
+from functools import partial
 
 from dnslib import RR, DNSRecord
 from prometheus_client import Gauge
@@ -125,13 +126,21 @@ class Source:
     mtime: int | None = None
     directive: tuple[str, int] = ("", 0)  # Corefile and line of the `file` directive naming it
 
+    def reload_interval(self) -> float:
+        """Seconds between checks of the file (read anew before each wait)."""
+        return self.reload
+
 
 @dataclass
 class FileConfig:
+    """The `file` directives of a block parsed: one Source per zone file."""
+
     sources: list[Source] = field(default_factory=list)
 
 
 class File(Plugin):
+    """`file`: serves zones read from RFC 1035 zone files, reloaded when they change."""
+
     name = "file"
 
     def __init__(self, config: FileConfig) -> None:
@@ -208,7 +217,7 @@ class File(Plugin):
             if src.zone is not None:
                 ENTRIES.labels(src.origin).set(src.zone.size)
             if src.reload > 0:
-                job = Periodic(lambda s=src: s.reload, lambda s=src: self._reload(s), "plugin/file")
+                job = Periodic(src.reload_interval, partial(self._reload, src), "plugin/file")
                 job.start()
                 self._jobs.append(job)
 

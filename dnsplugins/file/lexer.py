@@ -25,6 +25,8 @@ class ZoneFileError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Tok:
+    """One token of a zone file line."""
+
     text: str  # escapes kept; a quoted token without its quotes
     quoted: bool
     line: int
@@ -32,6 +34,8 @@ class Tok:
 
 @dataclass(slots=True)
 class Entry:
+    """One logical entry of a zone file (parentheses joined), as tokens."""
+
     tokens: list[Tok]
     blank_owner: bool  # the entry's line starts with white space: the previous owner is meant
     line: int
@@ -50,58 +54,76 @@ _SCAN = re.compile(r"""
 """, re.X)
 
 
+_ERRORS = {"badquote": "unterminated quoted string", "dangling": "dangling '\\' at the end of the file"}
+
+
+class _Lexer:
+    """The state of one scan that parentheses change: how deep, since which line, where the entry began."""
+
+    __slots__ = ("depth", "entry_blank", "file", "open_line", "start")
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.depth = 0
+        self.open_line = 0
+        self.start = 0
+        self.entry_blank = False
+
+    def paren(self, kind: str | None, line: int, blank: bool, first: bool) -> None:
+        """An opening or closing parenthesis on `line` (rare next to words: kept out of the main loop);
+        `first`: no token of the entry yet."""
+        if kind == "open":
+            if self.depth == 0:
+                self.open_line = line
+            self.depth += 1
+            if first:
+                self.start, self.entry_blank = line, blank
+            return
+        if self.depth == 0:
+            raise ZoneFileError(self.file, line, "unbalanced ')' without '('")
+        self.depth -= 1
+
+    def entries(self, text: str) -> Iterator[Entry]:
+        line = 1
+        tokens: list[Tok] = []
+        line_start = True  # at the first character of a physical line
+        blank = False  # that line began with white space
+        for m in _SCAN.finditer(text):
+            kind = m.lastgroup
+            if line_start:
+                blank = kind == "space"
+                line_start = False
+            if kind == "space" or kind == "comment":
+                continue
+            if kind == "newline":
+                line += 1
+                line_start = True
+                if self.depth == 0 and tokens:
+                    yield Entry(tokens, self.entry_blank, self.start)
+                    tokens = []
+                continue
+            if kind == "open" or kind == "close":
+                self.paren(kind, line, blank, not tokens)
+                continue
+            if kind in _ERRORS:
+                raise ZoneFileError(self.file, line, _ERRORS[kind])
+            if not tokens and self.depth == 0:
+                self.start, self.entry_blank = line, blank
+            if kind == "quoted":
+                value = m.group("quoted")
+                tokens.append(Tok(value, True, line))
+                line += value.count("\n")  # a quoted string may hold (escaped or raw) newlines
+            else:
+                tokens.append(Tok(m.group("word"), False, line))
+        if self.depth:
+            raise ZoneFileError(self.file, self.open_line, "unterminated parenthesis: '(' is never closed")
+        if tokens:
+            yield Entry(tokens, self.entry_blank, self.start)
+
+
 def entries(text: str, file: str) -> Iterator[Entry]:
     """The entries of `text`, in order. Raises ZoneFileError for unbalanced parentheses or quotes."""
-    line = 1
-    depth = 0
-    open_line = 0
-    tokens: list[Tok] = []
-    start = 0
-    line_start = True  # at the first character of a physical line
-    blank = False  # that line began with white space
-    entry_blank = False
-    for m in _SCAN.finditer(text):
-        kind = m.lastgroup
-        if line_start:
-            blank = kind == "space"
-            line_start = False
-        if kind == "space" or kind == "comment":
-            continue
-        if kind == "newline":
-            line += 1
-            line_start = True
-            if depth == 0 and tokens:
-                yield Entry(tokens, entry_blank, start)
-                tokens = []
-            continue
-        if kind == "open":
-            if depth == 0:
-                open_line = line
-            depth += 1
-            if not tokens:
-                start, entry_blank = line, blank
-            continue
-        if kind == "close":
-            if depth == 0:
-                raise ZoneFileError(file, line, "unbalanced ')' without '('")
-            depth -= 1
-            continue
-        if kind == "badquote":
-            raise ZoneFileError(file, line, "unterminated quoted string")
-        if kind == "dangling":
-            raise ZoneFileError(file, line, "dangling '\\' at the end of the file")
-        if not tokens and depth == 0:
-            start, entry_blank = line, blank
-        if kind == "quoted":
-            value = m.group("quoted")
-            tokens.append(Tok(value, True, line))
-            line += value.count("\n")  # a quoted string may hold (escaped or raw) newlines
-        else:
-            tokens.append(Tok(m.group("word"), False, line))
-    if depth:
-        raise ZoneFileError(file, open_line, "unterminated parenthesis: '(' is never closed")
-    if tokens:
-        yield Entry(tokens, entry_blank, start)
+    return _Lexer(file).entries(text)
 
 
 _ESCAPE = re.compile(r"\\(\d{3}|[\s\S])")

@@ -30,6 +30,8 @@ Node = dict[int, list[RR]]  # type -> RRset
 
 @dataclass(slots=True)
 class Answer:
+    """What a zone says about a name and type: the kind of answer and its sections."""
+
     kind: str  # SUCCESS, NODATA, NXDOMAIN or DELEGATION
     answer: list[RR] = field(default_factory=list)
     ns: list[RR] = field(default_factory=list)
@@ -53,8 +55,20 @@ def _rename(records: Iterable[RR], owner: str) -> list[RR]:
 
 
 class Zone:
-    __slots__ = ("origin", "soa", "neg_soa", "serial", "nodes", "sigs", "names", "cuts",
-                 "axfr", "size")
+    """A loaded zone: its records by name, delegation cuts and SOA, read-only once built."""
+
+    __slots__ = (
+        "axfr",
+        "cuts",
+        "names",
+        "neg_soa",
+        "nodes",
+        "origin",
+        "serial",
+        "sigs",
+        "size",
+        "soa",
+    )
 
     def __init__(self, parsed: ParsedZone) -> None:
         assert parsed.soa is not None

@@ -34,6 +34,8 @@ class Unchanged(Exception):
 
 @dataclass(slots=True)
 class Record:
+    """A record read from a zone file, with the file and line it came from."""
+
     rr: RR
     file: str
     line: int
@@ -41,6 +43,8 @@ class Record:
 
 @dataclass
 class ParsedZone:
+    """A zone file read: its origin, records and SOA."""
+
     origin: str
     records: list[Record] = field(default_factory=list)
     soa: Record | None = None

@@ -138,18 +138,21 @@ from dnsplugins.forward.policy import make_policy
 from dnsplugins.forward.upstream import Upstream, UpstreamError
 from dnsserver import wire
 from dnsserver.fastpath import MALFORMED, NO_OPT, trailing_opt, well_formed, without_opt
-from dnsserver.plugin import Next, Plugin, SetupContext, match_zone
+from dnsserver.plugin import Next, Plugin, RelayStart, SetupContext, match_zone
 from dnsserver.request import Request
 from dnsserver.wire import FORMERR, REFUSED
 
 log = logging.getLogger("portolan")
 
 T = TypeVar("T")
+A = TypeVar("A")  # the state a relay_start caller gets back with its reply
 DEADLINE = 5.0  # seconds one query may spend on its upstreams, all tries together
 OPT = 41
 
 
 class NoHealthyUpstream(Exception):
+    """No upstream was asked: all down under `failfast_all_unhealthy`, or the deadline came first."""
+
     def __init__(self) -> None:
         super().__init__("no healthy proxies")
 
@@ -167,7 +170,8 @@ def upstream_query(req: Request) -> bytes:
                     for opt in msg.ar:
                         if opt.rtype == OPT:
                             opt.rclass = 512
-                    return msg.pack()
+                    packed: bytes = msg.pack()
+                    return packed
                 break
     return req.wire
 
@@ -265,12 +269,18 @@ class Resume:
     """Where `run` picks up after a first attempt made by `relay_start`: the policy order it used (the
     next upstream is the second), the deadline, and the first attempt's error."""
 
-    __slots__ = ("ups", "deadline", "error")
+    __slots__ = ("deadline", "error", "ups")
 
     def __init__(self, ups: Sequence[Upstream], deadline: float, error: Exception | None) -> None:
         self.ups = ups
         self.deadline = deadline
         self.error = error
+
+
+# What relay_start's first attempt carries to its reply: the query, the client's transport, the policy
+# order, the upstream asked, when, and the caller's `done(arg, outcome)`. The done and arg of one query
+# agree, but a tuple cannot carry relay_start's type variable, hence Any.
+FirstTry = tuple[bytes, str, Sequence[Upstream], Upstream, float, Callable[[Any, bytes | Exception], None], Any]
 
 
 class Stanza:
@@ -358,8 +368,7 @@ class Stanza:
             return wire_reply(query, FORMERR), False
         return query[:2] + data[2:], True
 
-    def relay_start(self, query: bytes, proto: str, done: Callable[[Any, bytes | Exception], None],
-                    arg: object) -> bool:
+    def relay_start(self, query: bytes, proto: str, done: Callable[[A, bytes | Exception], None], arg: A) -> bool:
         """`relay` without a task or a future, for the common case: a UDP query, no TCP or failover
         options, and the first upstream in policy order up with its UDP channel open.
 
@@ -388,7 +397,7 @@ class Stanza:
                 self.concurrent -= 1  # nothing sent (or sending raised): the slot is not held
         return started
 
-    def _first_reply(self, state: tuple[Any, ...], data: bytes | None, error: Exception | None) -> None:
+    def _first_reply(self, state: FirstTry, data: bytes | None, error: Exception | None) -> None:
         """The first attempt of `relay_start` is over: what `run` does with its outcome."""
         query, proto, ups, up, start, done, arg = state
         loop = asyncio.get_running_loop()
@@ -415,7 +424,7 @@ class Stanza:
         task.add_done_callback(self._tasks.discard)
 
     async def _relay_rest(self, query: bytes, proto: str, state: Resume,
-                          done: Callable[[Any, bytes | Exception], None], arg: object) -> None:
+                          done: Callable[[A, bytes | Exception], None], arg: A) -> None:
         try:
             data, _ = await self.relay(query, proto, state)
         except Exception as e:  # UpstreamError, NoHealthyUpstream: the caller answers SERVFAIL
@@ -456,11 +465,10 @@ class Stanza:
                 down += 1
                 if down < n:
                     continue
-                # Every upstream is down: the health checks are what is broken, most likely.
-                METRICS.hc_broken += 1
-                if cfg.failfast_all_unhealthy:
+                anyone = self._all_down()
+                if anyone is None:
                     break
-                up = random.choice(self.upstreams)
+                up = anyone
             try:
                 data = await self._exchange(up, query, tcp, retry_tc, deadline, loop)
                 if not same_question(query, data):
@@ -474,15 +482,25 @@ class Stanza:
                     raise UpstreamError(f"dns: bad reply from {up.addr}: {e}") from None
             except UpstreamError as e:
                 error = e
-                if max_fails:
-                    up.healthcheck()
+                self._failed(up)
                 attempts += 1
                 if down < n:
                     continue
                 break
-        if error is not None:
-            raise error
-        raise NoHealthyUpstream()
+        raise error if error is not None else NoHealthyUpstream()
+
+    def _all_down(self) -> Upstream | None:
+        """Every upstream is down: the health checks are what is broken, most likely. The upstream to try
+        anyway, or None under `failfast_all_unhealthy`."""
+        METRICS.hc_broken += 1
+        if self.cfg.failfast_all_unhealthy:
+            return None
+        return random.choice(self.upstreams)
+
+    def _failed(self, up: Upstream) -> None:
+        """An attempt at `up` failed: with max_fails set, that starts its health checks."""
+        if self.max_fails:
+            up.healthcheck()
 
     async def _exchange(self, up: Upstream, query: bytes, tcp: bool, retry_tc: bool, deadline: float,
                         loop: asyncio.AbstractEventLoop) -> bytes:
@@ -545,8 +563,7 @@ class Forward(Plugin):
             return data
         return None
 
-    def relay_starter(self, query: bytes) -> Callable[[bytes, str, Callable[[Any, bytes | Exception], None], object],
-                                                      bool] | None:
+    def relay_starter(self, query: bytes) -> RelayStart | None:
         """What starts `relay` for `query` without a task (`Stanza.relay_start`), or None: use `relay`.
 
         The answer holds for any query with the same question bytes, so the server may remember it.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from corefile import Dispenser, normalize_zone, reverse_zones
@@ -280,7 +281,7 @@ def _tls_context(d: Dispenser, args: list[str]) -> ssl.SSLContext:
         try:
             context.load_cert_chain(cert, key)
         except (OSError, ssl.SSLError) as e:
-            reason = e.strerror.lower() if isinstance(e, OSError) and e.strerror else str(e)
+            reason = e.strerror.lower() if e.strerror else str(e)  # (ssl.SSLError is an OSError)
             raise d.err(f"could not load TLS cert: {reason}") from None
     return context
 
@@ -328,57 +329,105 @@ def parse_stanza(d: Dispenser, ctx: SetupContext) -> ForwardConfig:
     return cfg
 
 
+def _except(d: Dispenser, cfg: ForwardConfig, ctx: SetupContext, prop: str) -> None:
+    names = d.remaining_args()
+    if not names:
+        raise d.arg_err()
+    # A CIDR stands for all its reverse zones here (FROM, by contrast, can only be one zone).
+    cfg.ignored.extend(z for z in plugin_zones(names, ctx) if z not in cfg.ignored)
+
+
+def _flag(d: Dispenser, cfg: ForwardConfig, ctx: SetupContext, prop: str) -> None:
+    _no_args(d)
+    setattr(cfg, FLAGS[prop], True)
+
+
+def _count(d: Dispenser, cfg: ForwardConfig, ctx: SetupContext, prop: str) -> None:
+    """`max_fails`, `max_connect_attempts`: an unsigned number."""
+    setattr(cfg, prop, _uint(d, _one_arg(d)))
+
+
+def _health(d: Dispenser, cfg: ForwardConfig, ctx: SetupContext, prop: str) -> None:
+    _health_check(d, cfg)
+
+
+def _span(d: Dispenser, cfg: ForwardConfig, ctx: SetupContext, prop: str) -> None:
+    """`expire`, `max_age`, `read_timeout`: a duration, not negative."""
+    value = _duration(d, _one_arg(d))
+    if value < 0:
+        raise d.err(f"{prop} can't be negative: {go_duration(value)}")
+    setattr(cfg, prop, value)
+
+
+def _limit(d: Dispenser, cfg: ForwardConfig, ctx: SetupContext, prop: str) -> None:
+    """`max_idle_conns`, `max_concurrent`: a number, not negative."""
+    n = _atoi(d, _one_arg(d))
+    if n < 0:
+        raise d.err(f"{prop} can't be negative: {n}")
+    setattr(cfg, prop, n)
+
+
+def _policy(d: Dispenser, cfg: ForwardConfig, ctx: SetupContext, prop: str) -> None:
+    name = _one_arg(d)
+    if name not in POLICIES:
+        raise d.err(f"unknown policy '{name}'")
+    cfg.policy = name
+
+
+def _tls(d: Dispenser, cfg: ForwardConfig, ctx: SetupContext, prop: str) -> None:
+    args = d.remaining_args()
+    if len(args) > 3:
+        raise d.arg_err()
+    cfg.tls_args = [ctx.path(a) for a in args]
+    cfg.tls_context = _tls_context(d, cfg.tls_args)
+
+
+def _tls_servername(d: Dispenser, cfg: ForwardConfig, ctx: SetupContext, prop: str) -> None:
+    cfg.tls_servername = _one_arg(d)
+
+
+def _next(d: Dispenser, cfg: ForwardConfig, ctx: SetupContext, prop: str) -> None:
+    cfg.next_rcodes = _rcodes(d, failover=False)
+
+
+def _failover(d: Dispenser, cfg: ForwardConfig, ctx: SetupContext, prop: str) -> None:
+    cfg.failover_rcodes = _rcodes(d, failover=True)
+
+
+def _source_address(d: Dispenser, cfg: ForwardConfig, ctx: SetupContext, prop: str) -> None:
+    text = _one_arg(d)
+    if not _is_ip(text) or "%" in text:
+        raise d.err(f"source_address: invalid IP address '{text}'")
+    cfg.source_address = str(ipaddress.ip_address(text))
+
+
+# Each property of a forward block, by name; each reads its own arguments from the dispenser.
+PROPERTIES: dict[str, Callable[[Dispenser, ForwardConfig, SetupContext, str], None]] = {
+    "except": _except,
+    **dict.fromkeys(FLAGS, _flag),
+    "max_fails": _count,
+    "max_connect_attempts": _count,
+    "health_check": _health,
+    "expire": _span,
+    "max_age": _span,
+    "read_timeout": _span,
+    "max_idle_conns": _limit,
+    "max_concurrent": _limit,
+    "policy": _policy,
+    "tls": _tls,
+    "tls_servername": _tls_servername,
+    "next": _next,
+    "failover": _failover,
+    "source_address": _source_address,
+}
+
+
 def _property(d: Dispenser, cfg: ForwardConfig, ctx: SetupContext) -> None:
     prop = d.val()
-    if prop == "except":
-        names = d.remaining_args()
-        if not names:
-            raise d.arg_err()
-        # A CIDR stands for all its reverse zones here (FROM, by contrast, can only be one zone).
-        cfg.ignored.extend(z for z in plugin_zones(names, ctx) if z not in cfg.ignored)
-    elif prop in FLAGS:
-        _no_args(d)
-        setattr(cfg, FLAGS[prop], True)
-    elif prop == "max_fails":
-        cfg.max_fails = _uint(d, _one_arg(d))
-    elif prop == "max_connect_attempts":
-        cfg.max_connect_attempts = _uint(d, _one_arg(d))
-    elif prop == "health_check":
-        _health_check(d, cfg)
-    elif prop in ("expire", "max_age", "read_timeout"):
-        value = _duration(d, _one_arg(d))
-        if value < 0:
-            raise d.err(f"{prop} can't be negative: {go_duration(value)}")
-        setattr(cfg, prop, value)
-    elif prop in ("max_idle_conns", "max_concurrent"):
-        n = _atoi(d, _one_arg(d))
-        if n < 0:
-            raise d.err(f"{prop} can't be negative: {n}")
-        setattr(cfg, prop, n)
-    elif prop == "policy":
-        name = _one_arg(d)
-        if name not in POLICIES:
-            raise d.err(f"unknown policy '{name}'")
-        cfg.policy = name
-    elif prop == "tls":
-        args = d.remaining_args()
-        if len(args) > 3:
-            raise d.arg_err()
-        cfg.tls_args = [ctx.path(a) for a in args]
-        cfg.tls_context = _tls_context(d, cfg.tls_args)
-    elif prop == "tls_servername":
-        cfg.tls_servername = _one_arg(d)
-    elif prop == "next":
-        cfg.next_rcodes = _rcodes(d, failover=False)
-    elif prop == "failover":
-        cfg.failover_rcodes = _rcodes(d, failover=True)
-    elif prop == "source_address":
-        text = _one_arg(d)
-        if not _is_ip(text) or "%" in text:
-            raise d.err(f"source_address: invalid IP address '{text}'")
-        cfg.source_address = str(ipaddress.ip_address(text))
-    else:
+    handler = PROPERTIES.get(prop)
+    if handler is None:
         raise d.unknown_property()
+    handler(d, cfg, ctx, prop)
 
 
 def _health_check(d: Dispenser, cfg: ForwardConfig) -> None:

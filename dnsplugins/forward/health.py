@@ -25,6 +25,8 @@ MIN_INTERVAL = 0.01  # `health_check 0` must not turn a dead upstream into a bus
 
 
 class HealthCheck:
+    """Health checks of one upstream: a probe query now and then while it is marked down."""
+
     def __init__(
         self,
         upstream: Upstream,

@@ -23,6 +23,8 @@ PROXY_NAME = "forward"
 
 
 class ForwardMetrics(Collector):
+    """forward's process-wide counters and histograms, exported under CoreDNS's names."""
+
     def __init__(self) -> None:
         self.durations: dict[tuple[str, str], Histogram] = {}  # (to, rcode)
         self.hc_failures: dict[str, int] = {}  # to

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import random as _random
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
+from typing import Protocol, TypeVar
 
 T = TypeVar("T")
-Policy = Callable[[Sequence[T]], Sequence[T]]
+
+
+class Policy(Protocol):
+    """Orders a query's upstreams: the order in which it tries them."""
+
+    def __call__(self, items: Sequence[T], /) -> Sequence[T]: ...
 
 
 def random_order(items: Sequence[T]) -> Sequence[T]:
@@ -41,7 +46,7 @@ class RoundRobin:
         return [items[i], *items[:i], *items[i + 1:]]
 
 
-def make_policy(name: str) -> Policy:  # type: ignore[type-arg]
+def make_policy(name: str) -> Policy:
     if name == "round_robin":
         return RoundRobin()
     if name == "sequential":

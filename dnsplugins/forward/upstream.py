@@ -19,7 +19,7 @@ import os
 import ssl
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, Protocol, TypedDict, TypeVar
 
 from dnsplugins.forward.config import UpstreamSpec
 from dnsplugins.forward.metrics import METRICS, ForwardMetrics
@@ -32,6 +32,38 @@ if TYPE_CHECKING:
 log = logging.getLogger("portolan")
 OUTBOX_SLOTS, OUTBOX_SIZE = 64, 4096  # queries queued per sendmmsg to one upstream, and their largest size
 SWEEP_INTERVAL = 0.05  # seconds between checks for timed-out callback waiters (their timeouts' granularity)
+
+
+A = TypeVar("A")  # the state a caller of `Upstream.ask` gets back with the reply
+
+
+class _Pending(Protocol):
+    """A query waiting on a UDP channel for its reply: an asyncio future, or a callback `_Waiter`."""
+
+    def done(self) -> bool: ...
+
+    def set_result(self, result: bytes, /) -> None: ...
+
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
+class _Watched(_Pending, Protocol):
+    """A callback waiter as the channel's sweep sees it: timed out once past its deadline unless finished."""
+
+    @property
+    def finished(self) -> bool: ...
+
+    @property
+    def deadline(self) -> float: ...
+
+
+class _DialOptions(TypedDict, total=False):
+    """What `_dial` passes on to asyncio.open_connection."""
+
+    local_addr: tuple[str, int]
+    ssl: ssl.SSLContext
+    server_hostname: str
+    ssl_handshake_timeout: float
 
 
 class UpstreamError(Exception):
@@ -82,16 +114,18 @@ class _UdpChannel(asyncio.DatagramProtocol):
 
     def __init__(self, loop: asyncio.AbstractEventLoop, remote: str) -> None:
         self.remote = remote
-        self.pending: dict[int, asyncio.Future[bytes]] = {}
+        self.pending: dict[int, _Pending] = {}
         self.transport: asyncio.DatagramTransport | None = None
         self.ready: asyncio.Future[None] = loop.create_future()
         self.closed = False
         self.local = "?"
-        self.watch: collections.deque[_Waiter] = collections.deque()  # callback waiters, oldest first
+        self.watch: collections.deque[_Watched] = collections.deque()  # callback waiters, oldest first
         self.outbox: Outbox | None = None
         self.sweeper: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A datagram transport, though typed as the base class; uvloop's does not even subclass
+        # asyncio.DatagramTransport, so no isinstance can narrow it.
         self.transport = transport  # type: ignore[assignment]
         self.local = _sockname(transport)
         sock = transport.get_extra_info("socket")
@@ -157,15 +191,15 @@ class _UdpChannel(asyncio.DatagramProtocol):
                 break
             watch.popleft()
             if not w.finished:
-                self.time_out(w)  # type: ignore[arg-type]
+                self.time_out(w)
         self.sweeper = loop.call_later(SWEEP_INTERVAL, self.sweep, loop) if watch else None
 
-    def time_out(self, fut: asyncio.Future[bytes]) -> None:
+    def time_out(self, fut: _Pending) -> None:
         if not fut.done():
             fut.set_exception(UpstreamError(f"read udp {self.local}->{self.remote}: i/o timeout"))
 
 
-class _Waiter:
+class _Waiter(Generic[A]):
     """A query waiting on a UDP channel that is told its outcome by a callback instead of a future.
 
     It answers to the calls the channel makes of a future (done, set_result, set_exception), so both
@@ -174,12 +208,12 @@ class _Waiter:
     callers need not make a closure per query.
     """
 
-    __slots__ = ("callback", "arg", "finished", "deadline", "qid", "pending")
+    __slots__ = ("arg", "callback", "deadline", "finished", "pending", "qid")
 
-    def __init__(self, callback: Callable[[object, bytes | None, UpstreamError | None], None], arg: object,
-                 qid: int, pending: dict[int, asyncio.Future[bytes]], deadline: float) -> None:
-        self.callback: Callable[[object, bytes | None, UpstreamError | None], None] | None = callback
-        self.arg: object = arg
+    def __init__(self, callback: Callable[[A, bytes | None, UpstreamError | None], None], arg: A,
+                 qid: int, pending: dict[int, _Pending], deadline: float) -> None:
+        self.callback: Callable[[A, bytes | None, UpstreamError | None], None] | None = callback
+        self.arg: A = arg
         self.finished = False
         self.deadline = deadline
         self.qid = qid
@@ -194,10 +228,11 @@ class _Waiter:
             return  # told already (the channel asks `done` first; this is the guard behind that)
         self.finished = True
         pending = self.pending
-        if pending.get(self.qid) is self:  # type: ignore[comparison-overlap]
+        if pending.get(self.qid) is self:
             del pending[self.qid]
         # Finished waiters may sit in the sweep queue a while: they let go of the query's state now.
-        self.callback = self.arg = None
+        # (arg is never read again: callback, cleared with it, is what says the waiter is told already.)
+        self.callback = self.arg = None  # type: ignore[assignment]
         try:
             callback(arg, data, err)
         except Exception:
@@ -211,7 +246,7 @@ class _Waiter:
 class _StreamConn:
     """One TCP or TLS connection to an upstream (2-byte length framing)."""
 
-    __slots__ = ("reader", "writer", "created", "used", "local", "remote", "proto")
+    __slots__ = ("created", "local", "proto", "reader", "remote", "used", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, now: float, remote: str,
                  proto: str) -> None:
@@ -239,7 +274,7 @@ class _StreamConn:
         except TimeoutError:
             raise UpstreamError(f"read {net} {self.local}->{self.remote}: i/o timeout") from None
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError) as e:
-            raise _StaleConnection(f"read {net} {self.local}->{self.remote}: {e or 'EOF'}") from None
+            raise _StaleConnection(f"read {net} {self.local}->{self.remote}: {str(e) or 'EOF'}") from None
         except OSError as e:
             raise _StaleConnection(f"read {net} {self.local}->{self.remote}: {_strerror(e)}") from None
 
@@ -358,8 +393,8 @@ class Upstream:
             if pending.get(qid) is fut:
                 del pending[qid]
 
-    def ask(self, query: bytes, timeout: float, callback: Callable[[object, bytes | None, UpstreamError | None], None],
-            arg: object, loop: asyncio.AbstractEventLoop) -> bool:
+    def ask(self, query: bytes, timeout: float, callback: Callable[[A, bytes | None, UpstreamError | None], None],
+            arg: A, loop: asyncio.AbstractEventLoop) -> bool:
         """Send `query` over UDP now and call `callback(arg, reply, None)` or `callback(arg, None, error)`
         later.
 
@@ -375,7 +410,7 @@ class Upstream:
         while qid in pending:
             qid = IDS.next()
         w = _Waiter(callback, arg, qid, pending, loop.time() + timeout)
-        pending[qid] = w  # type: ignore[assignment]
+        pending[qid] = w
         ch.watch.append(w)  # timed out by the channel's sweep
         if ch.sweeper is None:
             ch.sweeper = loop.call_later(SWEEP_INTERVAL, ch.sweep, loop)
@@ -415,7 +450,7 @@ class Upstream:
     async def _dial(self, timeout: float) -> _StreamConn:
         if self.closed and asyncio.get_running_loop().time() >= self._retire_at:
             raise UpstreamError(f"upstream {self.addr} is shut down")
-        kwargs: dict[str, object] = {}
+        kwargs: _DialOptions = {}
         if self.source_address:
             kwargs["local_addr"] = (self.source_address, 0)
         if self.tls:
@@ -425,7 +460,7 @@ class Upstream:
         net = self.stream_proto
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port, **kwargs), max(timeout, 0.0))  # type: ignore[arg-type]
+                asyncio.open_connection(self.host, self.port, **kwargs), max(timeout, 0.0))
         except TimeoutError:
             raise UpstreamError(f"dial {net} {self.addr}: i/o timeout") from None
         except ssl.SSLError as e:

@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import Any
 
 from dnslib import DNSRecord
 
@@ -76,7 +75,7 @@ from dnsplugins.kubernetes.answers import NXDOMAIN, SERVFAIL, Answer, Answerer, 
 from dnsplugins.kubernetes.config import KubernetesConfig, parse
 from dnsserver.fastpath import FastQuery
 from dnsserver.memo import AnswerMemo
-from dnsserver.plugin import Next, Plugin, SetupContext, match_zone
+from dnsserver.plugin import Next, Plugin, ServerInstance, SetupContext, match_zone
 from dnsserver.request import Request
 from kubewatch import (
     ENDPOINT_SLICES,
@@ -119,9 +118,12 @@ def cluster_config(cfg: KubernetesConfig) -> ClusterConfig:
 
 
 class Kubernetes(Plugin):
+    """`kubernetes`: cluster DNS (Services, Pods, Endpoints) from the shared watch cache."""
+
     name = "kubernetes"
 
-    def __init__(self, cfg: KubernetesConfig, instance: Any = None, cluster: ClusterConfig | None = None) -> None:
+    def __init__(self, cfg: KubernetesConfig, instance: ServerInstance | None = None,
+                 cluster: ClusterConfig | None = None) -> None:
         self.cfg = cfg
         self.cluster = cluster  # built once at setup (kubeconfig loading can run credential plugins)
         self.instance = instance

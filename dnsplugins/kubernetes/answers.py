@@ -32,6 +32,8 @@ MAX_CNAME_CHASE = 10
 
 @dataclass
 class Answer:
+    """What the cluster's records say about one question: rcode, sections, and how it may be kept."""
+
     rcode: int = NOERROR
     answer: list[RR] = field(default_factory=list)
     authority: list[RR] = field(default_factory=list)
@@ -67,10 +69,7 @@ def zone_as_asked(qname: str, zone: str) -> str:
 
 def ip_from_dashes(label: str) -> str | None:
     """A pod label to an address: three dashes and no "--" is IPv4, anything else IPv6."""
-    if label.count("-") == 3 and "--" not in label:
-        text = label.replace("-", ".")
-    else:
-        text = label.replace("-", ":")
+    text = label.replace("-", "." if label.count("-") == 3 and "--" not in label else ":")
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
@@ -143,9 +142,13 @@ class Answerer:
             return nxdomain()
         if parts == ["ns", "dns"]:
             return self.addresses(qname, self.ns_ips, qtype) if self.ns_ips else nxdomain()
-        kind = parts[-1]
-        if kind not in ("svc", "pod"):
+        if parts[-1] not in ("svc", "pod"):
             return nxdomain()
+        return self.cluster_name(qname, zone_asked, parts, qtype)
+
+    def cluster_name(self, qname: str, zone_asked: str, parts: list[str], qtype: int) -> Answer:
+        """A name under svc or pod (its labels below the zone are `parts`, the last one svc or pod)."""
+        kind = parts[-1]
         if qtype == T_SOA:
             return nodata()  # below the apex SOA is NODATA, for names that exist or not
         if len(parts) == 1:
@@ -194,10 +197,9 @@ class Answerer:
         ip = ip_from_dashes(labels[0])
         if ip is None:
             return nxdomain()
-        if mode == "verified":
-            # pods_by_ip never holds pods being deleted (kubewatch's index leaves them out).
-            if not any(p.namespace == ns and p.ip == ip for p in self.store.pods_by_ip(ip)):
-                return nxdomain()
+        # pods_by_ip never holds pods being deleted (kubewatch's index leaves them out).
+        if mode == "verified" and not any(p.namespace == ns and p.ip == ip for p in self.store.pods_by_ip(ip)):
+            return nxdomain()
         if qtype == T_TXT:
             return nodata()
         return self.addresses(qname, [ip], qtype)
@@ -340,4 +342,4 @@ class Answerer:
         return out
 
 
-__all__ = ["Answer", "Answerer", "ip_from_dashes", "ip_from_reverse", "QTYPE"]
+__all__ = ["QTYPE", "Answer", "Answerer", "ip_from_dashes", "ip_from_reverse"]

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from corefile import Dispenser
 from dnsserver.durations import parse_duration
-from dnsserver.plugin import Fallthrough, SetupContext, plugin_zones
+from dnsserver.plugin import Fallthrough, Property, SetupContext, parse_properties, plugin_zones
 
 POD_MODES = ("disabled", "insecure", "verified")
 DEFAULT_TTL = 5
@@ -19,6 +19,8 @@ def is_reverse(zone: str) -> bool:
 
 @dataclass
 class KubernetesConfig:
+    """The `kubernetes` directive parsed."""
+
     zones: list[str]
     endpoint: str | None = None
     tls: tuple[str, str, str] | None = None  # client cert, key, CA for `endpoint`
@@ -47,84 +49,124 @@ class KubernetesConfig:
 CLIENT_TUNING = ("apiserver_qps", "apiserver_burst", "apiserver_max_inflight")
 
 
+def _n_args(d: Dispenser, args: list[str], *counts: int) -> None:
+    if len(args) not in counts:
+        raise d.arg_err()
+
+
+def _some_args(d: Dispenser, args: list[str]) -> None:
+    if not args:
+        raise d.arg_err()
+
+
+def _endpoint(d: Dispenser, ctx: SetupContext, cfg: KubernetesConfig, prop: str, args: list[str]) -> None:
+    _some_args(d, args)
+    if not args[0].startswith(("http://", "https://")):
+        raise d.err(f"endpoint {args[0]!r} must start with http:// or https://")
+    cfg.endpoint = args[0]  # CoreDNS uses the first; more are deprecated
+
+
+def _tls(d: Dispenser, ctx: SetupContext, cfg: KubernetesConfig, prop: str, args: list[str]) -> None:
+    _n_args(d, args, 3)
+    cfg.tls = (ctx.path(args[0]), ctx.path(args[1]), ctx.path(args[2]))
+
+
+def _kubeconfig(d: Dispenser, ctx: SetupContext, cfg: KubernetesConfig, prop: str, args: list[str]) -> None:
+    _n_args(d, args, 1, 2)
+    cfg.kubeconfig = ctx.path(args[0])
+    cfg.context = args[1] if len(args) == 2 else None
+
+
+def _manifests(d: Dispenser, ctx: SetupContext, cfg: KubernetesConfig, prop: str, args: list[str]) -> None:
+    _n_args(d, args, 1)
+    cfg.manifests = ctx.path(args[0])
+
+
+def _namespaces(d: Dispenser, ctx: SetupContext, cfg: KubernetesConfig, prop: str, args: list[str]) -> None:
+    _some_args(d, args)
+    cfg.namespaces = args
+    if cfg.namespace_labels:
+        raise d.err("namespaces and namespace_labels cannot both be set")
+
+
+def _labels(d: Dispenser, ctx: SetupContext, cfg: KubernetesConfig, prop: str, args: list[str]) -> None:
+    """`labels` and `namespace_labels`: a selector, its words joined again."""
+    _some_args(d, args)
+    setattr(cfg, prop, " ".join(args))
+    if cfg.namespaces and cfg.namespace_labels:
+        raise d.err("namespaces and namespace_labels cannot both be set")
+
+
+def _pods(d: Dispenser, ctx: SetupContext, cfg: KubernetesConfig, prop: str, args: list[str]) -> None:
+    if len(args) != 1 or args[0] not in POD_MODES:
+        raise d.err(f"pods must be one of {', '.join(POD_MODES)}, not {' '.join(args) or 'nothing'}")
+    cfg.pods = args[0]
+
+
+def _flag(d: Dispenser, ctx: SetupContext, cfg: KubernetesConfig, prop: str, args: list[str]) -> None:
+    """`endpoint_pod_names`, `noendpoints`: no arguments, sets the option of that name."""
+    _n_args(d, args, 0)
+    setattr(cfg, prop, True)
+
+
+def _ttl(d: Dispenser, ctx: SetupContext, cfg: KubernetesConfig, prop: str, args: list[str]) -> None:
+    _n_args(d, args, 1)
+    try:
+        ttl = int(args[0])
+    except ValueError:
+        raise d.err(f"ttl must be a number, not {args[0]!r}") from None
+    if not 0 <= ttl <= MAX_TTL:
+        raise d.err(f"ttl must be in range [0, {MAX_TTL}]: {ttl}")
+    cfg.ttl = ttl
+
+
+def _fallthrough(d: Dispenser, ctx: SetupContext, cfg: KubernetesConfig, prop: str, args: list[str]) -> None:
+    cfg.fallthrough.set(args, ctx)
+
+
+def _ignore(d: Dispenser, ctx: SetupContext, cfg: KubernetesConfig, prop: str, args: list[str]) -> None:
+    # A bare `ignore` is accepted silently, as CoreDNS does.
+    if args and args[0] == "empty_service":
+        cfg.ignore_empty_service = True
+    elif args:
+        raise d.err(f"unable to parse ignore value: {args[0]!r}")
+
+
+def _startup_timeout(d: Dispenser, ctx: SetupContext, cfg: KubernetesConfig, prop: str, args: list[str]) -> None:
+    _n_args(d, args, 1)
+    try:
+        cfg.startup_timeout = parse_duration(args[0])
+    except ValueError as e:
+        raise d.err(str(e)) from None
+
+
+def _client_tuning(d: Dispenser, ctx: SetupContext, cfg: KubernetesConfig, prop: str, args: list[str]) -> None:
+    _n_args(d, args, 1)
+
+
+PROPERTIES: dict[str, Property[KubernetesConfig]] = {
+    "endpoint": _endpoint,
+    "tls": _tls,
+    "kubeconfig": _kubeconfig,
+    "manifests": _manifests,
+    "namespaces": _namespaces,
+    "namespace_labels": _labels,
+    "labels": _labels,
+    "pods": _pods,
+    "endpoint_pod_names": _flag,
+    "ttl": _ttl,
+    "noendpoints": _flag,
+    "fallthrough": _fallthrough,
+    "ignore": _ignore,
+    "startup_timeout": _startup_timeout,
+    **dict.fromkeys(CLIENT_TUNING, _client_tuning),
+}
+
+
 def parse(d: Dispenser, ctx: SetupContext) -> KubernetesConfig:
     d.next()
     cfg = KubernetesConfig(zones=plugin_zones(d.remaining_args(), ctx))
     if all(is_reverse(z) for z in cfg.zones):
         raise d.err("non-reverse zone name must be used")
-    while d.next_block():
-        prop, args = d.val(), d.remaining_args()
-        if prop == "endpoint":
-            if not args:
-                raise d.arg_err()
-            if not args[0].startswith(("http://", "https://")):
-                raise d.err(f"endpoint {args[0]!r} must start with http:// or https://")
-            cfg.endpoint = args[0]  # CoreDNS uses the first; more are deprecated
-        elif prop == "tls":
-            if len(args) != 3:
-                raise d.arg_err()
-            cfg.tls = (ctx.path(args[0]), ctx.path(args[1]), ctx.path(args[2]))
-        elif prop == "kubeconfig":
-            if len(args) not in (1, 2):
-                raise d.arg_err()
-            cfg.kubeconfig = ctx.path(args[0])
-            cfg.context = args[1] if len(args) == 2 else None
-        elif prop == "manifests":
-            if len(args) != 1:
-                raise d.arg_err()
-            cfg.manifests = ctx.path(args[0])
-        elif prop == "namespaces":
-            if not args:
-                raise d.arg_err()
-            cfg.namespaces = args
-            if cfg.namespace_labels:
-                raise d.err("namespaces and namespace_labels cannot both be set")
-        elif prop in ("namespace_labels", "labels"):
-            if not args:
-                raise d.arg_err()
-            setattr(cfg, prop, " ".join(args))
-            if cfg.namespaces and cfg.namespace_labels:
-                raise d.err("namespaces and namespace_labels cannot both be set")
-        elif prop == "pods":
-            if len(args) != 1 or args[0] not in POD_MODES:
-                raise d.err(f"pods must be one of {', '.join(POD_MODES)}, not {' '.join(args) or 'nothing'}")
-            cfg.pods = args[0]
-        elif prop == "endpoint_pod_names":
-            if args:
-                raise d.arg_err()
-            cfg.endpoint_pod_names = True
-        elif prop == "ttl":
-            if len(args) != 1:
-                raise d.arg_err()
-            try:
-                ttl = int(args[0])
-            except ValueError:
-                raise d.err(f"ttl must be a number, not {args[0]!r}") from None
-            if not 0 <= ttl <= MAX_TTL:
-                raise d.err(f"ttl must be in range [0, {MAX_TTL}]: {ttl}")
-            cfg.ttl = ttl
-        elif prop == "noendpoints":
-            if args:
-                raise d.arg_err()
-            cfg.noendpoints = True
-        elif prop == "fallthrough":
-            cfg.fallthrough.set(args, ctx)
-        elif prop == "ignore":
-            # A bare `ignore` is accepted silently, as CoreDNS does.
-            if args and args[0] == "empty_service":
-                cfg.ignore_empty_service = True
-            elif args:
-                raise d.err(f"unable to parse ignore value: {args[0]!r}")
-        elif prop == "startup_timeout":
-            if len(args) != 1:
-                raise d.arg_err()
-            try:
-                cfg.startup_timeout = parse_duration(args[0])
-            except ValueError as e:
-                raise d.err(str(e)) from None
-        elif prop in CLIENT_TUNING:
-            if len(args) != 1:
-                raise d.arg_err()
-        else:
-            raise d.unknown_property()
+    parse_properties(d, ctx, cfg, PROPERTIES)
     return cfg

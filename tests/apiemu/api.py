@@ -24,6 +24,8 @@ from tests.apiemu.watch import Watcher, parse_watch_params, serve_watch
 
 @dataclass
 class Settings:
+    """The emulator's tunables: bookmarks, watch timeouts, how 410 is told, queue and snapshot limits."""
+
     bookmark_interval: float = 60.0
     default_watch_timeout: float = 1800.0
     gone_as_http: bool = False  # 410 for a too-old watch as HTTP status instead of an ERROR event
@@ -33,6 +35,8 @@ class Settings:
 
 @dataclass
 class Target:
+    """What a request path names: a resource, and maybe a namespace, an object and a subresource."""
+
     res: Resource
     namespace: str | None
     name: str | None
@@ -87,6 +91,8 @@ async def _body(request: web.Request) -> Any:
 
 
 class Api:
+    """The Kubernetes API routes: list, watch, get, create, update, patch, delete."""
+
     def __init__(self, state: State, settings: Settings) -> None:
         self.state = state
         self.settings = settings

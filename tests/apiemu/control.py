@@ -19,6 +19,8 @@ from tests.apiemu.watch import error_line
 
 
 class Control:
+    """The emulator's control routes, for tests: state edits, failures to inject, auth changes."""
+
     def __init__(self, state: State, settings: Settings, auth: dict[str, Any]) -> None:
         self.state = state
         self.settings = settings

@@ -23,6 +23,8 @@ _REASONS = {
 
 
 class StatusError(Exception):
+    """An API error, answered as a Kubernetes Status object with this HTTP code."""
+
     def __init__(self, code: int, message: str, reason: str | None = None, details: dict[str, Any] | None = None):
         super().__init__(message)
         self.code = code

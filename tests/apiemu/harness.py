@@ -64,6 +64,8 @@ def _locate(obj: dict[str, Any]) -> tuple[str, str, str | None, str]:
 
 
 class Emulator:
+    """The emulator as a subprocess: started, stopped, killed and driven from tests."""
+
     def __init__(
         self,
         workdir: str | os.PathLike[str],

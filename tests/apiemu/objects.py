@@ -95,6 +95,24 @@ def _family(ip: str) -> str:
     return "IPv6" if ":" in ip else "IPv4"
 
 
+def _cluster_ips(spec: dict[str, Any], alloc: ClusterIPAllocator, old: dict[str, Any] | None) -> None:
+    """A Service's ClusterIPs as the API server defaults them: kept from `old`, or allocated."""
+    old_spec = (old or {}).get("spec") or {}
+    if not spec.get("clusterIP") and old_spec.get("clusterIP"):
+        # ClusterIPs are immutable: an update that leaves them out keeps them.
+        spec["clusterIP"] = old_spec["clusterIP"]
+        spec["clusterIPs"] = old_spec.get("clusterIPs") or [old_spec["clusterIP"]]
+    if not spec.get("clusterIP"):
+        spec["clusterIP"] = spec["clusterIPs"][0] if spec.get("clusterIPs") else alloc.allocate()
+    else:
+        alloc.used.add(spec["clusterIP"])
+    spec.setdefault("clusterIPs", [spec["clusterIP"]])
+    if spec["clusterIP"] != "None":
+        spec.setdefault("ipFamilies", [_family(ip) for ip in spec["clusterIPs"]])
+        spec.setdefault("ipFamilyPolicy", "SingleStack" if len(spec["clusterIPs"]) == 1 else "RequireDualStack")
+    spec.setdefault("sessionAffinity", "None")
+
+
 def apply_defaults(res: Resource, obj: dict[str, Any], alloc: ClusterIPAllocator, old: dict[str, Any] | None) -> None:
     meta = obj["metadata"]
     if res.plural == "services":
@@ -104,20 +122,7 @@ def apply_defaults(res: Resource, obj: dict[str, Any], alloc: ClusterIPAllocator
             port.setdefault("protocol", "TCP")
             port.setdefault("targetPort", port.get("port"))
         if spec["type"] != "ExternalName":
-            old_spec = (old or {}).get("spec") or {}
-            if not spec.get("clusterIP") and old_spec.get("clusterIP"):
-                # ClusterIPs are immutable: an update that leaves them out keeps them.
-                spec["clusterIP"] = old_spec["clusterIP"]
-                spec["clusterIPs"] = old_spec.get("clusterIPs") or [old_spec["clusterIP"]]
-            if not spec.get("clusterIP"):
-                spec["clusterIP"] = spec["clusterIPs"][0] if spec.get("clusterIPs") else alloc.allocate()
-            else:
-                alloc.used.add(spec["clusterIP"])
-            spec.setdefault("clusterIPs", [spec["clusterIP"]])
-            if spec["clusterIP"] != "None":
-                spec.setdefault("ipFamilies", [_family(ip) for ip in spec["clusterIPs"]])
-                spec.setdefault("ipFamilyPolicy", "SingleStack" if len(spec["clusterIPs"]) == 1 else "RequireDualStack")
-            spec.setdefault("sessionAffinity", "None")
+            _cluster_ips(spec, alloc, old)
         obj.setdefault("status", {"loadBalancer": {}})
     elif res.plural == "endpointslices":
         for port in obj.get("ports") or []:

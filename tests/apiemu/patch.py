@@ -61,11 +61,8 @@ def strategic_merge_patch(target: Any, patch: Any) -> Any:
         if key.startswith("$setElementOrder/") or key in ("$retainKeys", "$patch"):
             continue
         if key.startswith("$deleteFromPrimitiveList/"):
-            field = key.split("/", 1)[1]
-            if isinstance(result.get(field), list):
-                result[field] = [v for v in result[field] if v not in value]
-            continue
-        if value is None:
+            _delete_from_list(result, key.split("/", 1)[1], value)
+        elif value is None:
             result.pop(key, None)
         elif isinstance(value, list) and (merge_key := _merge_key(key, value)) is not None:
             result[key] = _merge_list(result.get(key), value, merge_key, patch.get(f"$setElementOrder/{key}"))
@@ -80,6 +77,12 @@ def strategic_merge_patch(target: Any, patch: Any) -> Any:
     if isinstance(retain, list):
         result = {k: v for k, v in result.items() if k in retain}
     return result
+
+
+def _delete_from_list(result: dict[str, Any], field: str, values: Any) -> None:
+    """`$deleteFromPrimitiveList/FIELD`: drop these values from the list FIELD."""
+    if isinstance(result.get(field), list):
+        result[field] = [v for v in result[field] if v not in values]
 
 
 def _merge_list(current: Any, patch: list[Any], key: str, order: Any) -> list[Any]:
@@ -157,19 +160,23 @@ def _apply_op(doc: Any, op: dict[str, Any]) -> Any:
         else:
             del parent[last]
     elif kind in ("add", "replace"):
-        value = copy.deepcopy(op["value"])
-        if isinstance(parent, list):
-            if kind == "add":
-                parent.insert(len(parent) if last == "-" else int(last), value)
-            else:
-                parent[int(last)] = value
-        else:
-            if kind == "replace" and last not in parent:
-                raise KeyError(last)
-            parent[last] = value
+        _put(parent, last, kind, copy.deepcopy(op["value"]))
     else:
         raise ValueError(f"unknown op {kind!r}")
     return doc
+
+
+def _put(parent: Any, last: str, kind: str, value: Any) -> None:
+    """`add` or `replace` `value` at `last` of `parent` (a list index, "-" for the end, or a key)."""
+    if isinstance(parent, list):
+        if kind == "add":
+            parent.insert(len(parent) if last == "-" else int(last), value)
+        else:
+            parent[int(last)] = value
+        return
+    if kind == "replace" and last not in parent:
+        raise KeyError(last)
+    parent[last] = value
 
 
 def apply_patch(content_type: str, target: dict[str, Any], patch: Any) -> Any:

@@ -10,6 +10,8 @@ _COMMON_FIELDS = ("metadata.name", "metadata.namespace")
 
 @dataclass(frozen=True)
 class Resource:
+    """One resource type the emulator serves, as discovery describes it."""
+
     group: str
     version: str
     kind: str

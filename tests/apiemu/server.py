@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -159,19 +160,15 @@ def _wait_for_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
     # reader holds its lock and stalls interpreter shutdown.
     while os.read(0, 4096):
         pass
-    try:
+    with contextlib.suppress(RuntimeError):  # the loop already finished
         loop.call_soon_threadsafe(stop.set)
-    except RuntimeError:
-        pass  # the loop already finished
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def encode(obj: dict[str, Any]) -> bytes:
 class Stored:
     """One version of one object."""
 
-    __slots__ = ("rv", "body", "labels", "fields", "namespace", "name")
+    __slots__ = ("body", "fields", "labels", "name", "namespace", "rv")
 
     def __init__(self, res: Resource, obj: dict[str, Any], body: bytes | None = None) -> None:
         meta = obj["metadata"]
@@ -53,19 +53,23 @@ class Stored:
 class Event:
     """One write, as history keeps it. For DELETED, ``new`` is the last state at the deletion's rv."""
 
-    __slots__ = ("rv", "res", "type", "new", "old", "time")
+    __slots__ = ("new", "old", "res", "rv", "time", "type")
 
     def __init__(self, rv: int, res: Resource, etype: str, new: Stored, old: Stored | None, when: float) -> None:
         self.rv, self.res, self.type, self.new, self.old, self.time = rv, res, etype, new, old, when
 
 
 class WatcherLike:
+    """What the state offers events to: a watch."""
+
     res: Resource
 
     def offer(self, event: Event) -> None: ...
 
 
 class State:
+    """The emulator's objects, resourceVersions, event history and watchers."""
+
     def __init__(self, history_window: int = 10_000, namespace_finalize_delay: float = 0.5) -> None:
         self.namespace_finalize_delay = namespace_finalize_delay
         self.rv = 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
 
@@ -25,6 +26,8 @@ def error_line(err: StatusError) -> bytes:
 
 
 class Watcher:
+    """One watch request: its filters, and the events queued for it."""
+
     def __init__(
         self,
         res: Resource,
@@ -97,17 +100,10 @@ class Watcher:
             self.push(event_line("BOOKMARK", body))
 
 
-async def serve_watch(
-    request: web.Request,
-    state: State,
-    watcher: Watcher,
-    start_rv: str,
-    timeout: float,
-    bookmark_interval: float,
-    gone_as_http: bool,
-) -> web.StreamResponse:
-    # Everything up to registration is synchronous, so no write can slip between the
-    # replayed history (or initial state) and the live events.
+def _register(state: State, watcher: Watcher, start_rv: str, gone_as_http: bool) -> None:
+    """Queue what the watch starts with (the current objects, or the history since `start_rv`) and
+    register it for live events. Synchronous, so no write can slip between the replayed history
+    (or initial state) and the live events."""
     if start_rv in ("", "0"):
         for stored in state.select(watcher.res, watcher.namespace, watcher.matches):
             watcher.push(event_line("ADDED", stored.body))
@@ -127,6 +123,31 @@ async def serve_watch(
     if not watcher.closed:
         state.watchers[watcher.res.key].add(watcher)
 
+
+def _drain(watcher: Watcher, line: bytes) -> tuple[list[bytes], bool]:
+    """`line` and whatever else is queued, coalesced into one chunk (one write per burst), and whether
+    the watch is to close after it."""
+    stop = line == CLOSE
+    chunk = [] if stop else [line]
+    while not stop and not watcher.queue.empty():
+        more = watcher.queue.get_nowait()
+        if more == CLOSE:
+            stop = True
+        else:
+            chunk.append(more)
+    return chunk, stop
+
+
+async def serve_watch(
+    request: web.Request,
+    state: State,
+    watcher: Watcher,
+    start_rv: str,
+    timeout: float,
+    bookmark_interval: float,
+    gone_as_http: bool,
+) -> web.StreamResponse:
+    _register(state, watcher, start_rv, gone_as_http)
     resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     resp.enable_chunked_encoding()
     loop = asyncio.get_running_loop()
@@ -150,15 +171,7 @@ async def serve_watch(
                     watcher.bookmark(state.rv)
                     next_bookmark = loop.time() + bookmark_interval
                 continue
-            # Coalesce whatever else is queued into one chunk: one write per burst.
-            stop = line == CLOSE
-            chunk = [] if stop else [line]
-            while not stop and not watcher.queue.empty():
-                more = watcher.queue.get_nowait()
-                if more == CLOSE:
-                    stop = True
-                else:
-                    chunk.append(more)
+            chunk, stop = _drain(watcher, line)
             if chunk:
                 await resp.write(b"".join(chunk))
             if stop:
@@ -168,10 +181,8 @@ async def serve_watch(
     finally:
         watcher.closed = True
         state.watchers[watcher.res.key].discard(watcher)
-    try:
+    with contextlib.suppress(ConnectionResetError, RuntimeError):
         await resp.write_eof()
-    except (ConnectionResetError, RuntimeError):
-        pass
     return resp
 
 

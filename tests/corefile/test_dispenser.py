@@ -77,12 +77,15 @@ def test_next_block_skips_unread_arguments():
     while d.next_block():  # never reads arguments, neither of the directive nor of the properties
         seen.append((d.val(), d.line()))
     assert seen == [("policy", 3), ("max_fails", 4)]
-    assert d.val() == "}" and not d.next()
+    assert d.val() == "}"
+    assert not d.next()
 
 
 def test_next_block_without_block_does_not_move():
     d = dispenser("cache 30\nlog", "cache")
-    assert d.next() and d.next_arg() and d.val() == "30"
+    assert d.next()
+    assert d.next_arg()
+    assert d.val() == "30"
     assert not d.next_block()
     assert d.val() == "30"
 
@@ -95,27 +98,43 @@ def test_next_block_before_the_first_token():
 
 def test_next_block_empty_block_consumes_both_braces():
     d = dispenser("health {\n}\nhealth", "health")
-    assert d.next() and not d.next_block()
+    assert d.next()
+    assert not d.next_block()
     assert d.val() == "}"
-    assert d.next() and d.val() == "health" and d.line() == 4
+    assert d.next()
+    assert d.val() == "health"
+    assert d.line() == 4
 
 
 def test_next_block_nesting_levels():
     d = dispenser("forward . x {\n tls {\n  a\n }\n}", "forward")
-    assert d.next() and d.nesting == 0
+    assert d.next()
+    assert d.nesting == 0
     assert not d.next_block(1)  # level must be the depth of the opening line
-    assert d.next_block() and d.val() == "tls" and d.nesting == 1
+    assert d.next_block()
+    assert d.val() == "tls"
+    assert d.nesting == 1
     level = d.nesting
-    assert d.next_block(level) and d.val() == "a" and d.nesting == 2
-    assert not d.next_block(level) and d.val() == "}" and d.nesting == 1
-    assert not d.next_block() and d.val() == "}" and d.nesting == 0
+    assert d.next_block(level)
+    assert d.val() == "a"
+    assert d.nesting == 2
+    assert not d.next_block(level)
+    assert d.val() == "}"
+    assert d.nesting == 1
+    assert not d.next_block()
+    assert d.val() == "}"
+    assert d.nesting == 0
 
 
 def test_leaving_a_nested_block_early():
     d = dispenser("x {\n a {\n  b\n  c\n }\n d\n}", "x")
-    assert d.next() and d.next_block() and d.next_block(1) and d.val() == "b"
+    assert d.next()
+    assert d.next_block()
+    assert d.next_block(1)
+    assert d.val() == "b"
     # The caller stops walking `a`'s block after `b`: the outer walk skips the rest of it.
-    assert d.next_block() and d.val() == "d"
+    assert d.next_block()
+    assert d.val() == "d"
     assert not d.next_block()
 
 
@@ -137,9 +156,13 @@ def test_unwalked_nested_block(name, body, directive, prefix, fragment):
     d = dispenser(body, directive)
     assert d.next()
     d.remaining_args()
-    with pytest.raises(CorefileError) as e:
+
+    def walk_block() -> None:
         while d.next_block():
             d.remaining_args()
+
+    with pytest.raises(CorefileError) as e:
+        walk_block()
     assert str(e.value).startswith(prefix)
     assert fragment in str(e.value)
 
@@ -151,62 +174,97 @@ def test_next_and_val():
     while d.next():
         got.append((d.val(), d.line(), d.file()))
     assert got == [("log", 2, "Corefile"), ("a", 2, "Corefile"), ("log", 3, "Corefile"), ("b", 3, "Corefile")]
-    assert not d.next() and d.val() == "b"
+    assert not d.next()
+    assert d.val() == "b"
 
 
 def test_next_arg():
     d = dispenser("forward . a b {\n x\n}\nforward", "forward")
-    assert d.next_arg() and d.val() == "forward"  # before the first token it acts like next()
-    assert d.next_arg() and d.val() == "."
-    assert d.next_arg() and d.next_arg() and d.val() == "b"
-    assert not d.next_arg() and d.val() == "b"  # stops before `{`
-    assert d.next() and d.val() == "{" and d.next() and d.val() == "x"
+    assert d.next_arg()
+    assert d.val() == "forward"
+    assert d.next_arg()
+    assert d.val() == "."
+    assert d.next_arg()
+    assert d.next_arg()
+    assert d.val() == "b"
+    assert not d.next_arg()
+    assert d.val() == "b"
+    assert d.next()
+    assert d.val() == "{"
+    assert d.next()
+    assert d.val() == "x"
     assert not d.next_arg()  # end of line
-    assert d.next() and d.val() == "}" and not d.next_arg()
-    assert d.next() and d.val() == "forward" and not d.next_arg()  # end of tokens
+    assert d.next()
+    assert d.val() == "}"
+    assert not d.next_arg()
+    assert d.next()
+    assert d.val() == "forward"
+    assert not d.next_arg()
 
 
 def test_next_arg_stops_before_closing_brace():
     d = dispenser("health { lameduck 5s }", "health")
-    assert d.next() and d.next_block() and d.remaining_args() == ["5s"]
+    assert d.next()
+    assert d.next_block()
+    assert d.remaining_args() == ["5s"]
     assert not d.next_arg()
-    assert not d.next_block() and d.val() == "}"
+    assert not d.next_block()
+    assert d.val() == "}"
 
 
 def test_next_arg_after_multi_line_quoted_token():
     d = dispenser('chaos "a\nb" c\nchaos', "chaos")
-    assert d.next() and d.next_arg() and d.val() == "a\nb"
-    assert d.next_arg() and d.val() == "c" and d.line() == 3
+    assert d.next()
+    assert d.next_arg()
+    assert d.val() == "a\nb"
+    assert d.next_arg()
+    assert d.val() == "c"
+    assert d.line() == 3
     assert not d.next_arg()
 
 
 def test_next_line():
     d = dispenser("log a b\nlog c {\n x\n}", "log")
-    assert d.next_line() and d.val() == "log"  # before the first token it acts like next()
-    assert not d.next_line() and d.val() == "log"
-    assert d.next_arg() and d.next_arg() and d.val() == "b"
-    assert d.next_line() and d.val() == "log" and d.line() == 3
-    assert d.args(1) == ["c"] and not d.next_line()  # `{` is on the same line
-    assert d.next() and d.next_line() and d.val() == "x"
-    assert d.next_line() and d.val() == "}"  # braces are not special to next_line
+    assert d.next_line()
+    assert d.val() == "log"
+    assert not d.next_line()
+    assert d.val() == "log"
+    assert d.next_arg()
+    assert d.next_arg()
+    assert d.val() == "b"
+    assert d.next_line()
+    assert d.val() == "log"
+    assert d.line() == 3
+    assert d.args(1) == ["c"]
+    assert not d.next_line()
+    assert d.next()
+    assert d.next_line()
+    assert d.val() == "x"
+    assert d.next_line()
+    assert d.val() == "}"
     assert not d.next_line()
 
 
 def test_args():
     d = dispenser("tls cert key ca {\n x\n}", "tls")
     assert d.next()
-    assert d.args(4) is None and d.val() == "tls"  # fewer than 4: no move
-    assert d.args(2) == ["cert", "key"] and d.val() == "key"
+    assert d.args(4) is None
+    assert d.val() == "tls"
+    assert d.args(2) == ["cert", "key"]
+    assert d.val() == "key"
     assert d.args(0) == []
     assert d.args(1) == ["ca"]
-    assert d.args(1) is None and d.val() == "ca"
+    assert d.args(1) is None
+    assert d.val() == "ca"
 
 
 def test_remaining_args():
     d = dispenser("forward . a b {\n max_fails 3\n}", "forward")
-    assert d.next() and d.remaining_args() == [".", "a", "b"]
+    assert d.next()
+    assert d.remaining_args() == [".", "a", "b"]
     assert d.remaining_args() == []
-    assert d.next_block() and d.remaining_args() == ["3"]
+    assert d.next_block()
+    assert d.remaining_args() == ["3"]
 
 
 # (name, body, directive, expected number of occurrences)
@@ -231,15 +289,20 @@ def test_pasted_occurrences_stay_apart():
     assert [(t.text, t.line) for t in tokens] == [("log", 2), ("log", 2)]
     d = Dispenser("log", tokens)
     assert d.occurrences() == 2
-    assert d.next() and d.remaining_args() == []
-    assert d.next() and d.remaining_args() == []
+    assert d.next()
+    assert d.remaining_args() == []
+    assert d.next()
+    assert d.remaining_args() == []
 
 
 def test_errors():
     body = "errors\n\n\n\nforward . 1.2.3.4 {\n  policy\n  bogus 1\n  tls\n}"
     d = dispenser(body, "forward")
-    assert d.next() and d.next_block() and d.next_block()
-    assert d.val() == "bogus" and d.line() == 8
+    assert d.next()
+    assert d.next_block()
+    assert d.next_block()
+    assert d.val() == "bogus"
+    assert d.line() == 8
     cases = [
         (d.err("something odd"), "something odd"),
         (d.arg_err(), "Wrong argument count or unexpected line ending after 'bogus'"),
@@ -250,7 +313,8 @@ def test_errors():
         assert isinstance(err, CorefileError)
         assert str(err) == "Corefile:8 - plugin/forward: " + want
         assert (err.file, err.line, err.message) == ("Corefile", 8, "plugin/forward: " + want)
-    assert d.next_block() and str(d.arg_err()).startswith("Corefile:9 - ")
+    assert d.next_block()
+    assert str(d.arg_err()).startswith("Corefile:9 - ")
 
 
 def test_errors_before_the_first_token():
@@ -264,7 +328,8 @@ def test_errors_in_imported_files(tmp_path):
     (tmp_path / "fw.conf").write_text("\nforward . 1.1.1.1 {\n  bogus\n}\n")
     cf = parse(". {\n import fw.conf\n}\n", "Corefile", env={}, base_dir=str(tmp_path))
     d = Dispenser("forward", cf.blocks[0].directives[0].tokens)
-    assert d.next() and d.next_block()
+    assert d.next()
+    assert d.next_block()
     assert str(d.unknown_property()) == f"{tmp_path}/fw.conf:3 - plugin/forward: unknown property 'bogus'"
 
 
@@ -275,5 +340,7 @@ def test_block_lines_from_a_snippet():
     d = Dispenser("forward", cf.blocks[0].directives[0].tokens)
     assert walk(d) == ["forward . 1.1.1.1", "  max_fails 3", "  expire 10s", "  policy x"]
     d = Dispenser("forward", cf.blocks[0].directives[0].tokens)
-    assert d.next() and d.next_block() and d.remaining_args() == ["3"]
+    assert d.next()
+    assert d.next_block()
+    assert d.remaining_args() == ["3"]
     assert d.line() == 2  # pasted tokens keep the snippet's position

@@ -72,7 +72,9 @@ def test_tokenize_errors(name, text, prefix):
 
 def test_token_defaults():
     tok = Token("a", "f", 3)
-    assert tok.end_line == 3 and not tok.quoted and tok.paste == 0
+    assert tok.end_line == 3
+    assert not tok.quoted
+    assert tok.paste == 0
     # The paste number tells pastes apart but is not part of a token's identity.
     assert Token("a", "f", 3, paste=7) == tok
 

@@ -95,7 +95,8 @@ def test_parse_key(key, want):
 
 def test_parse_key_expansion():
     zones = parse_key(Token("10.0.0.0/27", "Corefile", 1))
-    assert len(zones) == 32 and all(z.port is None and z.transport == "dns" for z in zones)
+    assert len(zones) == 32
+    assert all(z.port is None and z.transport == "dns" for z in zones)
     assert len(parse_key(Token("dns://10.0.0.0/17:53", "Corefile", 1))) == 128
 
 

@@ -44,14 +44,17 @@ async def test_deploy_manifests_apply(tmp_path: Path) -> None:
                                                      "-o", "json"))
             assert sorted((i["kind"], i["metadata"]["name"]) for i in got["items"]) == described(directory)
         ic = await emu.get("networking.k8s.io/v1", "IngressClass", "portolan")
-        assert ic is not None and ic["spec"]["controller"] == "portolan.dev/ingress-controller"
+        assert ic is not None
+        assert ic["spec"]["controller"] == "portolan.dev/ingress-controller"
         dep = await emu.get("apps/v1", "Deployment", "portolan-ingress", "portolan-ingress")
         args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
-        assert "--ingress-class=portolan" in args and "--publish-service=portolan-ingress/portolan-ingress" in args
+        assert "--ingress-class=portolan" in args
+        assert "--publish-service=portolan-ingress/portolan-ingress" in args
         # The container's arguments mean what they say to the real command line.
         opts = options_from(parser().parse_args(args))
         assert (opts.http_port, opts.https_port, opts.config_dir) == (80, 443, "/run/portolan")
-        assert opts.election_namespace == "portolan-ingress" and str(opts.publish_service) != ""
+        assert opts.election_namespace == "portolan-ingress"
+        assert str(opts.publish_service) != ""
         assert opts.publish_service == ("portolan-ingress", "portolan-ingress")
         ing = await emu.get("networking.k8s.io/v1", "Ingress", "example", "default")
         assert ing["spec"]["ingressClassName"] == "portolan"

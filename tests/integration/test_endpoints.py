@@ -124,7 +124,8 @@ def test_examples_corefile_as_readme_says() -> None:
     try:
         p.wait_for(r"^portolan-\d")
         d = dig("127.0.0.1", 1053, "app.example.org", "A")
-        assert d.status == "NOERROR" and d.rdata() == ["10.0.0.1"]
+        assert d.status == "NOERROR"
+        assert d.rdata() == ["10.0.0.1"]
         assert dig("127.0.0.1", 1053, "app.example.org", "AAAA").rdata() == ["fd00::1"]
         assert dig("127.0.0.1", 1053, "+tcp", "anything.example").additional[0].endswith("127.0.0.1")
         assert http_get("http://127.0.0.1:18080/health") == (200, "OK")

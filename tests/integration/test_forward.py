@@ -89,11 +89,13 @@ def server(
 @pytest.mark.parametrize("transport", ["+notcp", "+tcp"])
 def test_answers_through_dnsmasq(server: DnsServer, transport: str) -> None:
     d = server.dig("www.example.test", "A", transport)
-    assert d.status == "NOERROR" and d.rdata() == ["192.0.2.10"], d.raw
+    assert d.status == "NOERROR", d.raw
+    assert d.rdata() == ["192.0.2.10"], d.raw
     d = server.dig("alias.example.test", "A", transport)
     assert d.rdata() == ["www.example.test.", "192.0.2.10"], d.raw
     d = server.dig("WWW.Example.Test", "AAAA", transport)
-    assert d.rdata() == ["2001:db8::10"] and d.question == ["WWW.Example.Test. IN AAAA"], d.raw
+    assert d.rdata() == ["2001:db8::10"], d.raw
+    assert d.question == ["WWW.Example.Test. IN AAAA"], d.raw
     assert server.dig("nope.example.test", "A", transport).status == "NXDOMAIN"
 
 
@@ -103,10 +105,12 @@ def test_truncated_reply_passed_on_or_retried_over_tcp(server: DnsServer) -> Non
     assert "tc" in d.flags, d.raw
     # A TCP client: forward asks over TCP too, the whole answer arrives.
     d = server.dig("big.example.test", "TXT", "+tcp", "+noedns")
-    assert "tc" not in d.flags and len(d.answer) == 1, d.raw
+    assert "tc" not in d.flags, d.raw
+    assert len(d.answer) == 1, d.raw
     # prefer_udp: the TCP client's query goes out over UDP, is truncated, and is asked again over TCP.
     d = server.dig("big.prefer.example.test", "TXT", "+tcp", "+noedns")
-    assert "tc" not in d.flags and len(d.answer) == 1, d.raw
+    assert "tc" not in d.flags, d.raw
+    assert len(d.answer) == 1, d.raw
 
 
 def test_dead_upstream_servfail_fast_never_nxdomain(server: DnsServer) -> None:
@@ -120,21 +124,25 @@ def test_dead_upstream_servfail_fast_never_nxdomain(server: DnsServer) -> None:
 def test_dead_upstream_skipped(server: DnsServer) -> None:
     for _ in range(3):
         d = server.dig("www.seq.example.test", "A")
-        assert d.status == "NOERROR" and d.rdata() == ["192.0.2.30"], d.raw
+        assert d.status == "NOERROR", d.raw
+        assert d.rdata() == ["192.0.2.30"], d.raw
 
 
 def test_next_goes_to_the_second_forward(server: DnsServer) -> None:
     # dnsmasq says NXDOMAIN for names it does not know under example.test: `next` asks the fake upstream.
     d = server.dig("x.fallback.example.test", "A")
-    assert d.status == "NOERROR" and d.rdata() == ["192.0.2.77"], d.raw
+    assert d.status == "NOERROR", d.raw
+    assert d.rdata() == ["192.0.2.77"], d.raw
 
 
 @pytest.mark.parametrize(
-    "name,status", [("mismatch.fake.test", "FORMERR"), ("servfail.fake.test", "SERVFAIL"), ("tc.fake.test", "NOERROR")]
+    ("name", "status"),
+    [("mismatch.fake.test", "FORMERR"), ("servfail.fake.test", "SERVFAIL"), ("tc.fake.test", "NOERROR")],
 )
 def test_misbehaving_upstream(server: DnsServer, name: str, status: str) -> None:
     d = server.dig(name, "A", "+ignore")
-    assert d.status == status and d.question == [f"{name}. IN A"], d.raw
+    assert d.status == status, d.raw
+    assert d.question == [f"{name}. IN A"], d.raw
 
 
 def test_metrics(server: DnsServer, dnsmasq: Dnsmasq) -> None:
@@ -173,7 +181,8 @@ def test_dns_over_tls_between_two_servers(tmp_path: Path, dnsmasq: Dnsmasq) -> N
         try:
             for transport in ("+notcp", "+tcp"):
                 d = b.dig("www.example.test", "A", transport)
-                assert d.status == "NOERROR" and d.rdata() == ["192.0.2.10"], d.raw
+                assert d.status == "NOERROR", d.raw
+                assert d.rdata() == ["192.0.2.10"], d.raw
             assert b.dig("nope.example.test", "A").status == "NXDOMAIN"
         finally:
             assert b.stop() == 0

@@ -82,7 +82,8 @@ def test_kubeadm_corefile_in_a_pod(tmp_path: Path, mount_point: Path) -> None:
                 (53, "TCP"), (53, "UDP"), (9153, "TCP")]
             deployment = next(i for i in got["items"] if i["kind"] == "Deployment")
             container = deployment["spec"]["template"]["spec"]["containers"][0]
-            assert deployment["spec"]["replicas"] == 2 and container["args"] == ["-conf", "/etc/coredns/Corefile"]
+            assert deployment["spec"]["replicas"] == 2
+            assert container["args"] == ["-conf", "/etc/coredns/Corefile"]
             assert container["securityContext"]["capabilities"]["add"] == ["NET_BIND_SERVICE"]
 
             # The pod's service account, where in-cluster configuration looks for it.

@@ -44,7 +44,9 @@ def run_as_nobody(ns: str, python: Path) -> subprocess.CompletedProcess[str]:
 def test_unprivileged_user_binds_53_through_the_interpreter_capability(interpreter: Path) -> None:
     with pod_namespace("nameserver 127.0.0.1\n") as ns:
         refused = run_as_nobody(ns, interpreter)
-        assert refused.returncode != 0 and "Permission denied" in refused.stderr, refused
+        assert refused.returncode != 0, refused
+        assert "Permission denied" in refused.stderr, refused
         subprocess.run(["setcap", "cap_net_bind_service=+ep", str(interpreter)], check=True)
         allowed = run_as_nobody(ns, interpreter)
-        assert allowed.returncode == 0 and allowed.stdout.strip() == "bound", allowed
+        assert allowed.returncode == 0, allowed
+        assert allowed.stdout.strip() == "bound", allowed

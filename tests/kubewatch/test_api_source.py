@@ -57,16 +57,21 @@ async def test_initial_sync_of_every_kind(emulator: Emulator, start_watch: Start
     await emulator.create(b.secret("tls", "shop", {"tls.crt": b"C", "tls.key": b"K"}, "kubernetes.io/tls"))
     await emulator.create(b.config_map("cfg", "shop", {"k": "v"}))
     store, source = await start_watch(ALL_KINDS)
-    assert store.synced and all(store.is_synced(k) for k in ALL_KINDS)
+    assert store.synced
+    assert all(store.is_synced(k) for k in ALL_KINDS)
     assert names(store, "namespaces") == ["default", "kube-node-lease", "kube-public", "kube-system", "shop"]
     assert store.services_by_ip("10.96.5.5")[0].name == "web"
     assert [s.name for s in store.slices_for_service("shop", "web")] == ["web-1"]
     assert store.pods_by_ip("10.1.0.1")[0].name == "web-a"
     ing = store.get("ingresses", "shop", "site")
-    assert ing is not None and ing.uid and ing.resource_version and ing.spec["rules"][0]["host"] == "example.com"
+    assert ing is not None
+    assert ing.uid
+    assert ing.resource_version
+    assert ing.spec["rules"][0]["host"] == "example.com"
     assert store.get("ingressclasses", "", "portolan") is not None
     sec = store.get("secrets", "shop", "tls")
-    assert sec is not None and sec.data == {"tls.crt": b"C", "tls.key": b"K"}
+    assert sec is not None
+    assert sec.data == {"tls.crt": b"C", "tls.key": b"K"}
     assert store.get("configmaps", "shop", "cfg").data == {"k": "v"}
     await until(lambda: source.connected)
     assert store.staleness() == 0.0
@@ -82,7 +87,8 @@ async def test_every_event_kind_reaches_store_and_feed(emulator: Emulator, start
     version = store.version
     await emulator.patch("discovery.k8s.io/v1", "EndpointSlice", "web-1", {"endpoints": [{"addresses": ["10.1.0.2"]}]})
     await until(lambda: store.endpoints_by_ip("10.1.0.2") != [], store=store)
-    assert store.endpoints_by_ip("10.1.0.1") == [] and store.version == version + 1
+    assert store.endpoints_by_ip("10.1.0.1") == []
+    assert store.version == version + 1
     # An update that changes nothing kubewatch keeps (a label): new rv, no change, same version.
     await emulator.patch("v1", "Service", "web", {"metadata": {"labels": {"team": "a"}}})
     await caught_up(emulator, source)
@@ -128,7 +134,8 @@ async def test_forced_gone_relists_without_dropping_state(emulator: Emulator, st
     await until(lambda: reflector.relists == 3)
     await emulator.create(b.service("d"))
     await until(lambda: store.service("default", "d") is not None, store=store)
-    assert feed[0][1] == "ADDED" and len(feed) == 1
+    assert feed[0][1] == "ADDED"
+    assert len(feed) == 1
 
 
 async def test_restart_with_offline_changes_leaves_no_stale_records(
@@ -158,7 +165,8 @@ async def test_restart_with_offline_changes_leaves_no_stale_records(
     await until(lambda: store.service("default", "d") is not None, store=store)
     await caught_up(emulator, source)
     assert names(store, "services") == ["b", "c", "d"]
-    assert store.count("endpointslices") == 0 and store.endpoints_by_ip("10.1.0.1") == []
+    assert store.count("endpointslices") == 0
+    assert store.endpoints_by_ip("10.1.0.1") == []
     assert store.service("default", "b").ports[0].name == "grpc"
     server = await emulator.list("v1", "Service", None)
     assert sorted(i["metadata"]["name"] for i in server["items"]) == names(store, "services")
@@ -173,7 +181,8 @@ async def test_unreachable_server_keeps_state_and_reports_staleness(
     store, source = await start_watch(["services"])
     await emulator.kill()  # a crash: the restarted server still has every object
     await until(lambda: store.staleness("services") > 0.1)
-    assert not source.connected and store.service("default", "web") is not None
+    assert not source.connected
+    assert store.service("default", "web") is not None
     (reflector,) = source.reflectors
     await until(lambda: reflector.last_error != "")
     await emulator.start()
@@ -181,7 +190,8 @@ async def test_unreachable_server_keeps_state_and_reports_staleness(
     assert store.staleness() == 0.0
     await emulator.create(b.service("later"))
     await until(lambda: store.service("default", "later") is not None, store=store)
-    assert names(store, "services") == ["later", "web"] and reflector.relists == 1
+    assert names(store, "services") == ["later", "web"]
+    assert reflector.relists == 1
 
 
 async def test_selectors_are_pushed_to_the_server(emulator: Emulator, start_watch: StartWatch) -> None:
@@ -191,7 +201,7 @@ async def test_selectors_are_pushed_to_the_server(emulator: Emulator, start_watc
         await emulator.create(b.service("db", ns, labels={"app": "db"}))
     await emulator.create(b.pod("running", "shop", "10.2.0.1"))
     await emulator.create(b.pod("done", "shop", "10.2.0.2", phase="Succeeded"))
-    store, source = await start_watch(
+    store, _ = await start_watch(
         [
             WatchSpec("services", namespaces=("shop",), label_selector="app=web"),
             WatchSpec("namespaces", namespaces=("shop",)),
@@ -220,7 +230,8 @@ async def test_in_cluster_token_rotation(tmp_path: Path) -> None:
             ca_path=emu.ca_path,
             environ={"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(emu.port)},
         )
-        assert config.host == emu.url and config.host.startswith("https://")
+        assert config.host == emu.url
+        assert config.host.startswith("https://")
         store = Store()
         async with ApiSource(store, config, ["services"], tuning=FAST) as source:
             assert await store.wait_synced(timeout=10)
@@ -264,7 +275,7 @@ async def test_paged_initial_list_and_large_objects(emulator: Emulator, start_wa
     for i in range(5):
         await emulator.create(b.service(f"s{i}"))
     tuning = FAST.__class__(**{**FAST.__dict__, "page_size": 2})
-    store, source = await start_watch(["services", "configmaps"], tuning=tuning)
+    store, _ = await start_watch(["services", "configmaps"], tuning=tuning)
     assert store.count("services") == 5
     # A watch event far longer than aiohttp's default line limit (64 KiB).
     await emulator.create(b.config_map("big", data={"blob": "x" * 300_000}))
@@ -302,12 +313,15 @@ async def test_api_client_writes_for_consumers(emulator: Emulator) -> None:
         path = "/apis/networking.k8s.io/v1/namespaces/default/ingresses/site/status"
         patch = {"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}}
         updated = await client.request("PATCH", path, body=patch, content_type="application/merge-patch+json")
-        assert updated["status"] == patch["status"] and updated["metadata"]["uid"] == created["metadata"]["uid"]
+        assert updated["status"] == patch["status"]
+        assert updated["metadata"]["uid"] == created["metadata"]["uid"]
         with pytest.raises(ApiError) as missing:
             await client.request("GET", "/api/v1/namespaces/default/services/nope")
-        assert missing.value.status == 404 and missing.value.reason == "NotFound"
+        assert missing.value.status == 404
+        assert missing.value.reason == "NotFound"
         with pytest.raises(ApiError) as conflict:
             await client.request(
                 "POST", "/apis/networking.k8s.io/v1/namespaces/default/ingresses", body=b.ingress("site")
             )
-        assert conflict.value.status == 409 and conflict.value.reason == "AlreadyExists"
+        assert conflict.value.status == 409
+        assert conflict.value.reason == "AlreadyExists"

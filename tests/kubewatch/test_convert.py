@@ -32,16 +32,20 @@ def test_service_defaults_and_ports() -> None:
     assert (svc.namespace, svc.name, svc.type) == ("shop", "web", "ClusterIP")
     assert svc.cluster_ips == ("10.0.0.1",)
     assert svc.ports == (ServicePort("http", "TCP", 80, "http"), ServicePort("", "UDP", 53, 53))
-    assert not svc.headless and not svc.is_external_name
+    assert not svc.headless
+    assert not svc.is_external_name
 
 
 def test_service_dual_stack_headless_and_external_name() -> None:
     dual = SERVICES.convert(b.service("d", cluster_ip="10.0.0.2", cluster_ips=["10.0.0.2", "fd00::2"]))
     assert dual.cluster_ips == ("10.0.0.2", "fd00::2")
     headless = SERVICES.convert(b.service("h", cluster_ip="None", cluster_ips=["None"]))
-    assert headless.headless and headless.cluster_ips == ()
+    assert headless.headless
+    assert headless.cluster_ips == ()
     ext = SERVICES.convert(b.service("e", type="ExternalName", external_name="db.example.com", ports=[]))
-    assert ext.is_external_name and ext.external_name == "db.example.com" and ext.cluster_ips == ()
+    assert ext.is_external_name
+    assert ext.external_name == "db.example.com"
+    assert ext.cluster_ips == ()
 
 
 def test_service_load_balancer_status() -> None:
@@ -66,7 +70,8 @@ def test_endpoint_slice() -> None:
     assert (sl.namespace, sl.name, sl.service_name, sl.address_type) == ("shop", "web-1", "web", "IPv4")
     assert sl.endpoints[0] == Endpoint(("10.1.0.1",), None, None, "Pod", "web-a", "shop", "n1", "z1")
     assert sl.endpoints[0].target_namespace is sl.namespace  # shared, not a copy
-    assert sl.endpoints[1].ready is False and sl.endpoints[1].hostname == "two"
+    assert sl.endpoints[1].ready is False
+    assert sl.endpoints[1].hostname == "two"
     assert sl.ports == (EndpointPort("http", 8080, "TCP"), EndpointPort("all", None, "TCP"))
 
 
@@ -75,8 +80,10 @@ def test_pod_ips_primary_first_and_deleting() -> None:
     raw["status"]["podIPs"] = [{"ip": "fd00::1"}, {"ip": "10.2.0.1"}]
     raw["metadata"]["deletionTimestamp"] = "2024-01-01T00:00:00Z"
     p = PODS.convert(raw)
-    assert p.ips == ("10.2.0.1", "fd00::1") and p.ip == "10.2.0.1"
-    assert p.deleting and p.phase == "Running"
+    assert p.ips == ("10.2.0.1", "fd00::1")
+    assert p.ip == "10.2.0.1"
+    assert p.deleting
+    assert p.phase == "Running"
     assert PODS.convert(b.pod("q", phase="Pending")).ips == ()
 
 
@@ -84,11 +91,14 @@ def test_namespace_ingress_class_and_ingress() -> None:
     ns = NAMESPACES.convert(b.namespace("shop", {"team": "a"}))
     assert (ns.namespace, ns.name, ns.labels) == ("", "shop", {"team": "a"})
     ic = INGRESS_CLASSES.convert(b.ingress_class("portolan", default=True))
-    assert ic.controller == "portolan.dev/ingress" and ic.is_default and ic.namespace == ""
+    assert ic.controller == "portolan.dev/ingress"
+    assert ic.is_default
+    assert ic.namespace == ""
     raw = b.with_meta(b.ingress("site", "shop"), uid="u1", resourceVersion="7", generation=2)
     ing = INGRESSES.convert(raw)
     assert (ing.uid, ing.resource_version, ing.generation) == ("u1", "7", 2)
-    assert ing.spec["ingressClassName"] == "portolan" and ing.status == {}
+    assert ing.spec["ingressClassName"] == "portolan"
+    assert ing.status == {}
     assert ing.annotations == {"nginx.ingress.kubernetes.io/ssl-redirect": "false"}
 
 
@@ -102,7 +112,7 @@ def test_secret_keeps_only_ingress_keys() -> None:
     raw["stringData"] = {"ca.crt": "CA"}
     assert SECRETS.convert(raw).data["ca.crt"] == b"CA"
     raw["data"]["tls.crt"] = "!!not base64!!"
-    with pytest.raises(InvalidObject, match="tls.crt"):
+    with pytest.raises(InvalidObject, match=r"tls\.crt"):
         SECRETS.convert(raw)
 
 

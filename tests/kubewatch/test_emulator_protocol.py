@@ -22,6 +22,8 @@ SERVICES = "/api/v1/namespaces/default/services"
 
 
 class Stream:
+    """A watch response read event by event."""
+
     def __init__(self, resp: aiohttp.ClientResponse) -> None:
         self.resp = resp
         self.status = resp.status
@@ -40,9 +42,17 @@ class Stream:
 
 @asynccontextmanager
 async def watch(emu: Emulator, path: str, **params: str) -> AsyncIterator[Stream]:
-    async with aiohttp.ClientSession() as session:
-        async with session.get(emu.url + path, params={"watch": "true", **params}) as resp:
-            yield Stream(resp)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(emu.url + path, params={"watch": "true", **params}) as resp,
+    ):
+        yield Stream(resp)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie (read from /proc, which never blocks)."""
+    proc_dir = Path(f"/proc/{pid}")
+    return proc_dir.exists() and "Z" not in (proc_dir / "stat").read_text().split(")")[-1][:3]
 
 
 def summary(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -57,8 +67,10 @@ async def test_discovery(emulator: Emulator) -> None:
     assert {"discovery.k8s.io", "networking.k8s.io", "coordination.k8s.io", "events.k8s.io"} <= names
     _, v1 = await emulator.request("GET", "/api/v1")
     resources = {r["name"]: r for r in v1["resources"]}
-    assert resources["services"]["namespaced"] and not resources["namespaces"]["namespaced"]
-    assert "pods/status" in resources and "watch" in resources["pods"]["verbs"]
+    assert resources["services"]["namespaced"]
+    assert not resources["namespaces"]["namespaced"]
+    assert "pods/status" in resources
+    assert "watch" in resources["pods"]["verbs"]
     _, net = await emulator.request("GET", "/apis/networking.k8s.io/v1")
     assert {r["name"] for r in net["resources"]} == {"ingresses", "ingresses/status", "ingressclasses"}
     status, _ = await emulator.request("GET", "/apis/example.com/v1")
@@ -75,7 +87,8 @@ async def test_global_resource_version_and_list(emulator: Emulator) -> None:
     assert listing["kind"] == "ServiceList"
     assert listing["metadata"]["resourceVersion"] == str(rv0 + 2)
     assert [i["metadata"]["name"] for i in listing["items"]] == ["a"]
-    assert a["spec"]["clusterIP"].startswith("10.96.") and a["spec"]["ports"][0]["targetPort"] == 80
+    assert a["spec"]["clusterIP"].startswith("10.96.")
+    assert a["spec"]["ports"][0]["targetPort"] == 80
 
 
 async def test_paged_list_is_one_consistent_snapshot(emulator: Emulator) -> None:
@@ -94,7 +107,8 @@ async def test_paged_list_is_one_consistent_snapshot(emulator: Emulator) -> None
     status, body = await emulator.request(
         "GET", SERVICES, params={"limit": "2", "continue": first["metadata"]["continue"]}
     )
-    assert status == 410 and body["reason"] == "Expired"
+    assert status == 410
+    assert body["reason"] == "Expired"
 
 
 async def test_watch_streams_every_event_type_in_order(emulator: Emulator) -> None:
@@ -106,7 +120,8 @@ async def test_watch_streams_every_event_type_in_order(emulator: Emulator) -> No
         events = [await stream.next() for _ in range(3)]
     assert summary(events) == [("ADDED", "a"), ("MODIFIED", "a"), ("DELETED", "a")]
     rvs = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
-    assert rvs == sorted(rvs) and rvs[0] == rv + 1
+    assert rvs == sorted(rvs)
+    assert rvs[0] == rv + 1
     assert events[0]["object"]["kind"] == "Service"
 
 
@@ -119,7 +134,8 @@ async def test_watch_from_zero_sends_current_state_then_resume_replays(emulator:
             await emulator.wait_for_watchers("services")
             await emulator.send_bookmarks()  # a delimiter: everything before it has been sent
             events = [await stream.next() for _ in range(len(expected) + 1)]
-        assert summary(events[:-1]) == expected and events[-1]["type"] == "BOOKMARK"
+        assert summary(events[:-1]) == expected
+        assert events[-1]["type"] == "BOOKMARK"
 
 
 async def test_timeout_seconds_ends_the_stream(emulator: Emulator) -> None:
@@ -139,8 +155,10 @@ async def test_too_old_resource_version_is_gone(tmp_path) -> None:
         async with watch(emu, SERVICES, resourceVersion=str(old)) as stream:
             assert stream.status == 200
             events = await stream.rest()
-        assert len(events) == 1 and events[0]["type"] == "ERROR"
-        assert events[0]["object"]["code"] == 410 and events[0]["object"]["reason"] == "Expired"
+        assert len(events) == 1
+        assert events[0]["type"] == "ERROR"
+        assert events[0]["object"]["code"] == 410
+        assert events[0]["object"]["reason"] == "Expired"
         # The HTTP form, for clients that must handle both.
         await emu.configure(gone_as_http=True)
         async with watch(emu, SERVICES, resourceVersion=str(old)) as stream:
@@ -163,7 +181,8 @@ async def test_forced_gone_ends_watches_with_410(emulator: Emulator) -> None:
         await emulator.wait_for_watchers("services")
         await emulator.force_gone()
         events = await stream.rest()
-    assert [e["type"] for e in events] == ["ERROR"] and events[0]["object"]["code"] == 410
+    assert [e["type"] for e in events] == ["ERROR"]
+    assert events[0]["object"]["code"] == 410
     async with watch(emulator, SERVICES, resourceVersion=str(rv)) as stream:
         assert (await stream.next())["object"]["code"] == 410  # even the latest rv is gone now
 
@@ -171,25 +190,26 @@ async def test_forced_gone_ends_watches_with_410(emulator: Emulator) -> None:
 async def test_bookmarks_only_when_allowed(emulator: Emulator) -> None:
     await emulator.create(b.service("a"))
     rv = await emulator.resource_version()
-    async with watch(emulator, SERVICES, resourceVersion=str(rv), allowWatchBookmarks="true") as with_bm:
-        async with watch(emulator, SERVICES, resourceVersion=str(rv)) as without:
-            await emulator.wait_for_watchers("services", 2)
-            await emulator.create(b.config_map("unrelated"))  # moves the global rv
-            await emulator.send_bookmarks()
-            event = await with_bm.next()
-            assert event["type"] == "BOOKMARK"
-            assert event["object"]["metadata"]["resourceVersion"] == str(rv + 1)
-            assert event["object"]["kind"] == "Service"
-            await emulator.create(b.service("b"))
-            assert summary([await without.next()]) == [("ADDED", "b")]  # no bookmark came first
+    async with (
+        watch(emulator, SERVICES, resourceVersion=str(rv), allowWatchBookmarks="true") as with_bm,
+        watch(emulator, SERVICES, resourceVersion=str(rv)) as without,
+    ):
+        await emulator.wait_for_watchers("services", 2)
+        await emulator.create(b.config_map("unrelated"))  # moves the global rv
+        await emulator.send_bookmarks()
+        event = await with_bm.next()
+        assert event["type"] == "BOOKMARK"
+        assert event["object"]["metadata"]["resourceVersion"] == str(rv + 1)
+        assert event["object"]["kind"] == "Service"
+        await emulator.create(b.service("b"))
+        assert summary([await without.next()]) == [("ADDED", "b")]  # no bookmark came first
 
 
 async def test_periodic_bookmarks(tmp_path) -> None:
-    async with Emulator(tmp_path / "emu", bookmark_interval=0.1) as emu:
-        async with watch(
-            emu, SERVICES, resourceVersion=str(await emu.resource_version()), allowWatchBookmarks="1"
-        ) as s:
-            assert (await s.next(timeout=2))["type"] == "BOOKMARK"
+    async with Emulator(tmp_path / "emu", bookmark_interval=0.1) as emu, watch(
+        emu, SERVICES, resourceVersion=str(await emu.resource_version()), allowWatchBookmarks="1"
+    ) as s:
+        assert (await s.next(timeout=2))["type"] == "BOOKMARK"
 
 
 async def test_label_and_field_selectors(emulator: Emulator) -> None:
@@ -216,7 +236,8 @@ async def test_label_and_field_selectors(emulator: Emulator) -> None:
     only_shop = await emulator.list("v1", "Service", None, fieldSelector="metadata.namespace=shop")
     assert [i["metadata"]["name"] for i in only_shop["items"]] == ["web"]
     status, body = await emulator.request("GET", SERVICES, params={"fieldSelector": "spec.selector=x"})
-    assert status == 400 and "field label not supported" in body["message"]
+    assert status == 400
+    assert "field label not supported" in body["message"]
     status, _ = await emulator.request("GET", SERVICES, params={"labelSelector": "app in web"})
     assert status == 400
 
@@ -245,20 +266,25 @@ async def test_running_pods_field_selector_turns_updates_into_deletes(emulator: 
 async def test_create_replace_conflicts_and_noop(emulator: Emulator) -> None:
     created = await emulator.create(b.service("a"))
     status, body = await emulator.request("POST", SERVICES, body=b.service("a"))
-    assert status == 409 and body["reason"] == "AlreadyExists"
+    assert status == 409
+    assert body["reason"] == "AlreadyExists"
     stale = b.with_meta(b.service("a"), resourceVersion="1")
     status, body = await emulator.request("PUT", f"{SERVICES}/a", body=stale)
-    assert status == 409 and body["reason"] == "Conflict"
+    assert status == 409
+    assert body["reason"] == "Conflict"
     same = await emulator.replace(created)
     assert same["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]  # no-op write
     changed = await emulator.replace({**created, "spec": {**created["spec"], "ports": [{"port": 81}]}})
     assert int(changed["metadata"]["resourceVersion"]) > int(created["metadata"]["resourceVersion"])
     assert changed["spec"]["clusterIP"] == created["spec"]["clusterIP"]
-    assert changed["metadata"]["generation"] == 2 and changed["metadata"]["uid"] == created["metadata"]["uid"]
+    assert changed["metadata"]["generation"] == 2
+    assert changed["metadata"]["uid"] == created["metadata"]["uid"]
     status, body = await emulator.request("POST", SERVICES, body=b.service("Bad_Name"))
     assert status == 422
     status, body = await emulator.request("GET", f"{SERVICES}/missing")
-    assert status == 404 and body["reason"] == "NotFound" and body["kind"] == "Status"
+    assert status == 404
+    assert body["reason"] == "NotFound"
+    assert body["kind"] == "Status"
 
 
 async def test_patch_types(emulator: Emulator) -> None:
@@ -266,7 +292,8 @@ async def test_patch_types(emulator: Emulator) -> None:
     merged = await emulator.patch(
         "v1", "Service", "a", {"metadata": {"labels": {"k": "v"}}, "spec": {"type": "NodePort"}}
     )
-    assert merged["metadata"]["labels"] == {"k": "v"} and merged["spec"]["type"] == "NodePort"
+    assert merged["metadata"]["labels"] == {"k": "v"}
+    assert merged["spec"]["type"] == "NodePort"
     removed = await emulator.patch("v1", "Service", "a", {"metadata": {"labels": {"k": None}}})
     assert removed["metadata"]["labels"] == {}
     # Strategic merge: list elements merged by key, directives honoured (what kubectl apply sends).
@@ -301,9 +328,11 @@ async def test_status_subresource(emulator: Emulator) -> None:
     ing = await emulator.create(b.ingress("site"))
     lb = {"loadBalancer": {"ingress": [{"ip": "192.0.2.10"}]}}
     main = await emulator.replace({**ing, "status": lb, "spec": {**ing["spec"], "ingressClassName": "other"}})
-    assert main["status"] == {"loadBalancer": {}} and main["spec"]["ingressClassName"] == "other"
+    assert main["status"] == {"loadBalancer": {}}
+    assert main["spec"]["ingressClassName"] == "other"
     status_only = await emulator.update_status({**main, "status": lb, "spec": {"ingressClassName": "ignored"}})
-    assert status_only["status"] == lb and status_only["spec"]["ingressClassName"] == "other"
+    assert status_only["status"] == lb
+    assert status_only["spec"]["ingressClassName"] == "other"
     patched = await emulator.patch(
         "networking.k8s.io/v1", "Ingress", "site", {"status": {"loadBalancer": {"ingress": None}}}, subresource="status"
     )
@@ -352,7 +381,8 @@ async def test_namespace_deletion_terminates_then_cascades(emulator: Emulator) -
         terminating = await emulator.delete("v1", "Namespace", "shop")
         assert terminating["status"]["phase"] == "Terminating"
         status, body = await emulator.request("POST", "/api/v1/namespaces/shop/services", body=b.service("new", "shop"))
-        assert status == 403 and "being terminated" in body["message"]
+        assert status == 403
+        assert "being terminated" in body["message"]
         assert summary([await svc_stream.next()]) == [("DELETED", "web")]
     assert await emulator.get("v1", "Namespace", "shop") is None
 
@@ -365,7 +395,8 @@ async def test_bearer_tokens(tmp_path) -> None:
         assert status == 200
         await emu.set_tokens(["rotated"])
         status, body = await emu.request("GET", SERVICES, token="secret")
-        assert status == 401 and body["reason"] == "Unauthorized"
+        assert status == 401
+        assert body["reason"] == "Unauthorized"
         async with aiohttp.ClientSession() as session, session.get(emu.url + "/_emu/state") as resp:
             assert resp.status == 200  # test controls need no credentials
 
@@ -440,13 +471,13 @@ async def test_emulator_dies_with_its_launcher(tmp_path) -> None:
     )
     out, _ = await asyncio.wait_for(launcher.communicate(), 30)
     pid = int(out.split()[0])
-    proc_dir = Path(f"/proc/{pid}")
     async with asyncio.timeout(10):
-        while proc_dir.exists() and "Z" not in (proc_dir / "stat").read_text().split(")")[-1][:3]:
+        while _alive(pid):  # noqa: ASYNC110  (another process's state: polled, there is no event to await)
             await asyncio.sleep(0.02)
 
 
 @pytest.mark.parametrize("bad", [b"not json", b'{"kind": "Service"'])
 async def test_undecodable_body_is_400(emulator: Emulator, bad: bytes) -> None:
     status, body = await emulator.request("POST", SERVICES, body=bad)
-    assert status == 400 and body["kind"] == "Status"
+    assert status == 400
+    assert body["kind"] == "Status"

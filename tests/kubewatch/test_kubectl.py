@@ -33,10 +33,13 @@ async def test_kubectl_apply_get_delete(emulator: Emulator, start_watch: StartWa
     write(manifest, shop)
     store, _ = await start_watch(["services", "endpointslices", "namespaces"])
     out = await kubectl(emulator, "apply", "-f", str(manifest))
-    assert "service/web created" in out and "endpointslice.discovery.k8s.io/web-1 created" in out
+    assert "service/web created" in out
+    assert "endpointslice.discovery.k8s.io/web-1 created" in out
     await until(lambda: store.service("shop", "web") is not None and store.endpoints_by_ip("10.1.0.1"), store=store)
     web = store.service("shop", "web")
-    assert web is not None and web.cluster_ips and web.cluster_ips[0].startswith("10.96.")
+    assert web is not None
+    assert web.cluster_ips
+    assert web.cluster_ips[0].startswith("10.96.")
 
     write(manifest, shop.replace("port: 80\n", "port: 8080\n").replace("10.1.0.1", "10.1.0.7"))
     out = await kubectl(emulator, "apply", "-f", str(manifest))

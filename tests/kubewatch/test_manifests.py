@@ -76,6 +76,8 @@ def write(path: Path, text: str) -> None:
 
 
 class FakeClock:
+    """A clock the test moves by hand."""
+
     def __init__(self) -> None:
         self.now = 1000.0
 
@@ -97,7 +99,8 @@ def tree(tmp_path: Path) -> Path:
 def test_loads_documents_lists_and_json(tree: Path) -> None:
     store = Store()
     source = ManifestSource(store, tree)
-    assert source.load() and source.errors == []
+    assert source.load()
+    assert source.errors == []
     assert store.synced
     assert sorted((s.namespace, s.name) for s in store.list("services")) == [
         ("default", "db"),
@@ -105,7 +108,8 @@ def test_loads_documents_lists_and_json(tree: Path) -> None:
         ("shop", "web"),
     ]
     web = store.service("shop", "web")
-    assert web is not None and web.ports[0].target_port == "http"
+    assert web is not None
+    assert web.ports[0].target_port == "http"
     # Nobody allocates ClusterIPs without a cluster: a stable one from the service CIDR.
     assert ipaddress.ip_address(web.cluster_ips[0]) in ipaddress.ip_network("10.96.0.0/12")
     assert store.service("default", "db").headless
@@ -130,7 +134,8 @@ def test_add_change_and_delete_files(tree: Path) -> None:
     assert source.check()
     write(tree / "shop.yaml", SHOP.replace("10.1.0.1", "10.1.0.2"))
     assert source.check()
-    assert store.endpoints_by_ip("10.1.0.2") and not store.endpoints_by_ip("10.1.0.1")
+    assert store.endpoints_by_ip("10.1.0.2")
+    assert not store.endpoints_by_ip("10.1.0.1")
     (tree / "list.yml").unlink()
     assert source.check()
     assert feed == [
@@ -151,13 +156,16 @@ def test_malformed_yaml_keeps_the_previous_state(tree: Path) -> None:
     assert source.staleness("services") == 0.0
     write(tree / "shop.yaml", SHOP.replace("port: 80\n", "port: [80\n"))  # broken in document 1
     assert not source.check()
-    assert [str(e) for e in source.errors][0].startswith(f"{tree / 'shop.yaml'}: document 1: invalid YAML")
+    assert next(str(e) for e in source.errors).startswith(f"{tree / 'shop.yaml'}: document 1: invalid YAML")
     assert (source.errors[0].path, source.errors[0].document) == (str(tree / "shop.yaml"), 1)
-    assert store.version == version and store.service("shop", "web") is not None
+    assert store.version == version
+    assert store.service("shop", "web") is not None
     clock.now += 30
     assert store.staleness("services") == 30.0  # how long the store has lagged the files
     write(tree / "shop.yaml", SHOP)
-    assert source.check() and source.errors == [] and store.staleness("services") == 0.0
+    assert source.check()
+    assert source.errors == []
+    assert store.staleness("services") == 0.0
 
 
 def test_malformed_objects_name_file_document_and_item(tree: Path) -> None:
@@ -187,7 +195,8 @@ def test_selectors_and_a_single_file(tree: Path) -> None:
     source.load()
     assert sorted(s.name for s in store.list("services")) == ["search", "web"]
     assert [n.name for n in store.list("namespaces")] == ["shop"]
-    assert store.count("endpointslices") == 0 and source.kinds == {"services", "namespaces"}
+    assert store.count("endpointslices") == 0
+    assert source.kinds == {"services", "namespaces"}
 
 
 async def test_polling_loop_with_injected_sleep(tree: Path) -> None:
@@ -199,7 +208,8 @@ async def test_polling_loop_with_injected_sleep(tree: Path) -> None:
 
     store = Store()
     async with ManifestSource(store, tree, interval=7.0, sleep=sleep) as source:
-        assert store.synced and source.loads == 1
+        assert store.synced
+        assert source.loads == 1
         write(tree / "extra.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra}\n")
         ticks.put_nowait(None)
         await until(lambda: store.get("configmaps", "default", "extra") is not None, store=store)

@@ -70,7 +70,8 @@ def test_ready_addresses_and_publish_not_ready() -> None:
         b.endpoint_slice("web-f", service="web", endpoints=[b.endpoint("db.example.com")], address_type="FQDN"),
     )
     svc = store.service("default", "web")
-    assert svc is not None and sv.is_headless(svc)
+    assert svc is not None
+    assert sv.is_headless(svc)
     addrs = sv.ready_addresses(store, svc)
     assert [(a.ip, a.hostname, a.slice_name) for a in addrs] == [
         ("fd00::5", "fd00--5", "web-a"),
@@ -108,7 +109,8 @@ def test_named_target_port_resolution_and_upstreams() -> None:
     svc = store.service("default", "web")
     assert svc is not None
     http = sv.find_service_port(svc, name="http")
-    assert http is not None and sv.find_service_port(svc, number=9090) is not None
+    assert http is not None
+    assert sv.find_service_port(svc, number=9090) is not None
     assert sv.endpoint_port(http, store.slices_for_service("default", "web")[0]) == 8080
     # Resolved through the slice port of the same name, de-duplicated, sorted, ready only.
     assert sv.upstream_endpoints(store, svc, http) == [("10.1.0.1", 8080), ("10.1.0.2", 8080)]
@@ -118,7 +120,8 @@ def test_named_target_port_resolution_and_upstreams() -> None:
     assert sv.upstream_endpoints(store, svc, metrics) == [("10.1.0.1", 9100), ("10.1.0.2", 9100)]
     # A named targetPort that no slice port resolves gives nothing.
     admin = sv.find_service_port(svc, name="admin")
-    assert admin is not None and sv.upstream_endpoints(store, svc, admin) == []
+    assert admin is not None
+    assert sv.upstream_endpoints(store, svc, admin) == []
 
 
 def test_cluster_ips_and_external_name() -> None:
@@ -126,7 +129,8 @@ def test_cluster_ips_and_external_name() -> None:
     assert sv.cluster_ips(dual, 4) == ("10.0.0.2",)
     assert sv.cluster_ips(dual, 6) == ("fd00::2",)
     ext = SERVICES.convert(b.service("e", type="ExternalName", external_name="db.example.com", ports=[]))
-    assert sv.is_external_name(ext) and sv.external_name_target(ext) == "db.example.com"
+    assert sv.is_external_name(ext)
+    assert sv.external_name_target(ext) == "db.example.com"
     ip_ext = SERVICES.convert(b.service("i", type="ExternalName", external_name="192.0.2.7", ports=[]))
     assert sv.external_name_target(ip_ext) is None  # CoreDNS gives no CNAME to an IP
     assert sv.external_name_target(dual) is None

@@ -45,7 +45,8 @@ def test_ip_indexes_follow_updates() -> None:
     store.upsert("services", svc("dual", "10.0.0.1", cluster_ips=["10.0.0.1", "fd00::1"]))
     assert [s.name for s in store.services_by_ip("fd00::1")] == ["dual"]
     store.upsert("services", svc("dual", "10.0.0.9"))
-    assert store.services_by_ip("10.0.0.1") == () and store.services_by_ip("fd00::1") == ()
+    assert store.services_by_ip("10.0.0.1") == ()
+    assert store.services_by_ip("fd00::1") == ()
     assert [s.name for s in store.services_by_ip("10.0.0.9")] == ["dual"]
 
     sl = ENDPOINT_SLICES.convert(
@@ -61,7 +62,8 @@ def test_ip_indexes_follow_updates() -> None:
     assert [s.name for s, _ in store.endpoints_by_ip("10.1.0.1")] == ["web-1"]
     moved = ENDPOINT_SLICES.convert(b.endpoint_slice("web-1", service="web", endpoints=[b.endpoint("10.1.0.3")]))
     store.upsert("endpointslices", moved)
-    assert store.endpoints_by_ip("10.1.0.1") == [] and len(store.endpoints_by_ip("10.1.0.3")) == 1
+    assert store.endpoints_by_ip("10.1.0.1") == []
+    assert len(store.endpoints_by_ip("10.1.0.3")) == 1
     store.delete("endpointslices", "default", "web-1")
     assert store.slices_for_service("default", "web") == ()
     assert store.indexes.slices_by_service == {}
@@ -82,7 +84,8 @@ def test_version_counts_only_dns_relevant_changes() -> None:
     store = Store(wall_clock=lambda: float(clock()))
     v0 = store.version
     store.upsert("services", svc("a", "10.0.0.1"))
-    assert store.version == v0 + 1 and store.last_change == 101.0
+    assert store.version == v0 + 1
+    assert store.last_change == 101.0
     # Same content under a new resourceVersion: no change at all.
     assert store.upsert("services", svc("a", "10.0.0.1")) is None
     assert store.version == v0 + 1
@@ -90,13 +93,16 @@ def test_version_counts_only_dns_relevant_changes() -> None:
     store.upsert("pods", PODS.convert(b.pod("p", ip="10.2.0.1", phase="Pending")))
     v1 = store.version
     change = store.upsert("pods", PODS.convert(b.pod("p", ip="10.2.0.1", phase="Running")))
-    assert change is not None and change.type == "MODIFIED" and store.version == v1
+    assert change is not None
+    assert change.type == "MODIFIED"
+    assert store.version == v1
     store.upsert("pods", PODS.convert(b.pod("p", ip="10.2.0.2")))
     assert store.version == v1 + 1
     # Ingresses are not DNS data: their generation counter moves, the DNS version does not.
     gen = store.generations["ingresses"]
     store.upsert("ingresses", INGRESSES.convert(b.ingress("i")))
-    assert store.version == v1 + 1 and store.generations["ingresses"] == gen + 1
+    assert store.version == v1 + 1
+    assert store.generations["ingresses"] == gen + 1
 
 
 def test_replace_publishes_a_diff_after_applying_everything() -> None:
@@ -122,7 +128,8 @@ def test_replace_publishes_a_diff_after_applying_everything() -> None:
         ("DELETED", "drop"),
         ("MODIFIED", "change"),
     ]
-    assert all(full for _, _, full in seen) and len(seen) == 3
+    assert all(full for _, _, full in seen)
+    assert len(seen) == 3
     assert store.service("shop", "other-ns") is not None  # outside the scope: untouched
     store.replace("namespaces", [NAMESPACES.convert(b.namespace("a")), NAMESPACES.convert(b.namespace("b"))])
     store.replace("namespaces", [], name="a")  # scope of one cluster-scoped object
@@ -134,14 +141,17 @@ async def test_synced_per_kind_and_overall() -> None:
     assert not store.synced
     store.expect(["services", "endpointslices"])
     store.mark_synced("services")
-    assert store.is_synced("services") and not store.synced
+    assert store.is_synced("services")
+    assert not store.synced
     assert not await store.wait_synced(timeout=0.01)
     assert await store.wait_synced(["services"], timeout=0.01)
     waiter = asyncio.create_task(store.wait_synced(timeout=5))
     await asyncio.sleep(0)
     store.mark_synced(ENDPOINT_SLICES)
-    assert await waiter and store.synced
-    assert store.synced_event().is_set() and store.synced_event("services").is_set()
+    assert await waiter
+    assert store.synced
+    assert store.synced_event().is_set()
+    assert store.synced_event("services").is_set()
 
 
 async def test_queue_subscription_batches_filters_and_overflows() -> None:
@@ -152,11 +162,13 @@ async def test_queue_subscription_batches_filters_and_overflows() -> None:
     store.upsert("services", svc("a", "10.0.0.1"))
     store.upsert("pods", PODS.convert(b.pod("p", ip="10.2.0.1")))  # not subscribed
     batch = await getter
-    assert [(c.kind, c.type) for c in batch.changes] == [("services", "ADDED")] and not batch.overflowed
+    assert [(c.kind, c.type) for c in batch.changes] == [("services", "ADDED")]
+    assert not batch.overflowed
     for i in range(3):
         store.upsert("services", svc(f"s{i}", f"10.0.1.{i}"))
     batch = await q.get_batch()
-    assert len(batch.changes) == 2 and batch.overflowed  # rebuild from the store
+    assert len(batch.changes) == 2
+    assert batch.overflowed
     assert q.take() == ([], False)
     q.close()
     store.upsert("services", svc("late", "10.0.0.7"))
@@ -175,7 +187,8 @@ def test_callbacks_survive_a_failing_subscriber() -> None:
     store.upsert("services", svc("a", "10.0.0.1"))
     unsubscribe()
     store.upsert("services", svc("b", "10.0.0.2"))
-    assert got == ["ADDED"] and store.count("services") == 2
+    assert got == ["ADDED"]
+    assert store.count("services") == 2
 
 
 def test_staleness_from_sources() -> None:
@@ -188,7 +201,8 @@ def test_staleness_from_sources() -> None:
     store = Store()
     assert store.staleness() == math.inf
     store.add_source(Source())
-    assert store.staleness("services") == 4.0 and store.staleness() == 4.0
+    assert store.staleness("services") == 4.0
+    assert store.staleness() == 4.0
     assert store.staleness("pods") == math.inf
     assert "services" in store.expected_kinds
 
@@ -201,7 +215,8 @@ def test_multi_index_single_and_several() -> None:
     idx.remove("k", "a")
     assert idx.get("k") == ("b",)
     idx.remove("k", "b")
-    assert idx.get("k") == () and len(idx) == 0
+    assert idx.get("k") == ()
+    assert len(idx) == 0
 
 
 def test_backoff_is_capped_jittered_and_resets() -> None:

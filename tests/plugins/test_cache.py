@@ -18,6 +18,8 @@ from tests.dnstest import Case, rr, serve
 
 
 class Clock:
+    """A clock the test moves by hand."""
+
     def __init__(self) -> None:
         self.t = 1000.0
 
@@ -92,9 +94,9 @@ KEEP_CASES = [
 ]
 
 
-@pytest.mark.parametrize("name,make,keep,ttl", KEEP_CASES, ids=[c[0] for c in KEEP_CASES])
+@pytest.mark.parametrize(("name", "make", "keep", "ttl"), KEEP_CASES, ids=[c[0] for c in KEEP_CASES])
 async def test_what_is_kept(name: str, make: Callable[[Request], DNSRecord], keep: bool, ttl: int | None) -> None:
-    c, clock = make_cache()
+    c, _ = make_cache()
     up = Upstream(make)
     first = await c.serve(query(), up)
     second = await c.serve(query(), up)
@@ -120,7 +122,8 @@ async def test_ttl_counts_down_then_expires() -> None:
     await c.serve(query(), up)
     clock.t += 10.4
     r = await c.serve(query(), up)
-    assert [x.ttl for x in r.rr] == [19] and up.calls == 1
+    assert [x.ttl for x in r.rr] == [19]
+    assert up.calls == 1
     clock.t += 20
     await c.serve(query(), up)
     assert up.calls == 2
@@ -166,7 +169,8 @@ async def test_case_insensitive_key() -> None:
     up = Upstream(answer("a.example.org. 300 IN A 10.0.0.1"))
     await c.serve(query("a.example.org."), up)
     r = await c.serve(query("A.ExAmPlE.oRg."), up)
-    assert up.calls == 1 and r.header.rcode == 0
+    assert up.calls == 1
+    assert r.header.rcode == 0
 
 
 async def test_disable_per_kind_and_zone() -> None:
@@ -200,7 +204,8 @@ async def test_capacity_evicts_oldest() -> None:
     up = Upstream(lambda req: answer(f"{req.qname} 300 IN A 10.0.0.1")(req))
     for i in range(1025):
         await c.serve(query(f"h{i}.example.org."), up)
-    assert len(c.success.entries) == 1024 and c.success.evictions == 1
+    assert len(c.success.entries) == 1024
+    assert c.success.evictions == 1
     await c.serve(query("h0.example.org."), up)  # the oldest went first
     assert up.calls == 1026
 
@@ -214,7 +219,8 @@ async def test_prefetch_refreshes_popular_entry() -> None:
     clock.t += 11
     await c.serve(query(), up)  # hit 2: 14s left <= 15: refresh in the background
     await asyncio.gather(*c._tasks)
-    assert up.calls == 2 and c.prefetches == 1
+    assert up.calls == 2
+    assert c.prefetches == 1
     r = await c.serve(query(), up)
     assert [x.ttl for x in r.rr] == [30]  # the refreshed entry
 
@@ -227,9 +233,11 @@ async def test_serve_stale_immediate_and_verify() -> None:
     clock.t += 100  # expired 70s ago, inside the hour
     up.build_reply = answer(rcode=2)
     r = await c.serve(query(), up)
-    assert [str(x.rdata) for x in r.rr] == ["10.0.0.1"] and [x.ttl for x in r.rr] == [0]
+    assert [str(x.rdata) for x in r.rr] == ["10.0.0.1"]
+    assert [x.ttl for x in r.rr] == [0]
     await asyncio.gather(*c._tasks)
-    assert c.served_stale == 1 and up.calls == 2
+    assert c.served_stale == 1
+    assert up.calls == 2
     clock.t += 3600  # past the stale window: ask upstream
     assert (await c.serve(query(), up)).header.rcode == 2
 
@@ -245,7 +253,8 @@ async def test_serve_stale_immediate_and_verify() -> None:
     async def dead(req: Request) -> DNSRecord | None:
         raise OSError("upstream down")
     r = await c.serve(query(), dead)
-    assert [str(x.rdata) for x in r.rr] == ["10.0.0.2"] and [x.ttl for x in r.rr] == [0]
+    assert [str(x.rdata) for x in r.rr] == ["10.0.0.2"]
+    assert [x.ttl for x in r.rr] == [0]
 
 
 async def test_ad_bit_cleared_unless_do_or_ad() -> None:
@@ -283,17 +292,21 @@ async def test_hits_are_served_on_the_hot_path() -> None:
         # Another spelling is a cache hit at once (case-folded key), through the chain the first time
         # (routes are keyed by exact bytes), and on the hot path from then on.
         r = await s.query(Case("A.EXAMPLE.org.", "A", bufsize=1400))
-        assert not s.last_fast and str(r.q.qname) == "A.EXAMPLE.org."
+        assert not s.last_fast
+        assert str(r.q.qname) == "A.EXAMPLE.org."
         c = next(p for p in s.config.blocks[0].plugins if p.name == "cache")
         assert c.hits["success"] == 1
         r = await s.query(Case("A.EXAMPLE.org.", "A", bufsize=1400))
         assert s.last_fast
-        assert str(r.q.qname) == "A.EXAMPLE.org." and r.header.id == 4321 and r.header.aa == 1
+        assert str(r.q.qname) == "A.EXAMPLE.org."
+        assert r.header.id == 4321
+        assert r.header.aa == 1
         assert sorted(str(x.rdata) for x in r.rr) == ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"]
         assert [x.rclass for x in r.ar] == [1400]  # our OPT echoes the client's size
         # Without EDNS: no OPT in the hot-path reply either.
         r = await s.query(Case("a.example.org.", "A"))
-        assert s.last_fast and r.ar == []
+        assert s.last_fast
+        assert r.ar == []
 
 
 async def test_hot_path_shuffles_behind_loadbalance() -> None:
@@ -346,9 +359,11 @@ async def test_hot_path_falls_back_when_reply_too_big() -> None:
         await s.query(Case("big.example.org.", "A", proto="tcp"))
         for _ in range(2):  # the second time the hot path tries it first, then declines it
             r = await s.query(Case("big.example.org.", "A"))
-            assert not s.last_fast and r.header.tc == 1  # 59 A records do not fit 512 bytes: slow path truncates
+            assert not s.last_fast
+            assert r.header.tc == 1
         r = await s.query(Case("big.example.org.", "A", proto="tcp"))
-        assert s.last_fast and len(r.rr) == 59
+        assert s.last_fast
+        assert len(r.rr) == 59
         assert (c.requests, c.hits["success"]) == (4, 3)  # each query counted once, wherever it was answered
 
 
@@ -389,21 +404,25 @@ async def test_hot_path_keepttl_and_prefetch() -> None:
         for offset in (0.0, 10.5, 29.9):
             clock.t = 1000.0 + offset
             r = await s.query(Case("a.example.org.", "A"))
-            assert s.last_fast and {x.ttl for x in r.rr} == {30}, offset
+            assert s.last_fast, offset
+            assert {x.ttl for x in r.rr} == {30}, offset
     async with serve(HOSTS.replace("cache 30", "cache 30 {\n prefetch 2 1m 50%\n }")) as s:
         c = next(p for p in s.config.blocks[0].plugins if p.name == "cache")
         c.clock = clock = Clock()
         await s.query(Case("a.example.org.", "A"))
         clock.t += 5
         await s.query(Case("a.example.org.", "A"))  # hit 1, 25 s left
-        assert s.last_fast and c.prefetches == 0
+        assert s.last_fast
+        assert c.prefetches == 0
         clock.t += 11
         await s.query(Case("a.example.org.", "A"))  # hit 2, 14 s left <= 15: refreshed in the background
         assert s.last_fast
         await asyncio.gather(*c._tasks)
-        assert c.prefetches == 1 and c.hits["success"] == 2
+        assert c.prefetches == 1
+        assert c.hits["success"] == 2
         r = await s.query(Case("a.example.org.", "A"))
-        assert s.last_fast and {x.ttl for x in r.rr} == {30}  # the refreshed entry
+        assert s.last_fast
+        assert {x.ttl for x in r.rr} == {30}
 
 
 async def test_hot_path_counts_metrics() -> None:
@@ -415,7 +434,8 @@ async def test_hot_path_counts_metrics() -> None:
             await s.query(Case("a.example.org.", "A"))
         assert m.totals()[2].get(key, 0) - before == 2  # first answered by hosts, then two cache hits
         c = next(p for p in s.config.blocks[0].plugins if p.name == "cache")
-        assert c.requests == 3 and c.hits["success"] == 2
+        assert c.requests == 3
+        assert c.hits["success"] == 2
 
 
 PARSE = [
@@ -430,7 +450,7 @@ PARSE = [
 ]
 
 
-@pytest.mark.parametrize("text,want", PARSE)
+@pytest.mark.parametrize(("text", "want"), PARSE)
 def test_parse(text: str, want: dict[str, object]) -> None:
     block = parse(f". {{\n {text}\n}}", "Corefile").blocks[0]
     tokens = [t for d in block.directives for t in d.tokens]
@@ -464,7 +484,7 @@ PARSE_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("text,want", PARSE_ERRORS)
+@pytest.mark.parametrize(("text", "want"), PARSE_ERRORS)
 def test_parse_errors(text: str, want: str) -> None:
     with pytest.raises(CorefileError) as ei:
         build(parse(f". {{\n {text}\n whoami\n}}", "Corefile"), 53)

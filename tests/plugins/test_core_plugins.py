@@ -37,7 +37,7 @@ SERVE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("corefile,case", SERVE_CASES)
+@pytest.mark.parametrize(("corefile", "case"), SERVE_CASES)
 async def test_serve(corefile: str, case: Case) -> None:
     async with serve(corefile) as s:
         await s.run([case])
@@ -47,10 +47,13 @@ async def test_bufsize_truncates_and_keeps_opt() -> None:
     authors = " ".join(f"someone-{i}@example.org" for i in range(40))
     async with serve(f". {{\n chaos v1 {authors}\n}}") as s:
         r = await s.query(Case("authors.bind.", "TXT", qclass="CH", bufsize=512))
-        assert r.header.tc == 1 and len(r.pack()) <= 512
-        assert [x.rtype for x in r.ar] == [41] and r.ar[0].rclass == 512
+        assert r.header.tc == 1
+        assert len(r.pack()) <= 512
+        assert [x.rtype for x in r.ar] == [41]
+        assert r.ar[0].rclass == 512
         r = await s.query(Case("authors.bind.", "TXT", qclass="CH", proto="tcp"))
-        assert r.header.tc == 0 and len(r.rr) == 40
+        assert r.header.tc == 0
+        assert len(r.rr) == 40
 
 
 PARSE_ERRORS = [
@@ -81,7 +84,7 @@ PARSE_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("text,want", PARSE_ERRORS)
+@pytest.mark.parametrize(("text", "want"), PARSE_ERRORS)
 def test_setup_errors(text: str, want: str) -> None:
     with pytest.raises(CorefileError) as ei:
         load(text)
@@ -93,9 +96,11 @@ def test_setup_values() -> None:
     b = cfg.blocks[0]
     assert b.bind == ["127.0.0.1", "::1"]
     health = next(p for p in b.plugins if p.name == "health")
-    assert health.address == ":8080" and health.lameduck == 5.0
+    assert health.address == ":8080"
+    assert health.lameduck == 5.0
     reload = next(p for p in b.plugins if p.name == "reload")
-    assert reload.interval == 10.0 and reload.jitter == 5.0  # capped at interval/2
+    assert reload.interval == 10.0
+    assert reload.jitter == 5.0
     # The chain runs in the table's order, not the Corefile's.
     cfg = load(". {\n whoami\n any\n chaos\n errors\n}")
     assert cfg.blocks[0].names == ["errors", "any", "chaos", "whoami"]

@@ -43,7 +43,7 @@ PARSE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("corefile,want", PARSE_CASES)
+@pytest.mark.parametrize(("corefile", "want"), PARSE_CASES)
 def test_parse(corefile: str, want: ErrorsConfig) -> None:
     assert errors_config(corefile) == want
 
@@ -74,14 +74,14 @@ PARSE_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("corefile,message", PARSE_ERRORS)
+@pytest.mark.parametrize(("corefile", "message"), PARSE_ERRORS)
 def test_parse_errors(corefile: str, message: str) -> None:
     with pytest.raises(CorefileError) as e:
         errors_config(corefile)
     assert str(e.value).startswith(message)
 
 
-@pytest.mark.parametrize("seconds,text", [
+@pytest.mark.parametrize(("seconds", "text"), [
     (30, "30s"), (300, "5m0s"), (3600, "1h0m0s"), (5400, "1h30m0s"), (90, "1m30s"), (1.5, "1.5s"),
     (0.02, "20ms"), (0.0015, "1.5ms"), (0.0000015, "1.5µs"), (5e-9, "5ns"), (0, "0s"), (3723.25, "1h2m3.25s"),
 ])
@@ -142,7 +142,8 @@ async def test_stacktrace(failing_whoami: list[BaseException], caplog: pytest.Lo
     async with serve(". {\n errors {\n  stacktrace\n }\n whoami\n}") as s:
         await s.run([SERVFAIL])
     [rec] = [r for r in caplog.records if r.name == "portolan"]
-    assert rec.exc_info is not None and "RuntimeError: boom" in caplog.text
+    assert rec.exc_info is not None
+    assert "RuntimeError: boom" in caplog.text
 
 
 async def test_no_plugin_answered(caplog: pytest.LogCaptureFixture) -> None:
@@ -235,7 +236,7 @@ CONSOLIDATE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("name,corefile,exceptions,want,delays", CONSOLIDATE_CASES,
+@pytest.mark.parametrize(("name", "corefile", "exceptions", "want", "delays"), CONSOLIDATE_CASES,
                          ids=[c[0] for c in CONSOLIDATE_CASES])
 async def test_consolidate(name: str, corefile: str, exceptions: list[BaseException], want: list[str],
                            delays: list[float], failing_whoami: list[BaseException],

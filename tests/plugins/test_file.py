@@ -255,7 +255,7 @@ PARSE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("text,want", PARSE_CASES)
+@pytest.mark.parametrize(("text", "want"), PARSE_CASES)
 def test_parse(text: str, want: list[tuple[object, ...]]) -> None:
     assert [src_tuple(s) for s in sources_of(text)] == want
 
@@ -264,7 +264,8 @@ def test_relative_path_is_taken_from_the_corefile_directory(tmp_path: Path) -> N
     shutil.copy(DB, tmp_path / "db.example.org")
     (src,) = sources_of("example.org {\n file db.example.org\n}", str(tmp_path / "Corefile"))
     assert (src.path, src.file) == (str(tmp_path / "db.example.org"), "db.example.org")
-    assert src.zone is not None and src.zone.serial == 2024010101
+    assert src.zone is not None
+    assert src.zone.serial == 2024010101
 
 
 C3 = "Corefile:3 - plugin/file: "
@@ -290,7 +291,7 @@ PARSE_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("text,message", PARSE_ERRORS)
+@pytest.mark.parametrize(("text", "message"), PARSE_ERRORS)
 def test_parse_errors(text: str, message: str) -> None:
     with pytest.raises(CorefileError) as e:
         sources_of(text)
@@ -315,7 +316,7 @@ ZONE_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("zone,message", ZONE_ERRORS)
+@pytest.mark.parametrize(("zone", "message"), ZONE_ERRORS)
 def test_zone_file_errors_name_file_and_line(zone: str, message: str, tmp_path: Path) -> None:
     (tmp_path / "db.example.org").write_text(zone)
     with pytest.raises(CorefileError) as e:

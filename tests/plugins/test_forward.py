@@ -113,7 +113,7 @@ PARSE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("directive,want", PARSE_CASES)
+@pytest.mark.parametrize(("directive", "want"), PARSE_CASES)
 def test_parse(directive: str, want: list[ForwardConfig]) -> None:
     assert configs_of(f". {{\n{directive}\n}}") == want
 
@@ -148,7 +148,8 @@ def test_tls_material_is_loaded(tmp_path: Path) -> None:
         str(tmp_path / "Corefile"),
     )
     assert cfg.tls_args == [str(cert), str(key), str(cert)]
-    assert cfg.tls_context is not None and cfg.tls_context.verify_mode.name == "CERT_REQUIRED"
+    assert cfg.tls_context is not None
+    assert cfg.tls_context.verify_mode.name == "CERT_REQUIRED"
 
 
 E2, E3 = "Corefile:2 - plugin/forward: ", "Corefile:3 - plugin/forward: "
@@ -213,7 +214,7 @@ PARSE_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("directive,message", PARSE_ERRORS)
+@pytest.mark.parametrize(("directive", "message"), PARSE_ERRORS)
 def test_parse_errors(directive: str, message: str) -> None:
     with pytest.raises(CorefileError) as e:
         configs_of(f". {{\n{directive}\n}}")
@@ -287,8 +288,10 @@ async def test_reply_id_is_the_clients_and_question_kept(dnsmasq: Dnsmasq) -> No
             data = msg.pack()
             req = Request(msg, data, ("127.0.0.1", 5353), "udp", "127.0.0.1", "dns://:53")
             reply = await fwd.serve(req, _unreachable)
-            assert reply is not None and reply.header.id == qid
-            assert str(reply.q.qname) == "www.example.test." and reply.header.qr == 1
+            assert reply is not None
+            assert reply.header.id == qid
+            assert str(reply.q.qname) == "www.example.test."
+            assert reply.header.qr == 1
 
 
 async def _unreachable(req: Request) -> DNSRecord | None:
@@ -300,7 +303,8 @@ async def test_big_reply_truncated_by_dnsmasq_is_passed_on(dnsmasq: Dnsmasq) -> 
         r = await s.query(Case("big.example.test.", "TXT"))
         assert r.header.tc == 1
         r = await s.query(Case("big.example.test.", "TXT", proto="tcp"))
-        assert r.header.tc == 0 and len(r.rr) == 1
+        assert r.header.tc == 0
+        assert len(r.rr) == 1
 
 
 # -- transports and the misbehaving upstream ----------------------------------------------------------
@@ -315,7 +319,7 @@ TRANSPORT_CASES = [
 ]
 
 
-@pytest.mark.parametrize("options,client,seen", TRANSPORT_CASES)
+@pytest.mark.parametrize(("options", "client", "seen"), TRANSPORT_CASES)
 async def test_transport(options: str, client: str, seen: list[str]) -> None:
     async with FakeUpstream() as up, serve(f". {{\n forward . {up.addr} {{\n {options}\n }}\n}}") as s:
         await s.run([Case("ok.example.", proto=client, answer=["ok.example. 60 IN A 192.0.2.1"])])
@@ -331,7 +335,7 @@ TRUNCATION_CASES = [
 ]
 
 
-@pytest.mark.parametrize("options,client,case,seen", TRUNCATION_CASES)
+@pytest.mark.parametrize(("options", "client", "case", "seen"), TRUNCATION_CASES)
 async def test_truncated_replies(options: str, client: str, case: Case, seen: list[str]) -> None:
     async with FakeUpstream() as up, serve(f". {{\n forward . {up.addr} {{\n {options}\n }}\n}}") as s:
         await s.run([case])
@@ -362,7 +366,7 @@ async def via_chain(s: Served, case: Case) -> DNSRecord:
 
 
 @pytest.mark.parametrize("path", ["relay", "chain"])
-@pytest.mark.parametrize("name,rcode,asked", BAD_REPLY_CASES)
+@pytest.mark.parametrize(("name", "rcode", "asked"), BAD_REPLY_CASES)
 async def test_bad_replies(name: str, rcode: str, asked: int, path: str) -> None:
     async with FakeUpstream() as up, serve(f". {{\n forward . {up.addr}\n}}") as s:
         r = await (s.query(Case(name)) if path == "relay" else via_chain(s, Case(name)))
@@ -383,11 +387,12 @@ EDNS_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case,size", EDNS_CASES)
+@pytest.mark.parametrize(("case", "size"), EDNS_CASES)
 async def test_upstream_edns_size(case: Case, size: int | None) -> None:
     async with FakeUpstream() as up, serve(f". {{\n forward . {up.addr}\n}}") as s:
         r = await s.query(case)
-        assert r.header.rcode == 0 and len(r.rr) == 1
+        assert r.header.rcode == 0
+        assert len(r.rr) == 1
         assert up.seen[0].edns_size == size
 
 
@@ -423,7 +428,8 @@ def test_question_checked_folds_the_case_of_the_name_only() -> None:
 
 def test_ids_are_random_16_bit() -> None:
     ids = {IDS.next() for _ in range(3000)}
-    assert len(ids) > 2800 and all(0 <= i < 65536 for i in ids)
+    assert len(ids) > 2800
+    assert all(0 <= i < 65536 for i in ids)
 
 
 # -- failures, timeouts and the deadline --------------------------------------------------------------
@@ -450,7 +456,8 @@ async def test_slow_upstream_times_out_and_the_next_one_answers() -> None:
             start = time.monotonic()
             await s.run([Case("ok.example.", answer=["ok.example. 60 IN A 192.0.2.1"])])
             assert 0.2 <= time.monotonic() - start < 1.0
-            assert slow.asked() == 1 and good.asked() == 1
+            assert slow.asked() == 1
+            assert good.asked() == 1
 
 
 async def test_silent_upstreams_servfail_within_the_deadline(caplog: pytest.LogCaptureFixture) -> None:
@@ -490,7 +497,7 @@ FAILOVER_CASES = [
 ]
 
 
-@pytest.mark.parametrize("mode,options,rcode,asked", FAILOVER_CASES)
+@pytest.mark.parametrize(("mode", "options", "rcode", "asked"), FAILOVER_CASES)
 async def test_failover(mode: str, options: str, rcode: str, asked: tuple[int, int]) -> None:
     async with FakeUpstream(mode=mode) as first, FakeUpstream() as second:
         text = f". {{\n forward . {first.addr} {second.addr} {{\n policy sequential\n {options}\n }}\n}}"
@@ -524,9 +531,11 @@ async def test_next_hands_over_to_the_following_forward(dnsmasq: Dnsmasq) -> Non
 
 
 async def test_next_on_the_last_stanza_returns_the_reply() -> None:
-    async with FakeUpstream(mode="nxdomain") as up:
-        async with serve(f". {{\n forward . {up.addr} {{\n next NXDOMAIN\n }}\n whoami\n}}") as s:
-            await s.run([Case("a.example.", rcode="NXDOMAIN")])
+    async with (
+        FakeUpstream(mode="nxdomain") as up,
+        serve(f". {{\n forward . {up.addr} {{\n next NXDOMAIN\n }}\n whoami\n}}") as s,
+    ):
+        await s.run([Case("a.example.", rcode="NXDOMAIN")])
 
 
 async def test_next_on_nodata(dnsmasq: Dnsmasq) -> None:
@@ -563,25 +572,28 @@ async def test_stanzas_by_zone_and_except(dnsmasq: Dnsmasq) -> None:
 async def test_other_classes_are_forwarded() -> None:
     async with FakeUpstream() as up, serve(f". {{\n forward . {up.addr}\n}}") as s:
         r = await s.query(Case("version.bind.", "TXT", qclass="CH"))
-        assert r.header.rcode == 0 and up.names() == ["version.bind."]
+        assert r.header.rcode == 0
+        assert up.names() == ["version.bind."]
 
 
 # -- max_concurrent ------------------------------------------------------------------------------------
 
 
 async def test_max_concurrent_refuses_the_excess() -> None:
-    async with FakeUpstream(mode="slow", delay=0.3) as up:
-        async with serve(f". {{\n forward . {up.addr} {{\n max_concurrent 2\n }}\n}}") as s:
-            before = METRICS.max_concurrent_rejects
-            replies = await asyncio.gather(*(s.query(Case(f"q{i}.example.")) for i in range(5)))
-            rcodes = sorted(r.header.rcode for r in replies)
-            assert rcodes == [0, 0, 5, 5, 5]
-            assert METRICS.max_concurrent_rejects - before == 3
-            assert REGISTRY.get_sample_value("coredns_forward_max_concurrent_rejects_total") >= 3
-            assert up.asked() == 2
-            # Not a health failure, and the slots free up again.
-            assert all(u.fails == 0 for u in forward_in(s).stanzas[0].upstreams)
-            await s.run([Case("ok.example.", answer=["ok.example. 60 IN A 192.0.2.1"])])
+    async with (
+        FakeUpstream(mode="slow", delay=0.3) as up,
+        serve(f". {{\n forward . {up.addr} {{\n max_concurrent 2\n }}\n}}") as s,
+    ):
+        before = METRICS.max_concurrent_rejects
+        replies = await asyncio.gather(*(s.query(Case(f"q{i}.example.")) for i in range(5)))
+        rcodes = sorted(r.header.rcode for r in replies)
+        assert rcodes == [0, 0, 5, 5, 5]
+        assert METRICS.max_concurrent_rejects - before == 3
+        assert REGISTRY.get_sample_value("coredns_forward_max_concurrent_rejects_total") >= 3
+        assert up.asked() == 2
+        # Not a health failure, and the slots free up again.
+        assert all(u.fails == 0 for u in forward_in(s).stanzas[0].upstreams)
+        await s.run([Case("ok.example.", answer=["ok.example. 60 IN A 192.0.2.1"])])
 
 
 # -- health checks ---------------------------------------------------------------------------------
@@ -602,7 +614,8 @@ async def test_down_upstream_is_skipped_until_a_probe_succeeds() -> None:
                 or 0
             )
             await s.run([Case("ok.example.", answer=["ok.example. 60 IN A 192.0.2.1"])])
-            assert bad.health is not None and bad.health.probes >= 1  # the failure started a probe loop
+            assert bad.health is not None
+            assert bad.health.probes >= 1
             await until(lambda: bad.down(2))  # three failed probes in a row
             assert (
                 REGISTRY.get_sample_value(
@@ -633,7 +646,7 @@ HEALTH_OPTION_CASES = [
 ]
 
 
-@pytest.mark.parametrize("options,probe", HEALTH_OPTION_CASES)
+@pytest.mark.parametrize(("options", "probe"), HEALTH_OPTION_CASES)
 async def test_health_probe_shape(options: str, probe: tuple[str, str, bool, str]) -> None:
     async with FakeUpstream() as up, serve(f". {{\n forward . {up.addr} {{\n {options}\n }}\n}}") as s:
         bad = forward_in(s).stanzas[0].upstreams[0]
@@ -654,7 +667,9 @@ async def test_max_fails_zero_never_marks_down_nor_probes() -> None:
     async with serve(f". {{\n forward . {dead_address()} {{\n max_fails 0\n health_check 10ms\n }}\n}}") as s:
         await s.run([Case("a.example.", rcode="SERVFAIL")] * 2)
         u = forward_in(s).stanzas[0].upstreams[0]
-        assert u.health is not None and u.health.probes == 0 and not u.down(0)
+        assert u.health is not None
+        assert u.health.probes == 0
+        assert not u.down(0)
 
 
 async def test_all_down_tries_one_anyway_or_fails_fast() -> None:
@@ -665,7 +680,8 @@ async def test_all_down_tries_one_anyway_or_fails_fast() -> None:
                 u.fails = 3  # both marked down (max_fails 2), but actually fine
             broken = METRICS.hc_broken
             await s.run([Case("ok.example.", answer=["ok.example. 60 IN A 192.0.2.1"])])
-            assert METRICS.hc_broken > broken and a.asked() + b.asked() == 1
+            assert METRICS.hc_broken > broken
+            assert a.asked() + b.asked() == 1
         async with serve(f". {{\n forward . {a.addr} {b.addr} {{\n failfast_all_unhealthy_upstreams\n }}\n}}") as s:
             for u in forward_in(s).stanzas[0].upstreams:
                 u.fails = 3
@@ -687,15 +703,17 @@ def test_policy_orders() -> None:
         ["a", "b", "c", "d"],
     ]
     orders = {tuple(random_order(items)) for _ in range(300)}
-    assert all(sorted(o) == items for o in orders) and len(orders) > 10
+    assert all(sorted(o) == items for o in orders)
+    assert len(orders) > 10
     assert {tuple(random_order(["a", "b"])) for _ in range(100)} == {("a", "b"), ("b", "a")}
-    assert isinstance(make_policy("round_robin"), RoundRobin) and make_policy("sequential") is sequential
+    assert isinstance(make_policy("round_robin"), RoundRobin)
+    assert make_policy("sequential") is sequential
 
 
 POLICY_CASES = [("round_robin", [2, 2, 2]), ("sequential", [6, 0, 0])]
 
 
-@pytest.mark.parametrize("policy,hits", POLICY_CASES)
+@pytest.mark.parametrize(("policy", "hits"), POLICY_CASES)
 async def test_policy_spreads_queries(policy: str, hits: list[int]) -> None:
     async with FakeUpstream() as a, FakeUpstream() as b, FakeUpstream() as c:
         text = f". {{\n forward . {a.addr} {b.addr} {c.addr} {{\n policy {policy}\n }}\n}}"
@@ -708,6 +726,8 @@ async def test_policy_spreads_queries(policy: str, hits: list[int]) -> None:
 
 
 class Clock:
+    """A clock the test moves by hand."""
+
     def __init__(self) -> None:
         self.now = 1000.0
 
@@ -725,7 +745,8 @@ async def test_tcp_connections_are_pooled_and_expire() -> None:
             hits = REGISTRY.get_sample_value("coredns_proxy_conn_cache_hits_total", labels) or 0
             ok = Case("ok.example.", answer=["ok.example. 60 IN A 192.0.2.1"])
             await s.run([ok, ok, ok])
-            assert up.tcp_connections == 1 and u.idle_connections == 1
+            assert up.tcp_connections == 1
+            assert u.idle_connections == 1
             assert REGISTRY.get_sample_value("coredns_proxy_conn_cache_hits_total", labels) - hits == 2
             clock.now += 9.9  # idle for less than `expire`: reused
             await s.run([ok])
@@ -740,24 +761,27 @@ async def test_tcp_connections_are_pooled_and_expire() -> None:
 
 
 async def test_connection_closed_by_the_upstream_is_replaced_quietly() -> None:
-    async with FakeUpstream() as up:
-        async with serve(f". {{\n forward . {up.addr} {{\n force_tcp\n }}\n}}") as s:
-            ok = Case("ok.example.", answer=["ok.example. 60 IN A 192.0.2.1"])
-            await s.run([ok])
-            up.close_connections()
-            await asyncio.sleep(0.05)
-            await s.run([ok])
-            u = forward_in(s).stanzas[0].upstreams[0]
-            assert up.tcp_connections == 2 and u.fails == 0 and not u.health.running  # type: ignore[union-attr]
+    async with FakeUpstream() as up, serve(f". {{\n forward . {up.addr} {{\n force_tcp\n }}\n}}") as s:
+        ok = Case("ok.example.", answer=["ok.example. 60 IN A 192.0.2.1"])
+        await s.run([ok])
+        up.close_connections()
+        await asyncio.sleep(0.05)
+        await s.run([ok])
+        u = forward_in(s).stanzas[0].upstreams[0]
+        assert up.tcp_connections == 2
+        assert u.fails == 0
+        assert not u.health.running
 
 
 async def test_max_idle_conns_caps_the_pool() -> None:
-    async with FakeUpstream(mode="slow", delay=0.1) as up:
-        async with serve(f". {{\n forward . {up.addr} {{\n force_tcp\n max_idle_conns 2\n }}\n}}") as s:
-            replies = await asyncio.gather(*(s.query(Case(f"q{i}.example.")) for i in range(5)))
-            assert all(r.header.rcode == 0 for r in replies)
-            assert up.tcp_connections == 5
-            assert forward_in(s).stanzas[0].upstreams[0].idle_connections == 2
+    async with (
+        FakeUpstream(mode="slow", delay=0.1) as up,
+        serve(f". {{\n forward . {up.addr} {{\n force_tcp\n max_idle_conns 2\n }}\n}}") as s,
+    ):
+        replies = await asyncio.gather(*(s.query(Case(f"q{i}.example.")) for i in range(5)))
+        assert all(r.header.rcode == 0 for r in replies)
+        assert up.tcp_connections == 5
+        assert forward_in(s).stanzas[0].upstreams[0].idle_connections == 2
 
 
 async def test_udp_uses_one_socket_per_upstream() -> None:
@@ -769,15 +793,14 @@ async def test_udp_uses_one_socket_per_upstream() -> None:
 
 
 async def test_source_address() -> None:
-    async with FakeUpstream() as up:
-        async with serve(f". {{\n forward . {up.addr} {{\n source_address 127.0.0.2\n }}\n}}") as s:
-            await s.run(
-                [
-                    Case("ok.example.", answer=["ok.example. 60 IN A 192.0.2.1"]),
-                    Case("ok.example.", proto="tcp", answer=["ok.example. 60 IN A 192.0.2.1"]),
-                ]
-            )
-            assert [x.client[0] for x in up.seen] == ["127.0.0.2", "127.0.0.2"]
+    async with FakeUpstream() as up, serve(f". {{\n forward . {up.addr} {{\n source_address 127.0.0.2\n }}\n}}") as s:
+        await s.run(
+            [
+                Case("ok.example.", answer=["ok.example. 60 IN A 192.0.2.1"]),
+                Case("ok.example.", proto="tcp", answer=["ok.example. 60 IN A 192.0.2.1"]),
+            ]
+        )
+        assert [x.client[0] for x in up.seen] == ["127.0.0.2", "127.0.0.2"]
 
 
 # -- DNS over TLS ---------------------------------------------------------------------------------------
@@ -805,7 +828,7 @@ DOT_CASES = [
 ]
 
 
-@pytest.mark.parametrize("to,options,rcode", DOT_CASES)
+@pytest.mark.parametrize(("to", "options", "rcode"), DOT_CASES)
 async def test_dns_over_tls(cert: tuple[Path, Path], to: str, options: str, rcode: str) -> None:
     async with _tls_server(cert) as up:
         text = (
@@ -864,7 +887,9 @@ async def test_stop_closes_sockets_and_probes() -> None:
         ) as s:
             await s.run([Case("ok.example.", answer=["ok.example. 60 IN A 192.0.2.1"])])
             ups = forward_in(s).stanzas[0].upstreams
-            assert ups[0].health is not None and ups[0].health.running and ups[1].idle_connections == 1
+            assert ups[0].health is not None
+            assert ups[0].health.running
+            assert ups[1].idle_connections == 1
         assert all(u.closed and u.idle_connections == 0 for u in ups)
         assert all(u.health is not None and not u.health.running for u in ups)
 
@@ -872,13 +897,13 @@ async def test_stop_closes_sockets_and_probes() -> None:
 @pytest.mark.parametrize("proto", ["udp", "tcp"])
 async def test_queries_in_flight_survive_a_reload(proto: str) -> None:
     """A reload stops the old configuration's forward while its queries may still wait on upstreams."""
-    async with FakeUpstream(mode="slow", delay=0.3) as up:
-        async with serve(f". {{\n forward . {up.addr}\n}}") as s:
-            pending = asyncio.ensure_future(s.query(Case("ok.example.", proto=proto)))
-            await until(lambda: up.asked() == 1)
-            await forward_in(s).stop()
-            r = await pending
-            assert r.header.rcode == 0 and len(r.rr) == 1
+    async with FakeUpstream(mode="slow", delay=0.3) as up, serve(f". {{\n forward . {up.addr}\n}}") as s:
+        pending = asyncio.ensure_future(s.query(Case("ok.example.", proto=proto)))
+        await until(lambda: up.asked() == 1)
+        await forward_in(s).stop()
+        r = await pending
+        assert r.header.rcode == 0
+        assert len(r.rr) == 1
 
 
 async def test_upstream_exchange_directly() -> None:
@@ -889,7 +914,8 @@ async def test_upstream_exchange_directly() -> None:
             for tcp in (False, True):
                 data = await u.exchange(query_bytes("ok.example", qid=7), tcp, 1.0)
                 reply = DNSRecord.parse(data)
-                assert reply.header.id == up.seen[-1].qid and len(reply.rr) == 1
+                assert reply.header.id == up.seen[-1].qid
+                assert len(reply.rr) == 1
             data = await u.exchange(probe_query(".", True), False, 1.0)
             assert DNSRecord.parse(data).q.qtype == 2
         finally:
@@ -922,7 +948,7 @@ RELAYABLE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("query,want", RELAYABLE_CASES)
+@pytest.mark.parametrize(("query", "want"), RELAYABLE_CASES)
 def test_relayable(query: bytes, want: tuple[str, bool] | None) -> None:
     from dnsplugins.forward import relayable
     assert relayable(query) == want
@@ -970,7 +996,8 @@ async def test_relay_next_refused_and_fallbacks(dnsmasq: Dnsmasq) -> None:
         async with serve(text) as s:
             fwd = forward_in(s)
             data = await fwd.relay(_q("www.example.test"), "udp")  # NXDOMAIN first, `next`: the second answers
-            assert data is not None and [str(x.rdata) for x in DNSRecord.parse(data).rr] == ["192.0.2.10"]
+            assert data is not None
+            assert [str(x.rdata) for x in DNSRecord.parse(data).rr] == ["192.0.2.10"]
             # `next` past the last stanza that takes the name, odd queries: not for this path.
             assert await fwd.relay(_q("www.elsewhere.example"), "udp") is None
             assert await fwd.relay(_q("www.example.test", bufsize=100), "udp") is None

@@ -52,7 +52,7 @@ PARSE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("corefile,want", PARSE_CASES)
+@pytest.mark.parametrize(("corefile", "want"), PARSE_CASES)
 def test_parse(corefile: str, want: HostsConfig, tmp_path: Path) -> None:
     path = tmp_path / "hosts"
     path.write_text("")
@@ -88,7 +88,7 @@ PARSE_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("corefile,message", PARSE_ERRORS)
+@pytest.mark.parametrize(("corefile", "message"), PARSE_ERRORS)
 def test_parse_errors(corefile: str, message: str) -> None:
     with pytest.raises(CorefileError) as e:
         hosts_of(corefile)
@@ -227,7 +227,7 @@ OPTION_CASES = [
 ]
 
 
-@pytest.mark.parametrize("name,options,cases", OPTION_CASES, ids=[c[0] for c in OPTION_CASES])
+@pytest.mark.parametrize(("name", "options", "cases"), OPTION_CASES, ids=[c[0] for c in OPTION_CASES])
 async def test_options(name: str, options: str, cases: list[Case], hosts_file: Path) -> None:
     async with serve(corefile(hosts_file, options=options)) as s:
         await s.run(cases)
@@ -304,7 +304,8 @@ async def test_background_reload(tmp_path: Path) -> None:
     path.write_text("10.0.0.1 a.example.org\n")
     async with serve(f". {{\n hosts {path} {{\n  reload 10ms\n }}\n}}") as s:
         h = hosts_in(s)
-        assert h.reload_interval == 0.01 and h._periodic.task is not None
+        assert h.reload_interval == 0.01
+        assert h._periodic.task is not None
         touch_later(path, "10.0.0.22 a.example.org\n")
         for _ in range(200):
             reply = await s.query(Case("a.example.org."))
@@ -313,7 +314,8 @@ async def test_background_reload(tmp_path: Path) -> None:
             await asyncio.sleep(0.01)
         await s.run([Case("a.example.org.", answer=["a.example.org. 3600 IN A 10.0.0.22"])])
         task = h._periodic.task
-    assert h._periodic.task is None and task.done()
+    assert h._periodic.task is None
+    assert task.done()
 
 
 async def test_metrics(tmp_path: Path) -> None:

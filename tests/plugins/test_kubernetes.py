@@ -124,7 +124,7 @@ async def test_positive(case: Case) -> None:
         await s.run([case])
 
 
-@pytest.mark.parametrize("qname,qtype,rcode", NEGATIVE, ids=lambda v: str(v))
+@pytest.mark.parametrize(("qname", "qtype", "rcode"), NEGATIVE, ids=lambda v: str(v))
 async def test_negative_has_soa(qname: str, qtype: str, rcode: str) -> None:
     async with serve(corefile()) as s:
         r = await s.query(Case(qname, qtype))
@@ -133,18 +133,24 @@ async def test_negative_has_soa(qname: str, qtype: str, rcode: str) -> None:
         assert [x.rtype for x in r.auth] == [6], str(r)
         zone = "in-addr.arpa." if qname.endswith("in-addr.arpa.") else "cluster.local."
         soa = r.auth[0]
-        assert str(soa.rname) == zone and soa.ttl == 5
-        assert str(soa.rdata.mname) == f"ns.dns.{zone}" and soa.rdata.times[1:] == (7200, 1800, 86400, 5)
+        assert str(soa.rname) == zone
+        assert soa.ttl == 5
+        assert str(soa.rdata.mname) == f"ns.dns.{zone}"
+        assert soa.rdata.times[1:] == (7200, 1800, 86400, 5)
 
 
 async def test_apex_soa_ns_and_case() -> None:
     async with serve(corefile()) as s:
         r = await s.query(Case("CLUSTER.local.", "SOA"))
-        assert str(r.q.qname) == "CLUSTER.local." and [x.rtype for x in r.rr] == [6]
+        assert str(r.q.qname) == "CLUSTER.local."
+        assert [x.rtype for x in r.rr] == [6]
         r = await s.query(Case("cluster.local.", "NS"))
-        assert r.header.rcode == 0 and all(x.rtype == 2 for x in r.rr) and r.rr
+        assert r.header.rcode == 0
+        assert all(x.rtype == 2 for x in r.rr)
+        assert r.rr
         r = await s.query(Case("My-Svc.TestNS.svc.Cluster.Local.", "A"))
-        assert str(r.q.qname) == "My-Svc.TestNS.svc.Cluster.Local." and [str(x.rdata) for x in r.rr] == ["10.96.0.11"]
+        assert str(r.q.qname) == "My-Svc.TestNS.svc.Cluster.Local."
+        assert [str(x.rdata) for x in r.rr] == ["10.96.0.11"]
 
 
 async def test_pods_modes() -> None:
@@ -160,7 +166,8 @@ async def test_pods_modes() -> None:
         assert (await s.query(Case(name, "A"))).header.rcode == 3
         store.upsert(PODS, Pod("testns", "my-pod-1", ("172.17.0.5",), "Running", False))
         r = await s.query(Case(name, "A"))
-        assert r.header.rcode == 0 and [str(x.rdata) for x in r.rr] == ["172.17.0.5"]
+        assert r.header.rcode == 0
+        assert [str(x.rdata) for x in r.rr] == ["172.17.0.5"]
         # A pod being deleted no longer counts.
         store.upsert(PODS, Pod("testns", "my-pod-1", ("172.17.0.5",), "Running", True))
         assert (await s.query(Case(name, "A"))).header.rcode == 3
@@ -171,7 +178,8 @@ async def test_ttl_option_and_soa_ttl_cap() -> None:
         r = await s.query(Case(SVC, "A"))
         assert [x.ttl for x in r.rr] == [600]
         r = await s.query(Case(f"nope.{Z}", "A"))
-        assert r.auth[0].ttl == 300 and r.auth[0].rdata.times[4] == 600
+        assert r.auth[0].ttl == 300
+        assert r.auth[0].rdata.times[4] == 600
 
 
 async def test_fallthrough_only_on_name_errors() -> None:
@@ -180,7 +188,8 @@ async def test_fallthrough_only_on_name_errors() -> None:
         r = await s.query(Case(f"nope.testns.svc.{Z}", "A"))
         assert [str(x.rdata) for x in r.rr] == ["10.9.9.9"]  # NXDOMAIN fell through to hosts
         r = await s.query(Case(SVC, "TXT"))
-        assert r.header.rcode == 0 and r.rr == []  # NODATA never falls through
+        assert r.header.rcode == 0
+        assert r.rr == []
 
 
 async def test_ignore_empty_service_and_endpoint_pod_names() -> None:
@@ -204,10 +213,13 @@ async def test_answers_come_from_the_hot_path_without_cache() -> None:
         await s.query(Case(SVC, "A"))
         assert not s.last_fast
         r = await s.query(Case(SVC, "A"))
-        assert s.last_fast and [str(x.rdata) for x in r.rr] == ["10.96.0.11"]
+        assert s.last_fast
+        assert [str(x.rdata) for x in r.rr] == ["10.96.0.11"]
         r = await s.query(Case(f"nope.testns.svc.{Z}", "A"))
         r = await s.query(Case(f"nope.testns.svc.{Z}", "A"))
-        assert s.last_fast and r.header.rcode == 3 and [x.rtype for x in r.auth] == [6]
+        assert s.last_fast
+        assert r.header.rcode == 3
+        assert [x.rtype for x in r.auth] == [6]
 
 
 async def test_memo_follows_store_changes() -> None:
@@ -218,7 +230,8 @@ async def test_memo_follows_store_changes() -> None:
         old = k.store.service("testns", "my-svc")
         k.store.upsert(SERVICES, old._replace(name="new", cluster_ips=("10.96.0.77",)))
         r = await s.query(Case(f"new.testns.svc.{Z}", "A"))
-        assert not s.last_fast and [str(x.rdata) for x in r.rr] == ["10.96.0.77"]
+        assert not s.last_fast
+        assert [str(x.rdata) for x in r.rr] == ["10.96.0.77"]
 
 
 async def test_unsynced_name_error_is_servfail() -> None:
@@ -226,7 +239,8 @@ async def test_unsynced_name_error_is_servfail() -> None:
         k = plugin(s)
         k.store.expect(["pods"])  # a kind that never syncs: the store is no longer synced
         r = await s.query(Case(f"nope.testns.svc.{Z}", "A"))
-        assert r.header.rcode == 2 and [x.rtype for x in r.auth] == [6]
+        assert r.header.rcode == 2
+        assert [x.rtype for x in r.auth] == [6]
         r = await s.query(Case(SVC, "A"))  # existing names are still answered
         assert [str(x.rdata) for x in r.rr] == ["10.96.0.11"]
         assert not k.is_ready()
@@ -246,7 +260,7 @@ PARSE_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("text,want", PARSE_ERRORS)
+@pytest.mark.parametrize(("text", "want"), PARSE_ERRORS)
 def test_parse_errors(text: str, want: str) -> None:
     with pytest.raises(CorefileError) as ei:
         build(parse(f"cluster.local {{\n {text}\n}}", "Corefile"), 53)
@@ -271,6 +285,9 @@ def test_kubeadm_options_parse() -> None:
         53,
     )
     k = cfg.blocks[0].plugins[0]
-    assert k.cfg.zones == ["cluster.local.", "in-addr.arpa.", "ip6.arpa."] and k.cfg.primary == "cluster.local."
-    assert k.cfg.pods == "insecure" and k.cfg.ttl == 30
-    assert k.cfg.fallthrough.covers("1.in-addr.arpa.") and not k.cfg.fallthrough.covers("x.cluster.local.")
+    assert k.cfg.zones == ["cluster.local.", "in-addr.arpa.", "ip6.arpa."]
+    assert k.cfg.primary == "cluster.local."
+    assert k.cfg.pods == "insecure"
+    assert k.cfg.ttl == 30
+    assert k.cfg.fallthrough.covers("1.in-addr.arpa.")
+    assert not k.cfg.fallthrough.covers("x.cluster.local.")

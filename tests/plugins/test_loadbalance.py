@@ -38,7 +38,7 @@ PARSE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("corefile,want", PARSE_CASES)
+@pytest.mark.parametrize(("corefile", "want"), PARSE_CASES)
 def test_parse(corefile: str, want: LoadBalanceConfig) -> None:
     assert lb_of(corefile).config == want
 
@@ -72,14 +72,14 @@ PARSE_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("corefile,message", PARSE_ERRORS)
+@pytest.mark.parametrize(("corefile", "message"), PARSE_ERRORS)
 def test_parse_errors(corefile: str, message: str) -> None:
     with pytest.raises(CorefileError) as e:
         lb_of(corefile)
     assert str(e.value).startswith(message)
 
 
-@pytest.mark.parametrize("content,message", [
+@pytest.mark.parametrize(("content", "message"), [
     ("10.0.0.1 3\n", "missing domain name in weight file"),
     ("www.example.org\n10.0.0.1\n", 'wrong domain name:"10.0.0.1"'),
     ("www.example.org\nnot-an-ip 3\n", 'wrong IP address:"not-an-ip"'),
@@ -164,7 +164,8 @@ async def test_round_robin_order_in_every_section() -> None:
             records = getattr(out, section)
             # CNAME first, then the other types as they came, then addresses, then MX.
             t = types(records)
-            assert t[:2] == ["CNAME", "TXT"] and t[6:] == ["MX", "MX"]
+            assert t[:2] == ["CNAME", "TXT"]
+            assert t[6:] == ["MX", "MX"]
             assert sorted(t[2:6]) == ["A", "A", "A", "AAAA"]
             assert sorted(map(rr_text, records)) == sorted(rr_text(rr(x)) for x in MIXED)
             seen[section].add(tuple(map(rr_text, records)))
@@ -180,7 +181,7 @@ UNTOUCHED = [
 ]
 
 
-@pytest.mark.parametrize("reply,qtype", UNTOUCHED)
+@pytest.mark.parametrize(("reply", "qtype"), UNTOUCHED)
 async def test_untouched(reply: DNSRecord, qtype: str) -> None:
     lb = LoadBalance(LoadBalanceConfig())
     for _ in range(20):
@@ -191,7 +192,9 @@ async def test_untouched(reply: DNSRecord, qtype: str) -> None:
 async def test_single_record_and_empty_sections() -> None:
     lb = LoadBalance(LoadBalanceConfig())
     out = await run(lb, reply_with(["a.org. 60 IN A 192.0.2.1"]))
-    assert types(out.rr) == ["A"] and out.auth == [] and out.ar == []
+    assert types(out.rr) == ["A"]
+    assert out.auth == []
+    assert out.ar == []
 
 
 async def test_prefer() -> None:
@@ -204,7 +207,8 @@ async def test_prefer() -> None:
         out = await run(lb, reply_with(answer, extra=answer))
         for records in (out.rr, out.ar):
             got = [rr_text(r).split()[-1] for r in records]
-            assert got[0] == "y.org." and got[1] == "172.16.0.1"
+            assert got[0] == "y.org."
+            assert got[1] == "172.16.0.1"
             assert set(got[2:4]) == {"10.1.1.1", "10.2.2.2"}
             assert set(got[4:6]) == {"192.0.2.1", "fd00::1"}
             assert got[6:] == ["mx.org.", '"t"']
@@ -271,7 +275,8 @@ async def test_weighted_file_reloaded_in_the_background(tmp_path: Path, caplog: 
 
 async def test_weighted_missing_file_is_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     lb = lb_of(". {\n loadbalance weighted /nonexistent/weights\n whoami\n}")
-    assert lb.config.reload == 30.0 and lb.weights == {}
+    assert lb.config.reload == 30.0
+    assert lb.weights == {}
     assert "Failed to open weight file" in caplog.text
 
 

@@ -47,7 +47,7 @@ PARSE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("corefile,want", PARSE_CASES)
+@pytest.mark.parametrize(("corefile", "want"), PARSE_CASES)
 def test_parse(corefile: str, want: list[tuple[str, str, frozenset[str]]]) -> None:
     assert [(r.scope, r.format, r.classes) for r in log_rules(corefile)] == want
 
@@ -60,7 +60,7 @@ PARSE_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("corefile,message", PARSE_ERRORS)
+@pytest.mark.parametrize(("corefile", "message"), PARSE_ERRORS)
 def test_parse_errors(corefile: str, message: str) -> None:
     with pytest.raises(CorefileError) as e:
         log_rules(corefile)
@@ -118,7 +118,7 @@ LINE_CASES: list[tuple[str, Case, str | None]] = [
 ]
 
 
-@pytest.mark.parametrize("corefile,case,pattern", LINE_CASES)
+@pytest.mark.parametrize(("corefile", "case", "pattern"), LINE_CASES)
 async def test_line(corefile: str, case: Case, pattern: str | None, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="portolan")
     async with serve(corefile) as s:
@@ -164,10 +164,11 @@ async def test_nothing_formatted_when_info_is_off(caplog: pytest.LogCaptureFixtu
     monkeypatch.setattr(Rule, "render", lambda self, *a: rendered.append("x") or "x")
     async with serve(". {\n log\n" + HOSTS + "}") as s:
         await s.run([Case("www.example.org.", answer=["www.example.org. 3600 IN A 10.0.0.1"])])
-    assert rendered == [] and lines(caplog) == []
+    assert rendered == []
+    assert lines(caplog) == []
 
 
-@pytest.mark.parametrize("seconds,text", [
+@pytest.mark.parametrize(("seconds", "text"), [
     (0.000123456, "0.000123456s"),
     (0.000162524, "0.000162524s"),
     (1.0, "1s"),
@@ -180,7 +181,7 @@ def test_duration_format(seconds: float, text: str) -> None:
     assert go_seconds(seconds) == text
 
 
-@pytest.mark.parametrize("fmt,want", [
+@pytest.mark.parametrize(("fmt", "want"), [
     ("{type}", "A"),
     ("{ {type} }", "{ A }"),
     ("A } {type}", "A } A"),
@@ -231,7 +232,7 @@ TYPIFY_CASES = [
 ]
 
 
-@pytest.mark.parametrize("reply,rtype,rclass", TYPIFY_CASES)
+@pytest.mark.parametrize(("reply", "rtype", "rclass"), TYPIFY_CASES)
 def test_reply_type_and_class(reply: DNSRecord | None, rtype: str, rclass: str) -> None:
     qtype = reply.q.qtype if reply is not None else QTYPE.A
     assert reply_type(qtype, reply) == rtype
@@ -255,5 +256,6 @@ async def test_hot_path_logs_what_the_slow_path_logs(caplog: pytest.LogCaptureFi
         await s.wire(query)
         assert s.last_fast
     got = lines(caplog)
-    assert len(got) == 2 and got[0] == got[1], got
+    assert len(got) == 2, got
+    assert got[0] == got[1], got
     assert " 127.0.0.1 www.example.org. A NOERROR " in got[0]

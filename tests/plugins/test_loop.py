@@ -38,7 +38,7 @@ PARSE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("corefile,zone", PARSE_CASES)
+@pytest.mark.parametrize(("corefile", "zone"), PARSE_CASES)
 def test_parse(corefile: str, zone: str) -> None:
     lp = loop_of(corefile)
     assert lp.zone == zone
@@ -52,7 +52,7 @@ PARSE_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("corefile,message", PARSE_ERRORS)
+@pytest.mark.parametrize(("corefile", "message"), PARSE_ERRORS)
 def test_parse_errors(corefile: str, message: str) -> None:
     with pytest.raises(CorefileError) as e:
         loop_of(corefile)
@@ -91,7 +91,8 @@ async def test_own_probe_seen_three_times_is_fatal() -> None:
                 )
             ]
         )
-        assert lp.seen == 2 and messages == []
+        assert lp.seen == 2
+        assert messages == []
         r = await s.query(Case(lp.qname.upper(), "HINFO"))  # names compare case-insensitively
         assert r.header.rcode == 2  # the recorder raised; a real server would be gone by now
         assert messages == [
@@ -107,7 +108,8 @@ async def test_disabled_plugin_counts_nothing() -> None:
         lp.disabled = True
         for _ in range(5):
             await s.query(Case(lp.qname, "HINFO"))
-        assert lp.seen == 0 and messages == []
+        assert lp.seen == 0
+        assert messages == []
 
 
 async def test_no_instance_no_probe() -> None:
@@ -148,7 +150,8 @@ async def test_answered_probe_disables_the_plugin(tmp_path: Path) -> None:
     )
     try:
         await until(lambda: lp.disabled)
-        assert lp.seen == 1 and messages == []
+        assert lp.seen == 1
+        assert messages == []
         port = inst.listeners[("dns", "127.0.0.1", 0)].port
         assert lp.address == f"127.0.0.1:{port}"
     finally:
@@ -193,7 +196,8 @@ async def test_unanswered_probe_is_retried_then_answered(tmp_path: Path) -> None
         )
         try:
             await until(lambda: len([s for s in up.seen if s.qtype == "HINFO"]) >= 4)
-            assert not lp.disabled and messages == []
+            assert not lp.disabled
+            assert messages == []
             up.mode = None  # the upstream starts answering
             await until(lambda: lp.disabled)
             assert messages == []
@@ -215,11 +219,14 @@ async def test_probe_window_ends_quietly(tmp_path: Path) -> None:
         )
         try:
             await until(lambda: lp.disabled)
-            assert lp.task is not None and lp.task.done()
+            assert lp.task is not None
+            assert lp.task.done()
             # Disabled because the window ran out, not because a probe was answered (an answered probe
             # stays counted in `seen`; an unanswered one is forgotten), and without an exit.
-            assert lp.task.exception() is None and messages == []
-            assert lp.seen == 0 and any(s.qtype == "HINFO" for s in up.seen)
+            assert lp.task.exception() is None
+            assert messages == []
+            assert lp.seen == 0
+            assert any(s.qtype == "HINFO" for s in up.seen)
         finally:
             await inst.shutdown()
 

@@ -59,7 +59,7 @@ PARSE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("corefile,want", PARSE_CASES)
+@pytest.mark.parametrize(("corefile", "want"), PARSE_CASES)
 def test_parse(corefile: str, want: list[tuple[str, str]]) -> None:
     assert describe(rewrite_of(corefile)) == want
 
@@ -141,7 +141,7 @@ PARSE_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("corefile,message", PARSE_ERRORS)
+@pytest.mark.parametrize(("corefile", "message"), PARSE_ERRORS)
 def test_parse_errors(corefile: str, message: str) -> None:
     with pytest.raises(CorefileError) as e:
         rewrite_of(corefile)
@@ -153,12 +153,12 @@ TTL_RANGES = [("0", (0, 0)), ("60", (60, 60)), ("10-20", (10, 20)), ("10-", (10,
               ("-", None), ("", None), ("+5", None), ("1_0", None), ("٣", None), ("20-10", None), ("a-b", None)]
 
 
-@pytest.mark.parametrize("text,want", TTL_RANGES)
+@pytest.mark.parametrize(("text", "want"), TTL_RANGES)
 def test_ttl_range(text: str, want: tuple[int, int] | None) -> None:
     assert ttl_range(text) == want
 
 
-@pytest.mark.parametrize("name,ok", [
+@pytest.mark.parametrize(("name", "ok"), [
     (".", True), ("a.org.", True), ("a" * 63 + ".org.", True), ("a" * 64 + ".org.", False), ("a..org.", False),
     (".a.org.", False), ("", False), (".".join(["a" * 63] * 3) + "." + "a" * 61 + ".", True),
     (".".join(["a" * 63] * 3) + "." + "a" * 62 + ".", False),
@@ -291,7 +291,7 @@ SERVE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("name,rules,cases", SERVE_CASES, ids=[c[0] for c in SERVE_CASES])
+@pytest.mark.parametrize(("name", "rules", "cases"), SERVE_CASES, ids=[c[0] for c in SERVE_CASES])
 async def test_serve(name: str, rules: str, cases: list[Case]) -> None:
     async with serve(corefile(rules)) as s:
         await s.run(cases)
@@ -303,7 +303,8 @@ async def test_question_keeps_the_client_spelling() -> None:
     async with serve(text) as s:
         for qname, qtype in (("SvC.mY.DoMaIn.", "A"), ("B.example.ORG.", "AAAA")):
             reply = await s.query(Case(qname, qtype))
-            assert str(reply.q.qname) == qname and QTYPE[reply.q.qtype] == qtype
+            assert str(reply.q.qname) == qname
+            assert QTYPE[reply.q.qtype] == qtype
             assert reply.header.id == 4321
         # The mapped-back owner takes the client's spelling of the name it asked.
         reply = await s.query(Case("SvC.mY.DoMaIn."))
@@ -477,14 +478,14 @@ VALUE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("name,rules,case", VALUE_CASES, ids=[c[0] for c in VALUE_CASES])
+@pytest.mark.parametrize(("name", "rules", "case"), VALUE_CASES, ids=[c[0] for c in VALUE_CASES])
 async def test_reply_values(name: str, rules: str, case: Case) -> None:
     backend = Backend(TARGETS)
     plugin = rewrite_of(block("    " + rules))
-    before = {k: [rr_str for rr_str in map(str, sum(v, []))] for k, v in backend.zone.items()}
+    before = {k: [str(r) for rrs in v for r in rrs] for k, v in backend.zone.items()}
     check(case, await ask(plugin, backend, case))
     check(case, await ask(plugin, backend, case))  # the same again: nothing shared was changed
-    assert {k: [str(r) for r in sum(v, [])] for k, v in backend.zone.items()} == before
+    assert {k: [str(r) for rrs in v for r in rrs] for k, v in backend.zone.items()} == before
     # OPT records are never renamed nor re-timed, and the client's question is back.
     req = request(case.qname, case.qtype)
     reply = await plugin.serve(req, backend)
@@ -501,7 +502,8 @@ async def test_dname_target() -> None:
     reply = await ask(plugin, backend, Case("a.example.org.", "DNAME"))
     assert [(str(r.rname), r.rtype, r.rdata.data) for r in reply.rr] == \
         [("a.example.org.", 39, b"\x01d\x01a\x07example\x03org\x00")]
-    assert dname.rdata.data == b"\x01d\x01b\x07example\x03org\x00" and str(dname.rname) == "b.example.org."
+    assert dname.rdata.data == b"\x01d\x01b\x07example\x03org\x00"
+    assert str(dname.rname) == "b.example.org."
 
 
 def test_dname_helper_rejects_compression() -> None:
@@ -564,7 +566,7 @@ CNAME_CASES = [
 ]
 
 
-@pytest.mark.parametrize("name,rules,case", CNAME_CASES, ids=[c[0] for c in CNAME_CASES])
+@pytest.mark.parametrize(("name", "rules", "case"), CNAME_CASES, ids=[c[0] for c in CNAME_CASES])
 async def test_cname_target(name: str, rules: str, case: Case) -> None:
     backend = Backend(CNAME_ZONE)
     plugin = rewrite_of(block("    " + rules))

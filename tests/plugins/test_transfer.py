@@ -107,7 +107,8 @@ async def test_the_whole_zone_soa_first_and_last(caplog: pytest.LogCaptureFixtur
     zone = Zone(parse_file(str(DB), "db", "example.org."))
     async with serve(COREFILE) as s:
         reply = await s.query(axfr("example.org."))
-    assert reply.header.rcode == 0 and reply.header.aa
+    assert reply.header.rcode == 0
+    assert reply.header.aa
     got = [rr_text(r) for r in reply.rr]
     assert got[0] == got[-1] == rr_text(zone.soa)
     assert len(got) == 28 + 1  # every record of the file (RRSIG, glue and delegation included), SOA twice
@@ -139,7 +140,7 @@ IXFRS = [
 ]
 
 
-@pytest.mark.parametrize("serial,rcode,answer", IXFRS)
+@pytest.mark.parametrize(("serial", "rcode", "answer"), IXFRS)
 async def test_ixfr(serial: int | None, rcode: str, answer: list[str]) -> None:
     async with serve(COREFILE) as s:
         out = await s.wire(ixfr(serial), "tcp", LOCAL)
@@ -165,7 +166,8 @@ async def test_longest_transfer_zone_decides() -> None:
     async with serve(text) as s:
         await s.run([axfr(rcode="REFUSED"), axfr(client=("10.9.9.9", 1), answer=NET_AXFR)])
         reply = await s.query(axfr("example.org."))
-        assert reply.header.rcode == 0 and len(reply.rr) == 29
+        assert reply.header.rcode == 0
+        assert len(reply.rr) == 29
 
 
 async def test_to_anyone_and_block_zones() -> None:
@@ -186,7 +188,8 @@ async def test_transferers_are_found_at_start() -> None:
         transfer = next(p for p in s.config.plugins if isinstance(p, Transfer))
         assert [type(p) for p in transfer.transferers] == [File]
         file = transfer.transferers[0]
-        assert file.transfer("example.org.") is not None and file.transfer(f"www.{NET}") is None
+        assert file.transfer("example.org.") is not None
+        assert file.transfer(f"www.{NET}") is None
 
 
 # -- large zones: several messages ----------------------------------------------------------------
@@ -225,8 +228,11 @@ async def test_large_zone_goes_out_in_several_messages(tmp_path: Path, caplog: p
     for wire in messages:
         assert len(wire) <= SAFE_MESSAGE
         msg = DNSRecord.parse(wire)
-        assert msg.header.id == 777 and msg.header.aa and msg.header.rcode == 0
-        assert str(msg.q.qname) == "big.test." and msg.q.qtype == QTYPE.AXFR
+        assert msg.header.id == 777
+        assert msg.header.aa
+        assert msg.header.rcode == 0
+        assert str(msg.q.qname) == "big.test."
+        assert msg.q.qtype == QTYPE.AXFR
         records += [rr_text(r) for r in msg.rr]
     assert records == [rr_text(r) for r in zone.axfr]
 
@@ -248,7 +254,8 @@ async def test_messages_are_cut_once_per_zone_version(tmp_path: Path, monkeypatc
         assert len(sized) == 300 + 4  # every record sized once (the SOA twice)
         again = await s.wire(query, "tcp", LOCAL)
         assert len(sized) == 300 + 4  # the same zone: its messages are reused, nothing sized again
-        assert first is not None and again is not None
+        assert first is not None
+        assert again is not None
         assert [first, *first.more] == [again, *again.more]  # type: ignore[attr-defined]
         # A reloaded zone is a new list of records: cut again, and its new data goes out.
         file = next(p for p in s.config.plugins if isinstance(p, File))
@@ -261,7 +268,8 @@ async def test_messages_are_cut_once_per_zone_version(tmp_path: Path, monkeypatc
         assert reloaded is not None
         messages = [reloaded, *reloaded.more]  # type: ignore[attr-defined]
         texts = [rr_text(r) for w in messages for r in DNSRecord.parse(w).rr]
-        assert texts[0].split()[6] == "100" and any('"yx' in t for t in texts)
+        assert texts[0].split()[6] == "100"
+        assert any('"yx' in t for t in texts)
 
 
 # -- the Corefile ---------------------------------------------------------------------------------
@@ -294,7 +302,7 @@ PARSE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("text,want", PARSE_CASES)
+@pytest.mark.parametrize(("text", "want"), PARSE_CASES)
 def test_parse(text: str, want: list[tuple[list[str], bool, list[str]]]) -> None:
     assert xfrs_of(text) == want
 
@@ -318,7 +326,7 @@ PARSE_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("text,message", PARSE_ERRORS)
+@pytest.mark.parametrize(("text", "message"), PARSE_ERRORS)
 def test_parse_errors(text: str, message: str) -> None:
     with pytest.raises(CorefileError) as e:
         xfrs_of(text)
@@ -326,7 +334,7 @@ def test_parse_errors(text: str, message: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "text,net",
+    ("text", "net"),
     [
         ("192.0.2.1", "192.0.2.1/32"),
         ("192.0.2.1:53", "192.0.2.1/32"),
@@ -340,7 +348,7 @@ def test_parse_to(text: str, net: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "theirs,ours,newer_or_same",
+    ("theirs", "ours", "newer_or_same"),
     [
         (5, 5, True),
         (6, 5, True),

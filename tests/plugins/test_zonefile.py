@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -138,7 +139,7 @@ PARSE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("text,expected", [(c[1], c[2]) for c in PARSE_CASES], ids=[c[0] for c in PARSE_CASES])
+@pytest.mark.parametrize(("text", "expected"), [(c[1], c[2]) for c in PARSE_CASES], ids=[c[0] for c in PARSE_CASES])
 def test_parse(text: str, expected: list[str]) -> None:
     origin = "." if "a.root." in text else ORG
     assert records(text, origin) == want(*expected)
@@ -237,7 +238,7 @@ ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("text,message", ERRORS)
+@pytest.mark.parametrize(("text", "message"), ERRORS)
 def test_errors_name_file_and_line(text: str, message: str) -> None:
     with pytest.raises(ZoneFileError) as e:
         parse_text(text, "db", ORG)
@@ -263,14 +264,14 @@ def test_include_cycle_is_an_error(tmp_path: Path) -> None:
 TTLS = [("0", 0), ("300", 300), ("1h30m", 5400), ("2D", 172800), ("1w1s", 604801), ("2147483647", 2**31 - 1)]
 
 
-@pytest.mark.parametrize("text,seconds", TTLS)
+@pytest.mark.parametrize(("text", "seconds"), TTLS)
 def test_ttl(text: str, seconds: int) -> None:
     assert parse_ttl(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["", "h", "1x", "-1", "1h-", "2147483648", "1.5h"])
 def test_bad_ttl(text: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=f"^{re.escape(text)}$"):
         parse_ttl(text)
 
 
@@ -283,6 +284,6 @@ LABELS = [
 ]
 
 
-@pytest.mark.parametrize("text,expected", LABELS)
+@pytest.mark.parametrize(("text", "expected"), LABELS)
 def test_split_labels(text: str, expected: tuple[list[bytes], bool]) -> None:
     assert split_labels(text) == expected
