@@ -73,7 +73,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from ingress import annotations, validate
+import ingress.annotations as annotations_module  # (the name "annotations" is __future__'s)
+from ingress import validate
 from ingress.annotations import NONE, Annotations
 from ingress.certs import CertError, CertPair, pair_from_secret
 from ingress.classes import age_key
@@ -333,7 +334,7 @@ def _parse(snapshot: Snapshot, ing: Ingress, key: str) -> _Parsed | Rejection:
     try:
         validate.namespace(ing.namespace)
         validate.object_name(ing.name)
-        ann, notes = annotations.parse(ing.annotations or {}, allow_snippets=allow)
+        ann, notes = annotations_module.parse(ing.annotations or {}, allow_snippets=allow)
         found = (ann, tuple(notes), validate.ingress_spec(ing.spec, regex=ann.regex))
     except InvalidValue as exc:
         found = Rejection(key, ing.uid, ing.resource_version, str(exc))
@@ -439,6 +440,10 @@ class _Recorder:
 
     def slices_for_service(self, namespace: str, service: str) -> tuple[EndpointSlice, ...]:
         raise AssertionError("endpoints are resolved after the hosts, not while building one")
+
+    @property
+    def generations(self) -> Mapping[str, int]:
+        return self.lookup.generations
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,7 +54,7 @@ def addresses_from_service(svc: Service | None) -> list[Address] | None:
 
 
 def current(ing: Ingress) -> list[Address]:
-    lb = ing.status.get("loadBalancer") if isinstance(ing.status, dict) else None
+    lb = ing.status.get("loadBalancer")
     raw = lb.get("ingress") if isinstance(lb, dict) else None
     if not isinstance(raw, list):
         return []
@@ -96,9 +96,9 @@ class StatusWriter:
                 self.written[key] = addresses
                 writes += 1
         for key in sorted(set(self.written) - owned_keys):
-            ing = lookup(*key)
+            now = lookup(*key)
             ours_then = self.written.pop(key)
-            if ing is None or current(ing) != ours_then:
+            if now is None or current(now) != ours_then:
                 continue  # deleted, or another controller has written its own address
             if await self._write(key[0], key[1], None):
                 writes += 1
