@@ -19,7 +19,7 @@ RUN python -m venv /opt/portolan && /opt/portolan/bin/pip install --no-cache-dir
 FROM python:3.11-slim-bookworm AS ingress
 RUN apt-get update \
     && apt-get install -y --no-install-recommends nginx-light libnginx-mod-stream libcap2-bin \
-       libnginx-mod-http-lua lua-resty-core lua-resty-lrucache \
+       libnginx-mod-http-lua lua-resty-core lua-resty-lrucache libnginx-mod-stream-js \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/portolan /opt/portolan
 ENV PATH=/opt/portolan/bin:$PATH

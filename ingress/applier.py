@@ -25,6 +25,7 @@ from ingress.metrics import Metrics
 from ingress.model import Model
 from ingress.nginx import CheckResult, Nginx, check_config
 from ingress.render import Rendered
+from ingress.streampeers import StreamPeers
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class Applier:
         self.reload_timeout = reload_timeout
         self.channel = DataChannel(layout)
         self.records = livedata.Records()
+        self.streams = StreamPeers(layout)
         self.certfiles = certs.CertFiles(layout)
         self.fallback = certs.self_signed()  # served only until the first push names certificates
         self.running_hash = ""
@@ -95,6 +97,8 @@ class Applier:
     async def push(self, model: Model, *, delete: bool = True) -> ApplyResult:
         """The model's live data into nginx (``delete``: and nothing else)."""
         t0 = time.monotonic()
+        if self.streams.write(model.streams):
+            self.metrics.data_pushes.inc()
         try:
             sent = await self.channel.push(self.records(model), delete=delete)
         except ChannelError as exc:
@@ -119,6 +123,7 @@ class Applier:
         """nginx -t (unless ``checked`` already holds the result for this hash; the result is
         added to it), then the candidate in place, a reload, and the data."""
         self.phases = {}
+        self.streams.write(model.streams)  # a new TCP/UDP listener finds its peers from the start
         if self.nginx.running and self.channel.synced:
             early = await self.push(model, delete=False)
             if not early.ok:

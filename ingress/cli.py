@@ -92,6 +92,8 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--stream-module", default=Options.stream_module,
                    help='nginx stream module to load for TCP/UDP services ("" if built in)')  # fmt: skip
+    p.add_argument("--stream-js-module", default=Options.stream_js_module,
+                   help='nginx njs stream module that picks TCP/UDP peers live ("" if built in)')  # fmt: skip
     p.add_argument("--lua-modules", default=",".join(Options.lua_modules), metavar="PATH[,PATH]",
                    help="nginx modules of the live data plane, loaded in order (Debian's NDK and "
                         'lua-nginx-module; "" if built in)')  # fmt: skip
@@ -175,6 +177,7 @@ def options_from(args: argparse.Namespace) -> Options:
         tcp_services_configmap=tcp,
         udp_services_configmap=udp,
         stream_module=args.stream_module,
+        stream_js_module=args.stream_js_module,
         lua_modules=tuple(m for m in args.lua_modules.split(",") if m.strip()),
         publish_service=publish,
         publish_status_address=tuple(a for a in (args.publish_status_address or "").split(",") if a.strip()),

@@ -95,7 +95,7 @@ class Controller:
             Listen(options.bind_addresses, options.http_port, options.https_port),
             resolvers,
             Path(options.templates_dir) if options.templates_dir else None,
-            stream_module=options.stream_module,
+            stream_modules=tuple(m for m in (options.stream_module, options.stream_js_module) if m),
             lua_modules=options.lua_modules,
         )
         self.api: ApiClient | None = None

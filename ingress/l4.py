@@ -8,8 +8,10 @@ UDP), so they are refused for UDP with a message.
 
 An entry that does not parse, names a port the controller uses itself, or a Service or port
 that does not exist, is skipped with a note (log line); so is a Service without ready
-endpoints (there is no L4 default backend to send it to), as in ingress-nginx. Every value is
-parsed into the typed StreamService below; only those fields reach the template.
+endpoints keeps its listener, whose connections are closed until one is ready, as in
+ingress-nginx. Every value is parsed into the typed StreamService below; only those fields reach
+the template. Endpoints never do: they are live data (a file per service, read per connection
+by templates/njs/portolan_l4.js), so an endpoint change needs no reload.
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ class StreamServer:
     endpoints: tuple[tuple[str, int], ...]  # ready (ip, port), sorted
 
     @property
-    def upstream(self) -> str:
-        return f"{self.service.protocol.lower()}_{self.service.port}"
+    def key(self) -> str:
+        """Names the file of its live peers."""
+        return f"{self.service.protocol.lower()}-{self.service.port}"
 
     @property
     def label(self) -> str:
@@ -130,7 +133,7 @@ def build_streams(
                 continue
             endpoints = ready_endpoints(lookup, svc, sp, notes)
             if not endpoints:
-                notes.append(f"{label}: service {entry.namespace}/{entry.service} has no ready endpoints; skipped")
-                continue
+                notes.append(f"{label}: service {entry.namespace}/{entry.service} has no ready endpoints; "
+                             "connections are closed until one is")  # fmt: skip
             servers.append(StreamServer(entry, endpoints))
     return tuple(servers), notes

@@ -56,6 +56,11 @@ class Layout:
         return self.temp / kind
 
     @property
+    def l4(self) -> Path:
+        """The live peers of TCP/UDP services, a file each, read by nginx's workers."""
+        return self.root / "l4"
+
+    @property
     def certs(self) -> Path:
         return self.root / "certs"
 
@@ -92,7 +97,8 @@ class Layout:
 
     def prepare(self) -> None:
         # run/ is the controller's and nginx master's only (0700): the data channel lives there.
-        for directory, mode in ((self.root, 0o711), (self.logs, 0o755), (self.temp, 0o711), (self.run, 0o700)):
+        for directory, mode in ((self.root, 0o711), (self.logs, 0o755), (self.temp, 0o711), (self.run, 0o700),
+                               (self.l4, 0o755)):  # fmt: skip
             directory.mkdir(parents=True, exist_ok=True)
             os.chmod(directory, mode)
         self.certs.mkdir(exist_ok=True)

@@ -52,6 +52,8 @@ class Options:
     udp_services_configmap: NsName | None = None
     # nginx's stream module, loaded only when there are TCP/UDP services ("": built in).
     stream_module: str = "/usr/lib/nginx/modules/ngx_stream_module.so"
+    # njs for the stream module (libnginx-mod-stream-js): it picks TCP/UDP peers live ("": built in).
+    stream_js_module: str = "/usr/lib/nginx/modules/ngx_stream_js_module.so"
     # nginx's Lua module and the NDK it needs (Debian's libnginx-mod-http-lua); () if built in.
     lua_modules: tuple[str, ...] = LUA_MODULES
     publish_service: NsName | None = None

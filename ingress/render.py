@@ -145,12 +145,12 @@ class Renderer:
         listen: Listen,
         resolvers: tuple[str, ...] = (),
         templates: Path | None = None,
-        stream_module: str = "",
+        stream_modules: tuple[str, ...] = (),
         lua_modules: tuple[str, ...] = LUA_MODULES,
         fallback_cert: Path | None = None,
     ) -> None:
         self.layout = layout
-        self.stream_module = stream_module
+        self.stream_modules = stream_modules
         self.lua_modules = lua_modules
         self.templates = templates or default_templates()
         # The certificate nginx serves when the live data holds none for a handshake (before
@@ -222,7 +222,9 @@ class Renderer:
             names_bucket=bucket,
             names_max=max_size,
             server_name=server_name,
-            stream_module=self.stream_module,
+            stream_modules=self.stream_modules,
+            njs_dir=str(self.templates / "njs"),
+            l4_dir=str(self.layout.l4),
             stream_listen=self.listen.stream,
             lua_modules=self.lua_modules,
             lua_dir=str(self.templates / "lua"),

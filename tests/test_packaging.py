@@ -28,6 +28,8 @@ def test_wheel_includes_every_package_and_the_templates() -> None:
     # is where the renderer looks.
     assert sorted(p.name for p in (ROOT / "templates").iterdir() if p.is_file()) == sorted(
         p.name for p in (ROOT / "templates").glob("*.j2"))
-    assert sorted(p.name for p in (ROOT / "templates").iterdir() if p.is_dir()) == ["lua"]
+    assert cfg["data-files"]["share/portolan/templates/njs"] == ["templates/njs/*.js"]
+    assert sorted(p.name for p in (ROOT / "templates").iterdir() if p.is_dir()) == ["lua", "njs"]
     assert [p.name for p in (ROOT / "templates/lua").iterdir()] == ["portolan.lua"]
+    assert [p.name for p in (ROOT / "templates/njs").iterdir()] == ["portolan_l4.js"]
     assert Path(sys.prefix) / "share/portolan/templates" == render.INSTALLED_TEMPLATES

@@ -57,11 +57,14 @@ def test_streams_from_services_and_endpoints() -> None:
         {"5353": "default/dns:dns", "5354": "default/echo:5000"},
         reserved=(8080,),
     )  # fmt: skip
-    assert [(s.upstream, s.endpoints) for s in streams] == [
-        ("tcp_9000", (("10.0.0.1", 5000), ("10.0.0.2", 5000))),
-        ("udp_5353", (("10.0.0.5", 5353),)),
+    # A service without ready endpoints keeps its listener (its peers are live data).
+    assert [(s.key, s.endpoints) for s in streams] == [
+        ("tcp-9000", (("10.0.0.1", 5000), ("10.0.0.2", 5000))),
+        ("tcp-9001", ()),
+        ("udp-5353", (("10.0.0.5", 5353),)),
     ]
-    assert len(notes) == 5 and all("skipped" in n for n in notes)
+    assert len(notes) == 5
+    assert sum("skipped" in n for n in notes) == 4 and sum("closed until one is" in n for n in notes) == 1
     assert any("has no TCP port 53" in n for n in notes) and any("has no UDP port 5000" in n for n in notes)
 
 
@@ -81,3 +84,22 @@ def test_config_maps_watched(tmp_path, maps: dict[str, tuple[str, str]], expecte
     specs = Controller(make_options(tmp_path, **maps)).watch_specs()
     found = [(s.namespaces, s.field_selector) for s in specs if s.kind == "configmaps"]
     assert found == [expected]
+
+
+def test_stream_peers_files(tmp_path) -> None:
+    from ingress.l4 import StreamServer, StreamService
+    from ingress.layout import Layout
+    from ingress.streampeers import StreamPeers
+
+    layout = Layout.at(tmp_path)
+    layout.prepare()
+    (layout.l4 / "tcp-1").write_text("10.9.9.9:1")  # a previous run's: removed at the first write
+    echo = StreamService("TCP", 9000, "default", "echo", 5000)
+    peers = StreamPeers(layout)
+    assert peers.write([StreamServer(echo, (("10.0.0.1", 5000), ("fd00::1", 5000)))]) == 2
+    assert sorted(p.name for p in layout.l4.iterdir()) == ["tcp-9000"]
+    assert (layout.l4 / "tcp-9000").read_text() == "10.0.0.1:5000 [fd00::1]:5000"
+    assert (layout.l4 / "tcp-9000").stat().st_mode & 0o777 == 0o644  # nginx's workers read it
+    assert peers.write([StreamServer(echo, (("10.0.0.1", 5000), ("fd00::1", 5000)))]) == 0  # unchanged
+    assert peers.write([StreamServer(echo, ())]) == 1 and (layout.l4 / "tcp-9000").read_text() == ""
+    assert peers.write([]) == 1 and list(layout.l4.iterdir()) == []

@@ -12,7 +12,7 @@ import pytest
 
 from kubewatch import Store
 from tests.ingress import objects as o
-from tests.ingress.conftest import free_ports, until
+from tests.ingress.conftest import free_ports, metric, nginx_workers, until
 
 STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 END = b"END\n"
@@ -173,10 +173,22 @@ async def test_tcp_services_follow_changes(start_controller) -> None:
         controller = await start_controller(store, tcp_services_configmap=("default", "tcp"),
                                             stream_module=STREAM_MODULE)  # fmt: skip
         assert (await tcp_exchange(tcp_port, b"x\n")).startswith(b"a1:")
-        assert f":{later_port};" not in controller.layout.conf.read_text()  # no ready endpoints: skipped
+        # No ready endpoints for b: its port listens, and closes each connection.
+        assert f":{later_port};" in controller.layout.conf.read_text()
+        assert await tcp_exchange(later_port, b"y\n") == b""
 
-        # Endpoints appear for b: its port opens; the ConfigMap moves tcp_port to b too.
-        o.put(store, o.endpoint_slice("b", b_addrs, b_port, port_name="tcp"),
+        # Endpoints appear for b: live, no reload.
+        reloads, workers = metric(controller, "portolan_ingress_reloads_total"), nginx_workers(controller)
+        o.put(store, o.endpoint_slice("b", b_addrs, b_port, port_name="tcp"))
+        await until(lambda: reaches(later_port, b"b1"))
+        # a's endpoints move to b's backend: the next connections follow, still without a reload.
+        o.put(store, o.endpoint_slice("a", b_addrs, b_port, port_name="tcp"))
+        await until(lambda: reaches(tcp_port, b"b1"))
+        assert metric(controller, "portolan_ingress_reloads_total") == reloads and nginx_workers(controller) == workers
+        assert str(b_port) not in controller.layout.conf.read_text()  # peers never reach nginx.conf
+
+        # The ConfigMap moves tcp_port to b: a reload.
+        o.put(store, o.endpoint_slice("a", a_addrs, a_port, port_name="tcp"),
               o.config_map("tcp", {str(tcp_port): "default/b:7000", str(later_port): "default/b:7000"}))  # fmt: skip
 
         await until(lambda: reaches(tcp_port, b"b1"))
