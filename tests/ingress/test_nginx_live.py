@@ -1,0 +1,300 @@
+"""The live data plane through real nginx. Endpoints, canary weights, balancing and
+certificates change with no reload (the reload counter stands still, the same worker PIDs
+serve) while bounded loads of keep-alive clients or TLS handshakes run, and each change serves
+within a second; a restarted nginx, or one started from a deep config dir, gets its data;
+start-up names the Debian packages when the Lua module is missing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+import aiohttp
+
+from ingress.controller import Controller
+from kubewatch import Store
+from tests.ingress import objects as o
+from tests.ingress.conftest import metric, nginx_workers, services, until
+from tests.ingress.objects import ann
+
+RELOADS = "portolan_ingress_reloads_total"
+PUSHES = "portolan_ingress_data_pushes_total"
+RESTARTS = "portolan_ingress_nginx_restarts_total"
+LIVE = 1.0  # seconds: how soon a change must be served
+UNAVAILABLE = "503"  # what a probe meets while a Service has no ready endpoint
+
+Probe = Callable[[aiohttp.ClientSession], Awaitable[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    started: float  # time.monotonic() when the probe began
+    ended: float
+    outcome: str  # the backend that answered, another status, a certificate serial, or what failed
+
+
+class Load:
+    """``clients`` clients, each on one keep-alive connection of its own, running ``probe`` in a
+    loop until stopped: ``limit`` probes in all at most, for ``seconds`` at most."""
+
+    def __init__(self, probe: Probe, *, clients: int = 4, limit: int = 20_000, seconds: float = 60.0) -> None:
+        self.probe = probe
+        self.clients = clients
+        self.limit = limit
+        self.seconds = seconds
+        self.samples: list[Sample] = []
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> Load:
+        self._tasks = [asyncio.create_task(self._client()) for _ in range(self.clients)]
+        await self.probes_after(time.monotonic())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+
+    async def _client(self) -> None:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
+            try:
+                async with asyncio.timeout(self.seconds):
+                    while not self._stop.is_set() and len(self.samples) < self.limit:
+                        began = time.monotonic()
+                        try:
+                            outcome = await self.probe(session)
+                        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                            outcome = f"failed: {exc!r}"
+                        self.samples.append(Sample(began, time.monotonic(), outcome))
+            except TimeoutError:
+                pass  # out of time: the checks then find the probes missing
+
+    def since(self, moment: float) -> list[Sample]:
+        return [s for s in self.samples if s.started >= moment]
+
+    async def probes_after(self, moment: float, count: int = 5) -> None:
+        """Until ``count`` probes that began after ``moment`` have ended."""
+        await until(lambda: len(self.since(moment)) >= count, timeout=5)
+
+
+def http_probe(controller: Controller, host: str, path: str = "/", headers: dict[str, str] | None = None) -> Probe:
+    """A GET through nginx; the outcome is the backend's name, or the status without one."""
+    url = f"http://127.0.0.1:{controller.options.http_port}{path}"
+    sent = {"Host": host, **(headers or {})}
+
+    async def probe(session: aiohttp.ClientSession) -> str:
+        async with session.get(url, headers=sent, timeout=aiohttp.ClientTimeout(total=5)) as resp:
+            if resp.status == 200:
+                return str((await resp.json())["backend"])
+            await resp.read()
+            return str(resp.status)
+
+    return probe
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    began: float  # the change was made (nginx may hold it from now on)
+    live: float  # nginx took it: its data push was acknowledged
+    serves: frozenset[str]  # the outcomes a probe may meet while nginx holds it
+
+
+class Timeline:
+    """Changes made under a load, each awaited until nginx takes it (within LIVE seconds) and
+    probed before the next; ``check`` then holds every probe to the changes of its time."""
+
+    def __init__(self, controller: Controller, load: Load, serves: Iterable[str]) -> None:
+        self.controller = controller
+        self.load = load
+        self.steps = [Step(float("-inf"), float("-inf"), frozenset(serves))]
+
+    async def change(self, serves: Iterable[str], action: Callable[[], object]) -> None:
+        began = time.monotonic()
+        live = await taken(self.controller, action, f"change {len(self.steps)} (to {sorted(serves)})")
+        self.steps.append(Step(began, live, frozenset(serves)))
+        await self.load.probes_after(live)  # traffic met it before the next change
+
+    def allowed(self, sample: Sample) -> frozenset[str]:
+        """What nginx may have held while the probe ran: each change from when it was made until
+        the next one was taken."""
+        out: frozenset[str] = frozenset()
+        for step, after in zip(self.steps, [*self.steps[1:], None], strict=True):
+            until_ = after.live if after is not None else float("inf")
+            if step.began <= sample.ended and sample.started <= until_:
+                out |= step.serves
+        return out
+
+    def check(self) -> None:
+        wrong = [(s.outcome, sorted(self.allowed(s))) for s in self.load.samples if s.outcome not in self.allowed(s)]
+        assert not wrong, f"{len(wrong)} of {len(self.load.samples)} probes met the wrong state: {wrong[:5]}"
+
+
+async def taken(controller: Controller, action: Callable[[], object], what: str = "the change") -> float:
+    """Make a change that needs no reload and wait until nginx took it: its data push was
+    acknowledged within LIVE seconds. Returns that moment."""
+    pushes = metric(controller, PUSHES)
+    action()
+    try:
+        await until(lambda: metric(controller, PUSHES) > pushes, timeout=LIVE, interval=0.005)
+    except AssertionError:
+        raise AssertionError(f"{what} not live within {LIVE}s") from None
+    return time.monotonic()
+
+
+def no_reload(controller: Controller) -> Callable[[], None]:
+    """Take nginx's state before changes; the check returned asserts that nginx was not reloaded
+    since: the reload counter stood still and the same workers serve."""
+    workers, reloads = nginx_workers(controller), metric(controller, RELOADS)
+
+    def check() -> None:
+        assert metric(controller, RELOADS) == reloads, "nginx was reloaded"
+        assert nginx_workers(controller) == workers, "other nginx workers serve"
+
+    return check
+
+
+async def go_live(controller: Controller, store: Store, *objs: o.Obj) -> None:
+    """Put objects that change only live data, until nginx took them."""
+    await taken(controller, lambda: o.put(store, *objs))
+
+
+def slice_of(name: str, addresses: list[str], port: int, not_ready: tuple[str, ...] = ()) -> o.Obj:
+    """An EndpointSlice of Service "web"."""
+    return o.endpoint_slice("web", addresses, port, name=name, not_ready=not_ready)
+
+
+async def test_endpoints_switch_under_load_without_reload(start_controller, backends) -> None:
+    store = Store()
+    a, a_port = await backends.start("a1", "a2")
+    b, b_port = await backends.start("b1", "b2")
+    c, c_port = await backends.start("c1")
+    o.put(store, o.ingress_class(), o.service("web", ("http", 80, "http")), slice_of("main", a, a_port),
+          o.ingress("i", o.rule("foo.com", o.path("/", "web"))))  # fmt: skip
+    controller = await start_controller(store)
+    unreloaded = no_reload(controller)
+    set_a, set_b = {"a1", "a2"}, {"b1", "b2"}
+
+    def put(*objs: o.Obj) -> Callable[[], None]:
+        return lambda: o.put(store, *objs)
+
+    changes: list[tuple[set[str], Callable[[], None]]] = [  # (who answers then, the change)
+        (set_b, put(slice_of("main", b, b_port))),
+        (set_a, put(slice_of("main", a, a_port))),
+        (set_a | {"c1"}, put(slice_of("extra", c, c_port))),  # a second slice added
+        ({"a1", "c1"}, put(slice_of("main", a[:1], a_port, not_ready=(a[1],)))),  # a2 not ready
+        ({"a1"}, lambda: o.remove(store, slice_of("extra", c, c_port))),  # the slice removed
+        (set_a, put(slice_of("main", a, a_port))),  # a2 ready again
+        ({UNAVAILABLE}, put(slice_of("main", [], a_port, not_ready=tuple(a)))),  # no ready endpoint
+        (set_b, put(slice_of("main", b, b_port))),  # and back
+    ]
+    for i in range(12):  # back and forth between two whole sets
+        changes.append((set_a, put(slice_of("main", a, a_port))) if i % 2 == 0 else
+                       (set_b, put(slice_of("main", b, b_port))))  # fmt: skip
+    async with Load(http_probe(controller, "foo.com")) as load:
+        timeline = Timeline(controller, load, set_a)
+        for serves, action in changes:
+            await timeline.change(serves, action)
+    timeline.check()
+    assert len(load.samples) > 20 * len(changes)
+    unreloaded()
+
+
+async def test_no_ready_endpoint_is_503_until_one_is_ready(start_controller, backends, client_for) -> None:
+    store = Store()
+    o.put(store, o.ingress_class(), o.service("web", ("http", 80, "http")),
+          o.endpoint_slice("web", [], 8080, not_ready=("127.0.0.250",)),
+          o.ingress("i", o.rule("foo.com", o.path("/", "web"))))  # fmt: skip
+    controller = await start_controller(store)
+    client = client_for(controller)
+    unreloaded = no_reload(controller)
+    reply = await client.request("foo.com", "/x")
+    assert reply.status == 503 and reply.backend is None  # the balancer's error_page, not a 500
+    addrs, port = await backends.start("w1")
+    o.put(store, o.endpoint_slice("web", addrs, port))
+    await until(lambda: client.answers("foo.com", backend="w1"), timeout=LIVE)
+    o.put(store, o.endpoint_slice("web", [], port, not_ready=tuple(addrs)))
+    await until(lambda: client.answers("foo.com", status=503), timeout=LIVE)
+    unreloaded()
+
+
+async def test_cookie_affinity_survives_a_new_endpoint(start_controller, backends, client_for) -> None:
+    store = Store()
+    await services(backends, store, web=("w1", "w2", "w3"))
+    o.put(store, o.ingress("i", o.rule("foo.com", o.path("/", "web")),
+                           annotations=ann(affinity="cookie", session_cookie_name="route")))  # fmt: skip
+    controller = await start_controller(store)
+    client = client_for(controller)
+    unreloaded = no_reload(controller)
+
+    async def backend_of(cookie: str) -> str | None:
+        return (await client.request("foo.com", "/", headers={"Cookie": cookie})).backend
+
+    sessions: dict[str, str | None] = {}
+    for _ in range(40):
+        first = await client.request("foo.com", "/")
+        cookie = first.headers["Set-Cookie"].split(";")[0]
+        sessions[cookie] = first.backend
+        assert [await backend_of(cookie) for _ in range(3)] == [first.backend] * 3, cookie
+    assert set(sessions.values()) == {"w1", "w2", "w3"}
+    more, port = await backends.start("w4")
+    await go_live(controller, store, o.endpoint_slice("web", more, port, name="web-more"))
+    moved = {cookie: now for cookie in sessions if (now := await backend_of(cookie)) != sessions[cookie]}
+    # Consistent hashing: a session moves only to the new endpoint, and most stay (about 1 in 4 move).
+    assert set(moved.values()) == {"w4"}, moved
+    assert len(moved) <= len(sessions) / 2
+    unreloaded()
+
+
+async def test_round_robin_and_upstream_hash_by(start_controller, backends, client_for) -> None:
+    store = Store()
+    await services(backends, store, web=("w1", "w2", "w3"))
+    o.put(store, o.ingress("rr", o.rule("rr.com", o.path("/", "web"))),
+          o.ingress("hash", o.rule("hash.com", o.path("/", "web")), annotations=ann(upstream_hash_by="$arg_id")))
+    controller = await start_controller(store)
+    client = client_for(controller)
+    spread = [(await client.request("rr.com", "/")).backend for _ in range(30)]
+    for name in ("w1", "w2", "w3"):  # each worker takes its turn: close to 10 each
+        assert 5 <= spread.count(name) <= 15, spread
+    by_id = {}
+    for i in range(20):
+        got = {(await client.request("hash.com", f"/?id={i}")).backend for _ in range(3)}
+        assert len(got) == 1, (i, got)
+        by_id[i] = got.pop()
+    assert len(set(by_id.values())) >= 2, by_id
+
+
+
+
+async def test_ewma_prefers_the_faster_endpoint(start_controller, backends, client_for) -> None:
+    store = Store()
+    o.put(store, o.ingress_class(), o.service("mixed", ("http", 80, "http")))
+    fast, fast_port = await backends.start("fast")
+    slow, slow_port = await backends.start("slow", delay=0.05)
+    o.put(store, o.endpoint_slice("mixed", fast, fast_port, name="fast"),
+          o.endpoint_slice("mixed", slow, slow_port, name="slow"),
+          o.config_map("cfg", {"load-balance": "ewma"}),
+          o.ingress("cm", o.rule("cm.com", o.path("/", "mixed"))),
+          o.ingress("ann", o.rule("ann.com", o.path("/", "mixed")), annotations=ann(load_balance="ewma")),
+          o.ingress("rr", o.rule("rr.com", o.path("/", "mixed")),
+                    annotations=ann(load_balance="round_robin")))  # fmt: skip
+    controller = await start_controller(store, configmap=("default", "cfg"))
+    client = client_for(controller)
+
+    async def slow_share(host: str) -> int:
+        """How many of 30 requests the slow endpoint answered (each answered, by one of the two)."""
+        got = [(await client.request(host, "/")).backend for _ in range(30)]
+        assert set(got) <= {"fast", "slow"}, got
+        return got.count("slow")
+
+    # ewma (the ConfigMap's, or the annotation's): the slow endpoint is tried, then left alone.
+    assert await slow_share("cm.com") <= 6
+    assert await slow_share("ann.com") <= 6
+    assert await slow_share("rr.com") >= 10  # round_robin: half of them
+    # The ConfigMap back to round_robin: the annotation still says ewma.
+    reloads = metric(controller, RELOADS)
+    o.put(store, o.config_map("cfg", {"load-balance": "round_robin"}))
+    await until(lambda: metric(controller, RELOADS) > reloads)
+    assert await slow_share("cm.com") >= 10
+    assert await slow_share("ann.com") <= 6
