@@ -197,9 +197,13 @@ function M.balance()
             ctx.portolan_unavailable = true
             return ngx.exit(ngx.ERROR)
         end
-        local name = route.u
-        if route.cu and to_canary(route) then name = route.cu end
-        up = record("u", name)
+        if route.cu and to_canary(route) then
+            -- A canary without a ready endpoint is skipped, as ingress-nginx drops the
+            -- balancer of a backend that has none: the primary serves instead of a 503.
+            up = record("u", route.cu)
+            if up and #up.peers == 0 then up = nil end
+        end
+        up = up or record("u", route.u)
         if not up or #up.peers == 0 then
             ctx.portolan_unavailable = true
             return ngx.exit(ngx.ERROR)

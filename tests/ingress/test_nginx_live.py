@@ -219,6 +219,85 @@ async def test_no_ready_endpoint_is_503_until_one_is_ready(start_controller, bac
     unreloaded()
 
 
+async def test_canary_weight_and_endpoints_under_load(start_controller, backends) -> None:
+    store = Store()
+    await services(backends, store, main=("m1",), new=("n1",))
+    n2, n2_port = await backends.start("n2")
+    n1, n1_port = backends.started[1].address, backends.started[1].port
+
+    def canary(weight: str) -> Callable[[], None]:
+        return lambda: o.put(store, canary_ingress(canary_weight=weight))
+
+    def canary_endpoints(*obj: o.Obj) -> Callable[[], None]:
+        return lambda: o.put(store, *obj)
+
+    o.put(store, o.ingress("main", o.rule("foo.com", o.path("/", "main")), created="2024-01-01T00:00:00Z"),
+          canary_ingress(canary_weight="0"))  # fmt: skip
+    controller = await start_controller(store)
+    unreloaded = no_reload(controller)
+    async with Load(http_probe(controller, "foo.com")) as load:
+        timeline = Timeline(controller, load, {"m1"})
+        await timeline.change({"n1"}, canary("100"))
+        await timeline.change({"n2"}, canary_endpoints(o.endpoint_slice("new", [n2[0]], n2_port)))
+        await timeline.change({"m1"}, canary("0"))
+        await timeline.change({"n2"}, canary("100"))
+        await timeline.change({"n1"}, canary_endpoints(o.endpoint_slice("new", [n1], n1_port)))
+        # A canary without a ready endpoint is skipped, as ingress-nginx does: the primary serves.
+        await timeline.change({"m1"}, canary_endpoints(o.endpoint_slice("new", [], n1_port, not_ready=(n1,))))
+        await timeline.change({"n1"}, canary_endpoints(o.endpoint_slice("new", [n1], n1_port)))
+        await timeline.change({"m1", "n1"}, canary("50"))
+        await timeline.change({"m1"}, canary("0"))
+    timeline.check()
+    split = timeline.steps[-2]  # weight 50: between it going live and the next change
+    halves = [s.outcome for s in load.samples if split.live <= s.started and s.ended <= timeline.steps[-1].began]
+    assert halves.count("m1") > len(halves) / 5 and halves.count("n1") > len(halves) / 5  # traffic split
+    unreloaded()
+
+
+def canary_ingress(**annotations: str) -> o.Obj:
+    """The canary Ingress of foo.com, to Service "new"."""
+    return o.ingress("canary", o.rule("foo.com", o.path("/", "new")), created="2024-01-02T00:00:00Z",
+                     annotations=ann(canary="true", **annotations))  # fmt: skip
+
+
+CANARY = "canary"  # in CANARY_DECISIONS: whichever endpoint the canary Service has now
+CANARY_DECISIONS: list[tuple[dict[str, str], list[tuple[dict[str, str], str]]]] = [
+    # (the canary's annotations, [(request headers, who answers)])
+    ({"canary_by_header": "X-Canary"},
+     [({"X-Canary": "always"}, CANARY), ({"X-Canary": "never"}, "m1"), ({"X-Canary": "x"}, "m1"), ({}, "m1")]),
+    ({"canary_by_header": "X-Canary", "canary_by_header_value": "v2"},
+     [({"X-Canary": "v2"}, CANARY), ({"X-Canary": "always"}, "m1"), ({}, "m1")]),
+    ({"canary_by_header": "X-Region", "canary_by_header_pattern": "^eu-[a-z]+$"},
+     [({"X-Region": "eu-west"}, CANARY), ({"X-Region": "us-east"}, "m1"), ({"X-Canary": "always"}, "m1")]),
+    ({"canary_by_cookie": "beta"},
+     [({"Cookie": "beta=always"}, CANARY), ({"Cookie": "beta=never"}, "m1"), ({"X-Region": "eu-west"}, "m1")]),
+    ({"canary_by_cookie": "beta", "canary_weight": "100"},
+     [({"Cookie": "beta=never"}, "m1"), ({}, CANARY)]),
+]  # fmt: skip
+
+
+async def test_canary_decisions_change_live(start_controller, backends, client_for) -> None:
+    store = Store()
+    await services(backends, store, main=("m1",), new=("n1",))
+    n1, port = backends.started[1].address, backends.started[1].port
+    n2, n2_port = await backends.start("n2")
+    o.put(store, o.ingress("main", o.rule("foo.com", o.path("/", "main")), created="2024-01-01T00:00:00Z"),
+          canary_ingress())  # fmt: skip
+    controller = await start_controller(store)
+    client = client_for(controller)
+    unreloaded = no_reload(controller)
+    switches = [(o.endpoint_slice("new", n2, n2_port), "n2"), (o.endpoint_slice("new", [n1], port), "n1")]
+    for decision, cases in CANARY_DECISIONS:
+        await go_live(controller, store, canary_ingress(**decision))
+        for endpoints, name in switches:  # the canary Service's endpoints switch under each decision
+            await go_live(controller, store, endpoints)
+            for headers, want in cases:
+                for _ in range(3):
+                    reply = await client.request("foo.com", "/", headers=headers)
+                    assert reply.backend == (name if want == CANARY else want), (decision, headers)
+    unreloaded()
+
+
 async def test_cookie_affinity_survives_a_new_endpoint(start_controller, backends, client_for) -> None:
     store = Store()
     await services(backends, store, web=("w1", "w2", "w3"))
