@@ -7,21 +7,26 @@ start-up names the Debian packages when the Lua module is missing."""
 from __future__ import annotations
 
 import asyncio
+import os
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import aiohttp
+import pytest
+from cryptography import x509
 
-from ingress.controller import Controller
+from ingress.controller import Controller, ControllerError
+from ingress.layout import MAX_SOCKET_PATH, Layout
 from kubewatch import Store
 from tests.ingress import objects as o
 from tests.ingress.conftest import metric, nginx_workers, services, until
 from tests.ingress.objects import ann
+from tests.ingress.tlsutil import Authority
 
 RELOADS = "portolan_ingress_reloads_total"
 PUSHES = "portolan_ingress_data_pushes_total"
-RESTARTS = "portolan_ingress_nginx_restarts_total"
 LIVE = 1.0  # seconds: how soon a change must be served
 UNAVAILABLE = "503"  # what a probe meets while a Service has no ready endpoint
 
@@ -377,3 +382,156 @@ async def test_ewma_prefers_the_faster_endpoint(start_controller, backends, clie
     await until(lambda: metric(controller, RELOADS) > reloads)
     assert await slow_share("cm.com") >= 10
     assert await slow_share("ann.com") <= 6
+
+
+def tls_probe(controller: Controller, sni: str, context: ssl.SSLContext) -> Probe:
+    """A TLS handshake with nginx, the certificate verified for ``sni``; the outcome is its serial."""
+
+    async def probe(_: aiohttp.ClientSession) -> str:
+        async with asyncio.timeout(5):
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", controller.options.https_port, ssl=context, server_hostname=sni
+            )
+        try:
+            return serial_of(writer.get_extra_info("ssl_object").getpeercert(binary_form=True))
+        finally:
+            writer.close()
+
+    return probe
+
+
+def serial_of(certificate: bytes) -> str:
+    """The serial of a DER or PEM certificate."""
+    if certificate.startswith(b"-----"):
+        return str(x509.load_pem_x509_certificate(certificate).serial_number)
+    return str(x509.load_der_x509_certificate(certificate).serial_number)
+
+
+async def test_secret_rotated_under_handshakes(start_controller, backends, authority: Authority, tmp_path) -> None:
+    store = Store()
+    await services(backends, store, web=("w1",))
+    crt, key = authority.issue("foo.com")
+    tls = [{"hosts": ["foo.com"], "secretName": "foo-tls"}]
+    o.put(store, o.tls_secret("foo-tls", crt, key), o.ingress("i", o.rule("foo.com", o.path("/", "web")), tls=tls))
+    controller = await start_controller(store)
+    unreloaded = no_reload(controller)
+    async with Load(tls_probe(controller, "foo.com", authority.client_context(tmp_path)), clients=3) as load:
+        timeline = Timeline(controller, load, {serial_of(crt)})
+        for _ in range(3):  # a new certificate (a new serial) each time
+            crt, key = authority.issue("foo.com")
+            secret = o.tls_secret("foo-tls", crt, key)
+            await timeline.change({serial_of(crt)}, lambda secret=secret: o.put(store, secret))
+    timeline.check()  # every handshake verified, and met the certificate of its time
+    assert len(load.samples) > 30
+    unreloaded()
+
+
+async def test_certificates_follow_their_secrets_live(
+    start_controller, backends, authority: Authority, tmp_path
+) -> None:
+    store = Store()
+    await services(backends, store, web=("w1",))
+    one_crt, one_key = authority.issue("a.com")
+    wild_crt, wild_key = authority.issue("*.wild.com")
+    o.put(
+        store,
+        o.tls_secret("pair", one_crt, one_key),
+        o.tls_secret("wild", wild_crt, wild_key),
+        o.ingress("pair", o.rule("a.com", o.path("/", "web")), o.rule("b.com", o.path("/", "web")),
+                  tls=[{"hosts": ["a.com", "b.com"], "secretName": "pair"}]),
+        o.ingress("wild", o.rule("x.wild.com", o.path("/", "web")), o.rule("*.wild.com", o.path("/", "web")),
+                  tls=[{"hosts": ["x.wild.com", "*.wild.com"], "secretName": "wild"}]),
+    )  # fmt: skip
+    controller = await start_controller(store)
+    context = authority.client_context(tmp_path)
+    unreloaded = no_reload(controller)
+
+    async def served(sni: str) -> str:
+        """The serial nginx serves for ``sni``, verified for that name."""
+        async with aiohttp.ClientSession() as session:
+            return await tls_probe(controller, sni, context)(session)
+
+    assert await served("a.com") == serial_of(one_crt)
+    # b.com is not in the certificate yet: the default one, which the client refuses.
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await served("b.com")
+    both_crt, both_key = authority.issue("a.com", "b.com")
+    await go_live(controller, store, o.tls_secret("pair", both_crt, both_key))
+    assert await served("a.com") == await served("b.com") == serial_of(both_crt)
+    # A wildcard certificate: the host named in the TLS section and any other under it.
+    for sni in ("x.wild.com", "y.wild.com"):
+        assert await served(sni) == serial_of(wild_crt), sni
+    wild_crt, wild_key = authority.issue("*.wild.com")
+    await go_live(controller, store, o.tls_secret("wild", wild_crt, wild_key))
+    for sni in ("x.wild.com", "y.wild.com"):
+        assert await served(sni) == serial_of(wild_crt), sni
+    unreloaded()
+
+
+@pytest.mark.parametrize(
+    "modules",
+    [
+        ("/nonexistent/ngx_http_lua_module.so",),  # not installed
+        ("/usr/lib/nginx/modules/ndk_http_module.so",),  # the NDK alone: nginx knows no Lua directive
+    ],
+    ids=["missing", "not-loaded"],
+)
+async def test_without_the_lua_module_start_names_the_packages(start_controller, modules: tuple[str, ...]) -> None:
+    store = Store()
+    o.put(store, o.ingress_class())
+    with pytest.raises(ControllerError) as failed:
+        await start_controller(store, lua_modules=modules)
+    for package in ("libnginx-mod-http-lua", "lua-resty-core", "lua-resty-lrucache"):
+        assert package in str(failed.value)
+
+
+async def test_deep_config_dir_serves_and_goes_live(start_controller, backends, client_for, config_dir) -> None:
+    deep = config_dir / ("d" * 50) / ("e" * 50)
+    assert len(os.fsencode(Layout.at(deep).status_socket)) > MAX_SOCKET_PATH
+    store = Store()
+    addrs, port = (await services(backends, store, web=("w1",)))["web"]
+    o.put(store, o.ingress("i", o.rule("foo.com", o.path("/", "web"))))
+    controller = await start_controller(store, config_dir=str(deep))
+    assert controller.layout.root == deep
+    client = client_for(controller)
+    assert (await client.request("foo.com", "/")).backend == "w1"
+    unreloaded = no_reload(controller)
+    more, more_port = await backends.start("w2")
+    await go_live(controller, store, o.endpoint_slice("web", more, more_port))
+    assert (await client.request("foo.com", "/")).backend == "w2"
+    unreloaded()
+
+
+async def test_external_name_ip_goes_through_the_balancer(start_controller, backends, client_for) -> None:
+    store = Store()
+    o.put(store, o.ingress_class())
+    (one,), port = await backends.start("ext1")
+    (two,), two_port = await backends.start("ext2")
+
+    def external(ip: str, port: int) -> o.Obj:
+        return o.service("ext", ("http", port, port), type="ExternalName", external_name=ip)
+
+    o.put(store, external(one, port), o.ingress("i", o.rule("foo.com", o.path("/", "ext", port="http"))))
+    controller = await start_controller(store)
+    client = client_for(controller)
+    assert (await client.request("foo.com", "/")).backend == "ext1"
+    conf = controller.layout.conf.read_text()
+    assert one not in conf and "proxy_pass http://portolan_balancer;" in conf
+    # Another IP (and port) for the name: live data too.
+    unreloaded = no_reload(controller)
+    await go_live(controller, store, external(two, two_port))
+    assert (await client.request("foo.com", "/")).backend == "ext2"
+    unreloaded()
+
+
+async def test_upstream_keepalive_through_the_balancer(start_controller, backends, client_for) -> None:
+    store = Store()
+    await services(backends, store, web=("w1",))
+    o.put(store, o.ingress("i", o.rule("foo.com", o.path("/", "web"))))
+    controller = await start_controller(store)
+    client = client_for(controller)  # a new client connection per request
+    replies = [await client.request("foo.com", "/") for _ in range(10)]
+    # Each worker reuses its connection to the backend: as many as workers, not as requests.
+    connections = {tuple(r.data["peer"]) for r in replies}
+    assert len(connections) <= len(nginx_workers(controller)) < len(replies)
+    assert all(r.data["headers"].get("Connection", "") in ("", "keep-alive") for r in replies)
