@@ -117,10 +117,15 @@ class Applier:
         finally:
             path.unlink(missing_ok=True)
         t0 = time.monotonic()
+        # A reload is counted when nginx was told to load a configuration, or is found running
+        # another one; not when the supervisor restarts a dead master on the same file.
+        reloaded = rendered.hash != self.running_hash
         if not self.nginx.started.is_set():
             await self.nginx.start()
+            reloaded = True
         elif self.nginx.running:
             self.nginx.reload()
+            reloaded = True
         # (not running: the supervisor is restarting it, on the file just written)
         if not await self.nginx.wait_for_hash(rendered.hash, self.reload_timeout):
             tail = self.nginx.error_log_tail()
@@ -128,8 +133,9 @@ class Applier:
                       rendered.hash, self.reload_timeout, tail)  # fmt: skip
             return ApplyResult(False, "reload", tail)
         self.running_hash = rendered.hash
-        self.metrics.reloads.inc()
-        self.metrics.last_reload.set(time.time())
+        if reloaded:
+            self.metrics.reloads.inc()
+            self.metrics.last_reload.set(time.time())
         self.metrics.last_reload_success.set(1)
         self.metrics.set_hash(rendered.hash)
         self.phases["reload"] = time.monotonic() - t0

@@ -209,8 +209,19 @@ class Nginx:
             except OSError as exc:
                 log.error("cannot restart nginx: %s", exc)
                 continue
+            # The callback sends the live data again: not before the new master answers, or the
+            # push fails and waits for the controller's retry, with nginx serving 503s meanwhile.
+            await self._answering(self._proc, timeout=10.0)
             if self._on_restart is not None:
                 self._on_restart()
+
+    async def _answering(self, proc: asyncio.subprocess.Process, timeout: float) -> None:
+        """Until ``proc``'s status socket answers, it exits, or ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while proc.returncode is None and time.monotonic() < deadline:
+            if await running_hash(self.layout, timeout=1.0) is not None:
+                return
+            await asyncio.sleep(0.02)
 
     def reload(self) -> None:
         """SIGHUP: the master re-reads nginx.conf, starts new workers and lets the old ones

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -27,6 +28,7 @@ from tests.ingress.tlsutil import Authority
 
 RELOADS = "portolan_ingress_reloads_total"
 PUSHES = "portolan_ingress_data_pushes_total"
+RESTARTS = "portolan_ingress_nginx_restarts_total"
 LIVE = 1.0  # seconds: how soon a change must be served
 UNAVAILABLE = "503"  # what a probe meets while a Service has no ready endpoint
 
@@ -499,6 +501,34 @@ async def test_deep_config_dir_serves_and_goes_live(start_controller, backends, 
     more, more_port = await backends.start("w2")
     await go_live(controller, store, o.endpoint_slice("web", more, more_port))
     assert (await client.request("foo.com", "/")).backend == "w2"
+    unreloaded()
+
+
+async def test_killed_master_is_restarted_with_its_data(start_controller, backends, client_for) -> None:
+    store = Store()
+    addrs, port = (await services(backends, store, web=("w1",)))["web"]
+    o.put(store, o.ingress("i", o.rule("foo.com", o.path("/", "web"))))
+    controller = await start_controller(store)
+    client = client_for(controller)
+    reloads = metric(controller, RELOADS)
+    more, more_port = await backends.start("w2")
+    kills = [(None, "w1"), (o.endpoint_slice("web", more, more_port), "w2")]  # (changed while down, who answers)
+    for count, (change, backend) in enumerate(kills, 1):
+        pid = controller.nginx.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)  # the master the controller started, by its PID
+        if change is not None:
+            o.put(store, change)
+        await until(lambda pid=pid: controller.nginx.pid not in (None, pid))
+        # The new master's shared memory starts empty: the controller pushes everything again.
+        await until(lambda backend=backend: client.answers("foo.com", backend=backend), timeout=5)
+        assert metric(controller, RESTARTS) == count
+    assert metric(controller, RELOADS) == reloads  # restarts, not reloads
+    assert metric(controller, "portolan_ingress_reload_failures_total", reason="data") == 0  # nor failed pushes
+    # And it takes live changes again, with no reload.
+    unreloaded = no_reload(controller)
+    await go_live(controller, store, o.endpoint_slice("web", addrs, port))
+    assert (await client.request("foo.com", "/")).backend == "w1"
     unreloaded()
 
 
