@@ -47,10 +47,15 @@ local certcount = 0
 
 -- ---------------------------------------------------------------- records
 
+-- "ip:port [ip6]:port ...": the host keeps an IPv6 address's brackets, which
+-- balancer.set_current_peer needs (it parses the address as a URL host).
 local function parse_peers(text)
     local peers = {}
-    for host, port in text:gmatch("%[?([^%s%]]+)%]?:(%d+)") do
-        peers[#peers + 1] = { host = host, port = tonumber(port), ewma = 0, stamp = 0, id = host .. ":" .. port }
+    for id in text:gmatch("%S+") do
+        local host, port = id:match("^(.+):(%d+)$")
+        if host then
+            peers[#peers + 1] = { host = host, port = tonumber(port), ewma = 0, stamp = 0, id = id }
+        end
     end
     return peers
 end

@@ -565,3 +565,22 @@ async def test_upstream_keepalive_through_the_balancer(start_controller, backend
     connections = {tuple(r.data["peer"]) for r in replies}
     assert len(connections) <= len(nginx_workers(controller)) < len(replies)
     assert all(r.data["headers"].get("Connection", "") in ("", "keep-alive") for r in replies)
+
+
+async def test_ipv6_endpoints_through_the_balancer(start_controller, backends, client_for) -> None:
+    store = Store()
+    o.put(store, o.ingress_class(), o.service("web", ("http", 80, "http")))
+    v6, port = await backends.start("six", address="::1")
+    v4, v4_port = await backends.start("four")
+    o.put(store, o.endpoint_slice("web", v6, port, name="web-v6", address_type="IPv6"),
+          o.ingress("i", o.rule("foo.com", o.path("/", "web")), o.rule("hash.com", o.path("/", "web")),
+                    annotations=ann(upstream_hash_by="$arg_id")))  # fmt: skip
+    controller = await start_controller(store)
+    client = client_for(controller)
+    for host in ("foo.com", "hash.com"):
+        reply = await client.request(host, "/?id=1")
+        assert (reply.status, reply.backend) == (200, "six"), host
+    # Both families behind one Service.
+    await go_live(controller, store, o.endpoint_slice("web", v4, v4_port, name="web-v4"))
+    seen = {(await client.request("foo.com", "/")).backend for _ in range(8)}
+    assert seen == {"six", "four"}
