@@ -73,11 +73,12 @@ class Applier:
         finally:
             path.unlink(missing_ok=True)
 
-    async def push(self, model: Model, *, delete: bool = True) -> ApplyResult:
-        """The model's live data into nginx (``delete``: and nothing else)."""
+    async def push(self, model: Model, *, delete: bool = True, verify: bool = False) -> ApplyResult:
+        """The model's live data into nginx (``delete``: and nothing else; ``verify``: ask
+        nginx whether it still holds it even when nothing changed)."""
         t0 = time.monotonic()
         try:
-            sent = await self.channel.push(livedata.records(model), delete=delete)
+            sent = await self.channel.push(livedata.records(model), delete=delete, verify=verify)
         except ChannelError as exc:
             log.error("live data: %s", exc)
             self.metrics.reload_failures.labels("data").inc()
@@ -87,9 +88,9 @@ class Applier:
             self.phases["push"] = time.monotonic() - t0
         return ApplyResult(True, "data")
 
-    async def update(self, model: Model) -> ApplyResult:
+    async def update(self, model: Model, *, verify: bool = False) -> ApplyResult:
         """The configuration nginx runs already fits ``model``: only its data may differ."""
-        result = await self.push(model)
+        result = await self.push(model, verify=verify)
         if result.ok:
             self.model = model
             if result.stage == "data" and self.phases.get("push"):
@@ -139,7 +140,8 @@ class Applier:
         self.metrics.last_reload_success.set(1)
         self.metrics.set_hash(rendered.hash)
         self.phases["reload"] = time.monotonic() - t0
-        data = await self.update(model)
+        # verify: a reload that changed a lua_shared_dict's size gave it a new, empty zone.
+        data = await self.update(model, verify=True)
         self.certfiles.collect({"fallback"})
         # How long each step took: where the time goes when a large cluster is slow to go live.
         log.info("nginx serves configuration %s: %d servers, %d upstreams, %d Ingresses (%s)",

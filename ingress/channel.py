@@ -63,13 +63,14 @@ class DataChannel:
         """nginx may have lost its data (a new master): send everything next time."""
         self.synced = False
 
-    async def push(self, records: Mapping[str, str], *, delete: bool = True) -> int:
+    async def push(self, records: Mapping[str, str], *, delete: bool = True, verify: bool = False) -> int:
         """Make nginx hold ``records`` (and, with ``delete``, nothing else). Returns the number
-        of records sent; ChannelError if nginx did not take them."""
+        of records sent; ChannelError if nginx did not take them. ``verify``: ask nginx even
+        when nothing changed (after a reload, which empties a dict whose size changed)."""
         if self.synced:
             sets = {k: v for k, v in records.items() if self.pushed.get(k) != v}
             gone = [k for k in self.pushed if k not in records] if delete else []
-            if not sets and not gone:
+            if not sets and not gone and not verify:
                 return 0
             status, text = await self._post(encode(self._token, False, sets, gone))
             if status == 200:

@@ -15,8 +15,9 @@
 --
 -- Records live in lua_shared_dict portolan_data (certificates in portolan_certs), so every
 -- worker sees them and they survive reloads. A push first names the controller's token:
--- a full push stores it; an incremental push with another token (a new nginx master, whose
--- dicts are empty) is refused with 409 and the controller sends everything again.
+-- a full push stores it in both dicts; an incremental push is refused with 409 unless both
+-- hold it (a new nginx master, or a reload that resized a dict, starts it empty), and the
+-- controller then sends everything again.
 --
 -- Each worker keeps what it parsed, checked against the record's version only when the
 -- global generation moved, so a request costs one shared-dict read in the steady state.
@@ -338,7 +339,8 @@ function M.push()
         certdata:flush_expired()
         data:set("gen", gen)
         data:set("token", token)
-    elseif data:get("token") ~= token then
+        certdata:set("token", token)
+    elseif data:get("token") ~= token or certdata:get("token") ~= token then
         ngx.status = 409
         ngx.say("token mismatch: send everything")
         return ngx.exit(409)

@@ -22,7 +22,7 @@ from ingress.controller import Controller, ControllerError
 from ingress.layout import MAX_SOCKET_PATH, Layout
 from kubewatch import Store
 from tests.ingress import objects as o
-from tests.ingress.conftest import metric, nginx_workers, services, until
+from tests.ingress.conftest import metric, nginx_workers, retired, services, until
 from tests.ingress.objects import ann
 from tests.ingress.tlsutil import Authority
 
@@ -584,3 +584,27 @@ async def test_ipv6_endpoints_through_the_balancer(start_controller, backends, c
     await go_live(controller, store, o.endpoint_slice("web", v4, v4_port, name="web-v4"))
     seen = {(await client.request("foo.com", "/")).backend for _ in range(8)}
     assert seen == {"six", "four"}
+
+
+@pytest.mark.parametrize(
+    "sizes", ["configuration_data: 32m", "certificate_data: 32m", "configuration_data: 16m, certificate_data: 16m"]
+)
+async def test_resized_shared_dicts_get_their_data_again(
+    start_controller, backends, client_for, authority: Authority, tmp_path, sizes: str
+) -> None:
+    # nginx gives a shared dict whose size changed a new, empty zone on reload.
+    store = Store()
+    await services(backends, store, web=("w1",))
+    crt, key = authority.issue("foo.com")
+    o.put(store, o.tls_secret("foo-tls", crt, key), o.config_map("cfg", {}),
+          o.ingress("i", o.rule("foo.com", o.path("/", "web")), tls=[{"hosts": ["foo.com"], "secretName": "foo-tls"}],
+                    annotations=ann(ssl_redirect="false")))  # fmt: skip
+    controller = await start_controller(store, configmap=("default", "cfg"))
+    client = client_for(controller, authority.client_context(tmp_path))
+    workers, reloads = nginx_workers(controller), metric(controller, RELOADS)
+    o.put(store, o.config_map("cfg", {"lua-shared-dicts": sizes}))
+    await until(lambda: metric(controller, RELOADS) > reloads)
+    await retired(controller, workers)  # only the new workers, on the new zones, answer now
+    await until(lambda: client.answers("foo.com", backend="w1"), timeout=LIVE)
+    assert (await client.request("foo.com", "/", https=True)).backend == "w1"  # its certificate verified
+
