@@ -34,6 +34,11 @@ class ChannelError(Exception):
     """nginx did not take a push."""
 
 
+def refused(status: int, text: str) -> ChannelError:
+    hint = " (the live data does not fit: raise lua-shared-dicts in the ConfigMap)" if status == 507 else ""
+    return ChannelError(f"nginx refused the live data ({status}): {text.strip()}{hint}")
+
+
 def _line(key: str, value: str | None) -> str:
     head = "k=" + quote(key, safe="")
     return head if value is None else f"{head}&v={quote(value, safe='')}"
@@ -81,7 +86,7 @@ class DataChannel:
                 return len(sets) + len(gone)
             if status != 409:
                 self.synced = False
-                raise ChannelError(f"nginx refused the live data ({status}): {text.strip()}")
+                raise refused(status, text)
             log.info("nginx no longer holds the live data (a new master?): sending all of it")
         # Everything: nginx flushes its dicts first. Records kept for old routes (delete=False)
         # go along, so a configuration still running finds them.
@@ -89,7 +94,7 @@ class DataChannel:
         status, text = await self._post(encode(self._token, True, everything, []))
         if status != 200:
             self.synced = False
-            raise ChannelError(f"nginx refused the live data ({status}): {text.strip()}")
+            raise refused(status, text)
         self.pushes += 1
         self.full_pushes += 1
         self.pushed = everything

@@ -17,7 +17,8 @@
 -- worker sees them and they survive reloads. A push first names the controller's token:
 -- a full push stores it in both dicts; an incremental push is refused with 409 unless both
 -- hold it (a new nginx master, or a reload that resized a dict, starts it empty), and the
--- controller then sends everything again.
+-- controller then sends everything again. Records are stored with safe_set: a full dict
+-- refuses the push (507) rather than silently evicting other records.
 --
 -- Each worker keeps what it parsed, checked against the record's version only when the
 -- global generation moved, so a request costs one shared-dict read in the steady state.
@@ -353,14 +354,14 @@ function M.push()
         if type(key) == "string" then
             local store = store_for(key)
             if type(value) == "string" then
-                local ok, err = store:set(key, value)
+                local ok, err = store:safe_set(key, value)
+                if ok then ok, err = data:safe_set("v:" .. key, gen) end
                 if not ok then
                     data:delete("token") -- half applied: the next push must be a full one
                     ngx.status = 507
                     ngx.say("cannot store ", key, ": ", err)
                     return ngx.exit(507)
                 end
-                data:set("v:" .. key, gen)
             else
                 store:delete(key)
                 data:delete("v:" .. key)

@@ -608,3 +608,18 @@ async def test_resized_shared_dicts_get_their_data_again(
     await until(lambda: client.answers("foo.com", backend="w1"), timeout=LIVE)
     assert (await client.request("foo.com", "/", https=True)).backend == "w1"  # its certificate verified
 
+
+async def test_data_too_big_for_its_dict_is_refused_loudly(start_controller, backends, caplog) -> None:
+    # Records are never evicted to make room for others (which would drop routes silently):
+    # nginx refuses the push, and the controller says what to raise.
+    store = Store()
+    await services(backends, store, web=("w1",))
+    o.put(store, o.config_map("cfg", {"lua-shared-dicts": "configuration_data: 128k"}),
+          o.ingress("i", o.rule("foo.com", o.path("/", "web"))))  # fmt: skip
+    controller = await start_controller(store, configmap=("default", "cfg"))
+    for i in range(8):  # 8 Services of 1000 endpoints each (never connected to): ~150 KiB of peers
+        addresses = [f"127.{n // 250 + 1}.{i}.{n % 250 + 1}" for n in range(1000)]
+        o.put(store, o.service(f"big{i}", ("http", 80, "http")), o.endpoint_slice(f"big{i}", addresses, 9),
+              o.ingress(f"big{i}", o.rule(f"big{i}.com", o.path("/", f"big{i}"))))  # fmt: skip
+    await until(lambda: metric(controller, "portolan_ingress_reload_failures_total", reason="data") > 0)
+    assert "no memory" in caplog.text and "raise lua-shared-dicts" in caplog.text
