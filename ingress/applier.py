@@ -73,12 +73,16 @@ class Applier:
         finally:
             path.unlink(missing_ok=True)
 
-    async def push(self, model: Model, *, delete: bool = True, verify: bool = False) -> ApplyResult:
+    async def push(
+        self, model: Model, *, delete: bool = True, verify: bool = False, running: Model | None = None
+    ) -> ApplyResult:
         """The model's live data into nginx (``delete``: and nothing else; ``verify``: ask
-        nginx whether it still holds it even when nothing changed)."""
+        nginx whether it still holds it even when nothing changed) for the configuration of
+        ``running`` (by default ``model``'s)."""
         t0 = time.monotonic()
+        zones = livedata.zones((running or model).settings)
         try:
-            sent = await self.channel.push(livedata.records(model), delete=delete, verify=verify)
+            sent = await self.channel.push(livedata.records(model), delete=delete, verify=verify, zones=zones)
         except ChannelError as exc:
             log.error("live data: %s", exc)
             self.metrics.reload_failures.labels("data").inc()
@@ -102,7 +106,7 @@ class Applier:
         added to it), then the candidate in place, a reload, and the data."""
         self.phases = {}
         if self.nginx.running and self.channel.synced:
-            early = await self.push(model, delete=False)
+            early = await self.push(model, delete=False, running=self.model)
             if not early.ok:
                 return early
         path = self._candidate(rendered.text)

@@ -47,6 +47,17 @@ def route(location: Location, settings: NginxSettings) -> str:
     return urlencode(fields)
 
 
+def zones(settings: NginxSettings) -> str:
+    """The sizes in bytes of the two dicts (``data,certs``), as the Lua compares them with its
+    own: a worker whose dicts differ serves a configuration older than a reload that resized one."""
+    return ",".join(str(_size(text)) for text in (settings.lua_data_dict, settings.lua_certs_dict))
+
+
+def _size(text: str) -> int:
+    """A dict size as settings.py normalises it: a whole number of k or m."""
+    return int(text[:-1]) << (20 if text.endswith("m") else 10)
+
+
 def records(model: Model) -> dict[str, str]:
     """Every record nginx must hold for ``model``."""
     out: dict[str, str] = {}

@@ -4,6 +4,7 @@
 -- internal status socket (a Unix socket under --config-dir, which no network client can
 -- reach) as lines of records:
 --
+--   token=<token>[&full=1][&zones=<bytes>,<bytes>]   first: whose data, and for which dicts
 --   k=<key>&v=<value>      set a record        k=<key>      delete it
 --
 -- Keys and values (all built and validated by ingress/livedata.py):
@@ -324,6 +325,13 @@ function M.push()
     end
     local first, rest = body:match("^([^\n]*)\n?(.*)$")
     local head = decode_args(first, 0)
+    -- zones: the dict sizes of the configuration the push is for. A worker of an older one (a
+    -- reload that resized a dict gave the new workers new dicts) sends it back to be resent.
+    if head.zones and head.zones ~= data:capacity() .. "," .. certdata:capacity() then
+        ngx.status = 421
+        ngx.say("not the configured dicts (a worker of an older configuration): send again")
+        return ngx.exit(421)
+    end
     local token = head.token
     if not token or token == "" then
         ngx.status = 400
