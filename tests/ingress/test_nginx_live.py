@@ -117,11 +117,11 @@ class Timeline:
         self.load = load
         self.steps = [Step(float("-inf"), float("-inf"), frozenset(serves))]
 
-    async def change(self, serves: Iterable[str], action: Callable[[], object]) -> None:
+    async def change(self, serves: Iterable[str], action: Callable[[], object], probes: int = 5) -> None:
         began = time.monotonic()
         live = await taken(self.controller, action, f"change {len(self.steps)} (to {sorted(serves)})")
         self.steps.append(Step(began, live, frozenset(serves)))
-        await self.load.probes_after(live)  # traffic met it before the next change
+        await self.load.probes_after(live, probes)  # traffic met it before the next change
 
     def allowed(self, sample: Sample) -> frozenset[str]:
         """What nginx may have held while the probe ran: each change from when it was made until
@@ -252,7 +252,7 @@ async def test_canary_weight_and_endpoints_under_load(start_controller, backends
         # A canary without a ready endpoint is skipped, as ingress-nginx does: the primary serves.
         await timeline.change({"m1"}, canary_endpoints(o.endpoint_slice("new", [], n1_port, not_ready=(n1,))))
         await timeline.change({"n1"}, canary_endpoints(o.endpoint_slice("new", [n1], n1_port)))
-        await timeline.change({"m1", "n1"}, canary("50"))
+        await timeline.change({"m1", "n1"}, canary("50"), probes=100)
         await timeline.change({"m1"}, canary("0"))
     timeline.check()
     split = timeline.steps[-2]  # weight 50: between it going live and the next change
@@ -353,6 +353,27 @@ async def test_round_robin_and_upstream_hash_by(start_controller, backends, clie
 
 
 
+@pytest.mark.parametrize(
+    "annotations",
+    [{}, {"load_balance": "ewma"}, {"upstream_hash_by": "$arg_id"},
+     {"affinity": "cookie", "session_cookie_name": "route"}],  # fmt: skip
+    ids=["round_robin", "ewma", "hash", "affinity"],
+)
+async def test_a_dead_endpoint_still_listed_is_passed_over(
+    start_controller, backends, client_for, annotations: dict[str, str]
+) -> None:
+    # A pod gone before its EndpointSlice says so: the balancer tries another endpoint.
+    store = Store()
+    await services(backends, store, web=("w1", "w2", "w3"))
+    o.put(store, o.ingress("i", o.rule("foo.com", o.path("/", "web")), annotations=ann(**annotations)))
+    controller = await start_controller(store)
+    client = client_for(controller)
+    await backends.stop("w2")
+    got = [(await client.request("foo.com", f"/?id={i % 10}", headers={"Cookie": f"route={i % 10}"})).backend
+           for i in range(30)]  # fmt: skip
+    assert set(got) == {"w1", "w3"}, got
+
+
 async def test_ewma_prefers_the_faster_endpoint(start_controller, backends, client_for) -> None:
     store = Store()
     o.put(store, o.ingress_class(), o.service("mixed", ("http", 80, "http")))
@@ -433,40 +454,53 @@ async def test_certificates_follow_their_secrets_live(
 ) -> None:
     store = Store()
     await services(backends, store, web=("w1",))
-    one_crt, one_key = authority.issue("a.com")
+    default_crt, default_key = authority.issue("default.test")
+    pair_crt, pair_key = authority.issue("a.com")
     wild_crt, wild_key = authority.issue("*.wild.com")
     o.put(
         store,
-        o.tls_secret("pair", one_crt, one_key),
+        o.tls_secret("default-tls", default_crt, default_key),
+        o.tls_secret("pair", pair_crt, pair_key),
         o.tls_secret("wild", wild_crt, wild_key),
         o.ingress("pair", o.rule("a.com", o.path("/", "web")), o.rule("b.com", o.path("/", "web")),
                   tls=[{"hosts": ["a.com", "b.com"], "secretName": "pair"}]),
         o.ingress("wild", o.rule("x.wild.com", o.path("/", "web")), o.rule("*.wild.com", o.path("/", "web")),
                   tls=[{"hosts": ["x.wild.com", "*.wild.com"], "secretName": "wild"}]),
     )  # fmt: skip
-    controller = await start_controller(store)
-    context = authority.client_context(tmp_path)
+    controller = await start_controller(store, default_ssl_certificate=("default", "default-tls"))
+    verified = authority.client_context(tmp_path)
+    unverified = ssl.create_default_context()
+    unverified.check_hostname, unverified.verify_mode = False, ssl.CERT_NONE
     unreloaded = no_reload(controller)
 
-    async def served(sni: str) -> str:
-        """The serial nginx serves for ``sni``, verified for that name."""
+    async def served(sni: str, context: ssl.SSLContext = unverified) -> str:
+        """The serial of the certificate nginx serves for ``sni``."""
         async with aiohttp.ClientSession() as session:
             return await tls_probe(controller, sni, context)(session)
 
-    assert await served("a.com") == serial_of(one_crt)
-    # b.com is not in the certificate yet: the default one, which the client refuses.
-    with pytest.raises(ssl.SSLCertVerificationError):
-        await served("b.com")
-    both_crt, both_key = authority.issue("a.com", "b.com")
-    await go_live(controller, store, o.tls_secret("pair", both_crt, both_key))
-    assert await served("a.com") == await served("b.com") == serial_of(both_crt)
-    # A wildcard certificate: the host named in the TLS section and any other under it.
-    for sni in ("x.wild.com", "y.wild.com"):
-        assert await served(sni) == serial_of(wild_crt), sni
+    async def expect(serials: dict[str, bytes]) -> None:
+        for sni, crt in serials.items():
+            assert await served(sni) == serial_of(crt), sni
+
+    # b.com is not in the certificate yet: the default one.
+    await expect({"a.com": pair_crt, "b.com": default_crt})
+    # A name added to the Secret's certificate.
+    pair_crt, pair_key = authority.issue("a.com", "b.com")
+    await go_live(controller, store, o.tls_secret("pair", pair_crt, pair_key))
+    await expect({"a.com": pair_crt, "b.com": pair_crt})
+    assert await served("b.com", verified) == serial_of(pair_crt)
+    # A wildcard certificate: the host the TLS section names and any other under it.
+    await expect({"x.wild.com": wild_crt, "y.wild.com": wild_crt})
     wild_crt, wild_key = authority.issue("*.wild.com")
     await go_live(controller, store, o.tls_secret("wild", wild_crt, wild_key))
-    for sni in ("x.wild.com", "y.wild.com"):
-        assert await served(sni) == serial_of(wild_crt), sni
+    await expect({"x.wild.com": wild_crt, "y.wild.com": wild_crt})
+    assert await served("y.wild.com", verified) == serial_of(wild_crt)
+    # The Secret deleted: its hosts fall back to the default certificate, itself rotated live.
+    await taken(controller, lambda: o.remove(store, o.tls_secret("pair", pair_crt, pair_key)))
+    await expect({"a.com": default_crt, "b.com": default_crt, "x.wild.com": wild_crt})
+    default_crt, default_key = authority.issue("default.test")
+    await go_live(controller, store, o.tls_secret("default-tls", default_crt, default_key))
+    await expect({"a.com": default_crt, "unknown.test": default_crt, "x.wild.com": wild_crt})
     unreloaded()
 
 
