@@ -100,8 +100,9 @@ class DataChannel:
                 self.synced = False
                 raise refused(status, text)
             log.info("nginx no longer holds the live data (a new master?): sending all of it")
-        # Everything: nginx flushes its dicts first. Records kept for old routes (delete=False)
-        # go along, so a configuration still running finds them.
+        # Everything: nginx drops what the push does not name, and keeps serving what it held
+        # meanwhile. Records kept for old routes (delete=False) go along, so a configuration
+        # still running finds them.
         everything = dict(records) if delete else {**self.pushed, **records}
         status, text = await self._post(encode(self._token, True, everything, [], zones))
         if status != 200:

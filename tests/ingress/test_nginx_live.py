@@ -643,17 +643,37 @@ async def test_resized_shared_dicts_get_their_data_again(
     assert (await client.request("foo.com", "/", https=True)).backend == "w1"  # its certificate verified
 
 
-async def test_data_too_big_for_its_dict_is_refused_loudly(start_controller, backends, caplog) -> None:
+async def test_data_too_big_for_its_dict_is_refused_and_the_rest_served(start_controller, backends, caplog) -> None:
     # Records are never evicted to make room for others (which would drop routes silently):
-    # nginx refuses the push, and the controller says what to raise.
+    # nginx refuses the push, the controller says what to raise, and what nginx held serves on.
     store = Store()
     await services(backends, store, web=("w1",))
     o.put(store, o.config_map("cfg", {"lua-shared-dicts": "configuration_data: 128k"}),
           o.ingress("i", o.rule("foo.com", o.path("/", "web"))))  # fmt: skip
     controller = await start_controller(store, configmap=("default", "cfg"))
+    big = []
     for i in range(8):  # 8 Services of 1000 endpoints each (never connected to): ~150 KiB of peers
         addresses = [f"127.{n // 250 + 1}.{i}.{n % 250 + 1}" for n in range(1000)]
-        o.put(store, o.service(f"big{i}", ("http", 80, "http")), o.endpoint_slice(f"big{i}", addresses, 9),
-              o.ingress(f"big{i}", o.rule(f"big{i}.com", o.path("/", f"big{i}"))))  # fmt: skip
-    await until(lambda: metric(controller, "portolan_ingress_reload_failures_total", reason="data") > 0)
-    assert "no memory" in caplog.text and "raise lua-shared-dicts" in caplog.text
+        big += [o.service(f"big{i}", ("http", 80, "http")), o.endpoint_slice(f"big{i}", addresses, 9),
+                o.ingress(f"big{i}", o.rule(f"big{i}.com", o.path("/", f"big{i}")))]  # fmt: skip
+
+    def refused() -> float:
+        return metric(controller, "portolan_ingress_reload_failures_total", reason="data")
+
+    async with Load(http_probe(controller, "foo.com"), clients=2) as load:
+        o.put(store, *big)
+        await until(lambda: refused() >= 2)  # the push, and the retry, refused
+        assert "no memory" in caplog.text and "raise lua-shared-dicts" in caplog.text
+        assert not await healthy(controller)
+        for obj in big:
+            o.remove(store, obj)
+        await until(lambda: healthy(controller))
+        await load.probes_after(time.monotonic())
+    assert {s.outcome for s in load.samples} == {"w1"}
+
+
+async def healthy(controller: Controller) -> bool:
+    """Whether the controller's /healthz says ok."""
+    url = f"http://127.0.0.1:{controller.httpd.ports['healthz']}/healthz"
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        return resp.status == 200
