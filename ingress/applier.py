@@ -73,14 +73,12 @@ class Applier:
         finally:
             path.unlink(missing_ok=True)
 
-    async def push(
-        self, model: Model, *, delete: bool = True, verify: bool = False, running: Model | None = None
-    ) -> ApplyResult:
+    async def push(self, model: Model, *, delete: bool = True, verify: bool = False, sized: bool = True) -> ApplyResult:
         """The model's live data into nginx (``delete``: and nothing else; ``verify``: ask
-        nginx whether it still holds it even when nothing changed) for the configuration of
-        ``running`` (by default ``model``'s)."""
+        nginx whether it still holds it even when nothing changed; ``sized``: only for workers
+        whose dicts have the sizes ``model``'s configuration gives them)."""
         t0 = time.monotonic()
-        zones = livedata.zones((running or model).settings)
+        zones = livedata.zones(model.settings) if sized else ""
         try:
             sent = await self.channel.push(livedata.records(model), delete=delete, verify=verify, zones=zones)
         except ChannelError as exc:
@@ -106,7 +104,8 @@ class Applier:
         added to it), then the candidate in place, a reload, and the data."""
         self.phases = {}
         if self.nginx.running and self.channel.synced:
-            early = await self.push(model, delete=False, running=self.model)
+            # Whichever workers take it: the push after the reload reaches the new ones.
+            early = await self.push(model, delete=False, sized=False)
             if not early.ok:
                 return early
         path = self._candidate(rendered.text)
