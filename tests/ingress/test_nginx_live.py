@@ -162,9 +162,14 @@ def no_reload(controller: Controller) -> Callable[[], None]:
     return check
 
 
+def putting(store: Store, *objs: o.Obj) -> Callable[[], None]:
+    """The change that puts these objects in the store."""
+    return lambda: o.put(store, *objs)
+
+
 async def go_live(controller: Controller, store: Store, *objs: o.Obj) -> None:
     """Put objects that change only live data, until nginx took them."""
-    await taken(controller, lambda: o.put(store, *objs))
+    await taken(controller, putting(store, *objs))
 
 
 def slice_of(name: str, addresses: list[str], port: int, not_ready: tuple[str, ...] = ()) -> o.Obj:
@@ -184,7 +189,7 @@ async def test_endpoints_switch_under_load_without_reload(start_controller, back
     set_a, set_b = {"a1", "a2"}, {"b1", "b2"}
 
     def put(*objs: o.Obj) -> Callable[[], None]:
-        return lambda: o.put(store, *objs)
+        return putting(store, *objs)
 
     changes: list[tuple[set[str], Callable[[], None]]] = [  # (who answers then, the change)
         (set_b, put(slice_of("main", b, b_port))),
@@ -233,10 +238,11 @@ async def test_canary_weight_and_endpoints_under_load(start_controller, backends
     n1, n1_port = backends.started[1].address, backends.started[1].port
 
     def canary(weight: str) -> Callable[[], None]:
-        return lambda: o.put(store, canary_ingress(canary_weight=weight))
+        return putting(store, canary_ingress(canary_weight=weight))
 
-    def canary_endpoints(*obj: o.Obj) -> Callable[[], None]:
-        return lambda: o.put(store, *obj)
+    def canary_endpoints(*addresses: str, port: int = n1_port) -> Callable[[], None]:
+        ready = o.endpoint_slice("new", list(addresses), port, not_ready=() if addresses else (n1,))
+        return putting(store, ready)
 
     o.put(store, o.ingress("main", o.rule("foo.com", o.path("/", "main")), created="2024-01-01T00:00:00Z"),
           canary_ingress(canary_weight="0"))  # fmt: skip
@@ -245,13 +251,13 @@ async def test_canary_weight_and_endpoints_under_load(start_controller, backends
     async with Load(http_probe(controller, "foo.com")) as load:
         timeline = Timeline(controller, load, {"m1"})
         await timeline.change({"n1"}, canary("100"))
-        await timeline.change({"n2"}, canary_endpoints(o.endpoint_slice("new", [n2[0]], n2_port)))
+        await timeline.change({"n2"}, canary_endpoints(*n2, port=n2_port))
         await timeline.change({"m1"}, canary("0"))
         await timeline.change({"n2"}, canary("100"))
-        await timeline.change({"n1"}, canary_endpoints(o.endpoint_slice("new", [n1], n1_port)))
+        await timeline.change({"n1"}, canary_endpoints(n1))
         # A canary without a ready endpoint is skipped, as ingress-nginx does: the primary serves.
-        await timeline.change({"m1"}, canary_endpoints(o.endpoint_slice("new", [], n1_port, not_ready=(n1,))))
-        await timeline.change({"n1"}, canary_endpoints(o.endpoint_slice("new", [n1], n1_port)))
+        await timeline.change({"m1"}, canary_endpoints())
+        await timeline.change({"n1"}, canary_endpoints(n1))
         await timeline.change({"m1", "n1"}, canary("50"), probes=100)
         await timeline.change({"m1"}, canary("0"))
     timeline.check()
