@@ -10,9 +10,9 @@ Nothing here is a block-list: ingress-nginx's word block-lists were bypassed aga
 (CVE-2021-25746, CVE-2023-5043/5044, CVE-2024-7646). The characters that end or open an
 nginx token (``;`` ``{`` ``}`` quotes, ``#``, backslash, whitespace, control characters)
 and ``$`` (variable expansion) are simply never in an allow-list, except ``$N`` capture
-references in rewrite-target, ``$`` as an end anchor in regex paths and canary header patterns,
-and braces in those regexes (for ``{n}`` quantifiers; a regex is always rendered quoted, where
-braces are plain characters).
+references in rewrite-target, nginx's own variables in upstream-hash-by, ``$`` as an end anchor
+in regex paths and canary header patterns, and braces in those regexes (for ``{n}`` quantifiers;
+a regex is always rendered quoted, where braces are plain characters).
 
 Snippet annotations are raw nginx text by definition (CVE-2021-25742): they are ignored unless
 the ConfigMap sets ``allow-snippet-annotations: "true"``, which makes anyone who can write an
@@ -47,6 +47,19 @@ SNIPPET_MAX = 16384
 # upstream-hash-by: an nginx value made of variables ($name or ${name}) and plain characters,
 # evaluated per request inside a quoted "set": nothing that ends or opens a token.
 _HASH_BY_RE = re.compile(r"^(?:\$[A-Za-z_][A-Za-z0-9_]*|\$\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z0-9._~:/=&,+-])+$")
+_VARIABLE_RE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
+# ... and only variables nginx has (names are case-insensitive): the request's, the
+# connection's and TLS's, and the per-name families. An unknown one would fail nginx -t (and
+# cost a bisection to find); our own ($portolan_*) are not for an Ingress to read.
+HASH_BY_VARIABLES = frozenset({
+    "args", "binary_remote_addr", "connection", "content_length", "content_type", "document_uri", "host",
+    "hostname", "https", "is_args", "proxy_protocol_addr", "proxy_protocol_port", "query_string",
+    "realip_remote_addr", "realip_remote_port", "remote_addr", "remote_port", "remote_user", "request",
+    "request_id", "request_method", "request_uri", "scheme", "server_addr", "server_name", "server_port",
+    "server_protocol", "ssl_cipher", "ssl_client_fingerprint", "ssl_client_s_dn", "ssl_client_serial",
+    "ssl_client_verify", "ssl_protocol", "ssl_server_name", "ssl_session_id", "uri",
+})  # fmt: skip
+HASH_BY_FAMILIES = ("arg_", "cookie_", "http_")
 LOAD_BALANCERS = ("round_robin", "ewma")
 
 
@@ -216,6 +229,11 @@ def _cookie_domain(text: str) -> str:
 def _hash_by(text: str) -> str:
     if len(text) > 256 or not _HASH_BY_RE.fullmatch(text) or "$" not in text:
         raise ValueError("not an nginx variable expression such as $request_uri or $remote_addr$arg_id")
+    for name in (found.lower() for found in _VARIABLE_RE.findall(text)):
+        family = next((f for f in HASH_BY_FAMILIES if name.startswith(f) and len(name) > len(f)), None)
+        if family is None and name not in HASH_BY_VARIABLES:
+            raise ValueError(f"${name} is not a variable nginx has (such as $request_uri, $remote_addr, $arg_NAME, "
+                             "$http_NAME or $cookie_NAME)")  # fmt: skip
     return text
 
 

@@ -94,13 +94,16 @@ class Applier:
         before = {f.server.host: f.digest for f in running.fragments}
         return {f.server.host for f in rendered.fragments if before.get(f.server.host) != f.digest}
 
-    async def push(self, model: Model, *, delete: bool = True) -> ApplyResult:
-        """The model's live data into nginx (``delete``: and nothing else)."""
+    async def push(self, model: Model, *, delete: bool = True, verify: bool = False, sized: bool = True) -> ApplyResult:
+        """The model's live data into nginx (``delete``: and nothing else; ``verify``: ask
+        nginx whether it still holds it even when nothing changed; ``sized``: only for workers
+        whose dicts have the sizes ``model``'s configuration gives them)."""
         t0 = time.monotonic()
         if self.streams.write(model.streams):
             self.metrics.data_pushes.inc()
+        zones = livedata.zones(model.settings) if sized else ""
         try:
-            sent = await self.channel.push(self.records(model), delete=delete)
+            sent = await self.channel.push(self.records(model), delete=delete, verify=verify, zones=zones)
         except ChannelError as exc:
             log.error("live data: %s", exc)
             self.metrics.reload_failures.labels("data").inc()
@@ -110,9 +113,9 @@ class Applier:
             self.phases["push"] = time.monotonic() - t0
         return ApplyResult(True, "data")
 
-    async def update(self, model: Model) -> ApplyResult:
+    async def update(self, model: Model, *, verify: bool = False) -> ApplyResult:
         """The configuration nginx runs already fits ``model``: only its data may differ."""
-        result = await self.push(model)
+        result = await self.push(model, verify=verify)
         if result.ok:
             self.model = model
             if result.stage == "data" and self.phases.get("push"):
@@ -125,7 +128,8 @@ class Applier:
         self.phases = {}
         self.streams.write(model.streams)  # a new TCP/UDP listener finds its peers from the start
         if self.nginx.running and self.channel.synced:
-            early = await self.push(model, delete=False)
+            # Whichever workers take it: the push after the reload reaches the new ones.
+            early = await self.push(model, delete=False, sized=False)
             if not early.ok:
                 return early
         path = self._candidate(rendered.text)
@@ -147,10 +151,15 @@ class Applier:
         finally:
             path.unlink(missing_ok=True)
         t0 = time.monotonic()
+        # A reload is counted when nginx was told to load a configuration, or is found running
+        # another one; not when the supervisor restarts a dead master on the same file.
+        reloaded = rendered.hash != self.running_hash
         if not self.nginx.started.is_set():
             await self.nginx.start()
+            reloaded = True
         elif self.nginx.running:
             self.nginx.reload()
+            reloaded = True
         # (not running: the supervisor is restarting it, on the file just written)
         if not await self.nginx.wait_for_hash(rendered.hash, self.reload_timeout):
             tail = self.nginx.error_log_tail()
@@ -159,12 +168,14 @@ class Applier:
             return ApplyResult(False, "reload", tail)
         self.running_hash = rendered.hash
         self.running = rendered
-        self.metrics.reloads.inc()
-        self.metrics.last_reload.set(time.time())
+        if reloaded:
+            self.metrics.reloads.inc()
+            self.metrics.last_reload.set(time.time())
         self.metrics.last_reload_success.set(1)
         self.metrics.set_hash(rendered.hash)
         self.phases["reload"] = time.monotonic() - t0
-        data = await self.update(model)
+        # verify: a reload that changed a lua_shared_dict's size gave it a new, empty zone.
+        data = await self.update(model, verify=True)
         self.certfiles.collect({"fallback"})
         # How long each step took: where the time goes when a large cluster is slow to go live.
         log.info("nginx serves configuration %s: %d servers, %d upstreams, %d Ingresses (%s)",

@@ -55,6 +55,17 @@ def server_records(server: Server, settings: NginxSettings) -> dict[str, str]:
     return out
 
 
+def zones(settings: NginxSettings) -> str:
+    """The sizes in bytes of the two dicts (``data,certs``), as the Lua compares them with its
+    own: a worker whose dicts differ serves a configuration older than a reload that resized one."""
+    return ",".join(str(_size(text)) for text in (settings.lua_data_dict, settings.lua_certs_dict))
+
+
+def _size(text: str) -> int:
+    """A dict size as settings.py normalises it: a whole number of k or m."""
+    return int(text[:-1]) << (20 if text.endswith("m") else 10)
+
+
 class Records:
     """Every record nginx must hold for a model, each server's made once per Server object (the
     model reuses the Server of a host nothing touched): an endpoint change costs its upstream."""

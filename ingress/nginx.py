@@ -159,7 +159,7 @@ class Nginx:
     def running(self) -> bool:
         return self.pid is not None
 
-    async def _spawn(self) -> None:
+    async def _spawn(self) -> asyncio.subprocess.Process:
         # A master killed with SIGKILL leaves its Unix socket behind, and bind() then fails.
         self.layout.status_socket.unlink(missing_ok=True)
         args = [self.binary, "-p", f"{self.layout.root}/", "-c", str(self.layout.conf),
@@ -177,6 +177,7 @@ class Nginx:
             start_new_session=True,
         )
         log.info("nginx master started (pid %d)", self._proc.pid)
+        return self._proc
 
     async def start(self) -> None:
         """Start the master on the current nginx.conf and supervise it."""
@@ -205,12 +206,23 @@ class Nginx:
             if self._stopping:
                 return
             try:
-                await self._spawn()
+                spawned = await self._spawn()
             except OSError as exc:
                 log.error("cannot restart nginx: %s", exc)
                 continue
+            # The callback sends the live data again: not before the new master answers, or the
+            # push fails and waits for the controller's retry, with nginx serving 503s meanwhile.
+            await self._answering(spawned, timeout=10.0)
             if self._on_restart is not None:
                 self._on_restart()
+
+    async def _answering(self, proc: asyncio.subprocess.Process, timeout: float) -> None:
+        """Until ``proc``'s status socket answers, it exits, or ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while proc.returncode is None and time.monotonic() < deadline:
+            if await running_hash(self.layout, timeout=1.0) is not None:
+                return
+            await asyncio.sleep(0.02)
 
     def reload(self) -> None:
         """SIGHUP: the master re-reads nginx.conf, starts new workers and lets the old ones

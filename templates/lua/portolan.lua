@@ -4,6 +4,7 @@
 -- internal status socket (a Unix socket under --config-dir, which no network client can
 -- reach) as lines of records:
 --
+--   token=<token>[&full=1][&zones=<bytes>,<bytes>]   first: whose data, and for which dicts
 --   k=<key>&v=<value>      set a record        k=<key>      delete it
 --
 -- Keys and values (all built and validated by ingress/livedata.py):
@@ -14,9 +15,12 @@
 --   h:<host>      the digest of the certificate a TLS host uses ("h:" alone: the default)
 --
 -- Records live in lua_shared_dict portolan_data (certificates in portolan_certs), so every
--- worker sees them and they survive reloads. A push first names the controller's token:
--- a full push stores it; an incremental push with another token (a new nginx master, whose
--- dicts are empty) is refused with 409 and the controller sends everything again.
+-- worker sees them and they survive reloads. A push first names the controller's token: a
+-- full push (which replaces everything record by record, never flushing) stores it in both
+-- dicts once it is in; an incremental push is refused with 409 unless both hold it (a new
+-- nginx master, or a reload that resized a dict, starts it empty), and the controller then
+-- sends everything again. Records are stored with safe_set: a full dict refuses the push
+-- (507) rather than silently evicting other records.
 --
 -- Each worker keeps what it parsed, checked against the record's version only when the
 -- global generation moved, so a request costs one shared-dict read in the steady state.
@@ -47,10 +51,15 @@ local certcount = 0
 
 -- ---------------------------------------------------------------- records
 
+-- "ip:port [ip6]:port ...": the host keeps an IPv6 address's brackets, which
+-- balancer.set_current_peer needs (it parses the address as a URL host).
 local function parse_peers(text)
     local peers = {}
-    for host, port in text:gmatch("%[?([^%s%]]+)%]?:(%d+)") do
-        peers[#peers + 1] = { host = host, port = tonumber(port), ewma = 0, stamp = 0, id = host .. ":" .. port }
+    for id in text:gmatch("%S+") do
+        local host, port = id:match("^(.+):(%d+)$")
+        if host then
+            peers[#peers + 1] = { host = host, port = tonumber(port), ewma = 0, stamp = 0, id = id }
+        end
     end
     return peers
 end
@@ -197,9 +206,13 @@ function M.balance()
             ctx.portolan_unavailable = true
             return ngx.exit(ngx.ERROR)
         end
-        local name = route.u
-        if route.cu and to_canary(route) then name = route.cu end
-        up = record("u", name)
+        if route.cu and to_canary(route) then
+            -- A canary without a ready endpoint is skipped, as ingress-nginx drops the
+            -- balancer of a backend that has none: the primary serves instead of a 503.
+            up = record("u", route.cu)
+            if up and #up.peers == 0 then up = nil end
+        end
+        up = up or record("u", route.u)
         if not up or #up.peers == 0 then
             ctx.portolan_unavailable = true
             return ngx.exit(ngx.ERROR)
@@ -289,6 +302,24 @@ local function store_for(key)
     return data
 end
 
+-- A full push: the records it does not name go, with their versions.
+local function forget_unnamed(named)
+    for _, key in ipairs(certdata:get_keys(0)) do
+        if key ~= "token" and not named[key] then
+            certdata:delete(key)
+            data:delete("v:" .. key)
+        end
+    end
+    for _, key in ipairs(data:get_keys(0)) do
+        if key ~= "gen" and key ~= "token" then
+            local record = key:sub(1, 2) == "v:" and key:sub(3) or key
+            if not named[record] then
+                data:delete(key)
+            end
+        end
+    end
+end
+
 -- content_by_lua on the status socket: POST a push (see the top of this file).
 function M.push()
     if ngx.req.get_method() ~= "POST" then
@@ -313,52 +344,69 @@ function M.push()
     end
     local first, rest = body:match("^([^\n]*)\n?(.*)$")
     local head = decode_args(first, 0)
+    -- zones: the dict sizes of the configuration the push is for. A worker of an older one (a
+    -- reload that resized a dict gave the new workers new dicts) sends it back to be resent.
+    if head.zones and head.zones ~= data:capacity() .. "," .. certdata:capacity() then
+        ngx.status = 421
+        ngx.say("not the configured dicts (a worker of an older configuration): send again")
+        return ngx.exit(421)
+    end
     local token = head.token
     if not token or token == "" then
         ngx.status = 400
         ngx.say("no token")
         return ngx.exit(400)
     end
-    if head.full then
-        -- The generation carries on: a worker's cached version must never meet an equal
-        -- number that now means other data.
-        local gen = data:get("gen") or 0
-        data:flush_all()
-        data:flush_expired()
-        certdata:flush_all()
-        certdata:flush_expired()
-        data:set("gen", gen)
-        data:set("token", token)
-    elseif data:get("token") ~= token then
+    local full = head.full
+    if full then
+        -- Nothing is flushed: requests meanwhile find what they found before. The token is
+        -- dropped until the whole push is in, so one that fails half way is followed by another.
+        data:delete("token")
+        certdata:delete("token")
+    elseif data:get("token") ~= token or certdata:get("token") ~= token then
         ngx.status = 409
         ngx.say("token mismatch: send everything")
         return ngx.exit(409)
     end
-    local gen = data:incr("gen", 1, 0)
-    local count = 0
+    local records = {}
     for line in rest:gmatch("[^\n]+") do
         local args = decode_args(line, 0)
-        local key, value = args.k, args.v
-        if type(key) == "string" then
-            local store = store_for(key)
-            if type(value) == "string" then
-                local ok, err = store:set(key, value)
-                if not ok then
-                    data:delete("token") -- half applied: the next push must be a full one
-                    ngx.status = 507
-                    ngx.say("cannot store ", key, ": ", err)
-                    return ngx.exit(507)
-                end
-                data:set("v:" .. key, gen)
-            else
-                store:delete(key)
-                data:delete("v:" .. key)
-            end
-            count = count + 1
+        if type(args.k) == "string" then
+            records[#records + 1] = args
         end
     end
+    if full then -- what it does not name goes first, making room for the rest
+        local named = {}
+        for _, args in ipairs(records) do
+            named[args.k] = true
+        end
+        forget_unnamed(named)
+    end
+    local gen = data:incr("gen", 1, 0)
+    for _, args in ipairs(records) do
+        local key, value = args.k, args.v
+        local store = store_for(key)
+        if type(value) ~= "string" then
+            store:delete(key)
+            data:delete("v:" .. key)
+        elseif store:get(key) ~= value or not data:get("v:" .. key) then
+            -- (a record sent again unchanged keeps its version, and workers what they parsed)
+            local ok, err = store:safe_set(key, value)
+            if ok then ok, err = data:safe_set("v:" .. key, gen) end
+            if not ok then
+                data:delete("token") -- half applied: the next push must be a full one
+                ngx.status = 507
+                ngx.say("cannot store ", key, ": ", err)
+                return ngx.exit(507)
+            end
+        end
+    end
+    if full then
+        data:safe_set("token", token)
+        certdata:safe_set("token", token)
+    end
     data:incr("gen", 1, 0) -- workers re-check what they cached
-    ngx.say(count)
+    ngx.say(#records)
 end
 
 return M

@@ -1,7 +1,7 @@
 """Small aiohttp servers standing in for pods: each answers with its own name, the request
 line it received and its headers (as JSON), and echoes WebSocket messages prefixed with its
 name, so tests can tell which backend answered and what nginx passed on. ``/sleep/SECONDS``
-answers after that long.
+answers after that long; a backend started with a ``delay`` is that much slower on every request.
 
 All backends of one Service listen on the same port at different loopback addresses
 (127.0.0.x), as pods behind one EndpointSlice port do.
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from aiohttp import WSMsgType, web
 
 NAME = web.AppKey("name", str)
+DELAY = web.AppKey("delay", float)
 
 
 async def _handle(request: web.Request) -> web.StreamResponse:
@@ -30,6 +31,8 @@ async def _handle(request: web.Request) -> web.StreamResponse:
                 await ws.send_str(f"{name}:{msg.data}")
         return ws
     body = await request.read()
+    if request.app[DELAY]:
+        await asyncio.sleep(request.app[DELAY])
     if request.path.startswith("/sleep/"):  # /sleep/SECONDS: a slow pod, for timeouts and limits
         await asyncio.sleep(float(request.path.split("/")[2]))
     return web.json_response(
@@ -64,14 +67,17 @@ class Backends:
         self._next_host += count
         return addrs
 
-    async def start(self, *names: str, tls: ssl.SSLContext | None = None) -> tuple[list[str], int]:
-        """Start one backend per name on consecutive 127.0.0.x addresses, all on one port
-        (serving HTTPS with ``tls``). Returns (addresses, port)."""
+    async def start(
+        self, *names: str, tls: ssl.SSLContext | None = None, delay: float = 0.0, address: str | None = None
+    ) -> tuple[list[str], int]:
+        """Start one backend per name on consecutive 127.0.0.x addresses (or the one ``address``
+        given, such as ::1, for a single name), all on one port (serving HTTPS with ``tls``, each
+        answer ``delay`` seconds late). Returns (addresses, port)."""
         for _ in range(20):
-            addresses = self.next_addresses(len(names))
+            addresses = [address] if address is not None else self.next_addresses(len(names))
             port = _free_port(addresses[0])
             try:
-                started = [await self._start_one(n, a, port, tls) for n, a in zip(names, addresses, strict=True)]
+                started = [await self._start_one(n, a, port, tls, delay) for n, a in zip(names, addresses, strict=True)]
             except OSError as exc:
                 if exc.errno != errno.EADDRINUSE:
                     raise
@@ -80,9 +86,12 @@ class Backends:
             return addresses, port
         raise RuntimeError("no common free port for the backends")
 
-    async def _start_one(self, name: str, address: str, port: int, tls: ssl.SSLContext | None = None) -> Backend:
+    async def _start_one(
+        self, name: str, address: str, port: int, tls: ssl.SSLContext | None = None, delay: float = 0.0
+    ) -> Backend:
         app = web.Application(client_max_size=64 * 1024 * 1024)  # nginx enforces the body limits under test
         app[NAME] = name
+        app[DELAY] = delay
         app.router.add_route("*", "/{tail:.*}", _handle)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
@@ -105,6 +114,6 @@ class Backends:
 
 
 def _free_port(address: str) -> int:
-    with socket.socket() as s:
+    with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as s:
         s.bind((address, 0))
         return s.getsockname()[1]

@@ -131,8 +131,9 @@ StartController = Callable[..., Awaitable[Controller]]
 
 @pytest.fixture
 async def start_controller(config_dir: Path) -> AsyncIterator[StartController]:
-    """start_controller(store=None, use_store_source=True, **options) -> a started Controller.
-    By default the test fills ``store`` itself; use_store_source=False lets the controller
+    """start_controller(store=None, use_store_source=True, **options) -> a started Controller,
+    its config dir under ``config_dir`` unless an option names one. By default the test fills
+    ``store`` itself; use_store_source=False lets the controller
     build its own source from the options (a kubeconfig). All controllers are stopped,
     nginx included, at teardown whatever the test did."""
     controllers: list[Controller] = []
@@ -140,7 +141,7 @@ async def start_controller(config_dir: Path) -> AsyncIterator[StartController]:
     async def start(store: Store | None = None, use_store_source: bool = True, **overrides: Any) -> Controller:
         sub = config_dir / f"c{len(controllers)}"
         sub.mkdir(mode=0o711)
-        options = make_options(sub, **overrides)
+        options = make_options(Path(overrides.pop("config_dir", sub)), **overrides)
         store = store if store is not None else Store()
         source = StoreSource(store, WATCHED) if use_store_source else None
         controller = Controller(options, store=store, source=source)

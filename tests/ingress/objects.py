@@ -14,6 +14,11 @@ A = "nginx.ingress.kubernetes.io/"  # the prefix of ingress-nginx's annotations
 Obj = dict[str, Any]
 
 
+def ann(**values: str) -> dict[str, str]:
+    """ann(rewrite_target="/") -> {"nginx.ingress.kubernetes.io/rewrite-target": "/"}"""
+    return {A + k.replace("_", "-"): v for k, v in values.items()}
+
+
 def record(obj: Obj) -> Record:
     return BY_TYPE[(obj["apiVersion"], obj["kind"])].convert(obj)
 
@@ -119,6 +124,7 @@ def endpoint_slice(
     name: str | None = None,
     not_ready: tuple[str, ...] = (),
     protocol: str = "TCP",
+    address_type: str = "IPv4",
 ) -> Obj:
     endpoints = [{"addresses": [a], "conditions": {"ready": True}} for a in addresses]
     endpoints += [{"addresses": [a], "conditions": {"ready": False}} for a in not_ready]
@@ -127,7 +133,7 @@ def endpoint_slice(
         "kind": "EndpointSlice",
         "metadata": {"name": name or f"{svc}-slice", "namespace": namespace,
                      "labels": {"kubernetes.io/service-name": svc}},
-        "addressType": "IPv4",
+        "addressType": address_type,
         "endpoints": endpoints,
         "ports": [{"name": port_name, "port": port, "protocol": protocol}],
     }  # fmt: skip

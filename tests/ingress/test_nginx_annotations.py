@@ -13,13 +13,8 @@ import aiohttp
 from kubewatch import Store
 from tests.ingress import objects as o
 from tests.ingress.conftest import services
-from tests.ingress.objects import A
+from tests.ingress.objects import A, ann
 from tests.ingress.tlsutil import Authority
-
-
-def ann(**values: str) -> dict[str, str]:
-    """ann(rewrite_target="/") -> {"nginx.ingress.kubernetes.io/rewrite-target": "/"}"""
-    return {A + k.replace("_", "-"): v for k, v in values.items()}
 
 
 async def test_rewrite_target_with_capture_groups(start_controller, backends, client_for) -> None:

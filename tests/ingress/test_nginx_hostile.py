@@ -124,6 +124,32 @@ HOSTILE_ANNOTATIONS: list[tuple[str, str]] = [
     ("session-cookie-domain", "PWNED_x.com"),
     ("session-cookie-domain", "PWNED.com\x00"),
     ("preserve-trailing-slash", "true;PWNED"),
+    ("upstream-hash-by", "$arg_id;PWNED"),
+    ("upstream-hash-by", '$arg_id"PWNED'),
+    ("upstream-hash-by", "$arg_id'PWNED"),
+    ("upstream-hash-by", "$arg_id}PWNED{"),
+    ("upstream-hash-by", "{PWNED}$arg_id"),
+    ("upstream-hash-by", "$arg_id\nPWNED"),
+    ("upstream-hash-by", "$arg_id\r\nPWNED"),
+    ("upstream-hash-by", "$arg_id PWNED"),
+    ("upstream-hash-by", "$arg_id#PWNED"),
+    ("upstream-hash-by", "$arg_id\\PWNED"),
+    ("upstream-hash-by", "${PWNED"),
+    ("upstream-hash-by", "${arg_id;PWNED}"),
+    ("upstream-hash-by", "PWNED"),  # no variable: every request on one endpoint
+    ("upstream-hash-by", "${PWNED}"),  # well formed, but no such variable: nginx -t would fail
+    ("upstream-hash-by", "$PWNED"),
+    ("upstream-hash-by", "$arg_id$PWNED_x"),
+    ("upstream-hash-by", "$portolan_PWNED"),
+    ("upstream-hash-by", "$arg_id\x00PWNED"),
+    ("load-balance", "ewma;PWNED"),
+    ("load-balance", "round_robin PWNED"),
+    ("load-balance", "ewma\nPWNED"),
+    ("load-balance", "ewma}PWNED{"),
+    ("load-balance", '"PWNED"'),
+    ("load-balance", "${PWNED}"),
+    ("load-balance", "chash;PWNED"),
+    ("load-balance", "PWNED"),
 ]
 # Snippets are off by default: these are ignored (the Ingress is served without them).
 IGNORED_ANNOTATIONS = [
