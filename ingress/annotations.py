@@ -393,23 +393,10 @@ def parse(raw: Mapping[str, str], *, allow_snippets: bool) -> tuple[Annotations,
         if not key.startswith(PREFIX):
             continue
         name, text = key[len(PREFIX) :], raw[key]
-        if name not in SUPPORTED:
-            # Ignored, never rendered: ingress-nginx's other annotations must not cost an
-            # Ingress its service. repr: the key is user text too (and goes to the log).
-            notes.append(f"annotation {key!r} is not supported; ignored")
+        ignored = _screen(key, name, text, allow_snippets=allow_snippets)
+        if ignored is not None:
+            notes.append(ignored)
             continue
-        if name in SNIPPETS and not allow_snippets:
-            notes.append(f"annotation {key} ignored: snippets are disabled (allow-snippet-annotations)")
-            continue
-        if not isinstance(text, str):
-            raise InvalidValue(f"annotation {key}: not a string")
-        if text == "":
-            # "" is how manifests and Helm values switch an annotation off: the default applies.
-            notes.append(f"annotation {key} is empty; ignored")
-            continue
-        # One check ahead of every parser: no parser accepts these, but a clear message helps.
-        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text) and name not in SNIPPETS:
-            raise InvalidValue(f"annotation {key}: control character in {text!r}")
         try:
             if name == "enable-cors":
                 enable_cors = _bool(text)
@@ -423,6 +410,35 @@ def parse(raw: Mapping[str, str], *, allow_snippets: bool) -> tuple[Annotations,
             raise InvalidValue(f"annotation {key}: {text[:80]!r} is {exc}") from None
     if enable_cors:
         values["cors"] = Cors(**cors)
+    notes += _settle(values)
+    return Annotations(**values), notes
+
+
+def _screen(key: str, name: str, text: str, *, allow_snippets: bool) -> str | None:
+    """The note for an annotation that is ignored, None for one to parse; InvalidValue for a
+    value that no parser takes."""
+    if name not in SUPPORTED:
+        # Ignored, never rendered: ingress-nginx's other annotations must not cost an
+        # Ingress its service. repr: the key is user text too (and goes to the log).
+        return f"annotation {key!r} is not supported; ignored"
+    if name in SNIPPETS and not allow_snippets:
+        return f"annotation {key} ignored: snippets are disabled (allow-snippet-annotations)"
+    if not isinstance(text, str):
+        raise InvalidValue(f"annotation {key}: not a string")
+    if text == "":
+        # "" is how manifests and Helm values switch an annotation off: the default applies.
+        return f"annotation {key} is empty; ignored"
+    # One check ahead of every parser: no parser accepts these, but a clear message helps.
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text) and name not in SNIPPETS:
+        raise InvalidValue(f"annotation {key}: control character in {text!r}")
+    return None
+
+
+def _settle(values: dict[str, Any]) -> list[str]:
+    """What depends on more than one annotation, once all are parsed: the canary total as
+    ingress-nginx counts it (``values`` updated), the weight within it, what affinity cannot do
+    as ingress-nginx does. The notes on it; InvalidValue for a weight above its total."""
+    notes: list[str] = []
     total = values.get("canary_weight_total")
     if total is not None and total < 100:
         # ingress-nginx's balancer takes a total only above 100: weight 5 of a total of 10 is 5%
@@ -442,4 +458,4 @@ def parse(raw: Mapping[str, str], *, allow_snippets: bool) -> tuple[Annotations,
         # request, so the lifetime goes out as Max-Age, which browsers prefer when given both.
         how = "session-cookie-max-age sets the lifetime" if "session_cookie_max_age" in values else "sent as Max-Age"
         notes.append(f"annotation {PREFIX}session-cookie-expires: no Expires date without Lua; {how}")
-    return Annotations(**values), notes
+    return notes

@@ -69,7 +69,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -81,7 +81,7 @@ from ingress.classes import age_key
 from ingress.endpoints import ServiceLookup, ready_endpoints
 from ingress.l4 import StreamServer, build_streams
 from ingress.settings import NginxSettings
-from ingress.validate import EXACT, PREFIX, Backend, IngressSpec, InvalidValue, PathRule
+from ingress.validate import EXACT, PREFIX, Backend, IngressSpec, InvalidValue, PathRule, Rule, Tls
 from kubewatch import EndpointSlice, Ingress, Secret, Service, ServicePort
 from kubewatch.services import find_service_port
 
@@ -376,49 +376,67 @@ def _accumulate(acc: _Host, ing: Ingress, key: str, parsed: _Parsed, host: str, 
                 notes: list[str]) -> None:  # fmt: skip
     """What one Ingress (in age order) adds to ``host``, which it touches."""
     ann, _, spec = parsed
+    rules = [rule for rule in spec.rules if (rule.host or CATCH_ALL) == host]
     if ann.canary:
         # A canary claims no path: it only offers an alternative for paths another Ingress
         # serves (alone it serves nothing: 404, as in ingress-nginx).
-        for rule in spec.rules:
-            if (rule.host or CATCH_ALL) == host:
-                for p in rule.paths:
-                    if p.backend is not None:
-                        acc.canaries.setdefault(_slot(p, ann.regex), _Claim(p, ing.namespace, key, ann))
+        for p in _served_paths(rules):
+            acc.canaries.setdefault(_slot(p, ann.regex), _Claim(p, ing.namespace, key, ann))
         return
-    for rule in spec.rules:
-        if (rule.host or CATCH_ALL) != host:
-            continue
-        acc.regex = acc.regex or ann.regex
-        if acc.app_root is None and ann.app_root is not None:
-            acc.app_root = ann.app_root
-        if acc.snippet is None and ann.server_snippet is not None:
-            acc.snippet = ann.server_snippet
+    if rules:
+        _adopt_server_settings(acc, ann)
+    for rule in rules:
         for p in rule.paths:
-            if p.backend is None:
-                notes.append(f"{key}: {p.path_type} {p.path} on {host}: resource backends are not supported")
-                continue
-            slot = _slot(p, ann.regex)
-            if slot in acc.paths:
-                holder = acc.paths[slot].ingress
-                if holder != key:
-                    notes.append(f"{key}: {p.match_type} {p.path} on {host} is already served by {holder}")
-                continue
-            acc.paths[slot] = _Claim(p, ing.namespace, key, ann)
+            _claim_path(acc, p, _Claim(p, ing.namespace, key, ann), host, notes)
     if spec.default_backend is not None and acc.default is None:
         acc.default = (spec.default_backend, ing.namespace, key)
-    if host == CATCH_ALL:
+    if host != CATCH_ALL:
+        _take_tls(acc, ing.namespace, key, spec.tls, host, lookup, notes)
+
+
+def _served_paths(rules: list[Rule]) -> Iterator[PathRule]:
+    """The paths of ``rules`` with a Service backend (resource backends are not served)."""
+    return (p for rule in rules for p in rule.paths if p.backend is not None)
+
+
+def _adopt_server_settings(acc: _Host, ann: Annotations) -> None:
+    """The server-level annotations of an Ingress with rules for the host: regex matching if
+    any has it, the app root and the server snippet of the oldest that sets them."""
+    acc.regex = acc.regex or ann.regex
+    if acc.app_root is None and ann.app_root is not None:
+        acc.app_root = ann.app_root
+    if acc.snippet is None and ann.server_snippet is not None:
+        acc.snippet = ann.server_snippet
+
+
+def _claim_path(acc: _Host, p: PathRule, claim: _Claim, host: str, notes: list[str]) -> None:
+    """``p`` served by ``claim``'s Ingress unless an older one holds it (a note if another)."""
+    key = claim.ingress
+    if p.backend is None:
+        notes.append(f"{key}: {p.path_type} {p.path} on {host}: resource backends are not supported")
         return
-    for tls in spec.tls:
-        if tls.hosts and host not in tls.hosts:
-            continue
-        acc.tls = True
-        if acc.cert is None and tls.secret is not None:
-            pair, problem = _certificate(lookup, ing.namespace, tls.secret, host)
-            if pair is not None:
-                acc.cert = pair
-            else:
-                notes.append(f"{key}: TLS for {host}: {problem}; using the default certificate")
-        break
+    slot = _slot(p, claim.ann.regex)
+    held = acc.paths.get(slot)
+    if held is None:
+        acc.paths[slot] = claim
+    elif held.ingress != key:
+        notes.append(f"{key}: {p.match_type} {p.path} on {host} is already served by {held.ingress}")
+
+
+def _take_tls(acc: _Host, namespace: str, key: str, tls: tuple[Tls, ...], host: str, lookup: Lookup,
+              notes: list[str]) -> None:  # fmt: skip
+    """HTTPS for ``host`` if a TLS entry covers it (the first that does), with its certificate
+    unless an older Ingress gave one."""
+    entry = next((t for t in tls if not t.hosts or host in t.hosts), None)
+    if entry is None:
+        return
+    acc.tls = True
+    if acc.cert is None and entry.secret is not None:
+        pair, problem = _certificate(lookup, namespace, entry.secret, host)
+        if pair is not None:
+            acc.cert = pair
+        else:
+            notes.append(f"{key}: TLS for {host}: {problem}; using the default certificate")
 
 
 class _Recorder:
@@ -654,23 +672,12 @@ class HostCache:
         # By identity: the store replaces a record on every change, and members keep theirs
         # alive, so an id met again is the same unchanged Ingress (no key to format for it).
         current = {id(ing): ing for ing in snapshot.ingresses}
-        members, host_keys, by_id = self._members, self._host_keys, self._by_id
+        members, by_id = self._members, self._by_id
         dirty: set[str] = set()
         gone = [key for oid, key in by_id.items() if oid not in current]
         gone += [key for key in excluded if key in members and key not in gone]
         for key in gone:
-            old, parsed = members.pop(key)
-            del by_id[id(old)]
-            _drop(self._aged, (age_key(old), key))
-            if not isinstance(parsed, Rejection):
-                for host in _touches(parsed):
-                    keys = host_keys[host]
-                    keys.discard(key)
-                    if not keys:
-                        del host_keys[host]
-                        if host != CATCH_ALL:
-                            _drop(self._hostorder, (_host_order(host), host))
-                    dirty.add(host)
+            dirty.update(self._forget(key))
         added = False
         for oid, ing in current.items():
             if oid in by_id:
@@ -679,21 +686,46 @@ class HostCache:
             if key in excluded:
                 continue
             added = True
-            parsed = _parse(snapshot, ing, key)
-            members[key] = (ing, parsed)
-            by_id[oid] = key
-            bisect.insort(self._aged, (age_key(ing), key))
-            if not isinstance(parsed, Rejection):
-                for host in _touches(parsed):
-                    if host not in host_keys and host != CATCH_ALL:
-                        bisect.insort(self._hostorder, (_host_order(host), host))
-                    host_keys.setdefault(host, set()).add(key)
-                    dirty.add(host)
+            dirty.update(self._admit(snapshot, oid, ing, key))
         if not self._hostorder or self._hostorder[0][1] != CATCH_ALL:
             self._hostorder.insert(0, (_host_order(CATCH_ALL), CATCH_ALL))
             dirty.add(CATCH_ALL)
         self._hostlist = [host for _, host in self._hostorder]
         return dirty, bool(gone) or added
+
+    def _forget(self, key: str) -> list[str]:
+        """Drop the member ``key``: the hosts it touched (a host no member names any more
+        leaves the server order)."""
+        old, parsed = self._members.pop(key)
+        del self._by_id[id(old)]
+        _drop(self._aged, (age_key(old), key))
+        if isinstance(parsed, Rejection):
+            return []
+        hosts = _touches(parsed)
+        for host in hosts:
+            keys = self._host_keys[host]
+            keys.discard(key)
+            if not keys:
+                del self._host_keys[host]
+                if host != CATCH_ALL:
+                    _drop(self._hostorder, (_host_order(host), host))
+        return hosts
+
+    def _admit(self, snapshot: Snapshot, oid: int, ing: Ingress, key: str) -> list[str]:
+        """Parse and add the member ``key`` (``oid``: its record's id): the hosts it touches
+        (a host new to the members joins the server order)."""
+        parsed = _parse(snapshot, ing, key)
+        self._members[key] = (ing, parsed)
+        self._by_id[oid] = key
+        bisect.insort(self._aged, (age_key(ing), key))
+        if isinstance(parsed, Rejection):
+            return []
+        hosts = _touches(parsed)
+        for host in hosts:
+            if host not in self._host_keys and host != CATCH_ALL:
+                bisect.insort(self._hostorder, (_host_order(host), host))
+            self._host_keys.setdefault(host, set()).add(key)
+        return hosts
 
     def _age_order(self) -> tuple[tuple[str, ...], tuple[Rejection, ...], tuple[str, ...]]:
         """Served Ingresses oldest first, the rejected, and the annotations' notes."""
