@@ -126,11 +126,11 @@ class DataChannel:
     async def _post_once(self, body: bytes) -> tuple[int, str]:
         connector = aiohttp.UnixConnector(path=self.layout.status_socket_address(), force_close=True)
         try:
-            async with aiohttp.ClientSession(connector=connector) as session:
-                async with session.post(
-                    DATA_PATH, data=body, timeout=aiohttp.ClientTimeout(total=self.timeout)
-                ) as resp:
-                    return resp.status, await resp.text()
+            async with (
+                aiohttp.ClientSession(connector=connector) as session,
+                session.post(DATA_PATH, data=body, timeout=aiohttp.ClientTimeout(total=self.timeout)) as resp,
+            ):
+                return resp.status, await resp.text()
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             self.synced = False
             raise ChannelError(f"cannot reach nginx's status socket: {exc}") from exc

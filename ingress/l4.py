@@ -80,7 +80,7 @@ def parse_entry(protocol: str, key: str, value: str, reserved: frozenset[int]) -
         service_port = validate.port_name(raw_port, where)
     if any(f not in ("", PROXY) for f in flags):
         raise InvalidValue(f"{where}: {value!r}: only PROXY (or nothing) may follow the port")
-    accept, send = (flags + ["", ""])[:2]
+    accept, send = [*flags, "", ""][:2]
     if protocol == UDP and (accept or send):
         raise InvalidValue(f"{where}: the PROXY protocol is not supported for UDP")
     return StreamService(protocol, port, ns, svc, service_port, accept == PROXY, send == PROXY)

@@ -579,12 +579,7 @@ class _HostBuilt:
             return False
         if any(a is not b[0] for a, b in zip(self.members, members, strict=True)):
             return False
-        if stable:
-            return True
-        for method, args, found in self.seen:
-            if getattr(lookup, method)(*args) is not found:
-                return False
-        return True
+        return stable or all(getattr(lookup, method)(*args) is found for method, args, found in self.seen)
 
 
 # A Service port's ready endpoints: (the Service, its slices, the endpoints, their notes).

@@ -14,6 +14,7 @@ workers answer with the new hash.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import os
@@ -97,20 +98,28 @@ async def check_lua(binary: str, layout: Layout, modules: tuple[str, ...]) -> No
     modules are missing, or lua-resty-core (which the Lua module requires) is."""
     from ingress.render import LUA_PACKAGES
 
+    probe = _lua_probe(layout, modules, LUA_PACKAGES)
+    try:
+        result = await check_config(binary, layout, probe)
+    finally:
+        os.unlink(probe)
+    if not result.ok:
+        raise NginxError(f"nginx cannot run the Lua data plane (install Debian's {LUA_PACKAGES}): {result.output}")
+
+
+def _lua_probe(layout: Layout, modules: tuple[str, ...], packages: str) -> Path:
+    """A configuration in the config dir that loads ``modules`` and requires what the data plane
+    does; NginxError if a module is not there. Plain file work, as Layout.prepare's: it runs
+    once at start-up, before the controller serves anything that could wait on it."""
     missing = [m for m in modules if not Path(m).is_file()]
     if missing:
-        raise NginxError(f"nginx's Lua module is missing ({', '.join(missing)}): install Debian's {LUA_PACKAGES}")
+        raise NginxError(f"nginx's Lua module is missing ({', '.join(missing)}): install Debian's {packages}")
     lines = [f'load_module "{m}";' for m in modules]
     lines += ["events {}", "http {", '    init_by_lua_block { require("resty.core") require("ngx.balancer") }', "}"]
     fd, name = tempfile.mkstemp(dir=layout.root, prefix=".lua-check.", suffix=".conf")
     with os.fdopen(fd, "w") as f:
         f.write("\n".join(lines) + "\n")
-    try:
-        result = await check_config(binary, layout, Path(name))
-    finally:
-        os.unlink(name)
-    if not result.ok:
-        raise NginxError(f"nginx cannot run the Lua data plane (install Debian's {LUA_PACKAGES}): {result.output}")
+    return Path(name)
 
 
 async def running_hash(layout: Layout, timeout: float = 2.0) -> str | None:
@@ -120,13 +129,15 @@ async def running_hash(layout: Layout, timeout: float = 2.0) -> str | None:
     """
     connector = aiohttp.UnixConnector(path=layout.status_socket_address(), force_close=True)
     try:
-        async with aiohttp.ClientSession(connector=connector) as session:
-            async with session.get(
+        async with (
+            aiohttp.ClientSession(connector=connector) as session,
+            session.get(
                 "http://nginx-status/portolan/config-hash", timeout=aiohttp.ClientTimeout(total=timeout)
-            ) as resp:
-                if resp.status != 200:
-                    return None
-                return (await resp.text()).strip()
+            ) as resp,
+        ):
+            if resp.status != 200:
+                return None
+            return (await resp.text()).strip()
     except (aiohttp.ClientError, OSError, TimeoutError):
         return None
 
@@ -134,10 +145,8 @@ async def running_hash(layout: Layout, timeout: float = 2.0) -> str | None:
 def _kill_group(pgid: int) -> None:
     """SIGKILL what is left of a master's process group (orphaned workers), right after the
     master itself was reaped."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 class Nginx:
