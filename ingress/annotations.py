@@ -246,6 +246,8 @@ def _snippet(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Cors:
+    """The CORS headers of an Ingress with enable-cors: its cors-* annotations, else ingress-nginx's defaults."""
+
     origins: tuple[str, ...] = ("*",)
     methods: tuple[str, ...] = ("GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS")
     headers: tuple[str, ...] = ("DNT", "Keep-Alive", "User-Agent", "X-Requested-With", "If-Modified-Since",

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class ApplyResult:
+    """What applying a model came to: whether it took, the stage it ended at (the one that failed), nginx's output."""
+
     ok: bool
     stage: str  # "test" | "reload" | "data" | "skip"
     output: str = ""

@@ -38,6 +38,8 @@ class CertError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class CertPair:
+    """A certificate chain and its key as nginx reads them (one file, named by digest), and the names it covers."""
+
     digest: str  # sha256 of pem: the file name
     pem: bytes  # certificate chain then key
     names: tuple[str, ...]  # DNS names the leaf certificate covers (SANs, else the CN)

@@ -25,6 +25,8 @@ CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 
 @dataclass(frozen=True, slots=True)
 class ClassPolicy:
+    """The class flags that decide which Ingresses are ours (--controller-class, --ingress-class, ...)."""
+
     controller_class: str = "portolan.dev/ingress-controller"
     ingress_class: str = "portolan"
     watch_without_class: bool = False

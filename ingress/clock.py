@@ -9,6 +9,8 @@ from typing import Protocol
 
 
 class Clock(Protocol):
+    """What the controller reads the time and sleeps with, so that tests can run it on virtual time."""
+
     def now(self) -> float:
         """Monotonic seconds."""
 
@@ -16,6 +18,8 @@ class Clock(Protocol):
 
 
 class MonotonicClock:
+    """The real clock: time.monotonic and asyncio.sleep."""
+
     def now(self) -> float:
         return time.monotonic()
 

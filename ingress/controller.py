@@ -71,6 +71,8 @@ class Source(Protocol):
 
 
 class Controller:
+    """One ingress controller: the store and its watches, the reconcile loop, nginx, status and health."""
+
     def __init__(
         self,
         options: Options,

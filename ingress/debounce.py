@@ -13,6 +13,8 @@ from kubewatch import ChangeQueue
 
 
 class Debouncer:
+    """Turns a stream of store changes into rebuilds: one per burst, at most ``max_delay`` after its first change."""
+
     def __init__(self, queue: ChangeQueue, clock: Clock, *, quiet: float = 0.1, max_delay: float = 1.0) -> None:
         self.queue = queue
         self.clock = clock

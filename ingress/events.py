@@ -25,6 +25,8 @@ def _now() -> str:
 
 
 class EventRecorder:
+    """Posts Warning Events about Ingresses (logs them without an API), each Ingress version and message once."""
+
     def __init__(
         self, api: ApiClient | None, metrics: Metrics, *, controller: str, instance: str | None = None
     ) -> None:

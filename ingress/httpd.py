@@ -14,6 +14,8 @@ log = logging.getLogger(__name__)
 
 
 class StatusServer:
+    """Serves /healthz and /metrics for the controller, on one port or two."""
+
     def __init__(
         self,
         address: str,

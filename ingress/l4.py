@@ -33,6 +33,8 @@ RESERVED = frozenset({80, 442, 443, 8181, 10245, 10246, 10247, 10254})
 
 @dataclass(frozen=True, slots=True)
 class StreamService:
+    """One parsed TCP/UDP ConfigMap entry: the port nginx listens on, the Service port behind it, PROXY flags."""
+
     protocol: str  # TCP | UDP
     port: int  # where nginx listens
     namespace: str
@@ -44,6 +46,8 @@ class StreamService:
 
 @dataclass(frozen=True, slots=True)
 class StreamServer:
+    """A stream listener as rendered: its service and the ready endpoints its live peer file holds."""
+
     service: StreamService
     endpoints: tuple[tuple[str, int], ...]  # ready (ip, port), sorted
 

@@ -22,6 +22,8 @@ _RUN_DIRS: dict[Path, int] = {}  # run directory -> O_PATH descriptor (status_so
 
 @dataclass(frozen=True)
 class Layout:
+    """The paths under --config-dir, where nginx's configuration, certificates, logs and sockets live."""
+
     root: Path
 
     @classmethod

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class LeaseTiming:
+    """Leader election periods in seconds: lease duration, renew deadline, retry interval (client-go's defaults)."""
+
     duration: float = 15.0
     renew_deadline: float = 10.0
     retry: float = 2.0
@@ -45,6 +47,8 @@ def micro_time() -> str:
 
 
 class LeaderElector:
+    """Takes, renews and releases the Lease that decides which replica writes Ingress status."""
+
     def __init__(
         self,
         api: ApiClient,

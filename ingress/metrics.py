@@ -10,6 +10,8 @@ __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
 
 class Metrics:
+    """The controller's Prometheus metrics (reloads, failures, pushes, reconciles), in a registry of their own."""
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry

@@ -111,6 +111,8 @@ ParseCache = dict[str, tuple[Ingress, bool, "_Parsed | Rejection"]]
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
+    """Everything a model is built from: our Ingresses, look-ups for what they name, settings, default certificate."""
+
     ingresses: tuple[Ingress, ...]  # ours (classes.owned), any order
     lookup: Lookup
     settings: NginxSettings
@@ -183,6 +185,8 @@ class SessionCookie:
 
 @dataclass(frozen=True, slots=True)
 class Location:
+    """One nginx location of a server: how it matches, the Ingress rule it serves and where requests go."""
+
     match: str  # LOC_EXACT | LOC_PREFIX | LOC_ROOT | LOC_REGEX | LOC_EXACT_REGEX
     path: str  # the nginx location argument
     rule: str  # "Prefix /foo" as the Ingress wrote it ("" for the default location)
@@ -219,6 +223,8 @@ class Location:
 
 @dataclass(frozen=True, slots=True)
 class Server:
+    """One nginx server block: a host, its certificate and redirect, its locations in the order written."""
+
     host: str  # CATCH_ALL, an exact host, or "*.suffix"
     cert: str | None  # digest of the certificate; None = the default certificate
     ssl_redirect: bool
@@ -238,6 +244,8 @@ class Server:
 
 @dataclass(frozen=True, slots=True)
 class Upstream:
+    """The endpoints behind one Service port (or an ExternalName target) that routes balance over."""
+
     name: str
     service: str  # "ns/name:port"
     endpoints: tuple[tuple[str, int], ...]  # ready (ip, port), sorted
@@ -261,6 +269,8 @@ class Upstream:
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
+    """An Ingress left out of the model and why (reported as a Warning Event on that version)."""
+
     ingress: str  # "ns/name"
     uid: str
     resource_version: str
@@ -269,6 +279,8 @@ class Rejection:
 
 @dataclass(frozen=True, slots=True)
 class Model:
+    """What nginx is to serve (servers, upstreams, certificates, zones, streams), and what was left out and why."""
+
     servers: tuple[Server, ...]
     upstreams: tuple[Upstream, ...]
     certificates: tuple[CertPair, ...]  # every pair the servers use, default included

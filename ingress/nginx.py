@@ -43,6 +43,8 @@ class NginxError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class CheckResult:
+    """The verdict of ``nginx -t`` on a configuration, with nginx's messages."""
+
     ok: bool
     output: str  # nginx's messages (the [emerg] line names file:line on failure)
 
@@ -150,6 +152,8 @@ def _kill_group(pgid: int) -> None:
 
 
 class Nginx:
+    """The nginx master the controller runs as its child: started, reloaded, restarted when it dies, stopped."""
+
     def __init__(self, binary: str, layout: Layout, *, on_restart: Callable[[], None] | None = None) -> None:
         self.binary = binary
         self.layout = layout

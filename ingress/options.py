@@ -41,6 +41,8 @@ def resolvers_from(path: str = "/etc/resolv.conf") -> tuple[str, ...]:
 
 @dataclass
 class Options:
+    """The controller's start-up configuration: the CLI flags as typed values."""
+
     # Where objects come from: --manifests, else --kubeconfig, else in-cluster.
     kubeconfig: str | None = None
     manifests: str | None = None

@@ -43,6 +43,8 @@ def default_templates() -> Path:
 
 @dataclass(frozen=True, slots=True)
 class Listen:
+    """The addresses and ports nginx listens on for HTTP, HTTPS and stream services."""
+
     addresses: tuple[str, ...] = ("0.0.0.0",)
     http_port: int = 80
     https_port: int = 443
@@ -89,6 +91,8 @@ class Fragment:
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
+    """A rendered nginx.conf with its hash, and the pieces from which a partial one for ``nginx -t`` is made."""
+
     text: str
     hash: str
     frame: str = ""  # everything but the server blocks, with HASH_PLACEHOLDER and SERVERS_MARKER
@@ -139,6 +143,8 @@ LUA_PACKAGES = "libnginx-mod-http-lua, lua-resty-core and lua-resty-lrucache"
 
 
 class Renderer:
+    """Renders models into nginx.conf text with the templates, reusing the server blocks of unchanged servers."""
+
     def __init__(
         self,
         layout: Layout,

@@ -28,6 +28,8 @@ SSL_PROTOCOLS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 
 @dataclass(frozen=True, slots=True)
 class NginxSettings:
+    """The nginx knobs of the controller ConfigMap, typed, with ingress-nginx's defaults."""
+
     ssl_redirect: bool = True
     http_redirect_code: int = 308
     hsts: bool = True

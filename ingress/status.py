@@ -68,6 +68,8 @@ def current(ing: Ingress) -> list[Address]:
 
 
 class StatusWriter:
+    """Writes the published addresses into our Ingresses' status and clears them from those that left us."""
+
     def __init__(self, api: ApiClient | None, metrics: Metrics) -> None:
         self.api = api
         self.metrics = metrics

@@ -247,6 +247,8 @@ def ns_name(value: str, flag: str) -> tuple[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class Backend:
+    """A Service backend of an Ingress: the Service and its port, by number or by name."""
+
     service: str
     port_number: int | None
     port_name: str | None
@@ -258,6 +260,8 @@ class Backend:
 
 @dataclass(frozen=True, slots=True)
 class PathRule:
+    """One path of an Ingress rule: the path, its pathType and its backend."""
+
     path: str  # decoded, as written (a Prefix's trailing slash is dropped by the model)
     path_type: str  # as written: Exact | Prefix | ImplementationSpecific
     backend: Backend | None  # None: a resource backend, which we do not serve
@@ -270,18 +274,24 @@ class PathRule:
 
 @dataclass(frozen=True, slots=True)
 class Rule:
+    """One rule of an Ingress: a host (or none) and its paths."""
+
     host: str | None  # None: applies to every host no other rule names
     paths: tuple[PathRule, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Tls:
+    """One TLS entry of an Ingress: the hosts it covers and the Secret with their certificate."""
+
     hosts: tuple[str, ...]  # empty: every host of the Ingress
     secret: str | None
 
 
 @dataclass(frozen=True, slots=True)
 class IngressSpec:
+    """An Ingress spec once validated: default backend, rules and TLS entries, typed."""
+
     default_backend: Backend | None
     rules: tuple[Rule, ...]
     tls: tuple[Tls, ...]

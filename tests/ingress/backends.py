@@ -51,6 +51,8 @@ async def _handle(request: web.Request) -> web.StreamResponse:
 
 @dataclass
 class Backend:
+    """One running stand-in pod: its name, where it listens and the runner that stops it."""
+
     name: str
     address: str
     port: int
@@ -59,6 +61,8 @@ class Backend:
 
 @dataclass
 class Backends:
+    """The stand-in pods a test starts, on loopback addresses of their own, and stops (one, or all at the end)."""
+
     started: list[Backend] = field(default_factory=list)
     _next_host: int = 2
 

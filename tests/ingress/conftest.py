@@ -214,6 +214,8 @@ def authority() -> Authority:
 
 @dataclass
 class Reply:
+    """An HTTP answer through nginx: status, headers, body, and the body as JSON when a backend sent it."""
+
     status: int
     headers: dict[str, str]
     text: str

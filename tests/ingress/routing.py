@@ -29,6 +29,8 @@ def standard_objects(addresses: dict[str, tuple[str, int]]) -> list[o.Obj]:
 
 @dataclass
 class Case:
+    """One routing table case: Ingresses, and requests with the outcome each must meet."""
+
     name: str
     ingresses: list[o.Obj]
     requests: list[tuple[str | None, str, str]]  # (Host, path, expected)

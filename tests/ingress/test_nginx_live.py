@@ -37,6 +37,8 @@ Probe = Callable[[aiohttp.ClientSession], Awaitable[str]]
 
 @dataclass(frozen=True, slots=True)
 class Sample:
+    """One probe made under load: when it ran and what it met."""
+
     started: float  # time.monotonic() when the probe began
     ended: float
     outcome: str  # the backend that answered, another status, a certificate serial, or what failed
@@ -103,6 +105,8 @@ def http_probe(controller: Controller, host: str, path: str = "/", headers: dict
 
 @dataclass(frozen=True, slots=True)
 class Step:
+    """One change of a timeline: when it was made, when nginx took it, what probes may meet from then on."""
+
     began: float  # the change was made (nginx may hold it from now on)
     live: float  # nginx took it: its data push was acknowledged
     serves: frozenset[str]  # the outcomes a probe may meet while nginx holds it

@@ -20,6 +20,8 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 @dataclass
 class Authority:
+    """A test certificate authority that signs leaf certificates for nginx's hosts."""
+
     key: ec.EllipticCurvePrivateKey
     cert: x509.Certificate
 
