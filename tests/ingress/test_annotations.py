@@ -170,12 +170,14 @@ def test_any_weight_within_its_total_is_exact(weight: str, total: str) -> None:
     if int(total) >= 100:
         assert notes == []
     else:
-        assert len(notes) == 1 and f"canary-weight-total: {total} counts as 100" in notes[0]
+        assert len(notes) == 1
+        assert f"canary-weight-total: {total} counts as 100" in notes[0]
 
 
 def test_defaults_and_unrelated_annotations() -> None:
     ann, notes = parse({"kubernetes.io/ingress.class": "x;y", "example.com/z": "{"}, allow_snippets=False)
-    assert ann == NONE and notes == []
+    assert ann == NONE
+    assert notes == []
     assert (NONE.ssl_redirect, NONE.backend_protocol, NONE.session_cookie_name, NONE.cors) == (
         None,
         "HTTP",
@@ -186,7 +188,8 @@ def test_defaults_and_unrelated_annotations() -> None:
 
 def test_unknown_annotation_is_ignored_with_a_note() -> None:
     ann, notes = parse({PREFIX + "auth-url": "http://x", PREFIX + "x\nforged log line": "1"}, allow_snippets=False)
-    assert ann == NONE and notes == [
+    assert ann == NONE
+    assert notes == [
         f"annotation '{PREFIX}auth-url' is not supported; ignored",
         f"annotation '{PREFIX}x\\nforged log line' is not supported; ignored",
     ]
@@ -215,11 +218,14 @@ def test_session_cookie_expires_has_a_note(max_age: str | None, note: str) -> No
     if max_age is not None:
         raw[PREFIX + "session-cookie-max-age"] = max_age
     ann, notes = parse(raw, allow_snippets=False)
-    assert ann.session_cookie_expires == 3600 and len(notes) == 1 and note in notes[0]
+    assert ann.session_cookie_expires == 3600
+    assert len(notes) == 1
+    assert note in notes[0]
 
 
 def test_regex_and_rewrite_make_regex_mode() -> None:
-    assert one("use-regex", "true").regex and one("rewrite-target", "/").regex
+    assert one("use-regex", "true").regex
+    assert one("rewrite-target", "/").regex
     assert not one("use-regex", "false").regex
 
 
@@ -247,13 +253,15 @@ def test_regex_paths_refused(value: str) -> None:
 def test_unsupported_multiline_annotation_does_not_cost_the_ingress() -> None:
     raw = {PREFIX + "modsecurity-snippet": "SecRuleEngine On\nSecRule x", PREFIX + "proxy-body-size": "2m"}
     ann, notes = parse(raw, allow_snippets=False)
-    assert ann.proxy_body_size == "2m" and len(notes) == 1
+    assert ann.proxy_body_size == "2m"
+    assert len(notes) == 1
 
 
 def test_empty_value_means_unset() -> None:
     raw = {PREFIX + "rewrite-target": "", PREFIX + "whitelist-source-range": "", PREFIX + "use-regex": ""}
     ann, notes = parse(raw, allow_snippets=False)
-    assert ann == NONE and len(notes) == 3
+    assert ann == NONE
+    assert len(notes) == 3
 
 
 # (affinity-mode, noted?): balanced is what the consistent cookie hash does; persistent is served so too

@@ -136,11 +136,14 @@ async def test_status_events_and_class_changes(
 
     await until(reported)
     (bad,) = await events_for("bad")
-    assert bad["type"] == "Warning" and bad["reason"] == "InvalidIngress"
+    assert bad["type"] == "Warning"
+    assert bad["reason"] == "InvalidIngress"
     assert "spec.rules[0].http.paths[0].path" in bad["message"]
-    assert bad["involvedObject"]["kind"] == "Ingress" and bad["involvedObject"]["uid"]
+    assert bad["involvedObject"]["kind"] == "Ingress"
+    assert bad["involvedObject"]["uid"]
     (refused,) = await events_for("refused")
-    assert refused["reason"] == "ConfigTestFailed" and 'unknown directive "reject-me"' in refused["message"]
+    assert refused["reason"] == "ConfigTestFailed"
+    assert 'unknown directive "reject-me"' in refused["message"]
 
     # Leaving our class: the address we wrote is removed, and the host is no longer served.
     moved = o.for_api(o.ingress("ours", o.rule("foo.com", o.path("/", "web")), class_name="nginx"))
@@ -178,21 +181,25 @@ async def test_one_leader_writes_status_and_the_other_takes_over(emu: Emulator, 
     first = await start_controller(**api_options(emu, publish_status_address=("192.0.2.1",), identity="first"))
     await until(lambda: _status_is(emu, "ours", [{"ip": "192.0.2.1"}]))
     second = await start_controller(**api_options(emu, publish_status_address=("192.0.2.2",), identity="second"))
-    assert first.elector is not None and second.elector is not None
+    assert first.elector is not None
+    assert second.elector is not None
     # The second replica serves traffic too, but does not write: the status stays put.
     for _ in range(10):
         await asyncio.sleep(FAST_LEASE.retry)
-        assert first.elector.is_leader and not second.elector.is_leader
+        assert first.elector.is_leader
+        assert not second.elector.is_leader
         assert await lb_status(emu, "ours") == [{"ip": "192.0.2.1"}]
     lease = await emu.get("coordination.k8s.io/v1", "Lease", "portolan-ingress-leader", "default")
-    assert lease is not None and lease["spec"]["holderIdentity"] == "first"
+    assert lease is not None
+    assert lease["spec"]["holderIdentity"] == "first"
     assert second.metrics.registry.get_sample_value("portolan_ingress_leader") == 0
 
     await first.stop()  # releases the lease
     await until(lambda: second.elector.is_leader, timeout=5)
     await until(lambda: _status_is(emu, "ours", [{"ip": "192.0.2.2"}]))
     lease = await emu.get("coordination.k8s.io/v1", "Lease", "portolan-ingress-leader", "default")
-    assert lease is not None and lease["spec"]["holderIdentity"] == "second"
+    assert lease is not None
+    assert lease["spec"]["holderIdentity"] == "second"
     assert lease["spec"]["leaseTransitions"] >= 1
 
 
@@ -204,7 +211,8 @@ async def test_lease_expiry_takeover_with_an_injected_clock(emu: Emulator) -> No
     b = LeaderElector(api, "default", "lock", "b", timing=timing, clock=clock_b)
     unreachable = ApiClient(ClusterConfig.from_url("http://127.0.0.1:1"), connect_timeout=1)
     try:
-        assert await a.step() and not await b.step()
+        assert await a.step()
+        assert not await b.step()
         await clock_b.advance(10)
         assert await a.step()  # renewed: b's observation restarts
         assert not await b.step()
@@ -214,9 +222,11 @@ async def test_lease_expiry_takeover_with_an_injected_clock(emu: Emulator) -> No
         await clock_b.advance(2)
         assert await b.step()
         lease = await api.request("GET", "/apis/coordination.k8s.io/v1/namespaces/default/leases/lock")
-        assert lease["spec"]["holderIdentity"] == "b" and lease["spec"]["leaseTransitions"] == 1
+        assert lease["spec"]["holderIdentity"] == "b"
+        assert lease["spec"]["leaseTransitions"] == 1
         # a comes back: it sees b holding a fresh lease and steps down at once.
-        assert not await a.step() and not a.is_leader
+        assert not await a.step()
+        assert not a.is_leader
         # b cannot renew for longer than renew_deadline (the API is unreachable): it steps down.
         b.api = unreachable
         await clock_b.advance(5)
@@ -254,7 +264,8 @@ async def test_watch_namespace_and_configmap(emu: Emulator, start_controller, ba
     await until(lambda: _status_is(emu, "site", [{"ip": "192.0.2.3"}], "team-a"))
     # Out of our namespace: never written.
     obj = await emu.get(NET, "Ingress", "site", "team-b")
-    assert obj is not None and not (obj.get("status") or {}).get("loadBalancer", {}).get("ingress")
+    assert obj is not None
+    assert not (obj.get("status") or {}).get("loadBalancer", {}).get("ingress")
     # The ConfigMap changes: nginx is reconfigured.
     await emu.replace(o.for_api(o.config_map("portolan", {"proxy-read-timeout": "9"}, namespace="ingress")))
     await until(lambda: "proxy_read_timeout 9s;" in controller.layout.conf.read_text())

@@ -85,7 +85,8 @@ async def test_portolan_ingress_process(config_dir: Path, backends) -> None:
     proc, manifests, http, health = await start_process(config_dir, backends)
     try:
         status, body = await get(f"http://127.0.0.1:{http}/x", "foo.com")
-        assert status == 200 and "cli-backend" in body
+        assert status == 200
+        assert "cli-backend" in body
         # The manifest directory changes: picked up and served.
         write(manifests / "ingress.yaml", o.ingress("web", o.rule("foo.com", o.path("/", "web"))),
               o.ingress("more", o.rule("bar.com", o.path("/", "web"))))  # fmt: skip
@@ -135,13 +136,17 @@ def test_flags_map_to_options() -> None:
         "--tcp-services-configmap", "ingress/tcp", "--udp-services-configmap", "ingress/udp", "--stream-module", "",
     ])  # fmt: skip
     opts = options_from(args)
-    assert opts.kubeconfig == "/k" and opts.manifests is None
+    assert opts.kubeconfig == "/k"
+    assert opts.manifests is None
     assert (opts.classes.controller_class, opts.classes.ingress_class, opts.classes.watch_without_class) == (
         "x.dev/c", "edge", True)  # fmt: skip
-    assert opts.watch_namespace == "team" and opts.configmap == ("ns", "cm")
-    assert opts.publish_service == ("ns", "svc") and opts.publish_status_address == ()
+    assert opts.watch_namespace == "team"
+    assert opts.configmap == ("ns", "cm")
+    assert opts.publish_service == ("ns", "svc")
+    assert opts.publish_status_address == ()
     assert (opts.http_port, opts.https_port, opts.healthz_port, opts.metrics_port) == (8080, 8443, 9000, 9100)
-    assert opts.default_ssl_certificate == ("ns", "cert") and opts.nginx_binary == "/opt/nginx"
+    assert opts.default_ssl_certificate == ("ns", "cert")
+    assert opts.nginx_binary == "/opt/nginx"
     assert opts.bind_addresses == ("127.0.0.1", "::1")
     assert (opts.lease.duration, opts.lease.renew_deadline, opts.lease.retry) == (20, 12, 3)
     assert (opts.tcp_services_configmap, opts.udp_services_configmap) == (("ingress", "tcp"), ("ingress", "udp"))
@@ -151,11 +156,13 @@ def test_flags_map_to_options() -> None:
 def test_defaults() -> None:
     opts = options_from(parser().parse_args([]))
     assert opts.classes.controller_class == "portolan.dev/ingress-controller"
-    assert opts.classes.ingress_class == "portolan" and not opts.classes.watch_without_class
+    assert opts.classes.ingress_class == "portolan"
+    assert not opts.classes.watch_without_class
     assert (opts.http_port, opts.https_port, opts.nginx_binary) == (80, 443, "nginx")
     assert (opts.lease.duration, opts.lease.renew_deadline, opts.lease.retry) == (15, 10, 2)
     assert opts.debounce == 0.1
-    assert opts.tcp_services_configmap is None and opts.udp_services_configmap is None
+    assert opts.tcp_services_configmap is None
+    assert opts.udp_services_configmap is None
     assert opts.stream_module == "/usr/lib/nginx/modules/ngx_stream_module.so"
 
 

@@ -64,8 +64,10 @@ def test_streams_from_services_and_endpoints() -> None:
         ("udp-5353", (("10.0.0.5", 5353),)),
     ]
     assert len(notes) == 5
-    assert sum("skipped" in n for n in notes) == 4 and sum("closed until one is" in n for n in notes) == 1
-    assert any("has no TCP port 53" in n for n in notes) and any("has no UDP port 5000" in n for n in notes)
+    assert sum("skipped" in n for n in notes) == 4
+    assert sum("closed until one is" in n for n in notes) == 1
+    assert any("has no TCP port 53" in n for n in notes)
+    assert any("has no UDP port 5000" in n for n in notes)
 
 
 @pytest.mark.parametrize(
@@ -101,5 +103,7 @@ def test_stream_peers_files(tmp_path) -> None:
     assert (layout.l4 / "tcp-9000").read_text() == "10.0.0.1:5000 [fd00::1]:5000"
     assert (layout.l4 / "tcp-9000").stat().st_mode & 0o777 == 0o644  # nginx's workers read it
     assert peers.write([StreamServer(echo, (("10.0.0.1", 5000), ("fd00::1", 5000)))]) == 0  # unchanged
-    assert peers.write([StreamServer(echo, ())]) == 1 and (layout.l4 / "tcp-9000").read_text() == ""
-    assert peers.write([]) == 1 and list(layout.l4.iterdir()) == []
+    assert peers.write([StreamServer(echo, ())]) == 1
+    assert (layout.l4 / "tcp-9000").read_text() == ""
+    assert peers.write([]) == 1
+    assert list(layout.l4.iterdir()) == []

@@ -56,7 +56,8 @@ def test_exact_keeps_its_location_next_to_a_prefix() -> None:
     server = model.server("foo.com")
     assert server is not None
     exact = [loc for loc in server.locations if loc.match == LOC_EXACT]
-    assert len(exact) == 1 and exact[0].rule == "Exact /foo"
+    assert len(exact) == 1
+    assert exact[0].rule == "Exact /foo"
 
 
 def test_catch_all_server_always_exists() -> None:
@@ -113,8 +114,10 @@ def test_external_name_service() -> None:
         extra=(ext, dns),
     )
     by_name = {u.name: u for u in model.upstreams}
-    assert by_name["default_ext_80"].external == "127.0.0.77" and not by_name["default_ext_80"].is_dns
-    assert by_name["default_dns_443"].external == "api.example.com" and by_name["default_dns_443"].is_dns
+    assert by_name["default_ext_80"].external == "127.0.0.77"
+    assert not by_name["default_ext_80"].is_dns
+    assert by_name["default_dns_443"].external == "api.example.com"
+    assert by_name["default_dns_443"].is_dns
     assert by_name["default_dns_443"].external_port == 443
 
 
@@ -129,14 +132,16 @@ def test_conflicts_are_noted() -> None:
 def test_rejections_carry_the_reason() -> None:
     model = model_of(o.ingress("bad", o.rule("foo.com", o.path('/x"; }', "a", path_type="ImplementationSpecific"))))
     (rej,) = model.rejected
-    assert rej.ingress == "default/bad" and "spec.rules[0].http.paths[0].path" in rej.reason
+    assert rej.ingress == "default/bad"
+    assert "spec.rules[0].http.paths[0].path" in rej.reason
     assert model.ingresses == ()
 
 
 def test_excluded_ingresses_are_left_out() -> None:
     store = store_of(*standard_objects(fake_addresses()), o.ingress("i", o.rule("foo.com", o.path("/", "a"))))
     model = build(snapshot(store), exclude={"default/i"})
-    assert model.server("foo.com") is None and model.ingresses == ()
+    assert model.server("foo.com") is None
+    assert model.ingresses == ()
 
 
 def test_each_ingress_is_parsed_once_per_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -153,9 +158,11 @@ def test_each_ingress_is_parsed_once_per_snapshot(monkeypatch: pytest.MonkeyPatc
     bad = o.ingress("bad", o.rule("bar.com", o.path("/x;", "a", path_type="ImplementationSpecific")))
     snap = snapshot(store_of(*standard_objects(fake_addresses()), good, bad))
     first = build(snap)
-    assert build(snap, exclude={"default/good"}).ingresses == () and build(snap) == first
+    assert build(snap, exclude={"default/good"}).ingresses == ()
+    assert build(snap) == first
     assert len(calls) == 2
-    assert first.ingresses == ("default/good",) and [r.ingress for r in first.rejected] == ["default/bad"]
+    assert first.ingresses == ("default/good",)
+    assert [r.ingress for r in first.rejected] == ["default/bad"]
 
 
 # ----------------------------------------------------------------------------- TLS
@@ -176,25 +183,34 @@ def _tls_case(ca: Authority, *extra: o.Obj, tls_hosts: list[str] | None = None, 
 def test_tls_host_gets_its_certificate_and_redirect(ca: Authority) -> None:
     model = _tls_case(ca)
     foo, bar = model.server("foo.com"), model.server("bar.com")
-    assert foo is not None and bar is not None
-    assert foo.cert is not None and foo.cert != model.default_cert and foo.ssl_redirect
-    assert bar.cert is None and not bar.ssl_redirect
+    assert foo is not None
+    assert bar is not None
+    assert foo.cert is not None
+    assert foo.cert != model.default_cert
+    assert foo.ssl_redirect
+    assert bar.cert is None
+    assert not bar.ssl_redirect
     assert {c.digest for c in model.certificates} == {foo.cert, model.default_cert}
 
 
 def test_tls_without_hosts_covers_the_ingress_hosts(ca: Authority) -> None:
     model = _tls_case(ca, tls_hosts=[])
     foo, bar = model.server("foo.com"), model.server("bar.com")
-    assert foo is not None and foo.cert is not None
+    assert foo is not None
+    assert foo.cert is not None
     # bar.com is not in the certificate: default certificate, still redirected.
-    assert bar is not None and bar.cert is None and bar.ssl_redirect
+    assert bar is not None
+    assert bar.cert is None
+    assert bar.ssl_redirect
     assert any("does not cover bar.com" in n for n in model.notes)
 
 
 def test_tls_missing_secret_falls_back_to_default_but_redirects(ca: Authority) -> None:
     model = _tls_case(ca, secret="nope")
     foo = model.server("foo.com")
-    assert foo is not None and foo.cert is None and foo.ssl_redirect
+    assert foo is not None
+    assert foo.cert is None
+    assert foo.ssl_redirect
     assert any("secret default/nope not found" in n for n in model.notes)
 
 
@@ -204,7 +220,8 @@ def test_tls_mismatched_key_is_refused(ca: Authority) -> None:
     ing = o.ingress("i", o.rule("foo.com", o.path("/", "a")), tls=[{"hosts": ["foo.com"], "secretName": "s"}])
     model = model_of(ing, extra=(o.tls_secret("s", crt, other_key),))
     foo = model.server("foo.com")
-    assert foo is not None and foo.cert is None
+    assert foo is not None
+    assert foo.cert is None
     assert any("does not match" in n for n in model.notes)
 
 
@@ -214,7 +231,9 @@ def test_ssl_redirect_can_be_turned_off(ca: Authority) -> None:
     store = store_of(*standard_objects(fake_addresses()), o.tls_secret("s", crt, key), ing)
     model = build(snapshot(store, settings=NginxSettings(ssl_redirect=False)))
     foo = model.server("foo.com")
-    assert foo is not None and foo.cert is not None and not foo.ssl_redirect
+    assert foo is not None
+    assert foo.cert is not None
+    assert not foo.ssl_redirect
 
 
 def test_default_cert_is_always_listed() -> None:
@@ -237,7 +256,9 @@ def test_hostile_service_and_endpoint_values_never_reach_the_config() -> None:
     assert odd.endpoints == (("::1", 8080),)
     assert route(model, "foo.com", "/c") == "503"
     text = Renderer(Layout.at("/tmp/x"), Listen(("127.0.0.1",), 80, 443)).render(model).text
-    assert "evil" not in text and "not-an-ip" not in text and "http;x" not in text
+    assert "evil" not in text
+    assert "not-an-ip" not in text
+    assert "http;x" not in text
 
 
 # ----------------------------------------------------------------------------- incremental builds

@@ -17,7 +17,8 @@ from tests.ingress.objects import A
 def live_route(model: Model, host: str = "foo.com") -> dict[str, str]:
     """The first location's route as the balancer reads it (one value per field)."""
     server = model.server(host)
-    assert server is not None and server.locations[0].route
+    assert server is not None
+    assert server.locations[0].route
     record = livedata.records(model)[f"r:{server.locations[0].route}"]
     return {k: v[0] for k, v in parse_qs(record).items()}
 
@@ -100,7 +101,8 @@ def test_canary_attaches_to_the_primary_location() -> None:
     server = model.server("foo.com")
     assert server is not None
     canary = server.locations[0].canary
-    assert canary is not None and (canary.upstream, canary.weight, canary.header) == ("default_b_http", 30, "X-C")
+    assert canary is not None
+    assert (canary.upstream, canary.weight, canary.header) == ("default_b_http", 30, "X-C")
     assert live_route(model) == {"u": "default_a_http", "lb": "round_robin", "cu": "default_b_http", "cw": "30",
                                  "ct": "100", "ch": "X-C"}
     assert model.ingresses == ("default/main", "default/canary")
@@ -113,7 +115,8 @@ def test_ssl_redirect_is_per_location() -> None:
                      o.ingress("force", o.rule("bar.com", o.path("/", "a")),
                                annotations={A + "force-ssl-redirect": "true"}))  # fmt: skip
     foo, bar = model.server("foo.com"), model.server("bar.com")
-    assert foo is not None and bar is not None
+    assert foo is not None
+    assert bar is not None
     assert {loc.path: loc.redirect_https for loc in foo.locations} == {
         "/on": True,
         "/on/": True,
@@ -132,7 +135,8 @@ def test_server_level_annotations_come_from_the_oldest_ingress() -> None:
                   annotations={A + "app-root": "/second"}),
     )  # fmt: skip
     server = model.server("foo.com")
-    assert server is not None and server.app_root == "/first"
+    assert server is not None
+    assert server.app_root == "/first"
 
 
 CANARY_WEIGHT_TOTALS = [  # (canary-weight, canary-weight-total or None, (weight, total) the balancer gets)
@@ -147,7 +151,8 @@ CANARY_WEIGHT_TOTALS = [  # (canary-weight, canary-weight-total or None, (weight
 def test_canary_weight_total(weight: str, total: str | None, live: tuple[str, str]) -> None:
     model = canary_model({"canary-weight": weight, "canary-weight-total": total})
     server = model.server("foo.com")
-    assert server is not None and (canary := server.locations[0].canary) is not None
+    assert server is not None
+    assert (canary := server.locations[0].canary) is not None
     assert (canary.weight, canary.weight_total) == (int(weight), max(int(total or 100), 100))
     route = live_route(model)
     assert (route["cw"], route["ct"]) == live
@@ -159,7 +164,9 @@ def test_canary_weight_above_its_total_rejects_only_that_ingress() -> None:
     assert [r.ingress for r in model.rejected] == ["default/canary"]
     assert "canary-weight: 1001 is more than canary-weight-total 1000" in model.rejected[0].reason
     server = model.server("foo.com")
-    assert server is not None and server.locations[0].canary is None and "cu" not in live_route(model)
+    assert server is not None
+    assert server.locations[0].canary is None
+    assert "cu" not in live_route(model)
 
 
 CANARY_RULES = [  # (canary annotations, expected (header, header_value, header_pattern, cookie))
@@ -175,7 +182,8 @@ CANARY_RULES = [  # (canary annotations, expected (header, header_value, header_
 def test_canary_header_value_pattern_and_cookie(extra: dict[str, str], expected: tuple[object, ...]) -> None:
     model = canary_model(extra)
     server = model.server("foo.com")
-    assert server is not None and (canary := server.locations[0].canary) is not None
+    assert server is not None
+    assert (canary := server.locations[0].canary) is not None
     assert (canary.header, canary.header_value, canary.header_pattern, canary.cookie) == expected
     route = live_route(model)
     assert tuple(route.get(k) for k in ("ch", "chv", "chp", "cc")) == expected
@@ -198,7 +206,8 @@ def test_session_cookie_path(path: str, path_type: str, extra: dict[str, str], c
     server = model.server("foo.com")
     assert server is not None
     cookies = {loc.cookie for loc in server.locations if loc.cookie is not None}
-    assert [c.path for c in cookies] == [cookie_path] and model.session_cookies == tuple(cookies)
+    assert [c.path for c in cookies] == [cookie_path]
+    assert model.session_cookies == tuple(cookies)
     assert any("needs session-cookie-path" in n for n in model.notes) is noted
 
 

@@ -97,10 +97,12 @@ async def test_backend_protocol(start_controller, backends, client_for, authorit
     )
     controller = await start_controller(store)
     reply = await client_for(controller).request("s.com", "/x")
-    assert reply.status == 200 and reply.backend == "secure1"
+    assert reply.status == 200
+    assert reply.backend == "secure1"
     conf = controller.layout.conf.read_text()
     # Both gRPC routes go through the live balancer, each with its scheme.
-    assert "grpc_pass grpc://portolan_balancer;" in conf and "grpc_pass grpcs://portolan_balancer;" in conf
+    assert "grpc_pass grpc://portolan_balancer;" in conf
+    assert "grpc_pass grpcs://portolan_balancer;" in conf
 
 
 async def _capture_first_bytes(address: str, tls: ssl.SSLContext | None) -> tuple[int, asyncio.Future[bytes], Any]:
@@ -207,7 +209,8 @@ async def test_cookie_affinity(start_controller, backends, client_for) -> None:
     client = client_for(controller)
     first = await client.request("foo.com", "/")
     cookie = first.headers["Set-Cookie"]
-    assert cookie.startswith("my-route=") and "Path=/" in cookie
+    assert cookie.startswith("my-route=")
+    assert "Path=/" in cookie
     value = cookie.split(";")[0].split("=", 1)[1]
     for header in (f"my-route={value}", f"a=1; my-route={value}; b=2", f"route=x;my-route={value}"):
         seen = {(await client.request("foo.com", "/", headers={"Cookie": header})).backend for _ in range(8)}
@@ -252,7 +255,8 @@ async def test_session_cookie_attributes(start_controller, backends, client_for)
             assert re.fullmatch("[0-9a-f]{32}", key), reply.headers["Set-Cookie"]
             assert reply.headers["Set-Cookie"].replace(key, "ID") == expected, (host, https)
             sticky = await client.request(host, path, https=https, verify=False, headers={"Cookie": f"s={key}"})
-            assert "Set-Cookie" not in sticky.headers and sticky.backend is not None
+            assert "Set-Cookie" not in sticky.headers
+            assert sticky.backend is not None
 
 
 async def test_https_redirect_trailing_slash(start_controller, backends, client_for) -> None:
@@ -319,18 +323,23 @@ async def test_cors(start_controller, backends, client_for) -> None:
     controller = await start_controller(store)
     client = client_for(controller)
     pre = await client.request("any.com", "/", method="OPTIONS", headers={"Origin": "https://x.org"})
-    assert pre.status == 204 and pre.headers["Access-Control-Allow-Origin"] == "*"
+    assert pre.status == 204
+    assert pre.headers["Access-Control-Allow-Origin"] == "*"
     assert pre.headers["Access-Control-Allow-Credentials"] == "true"
     assert "PATCH" in pre.headers["Access-Control-Allow-Methods"]
     get = await client.request("any.com", "/", headers={"Origin": "https://x.org"})
-    assert get.backend == "a1" and get.headers["Access-Control-Allow-Origin"] == "*"
+    assert get.backend == "a1"
+    assert get.headers["Access-Control-Allow-Origin"] == "*"
     ok = await client.request("list.com", "/", headers={"Origin": "http://localhost:3000"})
-    assert ok.backend == "a1" and ok.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
-    assert ok.headers["Access-Control-Allow-Methods"] == "GET, POST" and ok.headers["Access-Control-Max-Age"] == "60"
+    assert ok.backend == "a1"
+    assert ok.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+    assert ok.headers["Access-Control-Allow-Methods"] == "GET, POST"
+    assert ok.headers["Access-Control-Max-Age"] == "60"
     assert ok.headers["Access-Control-Expose-Headers"] == "X-Total"
     assert "Access-Control-Allow-Credentials" not in ok.headers
     other = await client.request("list.com", "/", headers={"Origin": "https://evil.example.com"})
-    assert other.backend == "a1" and "Access-Control-Allow-Origin" not in other.headers
+    assert other.backend == "a1"
+    assert "Access-Control-Allow-Origin" not in other.headers
 
 
 async def test_limit_rps_and_connections(start_controller, backends, client_for) -> None:
@@ -344,7 +353,8 @@ async def test_limit_rps_and_connections(start_controller, backends, client_for)
     controller = await start_controller(store)
     client = client_for(controller)
     limited = [(await client.request("slow.com", "/")).status for _ in range(8)]
-    assert limited.count(200) >= 1 and limited.count(503) >= 5
+    assert limited.count(200) >= 1
+    assert limited.count(503) >= 5
     assert all([(await client.request("free.com", "/")).status == 200 for _ in range(8)])
     assert all([(await client.request("conn.com", "/")).status == 200 for _ in range(3)])
     # Seven slow requests at once against a limit of five connections per client address.
@@ -471,7 +481,9 @@ async def test_canary_weight_splits(start_controller, backends, client_for) -> N
     client = client_for(controller)
     got = await asyncio.gather(*(client.request("foo.com", "/") for _ in range(60)))
     counts = {name: sum(r.backend == name for r in got) for name in ("main1", "new1")}
-    assert counts["main1"] >= 10 and counts["new1"] >= 10 and sum(counts.values()) == 60
+    assert counts["main1"] >= 10
+    assert counts["new1"] >= 10
+    assert sum(counts.values()) == 60
 
 
 CANARY_WEIGHT_TOTALS = [  # (host, canary-weight, canary-weight-total, backends every request may reach)

@@ -134,7 +134,9 @@ async def test_tcp_and_udp_services(start_controller) -> None:
             stream_module=STREAM_MODULE,
         )  # fmt: skip
         conf = controller.layout.conf.read_text()
-        assert conf.count("ngx_stream_module.so") == 1 and "stream {" in conf and f"127.0.0.1:{udp_port} udp;" in conf
+        assert conf.count("ngx_stream_module.so") == 1
+        assert "stream {" in conf
+        assert f"127.0.0.1:{udp_port} udp;" in conf
         # The reserved port refused: no ":443" that is not the start of another port (a free
         # port such as 44393 may appear in a listen or server line).
         assert not re.search(r":443(?!\d)", conf.split("stream {")[1])
@@ -154,7 +156,8 @@ async def test_tcp_and_udp_services(start_controller) -> None:
         header = b"PROXY TCP4 192.0.2.1 127.0.0.1 40000 80\r\n"
         reply = await tcp_exchange(proxy_port, b"payload\n", prefix=header)
         name, _, echoed = reply.partition(b":")
-        assert echoed.startswith(b"PROXY TCP4 ") and echoed.endswith(b"\r\npayload\n" + END)
+        assert echoed.startswith(b"PROXY TCP4 ")
+        assert echoed.endswith(b"\r\npayload\n" + END)
 
 
 async def test_tcp_services_follow_changes(start_controller) -> None:
@@ -184,7 +187,8 @@ async def test_tcp_services_follow_changes(start_controller) -> None:
         # a's endpoints move to b's backend: the next connections follow, still without a reload.
         o.put(store, o.endpoint_slice("a", b_addrs, b_port, port_name="tcp"))
         await until(lambda: reaches(tcp_port, b"b1"))
-        assert metric(controller, "portolan_ingress_reloads_total") == reloads and nginx_workers(controller) == workers
+        assert metric(controller, "portolan_ingress_reloads_total") == reloads
+        assert nginx_workers(controller) == workers
         assert str(b_port) not in controller.layout.conf.read_text()  # peers never reach nginx.conf
 
         # The ConfigMap moves tcp_port to b: a reload.

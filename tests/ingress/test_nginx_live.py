@@ -226,7 +226,8 @@ async def test_no_ready_endpoint_is_503_until_one_is_ready(start_controller, bac
     client = client_for(controller)
     unreloaded = no_reload(controller)
     reply = await client.request("foo.com", "/x")
-    assert reply.status == 503 and reply.backend is None  # the balancer's error_page, not a 500
+    assert reply.status == 503  # the balancer's error_page, not a 500
+    assert reply.backend is None
     conf = controller.layout.conf.read_text()  # the route proxies: its only 503 is the error_page's
     assert conf.count("return 503;") == conf.count("location @portolan_unavailable {")
     addrs, port = await backends.start("w1")
@@ -269,7 +270,9 @@ async def test_canary_weight_and_endpoints_under_load(start_controller, backends
     timeline.check()
     split = timeline.steps[-2]  # weight 50: between it going live and the next change
     halves = [s.outcome for s in load.samples if split.live <= s.started and s.ended <= timeline.steps[-1].began]
-    assert halves.count("m1") > len(halves) / 5 and halves.count("n1") > len(halves) / 5  # traffic split
+    # traffic split
+    assert halves.count("m1") > len(halves) / 5
+    assert halves.count("n1") > len(halves) / 5
     unreloaded()
 
 
@@ -383,7 +386,8 @@ async def test_a_dead_endpoint_still_listed_is_passed_over(
     await backends.stop("w2")
     got = [(await client.request("foo.com", f"/?id={i}", headers={"Cookie": f"route={i}"})).backend
            for i in range(30)]  # fmt: skip
-    assert set(got) <= {"w1", "w3"} and len(got) == 30, got  # each answered, by a live endpoint
+    assert set(got) <= {"w1", "w3"}, got  # each answered, by a live endpoint
+    assert len(got) == 30, got
 
 
 async def test_ewma_prefers_the_faster_endpoint(start_controller, backends, client_for) -> None:
@@ -592,7 +596,8 @@ async def test_external_name_ip_goes_through_the_balancer(start_controller, back
     client = client_for(controller)
     assert (await client.request("foo.com", "/")).backend == "ext1"
     conf = controller.layout.conf.read_text()
-    assert one not in conf and "proxy_pass http://portolan_balancer;" in conf
+    assert one not in conf
+    assert "proxy_pass http://portolan_balancer;" in conf
     # Another IP (and port) for the name: live data too.
     unreloaded = no_reload(controller)
     await go_live(controller, store, external(two, two_port))
@@ -675,7 +680,8 @@ async def test_data_too_big_for_its_dict_is_refused_and_the_rest_served(start_co
     async with Load(http_probe(controller, "foo.com"), clients=2) as load:
         o.put(store, *big)
         await until(lambda: refused() >= 2)  # the push, and the retry, refused
-        assert "no memory" in caplog.text and "raise lua-shared-dicts" in caplog.text
+        assert "no memory" in caplog.text
+        assert "raise lua-shared-dicts" in caplog.text
         assert not await healthy(controller)
         for obj in big:
             o.remove(store, obj)

@@ -30,7 +30,8 @@ async def test_regex_path_with_a_quantifier(start_controller, backends, client_f
     await services(backends, store, a=("a1",))
     o.put(store, o.ingress("rx", o.rule("foo.com", regex_path("/foo/bar/[a-z]{3}", "a")), annotations=REGEX))
     controller = await start_controller(store)
-    assert controller.model is not None and controller.model.rejected == ()
+    assert controller.model is not None
+    assert controller.model.rejected == ()
     # Quoted, the braces are the regex's own: nginx reads no block from them.
     assert 'location ~* "^/foo/bar/[a-z]{3}" {' in controller.layout.conf.read_text()
     expected = [("/foo/bar/abc", "a1"), ("/foo/bar/ABC", "a1"), ("/foo/bar/abcd", "a1"),  # a prefix regex

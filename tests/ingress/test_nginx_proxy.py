@@ -25,13 +25,15 @@ async def test_request_is_passed_through_with_forwarded_headers(start_controller
         "/a/b%20c?x=1&y=%2F",
         headers={"User-Agent": "probe/1.0", "X-Custom": "kept", "X-Forwarded-For": "203.0.113.9"},
     )
-    assert reply.status == 200 and reply.backend == "w1"
+    assert reply.status == 200
+    assert reply.backend == "w1"
     seen = reply.data
     h = {k.lower(): v for k, v in seen["headers"].items()}
     assert seen["path"] == "/a/b%20c?x=1&y=%2F"  # URI untouched
     assert seen["version"] == "1.1"  # HTTP/1.1 upstream (nginx defaults to 1.0)
     assert h["host"] == f"foo.com:{controller.options.http_port}"  # Host as the client sent it
-    assert h["user-agent"] == "probe/1.0" and h["x-custom"] == "kept"
+    assert h["user-agent"] == "probe/1.0"
+    assert h["x-custom"] == "kept"
     assert h["x-real-ip"] == "127.0.0.1"
     # use-forwarded-headers is off: the client's X-Forwarded-For is replaced, not extended
     assert h["x-forwarded-for"] == "127.0.0.1"
@@ -90,7 +92,8 @@ async def test_external_name_service(start_controller, backends, client_for) -> 
     )
     controller = await start_controller(store)
     reply = await client_for(controller).request("foo.com", "/x")
-    assert reply.status == 200 and reply.backend == "outside"
+    assert reply.status == 200
+    assert reply.backend == "outside"
     assert reply.data["headers"]["Host"] == "foo.com"
 
 
@@ -137,7 +140,8 @@ async def test_dns_external_name_is_resolved_per_request(start_controller, backe
         # nginx's first lookup may still be in flight on a loaded machine.
         await until(lambda: client.answers("foo.com", "/via-dns"))
         reply = await client.request("foo.com", "/via-dns")
-        assert reply.status == 200 and reply.backend == "named"
+        assert reply.status == 200
+        assert reply.backend == "named"
         assert reply.data["path"] == "/via-dns"
     finally:
         transport.close()
@@ -155,7 +159,8 @@ async def test_long_host_names_fit_nginx_hash(start_controller, backends, client
     client = client_for(controller)
     for host in (long_host, hosts[150]):
         reply = await client.request(host, "/")
-        assert reply.status == 200 and reply.backend == "w1"
+        assert reply.status == 200
+        assert reply.backend == "w1"
 
 
 async def test_default_backend_404_and_no_endpoints_503(start_controller, client_for) -> None:

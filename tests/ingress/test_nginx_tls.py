@@ -68,7 +68,8 @@ async def test_certificate_chosen_by_sni(tls_controller, client_for) -> None:
     client = client_for(controller, ctx)
     for host in ("foo.com", "a.wild.com", "b.wild.com"):
         reply = await client.request(host, "/x", https=True)  # verified against the test CA, for this name
-        assert reply.status == 200 and reply.backend == "secure", host
+        assert reply.status == 200, host
+        assert reply.backend == "secure", host
         assert reply.data["headers"]["X-Forwarded-Proto"] == "https"
         assert reply.headers["Strict-Transport-Security"].startswith("max-age=")
     https = controller.options.https_port
@@ -83,7 +84,8 @@ async def test_default_certificate_when_none_fits(tls_controller, client_for) ->
         assert common_name(await peer_certificate(https, sni)) == DEFAULT_CN, sni
     # A host without TLS is still served over HTTPS (with the default certificate).
     reply = await client_for(controller).request("plain.com", "/", https=True, verify=False)
-    assert reply.status == 200 and reply.backend == "plain"
+    assert reply.status == 200
+    assert reply.backend == "plain"
     assert "Strict-Transport-Security" not in reply.headers
     with pytest.raises(Exception, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
         await client_for(controller, ctx).request("plain.com", "/", https=True)
@@ -113,9 +115,11 @@ async def test_http_redirects_to_https_with_308(tls_controller, client_for) -> N
         assert reply.headers["Location"] == f"https://{host}:{https}/path/x?q=1"
     # ACME HTTP-01 challenges stay on HTTP; hosts without TLS are not redirected.
     reply = await client.request("foo.com", "/.well-known/acme-challenge/token")
-    assert reply.status == 200 and reply.backend == "secure"
+    assert reply.status == 200
+    assert reply.backend == "secure"
     reply = await client.request("plain.com", "/")
-    assert reply.status == 200 and reply.backend == "plain"
+    assert reply.status == 200
+    assert reply.backend == "plain"
 
 
 async def test_keys_stay_off_disk_but_the_fallback(tls_controller) -> None:
@@ -124,7 +128,8 @@ async def test_keys_stay_off_disk_but_the_fallback(tls_controller) -> None:
     controller, _ = tls_controller
     files = list(controller.layout.certs.glob("*.pem"))
     assert [f.name for f in files] == ["fallback.pem"]
-    assert stat.S_IMODE(files[0].stat().st_mode) == 0o600 and b"PRIVATE KEY" in files[0].read_bytes()
+    assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
+    assert b"PRIVATE KEY" in files[0].read_bytes()
     assert stat.S_IMODE(controller.layout.certs.stat().st_mode) == 0o700
     assert stat.S_IMODE(controller.layout.run.stat().st_mode) == 0o700  # the data channel's socket
 

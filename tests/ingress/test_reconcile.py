@@ -58,7 +58,8 @@ async def test_changes_are_applied_and_identical_configs_skipped(start_controlle
     await until(lambda: metric(controller, "portolan_ingress_data_pushes_total") > pushes)
     for _ in range(4):
         assert (await client.request("foo.com", "/")).backend == "w1"
-    assert metric(controller, RELOADS) == 2 and nginx_workers(controller) == workers
+    assert metric(controller, RELOADS) == 2
+    assert nginx_workers(controller) == workers
     assert controller.running_hash == second_hash != first_hash
     assert metric(controller, "portolan_ingress_config_hash") == int(controller.running_hash[:12], 16)
 
@@ -118,7 +119,8 @@ async def test_config_failing_without_any_ingress_keeps_the_last_good_one(
     o.put(store, o.ingress("j", o.rule("bar.com", o.path("/", "web"))))
     await until(lambda: metric(controller, "portolan_ingress_last_reload_successful") == 0)
     assert metric(controller, "portolan_ingress_reload_failures_total", reason="config_test") > failures
-    assert controller.running_hash == good_hash and controller.culprits == {}  # nobody blamed
+    assert controller.running_hash == good_hash
+    assert controller.culprits == {}  # nobody blamed
     assert await client.answers("foo.com")
     assert (await client.request("bar.com", "/")).status == 404
     # Once nginx accepts configurations again, the retry applies the pending change.
@@ -170,8 +172,10 @@ async def test_nginx_runs_from_the_config_dir(start_controller, backends) -> Non
     conf = layout.conf.read_text()
     for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         assert f'{kind}_temp_path "{layout.temp_path(kind)}";' in conf
-    assert f'error_log "{layout.error_log}"' in conf and f'access_log "{layout.access_log}"' in conf
-    assert "/var/" not in conf and "/run/" not in conf.replace(str(layout.run), "")
+    assert f'error_log "{layout.error_log}"' in conf
+    assert f'access_log "{layout.access_log}"' in conf
+    assert "/var/" not in conf
+    assert "/run/" not in conf.replace(str(layout.run), "")
 
 
 # ----------------------------------------------------------------------------- debounce
@@ -195,7 +199,8 @@ async def test_debounce_waits_for_quiet_and_bounds_the_delay() -> None:
         await clock.advance(0)
     assert not task.done()
     await clock.advance(0.1)  # ...until 100 ms pass quietly
-    assert task.done() and task.result() == 4
+    assert task.done()
+    assert task.result() == 4
 
     task = asyncio.create_task(debouncer.wait())
     await asyncio.sleep(0)
@@ -221,7 +226,8 @@ async def test_poke_triggers_without_a_change() -> None:
     debouncer.poke()
     await clock.advance(0)
     await clock.advance(0.1)
-    assert task.done() and task.result() == 0
+    assert task.done()
+    assert task.result() == 0
 
 
 async def test_metrics_on_their_own_port(start_controller) -> None:
@@ -230,7 +236,8 @@ async def test_metrics_on_their_own_port(start_controller) -> None:
     assert ports["healthz"] != ports["metrics"]
     async with aiohttp.ClientSession() as session:
         async with session.get(f"http://127.0.0.1:{ports['metrics']}/metrics") as resp:
-            assert resp.status == 200 and "portolan_ingress_reloads_total" in await resp.text()
+            assert resp.status == 200
+            assert "portolan_ingress_reloads_total" in await resp.text()
         async with session.get(f"http://127.0.0.1:{ports['metrics']}/healthz") as resp:
             assert resp.status == 404
         async with session.get(f"http://127.0.0.1:{ports['healthz']}/healthz") as resp:

@@ -29,7 +29,8 @@ def test_hash_is_embedded_and_stable() -> None:
     model = model_of(o.ingress("i", o.rule("foo.com", o.path("/", "a"))))
     renderer = Renderer(LAYOUT, Listen(("127.0.0.1",), 8080, 8443))
     first, second = renderer.render(model), renderer.render(model)
-    assert first == second and len(first.hash) == 16
+    assert first == second
+    assert len(first.hash) == 16
     assert f'return 200 "{first.hash}";' in first.text
     other = renderer.render(model_of(o.ingress("i", o.rule("foo.com", o.path("/b", "a")))))
     assert other.hash != first.hash
@@ -51,7 +52,7 @@ def test_listen_forms() -> None:
 )  # fmt: skip
 def test_resolver_address(raw: str, rendered: str | None) -> None:
     if rendered is None:
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="is not IP or IP:PORT"):
             resolver_address(raw)
     else:
         assert resolver_address(raw) == rendered
@@ -83,7 +84,8 @@ def test_canary_weights_are_data_not_configuration() -> None:
     models = [canary_model({"canary-weight": w, "canary-weight-total": t}) for w, t in CANARY_WEIGHTS]
     hashes = {Renderer(LAYOUT, Listen()).render(m).hash for m in models}
     routes = {tuple(v for k, v in sorted(livedata.records(m).items()) if k.startswith("r:")) for m in models}
-    assert len(hashes) == 1 and len(routes) == len(CANARY_WEIGHTS)
+    assert len(hashes) == 1
+    assert len(routes) == len(CANARY_WEIGHTS)
 
 
 def test_blocks_render_once_and_a_partial_check_holds_the_changed_ones() -> None:
@@ -98,14 +100,17 @@ def test_blocks_render_once_and_a_partial_check_holds_the_changed_ones() -> None
     first = renderer.render(build(snapshot(store), (), cache))
     o.put(store, o.ingress("i2", o.rule("h2.com", o.path("/x", "a"))))
     second = renderer.render(build(snapshot(store), (), cache))
-    assert first.hash != second.hash and second.text == renderer.render(build(snapshot(store))).text
+    assert first.hash != second.hash
+    assert second.text == renderer.render(build(snapshot(store))).text
     same = [a.text is b.text for a, b in zip(first.fragments, second.fragments, strict=True)]
     assert same == [s.host != "h2.com" for s in build(snapshot(store)).servers]
     applier = Applier.__new__(Applier)  # only the comparison, no nginx
     applier.running = first
     assert applier.changed_hosts(second) == {"h2.com"}
     partial = second.partial({"h2.com"})
-    assert "h2.com" in partial and "h1.com" not in partial and "# catch-all" in partial
+    assert "h2.com" in partial
+    assert "h1.com" not in partial
+    assert "# catch-all" in partial
     assert f'return 200 "{second.hash}";' in partial
     applier.running = renderer.render(build(snapshot(store, settings=NginxSettings(hsts=False))))
     assert applier.changed_hosts(second) is None  # the frame changed: everything is checked
