@@ -255,7 +255,7 @@ async def test_watch_namespace_and_configmap(emu: Emulator, start_controller, ba
     controller = await start_controller(
         **api_options(
             emu, watch_namespace="team-a", configmap=("ingress", "portolan"), publish_status_address=("192.0.2.3",)
-        )  # fmt: skip
+        )
     )
     client = client_for(controller)
     assert (await client.request("a.com", "/")).backend == "team-a-web"

@@ -41,7 +41,7 @@ async def test_use_regex_applies_to_every_path_of_the_host(start_controller, bac
             o.rule("foo.com", o.path("/ba[rz]", "b", path_type="ImplementationSpecific")),
             annotations=ann(use_regex="true"),
             created="2024-01-02T00:00:00Z",
-        ),  # fmt: skip
+        ),
         o.ingress("other", o.rule("bar.com", o.path("/foo", "a"))),
     )
     controller = await start_controller(store)
@@ -69,7 +69,7 @@ async def test_ssl_redirect_and_force_ssl_redirect(start_controller, backends, c
             o.rule("off.com", o.path("/", "a")),
             tls=[{"hosts": ["off.com"], "secretName": "cert"}],
             annotations=ann(ssl_redirect="false"),
-        ),  # fmt: skip
+        ),
         o.ingress("force", o.rule("force.com", o.path("/", "a")), annotations=ann(force_ssl_redirect="true")),
         o.ingress("plain", o.rule("plain.com", o.path("/", "a"))),
     )

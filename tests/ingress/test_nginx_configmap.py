@@ -32,10 +32,12 @@ async def _setup(backends, authority: Authority, data: dict[str, str] | None) ->
 
 
 async def _post(port: int, size: int) -> int:
-    async with aiohttp.ClientSession() as session:
-        async with session.post(f"https://127.0.0.1:{port}/", data=b"x" * size, headers={"Host": "foo.com"},
-                                ssl=False, server_hostname="foo.com") as resp:  # fmt: skip
-            return resp.status
+    url = f"https://127.0.0.1:{port}/"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=b"x" * size, headers={"Host": "foo.com"}, ssl=False, server_hostname="foo.com") as resp,
+    ):
+        return resp.status
 
 
 async def _tls_version(port: int, version: ssl.TLSVersion) -> bool:

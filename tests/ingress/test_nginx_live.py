@@ -371,9 +371,9 @@ async def test_round_robin_and_upstream_hash_by(start_controller, backends, clie
 @pytest.mark.parametrize(
     "annotations",
     [{}, {"load_balance": "ewma"}, {"upstream_hash_by": "$arg_id"},
-     {"affinity": "cookie", "session_cookie_name": "route"}],  # fmt: skip
+     {"affinity": "cookie", "session_cookie_name": "route"}],
     ids=["round_robin", "ewma", "hash", "affinity"],
-)
+)  # fmt: skip
 async def test_a_dead_endpoint_still_listed_is_passed_over(
     start_controller, backends, client_for, annotations: dict[str, str]
 ) -> None:
@@ -428,7 +428,7 @@ def tls_probe(controller: Controller, sni: str, context: ssl.SSLContext) -> Prob
 
     async def probe(_: aiohttp.ClientSession) -> str:
         async with asyncio.timeout(5):
-            reader, writer = await asyncio.open_connection(
+            _, writer = await asyncio.open_connection(
                 "127.0.0.1", controller.options.https_port, ssl=context, server_hostname=sni
             )
         try:
@@ -541,7 +541,7 @@ async def test_deep_config_dir_serves_and_goes_live(start_controller, backends, 
     deep = config_dir / ("d" * 50) / ("e" * 50)
     assert len(os.fsencode(Layout.at(deep).status_socket)) > MAX_SOCKET_PATH
     store = Store()
-    addrs, port = (await services(backends, store, web=("w1",)))["web"]
+    await services(backends, store, web=("w1",))
     o.put(store, o.ingress("i", o.rule("foo.com", o.path("/", "web"))))
     controller = await start_controller(store, config_dir=str(deep))
     assert controller.layout.root == deep

@@ -23,7 +23,7 @@ async def peer_certificate(port: int, sni: str) -> x509.Certificate:
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname=sni)
+    _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname=sni)
     try:
         der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
         return x509.load_der_x509_certificate(der)
@@ -87,7 +87,7 @@ async def test_default_certificate_when_none_fits(tls_controller, client_for) ->
     assert reply.status == 200
     assert reply.backend == "plain"
     assert "Strict-Transport-Security" not in reply.headers
-    with pytest.raises(Exception, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+    with pytest.raises(Exception, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
         await client_for(controller, ctx).request("plain.com", "/", https=True)
 
 

@@ -159,9 +159,8 @@ async def test_health_and_metrics_endpoints(start_controller, backends) -> None:
     for name in (*names, rejected):
         assert name in text, name
     await controller.nginx.stop()
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"http://127.0.0.1:{port}/healthz") as resp:
-            assert resp.status == 503
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/healthz") as resp:
+        assert resp.status == 503
 
 
 async def test_nginx_runs_from_the_config_dir(start_controller, backends) -> None:

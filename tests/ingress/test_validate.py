@@ -195,7 +195,7 @@ def test_resource_backend_is_skipped_not_rejected() -> None:
                     }
                 }
             ]
-        }  # fmt: skip
+        }
     )
     assert spec.rules[0].paths[0].backend is None
 
