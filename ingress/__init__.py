@@ -2,8 +2,12 @@
 
 The pipeline, one module per step::
 
-    kubewatch Store --(debounce)--> classes.owned --> model.build (pure) --> render (jinja2)
-        --> compare --> nginx -t on a temp file --> atomic rename --> SIGHUP to our nginx master
+    kubewatch Store --(debounce)--> reconciler (a frozen view) --> classes.owned
+        --> modelcache.build (pure, incremental; model.py says what a host is) --> render (jinja2)
+        --> same hash? applier pushes the live data only (livedata, channel, streampeers)
+        --> else nginx -t of what changed --> atomic rename --> SIGHUP to our nginx master --> data
 
-``controller.Controller`` wires it together; ``cli.main`` is ``portolan ingress``.
+``controller.Controller`` wires it together (its lifecycle, loops, health and status);
+``cli.main`` is ``portolan ingress``. The live data reaches nginx's Lua (templates/lua) and
+njs (templates/njs) without a reload.
 """

@@ -23,7 +23,8 @@ from collections.abc import Callable
 from ingress.applier import Applier, ApplyResult
 from ingress.events import EventRecorder
 from ingress.metrics import Metrics
-from ingress.model import HostCache, Model, ParseCache, Snapshot, build, ingress_key
+from ingress.model import Model, ParseCache, Snapshot, ingress_key
+from ingress.modelcache import HostCache, build
 from ingress.nginx import CheckResult
 from ingress.render import Renderer
 from kubewatch import INGRESSES, EndpointSlice, Service, Store

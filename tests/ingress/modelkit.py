@@ -6,7 +6,8 @@ from collections.abc import Mapping
 
 from ingress.certs import CertPair, self_signed
 from ingress.classes import ClassPolicy, owned
-from ingress.model import Model, Snapshot, build
+from ingress.model import Model, Snapshot
+from ingress.modelcache import build
 from ingress.settings import NginxSettings
 from kubewatch import Ingress, IngressClass, Store
 from tests.ingress import objects as o

@@ -12,7 +12,8 @@ from ingress import annotations
 from ingress.annotations import Annotations
 from ingress.classes import ClassPolicy
 from ingress.layout import Layout
-from ingress.model import CATCH_ALL, LOC_EXACT, LOC_PREFIX, LOC_ROOT, HostCache, build
+from ingress.model import CATCH_ALL, LOC_EXACT, LOC_PREFIX, LOC_ROOT
+from ingress.modelcache import HostCache, build
 from ingress.render import Listen, Renderer
 from ingress.settings import NginxSettings
 from tests.ingress import objects as o

@@ -9,7 +9,7 @@ import pytest
 
 from ingress import livedata
 from ingress.layout import Layout
-from ingress.model import HostCache, build
+from ingress.modelcache import HostCache, build
 from ingress.render import Listen, Renderer, names_hash_sizes, resolver_address, server_name
 from ingress.settings import NginxSettings
 from tests.ingress import objects as o
