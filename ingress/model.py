@@ -131,6 +131,7 @@ class Target:
     upstream: str | None
     status: int  # 0 when proxying
     service: str  # "ns/name:port" for comments and logs; "" for the built-in default backend
+    resolved: bool = False  # an ExternalName DNS name nginx resolves per request (no balancer)
 
 
 DEFAULT_BACKEND = Target(None, 404, "")
@@ -663,6 +664,12 @@ def _canary(
     if primary.upstream is None or alt.upstream is None:
         notes.append(f"{found.ingress}: canary for {claim.rule.path} has no backend to split with; ignored")
         return None
+    if primary.resolved or alt.resolved:
+        # The balancer splits between peers it knows; a DNS name is resolved by nginx per request
+        # on its own path, so such a pair cannot be split: said, not silently half-served.
+        notes.append(f"{found.ingress}: canary for {claim.rule.path} with an ExternalName Service named by DNS "
+                     "is not supported; ignored")  # fmt: skip
+        return None
     ann = found.ann
     # As in ingress-nginx: the value and the pattern only refine canary-by-header, and a value
     # makes the pattern moot.
@@ -731,7 +738,7 @@ def _resolve(lookup: Lookup, ns: str, backend: Backend, upstreams: dict[str, Ups
             return Target(None, 503, label)
         name = upstream_name(ns, backend.service, backend.port_label)
         upstreams[name] = Upstream(name, label, (), external, port)
-        return Target(name, 0, label)
+        return Target(name, 0, label, resolved=not validate.is_ip(external))
     sp = find_service_port(svc, name=backend.port_name, number=backend.port_number)
     if sp is None:
         notes.append(f"service {ns}/{svc.name} has no port {backend.port_label}: 503")

@@ -231,3 +231,18 @@ def test_session_cookie_domain_reaches_the_model() -> None:
     annotations = {A + "affinity": "cookie", A + "session-cookie-domain": ".Example.com"}
     model = model_of(o.ingress("i", o.rule("foo.com", o.path("/", "a")), annotations=annotations))
     assert [c.domain for c in model.session_cookies] == [".example.com"]
+
+
+def test_canary_with_an_external_name_by_dns_is_noted_and_ignored() -> None:
+    external = o.service("ext", ("http", 80, 80), type="ExternalName", external_name="api.example.com")
+    for primary, canary in (("a", "ext"), ("ext", "a")):
+        model = model_of(
+            o.ingress("main", o.rule("foo.com", o.path("/", primary)), created="2024-01-01T00:00:00Z"),
+            o.ingress("canary", o.rule("foo.com", o.path("/", canary)), created="2024-01-02T00:00:00Z",
+                      annotations={A + "canary": "true", A + "canary-weight": "50"}),
+            extra=(external,),
+        )  # fmt: skip
+        server = model.server("foo.com")
+        assert server is not None
+        assert server.locations[0].canary is None
+        assert any("ExternalName Service named by DNS is not supported" in n for n in model.notes)
