@@ -196,6 +196,12 @@ class Churn:
         return Change(number, kind, i, before, ep.ready(), accepted=time.monotonic())
 
 
+def why(exc: BaseException) -> str:
+    """A failed request's kind: the exception's class, and the errno where there is one."""
+    errno = getattr(exc, "errno", None)
+    return type(exc).__name__ + (f" ({os.strerror(errno)})" if errno else "")
+
+
 @dataclass
 class Probe:
     """Requests to one host over fresh connections (so no keep-alive pins an old nginx worker)."""
@@ -210,7 +216,7 @@ class Probe:
                 await r.read()
                 return r.status, r.headers.get("X-Backend")
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            self.errors[type(exc).__name__] += 1
+            self.errors[why(exc)] += 1
             return None
 
     async def seen(self, change: Change, timeout: float) -> float | None:
@@ -275,7 +281,7 @@ class Load:
                         else:
                             self.failed[f"HTTP {r.status}"] += 1
                 except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                    self.failed[type(exc).__name__] += 1
+                    self.failed[why(exc)] += 1
                 k += self.clients
                 await asyncio.sleep(max(0.0, started + k / self.rps - time.monotonic()))
 
@@ -587,6 +593,8 @@ async def changes(count: int, cfg: Settings, churn: Churn, nginx: Nginx, session
             change.latency = None if at is None else at - change.accepted
             done.append(change)
             nginx.sample()
+            if (k + 1) % 50 == 0:  # a long run shows it is alive (stderr: the tables stay clean)
+                print(f"  {count}: {k + 1} changes in {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
         elapsed = time.monotonic() - t0
         await asyncio.sleep(2.0)  # the last change's reload, if any, lands under load and is counted
     finally:
