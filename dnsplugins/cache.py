@@ -74,18 +74,30 @@ from prometheus_client.registry import Collector
 
 from corefile import Dispenser
 from dnsserver.durations import parse_duration
-from dnsserver.fastpath import AA, AD, FastQuery, WireAnswer, assemble, parse_query
 from dnsserver.metrics import REGISTRY
 from dnsserver.plugin import Next, Plugin, Property, SetupContext, match_zone, parse_properties, plugin_zones
 from dnsserver.request import Request
+from dnsserver.wire.answer import WireAnswer, assemble
+from dnsserver.wire.consts import (
+    AA,
+    AD,
+    NOERROR,
+    NOTIMP,
+    NXDOMAIN,
+    SERVFAIL,
+    TYPE_AXFR,
+    TYPE_CNAME,
+    TYPE_IXFR,
+    TYPE_NS,
+    TYPE_OPT,
+    TYPE_SOA,
+)
+from dnsserver.wire.query import FastQuery, parse_query
 
 DEFAULT_CAPACITY = 10000
 SHARDS = 256  # CoreDNS shards its cache; capacity rounds the same way so the sizes read alike
 MAX_SUCCESS_TTL, MAX_DENIAL_TTL, MIN_TTL = 3600, 1800, 5
 SERVFAIL_TTL, MAX_SERVFAIL_TTL = 5.0, 300.0
-NOERROR, SERVFAIL, NXDOMAIN, NOTIMP = 0, 2, 3, 4
-SOA, CNAME, NS, OPT = 6, 5, 2, 41
-AXFR, IXFR = 252, 251
 
 
 def rounded_capacity(cap: int) -> int:
@@ -181,19 +193,19 @@ class Store:
 def classify(reply: DNSRecord, qtype: int) -> str | None:
     """"success", "denial" or "servfail" for a cacheable reply, None for one never kept."""
     h = reply.header
-    if h.tc or h.opcode != 0 or qtype in (AXFR, IXFR):
+    if h.tc or h.opcode != 0 or qtype in (TYPE_AXFR, TYPE_IXFR):
         return None
     rcode = h.rcode
-    has_soa = any(r.rtype == SOA for r in reply.auth)
+    has_soa = any(r.rtype == TYPE_SOA for r in reply.auth)
     if rcode == NOERROR:
         if reply.rr:
-            if qtype in (CNAME, 255) or any(r.rtype == qtype for r in reply.rr):
+            if qtype in (TYPE_CNAME, 255) or any(r.rtype == qtype for r in reply.rr):
                 return "success"
             # Only a CNAME chain that does not reach the type asked: a NODATA if an SOA says so.
             return "denial" if has_soa else None
         if has_soa:
             return "denial"
-        if any(r.rtype == NS for r in reply.auth):
+        if any(r.rtype == TYPE_NS for r in reply.auth):
             return "success"  # a referral
         return None
     if rcode == NXDOMAIN:
@@ -204,15 +216,15 @@ def classify(reply: DNSRecord, qtype: int) -> str | None:
 
 
 def minimal_ttl(reply: DNSRecord, kind: str) -> int:
-    ttls = [r.ttl for r in reply.rr] + [r.ttl for r in reply.auth] + [r.ttl for r in reply.ar if r.rtype != OPT]
+    ttls = [r.ttl for r in reply.rr] + [r.ttl for r in reply.auth] + [r.ttl for r in reply.ar if r.rtype != TYPE_OPT]
     if kind == "denial":
-        ttls += [r.rdata.times[4] for r in reply.auth if r.rtype == SOA]  # RFC 2308: the SOA MINIMUM
+        ttls += [r.rdata.times[4] for r in reply.auth if r.rtype == TYPE_SOA]  # RFC 2308: the SOA MINIMUM
     return min(ttls) if ttls else MIN_TTL
 
 
 def _with_ttl(records: list[RR], ttl: int) -> list[RR]:
     # Records may be shared with other replies (hosts, kubernetes): copy, never change in place.
-    return [RR(r.rname, r.rtype, r.rclass, ttl, r.rdata) for r in records if r.rtype != OPT]
+    return [RR(r.rname, r.rtype, r.rclass, ttl, r.rdata) for r in records if r.rtype != TYPE_OPT]
 
 
 class CacheStats(Collector):

@@ -88,7 +88,17 @@ from corefile import Dispenser, normalize_zone
 from dnsserver.plugin import Next, Plugin, SetupContext
 from dnsserver.request import Request
 from dnsserver.wire import RCODE_NAMES
-from dnsserver.wireview import QueryView, WireQuery, WireReply
+from dnsserver.wire.consts import (
+    OPCODE_NOTIFY,
+    OPCODE_UPDATE,
+    TYPE_A,
+    TYPE_AAAA,
+    TYPE_AXFR,
+    TYPE_IXFR,
+    TYPE_NS,
+    TYPE_SOA,
+)
+from dnsserver.wire.views import QueryView, WireQuery, WireReply
 
 log = logging.getLogger("portolan")
 
@@ -107,8 +117,6 @@ _TYPE_CLASS = {
     "NXDOMAIN": "denial", "NODATA": "denial",
 }
 
-_A, _NS, _SOA, _AAAA, _IXFR, _AXFR = 1, 2, 6, 28, 251, 252
-_OP_NOTIFY, _OP_UPDATE = 4, 5
 
 # A reply as the log reads it: parsed, or a view of the wire bytes for an answer sent without a Request.
 Reply: TypeAlias = DNSRecord | WireReply | None
@@ -123,14 +131,14 @@ def reply_type(qtype: int, reply: Reply) -> str:
     if reply is None:
         return "OTHERERROR"
     h = reply.header
-    if h.opcode == _OP_UPDATE:
+    if h.opcode == OPCODE_UPDATE:
         return "UPDATE"
-    if h.opcode == _OP_NOTIFY or qtype in (_AXFR, _IXFR):
+    if h.opcode == OPCODE_NOTIFY or qtype in (TYPE_AXFR, TYPE_IXFR):
         return "META"
     rcode = h.rcode
     if reply.rr and rcode == 0:
         # An address query answered with only a CNAME chain did not get what it asked for.
-        if qtype in (_A, _AAAA) and not any(r.rtype == qtype for r in reply.rr):
+        if qtype in (TYPE_A, TYPE_AAAA) and not any(r.rtype == qtype for r in reply.rr):
             return "NODATA"
         return "NOERROR"
     return _by_authority(rcode, [r.rtype for r in reply.auth])
@@ -138,7 +146,7 @@ def reply_type(qtype: int, reply: Reply) -> str:
 
 def _by_authority(rcode: int, auth_types: list[int]) -> str:
     """reply_type for a reply without answers: told by its rcode and its authority section's types."""
-    soa, ns = _SOA in auth_types, _NS in auth_types
+    soa, ns = TYPE_SOA in auth_types, TYPE_NS in auth_types
     if soa and rcode == 0:
         return "NODATA"
     if soa and rcode == 3:

@@ -107,6 +107,7 @@ from dnslib import QTYPE, RD, RR, DNSLabel, DNSRecord
 from corefile import CorefileError, Dispenser, Token, normalize_zone
 from dnsserver.plugin import Next, Plugin, SetupContext
 from dnsserver.request import Request
+from dnsserver.wire.consts import SERVFAIL, TYPE_CNAME, TYPE_DNAME, TYPE_OPT
 
 log = logging.getLogger("portolan")
 
@@ -116,8 +117,6 @@ MATCH_TYPES = (EXACT, PREFIX, SUFFIX, SUBSTRING, REGEX)
 MAX_REGEX_LEN = 10000  # a bound on what a Corefile may make the regex compiler chew on
 TTL_NO_MAX = 2147483647  # `MIN-`: the largest TTL RFC 2181 allows
 U32_MAX = 4294967295
-SERVFAIL = 2
-OPT, CNAME_TYPE, DNAME_TYPE = 41, 5, 39
 
 # Query types dnslib has no name for but CoreDNS accepts by name (miekg/dns's StringToType).
 EXTRA_TYPES = {
@@ -237,7 +236,7 @@ def records(msg: DNSRecord) -> Iterator[RR]:
     """Every record of the reply a response rule may touch: all three sections, never the OPT."""
     for section in (msg.rr, msg.auth, msg.ar):
         for rr in section:
-            if rr.rtype != OPT:
+            if rr.rtype != TYPE_OPT:
                 yield rr
 
 
@@ -281,7 +280,7 @@ class ValueNames(Response):
                         rd = copy.copy(rr.rdata)  # the rdata object may be shared with other replies
                         setattr(rd, attr, new)
                         rr.rdata = rd
-            elif rr.rtype == DNAME_TYPE:
+            elif rr.rtype == TYPE_DNAME:
                 target = dname_target(rr.rdata)
                 new = self.mapper(target.lower()) if target is not None else None
                 if new is not None:
@@ -342,7 +341,7 @@ class CnameTarget(Response):
 
     async def apply(self, msg: DNSRecord, lookup: Lookup) -> None:
         for i, rr in enumerate(msg.rr):
-            if rr.rtype != CNAME_TYPE or not isinstance(getattr(rr.rdata, "label", None), DNSLabel):
+            if rr.rtype != TYPE_CNAME or not isinstance(getattr(rr.rdata, "label", None), DNSLabel):
                 continue
             old = str(rr.rdata.label).lower()
             new = self.mapper(old)
@@ -361,7 +360,7 @@ class CnameTarget(Response):
                 log.error("[ERROR] plugin/rewrite: looking up CNAME target %s: %s", new, e)
                 return
             if found is not None:
-                msg.rr.extend(copy.copy(r) for r in found.rr if r.rtype != OPT)
+                msg.rr.extend(copy.copy(r) for r in found.rr if r.rtype != TYPE_OPT)
             return
 
 
@@ -549,7 +548,7 @@ def private_copy(reply: DNSRecord) -> DNSRecord:
     msg = DNSRecord(header=copy.copy(reply.header), questions=list(reply.questions))
     msg.rr = [copy.copy(r) for r in reply.rr]
     msg.auth = [copy.copy(r) for r in reply.auth]
-    msg.ar = [r if r.rtype == OPT else copy.copy(r) for r in reply.ar]
+    msg.ar = [r if r.rtype == TYPE_OPT else copy.copy(r) for r in reply.ar]
     return msg
 
 

@@ -17,28 +17,19 @@ from dnslib import EDNS0, DNSRecord
 
 from dnsserver import wire
 from dnsserver.config import Block
-from dnsserver.fastpath import (
-    QR,
-    TC,
-    FastQuery,
-    assemble,
-    parse_query,
-    quick_queries,
-    quick_query,
-    size_limit,
-    with_client_opt,
-)
 from dnsserver.metrics import Metrics, Slot
 from dnsserver.plugin import FastStore, PluginError, Relay, RelayStart
 from dnsserver.request import Request
 from dnsserver.respond import finalize_all
-from dnsserver.wireview import WireQuery, WireReply, decode_name
+from dnsserver.wire.consts import CLASS_IN, TYPE_DS
+from dnsserver.wire.names import name_text
+from dnsserver.wire.query import FastQuery, parse_query, quick_queries, quick_query, size_limit
+from dnsserver.wire.reply import scrub
+from dnsserver.wire.views import WireQuery, WireReply
 
 log = logging.getLogger("portolan")
 
-DS = 43
 MAX_ROUTES = 200_000
-CLASS_IN = 1
 D = TypeVar("D")  # where relay_now's caller sends a reply: opaque to the dispatcher
 
 
@@ -163,7 +154,7 @@ class Dispatcher:
         q = parse_query(data)
         if q is None:
             return None
-        found = self.select(decode_name(data).lower(), q.qtype)
+        found = self.select((name_text(data) or ".").lower(), q.qtype)
         if found is None:
             return None
         zone, block = found
@@ -260,14 +251,9 @@ class Dispatcher:
                 errors.report(WireQuery(data, q, client, proto, self.local_ip), PluginError(block.relay_name, reply))
             else:
                 log.debug("relay: %s", reply)
-            reply = assemble(data, q, QR | wire.SERVFAIL, 0, 0, 0, b"")
-        out = with_client_opt(reply, q)
-        if out is None:
-            return None
-        limit = size_limit(q, proto)
-        if len(out) > limit:
-            # Too big for the client: an empty truncated reply sends it to TCP, as forward does on overflow.
-            out = assemble(data, q, ((out[2] << 8) | out[3]) | TC, 0, 0, 0, b"")
+            reply = wire.error_reply(data, wire.SERVFAIL)
+        limit = q.udp_size if proto == "udp" else 65535  # size_limit, inlined
+        out = scrub(reply, q.edns, q.udp_size, q.do, limit)
         if block.metrics:
             self.metrics.record(self.label, zone, proto, 2 if ":" in client[0] else 1, q.qtype, q.do,
                                 limit, len(out), wire.rcode_name(out[3] & 0xF), block.relay_name,
@@ -302,7 +288,7 @@ class Dispatcher:
             suffix = name[i:] if name[i:] else "."
             block = zones.get(suffix)
             if block is not None:
-                if qtype != DS or i > 0 or suffix == ".":
+                if qtype != TYPE_DS or i > 0 or suffix == ".":
                     return suffix, block
                 first = first or (suffix, block)
             if suffix == ".":

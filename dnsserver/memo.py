@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dnslib import DNSRecord
 
-from dnsserver.fastpath import AA, TYPE_OPT, FastQuery, WireAnswer, assemble, parse_query
+from dnsserver.wire.answer import WireAnswer, assemble
+from dnsserver.wire.consts import AA, TYPE_OPT
+from dnsserver.wire.query import FastQuery, parse_query
 
 
 class _Entry:

@@ -26,10 +26,10 @@ from dnsserver.request import Request
 if TYPE_CHECKING:
     from corefile import Dispenser, ZoneAddr
     from dnsserver.config import Block, Config
-    from dnsserver.fastpath import FastQuery
     from dnsserver.httpendpoints import HttpPlan
     from dnsserver.listeners import Listener
-    from dnsserver.wireview import QueryView, WireQuery, WireReply
+    from dnsserver.wire.query import FastQuery
+    from dnsserver.wire.views import QueryView, WireQuery, WireReply
 
 Next = Callable[[Request], Awaitable[DNSRecord | None]]
 A = TypeVar("A")

@@ -7,6 +7,8 @@ from typing import Any
 
 from dnslib import QTYPE, DNSHeader, DNSQuestion, DNSRecord
 
+from dnsserver.wire.consts import TYPE_OPT
+
 # Called once the reply has gone out: (request, reply message or None if dropped, reply size in bytes).
 Observer = Callable[["Request", "DNSRecord | None", int], None]
 
@@ -67,7 +69,7 @@ class Request:
         self.udp_size = 512
         self.edns_version = 0
         for rr in msg.ar:
-            if rr.rtype == 41:  # OPT
+            if rr.rtype == TYPE_OPT:
                 self.edns = True
                 self.udp_size = max(512, rr.rclass)
                 self.edns_version = (rr.ttl >> 16) & 0xFF

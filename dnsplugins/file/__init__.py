@@ -96,16 +96,16 @@ from corefile import CorefileError, Dispenser
 from dnsplugins.file.lexer import ZoneFileError
 from dnsplugins.file.zone import DELEGATION, NXDOMAIN, Zone
 from dnsplugins.file.zonefile import Unchanged, parse_file
+from dnsserver import wire
 from dnsserver.durations import format_duration, parse_duration
 from dnsserver.metrics import REGISTRY
 from dnsserver.periodic import Periodic
 from dnsserver.plugin import Fallthrough, Next, Plugin, SetupContext, match_zone, plugin_zones
 from dnsserver.request import Request
+from dnsserver.wire.consts import REFUSED, SERVFAIL, TYPE_AXFR, TYPE_IXFR
 
 log = logging.getLogger("portolan")
 
-AXFR, IXFR = 252, 251
-SERVFAIL, NXDOMAIN_RCODE, REFUSED = 2, 3, 5
 DEFAULT_RELOAD = 60.0
 
 ENTRIES = Gauge("coredns_file_entries", "The number of records in each zone loaded from a file.", ["dns_name"],
@@ -153,7 +153,7 @@ class File(Plugin):
         origin = match_zone(self.origins, req.name)
         if origin is None:
             return await next(req)
-        if req.qtype == AXFR or req.qtype == IXFR:
+        if req.qtype == TYPE_AXFR or req.qtype == TYPE_IXFR:
             return req.reply(REFUSED)  # only reached when no `transfer` took it: no transfer allowed
         src = self.sources[origin]
         zone = src.zone
@@ -162,7 +162,7 @@ class File(Plugin):
         found = zone.lookup(req.name, req.qtype, req.do)
         if found.kind == NXDOMAIN and src.fall.covers(req.name):
             return await next(req)
-        reply = req.reply(NXDOMAIN_RCODE if found.kind == NXDOMAIN else 0, aa=found.kind != DELEGATION)
+        reply = req.reply(wire.NXDOMAIN if found.kind == NXDOMAIN else 0, aa=found.kind != DELEGATION)
         reply.rr, reply.auth, reply.ar = found.answer, found.ns, found.extra
         return reply
 

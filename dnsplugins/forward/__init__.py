@@ -126,6 +126,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 from dnslib import DNSRecord
@@ -136,18 +137,17 @@ from dnsplugins.forward.health import HealthCheck
 from dnsplugins.forward.metrics import METRICS
 from dnsplugins.forward.policy import make_policy
 from dnsplugins.forward.upstream import Upstream, UpstreamError
-from dnsserver import wire
-from dnsserver.fastpath import MALFORMED, NO_OPT, trailing_opt, well_formed, without_opt
 from dnsserver.plugin import Next, Plugin, RelayStart, SetupContext, match_zone
 from dnsserver.request import Request
 from dnsserver.wire import FORMERR, REFUSED
+from dnsserver.wire.consts import TYPE_OPT
+from dnsserver.wire.reply import MALFORMED, error_reply, relayable, same_question, upstream_reply
 
 log = logging.getLogger("portolan")
 
 T = TypeVar("T")
 A = TypeVar("A")  # the state a relay_start caller gets back with its reply
 DEADLINE = 5.0  # seconds one query may spend on its upstreams, all tries together
-OPT = 41
 
 
 class NoHealthyUpstream(Exception):
@@ -164,11 +164,11 @@ def upstream_query(req: Request) -> bytes:
     """
     if req.edns:
         for rr in req.msg.ar:
-            if rr.rtype == OPT:
+            if rr.rtype == TYPE_OPT:
                 if rr.rclass < 512:
                     msg = DNSRecord.parse(req.wire)
                     for opt in msg.ar:
-                        if opt.rtype == OPT:
+                        if opt.rtype == TYPE_OPT:
                             opt.rclass = 512
                     packed: bytes = msg.pack()
                     return packed
@@ -176,29 +176,14 @@ def upstream_query(req: Request) -> bytes:
     return req.wire
 
 
-def same_question(query: bytes, reply: bytes) -> bool:
-    """Is `reply` a response (QR) to `query`'s one question (name compared case-insensitively)?"""
-    return question_checked(query, reply) >= 0
-
-
-def question_checked(query: bytes, reply: bytes) -> int:
-    """`same_question`, telling more: -1 if not; else where the reply's question ends (0 if the question
-    matched only when parsed, a compressed name: the reply must then be walked from its start)."""
-    if len(reply) < 12 or not reply[2] & 0x80 or reply[4] != 0 or reply[5] != 1:
-        return -1
-    end = wire.question_end(query)
-    # Upstreams echo the question as sent, so equal bytes are the common case; the name's case may
-    # differ (0x20), its type and class never (lower-casing them would take type 0x41 for 0x61).
-    if end > 0 and (reply[12:end] == query[12:end] or (reply[12:end - 4].lower() == query[12:end - 4].lower()
-                                                      and reply[end - 4:end] == query[end - 4:end])):
-        return end
-    # The byte comparison fails on a compressed question name; compare the parsed questions then.
-    try:
-        q, r = DNSRecord.parse(query).q, DNSRecord.parse(reply).q
-    except Exception:
-        return -1
-    same = str(q.qname).lower() == str(r.qname).lower() and q.qtype == r.qtype and q.qclass == r.qclass
-    return 0 if same else -1
+def _relayed_reply(query: bytes, data: bytes) -> bytes:
+    """`run`'s conversion for the relay: the reply checked and without its OPT (see `upstream_reply`).
+    Relayed unparsed, but walked: a reply that is not a DNS message counts as an upstream failure, as
+    it does when `serve` fails to parse it."""
+    out = upstream_reply(query, data)
+    if isinstance(out, int):
+        raise ValueError("malformed reply from upstream")
+    return out
 
 
 def _parse_reply(data: bytes) -> DNSRecord:
@@ -206,63 +191,6 @@ def _parse_reply(data: bytes) -> DNSRecord:
         return DNSRecord.parse(data)
     except Exception as e:  # dnslib raises its own error types for malformed messages
         raise ValueError(str(e) or type(e).__name__) from None
-
-
-def _check_reply(data: bytes) -> bytes:
-    # Relayed unparsed, but walked: a reply that is not a DNS message counts as an upstream failure, as
-    # it does when `serve` fails to parse it.
-    if not well_formed(data):
-        raise ValueError("malformed reply from upstream")
-    return data
-
-
-def wire_reply(query: bytes, rcode: int) -> bytes:
-    """An empty reply to `query` with `rcode`, from bytes: ID, opcode, RD and the question copied."""
-    end = wire.question_end(query)
-    if end < 0:
-        return wire.header_only_reply(query, rcode)
-    flags = 0x8000 | (((query[2] << 8) | query[3]) & 0x7900) | (rcode & 0xF)
-    return query[:2] + bytes([flags >> 8, flags & 0xFF, 0, 1, 0, 0, 0, 0, 0, 0]) + query[12:end]
-
-
-# The octets dnslib prints as themselves in a name (printable ASCII but space): Request.name's spelling.
-_PLAIN = bytes(range(0x21, 0x7F))
-
-
-def relayable(query: bytes) -> tuple[str, bool] | None:
-    """(lower-case query name, has EDNS) if `query` can be forwarded as it is, else None.
-
-    As it is means: a plain query (QR clear, opcode 0, one question, nothing but at most an OPT
-    record after it, whose size is at least 512) with an uncompressed name of ordinary labels.
-    """
-    if len(query) < 12 or query[2] & 0xF8 or query[4:10] != b"\x00\x01\x00\x00\x00\x00" or query[10]:
-        return None
-    labels: list[str] = []
-    i, n = 12, len(query)
-    while True:
-        if i >= n:
-            return None
-        length = query[i]
-        if length == 0:
-            break
-        if length & 0xC0 or i + 1 + length > n:
-            return None
-        label = query[i + 1:i + 1 + length]
-        if label.translate(None, _PLAIN):
-            return None  # dnslib would print it escaped (\DDD): leave such names to the parsed path
-        labels.append(label.decode("ascii").lower())
-        i += 1 + length
-    end = i + 5  # past the root label, QTYPE and QCLASS
-    if n < end:
-        return None
-    arcount = query[11]
-    if arcount == 0:
-        return ((".".join(labels) + ".") if labels else "."), False
-    # One additional record: it must be an OPT owned by the root, with a size of at least 512.
-    if arcount != 1 or n < end + 11 or query[end] != 0 or query[end + 1:end + 3] != b"\x00\x29" \
-            or ((query[end + 3] << 8) | query[end + 4]) < 512:
-        return None
-    return ((".".join(labels) + ".") if labels else "."), True
 
 
 class Resume:
@@ -359,14 +287,14 @@ class Stanza:
         its max_concurrent slot (taken by `relay_start`) and carries on after its first attempt.
         """
         if resume is None and not self._admit():
-            return wire_reply(query, REFUSED), False
+            return error_reply(query, REFUSED), False
         try:
-            data = await self.run(query, proto, _check_reply, resume)
+            data = await self.run(query, proto, partial(_relayed_reply, query), resume)
         finally:
             self.concurrent -= 1
         if data is None:
-            return wire_reply(query, FORMERR), False
-        return query[:2] + data[2:], True
+            return error_reply(query, FORMERR), False
+        return data, True
 
     def relay_start(self, query: bytes, proto: str, done: Callable[[A, bytes | Exception], None], arg: A) -> bool:
         """`relay` without a task or a future, for the common case: a UDP query, no TCP or failover
@@ -384,7 +312,7 @@ class Stanza:
         if up.down(self.max_fails):
             return False
         if not self._admit():
-            done(arg, wire_reply(query, REFUSED))
+            done(arg, error_reply(query, REFUSED))
             return True
         loop = asyncio.get_running_loop()
         started = False
@@ -402,18 +330,11 @@ class Stanza:
         query, proto, ups, up, start, done, arg = state
         loop = asyncio.get_running_loop()
         if data is not None:
-            METRICS.observe(up.addr, wire.rcode_name(data[3] & 0x0F), loop.time() - start)
-            end = question_checked(query, data)
-            if end < 0:
+            METRICS.observe(up.addr, data[3] & 0x0F, loop.time() - start)
+            out = upstream_reply(query, data)  # the reply checked, without its OPT (the server adds ours)
+            if out != MALFORMED:
                 self.concurrent -= 1
-                done(arg, wire_reply(query, FORMERR))
-                return
-            opt = trailing_opt(data, end, 0) if end else trailing_opt(data)
-            if opt != MALFORMED:
-                self.concurrent -= 1
-                # The server replaces the upstream's OPT with its own for the client (with_client_opt);
-                # dropped here, where the walk found it, that needs no second walk of the reply.
-                done(arg, query[:2] + (data[2:] if opt == NO_OPT else without_opt(data, opt)[2:]))
+                done(arg, out if isinstance(out, bytes) else error_reply(query, FORMERR))  # FOREIGN: FORMERR
                 return
             error = UpstreamError(f"dns: bad reply from {up.addr}: malformed reply from upstream")
         resume = Resume(ups, start + self.deadline, error)
@@ -508,7 +429,7 @@ class Stanza:
         data = await up.exchange(query, tcp, self._try_timeout(deadline - start))
         if retry_tc and not tcp and data[2] & 0x02:
             data = await up.exchange(query, True, self._try_timeout(deadline - loop.time()))
-        METRICS.observe(up.addr, wire.rcode_name(data[3] & 0x0F), loop.time() - start)
+        METRICS.observe(up.addr, data[3] & 0x0F, loop.time() - start)
         return data
 
     async def close(self) -> None:

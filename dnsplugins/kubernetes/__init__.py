@@ -71,12 +71,13 @@ from dnslib import DNSRecord
 from corefile import Dispenser
 from dnsplugins.bind import interface_addresses
 from dnsplugins.forward.upstream import UpstreamError, ask_once
-from dnsplugins.kubernetes.answers import NXDOMAIN, SERVFAIL, Answer, Answerer, zone_as_asked
+from dnsplugins.kubernetes.answers import Answer, Answerer, zone_as_asked
 from dnsplugins.kubernetes.config import KubernetesConfig, parse
-from dnsserver.fastpath import FastQuery
 from dnsserver.memo import AnswerMemo
 from dnsserver.plugin import Next, Plugin, ServerInstance, SetupContext, match_zone
 from dnsserver.request import Request
+from dnsserver.wire.consts import NXDOMAIN, SERVFAIL
+from dnsserver.wire.query import FastQuery
 from kubewatch import (
     ENDPOINT_SLICES,
     NAMESPACES,
