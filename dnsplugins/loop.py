@@ -126,15 +126,11 @@ class Loop(Plugin):
         transport = keys[0].transport if keys else "dns"
         if transport != "dns":
             return None  # a probe in plain DNS cannot reach a tls:// listener
-        target = instance.address_for(self.zone)
-        if target is None:
+        target, bound = instance.address_for(self.zone), instance.listening_on(self.zone)
+        if target is None or bound is None:
             return None
-        shown = _hostport(target[0], target[1])
-        for (tr, host, _), listener in instance.listeners.items():
-            if tr == "dns" and self.zone in listener.dispatcher.zones:
-                shown = _hostport(host, listener.port) if host else f":{listener.port}"
-                break
-        return target[0], target[1], shown
+        host, port = bound
+        return target[0], target[1], _hostport(host, port) if host else f":{port}"
 
     async def _probe(self, instance: ServerInstance) -> None:
         await instance.serving.wait()

@@ -537,7 +537,7 @@ class Rewrite(Plugin):
     def _invalid(self, req: Request, name: str) -> None:
         # The errors plugin, when loaded, logs the raised error itself; otherwise say it here, once.
         block = self.ctx.block if self.ctx is not None else None
-        if not getattr(block, "logs_errors", False):
+        if block is None or not block.logs_errors:
             log.error("[ERROR] plugin/rewrite: invalid name after rewrite: %s (query %s %s)",
                       name, req.qname, req.type_name)
         raise RewriteError(f"invalid name after rewrite: {name}")

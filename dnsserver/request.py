@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from dnslib import QTYPE, DNSHeader, DNSQuestion, DNSRecord
 
 from dnsserver.wire.consts import TYPE_OPT
+from dnsserver.wire.views import Metadata
 
 # Called once the reply has gone out: (request, reply message or None if dropped, reply size in bytes).
 Observer = Callable[["Request", "DNSRecord | None", int], None]
@@ -79,7 +79,7 @@ class Request:
         # someone answers; "" when a plugin hands back a reply the server would have made (errors' SERVFAIL).
         self.answered_by: str | None = None
         self.observers: list[Observer] = []
-        self.meta: dict[str, Any] = {}
+        self.meta: Metadata = {}
 
     @property
     def type_name(self) -> str:

@@ -441,6 +441,7 @@ class Forward(Plugin):
     """All `forward` stanzas of a server block, tried in Corefile order (CoreDNS chains them)."""
 
     name = "forward"
+    any_class = True  # every class is forwarded
 
     def __init__(self, configs: list[ForwardConfig]) -> None:
         self.configs = configs

@@ -8,7 +8,8 @@ hit that nobody logs costs nothing, and a logged one costs a name decode, not a 
 from __future__ import annotations
 
 import struct
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from dnslib import QTYPE
 
@@ -16,6 +17,9 @@ from dnsserver.wire.names import name_end, name_text
 from dnsserver.wire.query import FastQuery, size_limit
 
 _U16 = struct.Struct("!H")
+
+# Metadata of a query ({/LABEL} in log's formats): a value, or a function that works it out when it is read.
+Metadata = dict[str, str | Callable[[], str]]
 
 
 class HeaderView(Protocol):
@@ -78,7 +82,7 @@ class QueryView(Protocol):
     def msg(self) -> MessageView: ...
 
     @property
-    def meta(self) -> dict[str, Any]: ...
+    def meta(self) -> Metadata: ...
 
 
 class _Header:
@@ -114,7 +118,7 @@ class WireQuery:
         self.do = q.do
         self.udp_size = q.udp_size
         self.max_size = size_limit(q, proto)
-        self.meta: dict[str, Any] = {}
+        self.meta: Metadata = {}
         self._qname: str | None = None
 
     @property
