@@ -103,7 +103,7 @@ class TransferReply(DNSRecord):  # type: ignore[misc]  # dnslib has no annotatio
     """The first message of a reply that goes on over several TCP messages; `more` holds the rest.
 
     The server finalizes each of them like any reply (ID, question, EDNS) and frames them one after
-    the other on the connection (dnsserver.respond.finalize_all).
+    the other on the connection (see Dispatcher.handle).
     """
 
     more: list[DNSRecord]

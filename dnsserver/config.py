@@ -16,11 +16,11 @@ from dnsserver.chain import build_chain
 from dnsserver.httpendpoints import HttpPlan
 from dnsserver.plugin import (
     ErrorReporter,
-    FastObserver,
     FastStore,
     ListenerOptions,
     ListenOptions,
     Next,
+    Observer,
     Plugin,
     Readiness,
     ReadinessCheck,
@@ -55,7 +55,7 @@ class Block:
     # addresses must be shuffled on the way. None when a plugin before it must see every query.
     fast_store: FastStore | None = None
     fast_shuffle: bool = False
-    fast_observers: list[FastObserver] = field(default_factory=list)  # told of every hot-path answer (log)
+    observers: list[Observer] = field(default_factory=list)  # told of every answer, on every path (log)
     # The relay path: a plugin that answers from bytes asynchronously (forward), when every plugin before
     # it may be skipped. Queries it declines still run the whole chain.
     relay: Relay | None = None
@@ -176,8 +176,7 @@ def _make_block(sb: ServerBlock, keys: list[ZoneAddr], key_tokens: list[Token], 
         block.fast_store, block.fast_shuffle = first, shuffle
     elif isinstance(first, Relay) and not shuffle:
         block.relay, block.relay_name = first, first.name  # loadbalance would reorder a relayed reply: chain
-    if block.fast_store or block.relay:
-        block.fast_observers = [p for p in plugins if isinstance(p, FastObserver)]
+    block.observers = [p for p in plugins if isinstance(p, Observer)]
     return block
 
 

@@ -97,7 +97,8 @@ class Instance:
         for key, zones in new.listeners.items():
             listener = self.listeners[key]
             if key not in opened:
-                listener.dispatcher = Dispatcher(listener.dispatcher.label, zones, self.metrics, listener.host)
+                listener.dispatcher = Dispatcher(listener.dispatcher.label, zones, self.metrics, listener.host,
+                                                 tasks=listener.tasks)
         for key in [k for k in self.listeners if k not in new.listeners]:
             await self.listeners.pop(key).close()
 

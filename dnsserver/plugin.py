@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from corefile import Dispenser, ZoneAddr
     from dnsserver.httpendpoints import HttpPlan
     from dnsserver.wire.query import FastQuery
-    from dnsserver.wire.views import QueryView, WireQuery, WireReply
+    from dnsserver.wire.views import QueryView, WireReply
 
 Next = Callable[[Request], Awaitable[DNSRecord | None]]
 A = TypeVar("A")
@@ -94,11 +94,17 @@ class FastStore(Protocol):
                     shuffle: bool, max_size: int) -> bytes | None: ...
 
 
-class RelayStart(Protocol):
-    """Starts relaying `query` without a task. True: `done(arg, reply bytes or error)` will be called once."""
+# What a relay calls with its outcome: the reply's bytes (with the query's ID and no OPT record: the
+# server adds the client's), the exception that left no reply (the client gets SERVFAIL), or None when
+# the relay handed the query on (the server runs the chain for it).
+RelayDone = Callable[[A, "bytes | Exception | None"], None]
 
-    def __call__(self, query: bytes, proto: str, done: Callable[[A, bytes | Exception], None], arg: A, /) -> bool:
-        ...
+
+class RelayStart(Protocol):
+    """Relays `query` and calls `done(arg, outcome)` exactly once, from the event loop, however the relay
+    goes: without a task in the common case, in a task of the relay's own when it must retry or wait."""
+
+    def __call__(self, query: bytes, proto: str, done: RelayDone[A], arg: A, /) -> None: ...
 
 
 @runtime_checkable
@@ -108,16 +114,17 @@ class Relay(Protocol):
     @property
     def name(self) -> str: ...
 
-    async def relay(self, query: bytes, proto: str) -> bytes | None: ...
-
-    def relay_starter(self, query: bytes) -> RelayStart | None: ...
+    def relay_starter(self, query: bytes) -> RelayStart | None:
+        """What relays `query`, and every query with the same question bytes (the server remembers it per
+        question), or None: not for the relay path (the chain answers)."""
+        ...
 
 
 @runtime_checkable
-class FastObserver(Protocol):
-    """Told of every answer sent without a Request (hot path, relay path), through views of the bytes (log)."""
+class Observer(Protocol):
+    """Told of every answer of its block, on every path, through a view of the query and the bytes sent (log)."""
 
-    def fast_observe(self, req: WireQuery, reply: WireReply, size: int, duration: float) -> None: ...
+    def observe(self, req: QueryView, reply: WireReply, size: int, duration: float) -> None: ...
 
 
 @runtime_checkable

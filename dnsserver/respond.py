@@ -45,12 +45,3 @@ class Continued(bytes):
         self = super().__new__(cls, first)
         self.more = more
         return self
-
-
-def finalize_all(req: Request, reply: DNSRecord) -> bytes:
-    """`finalize`, and over TCP also the reply's further messages (`reply.more`), as a Continued."""
-    out = finalize(req, reply)
-    more = getattr(reply, "more", None)
-    if not more or req.proto == "udp":
-        return out
-    return Continued(out, [finalize(req, m) for m in more])

@@ -125,7 +125,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
@@ -137,7 +137,7 @@ from dnsplugins.forward.health import HealthCheck
 from dnsplugins.forward.metrics import METRICS
 from dnsplugins.forward.policy import make_policy
 from dnsplugins.forward.upstream import Upstream, UpstreamError
-from dnsserver.plugin import Next, Plugin, RelayStart, SetupContext, match_zone
+from dnsserver.plugin import Next, Plugin, RelayDone, RelayStart, SetupContext, match_zone
 from dnsserver.request import Request
 from dnsserver.wire import FORMERR, REFUSED
 from dnsserver.wire.consts import TYPE_OPT
@@ -194,21 +194,32 @@ def _parse_reply(data: bytes) -> DNSRecord:
 
 
 class Resume:
-    """Where `run` picks up after a first attempt made by `relay_start`: the policy order it used (the
-    next upstream is the second), the deadline, and the first attempt's error."""
+    """Where `run` picks up after `relay_start`: the policy order it drew, how many upstreams of it were
+    tried (0 or 1: the next is the one after), the deadline, and the error of the try made."""
 
-    __slots__ = ("deadline", "error", "ups")
+    __slots__ = ("deadline", "error", "tried", "ups")
 
-    def __init__(self, ups: Sequence[Upstream], deadline: float, error: Exception | None) -> None:
+    def __init__(self, ups: Sequence[Upstream], deadline: float, error: Exception | None, tried: int) -> None:
         self.ups = ups
         self.deadline = deadline
         self.error = error
+        self.tried = tried
 
 
 # What relay_start's first attempt carries to its reply: the query, the client's transport, the policy
 # order, the upstream asked, when, and the caller's `done(arg, outcome)`. The done and arg of one query
 # agree, but a tuple cannot carry relay_start's type variable, hence Any.
-FirstTry = tuple[bytes, str, Sequence[Upstream], Upstream, float, Callable[[Any, bytes | Exception], None], Any]
+FirstTry = tuple[bytes, str, Sequence[Upstream], Upstream, float, RelayDone[Any], Any]
+
+
+def _settle(fut: asyncio.Future[bytes | None], outcome: bytes | Exception | None) -> None:
+    """A relay's outcome as the result of a future (the task form of the relay)."""
+    if fut.done():
+        return
+    if isinstance(outcome, Exception):
+        fut.set_exception(outcome)
+    else:
+        fut.set_result(outcome)
 
 
 class Stanza:
@@ -233,8 +244,10 @@ class Stanza:
         self.deadline = DEADLINE  # tests shorten it
         self.failover = frozenset(cfg.failover_rcodes)
         self.next_rcodes = frozenset(cfg.next_rcodes)
+        # Whether a UDP query's first attempt may go without a task (no TCP and no failover to arrange).
+        self.quick = not (cfg.force_tcp or cfg.prefer_udp or self.failover)
         self.concurrent = 0
-        self._tasks: set[asyncio.Task[None]] = set()  # retries after a failed relay_start attempt
+        self._tasks: set[asyncio.Task[None]] = set()  # relays that wait in a task: retries, TCP, ...
         self._on_first_reply = self._first_reply  # bound once: relay_start passes it with every query
 
     def matches(self, name: str) -> bool:
@@ -281,10 +294,11 @@ class Stanza:
         return reply, True
 
     async def relay(self, query: bytes, proto: str, resume: Resume | None = None) -> tuple[bytes, bool]:
-        """`resolve` for a query that is only bytes: the reply's bytes with the query's ID, unparsed.
+        """`resolve` for a query that is only bytes, in a task: the reply's bytes with the query's ID and
+        without its OPT, unparsed, and whether it came from an upstream.
 
-        `query` must be relayable as it is (see `Forward.relay`). With `resume`, the query already holds
-        its max_concurrent slot (taken by `relay_start`) and carries on after its first attempt.
+        `query` must be relayable as it is (see `relayable`). With `resume`, the query already holds its
+        max_concurrent slot (taken by `relay_start`) and carries on after its first attempt.
         """
         if resume is None and not self._admit():
             return error_reply(query, REFUSED), False
@@ -296,34 +310,36 @@ class Stanza:
             return error_reply(query, FORMERR), False
         return data, True
 
-    def relay_start(self, query: bytes, proto: str, done: Callable[[A, bytes | Exception], None], arg: A) -> bool:
-        """`relay` without a task or a future, for the common case: a UDP query, no TCP or failover
-        options, and the first upstream in policy order up with its UDP channel open.
+    def relay_start(self, query: bytes, proto: str, done: RelayDone[A], arg: A) -> None:
+        """The relay: `done(arg, outcome)` is called exactly once, with the reply bytes (see `relay`) or the
+        exception that left none.
 
-        False: nothing was started; use `relay`. True: `done(arg, outcome)` will be called exactly once,
-        with the reply bytes or the exception `relay` would have raised. A failed first attempt
-        carries on as `run` does, in a task then, since retries and timeouts are the rare case.
+        The common case goes without a task or a future: a UDP query, no TCP or failover options, and
+        the first upstream in policy order up with its UDP channel open. A failed first attempt carries
+        on as `run` does, in a task then, since retries and timeouts are the rare case; so does any query
+        the common case does not cover.
         """
-        cfg = self.cfg
-        if proto != "udp" or cfg.force_tcp or cfg.prefer_udp or self.failover:
-            return False
-        ups = self.policy(self.upstreams)
-        up = ups[0]
-        if up.down(self.max_fails):
-            return False
+        if proto != "udp" or not self.quick:
+            self._spawn(self._relay_task(query, proto, None, done, arg))
+            return
         if not self._admit():
             done(arg, error_reply(query, REFUSED))
-            return True
+            return
+        ups = self.policy(self.upstreams)
+        up = ups[0]
         loop = asyncio.get_running_loop()
-        started = False
+        now = loop.time()
         try:
             # The query's state rides in one tuple to the reply callback (bound once, in __init__).
-            started = up.ask(query, self._try_timeout(self.deadline), self._on_first_reply,
-                             (query, proto, ups, up, loop.time(), done, arg), loop)
-        finally:
-            if not started:
-                self.concurrent -= 1  # nothing sent (or sending raised): the slot is not held
-        return started
+            if not up.down(self.max_fails) and up.ask(query, self._try_timeout(self.deadline), self._on_first_reply,
+                                                      (query, proto, ups, up, now, done, arg), loop):
+                return
+        except BaseException:
+            self.concurrent -= 1  # sending raised: the slot is not held
+            raise
+        # Not sent (the first upstream is down, or its channel is not open yet): a task carries on in the
+        # same policy order (a second draw would move round_robin on twice), holding the slot taken here.
+        self._spawn(self._relay_task(query, proto, Resume(ups, now + self.deadline, None, 0), done, arg))
 
     def _first_reply(self, state: FirstTry, data: bytes | None, error: Exception | None) -> None:
         """The first attempt of `relay_start` is over: what `run` does with its outcome."""
@@ -337,21 +353,23 @@ class Stanza:
                 done(arg, out if isinstance(out, bytes) else error_reply(query, FORMERR))  # FOREIGN: FORMERR
                 return
             error = UpstreamError(f"dns: bad reply from {up.addr}: malformed reply from upstream")
-        resume = Resume(ups, start + self.deadline, error)
         if self.max_fails:
             up.healthcheck()
-        task = loop.create_task(self._relay_rest(query, proto, resume, done, arg))
+        self._spawn(self._relay_task(query, proto, Resume(ups, start + self.deadline, error, 1), done, arg))
+
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _relay_rest(self, query: bytes, proto: str, state: Resume,
-                          done: Callable[[A, bytes | Exception], None], arg: A) -> None:
+    async def _relay_task(self, query: bytes, proto: str, resume: Resume | None, done: RelayDone[A],
+                          arg: A) -> None:
+        outcome: bytes | Exception
         try:
-            data, _ = await self.relay(query, proto, state)
+            outcome, _ = await self.relay(query, proto, resume)
         except Exception as e:  # UpstreamError, NoHealthyUpstream: the caller answers SERVFAIL
-            done(arg, e)
-            return
-        done(arg, data)
+            outcome = e
+        done(arg, outcome)
 
     async def run(self, query: bytes, proto: str, convert: Callable[[bytes], T],
                   resume: Resume | None = None) -> T | None:
@@ -373,7 +391,7 @@ class Stanza:
             ups = self.policy(self.upstreams)
             i = attempts = 0
         else:
-            ups, i, attempts, error, deadline = resume.ups, 1, 1, resume.error, resume.deadline
+            ups, i, attempts, error, deadline = resume.ups, resume.tried, resume.tried, resume.error, resume.deadline
         n = len(ups)
         max_fails, max_attempts = self.max_fails, self.max_attempts
         down = failovers = 0
@@ -446,6 +464,7 @@ class Forward(Plugin):
     def __init__(self, configs: list[ForwardConfig]) -> None:
         self.configs = configs
         self.stanzas = [Stanza(c) for c in configs]
+        self._tasks: set[asyncio.Task[None]] = set()  # relays trying the stanzas in turn
 
     async def serve(self, req: Request, next: Next) -> DNSRecord | None:
         name = req.name
@@ -461,36 +480,16 @@ class Forward(Plugin):
             return reply
         return await next(req)
 
-    async def relay(self, query: bytes, proto: str) -> bytes | None:
-        """Forward a query given as bytes and return the reply as bytes, never parsing either.
-
-        For a server that wants to skip dnslib on queries that only forward answers (a block whose
-        chain is forward alone, or a cache miss on the hot path): the reply's ID is the query's,
-        the rest is the upstream's message as received (or our REFUSED / FORMERR). None means the
-        query is not for this path (see `relayable`), no stanza takes it, or `next` handed it on
-        past the last stanza that takes it: run the chain instead. Raises like `serve`.
-        """
-        found = relayable(query)
-        if found is None:
-            return None
-        name = found[0]
-        stanzas = self.stanzas
-        last = len(stanzas) - 1
-        for i, st in enumerate(stanzas):
-            if not st.matches(name):
-                continue
-            data, from_upstream = await st.relay(query, proto)
-            if i < last and from_upstream and st.passes_on(data[3] & 0x0F, (data[6] << 8) | data[7]):
-                continue
-            return data
-        return None
-
     def relay_starter(self, query: bytes) -> RelayStart | None:
-        """What starts `relay` for `query` without a task (`Stanza.relay_start`), or None: use `relay`.
+        """What relays `query` as bytes, never parsing it or its reply (the server's relay path), or None:
+        not for that path (see `relayable`), or no stanza takes the name; the chain answers then.
 
-        The answer holds for any query with the same question bytes, so the server may remember it.
-        It is the first stanza that takes the name, as in `relay`, unless that one could hand its reply
-        on to a following stanza (`next`, `next_on_nodata`): only `relay` can carry on then.
+        The answer holds for any query with the same question bytes, so the server may remember it. It is
+        the first stanza that takes the name, unless that one could hand its reply on to a following
+        stanza (`next`, `next_on_nodata`): then the stanzas are tried in turn, as `serve` does, in a task.
+        The outcome is the reply's bytes (the query's ID, the upstream's message without its OPT, or our
+        REFUSED / FORMERR), an exception where `serve` raises, or None when `next` handed the query on
+        past the last stanza that takes it.
         """
         found = relayable(query)
         if found is None:
@@ -499,8 +498,42 @@ class Forward(Plugin):
         for i, st in enumerate(stanzas):
             if st.matches(found[0]):
                 hands_on = i < len(stanzas) - 1 and (st.next_rcodes or st.cfg.next_on_nodata)
-                return None if hands_on else st.relay_start
+                return self._relay_on if hands_on else st.relay_start
         return None
+
+    def _relay_on(self, query: bytes, proto: str, done: RelayDone[A], arg: A) -> None:
+        task = asyncio.get_running_loop().create_task(self._relay_stanzas(query, proto, done, arg))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _relay_stanzas(self, query: bytes, proto: str, done: RelayDone[A], arg: A) -> None:
+        """The stanzas that take the query's name, in turn, while `next` hands their replies on."""
+        outcome: bytes | Exception | None = None
+        try:
+            name = (relayable(query) or ("", False))[0]
+            stanzas = self.stanzas
+            last = len(stanzas) - 1
+            for i, st in enumerate(stanzas):
+                if not st.matches(name):
+                    continue
+                data, from_upstream = await st.relay(query, proto)
+                if i < last and from_upstream and st.passes_on(data[3] & 0x0F, (data[6] << 8) | data[7]):
+                    continue
+                outcome = data
+                break
+        except Exception as e:
+            outcome = e
+        done(arg, outcome)
+
+    async def relay(self, query: bytes, proto: str) -> bytes | None:
+        """The relay in a task, for callers that await (`relay_starter`'s relay, settled in a future):
+        the reply's bytes, or None if the query is not for the relay path. Raises like `serve`."""
+        start = self.relay_starter(query)
+        if start is None:
+            return None
+        fut: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        start(query, proto, _settle, fut)
+        return await fut
 
     async def stop(self) -> None:
         for st in self.stanzas:

@@ -71,12 +71,14 @@ def same_question(query: bytes, reply: bytes) -> bool:
     return question_checked(query, reply) >= 0
 
 
-def question_checked(query: bytes, reply: bytes) -> int:
+def question_checked(query: bytes, reply: bytes, end: int | None = None) -> int:
     """`same_question`, telling more: -1 if not; else where the reply's question ends (0 if the question
-    matched only when parsed, a compressed name: the reply must then be walked from its start)."""
+    matched only when parsed, a compressed name: the reply must then be walked from its start). `end` is
+    where the query's question ends, if the caller knows."""
     if len(reply) < 12 or not reply[2] & 0x80 or reply[4] != 0 or reply[5] != 1:
         return -1
-    end = question_end(query)
+    if end is None:
+        end = question_end(query)
     # Upstreams echo the question as sent, so equal bytes are the common case; the name's case may
     # differ (0x20), its type and class never (lower-casing them would take type 0x41 for 0x61).
     if end > 0 and (reply[12:end] == query[12:end] or (reply[12:end - 4].lower() == query[12:end - 4].lower()
@@ -155,9 +157,11 @@ def upstream_reply(query: bytes, reply: bytes) -> bytes | int:
     """A relayed reply checked, as the client is to get it before the scrub: the query's ID, no OPT.
 
     FOREIGN if it does not answer `query`'s question (the client gets FORMERR), MALFORMED if its
-    records do not add up (a failed upstream: the next one is asked).
+    records do not add up (a failed upstream: the next one is asked). `query` is one the relay path
+    takes (see `relayable`): its name's labels hold no zero byte, so its question ends 4 bytes after
+    the first one.
     """
-    end = question_checked(query, reply)
+    end = question_checked(query, reply, query.find(0, 12) + 5)
     if end < 0:
         return FOREIGN
     opt = trailing_opt(reply, end, 0) if end else trailing_opt(reply)
