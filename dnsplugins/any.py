@@ -27,8 +27,7 @@ from corefile import Dispenser
 from dnsserver.dnslib_ext import HINFO
 from dnsserver.plugin import Next, Plugin, SetupContext
 from dnsserver.request import Request
-
-ANY = 255
+from dnsserver.wire.consts import TYPE_ANY
 
 
 class Any(Plugin):
@@ -36,10 +35,10 @@ class Any(Plugin):
 
     name = "any"
     fast_safe = True  # it answers ANY itself, so no ANY answer is ever stored behind it
-    sees_qtypes = frozenset({ANY})  # ...and no ANY query may be relayed past it
+    sees_qtypes = frozenset({TYPE_ANY})  # ...and no ANY query may be relayed past it
 
     async def serve(self, req: Request, next: Next) -> DNSRecord | None:
-        if req.qtype != ANY:
+        if req.qtype != TYPE_ANY:
             return await next(req)
         reply = req.reply(aa=True)
         reply.add_answer(RR(req.qname, QTYPE.HINFO, rdata=HINFO(["ANY obsoleted", "See RFC 8482"]), ttl=8482))

@@ -42,7 +42,7 @@ import socket
 import struct
 
 from corefile import Dispenser
-from dnsserver.plugin import Plugin, SetupContext
+from dnsserver.plugin import ListenOptions, Plugin, SetupContext
 
 SIOCGIFADDR = 0x8915
 
@@ -88,6 +88,9 @@ class Bind(Plugin):
 
     def __init__(self, addresses: list[str]) -> None:
         self.addresses = addresses
+
+    def listener_options(self, opts: ListenOptions) -> None:
+        opts.bind = list(self.addresses)
 
 
 def setup(d: Dispenser, ctx: SetupContext) -> Bind:

@@ -41,6 +41,7 @@ class Chaos(Plugin):
     """`chaos`: answers CH-class TXT queries for the server's version and authors."""
 
     name = "chaos"
+    any_class = True  # CH-class queries must reach it
     fast_safe = True  # only CH-class queries concern it; the hot path serves IN only
 
     def __init__(self, version: str, authors: list[str]) -> None:

@@ -69,11 +69,11 @@ from corefile import Dispenser
 from dnsserver.durations import go_duration, parse_duration
 from dnsserver.plugin import Next, Plugin, PluginError, SetupContext
 from dnsserver.request import Request
-from dnsserver.wireview import QueryView
+from dnsserver.wire.consts import SERVFAIL
+from dnsserver.wire.views import QueryView
 
 log = logging.getLogger("portolan")
 
-SERVFAIL = 2
 MAX_REGEXP = 10000
 NO_NEXT = "no next plugin found"
 

@@ -82,17 +82,16 @@ from prometheus_client import Gauge
 
 from corefile import CorefileError, Dispenser, normalize_zone
 from dnsserver.durations import parse_duration
-from dnsserver.fastpath import FastQuery
 from dnsserver.memo import AnswerMemo
 from dnsserver.metrics import REGISTRY
 from dnsserver.periodic import Periodic
 from dnsserver.plugin import Fallthrough, Next, Plugin, SetupContext, match_zone, plugin_zones
 from dnsserver.request import Request
+from dnsserver.wire.consts import SERVFAIL, TYPE_A, TYPE_AAAA, TYPE_PTR
+from dnsserver.wire.query import FastQuery
 
 log = logging.getLogger("portolan")
 
-QTYPE_A, QTYPE_PTR, QTYPE_AAAA = 1, 12, 28
-SERVFAIL = 2
 DEFAULT_PATH = "/etc/hosts"
 DEFAULT_TTL = 3600
 DEFAULT_RELOAD = 5.0
@@ -200,12 +199,12 @@ class Index:
                 for k, vals in theirs.items():
                     for v in vals:
                         _add(mine, k, v)
-        self.a = {n: [RR(n, QTYPE_A, ttl=ttl, rdata=A(ip)) for ip in ips] for n, ips in v4.items()}
-        self.aaaa = {n: [RR(n, QTYPE_AAAA, ttl=ttl, rdata=AAAA(ip)) for ip in ips] for n, ips in v6.items()}
+        self.a = {n: [RR(n, TYPE_A, ttl=ttl, rdata=A(ip)) for ip in ips] for n, ips in v4.items()}
+        self.aaaa = {n: [RR(n, TYPE_AAAA, ttl=ttl, rdata=AAAA(ip)) for ip in ips] for n, ips in v6.items()}
         self.ptr: dict[str, list[RR]] = {}
         for ip, hosts in names.items():
             rname = _reverse_name(ip)
-            self.ptr[rname] = [RR(rname, QTYPE_PTR, ttl=ttl, rdata=PTR(h)) for h in hosts]
+            self.ptr[rname] = [RR(rname, TYPE_PTR, ttl=ttl, rdata=PTR(h)) for h in hosts]
         # Wildcards keep only the rdata: the owner is the name asked, known at query time.
         self.wild_a = {p: [A(ip) for ip in ips] for p, ips in w4.items()}
         self.wild_aaaa = {p: [AAAA(ip) for ip in ips] for p, ips in w6.items()}
@@ -223,8 +222,8 @@ class Index:
         if wa is None and waaaa is None:
             return None
         ttl = self.ttl
-        return ([RR(name, QTYPE_A, ttl=ttl, rdata=r) for r in wa or ()],
-                [RR(name, QTYPE_AAAA, ttl=ttl, rdata=r) for r in waaaa or ()])
+        return ([RR(name, TYPE_A, ttl=ttl, rdata=r) for r in wa or ()],
+                [RR(name, TYPE_AAAA, ttl=ttl, rdata=r) for r in waaaa or ()])
 
 
 class Hosts(Plugin):
@@ -251,6 +250,9 @@ class Hosts(Plugin):
         return self.memo.fast_answer(data, q, key, self.version, shuffle, max_size)
 
     async def serve(self, req: Request, next: Next) -> DNSRecord | None:
+        known = self.memo.reply(req.wire, self.version)
+        if known is not None:
+            return known  # what the hot path sends for it, exactly
         reply = await self._serve(req, next)
         # Answers from the entries themselves depend on nothing but the question: keep them as bytes.
         # (Not fallthrough's answers, which belong to later plugins, nor the SERVFAIL for unknown names.)
@@ -260,7 +262,7 @@ class Hosts(Plugin):
 
     async def _serve(self, req: Request, next: Next) -> DNSRecord | None:
         name, qtype, index = req.name, req.qtype, self.index
-        if qtype == QTYPE_PTR:
+        if qtype == TYPE_PTR:
             # Reverse names need not be among ZONES: an address with an entry is answered anywhere.
             ptrs = index.ptr.get(name)
             if ptrs is None:
@@ -275,9 +277,9 @@ class Hosts(Plugin):
             if self.fall.covers(name):
                 return await next(req)
             return req.reply(SERVFAIL)
-        if qtype == QTYPE_A:
+        if qtype == TYPE_A:
             answers = found[0]
-        elif qtype == QTYPE_AAAA:
+        elif qtype == TYPE_AAAA:
             answers = found[1]
         else:
             if self.config.fall_unsupported and self.fall.covers(name):

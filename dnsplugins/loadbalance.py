@@ -80,11 +80,11 @@ from dnsserver.durations import parse_duration
 from dnsserver.periodic import Periodic
 from dnsserver.plugin import Next, Plugin, SetupContext
 from dnsserver.request import Request
+from dnsserver.wire.consts import TYPE_A, TYPE_AAAA, TYPE_AXFR, TYPE_CNAME, TYPE_IXFR, TYPE_MX, TYPE_SRV
 
 log = logging.getLogger("portolan")
 
-A, CNAME, MX, AAAA, SRV, IXFR, AXFR = 1, 5, 15, 28, 33, 251, 252
-_ADDRESS = frozenset({A, AAAA})
+_ADDRESS = frozenset({TYPE_A, TYPE_AAAA})
 ROUND_ROBIN, WEIGHTED = "round_robin", "weighted"
 DEFAULT_WEIGHT_RELOAD = 30.0
 
@@ -154,9 +154,9 @@ def _split(records: Sequence[RR]) -> tuple[list[RR], list[RR], list[RR], list[RR
         t = r.rtype
         if t in _ADDRESS:
             address.append(r)
-        elif t == CNAME:
+        elif t == TYPE_CNAME:
             cname.append(r)
-        elif t == MX:
+        elif t == TYPE_MX:
             mx.append(r)
         else:
             rest.append(r)
@@ -181,7 +181,7 @@ class LoadBalance(Plugin):
 
     async def serve(self, req: Request, next: Next) -> DNSRecord | None:
         reply = await next(req)
-        if reply is None or reply.header.rcode != 0 or req.qtype in (AXFR, IXFR):
+        if reply is None or reply.header.rcode != 0 or req.qtype in (TYPE_AXFR, TYPE_IXFR):
             return reply
         self.rearrange(req.qtype, reply)
         return reply
@@ -189,7 +189,7 @@ class LoadBalance(Plugin):
     def rearrange(self, qtype: int, reply: DNSRecord) -> None:
         """Reorder `reply`'s sections in place, by the configured policy and then `prefer`."""
         if self.config.policy == WEIGHTED:
-            if qtype in (A, AAAA, SRV):
+            if qtype in (TYPE_A, TYPE_AAAA, TYPE_SRV):
                 reply.rr = self.weighted(reply.rr)
                 reply.ar = self.weighted(reply.ar)
         else:

@@ -76,7 +76,6 @@ A custom format:
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -85,10 +84,19 @@ from typing import TypeAlias
 from dnslib import DNSRecord
 
 from corefile import Dispenser, normalize_zone
-from dnsserver.plugin import Next, Plugin, SetupContext
-from dnsserver.request import Request
+from dnsserver.plugin import Plugin, SetupContext
 from dnsserver.wire import RCODE_NAMES
-from dnsserver.wireview import QueryView, WireQuery, WireReply
+from dnsserver.wire.consts import (
+    OPCODE_NOTIFY,
+    OPCODE_UPDATE,
+    TYPE_A,
+    TYPE_AAAA,
+    TYPE_AXFR,
+    TYPE_IXFR,
+    TYPE_NS,
+    TYPE_SOA,
+)
+from dnsserver.wire.views import QueryView, WireReply
 
 log = logging.getLogger("portolan")
 
@@ -107,8 +115,6 @@ _TYPE_CLASS = {
     "NXDOMAIN": "denial", "NODATA": "denial",
 }
 
-_A, _NS, _SOA, _AAAA, _IXFR, _AXFR = 1, 2, 6, 28, 251, 252
-_OP_NOTIFY, _OP_UPDATE = 4, 5
 
 # A reply as the log reads it: parsed, or a view of the wire bytes for an answer sent without a Request.
 Reply: TypeAlias = DNSRecord | WireReply | None
@@ -123,14 +129,14 @@ def reply_type(qtype: int, reply: Reply) -> str:
     if reply is None:
         return "OTHERERROR"
     h = reply.header
-    if h.opcode == _OP_UPDATE:
+    if h.opcode == OPCODE_UPDATE:
         return "UPDATE"
-    if h.opcode == _OP_NOTIFY or qtype in (_AXFR, _IXFR):
+    if h.opcode == OPCODE_NOTIFY or qtype in (TYPE_AXFR, TYPE_IXFR):
         return "META"
     rcode = h.rcode
     if reply.rr and rcode == 0:
         # An address query answered with only a CNAME chain did not get what it asked for.
-        if qtype in (_A, _AAAA) and not any(r.rtype == qtype for r in reply.rr):
+        if qtype in (TYPE_A, TYPE_AAAA) and not any(r.rtype == qtype for r in reply.rr):
             return "NODATA"
         return "NOERROR"
     return _by_authority(rcode, [r.rtype for r in reply.auth])
@@ -138,7 +144,7 @@ def reply_type(qtype: int, reply: Reply) -> str:
 
 def _by_authority(rcode: int, auth_types: list[int]) -> str:
     """reply_type for a reply without answers: told by its rcode and its authority section's types."""
-    soa, ns = _SOA in auth_types, _NS in auth_types
+    soa, ns = TYPE_SOA in auth_types, TYPE_NS in auth_types
     if soa and rcode == 0:
         return "NODATA"
     if soa and rcode == 3:
@@ -285,7 +291,7 @@ class Rule:
         return "".join(p if isinstance(p, str) else p(req, reply, size, duration) for p in self.parts)
 
     def write(self, req: QueryView, reply: Reply, size: int, duration: float) -> None:
-        """Log the line for this exchange if the rule's classes want it (the slow path and the hot path)."""
+        """Log the line for this exchange if the rule's classes want it."""
         if not log.isEnabledFor(logging.INFO):
             return  # nothing would be shown: skip the classifying and formatting too
         if self.every or reply_class(reply_type(req.qtype, reply)) in self.classes:
@@ -296,38 +302,20 @@ class Log(Plugin):
     """`log`: writes a line per query answered, for the names and classes of reply its rules cover."""
 
     name = "log"
-    # Hits answered on the hot path are still logged: the server calls fast_observe() with views of
-    # the query and reply bytes, which carry every attribute the placeholders read.
+    # Every answer of the block, on every path, is told to `observe` by the server, with a view of the
+    # query and of the reply's bytes as sent: nothing to do in the chain, which may skip it.
     fast_safe = True
 
     def __init__(self, rules: list[Rule]) -> None:
         self.rules = rules
 
-    def fast_observe(self, req: WireQuery, reply: WireReply, size: int, duration: float) -> None:
+    def observe(self, req: QueryView, reply: WireReply, size: int, duration: float) -> None:
+        """Write the line of the first rule whose names cover the query, if its classes want this reply."""
         name = req.name
         for rule in self.rules:
             if rule.covers(name):
                 rule.write(req, reply, size, duration)
                 return
-
-    async def serve(self, req: Request, next: Next) -> DNSRecord | None:
-        name = req.name
-        for rule in self.rules:
-            if rule.covers(name):
-                # Registered before the chain runs: a reply made from an exception further in, or by
-                # the server, is still logged, with the size that really went out.
-                req.observe(self.observer(rule, time.perf_counter()))
-                return await next(req)
-        return await next(req)
-
-    @staticmethod
-    def observer(rule: Rule, start: float) -> Callable[[Request, DNSRecord | None, int], None]:
-        """The callback that writes `rule`'s line for a query that reached `log` at `start`."""
-
-        def write(req: Request, reply: DNSRecord | None, size: int) -> None:
-            rule.write(req, reply, size, time.perf_counter() - start)
-
-        return write
 
 
 def parse(d: Dispenser) -> list[Rule]:

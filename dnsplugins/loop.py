@@ -50,10 +50,10 @@ from dnsplugins.forward.upstream import UpstreamError, ask_once, probe_query
 from dnsserver.periodic import cancel_task
 from dnsserver.plugin import Next, Plugin, ServerInstance, SetupContext
 from dnsserver.request import Request
+from dnsserver.wire.consts import TYPE_HINFO
 
 log = logging.getLogger("portolan")
 
-HINFO = 13
 PROBE_WINDOW = 30.0  # seconds during which the probe is retried until answered
 RETRY_PAUSE = 1.0  # pause after a probe that got no reply
 PROBE_TIMEOUT = 6.0  # longer than forward's 5s deadline: a slow SERVFAIL is an answer, not a loop
@@ -82,14 +82,14 @@ class Loop(Plugin):
     # Only its own HINFO probe concerns it: every other query may skip it (so a `loop` + `forward` block
     # keeps the relay path), and HINFO queries always run the chain, where the probe is counted.
     fast_safe = True
-    sees_qtypes = frozenset({HINFO})
+    sees_qtypes = frozenset({TYPE_HINFO})
 
     def __init__(self, zone: str, ctx: SetupContext | None = None) -> None:
         self.zone = zone
         self.ctx = ctx
         # Two random numbers, so that no real query and no other server's probe can be mistaken for ours.
         self.qname = f"{random.getrandbits(63)}.{random.getrandbits(63)}.{'' if zone == '.' else zone}"
-        self.query = probe_query(self.qname, True, HINFO)
+        self.query = probe_query(self.qname, True, TYPE_HINFO)
         self.seen = 0
         self.disabled = False
         self.address = ""  # where the probe was sent, as printed in the FATAL message
@@ -102,7 +102,7 @@ class Loop(Plugin):
 
     async def serve(self, req: Request, next: Next) -> DNSRecord | None:
         # The probe's name is under the zone by construction: one comparison tells it apart.
-        if req.qtype == HINFO and not self.disabled and req.name == self.qname:
+        if req.qtype == TYPE_HINFO and not self.disabled and req.name == self.qname:
             self.seen += 1
             if self.seen > 2:
                 client = _hostport(req.client_ip, req.client_port)
@@ -126,15 +126,11 @@ class Loop(Plugin):
         transport = keys[0].transport if keys else "dns"
         if transport != "dns":
             return None  # a probe in plain DNS cannot reach a tls:// listener
-        target = instance.address_for(self.zone)
-        if target is None:
+        target, bound = instance.address_for(self.zone), instance.listening_on(self.zone)
+        if target is None or bound is None:
             return None
-        shown = _hostport(target[0], target[1])
-        for (tr, host, _), listener in instance.listeners.items():
-            if tr == "dns" and self.zone in listener.dispatcher.zones:
-                shown = _hostport(host, listener.port) if host else f":{listener.port}"
-                break
-        return target[0], target[1], shown
+        host, port = bound
+        return target[0], target[1], _hostport(host, port) if host else f":{port}"
 
     async def _probe(self, instance: ServerInstance) -> None:
         await instance.serving.wait()

@@ -50,6 +50,7 @@ class Prometheus(Plugin):
 
     name = "prometheus"
     in_chain = False
+    counts_queries = True  # the server counts its block's queries
 
     def __init__(self, address: str) -> None:
         self.address = address

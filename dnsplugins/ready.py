@@ -27,17 +27,11 @@ ready [ADDRESS] {
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 
 from corefile import Dispenser
 from dnsserver.httpendpoints import address_arg
-from dnsserver.plugin import Plugin, SetupContext
-
-if TYPE_CHECKING:
-    from dnsserver.config import Config
+from dnsserver.plugin import Plugin, Readiness, SetupContext
 
 DEFAULT_ADDRESS = ":8181"
 
@@ -51,12 +45,12 @@ class Ready(Plugin):
     def __init__(self, address: str, continuously: bool) -> None:
         self.address = address
         self.continuously = continuously
-        self.checks: list[tuple[str, Callable[[], bool]]] = []
+        self.checks: list[Readiness] = []
         self.confirmed: set[str] = set()
         self.shutting_down = False
 
-    def bind_config(self, cfg: Config) -> None:
-        self.checks = list(cfg.readiness)
+    def monitor(self, checks: list[Readiness]) -> None:
+        self.checks = list(checks)
 
     def not_ready(self) -> list[str]:
         waiting: list[str] = []

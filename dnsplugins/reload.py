@@ -46,6 +46,7 @@ class Reload(Plugin):
 
     name = "reload"
     in_chain = False
+    announces_config = True  # the server logs each configuration's digest once it serves
 
     def __init__(self, interval: float, jitter: float, instance: ServerInstance | None) -> None:
         self.interval = interval

@@ -31,7 +31,7 @@ import os
 import ssl
 
 from corefile import Dispenser
-from dnsserver.plugin import Plugin, SetupContext
+from dnsserver.plugin import ListenOptions, Plugin, SetupContext
 
 CLIENT_AUTH = {
     "nocert": ssl.CERT_NONE,
@@ -50,6 +50,9 @@ class Tls(Plugin):
 
     def __init__(self, context: ssl.SSLContext) -> None:
         self.context = context
+
+    def listener_options(self, opts: ListenOptions) -> None:
+        opts.tls = self.context
 
 
 def setup(d: Dispenser, ctx: SetupContext) -> Tls:

@@ -78,11 +78,10 @@ from dnslib.label import DNSBuffer
 from corefile import Dispenser
 from dnsserver.plugin import Next, Plugin, SetupContext, match_zone, plugin_zones
 from dnsserver.request import Request
+from dnsserver.wire.consts import REFUSED, SERVFAIL, TYPE_AXFR, TYPE_IXFR, TYPE_SOA
 
 log = logging.getLogger("portolan")
 
-SOA, IXFR, AXFR = 6, 251, 252
-SERVFAIL, REFUSED = 2, 5
 # A TCP message may hold 64 KiB, but a compression pointer holds a 14-bit offset: names past 16 KiB
 # cannot be pointed at (dnsserver.dnslib_ext stops dnslib from writing wrapped pointers there). Each
 # transfer message stays below 16 KiB, where every name can be compressed.
@@ -104,7 +103,7 @@ class TransferReply(DNSRecord):  # type: ignore[misc]  # dnslib has no annotatio
     """The first message of a reply that goes on over several TCP messages; `more` holds the rest.
 
     The server finalizes each of them like any reply (ID, question, EDNS) and frames them one after
-    the other on the connection (dnsserver.respond.finalize_all).
+    the other on the connection (see Dispatcher.handle).
     """
 
     more: list[DNSRecord]
@@ -202,7 +201,7 @@ class Transfer(Plugin):
         return best
 
     async def serve(self, req: Request, next: Next) -> DNSRecord | None:
-        if req.qtype != AXFR and req.qtype != IXFR:
+        if req.qtype != TYPE_AXFR and req.qtype != TYPE_IXFR:
             return await next(req)
         if req.proto == "udp":
             return req.reply(REFUSED)
@@ -212,9 +211,9 @@ class Transfer(Plugin):
         if not x.allows(req.client_ip):
             return req.reply(REFUSED)
         client_serial: int | None = None
-        if req.qtype == IXFR:
+        if req.qtype == TYPE_IXFR:
             auth = req.msg.auth
-            if len(auth) != 1 or auth[0].rtype != SOA:
+            if len(auth) != 1 or auth[0].rtype != TYPE_SOA:
                 return req.reply(SERVFAIL)
             client_serial = int(auth[0].rdata.times[0])
         records = None

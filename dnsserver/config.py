@@ -7,24 +7,24 @@ from __future__ import annotations
 
 import ssl
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from corefile import Corefile, CorefileError, Dispenser, ServerBlock, Token, ZoneAddr, parse_key
 from corefile.zones import DEFAULT_PORTS
 from dnsplugins import BY_NAME, PLUGINS
-from dnsplugins.bind import Bind
-from dnsplugins.tls import Tls
 from dnsserver.chain import build_chain
 from dnsserver.httpendpoints import HttpPlan
 from dnsserver.plugin import (
-    ConfigBound,
     ErrorReporter,
-    FastObserver,
     FastStore,
+    ListenerOptions,
+    ListenOptions,
     Next,
+    Observer,
     Plugin,
+    Readiness,
     ReadinessCheck,
+    ReadinessMonitor,
     Relay,
     ServerInstance,
     SetupContext,
@@ -46,17 +46,16 @@ class Block:
     bind: list[str]
     file: str
     line: int
-    metrics: bool = False
+    metrics: bool = False  # a plugin wants its queries counted (prometheus)
     # Non-IN classes are REFUSED unless a plugin that serves them (chaos, forward) is loaded.
     any_class: bool = False
-    logs_errors: bool = False
-    errors: ErrorReporter | None = None  # the errors plugin, which the relay path reports to
+    errors: ErrorReporter | None = None  # the block's error reporter (errors), which the relay path reports to
     tls: ssl.SSLContext | None = None  # from the tls plugin; required by tls:// keys
     # The hot path: the plugin whose stored wire answers the server may send directly, and whether
     # addresses must be shuffled on the way. None when a plugin before it must see every query.
     fast_store: FastStore | None = None
     fast_shuffle: bool = False
-    fast_observers: list[FastObserver] = field(default_factory=list)  # told of every hot-path answer (log)
+    observers: list[Observer] = field(default_factory=list)  # told of every answer, on every path (log)
     # The relay path: a plugin that answers from bytes asynchronously (forward), when every plugin before
     # it may be skipped. Queries it declines still run the whole chain.
     relay: Relay | None = None
@@ -67,6 +66,11 @@ class Block:
     def names(self) -> list[str]:
         return [p.name for p in self.plugins]
 
+    @property
+    def logs_errors(self) -> bool:
+        """An error reporter (errors) logs the chain's errors: the server need not."""
+        return self.errors is not None
+
 
 @dataclass
 class Config:
@@ -76,7 +80,7 @@ class Config:
     blocks: list[Block]
     listeners: dict[ListenKey, dict[str, Block]]
     http: HttpPlan
-    readiness: list[tuple[str, Callable[[], bool]]] = field(default_factory=list)
+    readiness: list[Readiness] = field(default_factory=list)
 
     @property
     def plugins(self) -> list[Plugin]:
@@ -152,14 +156,17 @@ def _setup_plugins(sb: ServerBlock, ctx: SetupContext) -> list[Plugin]:
 
 
 def _make_block(sb: ServerBlock, keys: list[ZoneAddr], key_tokens: list[Token], plugins: list[Plugin]) -> Block:
-    """The block with its plugins' roles worked out: TLS, error reporting, the hot path, the relay path."""
-    bind = next((list(p.addresses) for p in plugins if isinstance(p, Bind)), [])
-    block = Block(keys=keys, plugins=plugins, chain=build_chain(plugins), bind=bind, file=sb.file, line=sb.line)
-    block.metrics = "prometheus" in block.names
-    block.any_class = any(n in ("chaos", "forward") for n in block.names)
-    block.logs_errors = "errors" in block.names
-    block.errors = next((p for p in plugins if p.name == "errors" and isinstance(p, ErrorReporter)), None)
-    block.tls = next((p.context for p in plugins if isinstance(p, Tls)), None)
+    """The block with its plugins' roles worked out: listener options, error reporting, the hot path, the
+    relay path. Each plugin is wired by what it implements, never by its name."""
+    opts = ListenOptions()
+    for p in plugins:
+        if isinstance(p, ListenerOptions):
+            p.listener_options(opts)
+    block = Block(keys=keys, plugins=plugins, chain=build_chain(plugins), bind=opts.bind, file=sb.file,
+                  line=sb.line, tls=opts.tls)
+    block.metrics = any(p.counts_queries for p in plugins)
+    block.any_class = any(p.any_class for p in plugins)
+    block.errors = next((p for p in plugins if isinstance(p, ErrorReporter)), None)
     if block.tls is None and any(k.transport == "tls" for k in keys):
         tok = key_tokens[next(i for i, k in enumerate(keys) if k.transport == "tls")]
         raise CorefileError(tok.file, tok.line, "tls:// server blocks need the tls plugin (tls CERT KEY)")
@@ -169,8 +176,7 @@ def _make_block(sb: ServerBlock, keys: list[ZoneAddr], key_tokens: list[Token], 
         block.fast_store, block.fast_shuffle = first, shuffle
     elif isinstance(first, Relay) and not shuffle:
         block.relay, block.relay_name = first, first.name  # loadbalance would reorder a relayed reply: chain
-    if block.fast_store or block.relay:
-        block.fast_observers = [p for p in plugins if isinstance(p, FastObserver)]
+    block.observers = [p for p in plugins if isinstance(p, Observer)]
     return block
 
 
@@ -209,11 +215,15 @@ def build(corefile: Corefile, dns_port: int, instance: ServerInstance | None = N
         _claim(listeners, key_lines, block, key_tokens)
 
     cfg = Config(corefile=corefile, blocks=blocks, listeners=dict(listeners), http=plan)
-    for b in blocks:
-        if "ready" in b.names:
-            cfg.readiness += [(p.name, p.is_ready) for p in b.plugins
-                              if isinstance(p, ReadinessCheck) and p.name != "ready"]
-    for p in cfg.plugins:
-        if isinstance(p, ConfigBound):
-            p.bind_config(cfg)
+    _watch_readiness(cfg)
     return cfg
+
+
+def _watch_readiness(cfg: Config) -> None:
+    """Give the readiness monitors (ready) the checks of every block that loads one."""
+    monitors = [[p for p in b.plugins if isinstance(p, ReadinessMonitor)] for b in cfg.blocks]
+    cfg.readiness = [(p.name, p.is_ready) for b, m in zip(cfg.blocks, monitors, strict=True) if m
+                     for p in b.plugins if isinstance(p, ReadinessCheck)]
+    for m in monitors:
+        for p in m:
+            p.monitor(cfg.readiness)

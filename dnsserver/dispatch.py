@@ -1,7 +1,9 @@
-"""Per listener: from a packet's bytes to the reply's bytes. Zone selection, the chain, the scrub, metrics.
+"""Per listener: from a query's bytes to the reply's bytes, by one entry (`Dispatcher.submit`) and one
+finish (`Dispatcher.finish`). The paths a query may take between them are tabled in `dnsserver`'s
+docstring.
 
-No exception leaves `handle`: a packet that cannot be read is dropped or answered FORMERR, a chain
-that raises gives SERVFAIL, and even a bug in the core is caught and logged.
+No exception leaves `submit` or `handle`: a packet that cannot be read is dropped or answered FORMERR,
+a chain that raises gives SERVFAIL, and even a bug in the core is caught and logged.
 """
 
 from __future__ import annotations
@@ -10,36 +12,29 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Final, TypeVar
 
 from dnslib import EDNS0, DNSRecord
 
 from dnsserver import wire
 from dnsserver.config import Block
-from dnsserver.fastpath import (
-    QR,
-    TC,
-    FastQuery,
-    assemble,
-    parse_query,
-    quick_queries,
-    quick_query,
-    size_limit,
-    with_client_opt,
-)
 from dnsserver.metrics import Metrics, Slot
-from dnsserver.plugin import FastStore, PluginError, Relay, RelayStart
+from dnsserver.plugin import FastStore, Observer, PluginError, RelayStart
 from dnsserver.request import Request
-from dnsserver.respond import finalize_all
-from dnsserver.wireview import WireQuery, WireReply, decode_name
+from dnsserver.respond import Continued, finalize, packed
+from dnsserver.wire.consts import CLASS_IN, TYPE_DS
+from dnsserver.wire.names import name_text
+from dnsserver.wire.query import FastQuery, parse_query, quick_queries, quick_query
+from dnsserver.wire.reply import scrub
+from dnsserver.wire.views import WireQuery, WireReply
 
 log = logging.getLogger("portolan")
 
-DS = 43
 MAX_ROUTES = 200_000
-CLASS_IN = 1
-D = TypeVar("D")  # where relay_now's caller sends a reply: opaque to the dispatcher
+D = TypeVar("D")  # where a reply goes, for the listener that submitted the query: opaque to the dispatcher
+# How a listener is given a reply that was not there at once: send(reply or None when nothing is sent, dest).
+Send = Callable[[bytes | None, D], None]
 
 
 class _Unlearnt(enum.Enum):
@@ -50,17 +45,10 @@ _UNLEARNT: Final = _Unlearnt.UNLEARNT  # relays' "not asked yet", as None there 
 
 # Which relay starts a question: (zone, block, starter), or None when none does.
 RelayRoute = tuple[str, Block, RelayStart]
-# What relay_now carries to the reply: the query, its client, where it is served, when, and `send(reply, dest)`.
-# The send and dest of one query agree, but a tuple cannot carry relay_now's type variable, hence Any.
-RelayState = tuple[bytes, FastQuery, tuple[str, int], str, str, str, Block, float, Callable[[bytes, Any], None], Any]
-
-
-def _notify(block: Block, data: bytes, q: FastQuery, client: tuple[str, int], proto: str, local_ip: str,
-            out: bytes, start: float) -> None:
-    """Tell the block's observers (log) about an answer sent without a Request, through views of the bytes."""
-    view, reply = WireQuery(data, q, client, proto, local_ip), WireReply(out)
-    for obs in block.fast_observers:
-        obs.fast_observe(view, reply, len(out), time.perf_counter() - start)
+# What a relayed query carries to its reply: the query, its client, where it is served, when, and where the
+# reply goes (`send(reply, dest)`). The send and dest of one query agree, but a tuple cannot carry
+# submit's type variable, hence Any.
+RelayState = tuple[bytes, FastQuery, tuple[str, int], str, str, Block, float, Send[Any], Any]
 
 
 class Route:
@@ -77,157 +65,120 @@ class Route:
         self.answer = store.fast_answer
         self.store_name = store.name
         self.shuffle = block.fast_shuffle
-        self.plain = not block.metrics and not block.fast_observers  # nothing to count, time or log
+        self.plain = not block.metrics and not block.observers  # nothing to count, time or log
 
 
 class Dispatcher:
     """Routes queries arriving on one listener to the server block of the longest matching zone."""
 
-    def __init__(self, label: str, zones: dict[str, Block], metrics: Metrics, local_ip: str = "") -> None:
+    def __init__(self, label: str, zones: dict[str, Block], metrics: Metrics, local_ip: str = "",
+                 tasks: set[asyncio.Task[None]] | None = None) -> None:
         self.label = label  # CoreDNS's `server` metric label, e.g. "dns://:53"
-        self.local_ip = local_ip  # the listener's address: what the slow path gives plugins as the server IP
+        self.local_ip = local_ip  # the listener's address: what the chain gives plugins as the server IP
         self.zones = zones
         self.metrics = metrics
         self.count_dropped = any(b.metrics for b in zones.values())
-        # Hot path routing, learnt on the slow path: the exact question bytes (+ DO/CD) -> where the answer
+        # Hot path routing, learnt on the chain: the exact question bytes (+ DO/CD) -> where the answer
         # is stored. Per listener, because zone selection is; rebuilt with the Dispatcher on reload.
         self.routes: dict[bytes, Route] = {}
         self.fast_enabled = any(b.fast_store is not None for b in zones.values())
         self.relay_enabled = any(b.relay is not None for b in zones.values())
-        self._tasks: set[asyncio.Task[None]] = set()  # chain fallbacks of relay_now
-        # Question bytes -> relay_now's target (None: no relay takes it).
+        # Question bytes -> the relay that starts it (None: no relay takes it), learnt as routes are.
         self.relays: dict[bytes, RelayRoute | None] = {}
-        self._on_relayed = self._relay_done  # bound once: relay_now passes it with every query
+        # The chain's tasks in flight; the listener's set, so that closing it waits for them across reloads.
+        self.tasks: set[asyncio.Task[None]] = set() if tasks is None else tasks
+        self._on_relayed = self._relayed  # bound once: the relay path passes it with every query
 
-    def fast(self, data: bytes, client: tuple[str, int], proto: str) -> bytes | None:
-        """Answer from stored wire bytes, or None for the slow path. Must never raise."""
+    def submit(self, data: bytes, client: tuple[str, int], proto: str, send: Send[D], dest: D) -> bytes | None:
+        """The one entry for a query, from any listener (UDP, TCP, DNS over TLS) and the test harness.
+
+        The paths, in order: the hot path (a block's stored wire answer, returned at once); the relay path
+        (the block's relay forwards the bytes; the reply comes later); the chain (in a task). Returns the
+        reply when it is there at once; otherwise None, and `send(reply, dest)` is called exactly once
+        later, from the event loop, with None when nothing is to be sent back. Never raises.
+        """
         try:
             # quick_query's own first step, inlined as most queries repeat: one call less per answer.
             q = quick_queries.get(data[2:]) or quick_query(data)
-            if q is None:
-                return None
-            route = self.routes.get(q.key)
-            if route is None:
-                return None
-            if not route.plain:
-                return self._fast_counted(data, q, route, client, proto)
-            # None too for a reply larger than the client takes: the slow path truncates properly.
-            # (size_limit, inlined: one call less per answer.)
-            return route.answer(data, q, route.store_key, client, proto, route.shuffle,
-                                q.udp_size if proto == "udp" else 65535)
+            if q is not None:
+                route = self.routes.get(q.key)
+                if route is None:
+                    if self.relay_enabled and self._relay(data, q, client, proto, send, dest):
+                        return None
+                elif route.plain:
+                    # (size_limit, inlined: one call less per answer.) A reply larger than the client takes
+                    # is None too: the chain truncates it properly.
+                    out = route.answer(data, q, route.store_key, client, proto, route.shuffle,
+                                       q.udp_size if proto == "udp" else 65535)
+                    if out is not None:
+                        return out
+                else:  # a block with metrics or log: the same answer, then the finish
+                    start = time.perf_counter()
+                    out = route.answer(data, q, route.store_key, client, proto, route.shuffle,
+                                       q.udp_size if proto == "udp" else 65535)
+                    if out is not None:
+                        return self.finish(route.block, route.zone, q, client, proto, out, route.store_name, start,
+                                           data, True, route.slots)
         except Exception:
             log.exception("[ERROR] hot path failed; falling back")
-            return None
+        self._spawn(self._chain(data, client, proto, send, dest))
+        return None
 
-    def _fast_counted(self, data: bytes, q: FastQuery, route: Route, client: tuple[str, int],
-                      proto: str) -> bytes | None:
-        """The hot path for a block with metrics or log: the same answer, timed, counted and logged."""
-        block = route.block
-        start = time.perf_counter()
-        limit = size_limit(q, proto)
-        out = route.answer(data, q, route.store_key, client, proto, route.shuffle, limit)
-        if out is None:
-            return None
-        if block.metrics:
-            family = 2 if ":" in client[0] else 1
-            rcode = out[3] & 0xF
-            slot = route.slots.get((proto, family, rcode))
-            if slot is None:
-                slot = route.slots[(proto, family, rcode)] = self.metrics.slot(
-                    self.label, route.zone, proto, family, q.qtype, wire.rcode_name(rcode), route.store_name)
-            slot.record(q.do, limit, len(out), time.perf_counter() - start)
-        if block.fast_observers:
-            _notify(block, data, q, client, proto, self.local_ip, out, start)
-        return out
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
-    async def answer(self, data: bytes, client: tuple[str, int], proto: str, local_ip: str) -> bytes | None:
-        """What a listener does with a query the hot path declined: the relay path if a block has one, else
-        (or when the relay declines it too) the whole chain."""
-        out = await self.relay(data, client, proto) if self.relay_enabled else None
-        return out if out is not None else await self.handle(data, client, proto, local_ip)
+    async def _chain(self, data: bytes, client: tuple[str, int], proto: str, send: Send[D], dest: D) -> None:
+        send(await self.handle(data, client, proto, self.local_ip), dest)
 
-    async def relay(self, data: bytes, client: tuple[str, int], proto: str) -> bytes | None:
-        """The relay path: a query for a block that only forwards, answered without parsing anything.
+    # -- the hot path ------------------------------------------------------------------------------
 
-        None means "not for this path" (the caller runs the whole chain). Errors of the upstreams are
-        answered SERVFAIL here, as the chain would, rather than trying everything a second time.
-        """
-        try:
-            return await self._relay(data, client, proto)
-        except Exception:  # a bug here must not lose the query: the chain still answers it
-            log.exception("[ERROR] relay path failed; falling back")
-            return None
+    def learn_route(self, data: bytes, block: Block, zone: str) -> None:
+        """After the chain: remember where a query like this one is answered from wire bytes."""
+        full = parse_query(data)
+        quick = quick_query(data)
+        if full is None or quick is None or quick.qend != full.qend:
+            return  # e.g. a zero byte inside a label: such queries always take the chain
+        store = block.fast_store
+        if store is None:
+            return
+        if len(self.routes) >= MAX_ROUTES:
+            self.routes.clear()  # a cheap bound; busy names come back on their next chain answer
+        self.routes[quick.key] = Route(block, store, zone, full.key)
 
-    def _relay_target(self, data: bytes) -> tuple[FastQuery, str, Block, Relay] | None:
-        """The query read, and the block and relay that take it, or None for the chain."""
+    # -- the relay path ----------------------------------------------------------------------------
+
+    def _relay(self, data: bytes, q: FastQuery, client: tuple[str, int], proto: str, send: Send[D],
+               dest: D) -> bool:
+        """Hand the query to its block's relay, which calls `_relayed` with the outcome. False: not for the
+        relay path. Which relay takes a question is worked out once and remembered by its exact bytes, as
+        hot-path routes are: queries repeat, and their names need not be walked and checked again."""
+        if q.edns and ((data[q.qend + 3] << 8) | data[q.qend + 4]) < 512:
+            return False  # forwarded as it is, a size below the minimum would be too
+        found = self.relays.get(q.key, _UNLEARNT)
+        if found is _UNLEARNT:
+            found = self._learn_relay(data, q)
+        if found is None:
+            return False
+        zone, block, start_relay = found
+        # One tuple carries what the reply needs: no closure (and its cells) per query.
+        state: RelayState = (data, q, client, proto, zone, block, time.perf_counter(), send, dest)
+        start_relay(data, proto, self._on_relayed, state)
+        return True
+
+    def _relay_target(self, data: bytes) -> tuple[FastQuery, str, Block] | None:
+        """The query read, and the block whose relay takes it, or None for the chain."""
         q = parse_query(data)
         if q is None:
             return None
-        found = self.select(decode_name(data).lower(), q.qtype)
+        found = self.select((name_text(data) or ".").lower(), q.qtype)
         if found is None:
             return None
         zone, block = found
-        relay = block.relay
-        if relay is None or q.qtype in block.chain_qtypes:
+        if block.relay is None or q.qtype in block.chain_qtypes:
             return None
-        return q, zone, block, relay
-
-    async def _relay(self, data: bytes, client: tuple[str, int], proto: str) -> bytes | None:
-        target = self._relay_target(data)
-        if target is None:
-            return None
-        q, zone, block, relay = target
-        start = time.perf_counter()
-        try:
-            reply: bytes | Exception | None = await relay.relay(data, proto)
-        except Exception as e:
-            reply = e
-        if reply is None:
-            return None
-        return self._relayed(data, q, client, proto, zone, block, start, reply)
-
-    def relay_now(self, data: bytes, client: tuple[str, int], proto: str, local_ip: str,
-                  send: Callable[[bytes, D], None], dest: D) -> bool:
-        """The relay path without a task: start forwarding now, `send(reply, dest)` when it comes.
-
-        False: not started (not for this path, or the relay wants a task for it): call `relay`/`handle`.
-        A reply that cannot be relayed as bytes after all is answered by the chain, in a task then.
-        Which relay takes a question is worked out once and remembered by its exact bytes, as hot-path
-        routes are: queries repeat, and their names need not be walked and checked again each time.
-        """
-        try:
-            q = quick_query(data)
-            if q is None:
-                return False
-            if q.edns and ((data[q.qend + 3] << 8) | data[q.qend + 4]) < 512:
-                return False  # forwarded as it is, a size below the minimum would be too
-            found = self.relays.get(q.key, _UNLEARNT)
-            if found is _UNLEARNT:
-                found = self._learn_relay(data, q)
-            if found is None:
-                return False
-            zone, block, start_relay = found
-            # One tuple carries what the reply needs: no closure (and its cells) per query.
-            state: RelayState = (data, q, client, proto, local_ip, zone, block, time.perf_counter(), send, dest)
-            return bool(start_relay(data, proto, self._on_relayed, state))
-        except Exception:
-            log.exception("[ERROR] relay path failed; falling back")
-            return False
-
-    def _relay_done(self, state: RelayState, reply: bytes | Exception) -> None:
-        """relay_now's reply (or the relay's error) has come: send it, or let the chain answer."""
-        data, q, client, proto, local_ip, zone, block, start, send, dest = state
-        try:
-            out = self._relayed(data, q, client, proto, zone, block, start, reply)
-        except Exception:
-            log.exception("[ERROR] relay path failed; falling back")
-            out = None
-        if out is not None:
-            send(out, dest)
-            return
-        task = asyncio.get_running_loop().create_task(self._chain(data, client, proto, local_ip, send, dest))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        return q, zone, block
 
     def _learn_relay(self, data: bytes, q: FastQuery) -> RelayRoute | None:
         """Work out (once per question bytes: the answer depends on nothing else) which relay starts it;
@@ -235,8 +186,8 @@ class Dispatcher:
         found: RelayRoute | None = None
         target = self._relay_target(data)
         if target is not None and target[0].qend == q.qend:
-            _, zone, block, relay = target
-            start_relay = relay.relay_starter(data)
+            _, zone, block = target
+            start_relay = block.relay.relay_starter(data) if block.relay is not None else None
             if start_relay is not None:
                 found = (zone, block, start_relay)
         if len(self.relays) >= MAX_ROUTES:
@@ -244,50 +195,35 @@ class Dispatcher:
         self.relays[q.key] = found
         return found
 
-    async def _chain(self, data: bytes, client: tuple[str, int], proto: str, local_ip: str,
-                     send: Callable[[bytes, D], None], dest: D) -> None:
-        out = await self.handle(data, client, proto, local_ip)
-        if out is not None:
-            send(out, dest)
-
-    def _relayed(self, data: bytes, q: FastQuery, client: tuple[str, int], proto: str, zone: str, block: Block,
-                 start: float, reply: bytes | Exception) -> bytes | None:
-        """The client's reply from what the relay gave: its OPT, truncation, metrics, log. None: the chain."""
-        if isinstance(reply, Exception):
-            # What the chain would do: errors (if loaded) logs it, the client gets SERVFAIL.
-            errors = block.errors
-            if errors is not None:
-                errors.report(WireQuery(data, q, client, proto, self.local_ip), PluginError(block.relay_name, reply))
-            else:
-                log.debug("relay: %s", reply)
-            reply = assemble(data, q, QR | wire.SERVFAIL, 0, 0, 0, b"")
-        out = with_client_opt(reply, q)
+    def _relayed(self, state: RelayState, reply: bytes | Exception | None) -> None:
+        """A relayed query's outcome: the reply is finished and sent; None (the relay handed the query on),
+        or a bug here, lets the chain answer it."""
+        data, q, client, proto, zone, block, start, send, dest = state
+        out = None
+        if reply is not None:
+            try:
+                if isinstance(reply, Exception):
+                    reply = self._relay_failed(data, q, client, proto, block, reply)
+                out = self.finish(block, zone, q, client, proto, reply, block.relay_name, start, data)
+            except Exception:
+                log.exception("[ERROR] relay path failed; falling back")
         if out is None:
-            return None
-        limit = size_limit(q, proto)
-        if len(out) > limit:
-            # Too big for the client: an empty truncated reply sends it to TCP, as forward does on overflow.
-            out = assemble(data, q, ((out[2] << 8) | out[3]) | TC, 0, 0, 0, b"")
-        if block.metrics:
-            self.metrics.record(self.label, zone, proto, 2 if ":" in client[0] else 1, q.qtype, q.do,
-                                limit, len(out), wire.rcode_name(out[3] & 0xF), block.relay_name,
-                                time.perf_counter() - start)
-        if block.fast_observers:
-            _notify(block, data, q, client, proto, self.local_ip, out, start)
-        return out
-
-    def learn_route(self, data: bytes, block: Block, zone: str) -> None:
-        """After the slow path: remember where a query like this one is answered from wire bytes."""
-        full = parse_query(data)
-        quick = quick_query(data)
-        if full is None or quick is None or quick.qend != full.qend:
-            return  # e.g. a zero byte inside a label: such queries always take the slow path
-        store = block.fast_store
-        if store is None:
+            self._spawn(self._chain(data, client, proto, send, dest))
             return
-        if len(self.routes) >= MAX_ROUTES:
-            self.routes.clear()  # a cheap bound; busy names come back on their next slow-path answer
-        self.routes[quick.key] = Route(block, store, zone, full.key)
+        send(out, dest)
+
+    def _relay_failed(self, data: bytes, q: FastQuery, client: tuple[str, int], proto: str, block: Block,
+                      error: Exception) -> bytes:
+        """What the chain does when its relay raises: the error reporter (errors), if loaded, logs it; the
+        client gets SERVFAIL."""
+        errors = block.errors
+        if errors is not None:
+            errors.report(WireQuery(data, q, client, proto, self.local_ip), PluginError(block.relay_name, error))
+        else:
+            log.debug("relay: %s", error)
+        return wire.error_reply(data, wire.SERVFAIL)
+
+    # -- the chain ---------------------------------------------------------------------------------
 
     def select(self, name: str, qtype: int) -> tuple[str, Block] | None:
         """Walk `name` (lower-case FQDN) from itself towards the root; the first zone found is the longest.
@@ -302,7 +238,7 @@ class Dispatcher:
             suffix = name[i:] if name[i:] else "."
             block = zones.get(suffix)
             if block is not None:
-                if qtype != DS or i > 0 or suffix == ".":
+                if qtype != TYPE_DS or i > 0 or suffix == ".":
                     return suffix, block
                 first = first or (suffix, block)
             if suffix == ".":
@@ -313,6 +249,7 @@ class Dispatcher:
         return first
 
     async def handle(self, data: bytes, client: tuple[str, int], proto: str, local_ip: str) -> bytes | None:
+        """The whole chain for a query, whatever the other paths could do: what every path must equal."""
         try:
             return await self._handle(data, client, proto, local_ip)
         except Exception:  # a bug in the core must not take the listener down
@@ -336,38 +273,23 @@ class Dispatcher:
         if msg.header.opcode != 0:
             return wire.header_only_reply(data, wire.NOTIMP)
         req = Request(msg, data, client, proto, local_ip, self.label)
-
-        block: Block | None = None
         if req.edns and req.edns_version != 0:
-            reply = req.reply()
-            out = self._badvers(req, reply)
-            zone = "dropped"
-        else:
-            found = self.select(req.name, req.qtype)
-            if found is None:
-                reply = req.reply(wire.REFUSED)
-                zone = "dropped"
-            else:
-                zone, block = found
-                req.zone = zone
-                if req.qclass != CLASS_IN and not block.any_class:
-                    reply = req.reply(wire.REFUSED)
-                else:
-                    reply = await self._run_chain(block, req)
-                    if block.fast_store is not None:
-                        self.learn_route(data, block, zone)
-            out = finalize_all(req, reply)
-
-        if (block is not None and block.metrics) or (block is None and self.count_dropped):
-            rcode = reply.header.rcode if reply is not None else wire.SERVFAIL
-            self.metrics.record(self.label, zone, proto, req.family, req.qtype, req.do, req.max_size,
-                                len(out), wire.rcode_name(rcode), req.answered_by or "",
-                                time.perf_counter() - start)
-        for obs in req.observers:
-            try:
-                obs(req, reply, len(out))
-            except Exception:
-                log.exception("[ERROR] observer failed")
+            return self.finish(None, "dropped", req, client, proto, self._badvers(req), "", start, b"", True)
+        found = self.select(req.name, req.qtype)
+        if found is None:
+            return self.finish(None, "dropped", req, client, proto, packed(req, req.reply(wire.REFUSED)), "", start)
+        zone, block = found
+        req.zone = zone
+        if req.qclass != CLASS_IN and not block.any_class:
+            return self.finish(block, zone, req, client, proto, packed(req, req.reply(wire.REFUSED)), "", start,
+                               observers=())  # the chain did not run: nobody in it saw the query
+        reply = await self._run_chain(block, req)
+        if block.fast_store is not None:
+            self.learn_route(data, block, zone)
+        out = self.finish(block, zone, req, client, proto, packed(req, reply), req.answered_by or "", start)
+        more = getattr(reply, "more", None)  # further messages on a stream (transfer's AXFR)
+        if more and proto != "udp":
+            return Continued(out, [finalize(req, m) for m in more])
         return out
 
     async def _run_chain(self, block: Block, req: Request) -> DNSRecord:
@@ -382,9 +304,60 @@ class Dispatcher:
         return reply
 
     @staticmethod
-    def _badvers(req: Request, reply: DNSRecord) -> bytes:
+    def _badvers(req: Request) -> bytes:
         # BADVERS (16) does not fit the header's 4 bits: the high bits travel in the OPT record.
+        reply = req.reply()
         reply.header.id = req.msg.header.id
         reply.add_ar(EDNS0(udp_len=req.udp_size, ext_rcode=wire.BADVERS >> 4))
-        packed: bytes = reply.pack()
-        return packed
+        out: bytes = reply.pack()
+        return out
+
+    # -- the finish ----------------------------------------------------------------------------------
+
+    def finish(self, block: Block | None, zone: str, q: FastQuery | Request, client: tuple[str, int], proto: str,
+               msg: bytes, plugin: str, start: float, data: bytes = b"", scrubbed: bool = False,
+               slots: dict[tuple[str, int, int], Slot] | None = None,
+               observers: list[Observer] | tuple[()] | None = None) -> bytes:
+        """Every path's last step: the scrub (the client's OPT, truncation to its size), the metrics, the
+        block's observers (log). Returns the bytes to send.
+
+        `msg` is the reply without an OPT record (the chain's, packed; a relay's), or with `scrubbed` the
+        reply as it is to be sent (the hot path's, assembled for the client; BADVERS). `q` is the query as
+        read: a FastQuery (with its `data`) or the chain's Request. The hot path passes its route's
+        `slots` (metrics bound per proto, family and rcode); `observers` replaces the block's. (Arguments
+        are passed by position on the paths that run per query: keywords cost more.)
+        """
+        limit = q.udp_size if proto == "udp" else 65535
+        out = msg if scrubbed else scrub(msg, q.edns, q.udp_size, q.do, limit)
+        if block is None:
+            if not self.count_dropped:
+                return out
+        elif not block.metrics:
+            if block.observers or observers:
+                self._tell(block, q, data, client, proto, out, start, observers)
+            return out
+        family, rcode = 2 if ":" in client[0] else 1, out[3] & 0xF
+        slot = slots.get((proto, family, rcode)) if slots is not None else None
+        if slot is None:
+            slot = self.metrics.slot(self.label, zone, proto, family, q.qtype, wire.rcode_name(rcode), plugin)
+            if slots is not None:
+                slots[(proto, family, rcode)] = slot
+        slot.record(q.do, limit, len(out), time.perf_counter() - start)
+        if block is not None and (block.observers or observers):
+            self._tell(block, q, data, client, proto, out, start, observers)
+        return out
+
+    def _tell(self, block: Block, q: FastQuery | Request, data: bytes, client: tuple[str, int], proto: str,
+              out: bytes, start: float, observers: list[Observer] | tuple[()] | None) -> None:
+        """The block's observers (or `observers`), told of the answer through views of the query and of `out`."""
+        told = block.observers if observers is None else observers
+        view = q if isinstance(q, Request) else WireQuery(data, q, client, proto, self.local_ip)
+        reply, duration = WireReply(out), time.perf_counter() - start
+        for obs in told:
+            try:
+                obs.observe(view, reply, len(out), duration)
+            except Exception:
+                log.exception("[ERROR] observer failed")
+
+
+__all__ = ["Dispatcher", "Route", "Send"]

@@ -97,7 +97,8 @@ class Instance:
         for key, zones in new.listeners.items():
             listener = self.listeners[key]
             if key not in opened:
-                listener.dispatcher = Dispatcher(listener.dispatcher.label, zones, self.metrics, listener.host)
+                listener.dispatcher = Dispatcher(listener.dispatcher.label, zones, self.metrics, listener.host,
+                                                 tasks=listener.tasks)
         for key in [k for k in self.listeners if k not in new.listeners]:
             await self.listeners.pop(key).close()
 
@@ -105,7 +106,7 @@ class Instance:
         digest = cfg.corefile.digest()
         RELOAD_VERSION.clear()
         RELOAD_VERSION.labels(digest, "sha512").set(1)
-        if any("reload" in b.names for b in cfg.blocks):
+        if any(p.announces_config for p in cfg.plugins):
             log.info("[INFO] plugin/reload: Running configuration SHA512 = %s", digest)
         # Rebuilt, not added to: a plugin removed by a reload must stop reporting itself enabled.
         self.metrics.plugins_enabled = {(f"{k.transport}://:{k.port}", k.zone, n)
@@ -144,14 +145,20 @@ class Instance:
         log.info("[INFO] Reloading complete")
         return True
 
-    def address_for(self, zone: str, transport: str = "dns") -> tuple[str, int] | None:
-        """Where this process answers `zone` (a loopback address for wildcard listeners), for self-queries."""
+    def listening_on(self, zone: str, transport: str = "dns") -> tuple[str, int] | None:
+        """The address (host "" for every address) and port of the listener that serves `zone`."""
         for (tr, host, _), listener in self.listeners.items():
             if tr == transport and zone in listener.dispatcher.zones:
-                if host in ("", "0.0.0.0", "::"):
-                    host = "127.0.0.1"
                 return host, listener.port
         return None
+
+    def address_for(self, zone: str, transport: str = "dns") -> tuple[str, int] | None:
+        """Where this process answers `zone` (a loopback address for wildcard listeners), for self-queries."""
+        found = self.listening_on(zone, transport)
+        if found is None:
+            return None
+        host, port = found
+        return ("127.0.0.1" if host in ("", "0.0.0.0", "::") else host), port
 
     def banner(self) -> list[str]:
         lines = []

@@ -11,7 +11,6 @@ import contextlib
 import logging
 import socket
 import ssl
-from collections.abc import Coroutine
 
 from dnsserver.dispatch import Dispatcher
 from dnsserver.mmsg import Batch, SockAddr
@@ -79,39 +78,37 @@ class UdpReader:
         self.loop = asyncio.get_running_loop()
         self.closed = False
         self.batch = Batch(sock, UDP_BATCH, UDP_MAX, client_address) if Batch.available() else None
-        self._send_relayed = self._relayed  # bound once, not per relayed query
+        # Bound once, not per query: where replies that are not there at once go (see Dispatcher.submit).
+        self._send_raw, self._send_addr = self._later_raw, self._later_addr
         self.loop.add_reader(sock.fileno(), self._readable if self.batch is None else self._readable_batched)
 
     def _readable_batched(self) -> None:
-        d = self.listener.dispatcher  # read per wake-up: a reload swaps it
-        # Only ever the reader when there is a batch (see __init__): no None check per wake-up.
-        fast, serve = d.fast if d.fast_enabled else None, self.batch.serve  # type: ignore[union-attr]
+        # The dispatcher is read per wake-up: a reload swaps it. Only ever the reader when there is a batch
+        # (see __init__): no None check per wake-up.
+        serve, submit, send = self.batch.serve, self.listener.dispatcher.submit, self._send_raw  # type: ignore[union-attr]
         for _ in range(UDP_ROUNDS):
             try:
-                if serve(fast, self._slow) < UDP_BATCH:
+                if serve(submit, send) < UDP_BATCH:
                     return
             except OSError as e:  # ICMP errors for earlier replies (client went away): nothing to do
                 log.debug("udp error: %s", e)
 
-    def _slow(self, data: bytes, addr: SockAddr, client: tuple[str, int], raw: bytes | None = None) -> None:
-        listener = self.listener
-        d = listener.dispatcher
-        if d.relay_enabled and d.relay_now(data, client, "udp", listener.host, self._send_relayed, (addr, raw)):
-            return
-        listener.spawn(self._serve(data, addr, client))
-
-    def _relayed(self, out: bytes, dest: tuple[SockAddr, bytes | None]) -> None:
-        """Send a relayed reply to `dest` (address, raw sockaddr or None). Relayed replies complete one by
-        one as upstream replies arrive: they are queued so that one sendmmsg carries all those of a burst."""
-        addr, raw = dest
+    def _later_raw(self, out: bytes | None, raw: bytes) -> None:
+        """Send a later reply (relayed, or from the chain) to the sender whose raw sockaddr is `raw`. Such
+        replies complete one by one: they are queued so that one sendmmsg carries all those of a burst."""
         batch = self.batch
-        if raw is None or batch is None or self.closed or not batch.outbox.put(out, raw, self.loop):
+        if out is None or batch is None or self.closed:
+            return
+        if not batch.outbox.put(out, raw, self.loop):
+            self.send(out, batch.address(raw))
+
+    def _later_addr(self, out: bytes | None, addr: SockAddr) -> None:
+        if out is not None:
             self.send(out, addr)
 
     def _readable(self) -> None:
-        listener = self.listener
-        d = listener.dispatcher  # read per wake-up: a reload swaps it
-        recv, fast = self.sock.recvfrom, d.fast if d.fast_enabled else None
+        # The dispatcher is read per wake-up: a reload swaps it.
+        recv, submit, send = self.sock.recvfrom, self.listener.dispatcher.submit, self._send_addr
         for _ in range(UDP_BATCH * UDP_ROUNDS):
             try:
                 data, addr = recv(UDP_MAX)
@@ -121,18 +118,9 @@ class UdpReader:
                 log.debug("udp error: %s", e)
                 continue
             # Replies go to `addr` as the socket gave it; plugins and logs see the client as it is.
-            client = client_address(addr)
-            if fast is not None:
-                out = fast(data, client, "udp")
-                if out is not None:
-                    self.send(out, addr)
-                    continue
-            self._slow(data, addr, client)
-
-    async def _serve(self, data: bytes, addr: SockAddr, client: tuple[str, int]) -> None:
-        out = await self.listener.dispatcher.answer(data, client, "udp", self.listener.host)
-        if out is not None:
-            self.send(out, addr)
+            out = submit(data, client_address(addr), "udp", send, addr)
+            if out is not None:
+                self.send(out, addr)
 
     def send(self, out: bytes, addr: SockAddr) -> None:
         if self.closed:
@@ -164,6 +152,7 @@ class TcpProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer: tuple[str, int] = ("", 0)
         self.idle: asyncio.TimerHandle | None = None
+        self._send = self._later  # bound once: every query that is not answered at once passes it
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport, though typed as the base class; uvloop's does not even subclass
@@ -194,6 +183,7 @@ class TcpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buf += data
         self._arm_idle()
+        submit = self.listener.dispatcher.submit  # read per segment: a reload swaps the dispatcher
         while len(self.buf) >= 2:
             n = (self.buf[0] << 8) | self.buf[1]
             if n == 0:  # a zero-length message is not DNS; nothing sensible to answer
@@ -204,21 +194,19 @@ class TcpProtocol(asyncio.Protocol):
                 break
             msg = bytes(self.buf[2:2 + n])
             del self.buf[:2 + n]
-            d = self.listener.dispatcher
-            if d.fast_enabled and self.transport is not None:
-                out = d.fast(msg, self.peer, "tcp")
-                if out is not None:
+            self.inflight += 1  # before submit: a reply may come back before it returns
+            out = submit(msg, self.peer, "tcp", self._send, None)
+            if out is not None:
+                self.inflight -= 1
+                if self.transport is not None:
                     self.transport.write(len(out).to_bytes(2, "big") + out)
-                    continue
-            self.inflight += 1
-            self.listener.spawn(self._serve(msg))
         if self.inflight >= TCP_MAX_INFLIGHT and not self.paused and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
 
-    async def _serve(self, msg: bytes) -> None:
+    def _later(self, out: bytes | None, _dest: None) -> None:
+        """A reply that was not there at once (relayed, or from the chain); None: nothing to send."""
         try:
-            out = await self.listener.dispatcher.answer(msg, self.peer, "tcp", self.listener.host)
             if out is not None and self.transport is not None and not self.transport.is_closing():
                 # A reply may go on over several messages (AXFR): frame each, in order.
                 frames = [out, *getattr(out, "more", ())]
@@ -242,16 +230,13 @@ class Listener:
         self.host = host
         self.port = port
         self.dispatcher = dispatcher
-        self.tasks: set[asyncio.Task[None]] = set()
+        # The queries in flight in tasks, whichever dispatcher started them: a dispatcher that replaces this
+        # one on reload is given the same set (see Dispatcher's `tasks`), so `close` waits for them all.
+        self.tasks = dispatcher.tasks
         self.conns: set[TcpProtocol] = set()
         self.udp: UdpReader | None = None
         self.tcp: asyncio.Server | None = None
         self.idle_timeout = TCP_IDLE_TIMEOUT
-
-    def spawn(self, coro: Coroutine[object, object, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()

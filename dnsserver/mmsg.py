@@ -97,6 +97,8 @@ def decode_sockaddr(raw: bytes) -> SockAddr:
 
 
 Sender = tuple[SockAddr, tuple[str, int]]  # (address to reply to, the client as plugins see it)
+# Dispatcher.submit as a batch calls it: (data, client, "udp", send, raw address) -> the reply, if there at once.
+Submit = Callable[[bytes, tuple[str, int], str, Callable[[bytes | None, bytes], None], bytes], bytes | None]
 
 
 class _Vectors:
@@ -236,11 +238,11 @@ class Batch(_Vectors):
             return 0
         raise OSError(e, os.strerror(e))
 
-    def serve(self, fast: Callable[[bytes, tuple[str, int], str], bytes | None] | None,
-              slow: Callable[[bytes, SockAddr, tuple[str, int], bytes], None]) -> int:
-        """Receive one batch and deal with each datagram: `fast(data, client, "udp")` may answer it at once
-        (replies go out together in one sendmmsg); otherwise `slow(data, address, client, raw address)`
-        takes it. Returns the number of datagrams received (0: the socket is drained). OSError as `receive`.
+    def serve(self, submit: Submit, send: Callable[[bytes | None, bytes], None]) -> int:
+        """Receive one batch and submit each datagram: `submit(data, client, "udp", send, raw address)`
+        (Dispatcher.submit) returns the replies there at once, which go out together in one sendmmsg;
+        the others are sent later with `send(reply, raw address)`. Returns the number of datagrams
+        received (0: the socket is drained). OSError as `receive`.
         """
         n = self.receive()
         if n == 0:
@@ -257,9 +259,8 @@ class Batch(_Vectors):
                 sender = senders.get(raw)
                 if sender is None:
                     sender = self._decode(raw)
-                out = fast(data, sender[1], "udp") if fast is not None else None
+                out = submit(data, sender[1], "udp", send, raw)
                 if out is None:
-                    slow(data, sender[0], sender[1], raw)
                     continue
                 m = len(out)
                 if m > size:
@@ -270,11 +271,16 @@ class Batch(_Vectors):
                 riov[k * _IOVW + _IOVLEN] = m
                 rptr[k * _PW + _NAME] = name_at + i * SOCKADDR_MAX
                 k += 1
-        finally:  # even if `slow` raised: the replies already written still go out
+        finally:  # even if `submit` raised: the replies already written still go out
             if k:
                 replies.queued = k
                 replies.flush()
         return n
+
+    def address(self, raw: bytes) -> SockAddr:
+        """The address to reply to for a raw sockaddr this batch received."""
+        sender = self.senders.get(raw)
+        return (sender if sender is not None else self._decode(raw))[0]
 
     def _decode(self, raw: bytes) -> Sender:
         if len(self.senders) >= _SENDERS_MAX:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+import ssl
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from dnslib import DNSRecord
@@ -25,11 +26,9 @@ from dnsserver.request import Request
 
 if TYPE_CHECKING:
     from corefile import Dispenser, ZoneAddr
-    from dnsserver.config import Block, Config
-    from dnsserver.fastpath import FastQuery
     from dnsserver.httpendpoints import HttpPlan
-    from dnsserver.listeners import Listener
-    from dnsserver.wireview import QueryView, WireQuery, WireReply
+    from dnsserver.wire.query import FastQuery
+    from dnsserver.wire.views import QueryView, WireReply
 
 Next = Callable[[Request], Awaitable[DNSRecord | None]]
 A = TypeVar("A")
@@ -60,6 +59,12 @@ class Plugin:
     # Query types a skippable plugin must still see (any: ANY; loop: its HINFO probe). Paths that skip
     # the chain (the relay path) hand such queries to the chain instead.
     sees_qtypes: ClassVar[frozenset[int]] = frozenset()
+    # True if its block must accept classes other than IN (chaos, forward): others are REFUSED.
+    any_class: ClassVar[bool] = False
+    # True if its block's queries are to be counted in the server's metrics (prometheus).
+    counts_queries: ClassVar[bool] = False
+    # True if the server is to log the digest of each configuration it starts serving (reload).
+    announces_config: ClassVar[bool] = False
 
     async def serve(self, req: Request, next: Next) -> DNSRecord | None:
         return await next(req)
@@ -74,7 +79,8 @@ class Plugin:
         """Called only when the process is shutting down, before listeners close (health's lameduck)."""
 
 
-# The roles a plugin may take besides `serve`, found by the config builder from the methods it has.
+# The roles a plugin may take besides `serve`. The config builder wires each plugin by the roles it
+# implements (isinstance against these protocols), never by its name.
 
 
 @runtime_checkable
@@ -88,11 +94,17 @@ class FastStore(Protocol):
                     shuffle: bool, max_size: int) -> bytes | None: ...
 
 
-class RelayStart(Protocol):
-    """Starts relaying `query` without a task. True: `done(arg, reply bytes or error)` will be called once."""
+# What a relay calls with its outcome: the reply's bytes (with the query's ID and no OPT record: the
+# server adds the client's), the exception that left no reply (the client gets SERVFAIL), or None when
+# the relay handed the query on (the server runs the chain for it).
+RelayDone = Callable[[A, "bytes | Exception | None"], None]
 
-    def __call__(self, query: bytes, proto: str, done: Callable[[A, bytes | Exception], None], arg: A, /) -> bool:
-        ...
+
+class RelayStart(Protocol):
+    """Relays `query` and calls `done(arg, outcome)` exactly once, from the event loop, however the relay
+    goes: without a task in the common case, in a task of the relay's own when it must retry or wait."""
+
+    def __call__(self, query: bytes, proto: str, done: RelayDone[A], arg: A, /) -> None: ...
 
 
 @runtime_checkable
@@ -102,30 +114,25 @@ class Relay(Protocol):
     @property
     def name(self) -> str: ...
 
-    async def relay(self, query: bytes, proto: str) -> bytes | None: ...
-
-    def relay_starter(self, query: bytes) -> RelayStart | None: ...
+    def relay_starter(self, query: bytes) -> RelayStart | None:
+        """What relays `query`, and every query with the same question bytes (the server remembers it per
+        question), or None: not for the relay path (the chain answers)."""
+        ...
 
 
 @runtime_checkable
-class FastObserver(Protocol):
-    """Told of every answer sent without a Request (hot path, relay path), through views of the bytes (log)."""
+class Observer(Protocol):
+    """Told of every answer of its block, on every path, through a view of the query and the bytes sent (log)."""
 
-    def fast_observe(self, req: WireQuery, reply: WireReply, size: int, duration: float) -> None: ...
+    def observe(self, req: QueryView, reply: WireReply, size: int, duration: float) -> None: ...
 
 
 @runtime_checkable
 class ErrorReporter(Protocol):
-    """Logs or counts a query's error (errors): the relay path reports its upstreams' errors to it."""
+    """Logs or counts a query's error (errors): the relay path reports its upstreams' errors to it, and
+    with one in the block the server leaves the logging of chain errors to it."""
 
     def report(self, req: QueryView, error: BaseException | None) -> None: ...
-
-
-@runtime_checkable
-class ConfigBound(Protocol):
-    """Wants the whole configuration once it is built (ready reads every block's readiness checks)."""
-
-    def bind_config(self, cfg: Config) -> None: ...
 
 
 @runtime_checkable
@@ -135,8 +142,35 @@ class ReadinessCheck(Protocol):
     def is_ready(self) -> bool: ...
 
 
+# A readiness check as the ready plugin keeps it: the plugin's name and its check.
+Readiness = tuple[str, Callable[[], bool]]
+
+
+@runtime_checkable
+class ReadinessMonitor(Protocol):
+    """Watches the readiness checks of every block that loads it (ready), given once the config is built."""
+
+    def monitor(self, checks: list[Readiness]) -> None: ...
+
+
+@dataclass
+class ListenOptions:
+    """How a block's listeners are opened: the addresses they bind ("" for all) and the TLS context of
+    its tls:// listeners."""
+
+    bind: list[str] = field(default_factory=list)
+    tls: ssl.SSLContext | None = None
+
+
+@runtime_checkable
+class ListenerOptions(Protocol):
+    """Sets options of its block's listeners (bind: addresses; tls: the certificate for DNS over TLS)."""
+
+    def listener_options(self, opts: ListenOptions) -> None: ...
+
+
 class ServerInstance(Protocol):
-    """What plugins may ask of the running server (dnsserver.instance.Instance)."""
+    """What plugins may ask of the running server (dnsserver.instance.Instance): no more than this."""
 
     @property
     def path(self) -> str | None: ...
@@ -144,14 +178,28 @@ class ServerInstance(Protocol):
     @property
     def serving(self) -> asyncio.Event: ...
 
-    @property
-    def listeners(self) -> Mapping[tuple[str, str, int], Listener]: ...
+    def address_for(self, zone: str, transport: str = "dns") -> tuple[str, int] | None:
+        """Where to send a query for `zone` to this very server (loopback for a wildcard listener)."""
+        ...
 
-    def address_for(self, zone: str, transport: str = "dns") -> tuple[str, int] | None: ...
+    def listening_on(self, zone: str, transport: str = "dns") -> tuple[str, int] | None:
+        """The address (host "" for every address) and port of the listener that serves `zone`."""
+        ...
 
     def needs_reload(self) -> bool: ...
 
     def reload_soon(self) -> None: ...
+
+
+class BlockView(Protocol):
+    """What plugins may read of their server block once it is built: its plugins, and whether an error
+    reporter (errors) logs the chain's errors."""
+
+    @property
+    def plugins(self) -> Sequence[Plugin]: ...
+
+    @property
+    def logs_errors(self) -> bool: ...
 
 
 @dataclass
@@ -161,9 +209,10 @@ class SetupContext:
     keys: list[ZoneAddr]
     corefile: str
     http: HttpPlan
-    # Filled in by the config builder once every block is built; read lazily (ready, reload, loop).
+    # The running server (None when a config is only built: tests, checks), and the block once it is built;
+    # both read lazily (reload, loop, kubernetes; transfer, rewrite).
     instance: ServerInstance | None = None
-    block: Block | None = None
+    block: BlockView | None = None
 
     @property
     def zones(self) -> list[str]:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from dnslib import QTYPE, DNSHeader, DNSQuestion, DNSRecord
 
-# Called once the reply has gone out: (request, reply message or None if dropped, reply size in bytes).
-Observer = Callable[["Request", "DNSRecord | None", int], None]
+from dnsserver.wire.consts import TYPE_OPT
+from dnsserver.wire.views import Metadata
 
 
 class Request:
@@ -26,7 +23,6 @@ class Request:
         "meta",
         "msg",
         "name",
-        "observers",
         "proto",
         "qclass",
         "qname",
@@ -67,7 +63,7 @@ class Request:
         self.udp_size = 512
         self.edns_version = 0
         for rr in msg.ar:
-            if rr.rtype == 41:  # OPT
+            if rr.rtype == TYPE_OPT:
                 self.edns = True
                 self.udp_size = max(512, rr.rclass)
                 self.edns_version = (rr.ttl >> 16) & 0xFF
@@ -76,8 +72,7 @@ class Request:
         # The plugin that wrote the reply (the `plugin` label of coredns_dns_responses_total). None until
         # someone answers; "" when a plugin hands back a reply the server would have made (errors' SERVFAIL).
         self.answered_by: str | None = None
-        self.observers: list[Observer] = []
-        self.meta: dict[str, Any] = {}
+        self.meta: Metadata = {}
 
     @property
     def type_name(self) -> str:
@@ -97,14 +92,10 @@ class Request:
             q=DNSQuestion(self.msg.q.qname, self.qtype, self.qclass),
         )
 
-    def observe(self, observer: Observer) -> None:
-        """Run `observer` after the reply is written (used by `log`, which needs the reply's size)."""
-        self.observers.append(observer)
-
     def clone_for(self, qname: str, qtype: int | None = None, qclass: int | None = None) -> Request:
         """A copy asking another name, type or class: what `rewrite` and CNAME chasing pass down the chain.
 
-        Observers and metadata are shared, so `log` still sees the exchange once, as the client made it.
+        Metadata is shared: what a plugin notes about the query holds for the exchange the client made.
         """
         h = self.msg.header
         msg = DNSRecord(
@@ -115,6 +106,5 @@ class Request:
         new = Request(msg, msg.pack(), (self.client_ip, self.client_port), self.proto, self.local_ip,
                       self.server)
         new.zone = self.zone
-        new.observers = self.observers
         new.meta = self.meta
         return new

@@ -1,38 +1,35 @@
-"""What the server does to every reply before it is sent, whichever plugin wrote it.
+"""A reply written by the chain, as bytes ready for the scrub every reply gets (`wire.reply.scrub`).
 
 CoreDNS calls this its scrub writer: the ID and question are the client's, the OPT record is
 echoed (our size, version 0, DO copied) only when the client sent one, and the reply is cut to
-the client's size with TC set when records had to be left out.
+the client's size with TC set when records had to be left out. The chain's reply is packed here
+with the client's ID and question and without any OPT; the OPT and the cut are done on the bytes,
+by the same function that finishes relayed replies.
 """
 
 from __future__ import annotations
 
-from dnslib import EDNS0, DNSQuestion, DNSRecord
+from dnslib import DNSQuestion, DNSRecord
 
-from dnsserver.fastpath import TYPE_OPT
 from dnsserver.request import Request
+from dnsserver.wire.consts import TYPE_OPT
+from dnsserver.wire.reply import scrub
 
 
-def _set_opt(req: Request, reply: DNSRecord) -> None:
-    reply.ar = [rr for rr in reply.ar if rr.rtype != TYPE_OPT]
-    # What we advertise: the client's own size, as CoreDNS does (Request keeps it at 512 or more).
-    if req.edns:
-        reply.add_ar(EDNS0(udp_len=req.udp_size, flags="do" if req.do else ""))
-    # dnslib recomputes section counts from the lists when packing, so nothing else to fix.
-
-
-def finalize(req: Request, reply: DNSRecord) -> bytes:
-    """Pack `reply` for `req`: restore ID and question, normalise EDNS0, truncate to the client's size."""
+def packed(req: Request, reply: DNSRecord) -> bytes:
+    """`reply` packed for `req`: the client's ID and question, QR set, no OPT record (the scrub adds ours)."""
     h = reply.header
     h.id = req.msg.header.id
     h.qr = 1
     reply.questions = [DNSQuestion(req.msg.q.qname, req.qtype, req.qclass)]
-    _set_opt(req, reply)
-    wire: bytes = reply.pack()
-    limit = req.max_size
-    if len(wire) <= limit:
-        return wire
-    return _truncate(req, reply, limit)
+    reply.ar = [rr for rr in reply.ar if rr.rtype != TYPE_OPT]
+    out: bytes = reply.pack()
+    return out
+
+
+def finalize(req: Request, reply: DNSRecord) -> bytes:
+    """Pack `reply` for `req` and scrub it: ID and question restored, our OPT, cut to the client's size."""
+    return scrub(packed(req, reply), req.edns, req.udp_size, req.do, req.max_size)
 
 
 class Continued(bytes):
@@ -48,43 +45,3 @@ class Continued(bytes):
         self = super().__new__(cls, first)
         self.more = more
         return self
-
-
-def finalize_all(req: Request, reply: DNSRecord) -> bytes:
-    """`finalize`, and over TCP also the reply's further messages (`reply.more`), as a Continued."""
-    out = finalize(req, reply)
-    more = getattr(reply, "more", None)
-    if not more or req.proto == "udp":
-        return out
-    return Continued(out, [finalize(req, m) for m in more])
-
-
-def _truncate(req: Request, reply: DNSRecord, limit: int) -> bytes:
-    """Keep the longest prefix of answer+authority+additional that fits; TC if anything but glue is cut.
-
-    Records are dropped from the end (additional first, then authority, then answer). RFC 2181 says
-    TC is for required records; like CoreDNS we cannot tell which are required, so cutting answer or
-    authority records sets TC, while cutting only additional records does not.
-    """
-    answers, auth = list(reply.rr), list(reply.auth)
-    extra = [rr for rr in reply.ar if rr.rtype != TYPE_OPT]
-    records = [("rr", r) for r in answers] + [("auth", r) for r in auth] + [("ar", r) for r in extra]
-
-    def build(n: int) -> bytes:
-        kept = records[:n]
-        reply.rr = [r for s, r in kept if s == "rr"]
-        reply.auth = [r for s, r in kept if s == "auth"]
-        reply.ar = [r for s, r in kept if s == "ar"]
-        reply.header.tc = int(n < len(answers) + len(auth) or bool(reply.header.tc))
-        _set_opt(req, reply)
-        packed: bytes = reply.pack()
-        return packed
-
-    lo, hi = 0, len(records)  # largest n whose packing fits, by bisection (sizes grow with n)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if len(build(mid)) <= limit:
-            lo = mid
-        else:
-            hi = mid - 1
-    return build(lo)

@@ -7,6 +7,7 @@ opening sockets. Integration tests use real `dig` against a real listener instea
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from dnslib import CLASS, EDNS0, QTYPE, RCODE, RR, DNSQuestion, DNSRecord
 
 from corefile import parse
 from dnsserver.config import Config, build
-from dnsserver.dispatch import Dispatcher
+from dnsserver.dispatch import Dispatcher, RelayState
 from dnsserver.metrics import process_metrics
 
 
@@ -79,30 +80,50 @@ def check(case: Case, reply: DNSRecord) -> None:
         assert bool(reply.header.tc) == case.tc, f"{case.qname}: tc={reply.header.tc}"
 
 
+class _Tracing(Dispatcher):
+    """The real Dispatcher, telling the harness which path answered the last query."""
+
+    relayed = False
+
+    def _relayed(self, state: RelayState, reply: bytes | Exception | None) -> None:
+        self.relayed = reply is not None
+        super()._relayed(state, reply)
+
+
+def _settle(out: bytes | None, fut: asyncio.Future[bytes | None]) -> None:
+    if not fut.done():
+        fut.set_result(out)
+
+
 class Served:
     """A configuration with its plugins started, queried through one listener's Dispatcher."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         key = next(iter(config.listeners))
-        self.dispatcher = Dispatcher(f"{key[0]}://{key[1]}:{key[2]}", config.listeners[key], process_metrics(),
-                                     "127.0.0.1")
+        self.dispatcher: Dispatcher = _Tracing(f"{key[0]}://{key[1]}:{key[2]}", config.listeners[key],
+                                               process_metrics(), "127.0.0.1")
         self.last_fast = False  # whether the last query was answered on the hot path
         self.last_relay = False  # ... or relayed as bytes (forward-only blocks)
 
     async def wire(self, data: bytes, proto: str = "udp", client: tuple[str, int] = ("10.240.0.1", 40212),
                    ) -> bytes | None:
-        # As the listeners do: the hot path first, the chain only if it declines.
+        # As the listeners do: the one entry, whichever path it takes.
         d = self.dispatcher
-        out = d.fast(bytes(data), client, proto) if d.fast_enabled else None
+        assert isinstance(d, _Tracing)
+        d.relayed = False
+        fut: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        out = d.submit(bytes(data), client, proto, _settle, fut)
         self.last_fast = out is not None
-        if out is not None:
-            return out
-        out = await d.relay(bytes(data), client, proto) if d.relay_enabled else None
-        self.last_relay = out is not None
-        if out is not None:
-            return out
-        return await d.handle(bytes(data), client, proto, "127.0.0.1")
+        if out is None:
+            out = await fut
+        self.last_relay = d.relayed
+        return out
+
+    async def chain(self, data: bytes, proto: str = "udp", client: tuple[str, int] = ("10.240.0.1", 40212),
+                    ) -> bytes | None:
+        """The whole chain, whatever the other paths could do: what every path must give."""
+        return await self.dispatcher.handle(bytes(data), client, proto, "127.0.0.1")
 
     async def query(self, case: Case) -> DNSRecord:
         out = await self.wire(case.message().pack(), case.proto, case.client)

@@ -19,8 +19,18 @@ from dnslib import RR
 from dnslib.label import DNSBuffer
 
 from dnsplugins.file.zonefile import ParsedZone
+from dnsserver.wire.consts import (
+    TYPE_A,
+    TYPE_AAAA,
+    TYPE_CNAME,
+    TYPE_DS,
+    TYPE_MX,
+    TYPE_NS,
+    TYPE_RRSIG,
+    TYPE_SOA,
+    TYPE_SRV,
+)
 
-A, NS, CNAME, SOA, MX, AAAA, SRV, DS, RRSIG = 1, 2, 5, 6, 15, 28, 33, 43, 46
 MAX_CHAIN = 8  # CNAMEs followed after the first, as CoreDNS does; a loop ends earlier
 
 SUCCESS, NODATA, NXDOMAIN, DELEGATION = "success", "nodata", "nxdomain", "delegation"
@@ -76,7 +86,7 @@ class Zone:
         self.soa: RR = parsed.soa.rr
         self.serial = int(self.soa.rdata.times[0])
         # RFC 2308 §3: a negative answer's SOA lives min(its TTL, MINIMUM) seconds.
-        self.neg_soa = RR(self.soa.rname, SOA, 1, min(self.soa.ttl, int(self.soa.rdata.times[4])), self.soa.rdata)
+        self.neg_soa = RR(self.soa.rname, TYPE_SOA, 1, min(self.soa.ttl, int(self.soa.rdata.times[4])), self.soa.rdata)
         self.nodes: dict[str, Node] = {}
         self.sigs: dict[str, Node] = {}  # owner -> covered type -> RRSIGs (served only with DO)
         self.size = len(parsed.records)
@@ -89,11 +99,11 @@ class Zone:
             if key in seen:  # the same record twice is one record (an RRset is a set)
                 continue
             seen.add(key)
-            if rr.rtype == RRSIG:
+            if rr.rtype == TYPE_RRSIG:
                 self.sigs.setdefault(owner, {}).setdefault(rr.rdata.covered, []).append(rr)
             else:
                 self.nodes.setdefault(owner, {}).setdefault(rr.rtype, []).append(rr)
-            if rr.rtype != SOA:
+            if rr.rtype != TYPE_SOA:
                 order.append((owner, rr))
         self.names: set[str] = set()
         for owner in list(self.nodes) + list(self.sigs):
@@ -104,7 +114,7 @@ class Zone:
                     break
                 name = parent_of(name)
         # Zone cuts: NS below the apex. Data at or below a cut is glue, not ours to answer with.
-        self.cuts = {n for n, node in self.nodes.items() if NS in node and n != self.origin}
+        self.cuts = {n for n, node in self.nodes.items() if TYPE_NS in node and n != self.origin}
         # AXFR order (RFC 5936 §2.2): SOA first and last, the apex's records next, then by name.
         order.sort(key=lambda item: (item[0] != self.origin, _canonical(item[0])))
         self.axfr: list[RR] = [self.soa, *(rr for _, rr in order), self.soa]
@@ -115,10 +125,10 @@ class Zone:
         """The answer to `qname` (lower case, in this zone) and `qtype`, as RFC 1034 §4.3.2 finds it."""
         origin = self.origin
         if qname == origin:
-            if qtype == SOA:
-                return Answer(SUCCESS, self._set(origin, SOA, [self.soa], do), self._apex_ns(do))
-            if qtype == NS:
-                ns = self._set(origin, NS, self.nodes.get(origin, {}).get(NS, []), do)
+            if qtype == TYPE_SOA:
+                return Answer(SUCCESS, self._set(origin, TYPE_SOA, [self.soa], do), self._apex_ns(do))
+            if qtype == TYPE_NS:
+                ns = self._set(origin, TYPE_NS, self.nodes.get(origin, {}).get(TYPE_NS, []), do)
                 return Answer(SUCCESS, ns, [], self._addresses(ns, do))
         where, name = self._locate(qname, qtype)
         if where == "cut":
@@ -128,9 +138,9 @@ class Zone:
         node = self.nodes.get(name)
         if node is None:  # an empty non-terminal (or an empty wildcard): the name exists, the type not
             return Answer(NODATA, [], self._negative(do))
-        cname = node.get(CNAME)
-        if cname and qtype != CNAME:
-            answer = self._data(where, name, qname, CNAME, cname, do)
+        cname = node.get(TYPE_CNAME)
+        if cname and qtype != TYPE_CNAME:
+            answer = self._data(where, name, qname, TYPE_CNAME, cname, do)
             return Answer(SUCCESS, self._chase(qname, answer, _target(cname), qtype, do), self._apex_ns(do))
         rrs = node.get(qtype)
         if not rrs:
@@ -156,7 +166,7 @@ class Zone:
                 wild = child("*", name)
                 return ("wild", wild) if wild in self.names else ("none", "")
             # A DS query for the cut itself belongs to this (parent) side (RFC 4035 §3.1.4.1).
-            if below in self.cuts and not (qtype == DS and i == 0):
+            if below in self.cuts and not (qtype == TYPE_DS and i == 0):
                 return "cut", below
             name = below
         return "name", qname
@@ -181,9 +191,9 @@ class Zone:
             node = self.nodes.get(name) if where in ("name", "wild") else None
             if node is None:
                 break
-            cname = node.get(CNAME)
-            if cname and qtype != CNAME:
-                answer += self._data(where, name, target, CNAME, cname, do)
+            cname = node.get(TYPE_CNAME)
+            if cname and qtype != TYPE_CNAME:
+                answer += self._data(where, name, target, TYPE_CNAME, cname, do)
                 target = _target(cname)
                 continue
             rrs = node.get(qtype)
@@ -200,35 +210,35 @@ class Zone:
         return [*rrs, *self.sigs.get(owner, {}).get(rtype, ())]
 
     def _apex_ns(self, do: bool) -> list[RR]:
-        return self._set(self.origin, NS, self.nodes.get(self.origin, {}).get(NS, []), do)
+        return self._set(self.origin, TYPE_NS, self.nodes.get(self.origin, {}).get(TYPE_NS, []), do)
 
     def _negative(self, do: bool) -> list[RR]:
-        return self._set(self.origin, SOA, [self.neg_soa], do)
+        return self._set(self.origin, TYPE_SOA, [self.neg_soa], do)
 
     def _referral(self, cut: str, do: bool) -> Answer:
         node = self.nodes[cut]
-        ns = list(node[NS])
+        ns = list(node[TYPE_NS])
         if do:  # the DS (or its absence, which needs NSEC we do not synthesise) says whether it is signed
-            ns += self._set(cut, DS, node.get(DS, []), do)
-        return Answer(DELEGATION, [], ns, self._addresses(node[NS], False))
+            ns += self._set(cut, TYPE_DS, node.get(TYPE_DS, []), do)
+        return Answer(DELEGATION, [], ns, self._addresses(node[TYPE_NS], False))
 
     def _addresses(self, rrs: list[RR], do: bool) -> list[RR]:
         """A and AAAA records of in-zone NS, MX and SRV targets (glue included) for the additional section."""
         out: list[RR] = []
         for rr in rrs:
-            if rr.rtype == NS or rr.rtype == MX or rr.rtype == SRV:
-                target = str(rr.rdata.label if rr.rtype != SRV else rr.rdata.target).lower()
+            if rr.rtype == TYPE_NS or rr.rtype == TYPE_MX or rr.rtype == TYPE_SRV:
+                target = str(rr.rdata.label if rr.rtype != TYPE_SRV else rr.rdata.target).lower()
                 node = self.nodes.get(target)
                 if node is None:
                     continue
-                for t in (A, AAAA):
+                for t in (TYPE_A, TYPE_AAAA):
                     if t in node:
                         out += self._set(target, t, node[t], do)
         return out
 
     def _additional(self, rrs: list[RR], do: bool) -> list[RR]:
         # MX and SRV answers carry their targets' addresses; other types carry nothing extra.
-        if rrs[0].rtype not in (MX, SRV):
+        if rrs[0].rtype not in (TYPE_MX, TYPE_SRV):
             return []
         return self._addresses(rrs, do)
 

@@ -19,13 +19,13 @@ from dnslib import QTYPE, RR, SOA, DNSLabel
 
 from dnsplugins.file.lexer import Entry, Tok, ZoneFileError, entries
 from dnsplugins.file.rdata import Labels, RdataError, make_name, parse_ttl, read_rdata
+from dnsserver.wire.consts import TYPE_SOA
 
 DEFAULT_TTL = 3600
 MAX_INCLUDE_DEPTH = 8  # $INCLUDE cycles end here instead of in a stack overflow
 CLASSES = {"IN", "CH", "CS", "HS", "NONE", "ANY"}
 # Types that describe a query or a transfer, never data in a zone.
 META_TYPES = {"OPT", "TSIG", "TKEY", "IXFR", "AXFR", "MAILA", "MAILB", "ANY", "*"}
-QTYPE_SOA = 6
 
 
 class Unchanged(Exception):
@@ -159,10 +159,10 @@ class _Reader:
         if ttl is not None:
             self.last_ttl = ttl
         else:
-            ttl = self._default_ttl(rdata if rtype == QTYPE_SOA else None)
+            ttl = self._default_ttl(rdata if rtype == TYPE_SOA else None)
         rr = RR(DNSLabel(list(owner)), rtype, 1, ttl, rdata)
         record = Record(rr, file, e.line)
-        if rtype == QTYPE_SOA:
+        if rtype == TYPE_SOA:
             self._soa(record)
         self.zone.records.append(record)
         return owner

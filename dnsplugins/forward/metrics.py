@@ -18,6 +18,7 @@ from dnsserver.metrics import (
     REGISTRY,
     Histogram,  # the core's own dict-counted histogram
 )
+from dnsserver.wire import rcode_name
 
 PROXY_NAME = "forward"
 
@@ -26,14 +27,14 @@ class ForwardMetrics(Collector):
     """forward's process-wide counters and histograms, exported under CoreDNS's names."""
 
     def __init__(self) -> None:
-        self.durations: dict[tuple[str, str], Histogram] = {}  # (to, rcode)
+        self.durations: dict[tuple[str, int], Histogram] = {}  # (to, rcode): named only when collected
         self.hc_failures: dict[str, int] = {}  # to
         self.conn_hits: dict[tuple[str, str], int] = {}  # (to, proto)
         self.conn_misses: dict[tuple[str, str], int] = {}
         self.hc_broken = 0
         self.max_concurrent_rejects = 0
 
-    def observe(self, to: str, rcode: str, seconds: float) -> None:
+    def observe(self, to: str, rcode: int, seconds: float) -> None:
         key = (to, rcode)
         h = self.durations.get(key)
         if h is None:
@@ -51,7 +52,8 @@ class ForwardMetrics(Collector):
     def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
         h = HistogramMetricFamily("coredns_proxy_request_duration_seconds",
                                   "Histogram of the time each request took.", labels=["proxy_name", "to", "rcode"])
-        for (to, rcode), hist in sorted(self.durations.items()):
+        named = sorted(((to, rcode_name(rcode)), hist) for (to, rcode), hist in self.durations.items())
+        for (to, rcode), hist in named:
             h.add_metric([PROXY_NAME, to, rcode], hist.buckets(), hist.total)
         yield h
         c = CounterMetricFamily("coredns_proxy_healthcheck_failures",

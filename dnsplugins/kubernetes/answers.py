@@ -13,6 +13,21 @@ from dnslib import AAAA, CNAME, NS, PTR, QTYPE, RR, SOA, SRV, TXT, A
 
 from dnsplugins.kubernetes.config import KubernetesConfig, is_reverse
 from dnsserver.plugin import match_zone
+from dnsserver.wire.consts import (
+    NOERROR,
+    NXDOMAIN,
+    REFUSED,
+    TYPE_A,
+    TYPE_AAAA,
+    TYPE_AXFR,
+    TYPE_CNAME,
+    TYPE_IXFR,
+    TYPE_NS,
+    TYPE_PTR,
+    TYPE_SOA,
+    TYPE_SRV,
+    TYPE_TXT,
+)
 from kubewatch import EndpointPort, Service, ServicePort, Store
 from kubewatch.services import (
     endpoint_hostname,
@@ -22,9 +37,6 @@ from kubewatch.services import (
     ready_addresses,
 )
 
-NOERROR, SERVFAIL, NXDOMAIN, REFUSED = 0, 2, 3, 5
-T_A, T_NS, T_CNAME, T_SOA, T_PTR, T_TXT, T_AAAA, T_SRV = 1, 2, 5, 6, 12, 16, 28, 33
-T_AXFR, T_IXFR = 252, 251
 DNS_VERSION = "1.1.0"
 DNS_VERSION_TTL = 28800
 MAX_CNAME_CHASE = 10
@@ -109,12 +121,12 @@ class Answerer:
 
     def address_rr(self, name: str, ip: str) -> RR:
         """The A or AAAA record for `ip`, by its family."""
-        return self.rr(name, T_AAAA, AAAA(ip)) if ip_family(ip) == 6 else self.rr(name, T_A, A(ip))
+        return self.rr(name, TYPE_AAAA, AAAA(ip)) if ip_family(ip) == 6 else self.rr(name, TYPE_A, A(ip))
 
     def soa(self, zone: str) -> RR:
         ttl = self.cfg.ttl
         serial = int(self.store.last_change) & 0xFFFFFFFF
-        return RR(zone, T_SOA, 1, min(ttl, 300),
+        return RR(zone, TYPE_SOA, 1, min(ttl, 300),
                   SOA(f"ns.dns.{zone}", f"hostmaster.{zone}", (serial, 7200, 1800, 86400, ttl)))
 
     def exposed(self, ns: str) -> bool:
@@ -127,7 +139,7 @@ class Answerer:
 
     def answer(self, qname: str, name: str, zone: str, qtype: int) -> Answer:
         """`qname` as the client spelled it, `name` lower-cased, `zone` the plugin zone it is in."""
-        if qtype in (T_AXFR, T_IXFR):
+        if qtype in (TYPE_AXFR, TYPE_IXFR):
             return Answer(rcode=REFUSED, memo=True)
         zone_asked = zone_as_asked(qname, zone)
         if is_reverse(zone):
@@ -137,8 +149,8 @@ class Answerer:
         if not parts:
             return self.apex(qname, zone_asked, qtype)
         if len(parts) == 1 and parts[0] == "dns-version":
-            if qtype == T_TXT:
-                return Answer(answer=[self.rr(qname, T_TXT, TXT(DNS_VERSION), DNS_VERSION_TTL)])
+            if qtype == TYPE_TXT:
+                return Answer(answer=[self.rr(qname, TYPE_TXT, TXT(DNS_VERSION), DNS_VERSION_TTL)])
             return nxdomain()
         if parts == ["ns", "dns"]:
             return self.addresses(qname, self.ns_ips, qtype) if self.ns_ips else nxdomain()
@@ -149,15 +161,15 @@ class Answerer:
     def cluster_name(self, qname: str, zone_asked: str, parts: list[str], qtype: int) -> Answer:
         """A name under svc or pod (its labels below the zone are `parts`, the last one svc or pod)."""
         kind = parts[-1]
-        if qtype == T_SOA:
+        if qtype == TYPE_SOA:
             return nodata()  # below the apex SOA is NODATA, for names that exist or not
         if len(parts) == 1:
-            return nxdomain() if qtype == T_TXT else nodata()
+            return nxdomain() if qtype == TYPE_TXT else nodata()
         ns = parts[-2]
         if len(parts) == 2:
             if not self.exposed(ns):
                 return nxdomain()
-            return nxdomain() if qtype == T_TXT else nodata()
+            return nxdomain() if qtype == TYPE_TXT else nodata()
         if kind == "pod":
             return self.pod(qname, parts[:-2], ns, qtype) if len(parts) == 3 else nxdomain()
         svc = parts[-3]
@@ -173,19 +185,19 @@ class Answerer:
     # -- apex, pods ----------------------------------------------------------------------------------
 
     def apex(self, qname: str, zone_asked: str, qtype: int) -> Answer:
-        if qtype == T_SOA:
+        if qtype == TYPE_SOA:
             return Answer(answer=[self.soa(zone_asked)])
-        if qtype == T_NS:
+        if qtype == TYPE_NS:
             target = f"ns.dns.{zone_asked}"
-            return Answer(answer=[self.rr(qname, T_NS, NS(target))],
+            return Answer(answer=[self.rr(qname, TYPE_NS, NS(target))],
                           extra=[self.address_rr(target, ip) for ip in self.ns_ips])
-        if qtype == T_TXT:
+        if qtype == TYPE_TXT:
             return nxdomain()  # CoreDNS's quirk: TXT at names that exist only as structure is NXDOMAIN
         return nodata()
 
     def addresses(self, qname: str, ips: list[str], qtype: int) -> Answer:
-        want = 6 if qtype == T_AAAA else 4
-        if qtype not in (T_A, T_AAAA):
+        want = 6 if qtype == TYPE_AAAA else 4
+        if qtype not in (TYPE_A, TYPE_AAAA):
             return nodata()
         recs = [self.address_rr(qname, ip) for ip in dict.fromkeys(ips) if ip_family(ip) == want]
         return Answer(answer=recs) if recs else nodata()
@@ -200,7 +212,7 @@ class Answerer:
         # pods_by_ip never holds pods being deleted (kubewatch's index leaves them out).
         if mode == "verified" and not any(p.namespace == ns and p.ip == ip for p in self.store.pods_by_ip(ip)):
             return nxdomain()
-        if qtype == T_TXT:
+        if qtype == TYPE_TXT:
             return nodata()
         return self.addresses(qname, [ip], qtype)
 
@@ -250,9 +262,9 @@ class Answerer:
         found = self.backends(svc, endpoint, port, proto)
         if found is None:
             return nxdomain()
-        if qtype in (T_A, T_AAAA):
+        if qtype in (TYPE_A, TYPE_AAAA):
             return self.addresses(qname, [b.ip for b in found], qtype)
-        if qtype == T_SRV:
+        if qtype == TYPE_SRV:
             return self.srv(qname, zone_asked, svc, found, endpoint is not None)
         return nodata()  # the name exists; no records of this type (TXT, CNAME, MX, ...)
 
@@ -270,7 +282,7 @@ class Answerer:
                 target = f"{svc.name}.{svc.namespace}.svc.{zone_asked}"
             if (target, b.port) not in seen:
                 seen.add((target, b.port))
-                a.answer.append(self.rr(qname, T_SRV, SRV(0, weight, b.port, target)))
+                a.answer.append(self.rr(qname, TYPE_SRV, SRV(0, weight, b.port, target)))
             if (target, b.ip) not in glue:
                 glue.add((target, b.ip))
                 a.extra.append(self.address_rr(target, b.ip))
@@ -278,10 +290,10 @@ class Answerer:
 
     def external_name(self, qname: str, target: str, qtype: int) -> Answer:
         target = target if target.endswith(".") else target + "."
-        cname = self.rr(qname, T_CNAME, CNAME(target))
-        if qtype == T_CNAME:
+        cname = self.rr(qname, TYPE_CNAME, CNAME(target))
+        if qtype == TYPE_CNAME:
             return Answer(answer=[cname])
-        if qtype not in (T_A, T_AAAA):
+        if qtype not in (TYPE_A, TYPE_AAAA):
             return nodata()
         a = Answer(answer=[cname])
         # Inside our zones: chase it here (bounded, loop-safe); elsewhere: the server resolves it.
@@ -300,7 +312,7 @@ class Answerer:
             sub = self.answer(current, current.lower(), zone, qtype)
             a.answer += sub.answer
             a.memo = a.memo and sub.memo
-            nxt = next((r for r in sub.answer if r.rtype == T_CNAME), None)
+            nxt = next((r for r in sub.answer if r.rtype == TYPE_CNAME), None)
             if nxt is None or sub.upstream is not None:
                 a.upstream = sub.upstream
                 return a
@@ -311,7 +323,7 @@ class Answerer:
 
     def reverse(self, name: str, zone: str, qtype: int) -> Answer:
         if name == zone:
-            if qtype == T_SOA:
+            if qtype == TYPE_SOA:
                 return Answer(answer=[self.soa(zone)])
             return nodata()
         ip = ip_from_reverse(name)
@@ -320,9 +332,9 @@ class Answerer:
         targets = self.ptr_targets(ip)
         if not targets:
             return nxdomain()
-        if qtype != T_PTR:
+        if qtype != TYPE_PTR:
             return nodata()
-        return Answer(answer=[self.rr(name, T_PTR, PTR(t)) for t in targets])
+        return Answer(answer=[self.rr(name, TYPE_PTR, PTR(t)) for t in targets])
 
     def ptr_targets(self, ip: str) -> list[str]:
         primary = self.cfg.primary

@@ -8,25 +8,18 @@ hit that nobody logs costs nothing, and a logged one costs a name decode, not a 
 from __future__ import annotations
 
 import struct
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from dnslib import QTYPE
 
-from dnsserver.fastpath import FastQuery, size_limit, skip_name
+from dnsserver.wire.names import name_end, name_text
+from dnsserver.wire.query import FastQuery, size_limit
 
 _U16 = struct.Struct("!H")
 
-
-def decode_name(wire: bytes, i: int = 12) -> str:
-    """The uncompressed name at `i` as text (question names on the hot path are never compressed)."""
-    labels = []
-    while True:
-        n = wire[i]
-        if n == 0:
-            break
-        labels.append(wire[i + 1:i + 1 + n].decode("ascii", "backslashreplace"))
-        i += 1 + n
-    return ".".join(labels) + "."
+# Metadata of a query ({/LABEL} in log's formats): a value, or a function that works it out when it is read.
+Metadata = dict[str, str | Callable[[], str]]
 
 
 class HeaderView(Protocol):
@@ -89,7 +82,7 @@ class QueryView(Protocol):
     def msg(self) -> MessageView: ...
 
     @property
-    def meta(self) -> dict[str, Any]: ...
+    def meta(self) -> Metadata: ...
 
 
 class _Header:
@@ -125,13 +118,14 @@ class WireQuery:
         self.do = q.do
         self.udp_size = q.udp_size
         self.max_size = size_limit(q, proto)
-        self.meta: dict[str, Any] = {}
+        self.meta: Metadata = {}
         self._qname: str | None = None
 
     @property
     def qname(self) -> str:
         if self._qname is None:
-            self._qname = decode_name(self.data)
+            # Question names on the hot path are never compressed: the name always reads.
+            self._qname = name_text(self.data) or "."
         return self._qname
 
     @property
@@ -167,11 +161,11 @@ class WireReply:
         if self._sections is None:
             w = self.wire
             counts = [_U16.unpack_from(w, o)[0] for o in (6, 8, 10)]
-            i = skip_name(w, 12) + 4
+            i = name_end(w, 12) + 4
             out: tuple[list[_Rec], list[_Rec], list[_Rec]] = ([], [], [])
             for section, n in zip(out, counts, strict=True):
                 for _ in range(n):
-                    i = skip_name(w, i)
+                    i = name_end(w, i)
                     section.append(_Rec(_U16.unpack_from(w, i)[0]))
                     i += 10 + _U16.unpack_from(w, i + 8)[0]
             self._sections = out

@@ -5,17 +5,10 @@ from __future__ import annotations
 import pytest
 from dnslib import EDNS0, QTYPE, RR, A, DNSRecord
 
-from dnsserver.fastpath import (
-    MALFORMED,
-    NO_OPT,
-    QR,
-    assemble,
-    parse_query,
-    quick_query,
-    trailing_opt,
-    well_formed,
-    without_opt,
-)
+from dnsserver.wire.answer import assemble
+from dnsserver.wire.consts import QR
+from dnsserver.wire.query import parse_query, quick_query
+from dnsserver.wire.reply import MALFORMED, NO_OPT, trailing_opt, well_formed, without_opt
 
 
 def query(name: str, qid: int, edns: bool = False, rd: bool = True) -> bytes:

@@ -16,7 +16,7 @@ from dnsserver.config import build
 from kubewatch import PODS, SERVICES, Pod
 from tests.dnstest import Case, Served, serve
 
-CLUSTER = Path(__file__).resolve().parents[1] / "data" / "k8s" / "cluster.yaml"
+CLUSTER = Path(__file__).resolve().parents[2] / "data" / "k8s" / "cluster.yaml"
 
 
 def corefile(options: str = "pods insecure", keys: str = "cluster.local in-addr.arpa ip6.arpa", extra: str = "") -> str:

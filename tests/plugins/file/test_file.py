@@ -16,7 +16,7 @@ from dnsserver.config import build
 from dnsserver.metrics import REGISTRY
 from tests.dnstest import Case, Served, serve
 
-ZONES = Path(__file__).resolve().parent.parent / "data" / "zones"
+ZONES = Path(__file__).resolve().parents[2] / "data" / "zones"
 DB = ZONES / "db.example.org"
 RELATIVE = ZONES / "db.relative"  # relative names only: loadable for any origin
 ORG = "example.org."

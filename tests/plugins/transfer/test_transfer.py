@@ -18,7 +18,7 @@ from dnsplugins.transfer import SAFE_MESSAGE, Transfer, parse_to, serial_newer_o
 from dnsserver.config import build
 from tests.dnstest import Case, rr_text, serve
 
-ZONES = Path(__file__).resolve().parent.parent / "data" / "zones"
+ZONES = Path(__file__).resolve().parents[2] / "data" / "zones"
 DB, RELATIVE = ZONES / "db.example.org", ZONES / "db.relative"
 NET = "example.net."
 NET_SOA = f"{NET} 300 IN SOA ns.{NET} hostmaster.{NET} 7 7200 3600 1209600 60"

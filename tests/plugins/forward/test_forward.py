@@ -16,7 +16,7 @@ import pytest
 from dnslib import DNSRecord
 
 from corefile import CorefileError, parse
-from dnsplugins.forward import Forward, Stanza, question_checked, same_question, upstream_query
+from dnsplugins.forward import Forward, Stanza, upstream_query
 from dnsplugins.forward.config import ForwardConfig, UpstreamSpec
 from dnsplugins.forward.metrics import METRICS
 from dnsplugins.forward.policy import RoundRobin, make_policy, random_order, sequential
@@ -24,6 +24,7 @@ from dnsplugins.forward.upstream import IDS, Upstream, probe_query
 from dnsserver.config import build
 from dnsserver.metrics import REGISTRY
 from dnsserver.request import Request
+from dnsserver.wire.reply import question_checked, same_question
 from tests.certs import make_cert
 from tests.dnstest import Case, Served, serve
 from tests.upstreams import Dnsmasq, FakeUpstream, dead_address, query_bytes
@@ -950,14 +951,14 @@ RELAYABLE_CASES = [
 
 @pytest.mark.parametrize(("query", "want"), RELAYABLE_CASES)
 def test_relayable(query: bytes, want: tuple[str, bool] | None) -> None:
-    from dnsplugins.forward import relayable
+    from dnsserver.wire.reply import relayable
     assert relayable(query) == want
 
 
-def test_wire_reply() -> None:
-    from dnsplugins.forward import wire_reply
+def test_error_reply() -> None:
+    from dnsserver.wire.reply import error_reply
     q = _q("www.example.test", bufsize=1232)
-    r = DNSRecord.parse(wire_reply(q, 5))
+    r = DNSRecord.parse(error_reply(q, 5))
     assert (r.header.id, r.header.qr, r.header.rd, r.header.rcode, str(r.q.qname), len(r.ar)) == \
         (4321, 1, 1, 5, "www.example.test.", 0)
 

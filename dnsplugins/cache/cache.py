@@ -1,64 +1,5 @@
-"""cache: keep answers and serve repeats from memory, as wire bytes, on the server's hot path.
-
-## Syntax
-
-```
-cache [TTL] [ZONES...] {
-    success CAPACITY [TTL] [MINTTL]
-    denial CAPACITY [TTL] [MINTTL]
-    prefetch AMOUNT [[DURATION] [PERCENTAGE%]]
-    serve_stale [DURATION] [immediate|verify [VERIFY_TIMEOUT]] [RESPONSE_TTL]
-    servfail DURATION
-    disable success|denial [ZONES...]
-    keepttl
-}
-```
-
-* **TTL** caps the lifetime of both caches (default 3600s for answers, 1800s for denials); **ZONES**
-  limit caching to those zones (default: the block's).
-* `success`/`denial`: capacity (default 9984 entries each), maximum TTL, minimum TTL (default 5s;
-  a shorter TTL is raised to it, so even a `ttl 0` answer is kept 5 seconds).
-* `prefetch AMOUNT [DURATION] [PERCENTAGE%]`: an entry asked AMOUNT times with no gap of DURATION
-  (default 1m) is refreshed in the background once PERCENTAGE (default 10%) of its TTL is left.
-* `serve_stale [DURATION]` (default 1h): an expired entry is still served, with TTL 0, for up to
-  DURATION; `immediate` (default) refreshes in the background, `verify` asks upstream first and
-  falls back to the stale answer after VERIFY_TIMEOUT.
-* `servfail DURATION`: how long SERVFAIL and NOTIMP replies are kept (default 5s, at most 5m, 0 off).
-* `disable success|denial [ZONES]`: never store that kind of reply (in those zones).
-* `keepttl`: serve the original TTL instead of counting it down.
-
-An answer is kept per (name case-insensitively, type, class, DO bit, CD bit). Its TTL is the
-smallest in the reply (for NXDOMAIN and NODATA also the SOA's MINIMUM, RFC 2308), clamped to the
-bounds above, and every record carries it; on a hit it counts down. Truncated replies, errors other
-than SERVFAIL/NOTIMP, zone transfers and denials without an SOA are never kept. Replies from the
-cache have AA set. When a block is full the oldest entry is evicted (CoreDNS evicts at random).
-Hits are answered by the server straight from the stored bytes, without parsing the query, when
-every plugin before `cache` in the block allows it (errors, any, chaos, loadbalance round_robin do).
-Metrics: `coredns_cache_entries`, `coredns_cache_requests_total`, `coredns_cache_hits_total`,
-`coredns_cache_misses_total`, `coredns_cache_prefetch_total`, `coredns_cache_served_stale_total`,
-`coredns_cache_evictions_total`, `coredns_cache_drops_total`.
-
-## Examples
-
-```corefile
-. {
-    cache 30
-    whoami
-}
-```
-
-```corefile
-cluster.local {
-    cache 30 {
-        success 5000 60 10
-        disable denial cluster.local
-        prefetch 10 1m 20%
-        serve_stale 1h immediate
-    }
-    whoami
-}
-```
-"""
+"""cache at run time: the stores of wire answers, the hot path's `fast_answer`, the chain's `serve`, the
+metrics."""
 
 from __future__ import annotations
 
@@ -66,59 +7,37 @@ import asyncio
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 
 from dnslib import RR, DNSRecord
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from corefile import Dispenser
-from dnsserver.durations import parse_duration
-from dnsserver.fastpath import AA, AD, FastQuery, WireAnswer, assemble, parse_query
+from dnsplugins.cache.config import MIN_TTL, CacheConfig
+from dnsserver.dnslib_ext import pack_caseless
 from dnsserver.metrics import REGISTRY
-from dnsserver.plugin import Next, Plugin, Property, SetupContext, match_zone, parse_properties, plugin_zones
+from dnsserver.plugin import Next, Plugin, match_zone
 from dnsserver.request import Request
-
-DEFAULT_CAPACITY = 10000
-SHARDS = 256  # CoreDNS shards its cache; capacity rounds the same way so the sizes read alike
-MAX_SUCCESS_TTL, MAX_DENIAL_TTL, MIN_TTL = 3600, 1800, 5
-SERVFAIL_TTL, MAX_SERVFAIL_TTL = 5.0, 300.0
-NOERROR, SERVFAIL, NXDOMAIN, NOTIMP = 0, 2, 3, 4
-SOA, CNAME, NS, OPT = 6, 5, 2, 41
-AXFR, IXFR = 252, 251
-
-
-def rounded_capacity(cap: int) -> int:
-    return SHARDS * max(cap // SHARDS, 4)
-
-
-@dataclass
-class Settings:
-    capacity: int = rounded_capacity(DEFAULT_CAPACITY)
-    max_ttl: int = 0
-    min_ttl: int = MIN_TTL
-    disabled: list[str] = field(default_factory=list)  # zones where this kind is never stored; ["."] = all
-
-
-@dataclass
-class CacheConfig:
-    """The `cache` directive parsed: zones, success and denial settings, prefetch, serve_stale."""
-
-    zones: list[str]
-    success: Settings
-    denial: Settings
-    prefetch: int = 0
-    prefetch_window: float = 60.0
-    prefetch_pct: int = 10
-    stale: float = 0.0
-    stale_verify: bool = False
-    verify_timeout: float = 0.0
-    stale_ttl: int = 0
-    servfail: float = SERVFAIL_TTL
-    keepttl: bool = False
+from dnsserver.wire.answer import WireAnswer, assemble
+from dnsserver.wire.consts import (
+    AA,
+    AD,
+    NOERROR,
+    NOTIMP,
+    NXDOMAIN,
+    SERVFAIL,
+    TYPE_AXFR,
+    TYPE_CNAME,
+    TYPE_IXFR,
+    TYPE_NS,
+    TYPE_OPT,
+    TYPE_SOA,
+)
+from dnsserver.wire.query import FastQuery, parse_query
 
 
 class Entry:
+    """One stored answer: its wire form, TTL and kind, and its records as last rendered for a hit."""
+
     __slots__ = (
         "ad",
         "expires",
@@ -181,19 +100,19 @@ class Store:
 def classify(reply: DNSRecord, qtype: int) -> str | None:
     """"success", "denial" or "servfail" for a cacheable reply, None for one never kept."""
     h = reply.header
-    if h.tc or h.opcode != 0 or qtype in (AXFR, IXFR):
+    if h.tc or h.opcode != 0 or qtype in (TYPE_AXFR, TYPE_IXFR):
         return None
     rcode = h.rcode
-    has_soa = any(r.rtype == SOA for r in reply.auth)
+    has_soa = any(r.rtype == TYPE_SOA for r in reply.auth)
     if rcode == NOERROR:
         if reply.rr:
-            if qtype in (CNAME, 255) or any(r.rtype == qtype for r in reply.rr):
+            if qtype in (TYPE_CNAME, 255) or any(r.rtype == qtype for r in reply.rr):
                 return "success"
             # Only a CNAME chain that does not reach the type asked: a NODATA if an SOA says so.
             return "denial" if has_soa else None
         if has_soa:
             return "denial"
-        if any(r.rtype == NS for r in reply.auth):
+        if any(r.rtype == TYPE_NS for r in reply.auth):
             return "success"  # a referral
         return None
     if rcode == NXDOMAIN:
@@ -204,15 +123,15 @@ def classify(reply: DNSRecord, qtype: int) -> str | None:
 
 
 def minimal_ttl(reply: DNSRecord, kind: str) -> int:
-    ttls = [r.ttl for r in reply.rr] + [r.ttl for r in reply.auth] + [r.ttl for r in reply.ar if r.rtype != OPT]
+    ttls = [r.ttl for r in reply.rr] + [r.ttl for r in reply.auth] + [r.ttl for r in reply.ar if r.rtype != TYPE_OPT]
     if kind == "denial":
-        ttls += [r.rdata.times[4] for r in reply.auth if r.rtype == SOA]  # RFC 2308: the SOA MINIMUM
+        ttls += [r.rdata.times[4] for r in reply.auth if r.rtype == TYPE_SOA]  # RFC 2308: the SOA MINIMUM
     return min(ttls) if ttls else MIN_TTL
 
 
 def _with_ttl(records: list[RR], ttl: int) -> list[RR]:
     # Records may be shared with other replies (hosts, kubernetes): copy, never change in place.
-    return [RR(r.rname, r.rtype, r.rclass, ttl, r.rdata) for r in records if r.rtype != OPT]
+    return [RR(r.rname, r.rtype, r.rclass, ttl, r.rdata) for r in records if r.rtype != TYPE_OPT]
 
 
 class CacheStats(Collector):
@@ -361,7 +280,11 @@ class Cache(Plugin):
                 # The common case, kept short: a live answer whose TTL is still the one last rendered.
                 tail = e.tail if not shuffle or not e.wire.rotations else e.wire.shuffled(e.tail)
                 flags = e.wire.flags if e.ad and (q.do or q.flags & AD) else e.flags
-                out = assemble(data, q, flags, e.wire.an, e.wire.ns, e.wire.ar, tail)
+                last = q.last  # assemble's own reuse of its last reply, tried here first: one call less
+                if last is not None and last[0] is tail and last[1] == flags:
+                    out = data[0:2] + last[2]
+                else:
+                    out = assemble(data, q, flags, e.wire.an, e.wire.ns, e.wire.ar, tail)
                 if len(out) > max_size:
                     return None
                 self.fast_hits += 1
@@ -439,7 +362,7 @@ class Cache(Plugin):
         out = DNSRecord(reply.header, questions=reply.questions, rr=_with_ttl(reply.rr, ttl),
                         auth=_with_ttl(reply.auth, ttl), ar=_with_ttl(reply.ar, ttl))
         try:
-            packed = out.pack()
+            packed = pack_caseless(out)  # names compressed whatever the case: the hot path's bytes are the chain's
         except Exception:
             self.drops += 1
             return reply
@@ -451,142 +374,3 @@ class Cache(Plugin):
 
 def _request_from(data: bytes, client: tuple[str, int], proto: str) -> Request:
     return Request(DNSRecord.parse(data), data, client, proto, "", "")
-
-
-# -- setup ------------------------------------------------------------------------------------------
-
-def _int(d: Dispenser, text: str, what: str, low: int = 0) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise d.err(f"invalid {what} {text!r}") from None
-    if v < low:
-        raise d.err(f"{what} must be at least {low}")
-    return v
-
-
-def _duration(d: Dispenser, text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as e:
-        raise d.err(str(e)) from None
-
-
-def _settings(d: Dispenser, ctx: SetupContext, cfg: CacheConfig, prop: str, a: list[str]) -> None:
-    """`success` and `denial`: CAPACITY [TTL [MINTTL]]."""
-    s = cfg.success if prop == "success" else cfg.denial
-    if not 1 <= len(a) <= 3:
-        raise d.arg_err()
-    s.capacity = rounded_capacity(_int(d, a[0], "capacity", 1))
-    if len(a) > 1:
-        s.max_ttl = _int(d, a[1], "TTL", 1)
-    if len(a) > 2:
-        s.min_ttl = _int(d, a[2], "minimum TTL")
-
-
-def _prefetch(d: Dispenser, ctx: SetupContext, cfg: CacheConfig, prop: str, a: list[str]) -> None:
-    """`prefetch AMOUNT [[DURATION] [PERCENTAGE%]]`."""
-    if not 1 <= len(a) <= 3:
-        raise d.arg_err()
-    cfg.prefetch = _int(d, a[0], "prefetch amount", 1)
-    for extra in a[1:]:
-        if extra.endswith("%"):
-            pct = _int(d, extra[:-1], "prefetch percentage")
-            if not 10 <= pct <= 90:
-                raise d.err("percentage should fall in range [10, 90]")
-            cfg.prefetch_pct = pct
-        else:
-            cfg.prefetch_window = _duration(d, extra)
-            if cfg.prefetch_window < 1:
-                raise d.err("prefetch duration must be at least 1s")
-
-
-def _serve_stale(d: Dispenser, ctx: SetupContext, cfg: CacheConfig, prop: str, a: list[str]) -> None:
-    """`serve_stale [DURATION] [immediate|verify [TIMEOUT]] [TTL]`."""
-    if len(a) > 4:
-        raise d.arg_err()
-    cfg.stale = 3600.0
-    rest = a
-    if rest and rest[0] not in ("immediate", "verify"):
-        cfg.stale = _duration(d, rest[0])
-        if cfg.stale < 0:
-            raise d.err("invalid negative duration for serve_stale")
-        rest = rest[1:]
-    if rest:
-        if rest[0] not in ("immediate", "verify"):
-            raise d.err(f"invalid value for serve_stale refresh mode: {rest[0]}")
-        cfg.stale_verify = rest[0] == "verify"
-        rest = rest[1:]
-        if cfg.stale_verify and rest and not rest[0].isdigit():
-            cfg.verify_timeout = _duration(d, rest[0])
-            rest = rest[1:]
-    if rest:
-        cfg.stale_ttl = _int(d, rest[0], "serve_stale response TTL")
-        rest = rest[1:]
-    if rest:
-        raise d.arg_err()
-
-
-def _servfail(d: Dispenser, ctx: SetupContext, cfg: CacheConfig, prop: str, a: list[str]) -> None:
-    if len(a) != 1:
-        raise d.arg_err()
-    cfg.servfail = _duration(d, a[0])
-    if cfg.servfail < 0:
-        raise d.err("invalid negative ttl for servfail")
-    if cfg.servfail > MAX_SERVFAIL_TTL:
-        raise d.err("caching SERVFAIL responses over 5 minutes is not permitted")
-
-
-def _disable(d: Dispenser, ctx: SetupContext, cfg: CacheConfig, prop: str, a: list[str]) -> None:
-    if not a or a[0] not in ("success", "denial"):
-        raise d.err("cache type for disable must be \"success\" or \"denial\"")
-    s = cfg.success if a[0] == "success" else cfg.denial
-    s.disabled = plugin_zones(a[1:], ctx) if a[1:] else ["."]
-
-
-def _keepttl(d: Dispenser, ctx: SetupContext, cfg: CacheConfig, prop: str, a: list[str]) -> None:
-    if a:
-        raise d.arg_err()
-    cfg.keepttl = True
-
-
-PROPERTIES: dict[str, Property[CacheConfig]] = {
-    "success": _settings,
-    "denial": _settings,
-    "prefetch": _prefetch,
-    "serve_stale": _serve_stale,
-    "servfail": _servfail,
-    "disable": _disable,
-    "keepttl": _keepttl,
-}
-
-
-def parse(d: Dispenser, ctx: SetupContext) -> CacheConfig:
-    success = Settings(max_ttl=MAX_SUCCESS_TTL)
-    denial = Settings(max_ttl=MAX_DENIAL_TTL)
-    cfg = CacheConfig(zones=ctx.zones, success=success, denial=denial)
-    d.next()
-    args = d.remaining_args()
-    if args:
-        try:
-            ttl = int(args[0])
-        except ValueError:
-            ttl = None
-        if ttl is not None:
-            if ttl <= 0:
-                raise d.err(f"cache TTL can not be zero or negative: {ttl}")
-            success.max_ttl = denial.max_ttl = ttl
-            args = args[1:]
-        if args:
-            cfg.zones = plugin_zones(args, ctx)
-    parse_properties(d, ctx, cfg, PROPERTIES)
-    return cfg
-
-
-def setup(d: Dispenser, ctx: SetupContext) -> Cache:
-    cfg = parse(d, ctx)
-    port = ctx.keys[0].port if ctx.keys else 53
-    return Cache(cfg, f"dns://:{port}")
-
-
-__all__ = ["Cache", "CacheConfig", "classify", "minimal_ttl", "parse", "setup"]

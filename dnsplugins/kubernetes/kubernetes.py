@@ -1,0 +1,160 @@
+"""kubernetes at run time: the watch cache of the cluster's objects and the answers made from it."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+from dnslib import DNSRecord
+
+from dnsplugins.bind import interface_addresses
+from dnsplugins.forward.upstream import UpstreamError, ask_once
+from dnsplugins.kubernetes.answers import Answer, Answerer, zone_as_asked
+from dnsplugins.kubernetes.config import KubernetesConfig
+from dnsserver.memo import AnswerMemo
+from dnsserver.plugin import Next, Plugin, ServerInstance, match_zone
+from dnsserver.request import Request
+from dnsserver.wire.consts import NXDOMAIN, SERVFAIL
+from dnsserver.wire.query import FastQuery
+from kubewatch import (
+    ENDPOINT_SLICES,
+    NAMESPACES,
+    PODS,
+    RUNNING_PODS,
+    SERVICES,
+    ApiSource,
+    ClusterConfig,
+    KubeError,
+    ManifestSource,
+    Store,
+    WatchSpec,
+)
+
+log = logging.getLogger("portolan")
+
+MEMO_LIMIT = 200_000
+UPSTREAM_TIMEOUT = 2.0
+
+
+def watch_specs(cfg: KubernetesConfig) -> list[WatchSpec]:
+    ns = tuple(cfg.namespaces)
+    specs = [WatchSpec(SERVICES.name, namespaces=ns, label_selector=cfg.labels),
+             WatchSpec(NAMESPACES.name, namespaces=ns, label_selector=cfg.namespace_labels)]
+    if not cfg.noendpoints:
+        specs.append(WatchSpec(ENDPOINT_SLICES.name, namespaces=ns, label_selector=cfg.labels))
+    if cfg.pods == "verified":
+        specs.append(WatchSpec(PODS.name, namespaces=ns, label_selector=cfg.labels, field_selector=RUNNING_PODS))
+    return specs
+
+
+def cluster_config(cfg: KubernetesConfig) -> ClusterConfig:
+    if cfg.kubeconfig is not None:
+        return ClusterConfig.from_kubeconfig(cfg.kubeconfig, cfg.context)
+    if cfg.endpoint is not None:
+        cert, key, ca = cfg.tls if cfg.tls is not None else (None, None, None)
+        return ClusterConfig.from_url(cfg.endpoint, cert_file=cert, key_file=key, ca_file=ca)
+    return ClusterConfig.in_cluster()
+
+
+class Kubernetes(Plugin):
+    """`kubernetes`: cluster DNS (Services, Pods, Endpoints) from the shared watch cache."""
+
+    name = "kubernetes"
+
+    def __init__(self, cfg: KubernetesConfig, instance: ServerInstance | None = None,
+                 cluster: ClusterConfig | None = None) -> None:
+        self.cfg = cfg
+        self.cluster = cluster  # built once at setup (kubeconfig loading can run credential plugins)
+        self.instance = instance
+        self.store = Store()
+        self.answerer = Answerer(self.store, cfg)
+        self.source: ApiSource | ManifestSource | None = None
+        self.memo = AnswerMemo(MEMO_LIMIT)
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        specs = watch_specs(self.cfg)
+        if self.cfg.manifests is not None:
+            self.source = ManifestSource(self.store, self.cfg.manifests, specs=specs)
+        else:
+            self.source = ApiSource(self.store, self.cluster or cluster_config(self.cfg), specs)
+        await self.source.start()
+        self.answerer.ns_ips = self.ns_addresses()
+        try:
+            synced = await self.store.wait_synced(timeout=self.cfg.startup_timeout)
+        except KubeError as e:
+            synced = False
+            log.warning("[WARNING] plugin/kubernetes: %s", e)
+        if not synced:
+            log.warning("[WARNING] plugin/kubernetes: starting server with unsynced Kubernetes API")
+
+    async def stop(self) -> None:
+        if self.source is not None:
+            await self.source.stop()
+
+    def is_ready(self) -> bool:
+        return self.store.synced
+
+    def ns_addresses(self) -> list[str]:
+        """The NS glue: this host's non-loopback addresses, published as `ns.dns.<zone>` as CoreDNS does."""
+        ips: list[str] = []
+        for _, ifname in socket.if_nameindex():
+            if ifname != "lo":
+                ips += interface_addresses(ifname)
+        return ips
+
+    # -- serving -------------------------------------------------------------------------------------
+
+    def fast_answer(self, data: bytes, q: FastQuery, key: bytes, client: tuple[str, int], proto: str,
+                    shuffle: bool, max_size: int) -> bytes | None:
+        """The hot path: a remembered answer still valid for the store's current version."""
+        return self.memo.fast_answer(data, q, key, self.store.version, shuffle, max_size)
+
+    async def serve(self, req: Request, next: Next) -> DNSRecord | None:
+        zone = match_zone(self.cfg.zones, req.name)
+        if zone is None or req.qclass != 1:
+            return await next(req)
+        version = self.store.version
+        known = self.memo.reply(req.wire, version)
+        if known is not None:
+            return known
+        ans = self.answerer.answer(req.qname, req.name, zone, req.qtype)
+        synced = self.store.synced
+        if ans.name_error:
+            # Order matters (CoreDNS): fallthrough first, then the not-synced SERVFAIL.
+            if self.cfg.fallthrough.covers(req.name):
+                return await next(req)
+            if not synced:
+                ans = Answer(rcode=SERVFAIL, soa=True, memo=False)
+        reply = req.reply(ans.rcode, aa=True)
+        for r in ans.answer:
+            reply.add_answer(r)
+        for r in ans.authority:
+            reply.add_auth(r)
+        if ans.soa:
+            reply.add_auth(self.answerer.soa(zone_as_asked(req.qname, zone)))
+        for r in ans.extra:
+            reply.add_ar(r)
+        if ans.upstream is not None:
+            await self.resolve_upstream(req, ans.upstream, reply)
+        elif ans.memo and synced:
+            self.memo.remember(req.wire, version, reply)
+        return reply
+
+    async def resolve_upstream(self, req: Request, target: str, reply: DNSRecord) -> None:
+        """An ExternalName pointing outside our zones: ask this very server, as CoreDNS's upstream does."""
+        where = self.instance.address_for(".") if self.instance is not None else None
+        if where is None:
+            return
+        query = bytes(DNSRecord.question(target, "AAAA" if req.qtype == 28 else "A").pack())
+        try:
+            # forward's one-off exchange: a reply counts only if it carries our random ID.
+            answer = DNSRecord.parse(await ask_once(where[0], where[1], query, UPSTREAM_TIMEOUT))
+        except (UpstreamError, OSError, ValueError):
+            return
+        for r in answer.rr:
+            reply.add_answer(r)
+        reply.header.tc = answer.header.tc
+        if answer.header.rcode == NXDOMAIN and len(reply.rr) == 1:
+            reply.header.rcode = NXDOMAIN
