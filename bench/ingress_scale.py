@@ -122,6 +122,8 @@ class Endpoints:
 
 @dataclass
 class Change:
+    """One endpoint change the bench makes, and when the API server took it."""
+
     number: int
     kind: str
     svc: int
@@ -456,6 +458,8 @@ def failures(counter: collections.Counter[str]) -> str:
 
 @dataclass
 class Settings:
+    """How a count's run is driven: changes, request rate, time bounds."""
+
     changes: int
     rps: float
     max_change_seconds: float
