@@ -465,6 +465,7 @@ class Settings:
     max_change_seconds: float
     rotations: int
     latencies: Path | None
+    controller_log: Path | None = None
 
 
 async def run(count: int, cfg: Settings, work: Path) -> list[tuple[str, str, str]]:
@@ -513,8 +514,10 @@ async def run(count: int, cfg: Settings, work: Path) -> list[tuple[str, str, str
                              f"{rss_mb(ctl.proc.pid):.0f} MB / {nginx.pss():.0f} MB", ""))
 
                 t0 = time.monotonic()
+                ctl.lines.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} BENCH one more Ingress applied next")
                 await emu.create(ingress(count))
                 await until_200(session, url, host(count), 120)
+                ctl.lines.append(f"{time.strftime('%Y-%m-%d %H:%M:%S')} BENCH one more Ingress answers 200")
                 rows.append(("one more Ingress live", f"{time.monotonic() - t0:.2f} s", "<= 2.5 s at 10k"))
 
                 rows += await rotate(emu, authority, https, client_tls, session, metrics, cfg.rotations)
@@ -539,6 +542,8 @@ async def run(count: int, cfg: Settings, work: Path) -> list[tuple[str, str, str
                     await ws.close()
         finally:
             ctl.stop()
+            if cfg.controller_log is not None:  # where the time went, step by step
+                cfg.controller_log.write_text("\n".join(ctl.lines) + "\n")
     await backends.stop()
     # The controller's own account of the configurations with every Ingress, and with one more.
     at = next(k for k, row in enumerate(rows) if row[0] == "one more Ingress live") + 1
@@ -659,6 +664,7 @@ def main() -> None:
     ap.add_argument("--rps", type=float, default=150, help="the steady load's requests per second")
     ap.add_argument("--rotations", type=int, default=3, help="Secret rotations measured")
     ap.add_argument("--latencies", type=Path, help="append each change's latency here (tab-separated)")
+    ap.add_argument("--controller-log", type=Path, help="write the controller's log (and the bench's marks) here")
     ap.add_argument("--quick", action="store_true", help="a smoke run: --counts 200 --changes 50")
     args = ap.parse_args()
     if args.quick:
@@ -671,7 +677,8 @@ def main() -> None:
     print("command: PYTHONPATH=. python3 " + shlex.join(sys.argv), flush=True)
     with tempfile.TemporaryDirectory(prefix="ingress-scale-") as tmp:
         for count, n in zip(args.counts, per_count, strict=True):
-            cfg = Settings(n, args.rps, args.max_change_seconds, args.rotations, args.latencies)
+            log = args.controller_log.with_suffix(f".{count}.log") if args.controller_log else None
+            cfg = Settings(n, args.rps, args.max_change_seconds, args.rotations, args.latencies, log)
             rows = asyncio.run(run(count, cfg, Path(tmp)))
             print("\n" + table(count, rows) + "\n", flush=True)
 

@@ -55,6 +55,7 @@ class Applier:
         self.fallback = certs.self_signed()  # served only until the first push names certificates
         self.running_hash = ""
         self.running: Rendered | None = None  # the configuration nginx is serving
+        self._signalled: tuple[int | None, str] | None = None  # (master, hash) told to reload, not yet seen
         self.model: Model | None = None  # the model nginx is serving
         self.phases: dict[str, float] = {}  # seconds per step of the last change, for the log
 
@@ -160,7 +161,12 @@ class Applier:
             await self.nginx.start()
             reloaded = True
         elif self.nginx.running:
-            self.nginx.reload()
+            # A reload of this very configuration still in progress (a large one on a busy
+            # machine can outlast reload_timeout): wait for it rather than signal again, which
+            # would make the master start over.
+            if self._signalled != (self.nginx.pid, rendered.hash):
+                self.nginx.reload()
+                self._signalled = (self.nginx.pid, rendered.hash)
             reloaded = True
         # (not running: the supervisor is restarting it, on the file just written)
         if not await self.nginx.wait_for_hash(rendered.hash, self.reload_timeout):
@@ -170,6 +176,7 @@ class Applier:
             return ApplyResult(False, "reload", tail)
         self.running_hash = rendered.hash
         self.running = rendered
+        self._signalled = None
         if reloaded:
             self.metrics.reloads.inc()
             self.metrics.last_reload.set(time.time())
