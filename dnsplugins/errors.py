@@ -67,22 +67,19 @@ from dnslib import DNSRecord
 
 from corefile import Dispenser
 from dnsserver.durations import go_duration, parse_duration
+from dnsserver.logs import plugin_log
 from dnsserver.plugin import Next, Plugin, PluginError, SetupContext
 from dnsserver.request import Request
 from dnsserver.wire.consts import SERVFAIL
 from dnsserver.wire.views import QueryView
 
-log = logging.getLogger("portolan")
+log = plugin_log("errors")
 
 MAX_REGEXP = 10000
 NO_NEXT = "no next plugin found"
 
-LEVELS: dict[str, tuple[int, str]] = {
-    "warning": (logging.WARNING, "[WARNING] "),
-    "error": (logging.ERROR, "[ERROR] "),
-    "info": (logging.INFO, "[INFO] "),
-    "debug": (logging.DEBUG, "[DEBUG] "),
-}
+LEVELS: dict[str, int] = {"warning": logging.WARNING, "error": logging.ERROR, "info": logging.INFO,
+                          "debug": logging.DEBUG}
 
 
 class Cancellable(Protocol):
@@ -167,7 +164,7 @@ class Errors(Plugin):
                     return
                 break
         exc_info = error if self.config.stacktrace and error is not None else None
-        log.error("[ERROR] plugin/errors: %d %s %s: %s", SERVFAIL, req.name, req.type_name, text,
+        log.error("%d %s %s: %s", SERVFAIL, req.name, req.type_name, text,
                   exc_info=exc_info)
 
     def _count(self, i: int, req: QueryView, text: str) -> bool:
@@ -179,8 +176,7 @@ class Errors(Plugin):
         if w.count == 1:
             w.handle = self.schedule(c.period, lambda: self.flush(i))
             if c.show_first:
-                level, prefix = LEVELS[c.level]
-                log.log(level, "%splugin/errors: %d %s %s: %s", prefix, SERVFAIL, req.name, req.type_name,
+                log.log(LEVELS[c.level], "%d %s %s: %s", SERVFAIL, req.name, req.type_name,
                         text)
         return True
 
@@ -190,8 +186,7 @@ class Errors(Plugin):
         count, w.count, w.handle = w.count, 0, None
         if count == 0 or (count == 1 and c.show_first):
             return  # nothing happened, or the one error was already shown in full
-        level, prefix = LEVELS[c.level]
-        log.log(level, "%splugin/errors: %d errors like '%s' occurred in last %s", prefix, count, c.regexp,
+        log.log(LEVELS[c.level], "%d errors like '%s' occurred in last %s", count, c.regexp,
                 go_duration(c.period))
 
     async def stop(self) -> None:

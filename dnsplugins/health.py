@@ -28,16 +28,16 @@ health [ADDRESS] {
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from aiohttp import web
 
 from corefile import Dispenser
 from dnsserver.durations import parse_duration
 from dnsserver.httpendpoints import address_arg
+from dnsserver.logs import plugin_log
 from dnsserver.plugin import Plugin, SetupContext
 
-log = logging.getLogger("portolan")
+log = plugin_log("health")
 DEFAULT_ADDRESS = ":8080"
 
 
@@ -57,7 +57,7 @@ class Health(Plugin):
 
     async def on_shutdown(self) -> None:
         if self.lameduck > 0:
-            log.info("[INFO] plugin/health: Going into lameduck mode for %gs", self.lameduck)
+            log.info("Going into lameduck mode for %gs", self.lameduck)
             await asyncio.sleep(self.lameduck)
 
 

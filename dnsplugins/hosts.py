@@ -71,7 +71,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import logging
 import os
 import stat
 from collections.abc import Iterable
@@ -82,6 +81,7 @@ from prometheus_client import Gauge
 
 from corefile import CorefileError, Dispenser, normalize_zone
 from dnsserver.durations import parse_duration
+from dnsserver.logs import plugin_log
 from dnsserver.memo import AnswerMemo
 from dnsserver.metrics import REGISTRY
 from dnsserver.periodic import Periodic
@@ -90,7 +90,7 @@ from dnsserver.request import Request
 from dnsserver.wire.consts import SERVFAIL, TYPE_A, TYPE_AAAA, TYPE_PTR
 from dnsserver.wire.query import FastQuery
 
-log = logging.getLogger("portolan")
+log = plugin_log("hosts")
 
 DEFAULT_PATH = "/etc/hosts"
 DEFAULT_TTL = 3600
@@ -310,7 +310,7 @@ class Hosts(Plugin):
         self._stamp = stamp
         ENTRIES.set(self.index.size)
         RELOAD_TIMESTAMP.set(st.st_mtime_ns / 1e9)
-        log.debug("[DEBUG] plugin/hosts: Parsed hosts file into %d entries", self.index.size)
+        log.debug("Parsed hosts file into %d entries", self.index.size)
         return True
 
     async def start(self) -> None:
@@ -365,7 +365,7 @@ def _property(d: Dispenser, ctx: SetupContext, cfg: HostsConfig) -> CorefileErro
     elif not cfg.fall.enabled:
         line = " ".join([prop, *d.remaining_args()])
         if _address(prop) is None or line.count(" ") == 0:
-            log.warning("[WARNING] plugin/hosts: %s:%d: ignoring inline entry %r: not \"IP NAME...\"",
+            log.warning("%s:%d: ignoring inline entry %r: not \"IP NAME...\"",
                         d.file(), d.line(), line)
         cfg.inline.append(line)
     else:
@@ -377,12 +377,12 @@ def _check_file(d: Dispenser, path: str) -> None:
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        log.warning("[WARNING] plugin/hosts: File does not exist: %s", path)
+        log.warning("File does not exist: %s", path)
         return
     except OSError as e:
         raise d.err(f"unable to access hosts file '{path}': {e}") from None
     if stat.S_ISDIR(st.st_mode):
-        log.warning('[WARNING] plugin/hosts: Hosts file "%s" is a directory', path)
+        log.warning('Hosts file "%s" is a directory', path)
 
 
 def _ttl(d: Dispenser) -> int:

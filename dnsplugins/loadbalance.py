@@ -68,7 +68,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -77,12 +76,13 @@ from dnslib import RR, DNSRecord
 
 from corefile import CorefileError, Dispenser, Token
 from dnsserver.durations import parse_duration
+from dnsserver.logs import plugin_log
 from dnsserver.periodic import Periodic
 from dnsserver.plugin import Next, Plugin, SetupContext
 from dnsserver.request import Request
 from dnsserver.wire.consts import TYPE_A, TYPE_AAAA, TYPE_AXFR, TYPE_CNAME, TYPE_IXFR, TYPE_MX, TYPE_SRV
 
-log = logging.getLogger("portolan")
+log = plugin_log("loadbalance")
 
 _ADDRESS = frozenset({TYPE_A, TYPE_AAAA})
 ROUND_ROBIN, WEIGHTED = "round_robin", "weighted"
@@ -263,7 +263,7 @@ class LoadBalance(Plugin):
             return False
         self.weights = parse_weights(data.decode("utf-8", "replace"), path)
         self._digest = digest
-        log.info("[INFO] plugin/loadbalance: Successfully reloaded weight file %s", path)
+        log.info("Successfully reloaded weight file %s", path)
         return True
 
     async def start(self) -> None:
@@ -278,7 +278,7 @@ class LoadBalance(Plugin):
             self.load_weights()
         except (OSError, ValueError) as e:
             # Keep the weights we have: a file being rewritten must not reset them to 1.
-            log.error("[ERROR] plugin/loadbalance: %s", e)
+            log.error("%s", e)
 
 
 def _in(r: RR, net: Network) -> bool:
@@ -354,7 +354,7 @@ def setup(d: Dispenser, ctx: SetupContext) -> LoadBalance:
         except OSError as e:
             if cfg.reload == 0:
                 raise cfg.error(f"cannot open weight file: {e}") from None
-            log.warning("[WARNING] plugin/loadbalance: Failed to open weight file: %s. Will try again in %gs",
+            log.warning("Failed to open weight file: %s. Will try again in %gs",
                         e, cfg.reload)
         except ValueError as e:
             raise cfg.error(str(e)) from None

@@ -84,6 +84,7 @@ from typing import TypeAlias
 from dnslib import DNSRecord
 
 from corefile import Dispenser, normalize_zone
+from dnsserver.logs import core_log
 from dnsserver.plugin import Plugin, SetupContext
 from dnsserver.wire import RCODE_NAMES
 from dnsserver.wire.consts import (
@@ -98,7 +99,8 @@ from dnsserver.wire.consts import (
 )
 from dnsserver.wire.views import QueryView, WireReply
 
-log = logging.getLogger("portolan")
+# The query log is the server's own: its lines carry "[INFO] " alone, as CoreDNS writes them.
+log = core_log
 
 EMPTY = "-"
 COMMON_FORMAT = ('{remote}:{port} - {>id} "{type} {class} {name} {proto} {size} {>do} {>bufsize}" '
@@ -295,7 +297,7 @@ class Rule:
         if not log.isEnabledFor(logging.INFO):
             return  # nothing would be shown: skip the classifying and formatting too
         if self.every or reply_class(reply_type(req.qtype, reply)) in self.classes:
-            log.info("[INFO] %s", self.render(req, reply, size, duration))
+            log.info("%s", self.render(req, reply, size, duration))
 
 
 class Log(Plugin):

@@ -47,12 +47,13 @@ from dnslib import DNSRecord
 
 from corefile import Dispenser
 from dnsplugins.forward.upstream import UpstreamError, ask_once, probe_query
+from dnsserver.logs import plugin_log
 from dnsserver.periodic import cancel_task
 from dnsserver.plugin import Next, Plugin, ServerInstance, SetupContext
 from dnsserver.request import Request
 from dnsserver.wire.consts import TYPE_HINFO
 
-log = logging.getLogger("portolan")
+log = plugin_log("loop")
 
 PROBE_WINDOW = 30.0  # seconds during which the probe is retried until answered
 RETRY_PAUSE = 1.0  # pause after a probe that got no reply
@@ -62,8 +63,8 @@ DISABLE_DELAY = 2.0  # copies of an answered probe still in flight may yet revea
 
 def _fatal_exit(message: str) -> None:
     """Log at FATAL and end the process now, as CoreDNS's log.Fatal does: no graceful shutdown."""
-    log.critical("[FATAL] plugin/loop: %s", message)
-    for handler in logging.getLogger().handlers + log.handlers:
+    log.critical("%s", message)
+    for handler in logging.getLogger().handlers + log.logger.handlers:
         with contextlib.suppress(Exception):
             handler.flush()
     os._exit(1)
@@ -136,7 +137,7 @@ class Loop(Plugin):
         await instance.serving.wait()
         found = self._listener(instance)
         if found is None:
-            log.debug("[DEBUG] plugin/loop: no plain DNS listener for %s: not probing", self.zone)
+            log.debug("no plain DNS listener for %s: not probing", self.zone)
             self.disabled = True
             return
         host, port, self.address = found

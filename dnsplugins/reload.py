@@ -27,15 +27,15 @@ Metrics: `coredns_reload_failed_total`, `coredns_reload_version_info{hash="sha51
 
 from __future__ import annotations
 
-import logging
 import random
 
 from corefile import Dispenser
 from dnsserver.durations import parse_duration
+from dnsserver.logs import plugin_log
 from dnsserver.periodic import Periodic
 from dnsserver.plugin import Plugin, ServerInstance, SetupContext
 
-log = logging.getLogger("portolan")
+log = plugin_log("reload")
 
 DEFAULT_INTERVAL, DEFAULT_JITTER = 30.0, 15.0
 MIN_INTERVAL, MIN_JITTER = 2.0, 1.0

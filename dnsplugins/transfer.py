@@ -68,7 +68,6 @@ configuration starts.
 from __future__ import annotations
 
 import ipaddress
-import logging
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -76,11 +75,12 @@ from dnslib import RR, DNSRecord
 from dnslib.label import DNSBuffer
 
 from corefile import Dispenser
+from dnsserver.logs import plugin_log
 from dnsserver.plugin import Next, Plugin, SetupContext, match_zone, plugin_zones
 from dnsserver.request import Request
 from dnsserver.wire.consts import REFUSED, SERVFAIL, TYPE_AXFR, TYPE_IXFR, TYPE_SOA
 
-log = logging.getLogger("portolan")
+log = plugin_log("transfer")
 
 # A TCP message may hold 64 KiB, but a compression pointer holds a 14-bit offset: names past 16 KiB
 # cannot be pointed at (dnsserver.dnslib_ext stops dnslib from writing wrapped pointers there). Each
@@ -228,7 +228,7 @@ class Transfer(Plugin):
         if client_serial is not None and serial_newer_or_same(client_serial, serial):
             reply = req.reply(aa=True)
             reply.rr = [soa]
-            log.info('[INFO] plugin/transfer: Outgoing noop, incremental transfer for up to date zone "%s" to %s '
+            log.info('Outgoing noop, incremental transfer for up to date zone "%s" to %s '
                      'for %d SOA serial', req.name, req.client_ip, serial)
             return reply
         return self._messages(req, records, serial)
@@ -249,7 +249,7 @@ class Transfer(Plugin):
             msg = req.reply(aa=True)
             msg.rr = list(chunk)
             reply.more.append(msg)
-        log.info('[INFO] plugin/transfer: Outgoing transfer of %d records of zone "%s" to %s for %d SOA serial',
+        log.info('Outgoing transfer of %d records of zone "%s" to %s for %d SOA serial',
                  len(records), req.name, req.client_ip, serial)
         return reply
 

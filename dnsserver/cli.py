@@ -116,7 +116,9 @@ async def _serve(instance: Instance, config: Config, args: argparse.Namespace) -
     if args.pidfile:
         await asyncio.to_thread(Path(args.pidfile).write_text, f"{os.getpid()}\n")
     await stop.wait()
-    logging.getLogger("portolan").info("[INFO] SIGTERM: Shutting down servers then terminating")
+    from dnsserver.logs import core_log
+
+    core_log.info("SIGTERM: Shutting down servers then terminating")
     await instance.shutdown()
     if args.pidfile:
         with contextlib.suppress(OSError):

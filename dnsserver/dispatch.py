@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import logging
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Final, TypeVar
@@ -19,6 +18,7 @@ from dnslib import EDNS0, DNSRecord
 
 from dnsserver import wire
 from dnsserver.config import Block
+from dnsserver.logs import core_log
 from dnsserver.metrics import Metrics, Slot
 from dnsserver.plugin import FastStore, Observer, PluginError, RelayStart
 from dnsserver.request import Request
@@ -29,7 +29,7 @@ from dnsserver.wire.query import FastQuery, parse_query, quick_queries, quick_qu
 from dnsserver.wire.reply import scrub
 from dnsserver.wire.views import WireQuery, WireReply
 
-log = logging.getLogger("portolan")
+log = core_log
 
 MAX_ROUTES = 200_000
 D = TypeVar("D")  # where a reply goes, for the listener that submitted the query: opaque to the dispatcher
@@ -120,7 +120,7 @@ class Dispatcher:
                         return self.finish(route.block, route.zone, q, client, proto, out, route.store_name, start,
                                            data, True, route.slots)
         except Exception:
-            log.exception("[ERROR] hot path failed; falling back")
+            log.exception("hot path failed; falling back")
         self._spawn(self._chain(data, client, proto, send, dest))
         return None
 
@@ -206,7 +206,7 @@ class Dispatcher:
                     reply = self._relay_failed(data, q, client, proto, block, reply)
                 out = self.finish(block, zone, q, client, proto, reply, block.relay_name, start, data)
             except Exception:
-                log.exception("[ERROR] relay path failed; falling back")
+                log.exception("relay path failed; falling back")
         if out is None:
             self._spawn(self._chain(data, client, proto, send, dest))
             return
@@ -253,7 +253,7 @@ class Dispatcher:
         try:
             return await self._handle(data, client, proto, local_ip)
         except Exception:  # a bug in the core must not take the listener down
-            log.exception("[ERROR] internal error handling a query from %s", client[0])
+            log.exception("internal error handling a query from %s", client[0])
             self.metrics.panics += 1
             if len(data) >= 12:
                 return wire.header_only_reply(data, wire.SERVFAIL)
@@ -357,7 +357,7 @@ class Dispatcher:
             try:
                 obs.observe(view, reply, len(out), duration)
             except Exception:
-                log.exception("[ERROR] observer failed")
+                log.exception("observer failed")
 
 
 __all__ = ["Dispatcher", "Route", "Send"]

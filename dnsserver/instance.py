@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from prometheus_client import Counter, Gauge
 
@@ -12,10 +11,11 @@ from dnsserver.config import Config, ListenKey, build
 from dnsserver.dispatch import Dispatcher
 from dnsserver.httpendpoints import HttpEndpoints
 from dnsserver.listeners import Listener
+from dnsserver.logs import core_log, plugin_log
 from dnsserver.metrics import REGISTRY, process_metrics
 from dnsserver.plugin import Plugin
 
-log = logging.getLogger("portolan")
+log = core_log
 
 RELOAD_FAILED = Counter("coredns_reload_failed", "Counter of the number of failed reload attempts.",
                         registry=REGISTRY)
@@ -107,7 +107,7 @@ class Instance:
         RELOAD_VERSION.clear()
         RELOAD_VERSION.labels(digest, "sha512").set(1)
         if any(p.announces_config for p in cfg.plugins):
-            log.info("[INFO] plugin/reload: Running configuration SHA512 = %s", digest)
+            plugin_log("reload").info("Running configuration SHA512 = %s", digest)
         # Rebuilt, not added to: a plugin removed by a reload must stop reporting itself enabled.
         self.metrics.plugins_enabled = {(f"{k.transport}://:{k.port}", k.zone, n)
                                         for b in cfg.blocks for k in b.keys for n in b.names}
@@ -139,10 +139,10 @@ class Instance:
         except (CorefileError, OSError) as e:
             RELOAD_FAILED.inc()
             self.failed_digest = self.disk_digest()
-            log.error("[ERROR] Restart failed: %s", e)
+            log.error("Restart failed: %s", e)
             return False
         self.failed_digest = ""
-        log.info("[INFO] Reloading complete")
+        log.info("Reloading complete")
         return True
 
     def listening_on(self, zone: str, transport: str = "dns") -> tuple[str, int] | None:
@@ -184,7 +184,7 @@ class Instance:
                 try:
                     await p.on_shutdown()
                 except Exception:
-                    log.exception("[ERROR] plugin/%s: shutdown hook failed", p.name)
+                    plugin_log(p.name).exception("shutdown hook failed")
         for listener in list(self.listeners.values()):
             await listener.close()
         self.listeners.clear()
@@ -199,4 +199,4 @@ async def _quiet_stop(p: Plugin) -> None:
     try:
         await p.stop()
     except Exception:
-        log.exception("[ERROR] plugin/%s: stop failed", p.name)
+        plugin_log(p.name).exception("stop failed")

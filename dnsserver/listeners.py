@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import socket
 import ssl
 
 from dnsserver.dispatch import Dispatcher
+from dnsserver.logs import core_log
 from dnsserver.mmsg import Batch, SockAddr
 
-log = logging.getLogger("portolan")
+log = core_log
 
 TCP_IDLE_TIMEOUT = 10.0  # seconds a TCP connection may sit with no query in flight (CoreDNS: 10s)
 TCP_MAX_INFLIGHT = 128  # pipelined queries served at once on one connection; reading pauses beyond this

@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import logging
 from collections.abc import Awaitable, Callable
 
-log = logging.getLogger("portolan")
+from dnsserver.logs import core_log
+
+log = core_log
 
 
 async def cancel_task(task: asyncio.Task[object] | None) -> None:
@@ -48,4 +49,4 @@ class Periodic:
                 if inspect.isawaitable(result):
                     await result
             except Exception:
-                log.exception("[ERROR] %s: periodic job failed", self.what)
+                log.exception("%s: periodic job failed", self.what)

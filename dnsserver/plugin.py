@@ -244,11 +244,11 @@ def parse_properties(d: Dispenser, ctx: SetupContext, cfg: C, table: Mapping[str
     """Read the properties of the directive's block into `cfg`, each by its entry in `table`; a property
     that has none is an error."""
     while d.next_block():
-        prop, args = d.val(), d.remaining_args()
+        prop = d.val()
         handler = table.get(prop)
         if handler is None:
-            raise d.unknown_property()
-        handler(d, ctx, cfg, prop, args)
+            raise d.unknown_property()  # named before its arguments are read: the message names the property
+        handler(d, ctx, cfg, prop, d.remaining_args())
 
 
 def match_zone(zones: list[str], name: str) -> str | None:

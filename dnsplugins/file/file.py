@@ -2,7 +2,6 @@
 
 
 import asyncio
-import logging
 import os
 from functools import partial
 
@@ -16,13 +15,14 @@ from dnsplugins.file.zone import DELEGATION, NXDOMAIN, Zone
 from dnsplugins.file.zonefile import Unchanged, parse_file
 from dnsserver import wire
 from dnsserver.durations import format_duration
+from dnsserver.logs import plugin_log
 from dnsserver.metrics import REGISTRY
 from dnsserver.periodic import Periodic
 from dnsserver.plugin import Next, Plugin, match_zone
 from dnsserver.request import Request
 from dnsserver.wire.consts import REFUSED, SERVFAIL, TYPE_AXFR, TYPE_IXFR
 
-log = logging.getLogger("portolan")
+log = plugin_log("file")
 
 ENTRIES = Gauge("coredns_file_entries", "The number of records in each zone loaded from a file.", ["dns_name"],
                 registry=REGISTRY)
@@ -84,17 +84,17 @@ class File(Plugin):
         except Unchanged:
             return False
         except OSError as e:
-            log.error('[ERROR] plugin/file: Failed to open zone "%s" in "%s": %s', src.origin, src.file,
+            log.error('Failed to open zone "%s" in "%s": %s', src.origin, src.file,
                       e.strerror or e)
             return False
         except ZoneFileError as e:
-            log.error('[ERROR] plugin/file: Failed to reload zone "%s": %s', src.origin, e)
+            log.error('Failed to reload zone "%s": %s', src.origin, e)
             return False
         first = src.zone is None
         src.zone = zone
         ENTRIES.labels(src.origin).set(zone.size)
         if not first:
-            log.info('[INFO] plugin/file: Successfully reloaded zone "%s" in "%s" with serial %d', src.origin,
+            log.info('Successfully reloaded zone "%s" in "%s" with serial %d', src.origin,
                      src.file, zone.serial)
         return True
 
@@ -127,5 +127,5 @@ def first_load(src: Source) -> None:
     except OSError as e:
         if src.reload == 0:
             raise CorefileError(*src.directive, f"plugin/file: open {src.file}: {e.strerror or e}") from None
-        log.warning('[WARNING] plugin/file: Failed to open "%s": %s: trying again in %s', src.file,
+        log.warning('Failed to open "%s": %s: trying again in %s', src.file,
                     e.strerror or e, format_duration(src.reload))

@@ -7,16 +7,15 @@ that every mistake is reported at load time as "FILE:LINE - plugin/forward: ..."
 from __future__ import annotations
 
 import ipaddress
-import logging
 import ssl
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from corefile import Dispenser, normalize_zone, reverse_zones
 from dnsserver.durations import go_duration, parse_duration
-from dnsserver.plugin import SetupContext, plugin_zones
+from dnsserver.logs import plugin_log
+from dnsserver.plugin import Property, SetupContext, parse_properties, plugin_zones
 
-log = logging.getLogger("portolan")
+log = plugin_log("forward")
 
 MAX_UPSTREAMS = 15
 DEFAULT_EXPIRE = 10.0
@@ -206,19 +205,14 @@ def _duration(d: Dispenser, text: str) -> float:
         raise d.err(str(e)) from None
 
 
-def _one_arg(d: Dispenser) -> str:
-    if not d.next_arg():
+def _one_arg(d: Dispenser, args: list[str], i: int = 0) -> str:
+    """The `i`th argument of the line (further ones are ignored, as CoreDNS's NextArg does)."""
+    if len(args) <= i:
         raise d.arg_err()
-    return d.val()
+    return args[i]
 
 
-def _no_args(d: Dispenser) -> None:
-    if d.next_arg():
-        raise d.arg_err()
-
-
-def _rcodes(d: Dispenser, failover: bool) -> list[int]:
-    args = d.remaining_args()
+def _rcodes(d: Dispenser, args: list[str], failover: bool) -> list[int]:
     if not args:
         raise d.arg_err()
     out: list[int] = []
@@ -248,7 +242,7 @@ def _from_zone(d: Dispenser, text: str) -> str:
         except ValueError:
             zones = [normalize_zone(text)]
         if len(zones) > 1:
-            log.warning("[WARNING] plugin/forward: Unsupported CIDR notation: '%s' expands to multiple zones. "
+            log.warning("Unsupported CIDR notation: '%s' expands to multiple zones. "
                         "Using only '%s'.", text, zones[0])
         return zones[0]
     return normalize_zone(text)
@@ -311,8 +305,7 @@ def parse_stanza(d: Dispenser, ctx: SetupContext) -> ForwardConfig:
             raise d.err(str(e)) from None
     if not specs:
         raise d.err("no nameservers found")
-    while d.next_block():
-        _property(d, cfg, ctx)
+    parse_properties(d, ctx, cfg, PROPERTIES)
     if len(specs) > MAX_UPSTREAMS:
         raise d.err_at(directive, f"more than {MAX_UPSTREAMS} TOs configured: {len(specs)}")
     if cfg.max_age and cfg.max_age < cfg.expire:
@@ -329,85 +322,103 @@ def parse_stanza(d: Dispenser, ctx: SetupContext) -> ForwardConfig:
     return cfg
 
 
-def _except(d: Dispenser, cfg: ForwardConfig, ctx: SetupContext, prop: str) -> None:
-    names = d.remaining_args()
+def _except(d: Dispenser, ctx: SetupContext, cfg: ForwardConfig, prop: str, names: list[str]) -> None:
     if not names:
         raise d.arg_err()
     # A CIDR stands for all its reverse zones here (FROM, by contrast, can only be one zone).
     cfg.ignored.extend(z for z in plugin_zones(names, ctx) if z not in cfg.ignored)
 
 
-def _flag(d: Dispenser, cfg: ForwardConfig, ctx: SetupContext, prop: str) -> None:
-    _no_args(d)
+def _flag(d: Dispenser, ctx: SetupContext, cfg: ForwardConfig, prop: str, args: list[str]) -> None:
+    if args:
+        raise d.arg_err()
     setattr(cfg, FLAGS[prop], True)
 
 
-def _count(d: Dispenser, cfg: ForwardConfig, ctx: SetupContext, prop: str) -> None:
+def _count(d: Dispenser, ctx: SetupContext, cfg: ForwardConfig, prop: str, args: list[str]) -> None:
     """`max_fails`, `max_connect_attempts`: an unsigned number."""
-    setattr(cfg, prop, _uint(d, _one_arg(d)))
+    setattr(cfg, prop, _uint(d, _one_arg(d, args)))
 
 
-def _health(d: Dispenser, cfg: ForwardConfig, ctx: SetupContext, prop: str) -> None:
-    _health_check(d, cfg)
-
-
-def _span(d: Dispenser, cfg: ForwardConfig, ctx: SetupContext, prop: str) -> None:
+def _span(d: Dispenser, ctx: SetupContext, cfg: ForwardConfig, prop: str, args: list[str]) -> None:
     """`expire`, `max_age`, `read_timeout`: a duration, not negative."""
-    value = _duration(d, _one_arg(d))
+    value = _duration(d, _one_arg(d, args))
     if value < 0:
         raise d.err(f"{prop} can't be negative: {go_duration(value)}")
     setattr(cfg, prop, value)
 
 
-def _limit(d: Dispenser, cfg: ForwardConfig, ctx: SetupContext, prop: str) -> None:
+def _limit(d: Dispenser, ctx: SetupContext, cfg: ForwardConfig, prop: str, args: list[str]) -> None:
     """`max_idle_conns`, `max_concurrent`: a number, not negative."""
-    n = _atoi(d, _one_arg(d))
+    n = _atoi(d, _one_arg(d, args))
     if n < 0:
         raise d.err(f"{prop} can't be negative: {n}")
     setattr(cfg, prop, n)
 
 
-def _policy(d: Dispenser, cfg: ForwardConfig, ctx: SetupContext, prop: str) -> None:
-    name = _one_arg(d)
+def _policy(d: Dispenser, ctx: SetupContext, cfg: ForwardConfig, prop: str, args: list[str]) -> None:
+    name = _one_arg(d, args)
     if name not in POLICIES:
         raise d.err(f"unknown policy '{name}'")
     cfg.policy = name
 
 
-def _tls(d: Dispenser, cfg: ForwardConfig, ctx: SetupContext, prop: str) -> None:
-    args = d.remaining_args()
+def _tls(d: Dispenser, ctx: SetupContext, cfg: ForwardConfig, prop: str, args: list[str]) -> None:
     if len(args) > 3:
         raise d.arg_err()
     cfg.tls_args = [ctx.path(a) for a in args]
     cfg.tls_context = _tls_context(d, cfg.tls_args)
 
 
-def _tls_servername(d: Dispenser, cfg: ForwardConfig, ctx: SetupContext, prop: str) -> None:
-    cfg.tls_servername = _one_arg(d)
+def _tls_servername(d: Dispenser, ctx: SetupContext, cfg: ForwardConfig, prop: str, args: list[str]) -> None:
+    cfg.tls_servername = _one_arg(d, args)
 
 
-def _next(d: Dispenser, cfg: ForwardConfig, ctx: SetupContext, prop: str) -> None:
-    cfg.next_rcodes = _rcodes(d, failover=False)
+def _next(d: Dispenser, ctx: SetupContext, cfg: ForwardConfig, prop: str, args: list[str]) -> None:
+    cfg.next_rcodes = _rcodes(d, args, failover=False)
 
 
-def _failover(d: Dispenser, cfg: ForwardConfig, ctx: SetupContext, prop: str) -> None:
-    cfg.failover_rcodes = _rcodes(d, failover=True)
+def _failover(d: Dispenser, ctx: SetupContext, cfg: ForwardConfig, prop: str, args: list[str]) -> None:
+    cfg.failover_rcodes = _rcodes(d, args, failover=True)
 
 
-def _source_address(d: Dispenser, cfg: ForwardConfig, ctx: SetupContext, prop: str) -> None:
-    text = _one_arg(d)
+def _source_address(d: Dispenser, ctx: SetupContext, cfg: ForwardConfig, prop: str, args: list[str]) -> None:
+    text = _one_arg(d, args)
     if not _is_ip(text) or "%" in text:
         raise d.err(f"source_address: invalid IP address '{text}'")
     cfg.source_address = str(ipaddress.ip_address(text))
 
 
-# Each property of a forward block, by name; each reads its own arguments from the dispenser.
-PROPERTIES: dict[str, Callable[[Dispenser, ForwardConfig, SetupContext, str], None]] = {
+def _health_check(d: Dispenser, ctx: SetupContext, cfg: ForwardConfig, prop: str, args: list[str]) -> None:
+    """`health_check DURATION [no_rec] [domain FQDN]`."""
+    interval = _duration(d, _one_arg(d, args))
+    if interval < 0:
+        raise d.err(f"health_check can't be negative: {round(interval * 1e9)}")
+    cfg.hc_interval = interval
+    cfg.hc_domain = "."
+    i = 1
+    while i < len(args):
+        opt = args[i]
+        if opt == "no_rec":
+            cfg.hc_recursion_desired = False
+        elif opt == "domain":
+            i += 1
+            name = _one_arg(d, args, i)
+            if not _is_domain_name(name):
+                raise d.err(f"health_check: invalid domain name {name}")
+            cfg.hc_domain = normalize_zone(name)
+        else:
+            raise d.err(f"health_check: unknown option {opt}")
+        i += 1
+
+
+# Each property of a forward block, by name (read by the Dispenser helper, parse_properties).
+PROPERTIES: dict[str, Property[ForwardConfig]] = {
     "except": _except,
     **dict.fromkeys(FLAGS, _flag),
     "max_fails": _count,
     "max_connect_attempts": _count,
-    "health_check": _health,
+    "health_check": _health_check,
     "expire": _span,
     "max_age": _span,
     "read_timeout": _span,
@@ -420,32 +431,3 @@ PROPERTIES: dict[str, Callable[[Dispenser, ForwardConfig, SetupContext, str], No
     "failover": _failover,
     "source_address": _source_address,
 }
-
-
-def _property(d: Dispenser, cfg: ForwardConfig, ctx: SetupContext) -> None:
-    prop = d.val()
-    handler = PROPERTIES.get(prop)
-    if handler is None:
-        raise d.unknown_property()
-    handler(d, cfg, ctx, prop)
-
-
-def _health_check(d: Dispenser, cfg: ForwardConfig) -> None:
-    text = _one_arg(d)
-    interval = _duration(d, text)
-    if interval < 0:
-        raise d.err(f"health_check can't be negative: {round(interval * 1e9)}")
-    cfg.hc_interval = interval
-    cfg.hc_domain = "."
-    while d.next_arg():
-        opt = d.val()
-        if opt == "no_rec":
-            cfg.hc_recursion_desired = False
-        elif opt == "domain":
-            name = _one_arg(d)
-            if not _is_domain_name(name):
-                raise d.err(f"health_check: invalid domain name {name}")
-            cfg.hc_domain = normalize_zone(name)
-        else:
-            raise d.err(f"health_check: unknown option {opt}")
-

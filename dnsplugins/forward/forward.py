@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 from collections.abc import Callable, Coroutine, Sequence
 from functools import partial
@@ -17,13 +16,14 @@ from dnsplugins.forward.health import HealthCheck
 from dnsplugins.forward.metrics import METRICS
 from dnsplugins.forward.policy import make_policy
 from dnsplugins.forward.upstream import Upstream, UpstreamError
+from dnsserver.logs import plugin_log
 from dnsserver.plugin import Next, Plugin, RelayDone, RelayStart, match_zone
 from dnsserver.request import Request
 from dnsserver.wire import FORMERR, REFUSED
 from dnsserver.wire.consts import TYPE_OPT
 from dnsserver.wire.reply import MALFORMED, error_reply, relayable, same_question, upstream_reply
 
-log = logging.getLogger("portolan")
+log = plugin_log("forward")
 
 T = TypeVar("T")
 A = TypeVar("A")  # the state a relay_start caller gets back with its reply
@@ -151,7 +151,7 @@ class Stanza:
         cfg = self.cfg
         if cfg.max_concurrent and self.concurrent >= cfg.max_concurrent:
             METRICS.max_concurrent_rejects += 1
-            log.debug("[DEBUG] plugin/forward: concurrent queries exceeded maximum %d", cfg.max_concurrent)
+            log.debug("concurrent queries exceeded maximum %d", cfg.max_concurrent)
             return False
         self.concurrent += 1
         return True
@@ -168,7 +168,7 @@ class Stanza:
         finally:
             self.concurrent -= 1
         if reply is None:
-            log.debug("[DEBUG] plugin/forward: wrong reply for %s %s", req.qname, req.type_name)
+            log.debug("wrong reply for %s %s", req.qname, req.type_name)
             return req.reply(FORMERR), False
         reply.header.id = req.msg.header.id
         return reply, True

@@ -11,14 +11,14 @@ This is not a Periodic job: it runs only while the upstream is in trouble and en
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 
 from dnsplugins.forward.metrics import METRICS, ForwardMetrics
 from dnsplugins.forward.upstream import Upstream, UpstreamError, probe_query
+from dnsserver.logs import plugin_log
 from dnsserver.periodic import cancel_task
 
-log = logging.getLogger("portolan")
+log = plugin_log("forward")
 
 PROBE_TIMEOUT = 1.0  # seconds a probe waits for its reply (CoreDNS's health-check read timeout)
 MIN_INTERVAL = 0.01  # `health_check 0` must not turn a dead upstream into a busy loop
@@ -72,10 +72,10 @@ class HealthCheck:
         except UpstreamError as e:
             up.fails += 1
             self.metrics.hc_failure(up.addr)
-            log.debug("[DEBUG] plugin/forward: health check of %s failed (%d): %s", up.addr, up.fails, e)
+            log.debug("health check of %s failed (%d): %s", up.addr, up.fails, e)
             return False
         if up.fails:
-            log.debug("[DEBUG] plugin/forward: %s is healthy again", up.addr)
+            log.debug("%s is healthy again", up.addr)
         up.fails = 0
         return True
 

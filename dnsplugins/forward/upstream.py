@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import logging
 import os
 import ssl
 import time
@@ -23,13 +22,14 @@ from typing import TYPE_CHECKING, Generic, Protocol, TypedDict, TypeVar
 
 from dnsplugins.forward.config import UpstreamSpec
 from dnsplugins.forward.metrics import METRICS, ForwardMetrics
+from dnsserver.logs import plugin_log
 from dnsserver.mmsg import Outbox
 
 if TYPE_CHECKING:
     from dnsplugins.forward.health import HealthCheck
 
 
-log = logging.getLogger("portolan")
+log = plugin_log("forward")
 OUTBOX_SLOTS, OUTBOX_SIZE = 64, 4096  # queries queued per sendmmsg to one upstream, and their largest size
 SWEEP_INTERVAL = 0.05  # seconds between checks for timed-out callback waiters (their timeouts' granularity)
 
@@ -237,7 +237,7 @@ class _Waiter(Generic[A]):
             callback(arg, data, err)
         except Exception:
             # Raised into the channel's datagram_received it would close the channel for every query.
-            log.exception("[ERROR] plugin/forward: reply callback failed")
+            log.exception("reply callback failed")
 
     def set_exception(self, err: BaseException) -> None:
         self.set_result(None, err if isinstance(err, UpstreamError) else UpstreamError(str(err)))

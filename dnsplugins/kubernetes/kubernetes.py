@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import socket
 
 from dnslib import DNSRecord
@@ -11,6 +10,7 @@ from dnsplugins.bind import interface_addresses
 from dnsplugins.forward.upstream import UpstreamError, ask_once
 from dnsplugins.kubernetes.answers import Answer, Answerer, zone_as_asked
 from dnsplugins.kubernetes.config import KubernetesConfig
+from dnsserver.logs import plugin_log
 from dnsserver.memo import AnswerMemo
 from dnsserver.plugin import Next, Plugin, ServerInstance, match_zone
 from dnsserver.request import Request
@@ -30,7 +30,7 @@ from kubewatch import (
     WatchSpec,
 )
 
-log = logging.getLogger("portolan")
+log = plugin_log("kubernetes")
 
 MEMO_LIMIT = 200_000
 UPSTREAM_TIMEOUT = 2.0
@@ -85,9 +85,9 @@ class Kubernetes(Plugin):
             synced = await self.store.wait_synced(timeout=self.cfg.startup_timeout)
         except KubeError as e:
             synced = False
-            log.warning("[WARNING] plugin/kubernetes: %s", e)
+            log.warning("%s", e)
         if not synced:
-            log.warning("[WARNING] plugin/kubernetes: starting server with unsynced Kubernetes API")
+            log.warning("starting server with unsynced Kubernetes API")
 
     async def stop(self) -> None:
         if self.source is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import logging
 
 from dnslib import DNSRecord
 
@@ -15,11 +14,12 @@ from dnsplugins.rewrite.rules import (
     State,
     valid_name,
 )
+from dnsserver.logs import plugin_log
 from dnsserver.plugin import Next, Plugin, SetupContext
 from dnsserver.request import Request
 from dnsserver.wire.consts import SERVFAIL, TYPE_OPT
 
-log = logging.getLogger("portolan")
+log = plugin_log("rewrite")
 
 
 class Rewrite(Plugin):
@@ -82,7 +82,7 @@ class Rewrite(Plugin):
         # The errors plugin, when loaded, logs the raised error itself; otherwise say it here, once.
         block = self.ctx.block if self.ctx is not None else None
         if block is None or not block.logs_errors:
-            log.error("[ERROR] plugin/rewrite: invalid name after rewrite: %s (query %s %s)",
+            log.error("invalid name after rewrite: %s (query %s %s)",
                       name, req.qname, req.type_name)
         raise RewriteError(f"invalid name after rewrite: {name}")
 

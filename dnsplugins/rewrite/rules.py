@@ -4,15 +4,15 @@ and what it undoes in the reply."""
 from __future__ import annotations
 
 import copy
-import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator
 
 from dnslib import RD, RR, DNSLabel, DNSRecord
 
+from dnsserver.logs import plugin_log
 from dnsserver.wire.consts import TYPE_CNAME, TYPE_DNAME, TYPE_OPT
 
-log = logging.getLogger("portolan")
+log = plugin_log("rewrite")
 
 
 
@@ -262,7 +262,7 @@ class CnameTarget(Response):
             try:
                 found = await lookup(new, self.qtype)
             except Exception as e:  # the rewritten CNAME alone is still a truthful, if short, answer
-                log.error("[ERROR] plugin/rewrite: looking up CNAME target %s: %s", new, e)
+                log.error("looking up CNAME target %s: %s", new, e)
                 return
             if found is not None:
                 msg.rr.extend(copy.copy(r) for r in found.rr if r.rtype != TYPE_OPT)
