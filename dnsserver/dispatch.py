@@ -81,7 +81,6 @@ class Dispatcher:
         # Hot path routing, learnt on the chain: the exact question bytes (+ DO/CD) -> where the answer
         # is stored. Per listener, because zone selection is; rebuilt with the Dispatcher on reload.
         self.routes: dict[bytes, Route] = {}
-        self.fast_enabled = any(b.fast_store is not None for b in zones.values())
         self.relay_enabled = any(b.relay is not None for b in zones.values())
         # Question bytes -> the relay that starts it (None: no relay takes it), learnt as routes are.
         self.relays: dict[bytes, RelayRoute | None] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dnslib import QTYPE, DNSHeader, DNSQuestion, DNSRecord
 
-from dnsserver.wire.consts import TYPE_OPT
+from dnsserver.wire.consts import OPT_DO, TYPE_OPT
 from dnsserver.wire.views import Metadata
 
 
@@ -67,7 +67,7 @@ class Request:
                 self.edns = True
                 self.udp_size = max(512, rr.rclass)
                 self.edns_version = (rr.ttl >> 16) & 0xFF
-                self.do = bool(rr.ttl & 0x8000)
+                self.do = bool(rr.ttl & OPT_DO)
                 break
         # The plugin that wrote the reply (the `plugin` label of coredns_dns_responses_total). None until
         # someone answers; "" when a plugin hands back a reply the server would have made (errors' SERVFAIL).

@@ -11,6 +11,7 @@ from dnslib import RD, RR, DNSLabel, DNSRecord
 
 from dnsserver.logs import plugin_log
 from dnsserver.wire.consts import TYPE_CNAME, TYPE_DNAME, TYPE_OPT
+from dnsserver.wire.names import name_text
 
 log = plugin_log("rewrite")
 
@@ -195,19 +196,7 @@ class ValueNames(Response):
 def dname_target(rd: RD) -> str | None:
     """The target of a DNAME, which dnslib keeps as raw bytes; None if compressed (not allowed) or odd."""
     data = getattr(rd, "data", None)
-    if not isinstance(data, bytes):
-        return None
-    labels: list[str] = []
-    i = 0
-    while i < len(data):
-        n = data[i]
-        if n == 0:
-            return ".".join(labels) + "." if labels else "."
-        if n & 0xC0 or i + 1 + n > len(data):
-            return None
-        labels.append(data[i + 1:i + 1 + n].decode("ascii", "replace"))
-        i += 1 + n
-    return None
+    return name_text(data, 0) if isinstance(data, bytes) else None
 
 
 class ClampTTL(Response):

@@ -5,6 +5,7 @@ from __future__ import annotations
 # Header flags, as bits of the 16-bit flags word (RFC 1035, 4035).
 QR, AA, TC, RD, RA, AD, CD = 0x8000, 0x0400, 0x0200, 0x0100, 0x0080, 0x0020, 0x0010
 OPCODE_MASK = 0x7800
+OPT_DO = 0x8000  # the DNSSEC OK bit, in the flags of an OPT record's TTL (RFC 3225)
 
 # Opcodes (RFC 1035, 1996, 2136).
 OPCODE_QUERY, OPCODE_NOTIFY, OPCODE_UPDATE = 0, 4, 5
