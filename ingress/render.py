@@ -23,7 +23,7 @@ import jinja2
 
 from ingress import validate
 from ingress.layout import TEMP_KINDS, Layout
-from ingress.model import CATCH_ALL, Model, Server
+from ingress.model import CATCH_ALL, DEFAULT_BACKEND, Model, Server
 from ingress.settings import NginxSettings
 from ingress.validate import nginx_quote
 
@@ -236,4 +236,5 @@ class Renderer:
             lua_dir=str(self.templates / "lua"),
             fallback_cert=str(self.fallback_cert),
             status_socket=self.layout.status_socket_relative,
+            default_backend=DEFAULT_BACKEND,
         )

@@ -57,6 +57,13 @@ class NginxSettings:
     # The live data plane's shared memory (lua-shared-dicts): routes and endpoints, certificates.
     lua_data_dict: str = "64m"
     lua_certs_dict: str = "64m"
+    # Logs. ingress-nginx's access-log-path default is /var/log/nginx/access.log; ours ("")
+    # is logs/access.log under --config-dir, as every file nginx writes is there.
+    disable_access_log: bool = False
+    access_log_path: str = ""
+    access_log_params: str = ""  # canonical: "buffer=16k gzip=1 flush=5s", each part optional
+    enable_access_log_for_default_backend: bool = False
+    error_log_level: str = "notice"
 
 
 def _bool(text: str) -> bool:
@@ -142,6 +149,71 @@ def _load_balance(text: str) -> str:
     return value
 
 
+# access-log-path: an absolute path of plain characters. No "$" (nginx would take it for a
+# variable and open the file per request), no whitespace, quotes or ";", no "." or ".." parts.
+_LOG_PATH_RE = re.compile(r"(?:/[A-Za-z0-9._+@=,~-]+)+")
+_LOG_PATH_DOTS_RE = re.compile(r"/\.\.?(?:/|$)")
+
+
+def _log_path(text: str) -> str:
+    value = text.strip()
+    if len(value) > 1024 or not _LOG_PATH_RE.fullmatch(value) or _LOG_PATH_DOTS_RE.search(value):
+        raise ValueError("not an absolute path of letters, digits and . _ + @ = , ~ - (no $, no . or .. parts)")
+    return value
+
+
+_BUFFER_RE = re.compile(r"([0-9]{1,9})([km]?)")
+_MAX_LOG_BUFFER = 64 << 20
+
+
+def _log_buffer(value: str) -> str:
+    found = _BUFFER_RE.fullmatch(value.lower())
+    size = int(found[1]) << {"": 0, "k": 10, "m": 20}[found[2]] if found else 0
+    if not 1 <= size <= _MAX_LOG_BUFFER:
+        raise ValueError(f"not a buffer= from 1 to 64m ({value!r})")
+    return f"{int(found[1])}{found[2]}" if found else ""
+
+
+def _log_gzip(value: str | None) -> str:
+    if value is None:
+        return "1"  # nginx's default level
+    if len(value) != 1 or value not in "123456789":
+        raise ValueError(f"not a gzip= level from 1 to 9 ({value!r})")
+    return value
+
+
+def _access_log_params(text: str) -> str:
+    """``buffer=16k flush=5m`` (ingress-nginx passes the text through to access_log; its docs
+    separate the parts with commas too): buffer=SIZE, gzip[=LEVEL] and flush=TIME, each at most
+    once, rendered in a canonical form. Anything else (``if=``, unknown words) is refused."""
+    parts: dict[str, str] = {}
+    for word in text.replace(",", " ").split():
+        name, sep, value = word.partition("=")
+        if name in parts:
+            raise ValueError(f"not buffer, gzip and flush each once ({name} twice)")
+        if name == "buffer" and sep:
+            parts[name] = _log_buffer(value)
+        elif name == "gzip":
+            parts[name] = _log_gzip(value if sep else None)
+        elif name == "flush" and sep:
+            parts[name] = f"{_seconds(1, 86400)(value)}s"
+        else:
+            raise ValueError(f"not made of buffer=SIZE, gzip[=LEVEL] and flush=TIME ({word!r})")
+    if "flush" in parts and "buffer" not in parts and "gzip" not in parts:
+        raise ValueError("a flush= without buffer= or gzip (nginx refuses it)")
+    return " ".join(f"{name}={parts[name]}" for name in ("buffer", "gzip", "flush") if name in parts)
+
+
+ERROR_LOG_LEVELS = ("debug", "info", "notice", "warn", "error", "crit", "alert", "emerg")
+
+
+def _error_log_level(text: str) -> str:
+    value = text.strip()
+    if value not in ERROR_LOG_LEVELS:
+        raise ValueError(f"not one of {', '.join(ERROR_LOG_LEVELS)}")
+    return value
+
+
 # ingress-nginx's names for the dicts that hold the same data as ours.
 _DICTS = {"configuration_data": "lua_data_dict", "certificate_data": "lua_certs_dict"}
 
@@ -198,6 +270,11 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "server-tokens": ("server_tokens", _bool),
     "load-balance": ("load_balance", _load_balance),
     "lua-shared-dicts": ("lua_shared_dicts", _lua_shared_dicts),  # sets several fields
+    "disable-access-log": ("disable_access_log", _bool),
+    "access-log-path": ("access_log_path", _log_path),
+    "access-log-params": ("access_log_params", _access_log_params),
+    "enable-access-log-for-default-backend": ("enable_access_log_for_default_backend", _bool),
+    "error-log-level": ("error_log_level", _error_log_level),
 }
 
 assert {name for name, _ in KEYS.values()} - {"lua_shared_dicts"} <= {f.name for f in fields(NginxSettings)}

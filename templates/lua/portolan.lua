@@ -24,9 +24,15 @@
 --
 -- Each worker keeps what it parsed, checked against the record's version only when the
 -- global generation moved, so a request costs one shared-dict read in the steady state.
+--
+-- The balancer runs on every request (bench/ingress_throughput.py measures it): a round-robin
+-- route without a canary keeps no per-request state (no ngx.ctx), and a retry finds its route
+-- again; only canary, hash and ewma routes keep theirs in ngx.ctx.portolan.
 
 local ngx = ngx
 local balancer = require("ngx.balancer")
+local get_last_failure = balancer.get_last_failure
+local set_current_peer = balancer.set_current_peer
 local ssl = require("ngx.ssl")
 local clienthello = require("ngx.ssl.clienthello")
 
@@ -45,7 +51,7 @@ local MAX_TRIES = 3 -- proxy_next_upstream_tries
 local RING_POINTS = 100 -- points per peer on the consistent-hash ring
 local EWMA_DECAY = 10 -- seconds
 
-local cache = {} -- key -> {ver=, seen=, value=} in this worker
+local caches = { r = {}, u = {} } -- kind -> name -> {ver=, seen=, value=} in this worker
 local certcache = {} -- digest -> {cert, key}
 local certcount = 0
 
@@ -89,27 +95,28 @@ local parsers = {
     end,
 }
 
--- The parsed record under key, or nil; re-read only when its version changed.
-local function record(kind, name)
-    local key = kind .. ":" .. name
-    local gen = data:get("gen") or 0
-    local entry = cache[key]
+-- The parsed record kind:name, or nil; re-read only when its version changed since
+-- generation gen (the caller reads "gen" once per request).
+local function record(kind, name, gen)
+    local cache = caches[kind]
+    local entry = cache[name]
     if entry and entry.seen == gen then
         return entry.value
     end
+    local key = kind .. ":" .. name
     local ver = data:get("v:" .. key)
     if not ver then
-        cache[key] = nil
+        cache[name] = nil
         return nil
     end
     if not entry or entry.ver ~= ver then
         local text = data:get(key)
         if not text then
-            cache[key] = nil
+            cache[name] = nil
             return nil
         end
         entry = { ver = ver, value = parsers[kind](text) }
-        cache[key] = entry
+        cache[name] = entry
     end
     entry.seen = gen
     return entry.value
@@ -194,38 +201,54 @@ local function pick(route, up, attempt)
     return up.peers[i]
 end
 
--- balancer_by_lua: the route named by $portolan_route, its canary decided once per request.
--- No route, or no ready endpoint: nginx's error 500 from here, which the location's
--- error_page turns into 503 (a balancer cannot finish a request with a status of its own).
-function M.balance()
-    local ctx = ngx.ctx
-    local route, up = ctx.portolan_route, ctx.portolan_up
-    if not up then
-        route = record("r", ngx.var.portolan_route or "")
-        if not route then
-            ctx.portolan_unavailable = true
-            return ngx.exit(ngx.ERROR)
-        end
-        if route.cu and to_canary(route) then
-            -- A canary without a ready endpoint is skipped, as ingress-nginx drops the
-            -- balancer of a backend that has none: the primary serves instead of a 503.
-            up = record("u", route.cu)
-            if up and #up.peers == 0 then up = nil end
-        end
-        up = up or record("u", route.u)
-        if not up or #up.peers == 0 then
-            ctx.portolan_unavailable = true
-            return ngx.exit(ngx.ERROR)
-        end
-        ctx.portolan_route, ctx.portolan_up, ctx.portolan_try = route, up, 1
-        local more = (#up.peers < MAX_TRIES and #up.peers or MAX_TRIES) - 1
-        if more > 0 then balancer.set_more_tries(more) end
-    else
-        ctx.portolan_try = ctx.portolan_try + 1
+-- The route named by $portolan_route and the upstream this request goes to (its canary
+-- decided here); the upstream is nil when it has no ready endpoint.
+local function resolve()
+    local gen = data:get("gen") or 0
+    local route = record("r", ngx.var.portolan_route or "", gen)
+    if not route then return nil, nil end
+    local up
+    if route.cu and to_canary(route) then
+        -- A canary without a ready endpoint is skipped, as ingress-nginx drops the
+        -- balancer of a backend that has none: the primary serves instead of a 503.
+        up = record("u", route.cu, gen)
+        if up and #up.peers == 0 then up = nil end
     end
-    local peer = pick(route, up, ctx.portolan_try)
-    ctx.portolan_peer = peer
-    local ok, err = balancer.set_current_peer(peer.host, peer.port)
+    up = up or record("u", route.u, gen)
+    if not up or #up.peers == 0 then return route, nil end
+    return route, up
+end
+
+-- balancer_by_lua, once per try: the route named by $portolan_route, its canary decided once
+-- per request. No route, or no ready endpoint: nginx's error 500 from here, which the
+-- location's error_page turns into 503 (a balancer cannot finish a request with a status of
+-- its own). A retry of a stateless (round-robin, no canary) route resolves it again.
+function M.balance()
+    local retry = get_last_failure() ~= nil
+    local state = retry and ngx.ctx.portolan
+    local route, up, attempt
+    if state then
+        attempt = state.try + 1
+        state.try = attempt
+        route, up = state.route, state.up
+    else
+        route, up = resolve()
+        if not up then
+            return ngx.exit(ngx.ERROR)
+        end
+        attempt = 1
+        if not retry then
+            local more = (#up.peers < MAX_TRIES and #up.peers or MAX_TRIES) - 1
+            if more > 0 then balancer.set_more_tries(more) end
+            if route.cu or route.lb ~= "round_robin" then
+                state = { route = route, up = up, try = 1 }
+                ngx.ctx.portolan = state
+            end
+        end
+    end
+    local peer = pick(route, up, attempt)
+    if state then state.peer = peer end
+    local ok, err = set_current_peer(peer.host, peer.port)
     if not ok then
         ngx.log(ngx.ERR, "portolan: peer ", peer.id, ": ", err)
         return ngx.exit(ngx.ERROR)
@@ -234,7 +257,8 @@ end
 
 -- log_by_lua on ewma routes: fold the response time into the peer's average.
 function M.observe()
-    local peer = ngx.ctx.portolan_peer
+    local state = ngx.ctx.portolan
+    local peer = state and state.peer
     if not peer then return end
     local seconds = tonumber(ngx.var.upstream_response_time)
     if not seconds then return end

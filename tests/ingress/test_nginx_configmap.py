@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import ssl
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 
@@ -182,3 +185,49 @@ async def _echoes(ws: aiohttp.ClientWebSocketResponse, text: str) -> None:
     msg = await asyncio.wait_for(ws.receive(), 5)
     assert msg.type == aiohttp.WSMsgType.TEXT, msg
     assert msg.data.endswith(f":{text}"), msg
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+async def test_access_log_path_params_and_error_log_level(start_controller, backends, client_for, authority) -> None:
+    logs = Path(tempfile.mkdtemp(prefix="plog-"))
+    custom = logs / "custom-access.log"
+    data = {"access-log-path": str(custom), "access-log-params": "buffer=4k, flush=1s", "error-log-level": "info"}
+    controller = await start_controller(await _setup(backends, authority, data), configmap=("default", "cfg"))
+    conf = controller.layout.conf.read_text()
+    assert f'access_log "{custom}" portolan buffer=4k flush=1s;' in conf
+    assert f'error_log "{controller.layout.error_log}" info;' in conf
+    client = client_for(controller)
+    assert (await client.request("nobody.test", "/unrouted")).status == 404  # the built-in default backend
+    assert (await client.request("foo.com", "/routed", https=True, verify=False)).backend == "w1"
+    await until(lambda: "/routed" in _text(custom), timeout=10)  # written within flush=1s
+    # enable-access-log-for-default-backend is off (ingress-nginx's default): its 404 is not
+    # logged, though it came first and sat in the same buffer.
+    assert "/unrouted" not in _text(custom)
+    assert "/routed" not in _text(controller.layout.access_log)
+    # error-log-level info: nginx logs a malformed request line at info
+    reader, writer = await asyncio.open_connection("127.0.0.1", controller.options.http_port)
+    writer.write(b"G@T / HTTP/1.1\r\nHost: foo.com\r\n\r\n")
+    assert (await reader.readline()).startswith(b"HTTP/1.1 400")
+    writer.close()
+    await until(lambda: "client sent invalid method" in _text(controller.layout.error_log))
+    shutil.rmtree(logs, ignore_errors=True)
+
+
+async def test_access_log_for_default_backend_and_disabled(start_controller, backends, client_for, authority) -> None:
+    data = {"enable-access-log-for-default-backend": "true"}
+    logged = await start_controller(await _setup(backends, authority, data), configmap=("default", "cfg"))
+    data = {"disable-access-log": "true", "enable-access-log-for-default-backend": "true"}
+    quiet = await start_controller(await _setup(backends, authority, data), configmap=("default", "cfg"))
+    assert logged.layout.conf.read_text().count("access_log off;") == 1  # the status socket's server only
+    assert "\n    access_log off;\n" in quiet.layout.conf.read_text()  # http-wide
+    for controller in (logged, quiet):
+        client = client_for(controller)
+        assert (await client.request("nobody.test", "/unrouted")).status == 404
+        assert (await client.request("foo.com", "/routed", https=True, verify=False)).backend == "w1"
+    await until(lambda: "/unrouted" in _text(logged.layout.access_log) and "/routed" in _text(logged.layout.access_log))
+    await asyncio.sleep(0.3)  # (unbuffered: a line would be there by now)
+    assert "/routed" not in _text(quiet.layout.access_log)
+    assert "/unrouted" not in _text(quiet.layout.access_log)

@@ -260,6 +260,8 @@ HOSTILE_SETTINGS = {
     "log-format-upstream": "$remote_addr'; PWNED '", "ssl-protocols": "TLSv1.3; PWNED",
     "use-forwarded-headers": "PWNED", "allow-snippet-annotations": "true;PWNED", "server-tokens": "PWNED",
     "load-balance": "ewma; PWNED", "lua-shared-dicts": "configuration_data: 10m;PWNED",
+    "disable-access-log": "true;PWNED", "access-log-path": "/tmp/a.log;PWNED", "access-log-params": "buffer=16k PWNED",
+    "enable-access-log-for-default-backend": "PWNED", "error-log-level": "notice; PWNED",
 }  # fmt: skip
 HOSTILE_TCP = {"9001": "default/web:80;PWNED", "9002": "default/PWNED", "9003": "default/web:80:PWNED",
                "PWNED": "default/web:80", "9004": "default/web:80\nPWNED"}  # fmt: skip

@@ -68,6 +68,56 @@ from ingress.settings import DEFAULT_LOG_FORMAT, NginxSettings, parse_settings
         ({"log-format-upstream": "${status}"}, "log_format_upstream", DEFAULT_LOG_FORMAT, 1),
         ({"log-format-upstream": "$status # x"}, "log_format_upstream", DEFAULT_LOG_FORMAT, 1),
         ({"log-format-upstream": "$status\n$x"}, "log_format_upstream", DEFAULT_LOG_FORMAT, 1),
+        # the access and error logs: ingress-nginx's keys and defaults (the path's default is ours)
+        ({}, "disable_access_log", False, 0),
+        ({"disable-access-log": "true"}, "disable_access_log", True, 0),
+        ({"disable-access-log": "off please"}, "disable_access_log", False, 1),
+        ({}, "enable_access_log_for_default_backend", False, 0),
+        ({"enable-access-log-for-default-backend": "true"}, "enable_access_log_for_default_backend", True, 0),
+        ({"enable-access-log-for-default-backend": "2"}, "enable_access_log_for_default_backend", False, 1),
+        ({}, "error_log_level", "notice", 0),
+        ({"error-log-level": "warn"}, "error_log_level", "warn", 0),
+        ({"error-log-level": " debug\n"}, "error_log_level", "debug", 0),
+        ({"error-log-level": "warning"}, "error_log_level", "notice", 1),  # nginx says warn
+        ({"error-log-level": "error; x"}, "error_log_level", "notice", 1),
+        ({}, "access_log_path", "", 0),  # logs/access.log under --config-dir
+        ({"access-log-path": "/var/log/nginx/access.log"}, "access_log_path", "/var/log/nginx/access.log", 0),
+        ({"access-log-path": "/dev/stdout"}, "access_log_path", "/dev/stdout", 0),
+        ({"access-log-path": "/l/.hidden/a-b_c+1@x=y,z~.log"}, "access_log_path", "/l/.hidden/a-b_c+1@x=y,z~.log", 0),
+        ({"access-log-path": "access.log"}, "access_log_path", "", 1),  # relative
+        ({"access-log-path": "/var/log/$host.log"}, "access_log_path", "", 1),  # a variable: a file per request
+        ({"access-log-path": "/var/log/../../etc/passwd"}, "access_log_path", "", 1),
+        ({"access-log-path": "/var/./log"}, "access_log_path", "", 1),
+        ({"access-log-path": "/var/log/a b.log"}, "access_log_path", "", 1),
+        ({"access-log-path": "/var/log/a.log;"}, "access_log_path", "", 1),
+        ({"access-log-path": "/var/log/a.log\"x"}, "access_log_path", "", 1),
+        ({"access-log-path": "syslog:server=127.0.0.1"}, "access_log_path", "", 1),
+        ({"access-log-path": "/"}, "access_log_path", "", 1),
+        ({"access-log-path": "/var/log/\u00e9.log"}, "access_log_path", "", 1),
+        ({"access-log-path": "/" + "a" * 1024}, "access_log_path", "", 1),
+        ({}, "access_log_params", "", 0),
+        ({"access-log-params": ""}, "access_log_params", "", 0),
+        ({"access-log-params": "buffer=16k flush=5m"}, "access_log_params", "buffer=16k flush=300s", 0),
+        ({"access-log-params": "buffer=16k, gzip, flush=1m"}, "access_log_params", "buffer=16k gzip=1 flush=60s", 0),
+        ({"access-log-params": "flush=1m30s gzip=9 buffer=1M"}, "access_log_params", "buffer=1m gzip=9 flush=90s", 0),
+        ({"access-log-params": "buffer=65536"}, "access_log_params", "buffer=65536", 0),
+        ({"access-log-params": "gzip"}, "access_log_params", "gzip=1", 0),
+        ({"access-log-params": "buffer=64m"}, "access_log_params", "buffer=64m", 0),
+        ({"access-log-params": "buffer=65m"}, "access_log_params", "", 1),
+        ({"access-log-params": "buffer=0"}, "access_log_params", "", 1),
+        ({"access-log-params": "buffer="}, "access_log_params", "", 1),
+        ({"access-log-params": "buffer=1g"}, "access_log_params", "", 1),
+        ({"access-log-params": "buffer=\u0661k"}, "access_log_params", "", 1),
+        ({"access-log-params": "gzip=0"}, "access_log_params", "", 1),
+        ({"access-log-params": "gzip=10"}, "access_log_params", "", 1),
+        ({"access-log-params": "flush=5m"}, "access_log_params", "", 1),  # nginx: flush needs a buffer
+        ({"access-log-params": "buffer=16k flush=500ms"}, "access_log_params", "", 1),
+        ({"access-log-params": "buffer=16k flush=0s"}, "access_log_params", "", 1),
+        ({"access-log-params": "buffer=16k buffer=32k"}, "access_log_params", "", 1),
+        ({"access-log-params": "buffer=16k if=$loggable"}, "access_log_params", "", 1),
+        ({"access-log-params": "buffer=16k;"}, "access_log_params", "", 1),
+        ({"access-log-params": "buffer=16k; error_log x"}, "access_log_params", "", 1),
+        ({"access-log-params": "buffer"}, "access_log_params", "", 1),
     ],
 )
 def test_parse(data: dict[str, str], field: str, value: object, problems: int) -> None:
@@ -83,6 +133,8 @@ def test_defaults_follow_ingress_nginx() -> None:
     assert (s.upstream_keepalive_connections, s.ssl_protocols) == (320, ("TLSv1.2", "TLSv1.3"))
     assert (s.hsts, s.hsts_max_age, s.hsts_include_subdomains) == (True, 31536000, True)
     assert (s.use_forwarded_headers, s.allow_snippet_annotations, s.server_tokens) == (False, False, False)
+    assert (s.disable_access_log, s.access_log_params, s.enable_access_log_for_default_backend) == (False, "", False)
+    assert s.error_log_level == "notice"
 
 
 def test_non_ascii_digits_are_refused() -> None:
