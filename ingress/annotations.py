@@ -276,6 +276,7 @@ class Annotations:
     proxy_read_timeout: int | None = None
     proxy_send_timeout: int | None = None
     proxy_buffering: bool | None = None
+    enable_access_log: bool = True  # false: this Ingress's requests are not logged
     allow_source: tuple[str, ...] = ()
     deny_source: tuple[str, ...] = ()
     affinity: str | None = None
@@ -329,6 +330,7 @@ _SIMPLE: dict[str, tuple[str, Callable[[str], Any]]] = {
     "proxy-read-timeout": ("proxy_read_timeout", _seconds(1, 86400)),
     "proxy-send-timeout": ("proxy_send_timeout", _seconds(1, 86400)),
     "proxy-buffering": ("proxy_buffering", _on_off),
+    "enable-access-log": ("enable_access_log", _bool),
     "whitelist-source-range": ("allow_source", _cidrs),
     "allowlist-source-range": ("allow_source", _cidrs),
     "denylist-source-range": ("deny_source", _cidrs),

@@ -218,16 +218,23 @@ async def test_access_log_path_params_and_error_log_level(start_controller, back
 
 async def test_access_log_for_default_backend_and_disabled(start_controller, backends, client_for, authority) -> None:
     data = {"enable-access-log-for-default-backend": "true"}
-    logged = await start_controller(await _setup(backends, authority, data), configmap=("default", "cfg"))
+    store = await _setup(backends, authority, data)
+    off = o.ann(enable_access_log="false")
+    unlogged = o.ingress("unlogged", o.rule("unlogged.com", o.path("/", "web")), annotations=off)
+    o.put(store, unlogged)
+    logged = await start_controller(store, configmap=("default", "cfg"))
     data = {"disable-access-log": "true", "enable-access-log-for-default-backend": "true"}
     quiet = await start_controller(await _setup(backends, authority, data), configmap=("default", "cfg"))
-    assert logged.layout.conf.read_text().count("access_log off;") == 1  # the status socket's server only
+    assert logged.layout.conf.read_text().count("access_log off;") == 2  # the status socket's server, unlogged.com
     assert "\n    access_log off;\n" in quiet.layout.conf.read_text()  # http-wide
     for controller in (logged, quiet):
         client = client_for(controller)
         assert (await client.request("nobody.test", "/unrouted")).status == 404
         assert (await client.request("foo.com", "/routed", https=True, verify=False)).backend == "w1"
+    # the annotation enable-access-log: "false" leaves its Ingress's requests out
+    assert (await client_for(logged).request("unlogged.com", "/not-logged")).backend == "w1"
     await until(lambda: "/unrouted" in _text(logged.layout.access_log) and "/routed" in _text(logged.layout.access_log))
     await asyncio.sleep(0.3)  # (unbuffered: a line would be there by now)
     assert "/routed" not in _text(quiet.layout.access_log)
     assert "/unrouted" not in _text(quiet.layout.access_log)
+    assert "/not-logged" not in _text(logged.layout.access_log)

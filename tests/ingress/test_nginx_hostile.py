@@ -23,6 +23,7 @@ HOSTILE_ANNOTATIONS: list[tuple[str, str]] = [
     ("rewrite-target", "/${PWNED}"),
     ("rewrite-target", "/$host#PWNED"),
     ("use-regex", "true;PWNED"),
+    ("enable-access-log", "false;PWNED"),
     ("ssl-redirect", "true\nPWNED"),
     ("force-ssl-redirect", "PWNED"),
     ("backend-protocol", "HTTP;PWNED"),
