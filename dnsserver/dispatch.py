@@ -134,14 +134,18 @@ class Dispatcher:
     # -- the hot path ------------------------------------------------------------------------------
 
     def learn_route(self, data: bytes, block: Block, zone: str) -> None:
-        """After the chain: remember where a query like this one is answered from wire bytes."""
-        full = parse_query(data)
+        """After the chain: remember where a query like this one is answered from wire bytes (once: a
+        store that missed, an expired answer, keeps the route and its metric slots)."""
         quick = quick_query(data)
-        if full is None or quick is None or quick.qend != full.qend:
-            return  # e.g. a zero byte inside a label: such queries always take the chain
         store = block.fast_store
-        if store is None:
+        if quick is None or store is None:
             return
+        known = self.routes.get(quick.key)
+        if known is not None and known.block is block:
+            return
+        full = parse_query(data)
+        if full is None or quick.qend != full.qend:
+            return  # e.g. a zero byte inside a label: such queries always take the chain
         if len(self.routes) >= MAX_ROUTES:
             self.routes.clear()  # a cheap bound; busy names come back on their next chain answer
         self.routes[quick.key] = Route(block, store, zone, full.key)

@@ -147,13 +147,6 @@ class Metrics(Collector):
             responses[rk] = responses.get(rk, 0) + slot.n
         return requests, do_requests, responses
 
-    def record(
-        self, server: str, zone: str, proto: str, family: int, qtype: int, do: bool,
-        req_size: int, resp_size: int, rcode: str, plugin: str, duration: float,
-    ) -> None:
-        """Count one answer (the slow path). The hot path keeps the slot and calls Slot.record itself."""
-        self.slot(server, zone, proto, family, qtype, rcode, plugin).record(do, req_size, resp_size, duration)
-
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
         bi = GaugeMetricFamily("coredns_build_info", "A metric with a constant '1' value labeled by version, "
                                "revision, and goversion from which CoreDNS was built.",

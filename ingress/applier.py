@@ -102,8 +102,7 @@ class Applier:
         nginx whether it still holds it even when nothing changed; ``sized``: only for workers
         whose dicts have the sizes ``model``'s configuration gives them)."""
         t0 = time.monotonic()
-        if self.streams.write(model.streams):
-            self.metrics.data_pushes.inc()
+        files = self.streams.write(model.streams)
         zones = livedata.zones(model.settings) if sized else ""
         try:
             sent = await self.channel.push(self.records(model), delete=delete, verify=verify, zones=zones)
@@ -111,7 +110,7 @@ class Applier:
             log.error("live data: %s", exc)
             self.metrics.reload_failures.labels("data").inc()
             return ApplyResult(False, "data", str(exc))
-        if sent:
+        if sent or files:  # one update, whether it went to the shared dicts, the L4 files or both
             self.metrics.data_pushes.inc()
             self.phases["push"] = time.monotonic() - t0
         return ApplyResult(True, "data")
@@ -121,8 +120,6 @@ class Applier:
         result = await self.push(model, verify=verify)
         if result.ok:
             self.model = model
-            if result.stage == "data" and self.phases.get("push"):
-                log.debug("live data updated in %.3fs", self.phases["push"])
         return result
 
     async def apply(self, model: Model, rendered: Rendered, checked: dict[str, CheckResult]) -> ApplyResult:

@@ -20,7 +20,7 @@ import re
 import time
 from collections.abc import Callable
 
-from ingress.applier import Applier, ApplyResult
+from ingress.applier import Applier
 from ingress.events import EventRecorder
 from ingress.metrics import Metrics
 from ingress.model import Model, ParseCache, Snapshot, ingress_key
@@ -206,8 +206,6 @@ class Reconciler:
             output = result.output
         return served[hi - 1], output
 
-
-__all__ = ["MAX_CULPRITS", "ApplyResult", "FrozenView", "Reconciler"]
 
 _CANDIDATE = re.compile(r"\S*/\.nginx\.conf\.\w+\.tmp")
 
