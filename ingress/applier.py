@@ -35,7 +35,7 @@ class ApplyResult:
     """What applying a model came to: whether it took, the stage it ended at (the one that failed), nginx's output."""
 
     ok: bool
-    stage: str  # "test" | "reload" | "data" | "skip"
+    stage: str  # "test" | "reload" | "data"
     output: str = ""
 
 

@@ -70,8 +70,6 @@ class DataChannel:
         self.pushed: dict[str, str] = {}  # what nginx holds, as far as we know
         self.synced = False  # False: the next push sends everything
         self._token = uuid.uuid4().hex
-        self.pushes = 0
-        self.full_pushes = 0
 
     def reset(self) -> None:
         """nginx may have lost its data (a new master): send everything next time."""
@@ -91,7 +89,6 @@ class DataChannel:
                 return 0
             status, text = await self._post(encode(self._token, False, sets, gone, zones))
             if status == 200:
-                self.pushes += 1
                 self.pushed.update(sets)
                 for k in gone:
                     del self.pushed[k]
@@ -108,8 +105,6 @@ class DataChannel:
         if status != 200:
             self.synced = False
             raise refused(status, text)
-        self.pushes += 1
-        self.full_pushes += 1
         self.pushed = everything
         self.synced = True
         return len(everything)

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 FOREGROUND = "daemon off; master_process on;"
 _PR_SET_PDEATHSIG = 1
+# Named when the Lua module is missing: what to install on Debian for the live data plane.
+LUA_PACKAGES = "libnginx-mod-http-lua, lua-resty-core and lua-resty-lrucache"
 
 
 class NginxError(Exception):
@@ -98,8 +100,6 @@ async def check_config(binary: str, layout: Layout, path: Path, timeout: float =
 async def check_lua(binary: str, layout: Layout, modules: tuple[str, ...]) -> None:
     """NginxError naming the Debian packages when nginx cannot run the live data plane: the
     modules are missing, or lua-resty-core (which the Lua module requires) is."""
-    from ingress.render import LUA_PACKAGES
-
     probe = _lua_probe(layout, modules, LUA_PACKAGES)
     try:
         result = await check_config(binary, layout, probe)

@@ -139,7 +139,6 @@ HASH_PLACEHOLDER = "portolan0config0hash0placeholder"
 SERVERS_MARKER = "# portolan0servers0marker\n"
 # Debian's lua-nginx-module (libnginx-mod-http-lua) and the NDK module it needs, loaded first.
 LUA_MODULES = ("/usr/lib/nginx/modules/ndk_http_module.so", "/usr/lib/nginx/modules/ngx_http_lua_module.so")
-LUA_PACKAGES = "libnginx-mod-http-lua, lua-resty-core and lua-resty-lrucache"
 
 
 class Renderer:

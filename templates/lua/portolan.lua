@@ -91,6 +91,9 @@ local parsers = {
         args.cw = tonumber(args.cw) or 0
         args.ct = tonumber(args.ct) or 100
         if args.ct < 100 then args.ct = 100 end
+        if args.ch then  -- the header's nginx variable, worked out once per record, not per request
+            args.chvar = "http_" .. args.ch:lower():gsub("-", "_")
+        end
         return args
     end,
 }
@@ -127,9 +130,9 @@ end
 -- ingress-nginx's canary precedence: header (value, pattern, or always/never), then cookie
 -- (always/never), then a weight out of the total.
 local function to_canary(route)
-    local header = route.ch
+    local header = route.chvar
     if header then
-        local value = ngx.var["http_" .. header:lower():gsub("-", "_")]
+        local value = ngx.var[header]
         if value then
             if route.chv then
                 if value == route.chv then return true end
