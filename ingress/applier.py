@@ -94,8 +94,8 @@ class Applier:
         running = self.running
         if running is None or not running.frame or running.frame != rendered.frame:
             return None
-        before = {f.server.host: f.digest for f in running.fragments}
-        return {f.server.host for f in rendered.fragments if before.get(f.server.host) != f.digest}
+        before = {f.key: f.digest for f in running.fragments}
+        return {f.key for f in rendered.fragments if before.get(f.key) != f.digest}
 
     async def push(self, model: Model, *, delete: bool = True, verify: bool = False, sized: bool = True) -> ApplyResult:
         """The model's live data into nginx (``delete``: and nothing else; ``verify``: ask

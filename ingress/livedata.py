@@ -16,6 +16,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from ingress.model import Location, Model, Server, Upstream
+from ingress.pooling import paths_record, pool_of
 from ingress.render import host_port
 from ingress.settings import NginxSettings
 
@@ -48,8 +49,11 @@ def route(location: Location, settings: NginxSettings) -> str:
 
 
 def server_records(server: Server, settings: NginxSettings) -> dict[str, str]:
-    """One server's routes, and its certificate's digest."""
+    """One server's routes, its paths when it can be pooled (whether or not it is, so the
+    data is in before a configuration pools it), and its certificate's digest."""
     out = {f"r:{loc.route}": route(loc, settings) for loc in server.locations if loc.route}
+    if pool_of(server, settings) is not None:
+        out[f"p:{server.host}"] = paths_record(server)
     if server.cert is not None and not server.is_catch_all:
         out[f"h:{server.host}"] = server.cert
     return out

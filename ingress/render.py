@@ -24,6 +24,7 @@ import jinja2
 from ingress import validate
 from ingress.layout import TEMP_KINDS, Layout
 from ingress.model import CATCH_ALL, DEFAULT_BACKEND, Model, Server
+from ingress.pooling import POOLED_ROUTE, Pool, Pooler
 from ingress.settings import NginxSettings
 from ingress.validate import nginx_quote
 
@@ -81,12 +82,15 @@ def resolver_address(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Fragment:
-    """One server block, rendered once per Server object (the model reuses unchanged ones)."""
+    """One server block: a host's own, rendered once per Server object (the model reuses
+    unchanged ones), or a pool's (ingress/pooling.py), rendered when its names change."""
 
-    server: Server
+    key: str  # the host, or the pool's key
     settings: NginxSettings
     text: str
     digest: str
+    server: Server | None = None  # a host's own block
+    names: tuple[str, ...] = ()  # a pool's hosts
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +103,9 @@ class Rendered:
     fragments: tuple[Fragment, ...] = ()
 
     def partial(self, servers: set[str]) -> str:
-        """The configuration with only these hosts' server blocks (and the catch-all): what
+        """The configuration with only these blocks (hosts, pools; the catch-all always): what
         ``nginx -t`` must accept before the whole is loaded, when only they changed."""
-        keep = [f.text for f in self.fragments if f.server.host in servers or f.server.is_catch_all]
+        keep = [f.text for f in self.fragments if f.key in servers or f.key == CATCH_ALL]
         return self.frame.replace(HASH_PLACEHOLDER, self.hash).replace(SERVERS_MARKER, "".join(keep))
 
 
@@ -175,6 +179,8 @@ class Renderer:
         self.env.filters["host_port"] = host_port
         self._template = self.env.get_template("nginx.conf.j2")
         self._fragments: dict[str, Fragment] = {}  # host -> its last rendered block
+        self._pools: dict[str, Fragment] = {}  # pool key -> its last rendered block
+        self.pooler = Pooler()
 
     def render(self, model: Model) -> Rendered:
         """The configuration of ``model``: the frame (everything but server blocks) rendered
@@ -187,11 +193,12 @@ class Renderer:
         context = self._context(model)
         frame = self._template.render(**context, servers_marker=SERVERS_MARKER.rstrip("\n"))
         known, settings = self._fragments, model.settings
+        own, pools = self.pooler.split(model.servers, settings)
         fragments = tuple(
             f if (f := known.get(server.host)) is not None and f.server is server and f.settings is settings
             else self._fragment(server, model, context)
-            for server in model.servers
-        )
+            for server in own
+        ) + tuple(self._pool(pool, tuple(names), settings, context) for pool, names in sorted(pools.items()))
         summary = hashlib.sha256(frame.encode())
         summary.update("".join([f.digest for f in fragments]).encode())
         digest = summary.hexdigest()[:16]
@@ -204,11 +211,22 @@ class Renderer:
         if found is not None and found.server is server and found.settings is model.settings:
             return found
         text = self.env.get_template("server.j2").render(**context, server=server)  # jinja2 caches it
-        made = self._fragments[server.host] = Fragment(server, model.settings, text,
-                                                       hashlib.sha256(text.encode()).hexdigest())  # fmt: skip
+        made = self._fragments[server.host] = Fragment(server.host, model.settings, text,
+                                                       hashlib.sha256(text.encode()).hexdigest(), server)  # fmt: skip
         if len(self._fragments) > 2 * len(model.servers) + 64:  # hosts gone for good
             hosts = {s.host for s in model.servers}
             self._fragments = {h: f for h, f in self._fragments.items() if h in hosts}
+        return made
+
+    def _pool(
+        self, pool: Pool, names: tuple[str, ...], settings: NginxSettings, context: dict[str, object]
+    ) -> Fragment:
+        found = self._pools.get(pool.key)
+        if found is not None and found.names == names and found.settings is settings:
+            return found
+        text = self.env.get_template("pool.j2").render(**context, pool=pool, names=names)
+        made = self._pools[pool.key] = Fragment(pool.key, settings, text, hashlib.sha256(text.encode()).hexdigest(),
+                                                names=names)  # fmt: skip
         return made
 
     def _context(self, model: Model) -> dict[str, object]:
@@ -236,4 +254,5 @@ class Renderer:
             fallback_cert=str(self.fallback_cert),
             status_socket=self.layout.status_socket_relative,
             default_backend=DEFAULT_BACKEND,
+            pooled_route=POOLED_ROUTE,
         )

@@ -64,6 +64,9 @@ class NginxSettings:
     access_log_params: str = ""  # canonical: "buffer=16k gzip=1 flush=5s", each part optional
     enable_access_log_for_default_backend: bool = False
     error_log_level: str = "notice"
+    # Portolan's own (ingress/pooling.py): from this many poolable hosts on, they share pooled
+    # server blocks whose paths the balancer matches; below it each keeps its own block.
+    host_pool_threshold: int = 100
 
 
 def _bool(text: str) -> bool:
@@ -275,6 +278,7 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "access-log-params": ("access_log_params", _access_log_params),
     "enable-access-log-for-default-backend": ("enable_access_log_for_default_backend", _bool),
     "error-log-level": ("error_log_level", _error_log_level),
+    "host-pool-threshold": ("host_pool_threshold", _int_range(0, 10_000_000)),
 }
 
 assert {name for name, _ in KEYS.values()} - {"lua_shared_dicts"} <= {f.name for f in fields(NginxSettings)}

@@ -11,6 +11,9 @@
 --   u:<upstream>  "ip:port ip:port ..." (IPv6 as [ip]:port): the ready endpoints
 --   r:<route>     urlencoded: u=<upstream>&lb=round_robin|ewma|chash and, for a canary,
 --                 cu=<upstream>&cw=<weight>&ct=<total>&ch=<header>&chv=<value>&chp=<regex>&cc=<cookie>
+--   p:<host>      a pooled host's paths (ingress/pooling.py): "e<path>=<action>" exact,
+--                 "p<path>=<action>" prefix (ending in "/"), "d=<action>" the rest, space-
+--                 separated; an action is a route ("r...") or a status ("404", "503")
 --   c:<digest>    a PEM certificate chain followed by its key
 --   h:<host>      the digest of the certificate a TLS host uses ("h:" alone: the default)
 --
@@ -44,6 +47,8 @@ local floor = math.floor
 local crc32 = ngx.crc32_long
 local tonumber = tonumber
 local sort = table.sort
+local byte = string.byte
+local sub = string.sub
 
 local M = {}
 
@@ -51,7 +56,7 @@ local MAX_TRIES = 3 -- proxy_next_upstream_tries
 local RING_POINTS = 100 -- points per peer on the consistent-hash ring
 local EWMA_DECAY = 10 -- seconds
 
-local caches = { r = {}, u = {} } -- kind -> name -> {ver=, seen=, value=} in this worker
+local caches = { r = {}, u = {}, p = {} } -- kind -> name -> {ver=, seen=, value=} in this worker
 local certcache = {} -- digest -> {cert, key}
 local certcount = 0
 
@@ -95,6 +100,20 @@ local parsers = {
             args.chvar = "http_" .. args.ch:lower():gsub("-", "_")
         end
         return args
+    end,
+    p = function(text)
+        local paths = { exact = {}, prefix = {}, deep = false }
+        for kind, path, action in text:gmatch("(%a)([^=%s]*)=(%S+)") do
+            if kind == "e" then
+                paths.exact[path] = action
+            elseif kind == "p" then
+                paths.prefix[path] = action
+                paths.deep = true
+            else
+                paths.default = action
+            end
+        end
+        return paths
     end,
 }
 
@@ -204,11 +223,43 @@ local function pick(route, up, attempt)
     return up.peers[i]
 end
 
+-- A pooled host's action for this request's $uri, as nginx would choose among the host's
+-- locations: "= path", then the longest "^~ path/" (each ends in "/", so trying $uri's
+-- prefixes that end in "/", longest first, is the longest match), then "/".
+local function match_path(gen)
+    local paths = record("p", ngx.var.host or "", gen)
+    if not paths then return nil end
+    local uri = ngx.var.uri
+    local action = paths.exact[uri]
+    if action then return action end
+    if paths.deep then
+        local prefix = paths.prefix
+        for i = #uri, 2, -1 do
+            if byte(uri, i) == 47 then -- "/"
+                action = prefix[sub(uri, 1, i)]
+                if action then return action end
+            end
+        end
+    end
+    return paths.default
+end
+
 -- The route named by $portolan_route and the upstream this request goes to (its canary
--- decided here); the upstream is nil when it has no ready endpoint.
+-- decided here); the upstream is nil when it has no ready endpoint. A pooled server's
+-- route "~" is found by host and path; a path answered with a status fails as a route
+-- without endpoints does, $portolan_unrouted telling the server's error location a 404.
 local function resolve()
     local gen = data:get("gen") or 0
-    local route = record("r", ngx.var.portolan_route or "", gen)
+    local name = ngx.var.portolan_route or ""
+    if name == "~" then
+        name = match_path(gen)
+        if not name then return nil, nil end
+        if byte(name, 1) ~= 114 then -- not "r...": a status
+            if name == "404" then ngx.var.portolan_unrouted = "1" end
+            return nil, nil
+        end
+    end
+    local route = record("r", name, gen)
     if not route then return nil, nil end
     local up
     if route.cu and to_canary(route) then

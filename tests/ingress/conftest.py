@@ -22,6 +22,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
+from ingress import settings as settings_module
 from ingress.controller import Controller
 from ingress.options import Options
 from kubewatch import Store
@@ -162,6 +163,18 @@ async def start_controller(config_dir: Path) -> AsyncIterator[StartController]:
                 os.kill(pid, signal.SIGKILL)
             raise AssertionError("controller.stop() did not finish within 30s")
         stopping.result()
+
+
+@pytest.fixture
+def pool_every_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every poolable host joins a pool (ingress/pooling.py), as from host-pool-threshold
+    hosts on: a ConfigMap without that key gets threshold 0."""
+    plain = settings_module.NginxSettings
+
+    def pooling(**values: Any) -> settings_module.NginxSettings:
+        return plain(**{"host_pool_threshold": 0, **values})
+
+    monkeypatch.setattr(settings_module, "NginxSettings", pooling)
 
 
 @pytest.fixture

@@ -15,8 +15,14 @@ def outcome(status: int, backend: str | None) -> str:
     return backend if status == 200 and backend else str(status)
 
 
+@pytest.mark.parametrize("pooled", [False, True], ids=["own-blocks", "pooled"])
 @pytest.mark.parametrize("case", CASES, ids=str)
-async def test_routing_through_nginx(case: Case, start_controller, backends, client_for) -> None:
+async def test_routing_through_nginx(case: Case, pooled: bool, start_controller, backends, client_for,
+                                     request: pytest.FixtureRequest) -> None:  # fmt: skip
+    # Pooled, the hosts that can share a server block do (the balancer matches their paths):
+    # every request must meet what the hosts' own blocks give.
+    if pooled:
+        request.getfixturevalue("pool_every_host")
     addresses = {}
     for name in SERVICES:
         (ip,), port = await backends.start(name)
@@ -31,3 +37,5 @@ async def test_routing_through_nginx(case: Case, start_controller, backends, cli
         reply = await client.request(host, path)
         got.append((host, path, outcome(reply.status, reply.backend)))
     assert got == case.requests
+    conf = controller.layout.conf.read_text()
+    assert ("pool:" in conf) == (pooled and any(h and "*" not in h for h, _, _ in case.requests)), conf

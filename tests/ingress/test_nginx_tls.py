@@ -35,8 +35,12 @@ def common_name(cert: x509.Certificate) -> str:
     return str(cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
 
 
-@pytest.fixture
-async def tls_controller(start_controller, backends, authority: Authority, tmp_path):
+@pytest.fixture(params=[False, True], ids=["own-blocks", "pooled"])
+async def tls_controller(start_controller, backends, authority: Authority, tmp_path, request: pytest.FixtureRequest):
+    # Pooled (ingress/pooling.py), foo.com and nosecret.com share a redirecting, HSTS server
+    # block, plain.com a plain one: redirects, HSTS and certificates must not change.
+    if request.param:
+        request.getfixturevalue("pool_every_host")
     store = Store()
     await services(backends, store, secure=("secure",), plain=("plain",))
     foo_crt, foo_key = authority.issue("foo.com")
