@@ -120,6 +120,7 @@ class Applier:
         result = await self.push(model, verify=verify)
         if result.ok:
             self.model = model
+            self.metrics.model_applied(model)
         return result
 
     async def apply(self, model: Model, rendered: Rendered, checked: dict[str, CheckResult]) -> ApplyResult:
@@ -174,11 +175,7 @@ class Applier:
         self.running_hash = rendered.hash
         self.running = rendered
         self._signalled = None
-        if reloaded:
-            self.metrics.reloads.inc()
-            self.metrics.last_reload.set(time.time())
-        self.metrics.last_reload_success.set(1)
-        self.metrics.set_hash(rendered.hash)
+        self.metrics.applied(rendered.hash, reloaded=reloaded)
         self.phases["reload"] = time.monotonic() - t0
         # verify: a reload that changed a lua_shared_dict's size gave it a new, empty zone.
         data = await self.update(model, verify=True)

@@ -130,6 +130,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--healthz-port", type=int, default=Options.healthz_port,
                    help="/healthz (and /metrics); -1 disables")  # fmt: skip
     p.add_argument("--metrics-port", type=_port, default=None, help="/metrics on its own port")
+    p.add_argument("--enable-metrics", nargs="?", const=True, default=True, type=_bool,
+                   help="count requests in nginx for nginx_ingress_controller_* (default true)")  # fmt: skip
+    p.add_argument("--metrics-per-host", nargs="?", const=True, default=True, type=_bool,
+                   help="a host label on the request metrics (default true)")  # fmt: skip
     p.add_argument("--election-id", default=Options.election_id, help="name of the Lease")
     p.add_argument("--election-namespace", default=None, help="namespace of the Lease (default $POD_NAMESPACE)")
     p.add_argument("--election-identity", default=None, help="this replica's name in the Lease")
@@ -192,6 +196,8 @@ def options_from(args: argparse.Namespace) -> Options:
         healthz_address=args.healthz_address,
         healthz_port=args.healthz_port,
         metrics_port=args.metrics_port,
+        enable_metrics=args.enable_metrics,
+        metrics_per_host=args.metrics_per_host,
         election_id=args.election_id,
         identity=args.election_identity or default_identity(),
         lease=LeaseTiming(args.lease_duration, args.renew_deadline, args.retry_period),

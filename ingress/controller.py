@@ -26,7 +26,7 @@ from ingress.layout import Layout
 from ingress.lease import LeaderElector
 from ingress.metrics import Metrics
 from ingress.model import Model, ParseCache, Snapshot
-from ingress.nginx import Nginx, NginxError, check_binary, check_lua
+from ingress.nginx import Nginx, NginxError, check_binary, check_lua, status_get
 from ingress.options import Options, resolvers_from
 from ingress.reconciler import FrozenView, Reconciler
 from ingress.render import Listen, Renderer
@@ -54,6 +54,7 @@ from kubewatch import (
 )
 
 log = logging.getLogger(__name__)
+METRICS_INTERVAL = 1.0  # seconds between takes of the request counts (each nginx worker flushes once a second)
 
 WATCHED = (INGRESSES, INGRESS_CLASSES, SERVICES, ENDPOINT_SLICES, SECRETS, CONFIG_MAPS)
 
@@ -87,7 +88,9 @@ class Controller:
         self.options = options
         self.store = store or Store()
         self.clock = clock or MonotonicClock()
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or Metrics(controller_class=options.classes.controller_class,
+                                          namespace=options.election_namespace, pod=options.identity,
+                                          per_host=options.metrics_per_host)  # fmt: skip
         self.layout = Layout.at(options.config_dir)
         self.nginx = Nginx(options.nginx_binary, self.layout, on_restart=self._nginx_restarted)
         self.applier = Applier(self.layout, self.nginx, self.metrics, reload_timeout=options.reload_timeout)
@@ -99,6 +102,7 @@ class Controller:
             Path(options.templates_dir) if options.templates_dir else None,
             stream_modules=tuple(m for m in (options.stream_module, options.stream_js_module) if m),
             lua_modules=options.lua_modules,
+            request_metrics=options.enable_metrics,
         )
         self.api: ApiClient | None = None
         self.source: Source | None = source
@@ -222,8 +226,23 @@ class Controller:
         self._tasks.append(asyncio.create_task(self._status_loop(), name="ingress status"))
         if self.elector is not None:
             self._tasks.append(asyncio.create_task(self.elector.run(), name="ingress lease"))
+        self._tasks.append(asyncio.create_task(self._metrics_loop(), name="ingress request metrics"))
         if not (o.publish_service or o.publish_status_address):
             log.info("neither --publish-service nor --publish-status-address: Ingress status is not written")
+
+    async def _metrics_loop(self) -> None:
+        """Once a second: the request counts nginx's workers stored, and its connection counters."""
+        while True:
+            await asyncio.sleep(METRICS_INTERVAL)
+            if not self.nginx.running:
+                continue
+            if self.options.enable_metrics:
+                text = await status_get(self.layout, "/portolan/metrics")
+                if text is not None:
+                    self.metrics.requests.take(text)
+            status = await status_get(self.layout, "/nginx_status")
+            if status is not None:
+                self.metrics.requests.take_status(status)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -300,7 +319,7 @@ class Controller:
         self._retry_task = asyncio.create_task(later(), name="ingress retry")
 
     def _leadership_changed(self, leader: bool) -> None:
-        self.metrics.leader.set(1 if leader else 0)
+        self.metrics.leadership(self.options.election_id, leader)
         if leader:
             self._status_kick.set()
 

@@ -32,8 +32,11 @@ def peers(upstream: Upstream) -> str:
 
 def route(location: Location, settings: NginxSettings) -> str:
     """What the balancer needs for one location: u (primary upstream), lb, and the canary's
-    cu, cw, ct and optional ch, chv, chp, cc."""
-    fields: dict[str, str | int] = {"u": str(location.target.upstream), "lb": location.balance(settings)}
+    cu, cw, ct and optional ch, chv, chp, cc; or st, the status a location without an upstream
+    answers (the balancer of a pooled host fails it; 404 is the default backend's)."""
+    if location.target.upstream is None:
+        return urlencode({"st": location.target.status})
+    fields: dict[str, str | int] = {"u": location.target.upstream, "lb": location.balance(settings)}
     canary = location.canary
     if canary is not None:
         fields.update(cu=canary.upstream, cw=canary.weight, ct=canary.weight_total)

@@ -198,7 +198,7 @@ class Location:
     zone: str = ""  # limit_req / limit_conn zone name (per Ingress)
     cookie: SessionCookie | None = None  # with affinity: cookie
     written: str = ""  # LOC_REGEX: the path as the Ingress wrote it, which orders regex locations
-    route: str = ""  # names this location's live route (primary, canary, balancing): set by build
+    route: str = ""  # names this location's live route (primary, canary, balancing; labels): set by build
 
     @property
     def hash_key(self) -> str:
@@ -231,6 +231,7 @@ class Server:
     ingress: str  # the oldest Ingress naming the host
     app_root: str | None = None  # from the oldest Ingress of the host setting it
     snippet: str | None = None  # server-snippet (only with allow-snippet-annotations)
+    secret: str = ""  # "ns/name" of the Secret the certificate came from ("" for the default)
 
     @property
     def is_catch_all(self) -> bool:
@@ -321,6 +322,7 @@ class _Host:
     default: tuple[Backend, str, str] | None = None
     tls: bool = False
     cert: CertPair | None = None
+    secret: str = ""  # the certificate's Secret, "ns/name"
     regex: bool = False  # some Ingress of the host has use-regex or rewrite-target
     app_root: str | None = None
     snippet: str | None = None
@@ -420,6 +422,7 @@ def _take_tls(acc: _Host, namespace: str, key: str, tls: tuple[Tls, ...], host: 
         pair, problem = _certificate(lookup, namespace, entry.secret, host)
         if pair is not None:
             acc.cert = pair
+            acc.secret = f"{namespace}/{entry.secret}"
         else:
             notes.append(f"{key}: TLS for {host}: {problem}; using the default certificate")
 
@@ -532,14 +535,12 @@ def build_host(host: str, members: list[Member], lookup: Lookup, settings: Nginx
             locations.append(Location(LOC_ROOT, "/", "", "", DEFAULT_BACKEND, redirect_https=redirect))
     locations += _redirect_guards(locations)
     locations.sort(key=_location_order)
-    # A route per proxying location, named by where it is (host and location), not by what it
-    # does: a change of canary weight or endpoints then changes data, never the config.
-    locations = [
-        replace(loc, route=digest("r", f"{host} {loc.match} {loc.path}")) if loc.target.upstream else loc
-        for loc in locations
-    ]
+    # A route per location, named by where it is (host and location), not by what it does: a
+    # change of canary weight or endpoints then changes data, never the config. Locations that
+    # answer with a status have one too: request metrics find their labels by route.
+    locations = [replace(loc, route=digest("r", f"{host} {loc.match} {loc.path}")) for loc in locations]
     server = Server(host, acc.cert.digest if acc.cert is not None else None, redirect, tuple(locations), acc.owner,
-                    acc.app_root, acc.snippet)  # fmt: skip
+                    acc.app_root, acc.snippet, acc.secret)  # fmt: skip
     return HostBuilt(tuple(m[0] for m in members), settings, tuple(recorder.seen), server, tuple(notes), upstreams,
                       recipes, acc.cert, Extras.of(server.locations))  # fmt: skip
 

@@ -125,7 +125,13 @@ def _lua_probe(layout: Layout, modules: tuple[str, ...], packages: str) -> Path:
 
 
 async def running_hash(layout: Layout, timeout: float = 2.0) -> str | None:
-    """The hash of the configuration nginx's workers run now, or None if unreachable.
+    """The hash of the configuration nginx's workers run now, or None if unreachable."""
+    text = await status_get(layout, "/portolan/config-hash", timeout)
+    return None if text is None else text.strip()
+
+
+async def status_get(layout: Layout, path: str, timeout: float = 2.0) -> str | None:
+    """A page of nginx's status socket, or None if unreachable or not 200.
 
     A fresh connection each time: a kept-alive one could still be served by an old worker.
     """
@@ -133,13 +139,11 @@ async def running_hash(layout: Layout, timeout: float = 2.0) -> str | None:
     try:
         async with (
             aiohttp.ClientSession(connector=connector) as session,
-            session.get(
-                "http://nginx-status/portolan/config-hash", timeout=aiohttp.ClientTimeout(total=timeout)
-            ) as resp,
+            session.get("http://nginx-status" + path, timeout=aiohttp.ClientTimeout(total=timeout)) as resp,
         ):
             if resp.status != 200:
                 return None
-            return (await resp.text()).strip()
+            return await resp.text()
     except (aiohttp.ClientError, OSError, TimeoutError):
         return None
 

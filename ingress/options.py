@@ -71,6 +71,8 @@ class Options:
     healthz_address: str = "0.0.0.0"
     healthz_port: int = 10254  # 0: any free port; -1: no health/metrics server
     metrics_port: int | None = None  # None: served with /healthz
+    enable_metrics: bool = True  # request metrics counted in nginx (log_by_lua), as ingress-nginx's --enable-metrics
+    metrics_per_host: bool = True  # a host label on them (ingress-nginx's --metrics-per-host)
     election_id: str = "portolan-ingress-leader"
     election_namespace: str = field(default_factory=lambda: os.environ.get("POD_NAMESPACE", "default"))
     identity: str = field(default_factory=default_identity)

@@ -107,14 +107,13 @@ def pool_of(server: Server, settings: NginxSettings, seen: Seen | None = None) -
 
 
 def paths_record(server: Server) -> str:
-    """The ``p:`` record of a poolable host: ``e<path>=<action>`` (exact), ``p<path>=<action>``
-    (prefix, ending in "/"), ``d=<action>`` (the rest), space-separated. An action is a route
-    (``r...``) or a status (404 or 503). Paths hold no space or "=" (ingress/validate.py)."""
+    """The ``p:`` record of a poolable host: ``e<path>=<route>`` (exact), ``p<path>=<route>``
+    (prefix, ending in "/"), ``d=<route>`` (the rest), space-separated; a route that answers
+    with a status says so in its own record. Paths hold no space or "=" (ingress/validate.py)."""
     parts = []
     for loc in server.locations:
-        action = loc.route if loc.target.upstream else str(loc.target.status)
         kind = {LOC_EXACT: "e", LOC_PREFIX: "p"}.get(loc.match, "d")
-        parts.append(f"{kind}{'' if kind == 'd' else loc.path}={action}")
+        parts.append(f"{kind}{'' if kind == 'd' else loc.path}={loc.route}")
     return " ".join(parts)
 
 

@@ -144,7 +144,7 @@ class Reconciler:
                 result = await applier.apply(model, rendered, checked)
             self._report(model)
             if not result.ok:
-                self.metrics.last_reload_success.set(0)
+                self.metrics.failed()
                 if result.stage == "reload":
                     self.metrics.reload_failures.labels("reload").inc()
                 return False

@@ -157,9 +157,11 @@ class Renderer:
         stream_modules: tuple[str, ...] = (),
         lua_modules: tuple[str, ...] = LUA_MODULES,
         fallback_cert: Path | None = None,
+        request_metrics: bool = True,
     ) -> None:
         self.layout = layout
         self.stream_modules = stream_modules
+        self.request_metrics = request_metrics  # log_by_lua counts requests (ingress/requestmetrics.py)
         self.lua_modules = lua_modules
         self.templates = templates or default_templates()
         # The certificate nginx serves when the live data holds none for a handshake (before
@@ -255,4 +257,5 @@ class Renderer:
             status_socket=self.layout.status_socket_relative,
             default_backend=DEFAULT_BACKEND,
             pooled_route=POOLED_ROUTE,
+            request_metrics=self.request_metrics,
         )

@@ -254,13 +254,14 @@ local function resolve()
     if name == "~" then
         name = match_path(gen)
         if not name then return nil, nil end
-        if byte(name, 1) ~= 114 then -- not "r...": a status
-            if name == "404" then ngx.var.portolan_unrouted = "1" end
-            return nil, nil
-        end
+        ngx.var.portolan_route = name -- for a retry, and the request metrics
     end
     local route = record("r", name, gen)
     if not route then return nil, nil end
+    if route.st then -- a path that answers with a status (pooled hosts only get here)
+        if route.st == "404" then ngx.var.portolan_unrouted = "1" end
+        return route, nil
+    end
     local up
     if route.cu and to_canary(route) then
         -- A canary without a ready endpoint is skipped, as ingress-nginx drops the
@@ -268,7 +269,8 @@ local function resolve()
         up = record("u", route.cu, gen)
         if up and #up.peers == 0 then up = nil end
     end
-    up = up or record("u", route.u, gen)
+    if up then return route, up, route.cu end
+    up = record("u", route.u, gen)
     if not up or #up.peers == 0 then return route, nil end
     return route, up
 end
@@ -286,7 +288,8 @@ function M.balance()
         state.try = attempt
         route, up = state.route, state.up
     else
-        route, up = resolve()
+        local canary
+        route, up, canary = resolve()
         if not up then
             return ngx.exit(ngx.ERROR)
         end
@@ -295,7 +298,8 @@ function M.balance()
             local more = (#up.peers < MAX_TRIES and #up.peers or MAX_TRIES) - 1
             if more > 0 then balancer.set_more_tries(more) end
             if route.cu or route.lb ~= "round_robin" then
-                state = { route = route, up = up, try = 1 }
+                -- (canary: the upstream a canary route chose, for the request metrics)
+                state = { route = route, up = up, try = 1, canary = canary }
                 ngx.ctx.portolan = state
             end
         end
@@ -320,6 +324,152 @@ function M.observe()
     local weight = math.exp(-(now - peer.stamp) / EWMA_DECAY)
     peer.ewma = peer.ewma * weight + seconds * (1 - weight)
     peer.stamp = now
+end
+
+-- ---------------------------------------------------------------- request metrics
+
+-- ingress-nginx's histograms (its default buckets): each request is counted in this worker
+-- under (route, status, method, canary); a timer hands the counts over as text once a second
+-- (M.flush), and the controller names the route's host, Ingress, Service and path and serves
+-- them as nginx_ingress_controller_* (ingress/requestmetrics.py). A request costs a few
+-- variable reads and counter increments, no allocation once its series exists.
+local TIME = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 }
+local LENGTH = { 10, 20, 30, 40, 50, 60, 70, 80, 90, 100 }
+local SIZE = { 10, 100, 1000, 10000, 100000, 1000000, 10000000 }
+-- The values, in the order of a series' slots: each has a sum, a count and one slot per bucket
+-- plus +Inf. A missing value (no upstream, "-", or "a, b" after a retry) is not observed.
+local HISTOGRAMS = {
+    TIME, -- request_duration_seconds: $request_time
+    TIME, -- response_duration_seconds: $upstream_response_time
+    TIME, -- header_duration_seconds: $upstream_header_time
+    TIME, -- connect_duration_seconds (and ingress_upstream_latency_seconds): $upstream_connect_time
+    LENGTH, -- request_size: $request_length
+    LENGTH, -- response_size: $bytes_sent
+    SIZE, -- bytes_sent: $bytes_sent
+}
+local OFFSETS, SLOTS = {}, 1 -- slot 1 counts the requests
+for i, bounds in ipairs(HISTOGRAMS) do
+    OFFSETS[i] = SLOTS
+    SLOTS = SLOTS + 2 + #bounds + 1
+end
+-- Methods outside these count as OTHER: a client must not grow the label set at will.
+local METHODS = {}
+for _, m in ipairs({ "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH" }) do
+    METHODS[m] = m
+end
+
+local series = {} -- route -> status -> method -> canary -> slots
+local pending = 0 -- series touched since the last flush
+local flushes = 0
+
+local function observe(slots, i, value)
+    if not value then return end
+    local at = OFFSETS[i]
+    slots[at + 1] = slots[at + 1] + value
+    slots[at + 2] = slots[at + 2] + 1
+    local bounds = HISTOGRAMS[i]
+    local n = #bounds
+    local b = 1
+    while b <= n and value > bounds[b] do b = b + 1 end
+    slots[at + 2 + b] = slots[at + 2 + b] + 1
+end
+
+local function new_slots()
+    local slots = {}
+    for i = 1, SLOTS do slots[i] = 0 end
+    return slots
+end
+
+-- log_by_lua (every server but the status socket's); unanswered: the balancer found no peer
+-- (nginx's error location), so the upstream variables time a failure, not an upstream.
+function M.log(unanswered)
+    local var = ngx.var
+    local route = var.portolan_route or ""
+    local canary = ""
+    if route ~= "" and route ~= "~" then
+        local r = record("r", route, data:get("gen") or 0)
+        if r and r.cu then
+            local state = ngx.ctx.portolan
+            canary = state and state.canary or ""
+        end
+    end
+    local status = ngx.status
+    local method = METHODS[ngx.req.get_method()] or "OTHER"
+    local by_route = series[route]
+    if not by_route then by_route = {}; series[route] = by_route end
+    local by_status = by_route[status]
+    if not by_status then by_status = {}; by_route[status] = by_status end
+    local by_method = by_status[method]
+    if not by_method then by_method = {}; by_status[method] = by_method end
+    local slots = by_method[canary]
+    if not slots then
+        slots = new_slots()
+        by_method[canary] = slots
+        pending = pending + 1
+    elseif slots[1] == 0 then
+        pending = pending + 1
+    end
+    slots[1] = slots[1] + 1
+    observe(slots, 1, ngx.now() - ngx.req.start_time())
+    if not unanswered then
+        observe(slots, 2, tonumber(var.upstream_response_time))
+        observe(slots, 3, tonumber(var.upstream_header_time))
+        observe(slots, 4, tonumber(var.upstream_connect_time))
+    end
+    observe(slots, 5, tonumber(var.request_length))
+    local sent = tonumber(var.bytes_sent)
+    observe(slots, 6, sent)
+    observe(slots, 7, sent)
+end
+
+-- Once a second per worker (and when the worker exits): the series counted since the last
+-- flush, one line each ("route status method canary slot slot ..."; "-" for an empty field),
+-- stored under a key of their own in portolan_metrics for the controller to take (M.metrics).
+-- A full dict drops the batch and counts it: the controller reports the loss.
+function M.flush()
+    if pending == 0 then return end
+    local lines, n = {}, 0
+    for route, by_route in pairs(series) do
+        for status, by_status in pairs(by_route) do
+            for method, by_method in pairs(by_status) do
+                for canary, slots in pairs(by_method) do
+                    if slots[1] > 0 then
+                        n = n + 1
+                        lines[n] = (route == "" and "-" or route) .. " " .. status .. " " .. method .. " "
+                            .. (canary == "" and "-" or canary) .. " " .. table.concat(slots, " ")
+                        for i = 1, SLOTS do slots[i] = 0 end
+                    end
+                end
+            end
+        end
+    end
+    pending = 0
+    flushes = flushes + 1
+    if flushes % 300 == 0 then series = {} end -- (all zero now) routes since gone stop costing memory
+    local store = ngx.shared.portolan_metrics
+    local key = "b:" .. ngx.worker.pid() .. ":" .. store:incr("seq", 1, 0)
+    local ok = store:safe_set(key, table.concat(lines, "\n"))
+    if not ok then store:incr("dropped", n, 0) end
+end
+
+-- content_by_lua on the status socket (GET /portolan/metrics): every batch stored so far,
+-- each taken out as it is read; then "dropped <series lost to a full dict>".
+function M.metrics()
+    local store = ngx.shared.portolan_metrics
+    local out, n = {}, 0
+    for _, key in ipairs(store:get_keys(0)) do
+        if key:sub(1, 2) == "b:" then
+            local batch = store:get(key)
+            store:delete(key)
+            if batch then
+                n = n + 1
+                out[n] = batch
+            end
+        end
+    end
+    n = n + 1
+    out[n] = "dropped " .. (store:get("dropped") or 0)
+    ngx.say(table.concat(out, "\n"))
 end
 
 -- ---------------------------------------------------------------- certificates

@@ -83,15 +83,19 @@ def test_catch_all_and_wildcards_keep_their_blocks() -> None:
 
 
 def test_paths_record_names_what_each_location_does() -> None:
+    # Each path names its location's route; a route without an upstream says its status.
     model = host({}, o.path("/x", "a", path_type="Exact"), o.path("/y", "b"), o.path("/z", "missing"))
     server = model.server("foo.com")
     assert server is not None
     routes = {loc.path: loc.route for loc in server.locations}
     fields = dict(part.split("=") for part in paths_record(server).split(" "))
-    assert fields == {"e/x": routes["/x"], "e/y": routes["/y"], "p/y/": routes["/y/"], "e/z": "503", "p/z/": "503",
-                      "d": "404"}  # fmt: skip
-    assert routes["/x"].startswith("r")
-    assert livedata.records(model)["p:foo.com"] == paths_record(server)
+    assert fields == {"e/x": routes["/x"], "e/y": routes["/y"], "p/y/": routes["/y/"], "e/z": routes["/z"],
+                      "p/z/": routes["/z/"], "d": routes["/"]}  # fmt: skip
+    assert all(route.startswith("r") for route in routes.values())
+    records = livedata.records(model)
+    assert records["p:foo.com"] == paths_record(server)
+    assert (records["r:" + routes["/z"]], records["r:" + routes["/"]]) == ("st=503", "st=404")
+    assert records["r:" + routes["/x"]] == "u=default_a_http&lb=round_robin"
 
 
 def test_threshold_decides_and_blocks_are_few() -> None:
