@@ -144,6 +144,8 @@ class DohProtocol(asyncio.Protocol):
         self.inflight = 0
         self.timer: asyncio.TimerHandle | None = None
         self.partial_since: float | None = None  # when the request now arriving began to
+        self.reading = True
+        self.write_blocked = False  # the client reads our replies slower than we write them
         self._send = self._reply  # bound once: every query that is not answered at once passes it
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -172,12 +174,35 @@ class DohProtocol(asyncio.Protocol):
             self._arm()
 
     def write(self, data: bytes) -> None:
-        if data and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+        transport = self.transport
+        if data and transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    def closing(self) -> bool:
+        return self.transport is None or self.transport.is_closing()
 
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+    def pause_writing(self) -> None:
+        self.write_blocked = True
+        self.update_reading()
+
+    def resume_writing(self) -> None:
+        self.write_blocked = False
+        self.update_reading()
+
+    def update_reading(self) -> None:
+        """Read while the client takes our replies and, on HTTP/1.1, no request is being served: a client
+        that sends faster than it reads is held back by TCP rather than by buffers of ours."""
+        want = not self.write_blocked and not (isinstance(self.http, Http1) and self.http.serving)
+        if self.transport is not None and want != self.reading:
+            self.reading = want
+            if want:
+                self.transport.resume_reading()
+            else:
+                self.transport.pause_reading()
 
     def _arm(self) -> None:
         """(Re)set the one timer that closes the connection: a request that takes too long to arrive, or
@@ -293,8 +318,7 @@ class Http1:
         elif isinstance(event, h11.EndOfMessage) and self.request is not None:
             req, self.request = self.request, None
             self.serving = True
-            if self.conn.transport is not None:
-                self.conn.transport.pause_reading()
+            self.conn.update_reading()
             content_type = next((v for k, v in req.headers if k == b"content-type"), b"")
             self.conn.request(
                 req.method.decode("latin-1"),
@@ -336,8 +360,7 @@ class Http1:
         except h11.LocalProtocolError:  # the client has not finished its request: no next one can follow
             self.conn.close()
             return
-        if self.conn.transport is not None:
-            self.conn.transport.resume_reading()
+        self.conn.update_reading()
         if not self.draining:
             self._drain()  # requests that came in while this one was served
 
@@ -388,6 +411,8 @@ class Http2:
             self.conn.close()
             return
         for event in events:
+            if self.conn.closing():
+                return  # closed by an event (a GOAWAY is sent): what followed it is not served
             self._event(event)
         self.conn.write(self.h2.data_to_send())
 
@@ -407,7 +432,13 @@ class Http2:
                     self.conn.refuse(event.stream_id, HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         elif isinstance(event, h2.events.StreamEnded) and event.stream_id:
             stream = self.streams.pop(event.stream_id, None)
-            if stream is not None:
+            if stream is not None and self.conn.inflight >= H2_MAX_STREAMS:
+                # More queries in flight than streams may be open: the client resets streams and opens new
+                # ones without waiting for their answers ("rapid reset"). Every one would cost a query.
+                self.h2.close_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+                self.conn.write(self.h2.data_to_send())
+                self.conn.close()
+            elif stream is not None:
                 self.conn.request(
                     stream.method, stream.target, stream.content_type, bytes(stream.body), event.stream_id
                 )

@@ -13,6 +13,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
 import pytest
 from dnslib import DNSRecord
 
@@ -291,9 +295,13 @@ def tls_socket(port: int, alpn: list[str]) -> ssl.SSLSocket:
 
 
 def read_all(s: ssl.SSLSocket) -> bytes:
+    """Everything the server sends until it closes (a reset, when it closes with our bytes unread, ends it too)."""
     data = b""
-    while chunk := s.recv(65536):
-        data += chunk
+    try:
+        while chunk := s.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
     return data
 
 
@@ -307,6 +315,29 @@ def test_garbage_ends_only_its_own_connection(srv: Server) -> None:
         assert read_all(s).startswith(b"HTTP/1.1 400 ")
     d = dig("127.0.0.1", srv.port, "+https", "app.example.org", "A")
     assert d.answer == ["app.example.org. 60 IN A 10.0.0.1"], d.raw
+
+
+def test_rapid_reset_ends_the_connection(srv: Server) -> None:
+    """Streams reset as soon as they are sent no longer count against the stream limit, but their queries
+    still cost: more in flight than streams may be open ends the connection (CVE-2023-44487)."""
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    target = f"/dns-query?dns={b64(query('reset.example.net'))}"  # whoami: answered by the chain, in a task
+    for _ in range(300):
+        stream = client.get_next_available_stream_id()
+        client.send_headers(
+            stream,
+            [(":method", "GET"), (":scheme", "https"), (":authority", "dns.test"), (":path", target)],
+            end_stream=True,
+        )
+        client.reset_stream(stream)
+    with tls_socket(srv.port, ["h2"]) as s:
+        s.sendall(client.data_to_send())
+        events = client.receive_data(read_all(s))
+    ended = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
+    assert ended, events
+    assert ended[0].error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+    assert dig("127.0.0.1", srv.port, "+https", "after.example.net").status == "NOERROR"
 
 
 def test_a_request_that_never_ends_is_cut_off(srv: Server) -> None:
