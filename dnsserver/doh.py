@@ -16,13 +16,14 @@ the query came over a TCP connection. What tells DoH apart in the metrics is the
 A request that carries no query is refused, never passed on (`query_from`): 404 for another path, 405
 for another method, 415 for a POST of another content type, 413 for a body over 65,535 bytes, 414 for
 a request target over 8 KiB, 400 for a missing, repeated or undecodable `dns` parameter and for bytes
-that are not a DNS query. CoreDNS answers all of them 400 but the path; RFC 8484 names the others. A
-query the server does not answer gives 500, as in CoreDNS.
+that are not a DNS query. CoreDNS answers these 400 but the path (and does not check a POST's content
+type); RFC 8484 names the other statuses. A query the server does not answer gives 500, as in CoreDNS.
 
-Every load is bounded: connections per listener (CoreDNS's default of 200), HTTP/2 streams per
-connection, header and body sizes, one HTTP/1.1 request at a time (reading pauses while it is served),
-5 s for a request to arrive once it has begun, 120 s of idleness (CoreDNS's ReadTimeout and
-IdleTimeout).
+Every load is bounded: connections per listener (CoreDNS's default of 200), HTTP/2 streams and queries
+in flight per connection (more queries than streams means streams reset unanswered: the connection
+ends), HTTP/2 frame, header and body sizes, one HTTP/1.1 request at a time, no reading while the client
+leaves our replies unread, 5 s for a request to arrive once it has begun, 120 s of idleness (CoreDNS's
+ReadTimeout and IdleTimeout).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ import h2.events
 import pytest
 from dnslib import DNSRecord
 
+from dnsserver.doh import MAX_CONNECTIONS
 from tests.certs import make_cert
 from tests.server import DnsServer, dig, free_port, metric
 
@@ -337,6 +338,19 @@ def test_rapid_reset_ends_the_connection(srv: Server) -> None:
     ended = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
     assert ended, events
     assert ended[0].error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+    assert dig("127.0.0.1", srv.port, "+https", "after.example.net").status == "NOERROR"
+
+
+def test_connections_beyond_the_limit_are_closed(srv: Server) -> None:
+    opened = []
+    try:
+        for _ in range(MAX_CONNECTIONS):
+            opened.append(tls_socket(srv.port, ["h2"]))
+        with tls_socket(srv.port, ["h2"]) as extra:
+            assert read_all(extra) == b""  # closed at once, not even the server's SETTINGS sent
+    finally:
+        for s in opened:
+            s.close()
     assert dig("127.0.0.1", srv.port, "+https", "after.example.net").status == "NOERROR"
 
 
