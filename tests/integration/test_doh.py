@@ -4,6 +4,7 @@ and `curl` over HTTP/2 and HTTP/1.1, on loopback."""
 from __future__ import annotations
 
 import base64
+import signal
 import socket
 import ssl
 import subprocess
@@ -415,5 +416,54 @@ https://.:{plain} {{
             assert s.selected_alpn_protocol() == "h2"
         assert dig("127.0.0.1", dns.port, "+tls", "dot.example.org").status == "NOERROR"
         assert dig("127.0.0.1", doh, "+https", "doh.example.org").status == "NOERROR"
+    finally:
+        assert dns.stop() == 0
+
+
+def h2_get(s: ssl.SSLSocket, client: h2.connection.H2Connection, msg: bytes) -> bytes:
+    """One GET on an open HTTP/2 connection: the reply's body."""
+    stream = client.get_next_available_stream_id()
+    headers = [
+        (":method", "GET"),
+        (":scheme", "https"),
+        (":authority", "dns.test"),
+        (":path", f"/dns-query?dns={b64(msg)}"),
+    ]
+    client.send_headers(stream, headers, end_stream=True)
+    s.sendall(client.data_to_send())
+    body = b""
+    while True:
+        data = s.recv(65536)
+        assert data, "the server closed the connection"
+        for event in client.receive_data(data):
+            if isinstance(event, h2.events.DataReceived) and event.stream_id == stream:
+                body += event.data
+                client.acknowledge_received_data(event.flow_controlled_length, stream)
+            elif isinstance(event, h2.events.StreamEnded) and event.stream_id == stream:
+                return body
+        s.sendall(client.data_to_send())
+
+
+def test_reload_keeps_open_connections_serving_the_new_config(tmp_path: Path) -> None:
+    cert, key = make_cert(tmp_path)
+    text = f"""https://.:{{port}} {{
+    bind 127.0.0.1
+    tls {cert} {key}
+    chaos VERSION
+}}
+"""
+    dns = DnsServer(text.replace("VERSION", "version-one"), tmp_path)
+    try:
+        client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        client.initiate_connection()
+        chaos = bytes(DNSRecord.question("version.bind", "TXT", "CH").pack())
+        with tls_socket(dns.port, ["h2"]) as s:
+            s.sendall(client.data_to_send())
+            assert str(DNSRecord.parse(h2_get(s, client, chaos)).rr[0].rdata) == '"version-one"'
+            dns.corefile.write_text(text.replace("VERSION", "version-two").replace("{port}", str(dns.port)))
+            dns.proc.send_signal(signal.SIGUSR1)
+            dns.wait_for(r"Reloading complete", timeout=20)
+            # The same connection: the listener kept its socket and its connections, with the new chain.
+            assert str(DNSRecord.parse(h2_get(s, client, chaos)).rr[0].rdata) == '"version-two"'
     finally:
         assert dns.stop() == 0
