@@ -5,9 +5,9 @@ plugin modules directly (it reads the registry table in `dnsplugins`) nor anythi
 
 ## The way through the server
 
-Every query, from every listener (UDP, TCP, DNS over TLS) and from the test harness, enters by
-`Dispatcher.submit` and leaves by `Dispatcher.finish`. Between them it takes the first of these
-paths that takes it:
+Every query, from every listener (UDP, TCP, DNS over TLS, DNS over HTTPS) and from the test
+harness, enters by `Dispatcher.submit` and leaves by `Dispatcher.finish`. Between them it takes the
+first of these paths that takes it:
 
 ```
 path        taken when                                    answered by                    the reply

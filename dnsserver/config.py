@@ -33,7 +33,7 @@ from dnsserver.plugin import (
 # A listener is (transport, host, port); host "" means every address (CoreDNS's ":53").
 ListenKey = tuple[str, str, int]
 
-SUPPORTED_TRANSPORTS = {"dns", "tls"}
+SUPPORTED_TRANSPORTS = {"dns", "tls", "https"}
 
 
 @dataclass
@@ -51,6 +51,8 @@ class Block:
     any_class: bool = False
     errors: ErrorReporter | None = None  # the block's error reporter (errors), which the relay path reports to
     tls: ssl.SSLContext | None = None  # from the tls plugin; required by tls:// keys
+    # The same for https:// keys, with HTTP/2 in its ALPN; without it an https:// listener speaks plain HTTP.
+    https_tls: ssl.SSLContext | None = None
     # The hot path: the plugin whose stored wire answers the server may send directly, and whether
     # addresses must be shuffled on the way. None when a plugin before it must see every query.
     fast_store: FastStore | None = None
@@ -61,6 +63,10 @@ class Block:
     relay: Relay | None = None
     relay_name: str = ""  # the relay's plugin name, for metrics and error reports
     chain_qtypes: frozenset[int] = frozenset()  # queries of these types always run the chain
+
+    def tls_for(self, transport: str) -> ssl.SSLContext | None:
+        """The TLS context of this block's listeners of `transport` (None: plain)."""
+        return self.https_tls if transport == "https" else self.tls
 
     @property
     def names(self) -> list[str]:
@@ -163,7 +169,7 @@ def _make_block(sb: ServerBlock, keys: list[ZoneAddr], key_tokens: list[Token], 
         if isinstance(p, ListenerOptions):
             p.listener_options(opts)
     block = Block(keys=keys, plugins=plugins, chain=build_chain(plugins), bind=opts.bind, file=sb.file,
-                  line=sb.line, tls=opts.tls)
+                  line=sb.line, tls=opts.tls, https_tls=opts.https_tls)
     block.metrics = any(p.counts_queries for p in plugins)
     block.any_class = any(p.any_class for p in plugins)
     block.errors = next((p for p in plugins if isinstance(p, ErrorReporter)), None)

@@ -89,7 +89,7 @@ class Dispatcher:
         self._on_relayed = self._relayed  # bound once: the relay path passes it with every query
 
     def submit(self, data: bytes, client: tuple[str, int], proto: str, send: Send[D], dest: D) -> bytes | None:
-        """The one entry for a query, from any listener (UDP, TCP, DNS over TLS) and the test harness.
+        """The one entry for a query, from any listener (UDP, TCP, DNS over TLS or HTTPS) and the test harness.
 
         The paths, in order: the hot path (a block's stored wire answer, returned at once); the relay path
         (the block's relay forwards the bytes; the reply comes later); the chain (in a task). Returns the

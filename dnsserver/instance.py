@@ -9,6 +9,7 @@ from prometheus_client import Counter, Gauge
 from corefile import Corefile, CorefileError, load, parse
 from dnsserver.config import Config, ListenKey, build
 from dnsserver.dispatch import Dispatcher
+from dnsserver.doh import DohListener
 from dnsserver.httpendpoints import HttpEndpoints
 from dnsserver.listeners import Listener
 from dnsserver.logs import core_log, plugin_log
@@ -84,8 +85,9 @@ class Instance:
                 label = f"{transport}://{host}:{port}"
                 listener = self.listeners.get(key)
                 if listener is None:
-                    tls = next((b.tls for b in zones.values() if b.tls is not None), None)
-                    listener = Listener(host, port, Dispatcher(label, zones, self.metrics, host), tls=tls)
+                    tls = next((t for b in zones.values() if (t := b.tls_for(transport)) is not None), None)
+                    kind = DohListener if transport == "https" else Listener
+                    listener = kind(host, port, Dispatcher(label, zones, self.metrics, host), tls=tls)
                     await listener.open()
                     self.listeners[key] = listener
                     opened.append(key)

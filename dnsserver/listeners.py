@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
+from typing import Protocol
 
 from dnsserver.dispatch import Dispatcher
 from dnsserver.logs import core_log
@@ -35,7 +36,7 @@ def client_address(addr: SockAddr) -> tuple[str, int]:
     return addr  # type: ignore[return-value]
 
 
-def _make_socket(host: str, port: int, kind: socket.SocketKind) -> socket.socket:
+def make_socket(host: str, port: int, kind: socket.SocketKind) -> socket.socket:
     """A socket bound to host:port. Host "" is every address: IPv6 dual-stack where available."""
     if host == "":
         try:
@@ -222,8 +223,15 @@ class TcpProtocol(asyncio.Protocol):
             self.transport.close()
 
 
+class Connection(Protocol):
+    """An open stream connection of a listener (TCP, DNS over TLS or HTTPS): closed when the listener is."""
+
+    def close(self) -> None: ...
+
+
 class Listener:
-    """One address and port: a UDP endpoint and a TCP server sharing a Dispatcher."""
+    """One address and port: a UDP endpoint and a TCP server sharing a Dispatcher (see doh.DohListener for
+    https://)."""
 
     def __init__(self, host: str, port: int, dispatcher: Dispatcher, tls: ssl.SSLContext | None = None) -> None:
         self.tls = tls  # DNS over TLS: TCP only, no UDP endpoint
@@ -233,7 +241,7 @@ class Listener:
         # The queries in flight in tasks, whichever dispatcher started them: a dispatcher that replaces this
         # one on reload is given the same set (see Dispatcher's `tasks`), so `close` waits for them all.
         self.tasks = dispatcher.tasks
-        self.conns: set[TcpProtocol] = set()
+        self.conns: set[Connection] = set()
         self.udp: UdpReader | None = None
         self.tcp: asyncio.Server | None = None
         self.idle_timeout = TCP_IDLE_TIMEOUT
@@ -241,17 +249,17 @@ class Listener:
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
         if self.tls is not None:
-            tsock = _make_socket(self.host, self.port, socket.SOCK_STREAM)
+            tsock = make_socket(self.host, self.port, socket.SOCK_STREAM)
             self.port = tsock.getsockname()[1]
             self.tcp = await loop.create_server(lambda: TcpProtocol(self), sock=tsock, backlog=1024, ssl=self.tls,
                                                 ssl_handshake_timeout=10.0)
             return
         # Port 0 (tests) must give UDP and TCP the same port: take UDP's, retry if TCP's is taken.
         for _ in range(20):
-            usock = _make_socket(self.host, self.port, socket.SOCK_DGRAM)
+            usock = make_socket(self.host, self.port, socket.SOCK_DGRAM)
             port = usock.getsockname()[1]
             try:
-                tsock = _make_socket(self.host, port, socket.SOCK_STREAM)
+                tsock = make_socket(self.host, port, socket.SOCK_STREAM)
             except OSError:
                 usock.close()
                 if self.port != 0:

@@ -114,6 +114,12 @@ class Metrics(Collector):
         # (server, zone, proto, family, type, rcode, plugin) -> Slot: every answer is counted in one; the
         # requests/responses/DO counters are summed from them when /metrics is scraped.
         self.slots: dict[tuple[str, str, str, str, str, str, str], Slot] = {}
+        self.https_responses: dict[tuple[str, str], int] = {}  # (server, HTTP status) -> DoH responses
+
+    def https_response(self, server: str, status: int) -> None:
+        """Count one DNS-over-HTTPS response (coredns_dns_https_responses_total)."""
+        key = (server, str(status))
+        self.https_responses[key] = self.https_responses.get(key, 0) + 1
 
     def slot(self, server: str, zone: str, proto: str, family: int, qtype: int, rcode: str, plugin: str) -> Slot:
         t = type_label(qtype)
@@ -171,6 +177,11 @@ class Metrics(Collector):
                                 labels=["server", "zone", "view", "rcode", "plugin"])
         for (s, z, r, pl), v in responses.items():
             c.add_metric([s, z, "", r, pl], v)
+        yield c
+        c = CounterMetricFamily("coredns_dns_https_responses", "Counter of DoH responses per server and http "
+                                "status code.", labels=["server", "status"])
+        for (s, st), v in self.https_responses.items():
+            c.add_metric([s, st], v)
         yield c
         yield self._hist("coredns_dns_request_duration_seconds", "Histogram of the time (in seconds) each "
                          "request took per zone.", ["server", "zone", "view", "type"], self.durations)

@@ -155,16 +155,17 @@ class ReadinessMonitor(Protocol):
 
 @dataclass
 class ListenOptions:
-    """How a block's listeners are opened: the addresses they bind ("" for all) and the TLS context of
-    its tls:// listeners."""
+    """How a block's listeners are opened: the addresses they bind ("" for all) and the TLS contexts of
+    its tls:// and https:// listeners."""
 
     bind: list[str] = field(default_factory=list)
     tls: ssl.SSLContext | None = None
+    https_tls: ssl.SSLContext | None = None  # the same certificate, offering HTTP/2 and HTTP/1.1 in ALPN
 
 
 @runtime_checkable
 class ListenerOptions(Protocol):
-    """Sets options of its block's listeners (bind: addresses; tls: the certificate for DNS over TLS)."""
+    """Sets options of its block's listeners (bind: addresses; tls: the certificate for DNS over TLS and HTTPS)."""
 
     def listener_options(self, opts: ListenOptions) -> None: ...
 

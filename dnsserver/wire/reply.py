@@ -1,5 +1,6 @@
 """Whole messages as bytes: the checks a relayed reply must pass, the client's OPT and truncation (the
-scrub every reply gets), and replies made from a query's bytes (FORMERR, REFUSED, ...).
+scrub every reply gets), replies made from a query's bytes (FORMERR, REFUSED, ...), and how long HTTP
+caches may keep a reply (`max_age`, DNS over HTTPS).
 
 Everything here reads records by walking them with `names.name_end`; nothing parses a message.
 """
@@ -12,12 +13,26 @@ import struct
 from dnslib import DNSRecord
 
 from dnsserver.wire.answer import opt_record
-from dnsserver.wire.consts import OPCODE_MASK, QR, RD, TC, TYPE_OPT
+from dnsserver.wire.consts import (
+    NOERROR,
+    NXDOMAIN,
+    OPCODE_MASK,
+    OPCODE_QUERY,
+    QR,
+    RD,
+    TC,
+    TYPE_AXFR,
+    TYPE_IXFR,
+    TYPE_NS,
+    TYPE_OPT,
+    TYPE_SOA,
+)
 from dnsserver.wire.names import name_end, name_text, question_end
 
 _U16 = struct.Struct("!H")
 _HEADER = struct.Struct("!HHHHHH")
 _COUNTS = struct.Struct("!HHHH")
+_RR_HEAD = struct.Struct("!HHIH")  # type, class, TTL, RDLENGTH
 
 # What `trailing_opt` and `upstream_reply` find wrong with a message.
 MALFORMED, NO_OPT, FOREIGN = -2, -1, -3
@@ -209,3 +224,65 @@ def _cut(msg: bytes, room: int) -> bytes:
         flags |= TC
     counts = _COUNTS.pack(qd, min(n, an), min(max(n - an, 0), ns), max(n - an - ns, 0))
     return msg[:2] + _U16.pack(flags) + counts + msg[12:ends[n]]
+
+
+# CoreDNS's bounds on the max-age of a DoH reply (dnsutil's MinimalDefaultTTL and MaximumDefaultTTL).
+MIN_AGE, MAX_AGE = 5, 3600
+
+
+def max_age(reply: bytes) -> int:
+    """How long HTTP caches may keep `reply` (Cache-Control: max-age), in seconds, as CoreDNS works it out.
+
+    An answer, a name error or a NODATA may be kept for the smallest TTL among its answer, authority and
+    additional records (OPT aside), at most an hour. Anything else (errors, referrals, zone transfers, a
+    reply without records, one that does not walk) gets the minimum of 5 s. CoreDNS also gives the
+    minimum to a DNSSEC answer with an expired signature; no plugin here serves signed answers.
+    """
+    walked = _records(reply)
+    if walked is None:
+        return MIN_AGE
+    qtype, records = walked
+    if not _cacheable(reply, qtype, records):
+        return MIN_AGE
+    ttls = [ttl for _, rtype, ttl in records if rtype != TYPE_OPT]
+    return min(MAX_AGE, *ttls) if ttls else MIN_AGE
+
+
+def _records(msg: bytes) -> tuple[int, list[tuple[int, int, int]]] | None:
+    """The first question's type and every record as (section: 0 answer, 1 authority, 2 additional, type,
+    TTL); None if the counts do not match the bytes."""
+    try:
+        qd, an, ns, ar = _COUNTS.unpack_from(msg, 4)
+        i, qtype = 12, 0
+        for n in range(qd):
+            i = name_end(msg, i)
+            if i < 0:
+                return None
+            if n == 0:
+                qtype = _U16.unpack_from(msg, i)[0]
+            i += 4
+        records = []
+        for n in range(an + ns + ar):
+            i = name_end(msg, i)
+            if i < 0:
+                return None
+            rtype, _, ttl, rdlen = _RR_HEAD.unpack_from(msg, i)
+            records.append((0 if n < an else 1 if n < an + ns else 2, rtype, ttl))
+            i += 10 + rdlen
+    except struct.error:
+        return None
+    return (qtype, records) if i == len(msg) else None
+
+
+def _cacheable(msg: bytes, qtype: int, records: list[tuple[int, int, int]]) -> bool:
+    """Whether CoreDNS's response.Typify calls the reply an answer, a name error or NODATA (not an error,
+    a referral, an update, a notify or a transfer)."""
+    if (msg[2] >> 3) & 0xF != OPCODE_QUERY or qtype in (TYPE_AXFR, TYPE_IXFR):
+        return False  # an update, a notify (or an opcode answered NOTIMP), a transfer
+    rcode = msg[3] & 0xF
+    if any(section == 0 for section, _, _ in records):
+        return rcode == NOERROR  # an answer with NXDOMAIN is an error to Typify
+    authority = [rtype for section, rtype, _ in records if section == 1]
+    if rcode == NOERROR:
+        return TYPE_SOA in authority or TYPE_NS not in authority  # NODATA, or a plain NOERROR; not a referral
+    return rcode == NXDOMAIN

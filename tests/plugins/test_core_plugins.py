@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from corefile import CorefileError, parse
@@ -79,6 +81,8 @@ PARSE_ERRORS = [
     (". {\n frobnicate\n}", "Corefile:2 - Error during parsing: Unknown directive 'frobnicate'"),
     ("tls://. {\n whoami\n}", "Corefile:1 - tls:// server blocks need the tls plugin"),
     ("quic://. {\n whoami\n}", "Corefile:1 - quic:// server blocks are not supported"),
+    ("https3://. {\n whoami\n}", "Corefile:1 - https3:// server blocks are not supported"),
+    ("https://. {\n whoami\n}\nhttps://.:443 {\n whoami\n}", "Corefile:4 - cannot serve https://.:443 - it is already"),
     (". {\n tls a.pem\n}", "Corefile:2 - plugin/tls: Wrong argument count"),
     (". {\n tls nope.pem nope.key\n}", "Corefile:2 - plugin/tls: no such file"),
 ]
@@ -89,6 +93,20 @@ def test_setup_errors(text: str, want: str) -> None:
     with pytest.raises(CorefileError) as ei:
         load(text)
     assert str(ei.value).startswith(want), str(ei.value)
+
+
+def test_https_blocks_get_a_tls_context_of_their_own() -> None:
+    """The tls plugin's https:// context offers HTTP in ALPN; the DoT one must not. Without the plugin an
+    https:// block is plain HTTP (a proxy in front ends TLS), as in CoreDNS."""
+    docs = Path(__file__).resolve().parents[1] / "data" / "docs"
+    cfg = build(parse("tls://. https://. {\n tls cert.pem key.pem\n whoami\n}\nhttps://example.org:8443 {\n whoami\n}",
+                      str(docs / "Corefile")), 53)
+    both, plain = cfg.blocks
+    assert sorted(cfg.listeners) == [("https", "", 443), ("https", "", 8443), ("tls", "", 853)]
+    assert both.tls_for("tls") is both.tls is not None
+    assert both.tls_for("https") is not None
+    assert both.tls_for("https") is not both.tls
+    assert plain.tls_for("https") is None
 
 
 def test_setup_values() -> None:
