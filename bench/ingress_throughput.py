@@ -409,6 +409,8 @@ def cost_edits(backend: int) -> dict[str, Callable[[str], str]]:
     no_lua = _sub(r"server 0\.0\.0\.1;.*\n\s*balancer_by_lua_block \{[^}]*\}", f"server 127.0.0.1:{backend};", 1)
     combined = ('log_format portolan "$remote_addr - $remote_user [$time_local] $request $status $body_bytes_sent'
                 ' $http_referer $http_user_agent";')
+    # The request metrics' log_by_lua (http level; the error locations' own stay, rarely run)
+    no_metrics = _sub(r"^    log_by_lua_block \{\s*portolan\.log\(\)\s*\}\n", "", 1)
     buffered = _sub(r"^(\s*access_log \"[^\"]*\" portolan);", r"\1 buffer=64k flush=1s;", 1)  # access-log-params
     return {
         "access log": no_log,
@@ -419,16 +421,19 @@ def cost_edits(backend: int) -> dict[str, Callable[[str], str]]:
         "request id (header and log)": no_request_id,
         "other maps (Connection, Host)": no_maps,
         "Lua balancer (vs a plain upstream)": no_lua,
-        "all of the above": _both(no_log, no_forwarded, no_request_id, no_maps, no_lua),
+        "Lua request metrics (log_by_lua)": no_metrics,
+        "all of the above": _both(no_log, no_forwarded, no_request_id, no_maps, no_lua, no_metrics),
     }
 
 
 def _push(prefix: Path, conf: str, backend: int) -> None:
     """The records the controller would push for the one route: its upstream and endpoint."""
-    route = re.search(r"set \$portolan_route (\S+);", conf)
-    if route is None:
+    routes = re.findall(r"set \$portolan_route (r\w+);", conf)
+    if not routes:
         return
-    body = encode("bench", True, {f"r:{route[1]}": "u=bench&lb=round_robin", "u:bench": f"127.0.0.1:{backend}"}, [])
+    # (every location names a route; those that answer with a status never reach the balancer)
+    records = {f"r:{route}": "u=bench&lb=round_robin" for route in routes}
+    body = encode("bench", True, {**records, "u:bench": f"127.0.0.1:{backend}"}, [])
     sock = socket.socket(socket.AF_UNIX)
     sock.settimeout(10)
     sock.connect(str(prefix / "run" / "nginx-status.sock"))

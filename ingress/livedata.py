@@ -36,10 +36,12 @@ def route(location: Location, settings: NginxSettings) -> str:
     answers (the balancer of a pooled host fails it; 404 is the default backend's)."""
     if location.target.upstream is None:
         return urlencode({"st": location.target.status})
-    fields: dict[str, str | int] = {"u": location.target.upstream, "lb": location.balance(settings)}
+    fields: dict[str, str | int] = {"u": location.target.upstream, "lb": location.balance(settings),
+                                    "un": log_name(location.target.service)}  # fmt: skip
     canary = location.canary
     if canary is not None:
-        fields.update(cu=canary.upstream, cw=canary.weight, ct=canary.weight_total)
+        fields.update(cu=canary.upstream, cw=canary.weight, ct=canary.weight_total,
+                      cn=canary.upstream.replace("_", "-"))  # fmt: skip
         if canary.header:
             fields["ch"] = canary.header
             if canary.header_value:
@@ -49,6 +51,12 @@ def route(location: Location, settings: NginxSettings) -> str:
         if canary.cookie:
             fields["cc"] = canary.cookie
     return urlencode(fields)
+
+
+def log_name(service: str) -> str:
+    """ingress-nginx's upstream name for the access log ("ns-service-port") of a Service label
+    "ns/service:port"."""
+    return service.replace("/", "-").replace(":", "-")
 
 
 def server_records(server: Server, settings: NginxSettings) -> dict[str, str]:

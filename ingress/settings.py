@@ -14,14 +14,18 @@ from typing import Any
 
 from ingress.validate import nginx_size
 
-# log-format-upstream: printable ASCII without the characters that end or open an nginx
-# token (quotes, ";", braces, "#", backslash). "$" is meant here: it names variables, and
-# each one must be a plain variable name (no "${", which nginx would also read).
-_LOG_FORMAT_RE = re.compile(r"^(?:[A-Za-z0-9 \[\]()<>:,./_|*+=@!?%&^~`-]|\$[A-Za-z_][A-Za-z0-9_]*)+$")
+# log-format-upstream: printable ASCII; double quotes and braces (ingress-nginx's default and
+# JSON formats have them) are escaped or inert inside the quoted token the template writes;
+# ";", "#", "'" and backslash stay out all the same. "$" is meant here: it names variables,
+# each a plain variable name (no "${", which nginx would also read).
+_LOG_FORMAT_RE = re.compile(r'^(?:[A-Za-z0-9 \[\]()<>:,./_|*+=@!?%&^~`"{}-]|\$[A-Za-z_][A-Za-z0-9_]*)+$')
+# ingress-nginx's default log-format-upstream, field for field: log parsers and dashboards
+# built on it keep working. $proxy_upstream_name, $proxy_alternative_upstream_name and $req_id
+# are defined as ingress-nginx defines them (templates/http.j2).
 DEFAULT_LOG_FORMAT = (
-    "$remote_addr - $remote_user [$time_local] $request $status $body_bytes_sent $http_referer "
-    "$http_user_agent $request_length $request_time $host $upstream_addr $upstream_status "
-    "$upstream_response_time $request_id"
+    '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" '
+    '"$http_user_agent" $request_length $request_time [$proxy_upstream_name] [$proxy_alternative_upstream_name] '
+    "$upstream_addr $upstream_response_length $upstream_response_time $upstream_status $req_id"
 )
 SSL_PROTOCOLS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 
@@ -49,6 +53,8 @@ class NginxSettings:
     worker_shutdown_timeout: int = 240
     keep_alive_requests: int = 1000
     log_format_upstream: str = DEFAULT_LOG_FORMAT
+    log_format_escape_json: bool = False  # escape=json on the log format (ingress-nginx's key)
+    log_format_escape_none: bool = False  # escape=none (json wins when both are set, as there)
     ssl_protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
     use_forwarded_headers: bool = False
     allow_snippet_annotations: bool = False
@@ -141,7 +147,7 @@ def _workers(text: str) -> str:
 def _log_format(text: str) -> str:
     value = text.strip()
     if not value or len(value) > 4096 or not _LOG_FORMAT_RE.fullmatch(value):
-        raise ValueError("not a log format of printable characters and $variables (no quotes, ; { } # or backslash)")
+        raise ValueError("not a log format of printable characters and $variables (no ', ;, # or backslash)")
     return value
 
 
@@ -267,6 +273,8 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "worker-shutdown-timeout": ("worker_shutdown_timeout", _seconds(0, 86400)),
     "keep-alive-requests": ("keep_alive_requests", _int_range(1, 10_000_000)),
     "log-format-upstream": ("log_format_upstream", _log_format),
+    "log-format-escape-json": ("log_format_escape_json", _bool),
+    "log-format-escape-none": ("log_format_escape_none", _bool),
     "ssl-protocols": ("ssl_protocols", _ssl_protocols),
     "use-forwarded-headers": ("use_forwarded_headers", _bool),
     "allow-snippet-annotations": ("allow_snippet_annotations", _bool),

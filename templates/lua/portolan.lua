@@ -9,8 +9,10 @@
 --
 -- Keys and values (all built and validated by ingress/livedata.py):
 --   u:<upstream>  "ip:port ip:port ..." (IPv6 as [ip]:port): the ready endpoints
---   r:<route>     urlencoded: u=<upstream>&lb=round_robin|ewma|chash and, for a canary,
---                 cu=<upstream>&cw=<weight>&ct=<total>&ch=<header>&chv=<value>&chp=<regex>&cc=<cookie>
+--   r:<route>     urlencoded: u=<upstream>&lb=round_robin|ewma|chash&un=<log name> and, for a
+--                 canary, cu=<upstream>&cw=<weight>&ct=<total>&cn=<log name>&ch=<header>
+--                 &chv=<value>&chp=<regex>&cc=<cookie>; or st=<status> for a location that
+--                 answers with one
 --   p:<host>      a pooled host's paths (ingress/pooling.py): "e<path>=<action>" exact,
 --                 "p<path>=<action>" prefix (ending in "/"), "d=<action>" the rest, space-
 --                 separated; an action is a route ("r...") or a status ("404", "503")
@@ -56,7 +58,8 @@ local MAX_TRIES = 3 -- proxy_next_upstream_tries
 local RING_POINTS = 100 -- points per peer on the consistent-hash ring
 local EWMA_DECAY = 10 -- seconds
 
-local caches = { r = {}, u = {}, p = {} } -- kind -> name -> {ver=, seen=, value=} in this worker
+local caches = { r = {}, u = {}, p = {} }
+local canary_routes = {} -- routes this worker's balancer met with a canary (request metrics) -- kind -> name -> {ver=, seen=, value=} in this worker
 local certcache = {} -- digest -> {cert, key}
 local certcount = 0
 
@@ -258,6 +261,7 @@ local function resolve()
     end
     local route = record("r", name, gen)
     if not route then return nil, nil end
+    if route.cu then canary_routes[name] = true end
     if route.st then -- a path that answers with a status (pooled hosts only get here)
         if route.st == "404" then ngx.var.portolan_unrouted = "1" end
         return route, nil
@@ -268,6 +272,10 @@ local function resolve()
         -- balancer of a backend that has none: the primary serves instead of a 503.
         up = record("u", route.cu, gen)
         if up and #up.peers == 0 then up = nil end
+    end
+    if M.log_upstream_names then -- ingress-nginx's names, for a log format that has them
+        ngx.var.proxy_upstream_name = route.un
+        if up then ngx.var.proxy_alternative_upstream_name = route.cn end
     end
     if up then return route, up, route.cu end
     up = record("u", route.u, gen)
@@ -386,12 +394,9 @@ function M.log(unanswered)
     local var = ngx.var
     local route = var.portolan_route or ""
     local canary = ""
-    if route ~= "" and route ~= "~" then
-        local r = record("r", route, data:get("gen") or 0)
-        if r and r.cu then
-            local state = ngx.ctx.portolan
-            canary = state and state.canary or ""
-        end
+    if canary_routes[route] then -- only then is there a decision to read (ngx.ctx costs)
+        local state = ngx.ctx.portolan
+        canary = state and state.canary or ""
     end
     local status = ngx.status
     local method = METHODS[ngx.req.get_method()] or "OTHER"

@@ -104,7 +104,7 @@ def test_canary_attaches_to_the_primary_location() -> None:
     assert canary is not None
     assert (canary.upstream, canary.weight, canary.header) == ("default_b_http", 30, "X-C")
     assert live_route(model) == {"u": "default_a_http", "lb": "round_robin", "cu": "default_b_http", "cw": "30",
-                                 "ct": "100", "ch": "X-C"}
+                                 "ct": "100", "ch": "X-C", "un": "default-a-80", "cn": "default-b-http"}
     assert model.ingresses == ("default/main", "default/canary")
 
 

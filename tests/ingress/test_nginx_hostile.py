@@ -263,7 +263,7 @@ HOSTILE_SETTINGS = {
     "load-balance": "ewma; PWNED", "lua-shared-dicts": "configuration_data: 10m;PWNED",
     "disable-access-log": "true;PWNED", "access-log-path": "/tmp/a.log;PWNED", "access-log-params": "buffer=16k PWNED",
     "enable-access-log-for-default-backend": "PWNED", "error-log-level": "notice; PWNED",
-    "host-pool-threshold": "0;PWNED",
+    "host-pool-threshold": "0;PWNED", "log-format-escape-json": "true;PWNED", "log-format-escape-none": "PWNED",
 }  # fmt: skip
 HOSTILE_TCP = {"9001": "default/web:80;PWNED", "9002": "default/PWNED", "9003": "default/web:80:PWNED",
                "PWNED": "default/web:80", "9004": "default/web:80\nPWNED"}  # fmt: skip

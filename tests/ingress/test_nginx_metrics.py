@@ -4,6 +4,7 @@ unknown hosts under empty labels; and ingress-nginx's controller series."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import aiohttp
@@ -133,3 +134,42 @@ async def test_certificate_expiry_and_unknown_hosts_bounded(start_controller, ba
     assert len([k for k in got if k[0] == P + "requests"]) == 1
     expiry = find(got, "ssl_expire_time_seconds", host="tls.com", secret_name="tls-secret", namespace="default")
     assert expiry is not None and expiry > 1.7e9  # noqa: PT018
+
+
+async def test_access_log_has_ingress_nginx_s_default_fields(start_controller, backends, client_for) -> None:
+    # ingress-nginx's default log-format-upstream, field for field: its upstream names in
+    # brackets (the canary's when it answered), and the client's X-Request-ID when it sent one.
+    store = Store()
+    await services(backends, store, a=("a1",), b=("b1",))
+    o.put(store, o.ingress("web", o.rule("foo.com", o.path("/c", "a"))),
+          o.ingress("canary", o.rule("foo.com", o.path("/c", "b")), created="2024-01-02T00:00:00Z",
+                    annotations=ann(canary="true", canary_by_header="X-Canary")))  # fmt: skip
+    controller = await start_controller(store)
+    client = client_for(controller)
+    await client.request("foo.com", "/c?q=1", headers={"X-Request-ID": "my-id-1", "User-Agent": "ua/1"})
+    await client.request("foo.com", "/c", headers={"X-Canary": "always"})
+    await client.request("foo.com", "/nothing")  # the default backend: not logged (ingress-nginx's default)
+
+    def lines() -> list[str]:
+        return controller.layout.access_log.read_text().splitlines()
+
+    await until(lambda: len(lines()) >= 2)
+    first, second = lines()[:2]
+    assert re.fullmatch(r'127\.0\.0\.1 - - \[[^]]+\] "GET /c\?q=1 HTTP/1\.1" 200 \d+ "-" "ua/1" \d+ [0-9.]+ '
+                        r"\[default-a-80\] \[\] 127\.0\.0\.\d+:\d+ \d+ [0-9.]+ 200 my-id-1", first), first  # fmt: skip
+    assert "[default-a-80] [default-b-http]" in second
+    assert re.search(r" [0-9a-f]{32}$", second), second  # no X-Request-ID sent: nginx's own id
+
+
+async def test_access_log_escape_json(start_controller, backends, client_for) -> None:
+    store = Store()
+    await services(backends, store, a=("a1",))
+    fmt = '{"status": $status, "uri": "$uri", "agent": "$http_user_agent", "upstream": "$proxy_upstream_name"}'
+    o.put(store, o.config_map("cfg", {"log-format-upstream": fmt, "log-format-escape-json": "true"}),
+          o.ingress("web", o.rule("foo.com", o.path("/", "a"))))  # fmt: skip
+    controller = await start_controller(store, configmap=("default", "cfg"))
+    await client_for(controller).request("foo.com", "/x", headers={"User-Agent": 'quote " and \\ backslash'})
+    await until(lambda: controller.layout.access_log.read_text().strip() != "")
+    line = controller.layout.access_log.read_text().splitlines()[0]
+    assert json.loads(line) == {"status": 200, "uri": "/x", "agent": 'quote " and \\ backslash',
+                                "upstream": "default-a-80"}  # fmt: skip

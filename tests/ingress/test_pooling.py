@@ -95,7 +95,7 @@ def test_paths_record_names_what_each_location_does() -> None:
     records = livedata.records(model)
     assert records["p:foo.com"] == paths_record(server)
     assert (records["r:" + routes["/z"]], records["r:" + routes["/"]]) == ("st=503", "st=404")
-    assert records["r:" + routes["/x"]] == "u=default_a_http&lb=round_robin"
+    assert records["r:" + routes["/x"]] == "u=default_a_http&lb=round_robin&un=default-a-80"
 
 
 def test_threshold_decides_and_blocks_are_few() -> None:
