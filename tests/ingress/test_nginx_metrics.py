@@ -119,8 +119,8 @@ async def test_certificate_expiry_and_unknown_hosts_bounded(start_controller, ba
     store = Store()
     await services(backends, store, a=("a1",))
     crt, key = authority.issue("tls.com")
-    o.put(store, o.tls_secret("tls-secret", crt, key),
-          o.ingress("tls", o.rule("tls.com", o.path("/", "a")), tls=[{"hosts": ["tls.com"], "secretName": "tls-secret"}]))
+    tls = [{"hosts": ["tls.com"], "secretName": "tls-secret"}]
+    o.put(store, o.tls_secret("tls-secret", crt, key), o.ingress("tls", o.rule("tls.com", o.path("/", "a")), tls=tls))
     controller = await start_controller(store)
     client = client_for(controller)
     for n in range(30):  # 30 Host headers nobody configured: one series
