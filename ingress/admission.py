@@ -30,7 +30,7 @@ import os
 import re
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -66,7 +66,7 @@ class Verdict:
 
     allowed: bool
     message: str = ""
-    warnings: tuple[str, ...] = field(default=())
+    warnings: tuple[str, ...] = ()
 
 
 class Reviewer:

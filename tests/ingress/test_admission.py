@@ -4,10 +4,11 @@ against what the controller itself does with the same objects."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -367,6 +368,40 @@ async def test_oversize_413_malformed_400_tls_only(with_webhook) -> None:
     assert (await hook.review(_denied("still", annotations=None)))["allowed"] is True  # still serving
     assert controller.webhook is not None
     assert controller.webhook.address == "127.0.0.1"
+
+
+async def test_a_renewed_certificate_is_served_without_a_restart(with_webhook, webhook_pair, authority,
+                                                                  monkeypatch) -> None:  # fmt: skip
+    """cert-manager renews the pair in the mounted Secret: new connections get the new one."""
+    monkeypatch.setattr(admission, "CERT_CHECK_INTERVAL", 0.05)
+    store = Store()
+    web_service(store)
+    controller, hook = await with_webhook(store)
+    assert controller.webhook is not None
+
+    async def names() -> set[str]:
+        _, writer = await asyncio.open_connection("127.0.0.1", controller.webhook.port, ssl=hook.context,
+                                                  server_hostname=SERVICE_NAME)  # fmt: skip
+        cert = writer.get_extra_info("peercert")
+        writer.close()
+        await writer.wait_closed()
+        return {value for _, value in cert["subjectAltName"]}
+
+    assert "renewed.portolan.test" not in await names()
+    crt, key = authority.issue(SERVICE_NAME, "renewed.portolan.test")
+    _renew(webhook_pair, crt, key)
+    await until(lambda: _has(names(), "renewed.portolan.test"))
+    assert (await hook.review(_denied("after")))["allowed"] is True
+
+
+def _renew(pair: tuple[str, str], crt: bytes, key: bytes) -> None:
+    Path(pair[1]).write_bytes(key)
+    Path(pair[0]).write_bytes(crt)
+    os.utime(pair[0], (1, 1))  # a new mtime even within the file system's granularity
+
+
+async def _has(found: Awaitable[set[str]], name: str) -> bool:
+    return name in await found
 
 
 def test_webhook_flags() -> None:
