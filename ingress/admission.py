@@ -4,7 +4,8 @@ the controller would refuse fails at once, with the reason, instead of becoming 
 It answers ``admission.k8s.io/v1`` AdmissionReviews over TLS at ingress-nginx's path
 ``/networking/v1/ingresses``, inside the controller process, from the controller's own view:
 
-* Ingresses of other classes are allowed (ingress/classes.py decides, as for the model).
+* Ingresses of other classes are allowed (ingress/classes.py decides, as for the model), and
+  so are those outside ``--watch-namespace``, which the controller never reads.
 * The object is parsed by ``model.parse_record``, the function the model parses every Ingress
   with: whatever it rejects is denied with its message (the field and the rule).
 * A path the object would lose to an older Ingress of ours on the same host (the model keeps
@@ -74,9 +75,10 @@ class Reviewer:
     (snippets allowed?) and the hosts its reconciler last built."""
 
     def __init__(self, store: Store, policy: ClassPolicy, settings: Callable[[], NginxSettings],
-                 hosts: HostCache) -> None:  # fmt: skip
+                 hosts: HostCache, watch_namespace: str = "") -> None:  # fmt: skip
         self.store = store
         self.policy = policy
+        self.watch_namespace = watch_namespace  # --watch-namespace: the others are never served
         self.settings = settings
         self.hosts = hosts
 
@@ -89,7 +91,7 @@ class Reviewer:
             return Verdict(False, f"not an Ingress the controller can read: {exc}")
         assert isinstance(ing, Ingress)
         classes = {c.name: c for c in self.store.iter(INGRESS_CLASSES) if isinstance(c, IngressClass)}
-        if not is_ours(ing, classes, self.policy):
+        if (self.watch_namespace and ing.namespace != self.watch_namespace) or not is_ours(ing, classes, self.policy):
             return Verdict(True)
         key = ingress_key(ing)
         parsed = parse_record(ing, key, allow_snippets=self.settings().allow_snippet_annotations)

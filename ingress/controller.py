@@ -113,7 +113,8 @@ class Controller:
         )
         self.webhook: AdmissionServer | None = None
         if options.validating_webhook is not None:
-            reviewer = Reviewer(self.store, options.classes, self.settings, self.reconciler.hosts)
+            reviewer = Reviewer(self.store, options.classes, self.settings, self.reconciler.hosts,
+                                options.watch_namespace)  # fmt: skip
             address, port = options.validating_webhook
             self.webhook = AdmissionServer(address, port, options.validating_webhook_certificate,
                                            options.validating_webhook_key, reviewer)  # fmt: skip

@@ -268,6 +268,15 @@ async def test_watch_ingress_without_class_makes_classless_ours(with_webhook) ->
     assert (await hook.review(theirs))["allowed"] is True
 
 
+async def test_namespaces_not_watched_are_allowed(with_webhook) -> None:
+    store = Store()
+    web_service(store)
+    _, hook = await with_webhook(store, watch_namespace="default")
+    bad = o.ann(rewrite_target="/;x")
+    assert (await hook.review(_denied("here", annotations=bad)))["allowed"] is False
+    assert (await hook.review(_denied("there", annotations=bad, namespace="team-b")))["allowed"] is True
+
+
 # IngressNightmare's smuggling through UIDs: the review's own (answered 400, never echoed) and
 # the object's (denied, as the controller rejects it).
 SMUGGLED_UIDS = ["x\n}\nssl_engine /tmp/PWNED.so;\n#", "../../PWNED", "a;PWNED", '"}PWNED{"', "", "PWNED" * 20, 7]
