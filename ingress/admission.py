@@ -10,8 +10,10 @@ It answers ``admission.k8s.io/v1`` AdmissionReviews over TLS at ingress-nginx's 
   with: whatever it rejects is denied with its message (the field and the rule).
 * A path the object would lose to an older Ingress of ours on the same host (the model keeps
   the oldest claim) is denied, naming that Ingress. The rivals are the members of the hosts the
-  reconciler last built (its HostCache): an UPDATE replaces the object's own old version there,
-  and the cost is that of the hosts the object names, not of the cluster.
+  reconciler last built (its HostCache), brought up to the store with the Ingresses changed
+  since (a ``kubectl apply`` of several Ingresses reaches the webhook before the debounced
+  reconcile has built the first ones); an UPDATE replaces the object's own old version, and the
+  cost is that of the hosts the object names, not of the cluster.
 * What the model would only note (an annotation it ignores, snippets switched off) comes back
   as warnings, which kubectl prints.
 
@@ -37,10 +39,10 @@ from typing import Any
 from aiohttp import web
 
 from ingress.classes import ClassPolicy, age_key, is_ours
-from ingress.model import CATCH_ALL, Member, Rejection, ingress_key, lost_paths, parse_record
+from ingress.model import CATCH_ALL, Member, Parsed, Rejection, ingress_key, lost_paths, parse_record
 from ingress.modelcache import HostCache, touches
 from ingress.settings import NginxSettings
-from kubewatch import INGRESS_CLASSES, Ingress, IngressClass, Store
+from kubewatch import INGRESS_CLASSES, INGRESSES, Ingress, IngressClass, Record, Store
 from kubewatch.kinds import get_kind
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,57 @@ class Reviewer:
         self.watch_namespace = watch_namespace  # --watch-namespace: the others are never served
         self.settings = settings
         self.hosts = hosts
+        # Ingresses changed in the store that the last build may not have seen ("ns/name"), and
+        # what parse_record made of their records: (record, allow-snippets, result).
+        self._pending: dict[str, None] = {}
+        self._parsed: dict[str, tuple[Ingress, bool, Parsed | Rejection]] = {}
+        # From the start: what the first build has not seen must not be missed. Until the first
+        # review the keys only pile up (one entry per Ingress at most); the first forgets those
+        # the hosts have by record identity, without parsing them.
+        self._unsubscribe: Callable[[], None] | None = self.store.subscribe(self._changed, [INGRESSES])
+
+    @property
+    def backlog(self) -> int:
+        """Ingresses changed that the last review found the hosts had not caught up with."""
+        return len(self._pending)
+
+    def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def _changed(self, kind: str, change: str, old: Record | None, new: Record | None) -> None:
+        rec = new if new is not None else old
+        if isinstance(rec, Ingress):
+            self._pending[ingress_key(rec)] = None
+
+    def _ours(self, ing: Ingress, classes: dict[str, IngressClass]) -> bool:
+        if self.watch_namespace and ing.namespace != self.watch_namespace:
+            return False
+        return is_ours(ing, classes, self.policy)
+
+    def _recent(self, classes: dict[str, IngressClass], allow: bool) -> dict[str, Member | None]:
+        """The Ingresses changed since the last build saw them, as the store has them now:
+        "ns/name" -> the member it is (None: gone, not ours or rejected). Those the build has
+        caught up with are forgotten."""
+        recent: dict[str, Member | None] = {}
+        for key in list(self._pending):
+            namespace, name = key.split("/", 1)
+            rec = self.store.get(INGRESSES, namespace, name)
+            built = self.hosts.member(key)
+            member: Member | None = None
+            if rec is not built and isinstance(rec, Ingress) and self._ours(rec, classes):
+                cached = self._parsed.get(key)
+                if cached is None or cached[0] is not rec or cached[1] != allow:
+                    cached = self._parsed[key] = (rec, allow, parse_record(rec, key, allow_snippets=allow))
+                if not isinstance(cached[2], Rejection):
+                    member = (rec, key, cached[2])
+            if rec is built or (member is None and built is None):  # nothing the hosts do not know
+                del self._pending[key]
+                self._parsed.pop(key, None)
+                continue
+            recent[key] = member
+        return recent
 
     def review(self, operation: str, obj: Any) -> Verdict:
         if operation not in ("CREATE", "UPDATE"):
@@ -91,17 +144,20 @@ class Reviewer:
             return Verdict(False, f"not an Ingress the controller can read: {exc}")
         assert isinstance(ing, Ingress)
         classes = {c.name: c for c in self.store.iter(INGRESS_CLASSES) if isinstance(c, IngressClass)}
-        if (self.watch_namespace and ing.namespace != self.watch_namespace) or not is_ours(ing, classes, self.policy):
+        if not self._ours(ing, classes):
             return Verdict(True)
         key = ingress_key(ing)
-        parsed = parse_record(ing, key, allow_snippets=self.settings().allow_snippet_annotations)
+        allow = self.settings().allow_snippet_annotations
+        parsed = parse_record(ing, key, allow_snippets=allow)
         if isinstance(parsed, Rejection):
             return Verdict(False, f"Ingress {key}: {parsed.reason}")
         warnings = tuple(f"Ingress {key}: {note}"[:MAX_WARNING_CHARS] for note in parsed[1][:MAX_WARNINGS])
         me = (ing if ing.created else ing._replace(created=_NEWEST), key, parsed)
+        recent = self._recent(classes, allow)
         losses: list[str] = []
         for host in touches(parsed):
-            rivals = [m for m in self.hosts.members_of(host) if m[1] != key]
+            rivals = [m for m in self.hosts.members_of(host) if m[1] != key and m[1] not in recent]
+            rivals += [m for k, m in recent.items() if m is not None and k != key and host in touches(m[2])]
             members = sorted([*rivals, me], key=_age)
             for p, holder in lost_paths(host, members, key):
                 on = "any host" if host == CATCH_ALL else host
@@ -219,6 +275,7 @@ class AdmissionServer:
                 log.warning("validating webhook: certificate not reloaded: %s", exc)
 
     async def stop(self) -> None:
+        self.reviewer.stop()
         if self._watch is not None:
             self._watch.cancel()
             await asyncio.gather(self._watch, return_exceptions=True)

@@ -288,6 +288,11 @@ class HostCache:
             notes.extend(f"{key}: {n}" for n in parsed[1])
         return tuple(served), tuple(rejected), tuple(notes)
 
+    def member(self, key: str) -> Ingress | None:
+        """The record of Ingress ``key`` ("ns/name") the last build served or rejected, if any."""
+        found = self._members.get(key)
+        return found[0] if found is not None else None
+
     def members_of(self, host: str) -> list[Member]:
         """The Ingresses the last build served on ``host``, oldest first (for the admission webhook)."""
         return self._group(host)

@@ -235,6 +235,43 @@ async def test_a_path_held_by_an_older_ingress_is_denied_naming_it(with_webhook)
     await until(lambda: controller.model is not None and "default/second" in controller.model.ingresses)
     assert any("default/second: Prefix /api on shop.example is already served by default/first" in n
                for n in controller.model.notes)  # fmt: skip
+    # Once built, changed Ingresses are no longer looked up in the store for each review.
+    assert controller.webhook is not None
+    assert (await hook.review(cases[1][0]))["allowed"] is False
+    assert controller.webhook.reviewer.backlog == 0
+
+
+async def test_the_store_counts_before_the_reconcile_has_built_it(with_webhook) -> None:
+    """``kubectl apply -f`` of several Ingresses: each reaches the webhook before the debounced
+    reconcile has built the ones before it; the store has them."""
+    store = Store()
+    web_service(store)
+    o.put(store, o.ingress("old", o.rule("shop.example", o.path("/old", "web")), created="2024-01-01T00:00:00Z"))
+    controller, hook = await with_webhook(store, debounce=60.0, max_delay=120.0)  # no reconcile in this test
+
+    def claim(name: str, path: str, created: str = "2024-06-01T00:00:00Z", **kw: Any) -> o.Obj:
+        return o.ingress(name, o.rule("shop.example", o.path(path, "web")), created=created, **kw)
+
+    o.put(store, claim("first", "/api", "2024-02-01T00:00:00Z"))
+    assert controller.model is not None
+    assert "default/first" not in controller.model.ingresses
+    answer = await hook.review(claim("second", "/api"))
+    assert answer["allowed"] is False
+    assert answer["status"]["message"].endswith("already served by the older Ingress default/first")
+    assert (await hook.review(claim("x", "/old")))["allowed"] is False  # the model's own
+    # Gone from the store, or no longer ours, or no longer valid: no rival, built or not.
+    o.remove(store, claim("old", "/old"))
+    assert (await hook.review(claim("x", "/old")))["allowed"] is True
+    o.put(store, claim("first", "/api", "2024-02-01T00:00:00Z", class_name="nginx", resource_version="2"))
+    assert (await hook.review(claim("second", "/api")))["allowed"] is True
+    o.put(store, claim("first", "/api", "2024-02-01T00:00:00Z", resource_version="3"))
+    assert (await hook.review(claim("second", "/api")))["allowed"] is False
+    o.put(store, claim("first", "/api", "2024-02-01T00:00:00Z", resource_version="4",
+                       annotations=o.ann(ssl_redirect="maybe")))  # fmt: skip
+    assert (await hook.review(claim("second", "/api")))["allowed"] is True
+    assert controller.webhook is not None
+    assert controller.webhook.reviewer.backlog == 1  # old: gone, still built (first: invalid, never built)
+    assert controller.reconciles == 1
 
 
 async def test_classes_not_ours_are_allowed(with_webhook) -> None:
