@@ -45,6 +45,18 @@ def _ip(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
 
 
+def _listen(text: str) -> tuple[str, int]:
+    """ADDR:PORT, [IPv6]:PORT, or :PORT (all addresses, ingress-nginx's ":8443")."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{text!r} is not ADDR:PORT")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        return (_ip(host) if host else "0.0.0.0", _port(port))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not ADDR:PORT") from None
+
+
 def _positive(text: str) -> float:
     value = float(text)
     if value <= 0:
@@ -149,6 +161,11 @@ def parser() -> argparse.ArgumentParser:
         default=Options.shutdown_grace,
         help="on stop, seconds nginx may finish requests before it is stopped hard",
     )
+    p.add_argument("--validating-webhook", type=_listen, metavar="ADDR:PORT",
+                   help="serve the validating admission webhook (HTTPS, /networking/v1/ingresses) here")  # fmt: skip
+    p.add_argument("--validating-webhook-certificate", metavar="FILE", default="",
+                   help="the webhook's certificate (PEM)")  # fmt: skip
+    p.add_argument("--validating-webhook-key", metavar="FILE", default="", help="the webhook's private key (PEM)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -169,6 +186,9 @@ def options_from(args: argparse.Namespace) -> Options:
         raise SystemExit(f"portolan ingress: {exc}") from None
     if args.http_port == args.https_port:
         raise SystemExit("portolan ingress: --http-port and --https-port must differ")
+    if args.validating_webhook and not (args.validating_webhook_certificate and args.validating_webhook_key):
+        raise SystemExit("portolan ingress: --validating-webhook needs --validating-webhook-certificate and "
+                         "--validating-webhook-key (the API server calls webhooks over HTTPS only)")  # fmt: skip
     if args.renew_deadline >= args.lease_duration:
         raise SystemExit("portolan ingress: --renew-deadline must be shorter than --lease-duration")
     options = Options(
@@ -204,6 +224,9 @@ def options_from(args: argparse.Namespace) -> Options:
         debounce=args.sync_debounce,
         max_delay=args.sync_max_delay,
         shutdown_grace=args.shutdown_grace_period,
+        validating_webhook=args.validating_webhook,
+        validating_webhook_certificate=args.validating_webhook_certificate,
+        validating_webhook_key=args.validating_webhook_key,
     )
     if args.election_namespace:
         options.election_namespace = args.election_namespace

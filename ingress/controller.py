@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ingress import certs
+from ingress.admission import AdmissionServer, Reviewer
 from ingress.applier import Applier
 from ingress.classes import owned
 from ingress.clock import Clock, MonotonicClock
@@ -114,6 +115,13 @@ class Controller:
         self.httpd = StatusServer(
             options.healthz_address, options.healthz_port, options.metrics_port, self.metrics, self.health
         )
+        self.webhook: AdmissionServer | None = None
+        if options.validating_webhook is not None:
+            reviewer = Reviewer(self.store, options.classes, self.settings, self.reconciler.hosts,
+                                options.watch_namespace)  # fmt: skip
+            address, port = options.validating_webhook
+            self.webhook = AdmissionServer(address, port, options.validating_webhook_certificate,
+                                           options.validating_webhook_key, reviewer)  # fmt: skip
         self._debouncer: Debouncer | None = None
         self._status_kick = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -222,6 +230,12 @@ class Controller:
         # long as the controller: keep it out of the collector's full passes, which at 10,000
         # Ingresses took a tenth of a second at random points of later passes.
         gc.freeze()
+        if self.webhook is not None:
+            # After the first pass: conflicts are judged against the hosts it built.
+            try:
+                await self.webhook.start()
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                raise ControllerError(f"validating webhook: {exc}") from exc
         self._tasks.append(asyncio.create_task(self._reconcile_loop(), name="ingress reconcile"))
         self._tasks.append(asyncio.create_task(self._status_loop(), name="ingress status"))
         if self.elector is not None:
@@ -245,6 +259,8 @@ class Controller:
                 self.metrics.requests.take_status(status)
 
     async def stop(self) -> None:
+        if self.webhook is not None:
+            await self.webhook.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

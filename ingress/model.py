@@ -343,16 +343,22 @@ def parse_ingress(snapshot: Snapshot, ing: Ingress, key: str) -> Parsed | Reject
     cached = snapshot.parsed.get(key)
     if cached is not None and cached[0] is ing and cached[1] == allow:
         return cached[2]
-    found: Parsed | Rejection
+    found = parse_record(ing, key, allow_snippets=allow)
+    snapshot.parsed[key] = (ing, allow, found)
+    return found
+
+
+def parse_record(ing: Ingress, key: str, *, allow_snippets: bool) -> Parsed | Rejection:
+    """What ``ing`` says, or why it is rejected: every validator an Ingress meets, uncached.
+    The admission webhook calls this too, so it refuses exactly what the model would."""
     try:
         validate.namespace(ing.namespace)
         validate.object_name(ing.name)
-        ann, notes = annotations_module.parse(ing.annotations or {}, allow_snippets=allow)
-        found = (ann, tuple(notes), validate.ingress_spec(ing.spec, regex=ann.regex))
+        validate.uid(ing.uid)
+        ann, notes = annotations_module.parse(ing.annotations or {}, allow_snippets=allow_snippets)
+        return (ann, tuple(notes), validate.ingress_spec(ing.spec, regex=ann.regex))
     except InvalidValue as exc:
-        found = Rejection(key, ing.uid, ing.resource_version, str(exc))
-    snapshot.parsed[key] = (ing, allow, found)
-    return found
+        return Rejection(key, ing.uid, ing.resource_version, str(exc))
 
 
 # One Ingress as a host's build sees it: the record, its "ns/name", what parse_ingress made of it.
@@ -370,15 +376,41 @@ def _accumulate(acc: _Host, ing: Ingress, key: str, parsed: Parsed, host: str, l
         for p in _served_paths(rules):
             acc.canaries.setdefault(_slot(p, ann.regex), _Claim(p, ing.namespace, key, ann))
         return
-    if rules:
-        _adopt_server_settings(acc, ann)
-    for rule in rules:
-        for p in rule.paths:
-            _claim_path(acc, p, _Claim(p, ing.namespace, key, ann), host, notes)
+    _claim_rules(acc, ing, key, ann, rules, host, notes)
     if spec.default_backend is not None and acc.default is None:
         acc.default = (spec.default_backend, ing.namespace, key)
     if host != CATCH_ALL:
         _take_tls(acc, ing.namespace, key, spec.tls, host, lookup, notes)
+
+
+def _claim_rules(acc: _Host, ing: Ingress, key: str, ann: Annotations, rules: list[Rule], host: str,
+                 notes: list[str]) -> list[tuple[PathRule, str]]:  # fmt: skip
+    """A non-canary Ingress's rules for ``host`` claim their paths: the paths an older
+    Ingress already holds, with that Ingress ("ns/name")."""
+    if rules:
+        _adopt_server_settings(acc, ann)
+    lost: list[tuple[PathRule, str]] = []
+    for rule in rules:
+        for p in rule.paths:
+            holder = _claim_path(acc, p, _Claim(p, ing.namespace, key, ann), host, notes)
+            if holder is not None:
+                lost.append((p, holder))
+    return lost
+
+
+def lost_paths(host: str, members: list[Member], key: str) -> list[tuple[PathRule, str]]:
+    """The paths of Ingress ``key`` (one of ``members``, oldest first) on ``host`` that an
+    older member holds, with the holder: what build_host leaves out of ``key`` with a note.
+    Claims only, so no look-up is made (for the admission webhook)."""
+    acc = _Host(owner="")
+    for ing, k, (ann, _, spec) in members:
+        if ann.canary:
+            continue
+        rules = [rule for rule in spec.rules if (rule.host or CATCH_ALL) == host]
+        lost = _claim_rules(acc, ing, k, ann, rules, host, [])
+        if k == key:
+            return lost
+    return []
 
 
 def _served_paths(rules: list[Rule]) -> Iterator[PathRule]:
@@ -396,18 +428,21 @@ def _adopt_server_settings(acc: _Host, ann: Annotations) -> None:
         acc.snippet = ann.server_snippet
 
 
-def _claim_path(acc: _Host, p: PathRule, claim: _Claim, host: str, notes: list[str]) -> None:
-    """``p`` served by ``claim``'s Ingress unless an older one holds it (a note if another)."""
+def _claim_path(acc: _Host, p: PathRule, claim: _Claim, host: str, notes: list[str]) -> str | None:
+    """``p`` served by ``claim``'s Ingress unless an older one holds it (a note if another,
+    and that Ingress is returned)."""
     key = claim.ingress
     if p.backend is None:
         notes.append(f"{key}: {p.path_type} {p.path} on {host}: resource backends are not supported")
-        return
+        return None
     slot = _slot(p, claim.ann.regex)
     held = acc.paths.get(slot)
     if held is None:
         acc.paths[slot] = claim
     elif held.ingress != key:
         notes.append(f"{key}: {p.match_type} {p.path} on {host} is already served by {held.ingress}")
+        return held.ingress
+    return None
 
 
 def _take_tls(acc: _Host, namespace: str, key: str, tls: tuple[Tls, ...], host: str, lookup: Lookup,

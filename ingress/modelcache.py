@@ -61,7 +61,7 @@ def _drop(ordered: list[Any], item: tuple[Any, str]) -> None:
         del ordered[at]
 
 
-def _touches(parsed: Parsed) -> list[str]:
+def touches(parsed: Parsed) -> list[str]:
     """The hosts an Ingress contributes to: its rules' (canaries too), or the catch-all."""
     ann, _, spec = parsed
     hosts = dict.fromkeys(rule.host or CATCH_ALL for rule in spec.rules)
@@ -247,7 +247,7 @@ class HostCache:
         _drop(self._aged, (age_key(old), key))
         if isinstance(parsed, Rejection):
             return []
-        hosts = _touches(parsed)
+        hosts = touches(parsed)
         for host in hosts:
             keys = self._host_keys[host]
             keys.discard(key)
@@ -266,7 +266,7 @@ class HostCache:
         bisect.insort(self._aged, (age_key(ing), key))
         if isinstance(parsed, Rejection):
             return []
-        hosts = _touches(parsed)
+        hosts = touches(parsed)
         for host in hosts:
             if host not in self._host_keys and host != CATCH_ALL:
                 bisect.insort(self._hostorder, (host_order(host), host))
@@ -287,6 +287,15 @@ class HostCache:
             served.append(key)
             notes.extend(f"{key}: {n}" for n in parsed[1])
         return tuple(served), tuple(rejected), tuple(notes)
+
+    def member(self, key: str) -> Ingress | None:
+        """The record of Ingress ``key`` ("ns/name") the last build served or rejected, if any."""
+        found = self._members.get(key)
+        return found[0] if found is not None else None
+
+    def members_of(self, host: str) -> list[Member]:
+        """The Ingresses the last build served on ``host``, oldest first (for the admission webhook)."""
+        return self._group(host)
 
     def _group(self, host: str) -> list[Member]:
         """The Ingresses touching ``host``, oldest first."""

@@ -83,3 +83,8 @@ class Options:
     sync_timeout: float = 60.0  # for the first full list of every kind
     reload_timeout: float = 10.0  # for a reload (or start) to serve the new config hash
     shutdown_grace: float = 0.0  # SIGQUIT and wait this long before stopping nginx hard
+    # --validating-webhook: (address, port) of the admission webhook (None: not served), and
+    # its TLS pair (files; the API server only speaks HTTPS to webhooks).
+    validating_webhook: tuple[str, int] | None = None
+    validating_webhook_certificate: str = ""
+    validating_webhook_key: str = ""

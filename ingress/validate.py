@@ -202,6 +202,20 @@ def object_name(value: Any, field: str = "metadata.name") -> str:
     return value
 
 
+# What an API server assigns (a UUID); "" for objects read from manifests, which have none.
+# A UID never reaches nginx.conf, but IngressNightmare's exploit carried its payload in one: a
+# UID of any other shape is not an object an API server made.
+_UID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def uid(value: Any, field: str = "metadata.uid") -> str:
+    if value == "":
+        return ""
+    if not isinstance(value, str) or not _UID_RE.fullmatch(value):
+        raise InvalidValue(f"{field}: {value[:80] if isinstance(value, str) else value!r} is not a valid UID")
+    return value
+
+
 def ip(value: Any, field: str) -> str:
     """An IP address in canonical form. IPv6 zones are refused: ``ipaddress`` accepts any
     text after "%" (``fe80::1%;}``), which would reach the configuration unquoted."""

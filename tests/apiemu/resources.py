@@ -85,6 +85,9 @@ RESOURCES: tuple[Resource, ...] = (
              False),
     Resource("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", True),
     Resource("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", True),
+    Resource("batch", "v1", "Job", "jobs", "job", True, (), True),
+    Resource("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration",
+             "validatingwebhookconfigurations", "validatingwebhookconfiguration", False),
 )
 
 BY_PATH: dict[tuple[str, str, str], Resource] = {(r.group, r.version, r.plural): r for r in RESOURCES}

@@ -151,16 +151,38 @@ HOSTILE_ANNOTATIONS: list[tuple[str, str]] = [
     ("load-balance", "${PWNED}"),
     ("load-balance", "chash;PWNED"),
     ("load-balance", "PWNED"),
+    # IngressNightmare (CVE-2025-1974 and its siblings): values shaped like the auth-url,
+    # auth-tls-match-cn and mirror-target injections, closing the directive and the blocks
+    # around it to add ssl_engine / load_module (a shared object nginx -t would load), aimed at
+    # the annotations Portolan does render.
+    ("permanent-redirect", "http://x.example/#;\n}\n}\n}\nssl_engine /proc/1/fd/PWNED;\n#"),
+    ("permanent-redirect", "http://x.example/;}}load_module /tmp/PWNED.so;#"),
+    ("temporal-redirect", "https://x.example/\";\nload_module /tmp/PWNED.so;\n#"),
+    ("rewrite-target", "/$1;\n}\n}\nssl_engine /tmp/PWNED.so;\n#"),
+    ("upstream-vhost", "x.example;\n}\nload_module /tmp/PWNED.so;\n#"),
+    ("canary-by-header-pattern", "CN=x$|.*)}\n}\n}\nssl_engine /proc/self/fd/PWNED;\n#"),
+    ("canary-by-header-pattern", "^a$|.*){1}}}ssl_engine/PWNED"),
+    ("cors-allow-origin", "https://a.example\n}\nssl_engine /tmp/PWNED.so;\n#"),
+    ("session-cookie-path", "/;}\nload_module /tmp/PWNED.so;#"),
+    ("app-root", "/app\";}\nssl_engine /tmp/PWNED.so;#"),
+    ("upstream-hash-by", "$arg_id;}\nssl_engine /tmp/PWNED.so;#"),
+    ("whitelist-source-range", "10.0.0.0/8;}\nssl_engine /tmp/PWNED.so;#"),
 ]
 # Snippets are off by default: these are ignored (the Ingress is served without them).
 IGNORED_ANNOTATIONS = [
     ("configuration-snippet", "ssl_engine PWNED;"),
     ("server-snippet", "load_module /tmp/PWNED.so;"),
     ("auth-snippet", "PWNED;"),
+    # IngressNightmare's own annotations, which Portolan does not implement: never rendered.
+    ("auth-url", "http://x.example/#;\n}\n}\n}\nssl_engine /tmp/PWNED.so;\n#"),
+    ("auth-tls-match-cn", "CN=x$|.*)}\n}\n}\nssl_engine /tmp/PWNED.so;\n#"),
+    ("mirror-target", "http://x.example/;}\nload_module /tmp/PWNED.so;#"),
+    ("mirror-host", "x.example;\nssl_engine /tmp/PWNED.so;#"),
 ]
 HOSTILE_HOSTS = [
     "PWNED.com;", "a.com\nPWNED", "a.com{PWNED}", '"PWNED".com', "a.com #PWNED", "PWNED.com:80",
     "~^PWNED$", "$PWNED.com", "PWNED\\.com", "*.PWNED.*", "PWNED..com", "PWNED.com\x00",
+    "a.com;}\nssl_engine /tmp/PWNED.so;#",
 ]  # fmt: skip
 HOSTILE_PATHS: list[tuple[str, bool]] = [  # (path, with use-regex)
     ("/a;PWNED", False), ("/a{PWNED}", False), ('/a"PWNED', False), ("/a\nPWNED", False), ("/a PWNED", False),
@@ -170,6 +192,7 @@ HOSTILE_PATHS: list[tuple[str, bool]] = [  # (path, with use-regex)
     ("/a;PWNED", True), ("/a PWNED", True), ("/a(PWNED", True), ("/a${PWNED}", True), ("/a{1};}PWNED{", True),
     ('/a{1}";}location/{return 200 PWNED;}#', True), ("/a{1}\n}PWNED{", True), ("/a{1}\\}PWNED", True),
     ("/a{1}#}PWNED", True), ("/a{99999}PWNED", True), ("/(?<portolan_vhost>PWNED)", True),
+    ('/x{1}"}\n}\nssl_engine /tmp/PWNED.so;\n#', True), ("/x;}\nload_module /tmp/PWNED.so;#", False),
 ]  # fmt: skip
 
 

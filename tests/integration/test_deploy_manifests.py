@@ -8,11 +8,14 @@ import dataclasses
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from ingress import admission
 from ingress.cli import options_from, parser
 from ingress.controller import Controller
+from ingress.options import Options
 from kubewatch.kinds import get_kind
 from tests.apiemu.harness import Emulator
 
@@ -58,6 +61,58 @@ async def test_deploy_manifests_apply(tmp_path: Path) -> None:
         assert opts.publish_service == ("portolan-ingress", "portolan-ingress")
         ing = await emu.get("networking.k8s.io/v1", "Ingress", "example", "default")
         assert ing["spec"]["ingressClassName"] == "portolan"
+        vwc = await emu.get("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration",
+                            "portolan-ingress-admission")  # fmt: skip
+        await _check_webhook(emu, vwc, dep, opts)
+
+
+async def _check_webhook(emu: Emulator, vwc: dict[str, Any], dep: dict[str, Any], opts: Options) -> None:
+    """The webhook's pieces fit together: configuration, Service, controller flags, the
+    certificate's Secret and names, from the Jobs or from cert-manager."""
+    (hook,) = vwc["webhooks"]
+    assert hook["failurePolicy"] == "Fail"
+    assert hook["admissionReviewVersions"] == ["v1"]
+    assert hook["sideEffects"] == "None"
+    assert {"CREATE", "UPDATE"} == set(hook["rules"][0]["operations"])
+    assert hook["rules"][0]["resources"] == ["ingresses"]
+    assert "'portolan'" in hook["matchConditions"][0]["expression"]  # our IngressClass's name
+    ref = hook["clientConfig"]["service"]
+    assert ref["path"] == admission.PATH
+    svc = await emu.get("v1", "Service", ref["name"], ref["namespace"])
+    (port,) = svc["spec"]["ports"]
+    assert port["port"] == ref["port"]
+    pod = dep["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    named = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert opts.validating_webhook == ("0.0.0.0", named[port["targetPort"]])
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    (volume,) = [v for v in pod["volumes"] if "secret" in v]
+    secret = volume["secret"]["secretName"]
+    mounted = mounts[volume["name"]]
+    assert opts.validating_webhook_certificate == f"{mounted}/tls.crt"
+    assert opts.validating_webhook_key == f"{mounted}/tls.key"
+    dns = f"{ref['name']}.{ref['namespace']}.svc"
+    # kube-webhook-certgen: the pair for the Service's names in that Secret, the caBundle patched.
+    create = await emu.get("batch/v1", "Job", "portolan-ingress-admission-create", ref["namespace"])
+    patch = await emu.get("batch/v1", "Job", "portolan-ingress-admission-patch", ref["namespace"])
+    args = create["spec"]["template"]["spec"]["containers"][0]["args"]
+    image = create["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image.startswith("registry.k8s.io/ingress-nginx/kube-webhook-certgen:")
+    assert args[0] == "create"
+    assert f"--secret-name={secret}" in args
+    assert f"--host={ref['name']},{ref['name']}.$(POD_NAMESPACE).svc" in args
+    assert {"--cert-name=tls.crt", "--key-name=tls.key"} <= set(args)
+    args = patch["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[0] == "patch"
+    assert {f"--webhook-name={vwc['metadata']['name']}", f"--secret-name={secret}", "--patch-mutating=false",
+            "--patch-failure-policy=Fail"} <= set(args)  # fmt: skip
+    # cert-manager instead: the same Secret, the Service's names, the annotation naming it.
+    docs = [d for d in yaml.safe_load_all((DEPLOY / "ingress" / "cert-manager" / "certificate.yaml").read_text()) if d]
+    (serving,) = [d for d in docs if d["kind"] == "Certificate" and not d["spec"].get("isCA")]
+    assert serving["spec"]["secretName"] == secret
+    assert dns in serving["spec"]["dnsNames"]
+    inject = vwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+    assert inject == f"{serving['metadata']['namespace']}/{serving['metadata']['name']}"
 
 
 def test_ingress_rbac_grants_reads_of_exactly_what_the_controller_watches(tmp_path: Path) -> None:
