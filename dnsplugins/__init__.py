@@ -34,6 +34,7 @@ PLUGINS: tuple[PluginSpec, ...] = (
     PluginSpec("prometheus", 22, once=True),
     PluginSpec("errors", 23, once=True),
     PluginSpec("log", 24),
+    PluginSpec("local", 26),
     PluginSpec("any", 28),
     PluginSpec("chaos", 29),
     PluginSpec("loadbalance", 30),
