@@ -28,6 +28,7 @@ class PluginSpec:
 
 PLUGINS: tuple[PluginSpec, ...] = (
     PluginSpec("reload", 12, once=True),
+    PluginSpec("nsid", 13, once=True),
     PluginSpec("bind", 15),
     PluginSpec("ready", 18, once=True),
     PluginSpec("health", 19),

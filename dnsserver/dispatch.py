@@ -289,7 +289,12 @@ class Dispatcher:
         reply = await self._run_chain(block, req)
         if block.fast_store is not None:
             self.learn_route(data, block, zone)
-        out = self.finish(block, zone, req, client, proto, packed(req, reply), req.answered_by or "", start)
+        msg = packed(req, reply)
+        if req.opt_options:  # a plugin's EDNS0 options (nsid) go into our OPT: scrubbed here, with them
+            msg = scrub(msg, req.edns, req.udp_size, req.do, req.max_size, req.opt_options)
+            out = self.finish(block, zone, req, client, proto, msg, req.answered_by or "", start, b"", True)
+        else:
+            out = self.finish(block, zone, req, client, proto, msg, req.answered_by or "", start)
         more = getattr(reply, "more", None)  # further messages on a stream (transfer's AXFR)
         if more and proto != "udp":
             return Continued(out, [finalize(req, m) for m in more])

@@ -23,6 +23,7 @@ class Request:
         "meta",
         "msg",
         "name",
+        "opt_options",
         "proto",
         "qclass",
         "qname",
@@ -73,6 +74,8 @@ class Request:
         # someone answers; "" when a plugin hands back a reply the server would have made (errors' SERVFAIL).
         self.answered_by: str | None = None
         self.meta: Metadata = {}
+        # EDNS0 options (wire form) for the OPT record the server writes in the reply: nsid's NSID.
+        self.opt_options = b""
 
     @property
     def type_name(self) -> str:

@@ -1,0 +1,79 @@
+"""nsid: the NSID option in replies to queries that ask for it, on every kind of answer, and the parse table."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from dnslib import EDNS0, QTYPE, DNSQuestion, DNSRecord, EDNSOption
+
+from corefile import CorefileError, parse
+from dnsplugins.nsid import OPTION_NSID, Nsid
+from dnsserver.config import build
+from dnsserver.wire.consts import TYPE_OPT
+from tests.dnstest import serve
+
+
+def query(name: str, nsid: bool, edns: bool = True) -> bytes:
+    q = DNSRecord(q=DNSQuestion(name, QTYPE.A))
+    if edns:
+        q.add_ar(EDNS0(udp_len=1232, opts=[EDNSOption(OPTION_NSID, b"")] if nsid else []))
+    out: bytes = q.pack()
+    return out
+
+
+def nsid_of(reply: DNSRecord) -> bytes | None:
+    """The NSID option's data in the reply's OPT record; None when there is none."""
+    for rr in reply.ar:
+        if rr.rtype == TYPE_OPT:
+            for o in rr.rdata:
+                if o.code == OPTION_NSID:
+                    data: bytes = o.data
+                    return data
+    return None
+
+
+COREFILE = """example.org {
+    nsid Use The Force
+    cache
+    hosts {
+        192.0.2.1 www.example.org
+    }
+}"""
+
+# (query name, asks for NSID, sends EDNS, the NSID expected back)
+CASES = [
+    ("www.example.org.", True, True, b"Use The Force"),
+    ("nope.example.org.", True, True, b"Use The Force"),  # the SERVFAIL for a name hosts lacks too
+    ("www.example.org.", False, True, None),
+    ("www.example.org.", False, False, None),
+]
+
+
+@pytest.mark.parametrize(("name", "asks", "edns", "want"), CASES)
+async def test_nsid_in_replies(name: str, asks: bool, edns: bool, want: bytes | None) -> None:
+    async with serve(COREFILE) as s:
+        for _ in range(3):  # cache fills on the first: later answers come from it, NSID included
+            out = await s.wire(query(name, asks, edns))
+            assert out is not None
+            reply = DNSRecord.parse(out)
+            assert nsid_of(reply) == want
+            assert not s.last_fast  # nsid keeps its block off the hot path, which writes no options
+
+
+def plugin_of(text: str) -> Nsid:
+    return next(p for p in build(parse(text, "Corefile"), 53).blocks[0].plugins if isinstance(p, Nsid))
+
+
+@pytest.mark.parametrize(
+    ("line", "want"),
+    [("nsid", socket.gethostname() or "localhost"), ("nsid one", "one"), ('nsid "Use  The" Force', "Use  The Force")],
+)
+def test_parse(line: str, want: str) -> None:
+    assert plugin_of(f". {{\n{line}\n}}").data == want
+
+
+def test_once_per_block() -> None:
+    with pytest.raises(CorefileError) as e:
+        plugin_of(". {\n nsid a\n nsid b\n}")
+    assert str(e.value) == "Corefile:3 - plugin/nsid: this plugin can only be used once per Server Block"
