@@ -42,6 +42,7 @@ PLUGINS: tuple[PluginSpec, ...] = (
     PluginSpec("rewrite", 32),
     PluginSpec("cache", 35, once=True),
     PluginSpec("tls", 38, once=True),
+    PluginSpec("minimal", 39),
     PluginSpec("transfer", 41),
     PluginSpec("hosts", 42, once=True),
     PluginSpec("kubernetes", 47, once=True),
