@@ -41,6 +41,7 @@ PLUGINS: tuple[PluginSpec, ...] = (
     PluginSpec("loadbalance", 30),
     PluginSpec("rewrite", 32),
     PluginSpec("cache", 35, once=True),
+    PluginSpec("header", 36),
     PluginSpec("tls", 38, once=True),
     PluginSpec("minimal", 39),
     PluginSpec("transfer", 41),
