@@ -36,6 +36,7 @@ PLUGINS: tuple[PluginSpec, ...] = (
     PluginSpec("errors", 23, once=True),
     PluginSpec("log", 24),
     PluginSpec("local", 26),
+    PluginSpec("dns64", 27),
     PluginSpec("any", 28),
     PluginSpec("chaos", 29),
     PluginSpec("loadbalance", 30),

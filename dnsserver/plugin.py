@@ -192,11 +192,15 @@ class ServerInstance(Protocol):
 
 
 class BlockView(Protocol):
-    """What plugins may read of their server block once it is built: its plugins, and whether an error
+    """What plugins may read of their server block once it is built: its plugins, its whole chain (for a
+    lookup that starts again at the top, as CoreDNS's upstream does: dns64), and whether an error
     reporter (errors) logs the chain's errors."""
 
     @property
     def plugins(self) -> Sequence[Plugin]: ...
+
+    @property
+    def chain(self) -> Next: ...
 
     @property
     def logs_errors(self) -> bool: ...
