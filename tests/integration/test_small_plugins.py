@@ -1,0 +1,86 @@
+"""local, nsid, minimal, header and dns64 as a user sees them: a real `portolan dns`, real `dig`, dnsmasq."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.server import DnsServer
+from tests.upstreams import READY_NAME, Dnsmasq
+
+ZONES = Path(__file__).resolve().parent.parent / "data" / "zones"
+
+COREFILE = """
+.:{port} {
+    bind 127.0.0.1
+    local
+    nsid Use The Force
+    forward . 127.0.0.1:{upstream}
+}
+example.org:{port} {
+    bind 127.0.0.1
+    cache
+    minimal
+    header {
+        response set ra
+    }
+    file db.example.org
+}
+example.test:{port} {
+    bind 127.0.0.1
+    dns64 {
+        allow_ipv4
+    }
+    forward . 127.0.0.1:{upstream}
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsServer]:
+    workdir = tmp_path_factory.mktemp("small")
+    shutil.copy(ZONES / "db.example.org", workdir / "db.example.org")
+    with Dnsmasq() as upstream:
+        srv = DnsServer(COREFILE.replace("{upstream}", str(upstream.port)), workdir)
+        yield srv
+        assert srv.stop() == 0
+
+
+def test_local_answers_localhost(server: DnsServer) -> None:
+    d = server.dig("localhost.", "A")
+    assert (d.status, d.answer) == ("NOERROR", ["localhost. 604800 IN A 127.0.0.1"])
+    d = server.dig("-x", "127.0.0.1")
+    assert d.answer == ["1.0.0.127.in-addr.arpa. 604800 IN PTR localhost."]
+    d = server.dig("2.0.0.127.in-addr.arpa.", "PTR")
+    assert d.status == "NXDOMAIN"
+    assert d.authority == ["127.in-addr.arpa. 604800 IN SOA localhost. root.localhost. 1 0 0 0 604800"]
+
+
+@pytest.mark.parametrize("proto", ["+notcp", "+tcp"])
+def test_nsid_only_when_asked(server: DnsServer, proto: str) -> None:
+    # The root block forwards to dnsmasq, which answers its readiness name itself.
+    d = server.dig("+nsid", proto, f"{READY_NAME}.", "A")
+    assert d.answer == [f"{READY_NAME}. 0 IN A 192.0.2.254"]
+    assert '("Use The Force")' in d.raw
+    assert "NSID" not in server.dig(proto, f"{READY_NAME}.", "A").raw
+
+
+def test_minimal_and_header_survive_the_cache(server: DnsServer) -> None:
+    for _ in range(3):  # the first fills the cache; the others come from its stored answer
+        d = server.dig("www.example.org.", "A")
+        assert d.rdata() == ["192.0.2.80"]  # (the cache counts the TTL down)
+        assert (d.authority, d.additional) == ([], [])
+        assert {"ra", "aa"} <= d.flags
+    d = server.dig("nope.example.org.", "A")  # a denial keeps its SOA
+    assert d.status == "NXDOMAIN"
+    assert len(d.authority) == 1
+
+
+def test_dns64_synthesises_from_the_upstream_a_record(server: DnsServer) -> None:
+    d = server.dig("other.example.test.", "AAAA")
+    assert d.rdata() == ["64:ff9b::c000:20b"]
+    d = server.dig("www.example.test.", "AAAA")  # it has an AAAA record: left alone
+    assert d.rdata() == ["2001:db8::10"]
