@@ -28,6 +28,7 @@ from dnsserver.plugin import (
     Relay,
     ServerInstance,
     SetupContext,
+    StreamTimeouts,
 )
 
 # A listener is (transport, host, port); host "" means every address (CoreDNS's ":53").
@@ -51,6 +52,7 @@ class Block:
     any_class: bool = False
     errors: ErrorReporter | None = None  # the block's error reporter (errors), which the relay path reports to
     tls: ssl.SSLContext | None = None  # from the tls plugin; required by tls:// keys
+    timeouts: StreamTimeouts | None = None  # from the timeouts plugin: its TCP and TLS connections'
     # The hot path: the plugin whose stored wire answers the server may send directly, and whether
     # addresses must be shuffled on the way. None when a plugin before it must see every query.
     fast_store: FastStore | None = None
@@ -163,7 +165,7 @@ def _make_block(sb: ServerBlock, keys: list[ZoneAddr], key_tokens: list[Token], 
         if isinstance(p, ListenerOptions):
             p.listener_options(opts)
     block = Block(keys=keys, plugins=plugins, chain=build_chain(plugins), bind=opts.bind, file=sb.file,
-                  line=sb.line, tls=opts.tls)
+                  line=sb.line, tls=opts.tls, timeouts=opts.timeouts)
     block.metrics = any(p.counts_queries for p in plugins)
     block.any_class = any(p.any_class for p in plugins)
     block.errors = next((p for p in plugins if isinstance(p, ErrorReporter)), None)

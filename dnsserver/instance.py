@@ -7,13 +7,13 @@ import asyncio
 from prometheus_client import Counter, Gauge
 
 from corefile import Corefile, CorefileError, load, parse
-from dnsserver.config import Config, ListenKey, build
+from dnsserver.config import Block, Config, ListenKey, build
 from dnsserver.dispatch import Dispatcher
 from dnsserver.httpendpoints import HttpEndpoints
 from dnsserver.listeners import Listener
 from dnsserver.logs import core_log, plugin_log
 from dnsserver.metrics import REGISTRY, process_metrics
-from dnsserver.plugin import Plugin
+from dnsserver.plugin import Plugin, StreamTimeouts
 
 log = core_log
 
@@ -23,6 +23,11 @@ RELOAD_VERSION = Gauge("coredns_reload_version_info", "A metric with a constant 
                        "and value which type of hash generated.", ["hash", "value"], registry=REGISTRY)
 
 DEFAULT_COREFILE = ".:{port} {{\n    whoami\n    log\n}}\n"
+
+
+def _timeouts(zones: dict[str, Block]) -> StreamTimeouts | None:
+    """The connection timeouts of a listener: those of the first of its blocks that sets any (timeouts)."""
+    return next((b.timeouts for b in zones.values() if b.timeouts is not None), None)
 
 
 class Instance:
@@ -86,6 +91,7 @@ class Instance:
                 if listener is None:
                     tls = next((b.tls for b in zones.values() if b.tls is not None), None)
                     listener = Listener(host, port, Dispatcher(label, zones, self.metrics, host), tls=tls)
+                    listener.set_timeouts(_timeouts(zones))
                     await listener.open()
                     self.listeners[key] = listener
                     opened.append(key)
@@ -99,6 +105,7 @@ class Instance:
             if key not in opened:
                 listener.dispatcher = Dispatcher(listener.dispatcher.label, zones, self.metrics, listener.host,
                                                  tasks=listener.tasks)
+                listener.set_timeouts(_timeouts(zones))  # the new configuration's, or the defaults again
         for key in [k for k in self.listeners if k not in new.listeners]:
             await self.listeners.pop(key).close()
 

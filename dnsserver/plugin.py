@@ -153,18 +153,31 @@ class ReadinessMonitor(Protocol):
     def monitor(self, checks: list[Readiness]) -> None: ...
 
 
+@dataclass(frozen=True)
+class StreamTimeouts:
+    """How long a TCP or DNS-over-TLS connection may take (seconds; None: the listener's default, CoreDNS's
+    read 3s, write 5s, idle 10s) and how many queries it may ask before the server closes it (-1: no limit)."""
+
+    read: float | None = None
+    write: float | None = None
+    idle: float | None = None
+    max_queries: int | None = None
+
+
 @dataclass
 class ListenOptions:
-    """How a block's listeners are opened: the addresses they bind ("" for all) and the TLS context of
-    its tls:// listeners."""
+    """How a block's listeners are opened: the addresses they bind ("" for all), the TLS context of
+    its tls:// listeners, and the timeouts of their connections (timeouts)."""
 
     bind: list[str] = field(default_factory=list)
     tls: ssl.SSLContext | None = None
+    timeouts: StreamTimeouts | None = None
 
 
 @runtime_checkable
 class ListenerOptions(Protocol):
-    """Sets options of its block's listeners (bind: addresses; tls: the certificate for DNS over TLS)."""
+    """Sets options of its block's listeners (bind: addresses; tls: the certificate for DNS over TLS;
+    timeouts: its connections' timeouts)."""
 
     def listener_options(self, opts: ListenOptions) -> None: ...
 

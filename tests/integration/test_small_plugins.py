@@ -1,12 +1,16 @@
-"""local, nsid, minimal, header and dns64 as a user sees them: a real `portolan dns`, real `dig`, dnsmasq."""
+"""local, nsid, minimal, header, dns64 and timeouts as a user sees them: a real `portolan dns`, real `dig`, dnsmasq."""
 
 from __future__ import annotations
 
 import shutil
+import socket
+import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dnslib import DNSRecord
 
 from tests.server import DnsServer
 from tests.upstreams import READY_NAME, Dnsmasq
@@ -16,6 +20,11 @@ ZONES = Path(__file__).resolve().parent.parent / "data" / "zones"
 COREFILE = """
 .:{port} {
     bind 127.0.0.1
+    timeouts {
+        read 1s
+        idle 2s
+        maxtcpqueries 2
+    }
     local
     nsid Use The Force
     forward . 127.0.0.1:{upstream}
@@ -84,3 +93,24 @@ def test_dns64_synthesises_from_the_upstream_a_record(server: DnsServer) -> None
     assert d.rdata() == ["64:ff9b::c000:20b"]
     d = server.dig("www.example.test.", "AAAA")  # it has an AAAA record: left alone
     assert d.rdata() == ["2001:db8::10"]
+
+
+def test_timeouts_close_silent_and_spent_connections(server: DnsServer) -> None:
+    query = DNSRecord.question("localhost.", "A").pack()
+    frame = struct.pack("!H", len(query)) + query
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as silent:
+        start = time.monotonic()
+        assert silent.recv(1) == b""  # read 1s: a connection that asks nothing is closed
+        assert 0.8 < time.monotonic() - start < 4
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as spent:
+        spent.sendall(frame * 3)  # maxtcpqueries 2: two answers, then the server closes
+        got = b""
+        while chunk := spent.recv(4096):
+            got += chunk
+        answers = 0
+        while got:
+            (n,) = struct.unpack("!H", got[:2])
+            assert DNSRecord.parse(got[2 : 2 + n]).rr
+            got, answers = got[2 + n :], answers + 1
+        assert answers == 2
+    assert server.dig("+tcp", "localhost.", "A").answer == ["localhost. 604800 IN A 127.0.0.1"]

@@ -25,11 +25,12 @@ DIRECTIVE = {
     "tls": "tls cert.pem key.pem",
 }
 BEFORE = {"hosts": "fallthrough"}
-# CoreDNS's own wording where the block's lines are not properties: header's are selectors, and
-# rewrite's block is one rule's words spread over lines.
+# CoreDNS's own wording where it differs: header's lines are selectors, rewrite's block is one
+# rule's words spread over lines, and timeouts calls its lines options.
 MESSAGE = {
     "header": "setting up rule: invalid selector=frobnicate should be query or response",
     "rewrite": 'invalid rule type "frobnicate"',
+    "timeouts": "unknown option: 'frobnicate'",
 }
 
 
