@@ -1,4 +1,4 @@
-"""local, nsid, minimal, header, dns64 and timeouts as a user sees them: a real `portolan dns`, real `dig`, dnsmasq."""
+"""Small plugins as a user sees them: a real `portolan dns`, real `dig`, dnsmasq as the upstream."""
 
 from __future__ import annotations
 
@@ -38,6 +38,11 @@ example.org:{port} {
     }
     file db.example.org
 }
+slow.test:{port} {
+    bind 127.0.0.1
+    cancel 300ms
+    forward . 127.0.0.1:{blackhole}
+}
 example.test:{port} {
     bind 127.0.0.1
     dns64 {
@@ -52,8 +57,11 @@ example.test:{port} {
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsServer]:
     workdir = tmp_path_factory.mktemp("small")
     shutil.copy(ZONES / "db.example.org", workdir / "db.example.org")
-    with Dnsmasq() as upstream:
-        srv = DnsServer(COREFILE.replace("{upstream}", str(upstream.port)), workdir)
+    # An upstream that never answers: a UDP socket nobody reads.
+    with Dnsmasq() as upstream, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as blackhole:
+        blackhole.bind(("127.0.0.1", 0))
+        text = COREFILE.replace("{upstream}", str(upstream.port))
+        srv = DnsServer(text.replace("{blackhole}", str(blackhole.getsockname()[1])), workdir)
         yield srv
         assert srv.stop() == 0
 
@@ -114,3 +122,10 @@ def test_timeouts_close_silent_and_spent_connections(server: DnsServer) -> None:
             got, answers = got[2 + n :], answers + 1
         assert answers == 2
     assert server.dig("+tcp", "localhost.", "A").answer == ["localhost. 604800 IN A 127.0.0.1"]
+
+
+def test_cancel_answers_servfail_at_the_deadline(server: DnsServer) -> None:
+    start = time.monotonic()
+    d = server.dig("www.slow.test.", "A")
+    assert d.status == "SERVFAIL"
+    assert time.monotonic() - start < 2.0  # the upstream never answers; forward alone would wait 5s
