@@ -27,6 +27,7 @@ class PluginSpec:
 
 
 PLUGINS: tuple[PluginSpec, ...] = (
+    PluginSpec("metadata", 2),
     PluginSpec("cancel", 4),
     PluginSpec("timeouts", 10),
     PluginSpec("reload", 12, once=True),

@@ -136,6 +136,17 @@ class ErrorReporter(Protocol):
 
 
 @runtime_checkable
+class MetadataProvider(Protocol):
+    """Notes metadata about a query (`req.set_meta`) when the block's metadata plugin asks, before the chain
+    runs (kubernetes: the parts of a cluster name). Called for every query in metadata's zones: be quick."""
+
+    @property
+    def name(self) -> str: ...
+
+    def metadata(self, req: Request) -> None: ...
+
+
+@runtime_checkable
 class ReadinessCheck(Protocol):
     """Says whether it is ready to serve (kubernetes: synced), for the ready plugin."""
 

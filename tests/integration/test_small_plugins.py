@@ -38,6 +38,14 @@ example.org:{port} {
     }
     file db.example.org
 }
+cluster.local:{port} {
+    bind 127.0.0.1
+    metadata
+    log . "META {name} {/kubernetes/kind} {/kubernetes/namespace} {/kubernetes/service}"
+    kubernetes {
+        manifests cluster.yaml
+    }
+}
 slow.test:{port} {
     bind 127.0.0.1
     cancel 300ms
@@ -57,6 +65,7 @@ example.test:{port} {
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsServer]:
     workdir = tmp_path_factory.mktemp("small")
     shutil.copy(ZONES / "db.example.org", workdir / "db.example.org")
+    shutil.copy(ZONES.parent / "k8s" / "cluster.yaml", workdir / "cluster.yaml")
     # An upstream that never answers: a UDP socket nobody reads.
     with Dnsmasq() as upstream, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as blackhole:
         blackhole.bind(("127.0.0.1", 0))
@@ -129,3 +138,9 @@ def test_cancel_answers_servfail_at_the_deadline(server: DnsServer) -> None:
     d = server.dig("www.slow.test.", "A")
     assert d.status == "SERVFAIL"
     assert time.monotonic() - start < 2.0  # the upstream never answers; forward alone would wait 5s
+
+
+def test_metadata_from_kubernetes_in_the_query_log(server: DnsServer) -> None:
+    d = server.dig("my-svc.testns.svc.cluster.local.", "A")
+    assert d.rdata() == ["10.96.0.11"]
+    server.wait_for(r"META my-svc\.testns\.svc\.cluster\.local\. svc testns my-svc$", timeout=5)
