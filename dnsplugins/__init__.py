@@ -33,6 +33,7 @@ PLUGINS: tuple[PluginSpec, ...] = (
     PluginSpec("reload", 12, once=True),
     PluginSpec("nsid", 13, once=True),
     PluginSpec("bind", 15),
+    PluginSpec("debug", 16),
     PluginSpec("ready", 18, once=True),
     PluginSpec("health", 19),
     PluginSpec("prometheus", 22, once=True),

@@ -48,6 +48,7 @@ class Block:
     file: str
     line: int
     metrics: bool = False  # a plugin wants its queries counted (prometheus)
+    debug: bool = False  # chain exceptions are logged with their traceback (debug)
     # Non-IN classes are REFUSED unless a plugin that serves them (chaos, forward) is loaded.
     any_class: bool = False
     errors: ErrorReporter | None = None  # the block's error reporter (errors), which the relay path reports to
@@ -167,6 +168,7 @@ def _make_block(sb: ServerBlock, keys: list[ZoneAddr], key_tokens: list[Token], 
     block = Block(keys=keys, plugins=plugins, chain=build_chain(plugins), bind=opts.bind, file=sb.file,
                   line=sb.line, tls=opts.tls, timeouts=opts.timeouts)
     block.metrics = any(p.counts_queries for p in plugins)
+    block.debug = any(p.debugs for p in plugins)
     block.any_class = any(p.any_class for p in plugins)
     block.errors = next((p for p in plugins if isinstance(p, ErrorReporter)), None)
     if block.tls is None and any(k.transport == "tls" for k in keys):

@@ -65,6 +65,9 @@ class Plugin:
     counts_queries: ClassVar[bool] = False
     # True if the server is to log the digest of each configuration it starts serving (reload).
     announces_config: ClassVar[bool] = False
+    # True if an exception in its block's chain is to be logged with its traceback, not only turned into
+    # SERVFAIL (debug).
+    debugs: ClassVar[bool] = False
 
     async def serve(self, req: Request, next: Next) -> DNSRecord | None:
         return await next(req)

@@ -13,7 +13,7 @@ import pytest
 from dnslib import DNSRecord
 
 from tests.server import DnsServer
-from tests.upstreams import READY_NAME, Dnsmasq
+from tests.upstreams import READY_NAME, Dnsmasq, dead_address
 
 ZONES = Path(__file__).resolve().parent.parent / "data" / "zones"
 
@@ -46,6 +46,11 @@ cluster.local:{port} {
         manifests cluster.yaml
     }
 }
+broken.test:{port} {
+    bind 127.0.0.1
+    debug
+    forward . {dead}
+}
 slow.test:{port} {
     bind 127.0.0.1
     cancel 300ms
@@ -70,7 +75,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsServer]:
     with Dnsmasq() as upstream, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as blackhole:
         blackhole.bind(("127.0.0.1", 0))
         text = COREFILE.replace("{upstream}", str(upstream.port))
-        srv = DnsServer(text.replace("{blackhole}", str(blackhole.getsockname()[1])), workdir)
+        text = text.replace("{blackhole}", str(blackhole.getsockname()[1])).replace("{dead}", dead_address())
+        srv = DnsServer(text, workdir)
         yield srv
         assert srv.stop() == 0
 
@@ -144,3 +150,10 @@ def test_metadata_from_kubernetes_in_the_query_log(server: DnsServer) -> None:
     d = server.dig("my-svc.testns.svc.cluster.local.", "A")
     assert d.rdata() == ["10.96.0.11"]
     server.wait_for(r"META my-svc\.testns\.svc\.cluster\.local\. svc testns my-svc$", timeout=5)
+
+
+def test_debug_logs_the_traceback_of_a_chain_error(server: DnsServer) -> None:
+    d = server.dig("www.broken.test.", "A")  # forward to a closed port: its error is raised in the chain
+    assert d.status == "SERVFAIL"
+    server.wait_for(r"^\[ERROR\] SERVFAIL www\.broken\.test\. A: plugin/forward: ", timeout=5)
+    server.wait_for(r"^Traceback \(most recent call last\):", timeout=5)
