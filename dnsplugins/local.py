@@ -87,11 +87,11 @@ class Local(Plugin):
         zone = match_zone(ZONES, name)
         if zone is None:
             return await next(req)
-        reply = req.reply()
-        # The zone as the client spelled it: the SOA owner keeps the question's case.
-        zone_spelled = req.qname[len(req.qname) - len(zone) :] if len(req.qname) >= len(zone) else zone
         if name == "localhost.":
             return self._loopback(req, req.qname, apex=True)
+        reply = req.reply()
+        # The zone as the client spelled it: the SOA owner keeps the question's case.
+        zone_spelled = req.qname[len(req.qname) - len(zone) :]
         if name == zone:
             if req.qtype == QTYPE.SOA:
                 reply.add_answer(_soa(req.qname))
