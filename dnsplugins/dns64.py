@@ -23,6 +23,8 @@ that lookup's answer with each A record turned into an AAAA in the prefix. A syn
 is the A record's, capped at the original reply's SOA minimum TTL (600 without one); other answer
 records (CNAMEs) are kept. The lookup's authority and additional sections and its TC bit are kept.
 
+`coredns_dns64_requests_translated_total{server}` counts the replies synthesised.
+
 The block does not answer from stored wire answers (the hot path) while `dns64` is in it: a store
 after it (cache, hosts) holds the replies as they were before any synthesis.
 
@@ -51,12 +53,17 @@ from __future__ import annotations
 import ipaddress
 
 from dnslib import AAAA, QTYPE, RR, DNSRecord
+from prometheus_client import Counter
 
 from corefile import Dispenser
+from dnsserver.metrics import REGISTRY
 from dnsserver.plugin import Next, Plugin, SetupContext
 from dnsserver.request import Request
 from dnsserver.wire.consts import NXDOMAIN
 
+TRANSLATED = Counter(
+    "coredns_dns64_requests_translated", "Counter of DNS requests translated by dns64.", ["server"], registry=REGISTRY
+)
 DEFAULT_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")
 DEFAULT_SOA_TTL = 600  # the cap on synthesised TTLs when the original reply has no SOA (CoreDNS's)
 
@@ -118,6 +125,7 @@ class Dns64(Plugin):
         found = await block.chain(req.clone_for(req.qname, QTYPE.A))
         if found is None:
             return None  # the server answers SERVFAIL, as CoreDNS does when its lookup fails
+        TRANSLATED.labels(req.server).inc()
         return self.synthesize(req, reply, found)
 
     def _translates(self, reply: DNSRecord) -> bool:

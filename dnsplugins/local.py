@@ -25,6 +25,10 @@ Every record has TTL 604800; AA is not set (CoreDNS's replies do not set it eith
 names are not intercepted. `localhost_prefix off` keeps only RFC 6761's names (`localhost.` and under
 it).
 
+`coredns_local_localhost_requests_total` counts the queries for names under `localhost.` and (with the
+prefix on) `localhost.<domain>` names, not `localhost.` itself; with `debug`, each is logged with
+the client's address.
+
 The block does not answer from a later plugin's stored wire answers (the hot path) while `local` is
 in it: a store (hosts with a `localhost` line, cache) could otherwise answer a name `local` owns.
 
@@ -50,13 +54,22 @@ in it: a store (hosts with a `localhost` line, cache) could otherwise answer a n
 from __future__ import annotations
 
 from dnslib import AAAA, NS, PTR, QTYPE, RR, SOA, A, DNSRecord
+from prometheus_client import Counter
 
 from corefile import Dispenser
+from dnsserver.logs import plugin_log
+from dnsserver.metrics import REGISTRY
 from dnsserver.plugin import Next, Plugin, SetupContext, match_zone
 from dnsserver.request import Request
 from dnsserver.wire.consts import NXDOMAIN
 
+log = plugin_log("local")
+
 TTL = 604800
+# No server label, as CoreDNS's: which clients ask is the interesting part, and the debug log has them.
+LOCALHOST_REQUESTS = Counter(
+    "coredns_local_localhost_requests", "Counter of special localhost subdomain requests.", registry=REGISTRY
+)
 ZONES = ["localhost.", "0.in-addr.arpa.", "127.in-addr.arpa.", "255.in-addr.arpa."]
 LOOPBACK_PTR = "1.0.0.127.in-addr.arpa."
 
@@ -83,6 +96,8 @@ class Local(Plugin):
     async def serve(self, req: Request, next: Next) -> DNSRecord | None:
         name = req.name
         if self._is_localhost_name(name):
+            log.debug("Intercepting localhost query for %r %s, from %s", req.qname, req.type_name, req.client_ip)
+            LOCALHOST_REQUESTS.inc()
             return self._loopback(req, req.qname)
         zone = match_zone(ZONES, name)
         if zone is None:

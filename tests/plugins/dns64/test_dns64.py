@@ -10,6 +10,7 @@ from dnslib import QTYPE
 from corefile import CorefileError, parse
 from dnsplugins.dns64 import Dns64, embed
 from dnsserver.config import build
+from dnsserver.metrics import REGISTRY
 from tests.dnstest import Case, rr, serve
 
 V6 = ("2001:db8::7", 40212)
@@ -56,9 +57,7 @@ CASES = [
     ),
     (
         "{\n prefix 2001:db8:100::/40\n }",
-        Case(
-            "v4only.example.org.", "AAAA", client=V6, answer=["v4only.example.org. 600 IN AAAA 2001:db8:1c0:2:1::"]
-        ),
+        Case("v4only.example.org.", "AAAA", client=V6, answer=["v4only.example.org. 600 IN AAAA 2001:db8:1c0:2:1::"]),
     ),
 ]
 
@@ -118,3 +117,11 @@ def test_parse_errors(body: str, message: str) -> None:
     with pytest.raises(CorefileError) as e:
         dns64_of(body)
     assert str(e.value).startswith(message)
+
+
+async def test_translations_are_counted() -> None:
+    labels = {"server": "dns://:53"}
+    before = REGISTRY.get_sample_value("coredns_dns64_requests_translated_total", labels) or 0.0
+    async with serve(corefile()) as s:
+        await s.run([CASES[0][1], CASES[1][1], CASES[2][1]])  # one synthesised; an AAAA found; an IPv4 client
+    assert REGISTRY.get_sample_value("coredns_dns64_requests_translated_total", labels) == before + 1

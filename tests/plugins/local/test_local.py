@@ -7,6 +7,7 @@ import pytest
 from corefile import CorefileError, parse
 from dnsplugins.local import Local
 from dnsserver.config import build
+from dnsserver.metrics import REGISTRY
 from tests.dnstest import Case, serve
 
 SOA = "{} 604800 IN SOA localhost. root.localhost. 1 0 0 0 604800"
@@ -83,3 +84,15 @@ def test_parse_errors(body: str, message: str) -> None:
     with pytest.raises(CorefileError) as e:
         local_of(f". {{\n{body}\n}}")
     assert str(e.value).startswith(message)
+
+
+METRIC = "coredns_local_localhost_requests_total"
+
+
+async def test_localhost_subdomains_are_counted() -> None:
+    before = REGISTRY.get_sample_value(METRIC) or 0.0
+    async with serve(COREFILE) as s:
+        await s.run([Case("localhost.", "A", answer=["localhost. 604800 IN A 127.0.0.1"])])  # the apex is not counted
+        await s.run([Case("a.localhost.", "A", answer=["a.localhost. 604800 IN A 127.0.0.1"])])
+        await s.run([Case("localhost.example.org.", "A", answer=["localhost.example.org. 604800 IN A 127.0.0.1"])])
+    assert REGISTRY.get_sample_value(METRIC) == before + 2
