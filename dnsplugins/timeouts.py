@@ -13,8 +13,8 @@ timeouts {
 
 * `read`: a new connection's first query, and the rest of any query that has begun to arrive, must
   come within DURATION; default 3s.
-* `write`: a reply's bytes must have left within DURATION of being written, or the connection is
-  dropped; default 5s.
+* `write`: a connection whose replies wait to leave (the client does not read them) and make no
+  progress for DURATION is dropped; default 5s.
 * `idle`: a connection with no query in flight and nothing arriving is closed after DURATION;
   default 10s.
 * `maxtcpqueries`: after MAXIMUM queries the connection reads no more and is closed once they are

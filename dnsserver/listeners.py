@@ -186,17 +186,28 @@ class TcpProtocol(asyncio.Protocol):
         self.idle = asyncio.get_running_loop().call_later(timeout, self._on_idle)
 
     def _write(self, data: bytes) -> None:
-        """Send `data`; a reply that has not all left within the write timeout closes the connection."""
+        """Send `data`. Replies that wait to leave (the client does not read) are watched: see _on_write_timeout."""
         if self.transport is None or self.transport.is_closing():
             return
         self.transport.write(data)
         if self.writing is None and self.transport.get_write_buffer_size():
-            self.writing = asyncio.get_running_loop().call_later(self.listener.write_timeout, self._on_write_timeout)
+            self._arm_write(self.transport.get_write_buffer_size())
 
-    def _on_write_timeout(self) -> None:
+    def _arm_write(self, pending: int) -> None:
+        self.writing = asyncio.get_running_loop().call_later(self.listener.write_timeout, self._on_write_timeout,
+                                                             pending)
+
+    def _on_write_timeout(self, pending_before: int) -> None:
+        """The write timeout: drop the connection if the bytes waiting to leave did not shrink since the timer
+        was armed, else watch what is left (a slow reader is not a stuck one)."""
         self.writing = None
-        if self.transport is not None and self.transport.get_write_buffer_size():
+        if self.transport is None:
+            return
+        pending = self.transport.get_write_buffer_size()
+        if pending and pending >= pending_before:
             self.transport.abort()
+        elif pending:
+            self._arm_write(pending)
 
     def _close_if_done(self) -> None:
         """After the connection's last query (maxtcpqueries) is answered: close (what is buffered still goes)."""

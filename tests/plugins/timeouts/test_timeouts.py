@@ -10,8 +10,10 @@ from dnslib import DNSRecord
 
 from corefile import CorefileError, parse
 from dnsserver.config import build
+from dnsserver.dispatch import Dispatcher
 from dnsserver.instance import Instance
-from dnsserver.listeners import Listener
+from dnsserver.listeners import Listener, TcpProtocol
+from dnsserver.metrics import process_metrics
 from dnsserver.plugin import StreamTimeouts
 from tests.server import free_port
 
@@ -129,3 +131,37 @@ async def test_idle_timeout_between_queries() -> None:
         writer.close()
     finally:
         await inst.shutdown()
+
+
+class _StuckTransport:
+    """A transport whose client reads nothing, or reads `drain` bytes per check: its buffer says so."""
+
+    def __init__(self, drain: int = 0) -> None:
+        self.buffered = 0
+        self.drain = drain
+        self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        self.buffered += len(data)
+
+    def get_write_buffer_size(self) -> int:
+        self.buffered = max(self.buffered - self.drain, 0)
+        return self.buffered
+
+    def is_closing(self) -> bool:
+        return self.aborted
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+@pytest.mark.parametrize(("drain", "aborted"), [(0, True), (40, False)])
+async def test_write_timeout_drops_a_client_that_reads_nothing(drain: int, aborted: bool) -> None:
+    listener = Listener("127.0.0.1", 0, Dispatcher("dns://127.0.0.1:0", {}, process_metrics()))
+    listener.write_timeout = 0.05
+    conn = TcpProtocol(listener)
+    transport = _StuckTransport(drain)
+    conn.transport = transport  # type: ignore[assignment]
+    conn._write(b"x" * 1000)
+    await asyncio.sleep(0.3)
+    assert transport.aborted is aborted  # a slow reader that makes progress keeps its connection
