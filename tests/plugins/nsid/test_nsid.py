@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import socket
+import struct
 
 import pytest
 from dnslib import EDNS0, QTYPE, DNSQuestion, DNSRecord, EDNSOption
 
 from corefile import CorefileError, parse
-from dnsplugins.nsid import OPTION_NSID, Nsid
+from dnsplugins.nsid import OPTION_NSID, Nsid, edns_option_codes
 from dnsserver.config import build
 from dnsserver.wire.consts import TYPE_OPT
 from tests.dnstest import serve
@@ -77,3 +78,25 @@ def test_once_per_block() -> None:
     with pytest.raises(CorefileError) as e:
         plugin_of(". {\n nsid a\n nsid b\n}")
     assert str(e.value) == "Corefile:3 - plugin/nsid: this plugin can only be used once per Server Block"
+
+
+def with_options(*options: tuple[int, bytes]) -> bytes:
+    """A query whose OPT carries `options`, packed by hand: dnslib drops empty ones when it parses."""
+    body = b"".join(struct.pack("!HH", code, len(data)) + data for code, data in options)
+    out: bytes = DNSRecord(q=DNSQuestion("a.example.", QTYPE.A)).pack()
+    return out[:10] + b"\x00\x01" + out[12:] + b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00" + struct.pack("!H", len(body)) + body
+
+
+@pytest.mark.parametrize(
+    ("wire", "codes"),
+    [
+        (with_options((OPTION_NSID, b"")), [OPTION_NSID]),
+        (with_options((10, b"12345678"), (OPTION_NSID, b"")), [10, OPTION_NSID]),  # dig's cookie first
+        (with_options(), []),
+        (query("a.example.", nsid=False, edns=False), []),
+        (with_options((OPTION_NSID, b""))[:-3], []),  # cut short: what is whole is read, nothing more
+        (b"\x00" * 5, []),
+    ],
+)
+def test_edns_option_codes(wire: bytes, codes: list[int]) -> None:
+    assert edns_option_codes(wire) == codes
