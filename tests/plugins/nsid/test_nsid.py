@@ -84,7 +84,8 @@ def with_options(*options: tuple[int, bytes]) -> bytes:
     """A query whose OPT carries `options`, packed by hand: dnslib drops empty ones when it parses."""
     body = b"".join(struct.pack("!HH", code, len(data)) + data for code, data in options)
     out: bytes = DNSRecord(q=DNSQuestion("a.example.", QTYPE.A)).pack()
-    return out[:10] + b"\x00\x01" + out[12:] + b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00" + struct.pack("!H", len(body)) + body
+    opt = b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00" + struct.pack("!H", len(body)) + body  # root, OPT, 1232
+    return out[:10] + b"\x00\x01" + out[12:] + opt  # ARCOUNT 1
 
 
 @pytest.mark.parametrize(
