@@ -74,6 +74,7 @@ class Dispenser:
         self._tokens = list(tokens)
         self._depth = _depths(self._tokens)
         self._cursor = -1
+        self._entry = -1  # the block entry next_block last stepped onto: the property unknown_property names
 
     # -- moving ------------------------------------------------------------------------------
 
@@ -133,11 +134,12 @@ class Dispenser:
             tok, depth = self._tokens[i], self._depth[i]
             if is_close(tok) and depth == nesting:
                 self._cursor = i
+                self._entry = -1
                 return False
             if is_open(tok) and depth == nesting + 1:
                 raise self._unwalked_block(i)
             if depth == nesting + 1 and self._starts_entry(i):
-                self._cursor = i
+                self._cursor = self._entry = i
                 return True
         return False  # unreachable for balanced tokens, which the parser guarantees
 
@@ -153,7 +155,10 @@ class Dispenser:
         if i + 1 >= len(self._tokens):
             return False
         self._cursor = i + 1
-        return not is_close(self._tokens[self._cursor])  # `{ }`: the walk is already over
+        if is_close(self._tokens[self._cursor]):
+            return False  # `{ }`: the walk is already over
+        self._entry = self._cursor
+        return True
 
     def _unwalked_block(self, brace: int) -> CorefileError:
         depth = self._depth[brace]
@@ -227,4 +232,8 @@ class Dispenser:
         return self.err(f"Syntax error: Unexpected token '{self.val()}', expecting '{expected}'")
 
     def unknown_property(self) -> CorefileError:
+        """CoreDNS's error for a block line it does not know, naming the line's first token (the
+        property) wherever the cursor is: a caller may have read the line's arguments already."""
+        if 0 <= self._entry < len(self._tokens) and self._entry <= self._cursor:
+            return self.err_at(self._tokens[self._entry], f"unknown property '{self._tokens[self._entry].text}'")
         return self.err(f"unknown property '{self.val()}'")

@@ -28,6 +28,7 @@ from dnsserver.plugin import (
     Relay,
     ServerInstance,
     SetupContext,
+    StreamTimeouts,
 )
 
 # A listener is (transport, host, port); host "" means every address (CoreDNS's ":53").
@@ -47,12 +48,14 @@ class Block:
     file: str
     line: int
     metrics: bool = False  # a plugin wants its queries counted (prometheus)
+    debug: bool = False  # chain exceptions are logged with their traceback (debug)
     # Non-IN classes are REFUSED unless a plugin that serves them (chaos, forward) is loaded.
     any_class: bool = False
     errors: ErrorReporter | None = None  # the block's error reporter (errors), which the relay path reports to
     tls: ssl.SSLContext | None = None  # from the tls plugin; required by tls:// keys
     # The same for https:// keys, with HTTP/2 in its ALPN; without it an https:// listener speaks plain HTTP.
     https_tls: ssl.SSLContext | None = None
+    timeouts: StreamTimeouts | None = None  # from the timeouts plugin: its TCP and TLS connections'
     # The hot path: the plugin whose stored wire answers the server may send directly, and whether
     # addresses must be shuffled on the way. None when a plugin before it must see every query.
     fast_store: FastStore | None = None
@@ -169,8 +172,9 @@ def _make_block(sb: ServerBlock, keys: list[ZoneAddr], key_tokens: list[Token], 
         if isinstance(p, ListenerOptions):
             p.listener_options(opts)
     block = Block(keys=keys, plugins=plugins, chain=build_chain(plugins), bind=opts.bind, file=sb.file,
-                  line=sb.line, tls=opts.tls, https_tls=opts.https_tls)
+                  line=sb.line, tls=opts.tls, https_tls=opts.https_tls, timeouts=opts.timeouts)
     block.metrics = any(p.counts_queries for p in plugins)
+    block.debug = any(p.debugs for p in plugins)
     block.any_class = any(p.any_class for p in plugins)
     block.errors = next((p for p in plugins if isinstance(p, ErrorReporter)), None)
     if block.tls is None and any(k.transport == "tls" for k in keys):

@@ -220,9 +220,12 @@ class Dispatcher:
         """What the chain does when its relay raises: the error reporter (errors), if loaded, logs it; the
         client gets SERVFAIL."""
         errors = block.errors
+        if block.debug:
+            view = WireQuery(data, q, client, proto, self.local_ip)
+            _log_traceback(view.qname, view.type_name, PluginError(block.relay_name, error))
         if errors is not None:
             errors.report(WireQuery(data, q, client, proto, self.local_ip), PluginError(block.relay_name, error))
-        else:
+        elif not block.debug:
             log.debug("relay: %s", error)
         return wire.error_reply(data, wire.SERVFAIL)
 
@@ -289,7 +292,12 @@ class Dispatcher:
         reply = await self._run_chain(block, req)
         if block.fast_store is not None:
             self.learn_route(data, block, zone)
-        out = self.finish(block, zone, req, client, proto, packed(req, reply), req.answered_by or "", start)
+        msg = packed(req, reply)
+        if req.opt_options:  # a plugin's EDNS0 options (nsid) go into our OPT: scrubbed here, with them
+            msg = scrub(msg, req.edns, req.udp_size, req.do, req.max_size, req.opt_options)
+            out = self.finish(block, zone, req, client, proto, msg, req.answered_by or "", start, b"", True)
+        else:
+            out = self.finish(block, zone, req, client, proto, msg, req.answered_by or "", start)
         more = getattr(reply, "more", None)  # further messages on a stream (transfer's AXFR)
         if more and proto != "udp":
             return Continued(out, [finalize(req, m) for m in more])
@@ -299,7 +307,9 @@ class Dispatcher:
         try:
             reply = await block.chain(req)
         except PluginError as e:
-            if not block.logs_errors:
+            if block.debug:
+                _log_traceback(req.qname, req.type_name, e)
+            elif not block.logs_errors:
                 log.debug("%s %s %s: %s", wire.rcode_name(wire.SERVFAIL), req.qname, req.type_name, e)
             reply = None
         if reply is None:
@@ -361,6 +371,12 @@ class Dispatcher:
                 obs.observe(view, reply, len(out), duration)
             except Exception:
                 log.exception("observer failed")
+
+
+def _log_traceback(qname: str, type_name: str, e: PluginError) -> None:
+    """A chain's or relay's exception with where it came from, for whoever debugs the plugin (debug)."""
+    log.error("%s %s %s: %s", wire.rcode_name(wire.SERVFAIL), qname, type_name, e,
+              exc_info=(type(e.cause), e.cause, e.cause.__traceback__))
 
 
 __all__ = ["Dispatcher", "Route", "Send"]

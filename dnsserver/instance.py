@@ -7,14 +7,14 @@ import asyncio
 from prometheus_client import Counter, Gauge
 
 from corefile import Corefile, CorefileError, load, parse
-from dnsserver.config import Config, ListenKey, build
+from dnsserver.config import Block, Config, ListenKey, build
 from dnsserver.dispatch import Dispatcher
 from dnsserver.doh import DohListener
 from dnsserver.httpendpoints import HttpEndpoints
 from dnsserver.listeners import Listener
 from dnsserver.logs import core_log, plugin_log
 from dnsserver.metrics import REGISTRY, process_metrics
-from dnsserver.plugin import Plugin
+from dnsserver.plugin import Plugin, StreamTimeouts
 
 log = core_log
 
@@ -24,6 +24,11 @@ RELOAD_VERSION = Gauge("coredns_reload_version_info", "A metric with a constant 
                        "and value which type of hash generated.", ["hash", "value"], registry=REGISTRY)
 
 DEFAULT_COREFILE = ".:{port} {{\n    whoami\n    log\n}}\n"
+
+
+def _timeouts(zones: dict[str, Block]) -> StreamTimeouts | None:
+    """The connection timeouts of a listener: those of the first of its blocks that sets any (timeouts)."""
+    return next((b.timeouts for b in zones.values() if b.timeouts is not None), None)
 
 
 class Instance:
@@ -88,6 +93,7 @@ class Instance:
                     tls = next((t for b in zones.values() if (t := b.tls_for(transport)) is not None), None)
                     kind = DohListener if transport == "https" else Listener
                     listener = kind(host, port, Dispatcher(label, zones, self.metrics, host), tls=tls)
+                    listener.set_timeouts(_timeouts(zones))
                     await listener.open()
                     self.listeners[key] = listener
                     opened.append(key)
@@ -101,6 +107,7 @@ class Instance:
             if key not in opened:
                 listener.dispatcher = Dispatcher(listener.dispatcher.label, zones, self.metrics, listener.host,
                                                  tasks=listener.tasks)
+                listener.set_timeouts(_timeouts(zones))  # the new configuration's, or the defaults again
         for key in [k for k in self.listeners if k not in new.listeners]:
             await self.listeners.pop(key).close()
 

@@ -15,10 +15,13 @@ from typing import Protocol
 from dnsserver.dispatch import Dispatcher
 from dnsserver.logs import core_log
 from dnsserver.mmsg import Batch, SockAddr
+from dnsserver.plugin import StreamTimeouts
 
 log = core_log
 
 TCP_IDLE_TIMEOUT = 10.0  # seconds a TCP connection may sit with no query in flight (CoreDNS: 10s)
+TCP_READ_TIMEOUT = 3.0  # seconds for a new connection's first query, or for the rest of a query begun (CoreDNS: 3s)
+TCP_WRITE_TIMEOUT = 5.0  # seconds for a reply's bytes to leave once written (CoreDNS: 5s)
 TCP_MAX_INFLIGHT = 128  # pipelined queries served at once on one connection; reading pauses beyond this
 UDP_RCVBUF = 4 << 20  # absorb bursts (dnsperf, pod start storms) instead of dropping in the kernel
 UDP_BATCH = 64  # datagrams per recvmmsg (or recvfrom loop)
@@ -153,6 +156,9 @@ class TcpProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer: tuple[str, int] = ("", 0)
         self.idle: asyncio.TimerHandle | None = None
+        self.writing: asyncio.TimerHandle | None = None  # the write timeout, while replies wait to leave
+        self.queries = 0  # queries read on this connection (the timeouts plugin's maxtcpqueries)
+        self.last = False  # the last query the connection may ask has been read: close once answered
         self._send = self._later  # bound once: every query that is not answered at once passes it
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -166,14 +172,48 @@ class TcpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.listener.conns.discard(self)
-        if self.idle is not None:
-            self.idle.cancel()
+        for timer in (self.idle, self.writing):
+            if timer is not None:
+                timer.cancel()
         self.transport = None
 
     def _arm_idle(self) -> None:
         if self.idle is not None:
             self.idle.cancel()
-        self.idle = asyncio.get_running_loop().call_later(self.listener.idle_timeout, self._on_idle)
+        # A query must arrive, or finish arriving, within the read timeout: the first on a new connection
+        # and the rest of one begun. Between queries the connection may sit for the idle timeout.
+        reading = bool(self.buf) or self.queries == 0
+        timeout = self.listener.read_timeout if reading else self.listener.idle_timeout
+        self.idle = asyncio.get_running_loop().call_later(timeout, self._on_idle)
+
+    def _write(self, data: bytes) -> None:
+        """Send `data`. Replies that wait to leave (the client does not read) are watched: see _on_write_timeout."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(data)
+        if self.writing is None and self.transport.get_write_buffer_size():
+            self._arm_write(self.transport.get_write_buffer_size())
+
+    def _arm_write(self, pending: int) -> None:
+        self.writing = asyncio.get_running_loop().call_later(self.listener.write_timeout, self._on_write_timeout,
+                                                             pending)
+
+    def _on_write_timeout(self, pending_before: int) -> None:
+        """The write timeout: drop the connection if the bytes waiting to leave did not shrink since the timer
+        was armed, else watch what is left (a slow reader is not a stuck one)."""
+        self.writing = None
+        if self.transport is None:
+            return
+        pending = self.transport.get_write_buffer_size()
+        if pending and pending >= pending_before:
+            self.transport.abort()
+        elif pending:
+            self._arm_write(pending)
+
+    def _close_if_done(self) -> None:
+        """After the connection's last query (maxtcpqueries) is answered: close (what is buffered still goes)."""
+        if self.last and self.inflight == 0 and self.transport is not None:
+            self.transport.close()
 
     def _on_idle(self) -> None:
         if self.inflight == 0 and self.transport is not None:
@@ -182,8 +222,9 @@ class TcpProtocol(asyncio.Protocol):
             self._arm_idle()
 
     def data_received(self, data: bytes) -> None:
+        if self.last:
+            return  # bytes already on their way when reading paused: the connection asks nothing more
         self.buf += data
-        self._arm_idle()
         submit = self.listener.dispatcher.submit  # read per segment: a reload swaps the dispatcher
         while len(self.buf) >= 2:
             n = (self.buf[0] << 8) | self.buf[1]
@@ -195,12 +236,22 @@ class TcpProtocol(asyncio.Protocol):
                 break
             msg = bytes(self.buf[2:2 + n])
             del self.buf[:2 + n]
+            self.queries += 1
+            if self.queries == self.listener.max_queries:
+                # The connection's last query: nothing more is read, it closes once this is answered.
+                self.last = True
+                self.buf.clear()
+                if self.transport is not None:
+                    self.transport.pause_reading()
             self.inflight += 1  # before submit: a reply may come back before it returns
             out = submit(msg, self.peer, "tcp", self._send, None)
             if out is not None:
                 self.inflight -= 1
-                if self.transport is not None:
-                    self.transport.write(len(out).to_bytes(2, "big") + out)
+                self._write(len(out).to_bytes(2, "big") + out)
+            if self.last:
+                self._close_if_done()
+                return
+        self._arm_idle()
         if self.inflight >= TCP_MAX_INFLIGHT and not self.paused and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
@@ -208,12 +259,13 @@ class TcpProtocol(asyncio.Protocol):
     def _later(self, out: bytes | None, _dest: None) -> None:
         """A reply that was not there at once (relayed, or from the chain); None: nothing to send."""
         try:
-            if out is not None and self.transport is not None and not self.transport.is_closing():
+            if out is not None:
                 # A reply may go on over several messages (AXFR): frame each, in order.
                 frames = [out, *getattr(out, "more", ())]
-                self.transport.write(b"".join(len(m).to_bytes(2, "big") + m for m in frames))
+                self._write(b"".join(len(m).to_bytes(2, "big") + m for m in frames))
         finally:
             self.inflight -= 1
+            self._close_if_done()
             if self.paused and self.inflight < TCP_MAX_INFLIGHT // 2 and self.transport is not None:
                 self.paused = False
                 self.transport.resume_reading()
@@ -245,6 +297,18 @@ class Listener:
         self.udp: UdpReader | None = None
         self.tcp: asyncio.Server | None = None
         self.idle_timeout = TCP_IDLE_TIMEOUT
+        self.read_timeout = TCP_READ_TIMEOUT
+        self.write_timeout = TCP_WRITE_TIMEOUT
+        self.max_queries = -1  # queries one connection may ask before it is closed; -1: no limit
+
+    def set_timeouts(self, t: StreamTimeouts | None) -> None:
+        """The timeouts plugin's settings (None: CoreDNS's defaults); each connection reads them when it next
+        arms a timer."""
+        t = t or StreamTimeouts()
+        self.idle_timeout = TCP_IDLE_TIMEOUT if t.idle is None else t.idle
+        self.read_timeout = TCP_READ_TIMEOUT if t.read is None else t.read
+        self.write_timeout = TCP_WRITE_TIMEOUT if t.write is None else t.write
+        self.max_queries = -1 if t.max_queries is None else t.max_queries
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()

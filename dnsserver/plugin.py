@@ -65,6 +65,9 @@ class Plugin:
     counts_queries: ClassVar[bool] = False
     # True if the server is to log the digest of each configuration it starts serving (reload).
     announces_config: ClassVar[bool] = False
+    # True if an exception in its block's chain is to be logged with its traceback, not only turned into
+    # SERVFAIL (debug).
+    debugs: ClassVar[bool] = False
 
     async def serve(self, req: Request, next: Next) -> DNSRecord | None:
         return await next(req)
@@ -136,6 +139,17 @@ class ErrorReporter(Protocol):
 
 
 @runtime_checkable
+class MetadataProvider(Protocol):
+    """Notes metadata about a query (`req.set_meta`) when the block's metadata plugin asks, before the chain
+    runs (kubernetes: the parts of a cluster name). Called for every query in metadata's zones: be quick."""
+
+    @property
+    def name(self) -> str: ...
+
+    def metadata(self, req: Request) -> None: ...
+
+
+@runtime_checkable
 class ReadinessCheck(Protocol):
     """Says whether it is ready to serve (kubernetes: synced), for the ready plugin."""
 
@@ -153,19 +167,32 @@ class ReadinessMonitor(Protocol):
     def monitor(self, checks: list[Readiness]) -> None: ...
 
 
+@dataclass(frozen=True)
+class StreamTimeouts:
+    """How long a TCP or DNS-over-TLS connection may take (seconds; None: the listener's default, CoreDNS's
+    read 3s, write 5s, idle 10s) and how many queries it may ask before the server closes it (-1: no limit)."""
+
+    read: float | None = None
+    write: float | None = None
+    idle: float | None = None
+    max_queries: int | None = None
+
+
 @dataclass
 class ListenOptions:
-    """How a block's listeners are opened: the addresses they bind ("" for all) and the TLS contexts of
-    its tls:// and https:// listeners."""
+    """How a block's listeners are opened: the addresses they bind ("" for all), the TLS contexts of
+    its tls:// and https:// listeners, and the timeouts of their connections (timeouts)."""
 
     bind: list[str] = field(default_factory=list)
     tls: ssl.SSLContext | None = None
     https_tls: ssl.SSLContext | None = None  # the same certificate, offering HTTP/2 and HTTP/1.1 in ALPN
+    timeouts: StreamTimeouts | None = None
 
 
 @runtime_checkable
 class ListenerOptions(Protocol):
-    """Sets options of its block's listeners (bind: addresses; tls: the certificate for DNS over TLS and HTTPS)."""
+    """Sets options of its block's listeners (bind: addresses; tls: the certificate for DNS over TLS
+    and HTTPS; timeouts: its connections' timeouts)."""
 
     def listener_options(self, opts: ListenOptions) -> None: ...
 
@@ -193,11 +220,15 @@ class ServerInstance(Protocol):
 
 
 class BlockView(Protocol):
-    """What plugins may read of their server block once it is built: its plugins, and whether an error
+    """What plugins may read of their server block once it is built: its plugins, its whole chain (for a
+    lookup that starts again at the top, as CoreDNS's upstream does: dns64), and whether an error
     reporter (errors) logs the chain's errors."""
 
     @property
     def plugins(self) -> Sequence[Plugin]: ...
+
+    @property
+    def chain(self) -> Next: ...
 
     @property
     def logs_errors(self) -> bool: ...

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from dnslib import QTYPE, DNSHeader, DNSQuestion, DNSRecord
 
 from dnsserver.wire.consts import OPT_DO, TYPE_OPT
@@ -23,6 +25,7 @@ class Request:
         "meta",
         "msg",
         "name",
+        "opt_options",
         "proto",
         "qclass",
         "qname",
@@ -73,6 +76,30 @@ class Request:
         # someone answers; "" when a plugin hands back a reply the server would have made (errors' SERVFAIL).
         self.answered_by: str | None = None
         self.meta: Metadata = {}
+        # EDNS0 options (wire form) for the OPT record the server writes in the reply: nsid's NSID.
+        self.opt_options = b""
+
+    # -- metadata (the metadata plugin): labels "plugin/NAME" -> a value, or a function giving it when read
+
+    def set_meta(self, label: str, value: str | Callable[[], str]) -> None:
+        """Note `value` under `label` for the plugins after this one (and log's {/LABEL}). A function is
+        called only when the value is read, at most once. Labels must contain a slash, as CoreDNS's."""
+        if "/" not in label:
+            raise ValueError(f"metadata label {label!r} has no slash (labels are plugin/NAME)")
+        self.meta[label] = value
+
+    def meta_value(self, label: str) -> str:
+        """The value noted under `label`; "" when none was (CoreDNS's "no metadata")."""
+        v = self.meta.get(label)
+        if v is None:
+            return ""
+        if callable(v):
+            v = self.meta[label] = v()  # worked out once: later readers get the same text
+        return v
+
+    def meta_labels(self) -> list[str]:
+        """The labels noted so far, sorted."""
+        return sorted(self.meta)
 
     @property
     def type_name(self) -> str:

@@ -10,6 +10,7 @@ from dnsplugins.bind import interface_addresses
 from dnsplugins.forward.upstream import UpstreamError, ask_once
 from dnsplugins.kubernetes.answers import Answer, Answerer, zone_as_asked
 from dnsplugins.kubernetes.config import KubernetesConfig
+from dnsplugins.kubernetes.metadata import note_metadata
 from dnsserver.logs import plugin_log
 from dnsserver.memo import AnswerMemo
 from dnsserver.plugin import Next, Plugin, ServerInstance, match_zone
@@ -110,6 +111,10 @@ class Kubernetes(Plugin):
                     shuffle: bool, max_size: int) -> bytes | None:
         """The hot path: a remembered answer still valid for the store's current version."""
         return self.memo.fast_answer(data, q, key, self.store.version, shuffle, max_size)
+
+    def metadata(self, req: Request) -> None:
+        """The metadata plugin's question: the parts of the query name (kubernetes/kind, namespace, ...)."""
+        note_metadata(req, self.cfg.zones)
 
     async def serve(self, req: Request, next: Next) -> DNSRecord | None:
         zone = match_zone(self.cfg.zones, req.name)

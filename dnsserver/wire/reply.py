@@ -191,15 +191,18 @@ def upstream_reply(query: bytes, reply: bytes) -> bytes | int:
     return query[:2] + reply[2:]
 
 
-def scrub(msg: bytes, edns: bool, udp_size: int, do: bool, limit: int) -> bytes:
+def scrub(msg: bytes, edns: bool, udp_size: int, do: bool, limit: int, options: bytes = b"") -> bytes:
     """What the client gets of a reply `msg` that holds no OPT record: our OPT when it sent one (its
-    size echoed, version 0, its DO bit), and no more than `limit` bytes.
+    size echoed, version 0, its DO bit, and `options`: EDNS0 options in wire form, such as nsid's),
+    and no more than `limit` bytes.
 
     A reply too long for the client keeps the longest run of its records that fits (additional ones
     are dropped first, then authority, then answer); TC is set when any but additional records had to
     go. RFC 2181 says TC is for required records; like CoreDNS we cannot tell which are required.
     """
     opt = opt_record(udp_size, do) if edns else b""
+    if opt and options:
+        opt = opt[:-2] + _U16.pack(len(options)) + options  # RDLENGTH is the OPT record's last field
     if len(msg) + len(opt) > limit:
         msg = _cut(msg, limit - len(opt))
     if not opt:

@@ -317,6 +317,19 @@ def test_errors():
     assert str(d.arg_err()).startswith("Corefile:9 - ")
 
 
+def test_unknown_property_names_the_property_after_its_arguments_are_read():
+    # A setup that reads a line's arguments before deciding the line is unknown must still name the
+    # property (it named the last argument: `frobnicate cluster.local` gave 'cluster.local').
+    d = dispenser("kubernetes cluster.local {\n  pods insecure\n  frobnicate cluster.local\n}", "kubernetes")
+    assert d.next()
+    assert d.remaining_args() == ["cluster.local"]
+    assert d.next_block()
+    assert d.next_block()
+    assert d.remaining_args() == ["cluster.local"]
+    assert d.val() == "cluster.local"
+    assert str(d.unknown_property()) == "Corefile:4 - plugin/kubernetes: unknown property 'frobnicate'"
+
+
 def test_errors_before_the_first_token():
     d = Dispenser("log", [Token("log", "conf/Corefile", 5)])
     assert str(d.err("x")) == "conf/Corefile:5 - plugin/log: x"
