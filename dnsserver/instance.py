@@ -84,7 +84,7 @@ class Instance:
                 label = f"{transport}://{host}:{port}"
                 listener = self.listeners.get(key)
                 if listener is None:
-                    tls = next((b.tls for b in zones.values() if b.tls is not None), None)
+                    tls = next((b.tls for bs in zones.values() for b in bs if b.tls is not None), None)
                     listener = Listener(host, port, Dispatcher(label, zones, self.metrics, host), tls=tls)
                     await listener.open()
                     self.listeners[key] = listener
