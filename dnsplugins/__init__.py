@@ -38,6 +38,7 @@ PLUGINS: tuple[PluginSpec, ...] = (
     PluginSpec("chaos", 29),
     PluginSpec("loadbalance", 30),
     PluginSpec("rewrite", 32),
+    PluginSpec("acl", 34),
     PluginSpec("cache", 35, once=True),
     PluginSpec("tls", 38, once=True),
     PluginSpec("transfer", 41),

@@ -315,8 +315,9 @@ class Dispatcher:
             return None  # a plugin chose to send nothing (acl's drop)
         if block.fast_store is not None and not (self.views and self._view_dependent(req.name, zone)):
             self.learn_route(data, block, zone)
+        options = edns_options(reply)  # before `packed`, which drops the OPT that holds them
         out = self.finish(block, zone, req, client, proto, packed(req, reply), req.answered_by or "", start,
-                          options=edns_options(reply))
+                          options=options)
         more = getattr(reply, "more", None)  # further messages on a stream (transfer's AXFR)
         if more and proto != "udp":
             return Continued(out, [finalize(req, m) for m in more])

@@ -34,7 +34,8 @@ def packed(req: Request, reply: DNSRecord) -> bytes:
 
 def finalize(req: Request, reply: DNSRecord) -> bytes:
     """Pack `reply` for `req` and scrub it: ID and question restored, our OPT, cut to the client's size."""
-    return scrub(packed(req, reply), req.edns, req.udp_size, req.do, req.max_size, edns_options(reply))
+    options = edns_options(reply)  # before `packed`, which drops the OPT that holds them
+    return scrub(packed(req, reply), req.edns, req.udp_size, req.do, req.max_size, options)
 
 
 EDNS_EDE = 15  # the option code of an extended DNS error (RFC 8914)
