@@ -48,6 +48,7 @@ PLUGINS: tuple[PluginSpec, ...] = (
     PluginSpec("loop", 52, once=True),
     PluginSpec("forward", 53),
     PluginSpec("whoami", 56),
+    PluginSpec("view", 59, once=True),
 )
 
 BY_NAME: dict[str, PluginSpec] = {p.name: p for p in PLUGINS}
