@@ -40,6 +40,7 @@ PLUGINS: tuple[PluginSpec, ...] = (
     PluginSpec("rewrite", 32),
     PluginSpec("acl", 34),
     PluginSpec("cache", 35, once=True),
+    PluginSpec("template", 40),
     PluginSpec("tls", 38, once=True),
     PluginSpec("transfer", 41),
     PluginSpec("hosts", 42, once=True),

@@ -90,6 +90,7 @@ from dnsserver.plugin import Next, Plugin, SetupContext, match_zone, plugin_zone
 from dnsserver.request import Request
 from dnsserver.respond import extended_error, no_reply
 from dnsserver.wire.consts import NOERROR, REFUSED
+from dnsserver.wire.views import meta_value
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -159,7 +160,7 @@ class Acl(Plugin):
 
     async def serve(self, req: Request, next: Next) -> DNSRecord | None:
         ip = _address(req.client_ip)
-        view = _view(req)
+        view = meta_value(req.meta, "view/name")  # the view that chose the block, if any
         for rule in self.rules:
             zone = match_zone(rule.zones, req.name)
             if zone is None:
@@ -189,12 +190,6 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return ipaddress.ip_address(text.split("%", 1)[0])  # a scoped IPv6 address: its zone index dropped
     except ValueError:
         return None
-
-
-def _view(req: Request) -> str:
-    """The name of the view that selected the block (metadata view/name), "" without one."""
-    v = req.meta.get("view/name", "")
-    return v if isinstance(v, str) else v()
 
 
 def _keyword(token: str) -> bool:

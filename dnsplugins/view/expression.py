@@ -17,11 +17,14 @@ declares (template's `var`). Anything else is a syntax error at load time, with 
 from __future__ import annotations
 
 import ipaddress
+import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from dnsserver.request import Request
+from dnsserver.wire.views import meta_value
 
 
 class ExprError(ValueError):
@@ -180,8 +183,7 @@ class Call(Node):
         if query is not None:
             return query(env.req)
         if self.name == "metadata":
-            value = env.req.meta.get(_text(args[0]), "")
-            return value if isinstance(value, str) else value()
+            return meta_value(env.req.meta, _text(args[0]))
         fn = env.funcs.get(self.name) or BUILTINS[self.name]
         try:
             return fn(*args)
@@ -286,8 +288,12 @@ def _compare(op: str, a: object, b: object) -> bool:
     raise ExprError(f"{op} needs two numbers or two strings")
 
 
+_ORDERS: dict[str, Callable[[Any, Any], Any]] = {"<": operator.lt, "<=": operator.le, ">": operator.gt,
+                                                  ">=": operator.ge}
+
+
 def _order(op: str, x: str | int, y: str | int) -> bool:
-    return {"<": x < y, "<=": x <= y, ">": x > y, ">=": x >= y}[op]  # type: ignore[operator]  # same types
+    return bool(_ORDERS[op](x, y))  # the callers checked that both are strings or both numbers
 
 
 def _number(x: object) -> bool:
