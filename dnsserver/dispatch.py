@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, Final, TypeVar
 
 from dnslib import EDNS0, DNSRecord
@@ -239,41 +239,31 @@ class Dispatcher:
         no parsed query) a zone with a filtered block ends the walk with None: the chain decides.
         """
         zones = self.zones
-        i = 0
         first: tuple[str, Block] | None = None
-        while True:
-            suffix = name[i:] if name[i:] else "."
+        for suffix in _suffixes(name):
             blocks = zones.get(suffix)
-            if blocks is not None:
-                block: Block | None = blocks[0]
-                if len(blocks) > 1 or blocks[0].view is not None:
-                    if req is None:
-                        return None
-                    block = next((b for b in blocks if b.admits(req)), None)
-                if block is not None:
-                    if qtype != TYPE_DS or i > 0 or suffix == ".":
-                        return suffix, block
-                    first = first or (suffix, block)
-            if suffix == ".":
-                break
-            i = name.find(".", i) + 1
-            if i == 0 or i >= len(name):
-                i = len(name)
+            if blocks is None:
+                continue
+            block: Block | None = blocks[0]
+            if len(blocks) > 1 or blocks[0].view is not None:
+                if req is None:
+                    return None
+                block = next((b for b in blocks if b.admits(req)), None)
+            if block is not None:
+                if qtype != TYPE_DS or suffix != name or suffix == ".":
+                    return suffix, block
+                first = first or (suffix, block)
         return first
 
     def _view_dependent(self, name: str, zone: str) -> bool:
         """Whether `select` chose `zone`'s block for `name` by more than the name: a view in the way."""
-        i = 0
-        while True:
-            suffix = name[i:] if name[i:] else "."
+        for suffix in _suffixes(name):
             blocks = self.zones.get(suffix)
             if blocks is not None and (len(blocks) > 1 or blocks[0].view is not None):
                 return True
-            if suffix == zone or suffix == ".":
-                return False
-            i = name.find(".", i) + 1
-            if i == 0 or i >= len(name):
-                i = len(name)
+            if suffix == zone:
+                break
+        return False
 
     async def handle(self, data: bytes, client: tuple[str, int], proto: str, local_ip: str) -> bytes | None:
         """The whole chain for a query, whatever the other paths could do: what every path must equal."""
@@ -390,6 +380,19 @@ class Dispatcher:
                 obs.observe(view, reply, len(out), duration)
             except Exception:
                 log.exception("observer failed")
+
+
+def _suffixes(name: str) -> Iterator[str]:
+    """`name` (lower-case FQDN) and each shorter suffix of whole labels, down to the root, "."."""
+    i = 0
+    while True:
+        suffix = name[i:] if name[i:] else "."
+        yield suffix
+        if suffix == ".":
+            return
+        i = name.find(".", i) + 1
+        if i == 0 or i >= len(name):
+            i = len(name)
 
 
 __all__ = ["Dispatcher", "Route", "Send"]

@@ -127,9 +127,6 @@ class QueryFilter(Protocol):
     A zone with a filtered block is never answered on the hot or relay path, whose routes are learnt per
     question bytes and would carry one client's block to another."""
 
-    @property
-    def view_name(self) -> str: ...
-
     def admits(self, req: Request) -> bool: ...
 
 
