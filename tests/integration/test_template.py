@@ -3,13 +3,12 @@ a CNAME followed through the server itself, NXDOMAIN with an extended error, and
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.server import DnsServer
+from tests.server import DnsServer, load_error
 
 COREFILE = """
 .:{port} {
@@ -68,9 +67,5 @@ def test_nxdomain_with_extended_error(server: DnsServer) -> None:
 
 
 def test_bad_template_fails_before_any_socket(tmp_path: Path) -> None:
-    (tmp_path / "Corefile").write_text('. {\n    template IN A {\n        answer "{{ if .Name }}x{{ end }}"\n'
-                                       "    }\n}\n")
-    res = subprocess.run(["portolan", "dns", "-conf", str(tmp_path / "Corefile"), "-dns.port", "1"],
-                         capture_output=True, text=True, timeout=30)
-    assert res.returncode != 0
-    assert f"{tmp_path / 'Corefile'}:3 - plugin/template: could not compile template" in res.stdout + res.stderr
+    out = load_error('. {\n    template IN A {\n        answer "{{ if .Name }}x{{ end }}"\n    }\n}\n', tmp_path)
+    assert f"{tmp_path / 'Corefile'}:3 - plugin/template: could not compile template" in out

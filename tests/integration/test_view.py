@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.server import DnsServer
+from tests.server import DnsServer, load_error
 
 COREFILE = """
 .:{port} {
@@ -53,3 +54,8 @@ def test_view_on_type_and_name(server: DnsServer) -> None:
     assert (d.status, d.answer, d.additional) == ("NOERROR", [], [])
     d = server.dig("-b", "127.0.0.1", "other.test", "TXT")
     assert d.additional  # whoami's records: the catch-all served it
+
+
+def test_bad_expression_fails_before_any_socket(tmp_path: Path) -> None:
+    out = load_error(". {\n    view v {\n        expr client_ip() = '127.0.0.1'\n    }\n    whoami\n}\n", tmp_path)
+    assert f"{tmp_path / 'Corefile'}:3 - plugin/view: unexpected character '='" in out
