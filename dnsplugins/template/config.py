@@ -4,6 +4,7 @@ expressions, with CoreDNS's error messages."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dnslib import QTYPE
@@ -86,7 +87,7 @@ def go_regex(pattern: str) -> re.Pattern[str]:
     return re.compile(re.sub(r"\(\?<(?=[A-Za-z_])", "(?P<", pattern).replace(r"\z", r"\Z"))
 
 
-def _templates(d: Dispenser, section: str) -> list[GoTemplate]:
+def _templates(d: Dispenser) -> list[GoTemplate]:
     args = d.remaining_args()
     if not args:
         raise d.arg_err()
@@ -140,7 +141,7 @@ def _expr(d: Dispenser, t: TemplateSpec) -> Node:
         raise d.err(f"could not compile expression: {e}") from None
 
 
-def _ederror(d: Dispenser) -> tuple[int, str]:
+def _ederror(d: Dispenser, ctx: SetupContext, t: TemplateSpec) -> None:
     args = d.remaining_args()
     if len(args) not in (1, 2):
         raise d.arg_err()
@@ -148,33 +149,41 @@ def _ederror(d: Dispenser) -> tuple[int, str]:
         code = parse_uint(args[0], 10, 16)
     except ValueError as e:
         raise d.err(f"error parsing extended DNS error code {args[0]}, {e}") from None
-    return code, args[1] if len(args) == 2 else ""
+    t.ederror = code, args[1] if len(args) == 2 else ""
 
 
-def _property(d: Dispenser, ctx: SetupContext, t: TemplateSpec) -> None:
-    prop = d.val()
-    if prop == "match":
-        t.regexes.extend(_regexes(d))
-    elif prop in ("answer", "additional", "authority"):
-        getattr(t, prop).extend(_templates(d, prop))
-    elif prop == "var":
-        t.vars.append(_var(d, t))
-    elif prop == "expr":
-        t.exprs.append(_expr(d, t))
-    elif prop == "rcode":
-        if not d.next_arg():
-            raise d.arg_err()
-        if d.val() not in RCODES:
-            raise d.err(f"unknown rcode {d.val()}")
-        t.rcode = RCODES[d.val()]
-    elif prop == "ederror":
-        t.ederror = _ederror(d)
-    elif prop == "fallthrough":
-        t.fall.set(d.remaining_args(), ctx)
-    elif prop == "upstream":
-        d.remaining_args()  # CoreDNS still accepts it (and always follows CNAMEs)
-    else:
+def _upstream(d: Dispenser, ctx: SetupContext, t: TemplateSpec) -> None:
+    d.remaining_args()  # accepted and ignored, as CoreDNS still does: CNAMEs are always followed
+
+
+def _rcode(d: Dispenser, ctx: SetupContext, t: TemplateSpec) -> None:
+    args = d.remaining_args()
+    if len(args) != 1:
         raise d.arg_err()
+    if args[0] not in RCODES:
+        raise d.err(f"unknown rcode {args[0]}")
+    t.rcode = RCODES[args[0]]
+
+
+def _section(name: str) -> TemplateProperty:
+    def read(d: Dispenser, ctx: SetupContext, t: TemplateSpec) -> None:
+        getattr(t, name).extend(_templates(d))
+    return read
+
+
+TemplateProperty = Callable[[Dispenser, SetupContext, TemplateSpec], None]
+PROPERTIES: dict[str, TemplateProperty] = {
+    "match": lambda d, ctx, t: t.regexes.extend(_regexes(d)),
+    "answer": _section("answer"),
+    "additional": _section("additional"),
+    "authority": _section("authority"),
+    "var": lambda d, ctx, t: t.vars.append(_var(d, t)),
+    "expr": lambda d, ctx, t: t.exprs.append(_expr(d, t)),
+    "rcode": _rcode,
+    "ederror": _ederror,
+    "fallthrough": lambda d, ctx, t: t.fall.set(d.remaining_args(), ctx),
+    "upstream": _upstream,
+}
 
 
 def parse(d: Dispenser, ctx: SetupContext) -> list[TemplateSpec]:
@@ -192,7 +201,10 @@ def parse(d: Dispenser, ctx: SetupContext) -> list[TemplateSpec]:
             raise d.err(f"invalid RR class {d.val()}")  # sic: CoreDNS's message says class
         t = TemplateSpec(qclass, int(qtype), plugin_zones(d.remaining_args(), ctx))
         while d.next_block():
-            _property(d, ctx, t)
+            read = PROPERTIES.get(d.val())
+            if read is None:
+                raise d.arg_err()  # CoreDNS's message for a property it does not know
+            read(d, ctx, t)
         if not t.regexes:
             t.regexes.append(re.compile(".*"))
         specs.append(t)

@@ -121,7 +121,7 @@ def _slice(v: object, *bounds: object) -> object:
     if not isinstance(v, (list, str)):
         raise TemplateError(f"can't slice item of type {type(v).__name__}")
     idx = [_int(b) for b in bounds]
-    if len(idx) > 2 or any(not 0 <= i <= len(v) for i in idx):
+    if len(idx) > 2 or any(not 0 <= i <= len(v) for i in idx) or idx != sorted(idx):
         raise TemplateError("error calling slice: index out of range")
     return v[idx[0] if idx else 0: idx[1] if len(idx) > 1 else len(v)]
 
@@ -154,18 +154,18 @@ def _int_like(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _and(*args: object) -> object:
-    for a in args:
+def _and(first: object, *rest: object) -> object:
+    for a in (first, *rest):
         if not _truth(a):
             return a
-    return args[-1]
+    return rest[-1] if rest else first
 
 
-def _or(*args: object) -> object:
-    for a in args:
+def _or(first: object, *rest: object) -> object:
+    for a in (first, *rest):
         if _truth(a):
             return a
-    return args[-1]
+    return rest[-1] if rest else first
 
 
 BUILTINS: dict[str, Callable[..., object]] = {
@@ -233,7 +233,10 @@ class Field(Node):
                 args = [a.eval(data) for a in self.args] + ([final] if piped else [])
                 if i != len(self.path) - 1:
                     raise TemplateError(f"{name} is a method: it ends a field chain")
-                return v(*args)
+                try:
+                    return v(*args)
+                except TypeError:
+                    raise TemplateError(f"wrong number of args for {name}: got {len(args)}") from None
         if self.args or piped:
             raise TemplateError(f".{'.'.join(self.path)} is not a method but has arguments")
         return v
@@ -253,7 +256,7 @@ class Func(Node):
             return self.fn(*args)
         except TemplateError:
             raise
-        except (TypeError, ValueError, OverflowError) as e:
+        except (TypeError, ValueError, OverflowError, IndexError, KeyError) as e:
             raise TemplateError(f"error calling {self.name}: {e}") from None
 
 
@@ -282,6 +285,7 @@ _TOKEN = re.compile(r"""\s*(?:
   | (?P<var>\$[A-Za-z0-9_]*)
   | (?P<punct>[()|]|:=|=)
 )""", re.X)
+MAX_DEPTH = 64  # deeper parentheses are refused at load (Python's stack is finite)
 _GO_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "a": "\a", "b": "\b",
                "f": "\f", "v": "\v"}
 
@@ -314,6 +318,7 @@ class _ActionParser:
             self.toks.append((kind, m.group(kind)))
             pos = m.end()
         self.i = 0
+        self.depth = 0
 
     def peek(self) -> tuple[str, str]:
         return self.toks[self.i] if self.i < len(self.toks) else ("end", "")
@@ -389,7 +394,11 @@ class _ActionParser:
                 raise TemplateError(f'function "{value}" not defined')
             return Func(value, fn, [])  # a function as an argument is called without arguments, as in Go
         if (kind, value) == ("punct", "("):
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise TemplateError(f"parentheses nested more than {MAX_DEPTH} deep")
             pipe = self.pipeline()
+            self.depth -= 1
             if self.peek() != ("punct", ")"):
                 raise TemplateError(f"unclosed left paren in {{{{{self.text}}}}}")
             self.i += 1

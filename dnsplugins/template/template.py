@@ -12,7 +12,7 @@ from dnsplugins.template.config import CLASS_ANY, TYPE_ANY, TemplateSpec
 from dnsplugins.template.gotemplate import Template as GoTemplate
 from dnsplugins.template.gotemplate import TemplateError
 from dnsplugins.template.rr import CLASSES, RRError, parse_rr
-from dnsplugins.view.expression import Env, ExprError
+from dnsplugins.view.expression import Env, ExprError, evaluate
 from dnsserver.metrics import REGISTRY
 from dnsserver.plugin import Next, Plugin, ServerInstance, SetupContext, match_zone
 from dnsserver.request import Request
@@ -118,14 +118,14 @@ def _conditions(t: TemplateSpec, req: Request, data: dict[str, object]) -> Match
     env = Env(req, funcs={"group": lambda key: group.get(str(key), "")})
     for v in t.vars:
         try:
-            env.vars[v.name] = v.expr.eval(env)
-        except (ExprError, ValueError, TypeError, KeyError, IndexError):
+            env.vars[v.name] = evaluate(v.expr, env)
+        except ExprError:
             return Matched(None, False)
     data["Var"] = dict(env.vars)
     for e in t.exprs:
         try:
-            ok = e.eval(env) is True
-        except (ExprError, ValueError, TypeError, KeyError, IndexError):
+            ok = evaluate(e, env) is True
+        except ExprError:
             return Matched(None, False)
         if not ok:
             return Matched(None, t.fall.covers(req.name))

@@ -356,6 +356,7 @@ _TOKEN = re.compile(r"""\s*(?:
 )""", re.X)
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"'}
 _WORDS = {"and": "&&", "or": "||", "not": "!"}
+MAX_DEPTH = 64  # parentheses, arrays and calls nested deeper are refused at load (Python's stack is finite)
 _RELATIONS = ("==", "!=", "<", "<=", ">", ">=", "in", "matches", "contains", "startsWith", "endsWith")
 
 
@@ -385,6 +386,7 @@ class _Parser:
             pos = m.end()
         self.i = 0
         self.closure_depth = 0
+        self.depth = 0
 
     def error(self, message: str, pos: int | None = None) -> ExprError:
         if pos is None:
@@ -413,6 +415,15 @@ class _Parser:
         return node
 
     def ternary(self) -> Node:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(f"nested more than {MAX_DEPTH} deep")
+        try:
+            return self._ternary()
+        finally:
+            self.depth -= 1
+
+    def _ternary(self) -> Node:
         node = self.logic("||")
         if self.peek() == ("op", "?"):
             self.take()
@@ -454,9 +465,13 @@ class _Parser:
         return node
 
     def unary(self) -> Node:
-        if self.peek() in (("op", "!"), ("op", "-")):
-            return Unary(self.take()[1], self.unary())
-        return self.postfix()
+        ops: list[str] = []
+        while self.peek() in (("op", "!"), ("op", "-")):
+            ops.append(self.take()[1])  # a loop, not recursion: `!!!!...` cannot exhaust the stack
+        node = self.postfix()
+        for op in reversed(ops):
+            node = Unary(op, node)
+        return node
 
     def postfix(self) -> Node:
         node = self.primary()
@@ -542,8 +557,19 @@ def compile_expr(text: str, variables: Sequence[str] = (), functions: Sequence[s
 
 
 def truth(node: Node, env: Env) -> bool:
-    """`node` evaluated as a condition: only a boolean true is true; an error is false."""
+    """`node` evaluated as a condition: only a boolean true is true; an error of any kind is false, as in
+    CoreDNS (a failing expression never fails the query)."""
     try:
-        return node.eval(env) is True
-    except (ExprError, ValueError, TypeError, KeyError, IndexError):
+        return evaluate(node, env) is True
+    except ExprError:
         return False
+
+
+def evaluate(node: Node, env: Env) -> object:
+    """`node`'s value for `env`. Raises ExprError, whatever went wrong (a bad operand, a bad address)."""
+    try:
+        return node.eval(env)
+    except ExprError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError) as e:
+        raise ExprError(str(e)) from None

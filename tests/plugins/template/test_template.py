@@ -119,6 +119,10 @@ def test_render(text: str, want: str) -> None:
     ("{{ parseInt .Group.b 10 8 }}", 'parsing "7b": invalid syntax'),
     ("{{ index .Match 9 }}", "index out of range: 9"),
     ("{{ .Name.Foo }}", "can't evaluate field Foo in type str"),
+    ("{{ .Meta }}", "wrong number of args for Meta: got 0"),
+    ('{{ .Meta "a" "b" }}', "wrong number of args for Meta: got 2"),
+    ("{{ slice .Name 3 1 }}", "error calling slice: index out of range"),
+    ("{{ printf }}", "error calling printf"),
 ])
 def test_render_errors(text: str, message: str) -> None:
     with pytest.raises(TemplateError) as e:
