@@ -11,6 +11,7 @@ from dnsplugins.view import View
 from dnsplugins.view.expression import Env, ExprError, compile_expr, truth
 from dnsserver.config import build
 from dnsserver.request import Request
+from tests.dnsserver.test_paths import upstream
 from tests.dnstest import Case, serve
 
 
@@ -189,3 +190,16 @@ def test_view_name_is_metadata_of_the_queries_it_admits() -> None:
     inside, outside = request("test.", client="127.0.0.3"), request("test.", client="10.0.0.3")
     assert (view.admits(inside), view.admits(outside)) == (True, False)
     assert (inside.meta.get("view/name"), outside.meta.get("view/name")) == ("internal", None)
+
+
+async def test_a_view_zone_is_never_relayed_by_a_route_learnt_for_another_client() -> None:
+    """forward's relay path remembers, per question, which block relays it: for a zone with views the
+    block depends on the client, so such queries run the selection and the chain every time."""
+    async with upstream({"app.test.": ["192.0.2.1"]}) as inside, upstream({"app.test.": ["192.0.2.2"]}) as outside:
+        text = (f". {{\n view inside {{\n  expr incidr(client_ip(), '127.0.0.0/24')\n }}\n forward . {inside}\n}}\n"
+                f". {{\n forward . {outside}\n}}\n")
+        async with serve(text) as s:
+            for _ in range(3):
+                for client, ip in (("127.0.0.5", "192.0.2.1"), ("10.0.0.5", "192.0.2.2")):
+                    await s.run([Case("app.test.", answer=[f"app.test. 60 IN A {ip}"], client=(client, 5353))])
+                    assert not s.last_relay
