@@ -97,14 +97,27 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 EDE_BLOCKED, EDE_FILTERED = 15, 17  # RFC 8914 INFO-CODEs, as CoreDNS sends them
 ALL_NETS: tuple[Network, ...] = (ipaddress.IPv4Network("0.0.0.0/0"), ipaddress.IPv6Network("::/0"))
 
-BLOCKED = Counter("coredns_acl_blocked_requests", "Counter of DNS requests being blocked.",
-                  ["server", "zone", "view"], registry=REGISTRY)
-FILTERED = Counter("coredns_acl_filtered_requests", "Counter of DNS requests being filtered.",
-                   ["server", "zone", "view"], registry=REGISTRY)
-ALLOWED = Counter("coredns_acl_allowed_requests", "Counter of DNS requests being allowed.",
-                  ["server", "view"], registry=REGISTRY)
-DROPPED = Counter("coredns_acl_dropped_requests", "Counter of DNS requests being dropped.",
-                  ["server", "zone", "view"], registry=REGISTRY)
+BLOCKED = Counter(
+    "coredns_acl_blocked_requests",
+    "Counter of DNS requests being blocked.",
+    ["server", "zone", "view"],
+    registry=REGISTRY,
+)
+FILTERED = Counter(
+    "coredns_acl_filtered_requests",
+    "Counter of DNS requests being filtered.",
+    ["server", "zone", "view"],
+    registry=REGISTRY,
+)
+ALLOWED = Counter(
+    "coredns_acl_allowed_requests", "Counter of DNS requests being allowed.", ["server", "view"], registry=REGISTRY
+)
+DROPPED = Counter(
+    "coredns_acl_dropped_requests",
+    "Counter of DNS requests being dropped.",
+    ["server", "zone", "view"],
+    registry=REGISTRY,
+)
 
 
 class Action(enum.Enum):
@@ -127,8 +140,9 @@ class Policy:
     def matches(self, qtype: int, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         # A network of the other family never contains the address (no exception, unlike `in` on mixed
         # versions would suggest): IPv4 and IPv6 rules simply do not meet.
-        return (self.qtypes is None or qtype in self.qtypes) and any(ip in n for n in self.nets
-                                                                     if n.version == ip.version)
+        return (self.qtypes is None or qtype in self.qtypes) and any(
+            ip in n for n in self.nets if n.version == ip.version
+        )
 
 
 @dataclass
@@ -213,7 +227,7 @@ def _policy(d: Dispenser) -> Policy:
             i += 1
         values, tokens = tokens[1:i], tokens[i:]
         if not values:
-            raise d.err(f"no token specified in \"{section}\" section")
+            raise d.err(f'no token specified in "{section}" section')
         if section == "type":
             policy.qtypes = _qtypes(d, values, policy.qtypes if typed else frozenset())
             typed = True
@@ -233,7 +247,7 @@ def _qtypes(d: Dispenser, values: list[str], before: frozenset[int] | None) -> f
             return None  # CoreDNS reads no further in this section
         code = QTYPE.reverse.get(v)
         if code is None or v != v.upper():
-            raise d.err(f"unexpected token \"{v}\"; expect legal QTYPE")
+            raise d.err(f'unexpected token "{v}"; expect legal QTYPE')
         types.add(int(code))
     return frozenset(types)
 
@@ -250,7 +264,7 @@ def _nets(d: Dispenser, values: list[str], before: tuple[Network, ...]) -> tuple
         try:
             nets.append(ipaddress.ip_network(text, strict=False))  # host bits allowed, as Go's ParseCIDR
         except ValueError:
-            raise d.err(f"illegal CIDR notation \"{text}\"") from None
+            raise d.err(f'illegal CIDR notation "{text}"') from None
     return tuple(nets)
 
 

@@ -20,8 +20,7 @@ from dnsserver.wire.consts import RCODE_NAMES
 MAX_REGEX = 10000  # CoreDNS's bound: compiling a huge pattern costs memory
 TYPE_ANY, CLASS_ANY = 255, 255
 # The data a record template reads: what CoreDNS's templateData has.
-FIELDS = ("Zone", "Name", "Regex", "Match", "Group", "Class", "Type", "Message", "Question", "Remote", "Var",
-          "Meta")
+FIELDS = ("Zone", "Name", "Regex", "Match", "Group", "Class", "Type", "Message", "Question", "Remote", "Var", "Meta")
 _VAR_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 _KEYWORDS = {"true", "false", "nil", "and", "or", "not", "in", "matches", "contains", "startsWith", "endsWith"}
 RESERVED = set(QUERY) | set(BUILTINS) | CLOSURES | _KEYWORDS | {"metadata", "group"}
@@ -168,6 +167,7 @@ def _rcode(d: Dispenser, ctx: SetupContext, t: TemplateSpec) -> None:
 def _section(name: str) -> TemplateProperty:
     def read(d: Dispenser, ctx: SetupContext, t: TemplateSpec) -> None:
         getattr(t, name).extend(_templates(d))
+
     return read
 
 

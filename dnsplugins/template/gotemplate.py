@@ -123,7 +123,7 @@ def _slice(v: object, *bounds: object) -> object:
     idx = [_int(b) for b in bounds]
     if len(idx) > 2 or any(not 0 <= i <= len(v) for i in idx) or idx != sorted(idx):
         raise TemplateError("error calling slice: index out of range")
-    return v[idx[0] if idx else 0: idx[1] if len(idx) > 1 else len(v)]
+    return v[idx[0] if idx else 0 : idx[1] if len(idx) > 1 else len(v)]
 
 
 def _len(v: object) -> int:
@@ -138,8 +138,12 @@ def _eq(a: object, *bs: object) -> bool:
     return any(a == b and type(a) is type(b) for b in bs)
 
 
-_ORDERS: dict[str, Callable[[Any, Any], Any]] = {"lt": operator.lt, "le": operator.le, "gt": operator.gt,
-                                                  "ge": operator.ge}
+_ORDERS: dict[str, Callable[[Any, Any], Any]] = {
+    "lt": operator.lt,
+    "le": operator.le,
+    "gt": operator.gt,
+    "ge": operator.ge,
+}
 
 
 def _order(op: str) -> Callable[[object, object], bool]:
@@ -147,6 +151,7 @@ def _order(op: str) -> Callable[[object, object], bool]:
         if (isinstance(a, str) and isinstance(b, str)) or (_int_like(a) and _int_like(b)):
             return bool(_ORDERS[op](a, b))
         raise TemplateError(f"error calling {op}: incompatible types for comparison")
+
     return compare
 
 
@@ -172,8 +177,10 @@ BUILTINS: dict[str, Callable[..., object]] = {
     "index": _index,
     "slice": _slice,
     "len": _len,
-    "print": lambda *a: "".join(text_of(x) if i == 0 or isinstance(x, str) or isinstance(a[i - 1], str)
-                                else " " + text_of(x) for i, x in enumerate(a)),
+    "print": lambda *a: "".join(
+        text_of(x) if i == 0 or isinstance(x, str) or isinstance(a[i - 1], str) else " " + text_of(x)
+        for i, x in enumerate(a)
+    ),
     "println": lambda *a: " ".join(text_of(x) for x in a) + "\n",
     "printf": _printf,
     "eq": _eq,
@@ -186,8 +193,22 @@ BUILTINS: dict[str, Callable[..., object]] = {
     "or": _or,
     "not": lambda a: not _truth(a),
 }
-UNSUPPORTED = {"if", "else", "end", "range", "with", "define", "template", "block", "break", "continue", "call",
-               "html", "js", "urlquery"}
+UNSUPPORTED = {
+    "if",
+    "else",
+    "end",
+    "range",
+    "with",
+    "define",
+    "template",
+    "block",
+    "break",
+    "continue",
+    "call",
+    "html",
+    "js",
+    "urlquery",
+}
 
 
 # -- the tree --------------------------------------------------------------------------------------
@@ -276,7 +297,8 @@ class Pipeline(Node):
 # -- the parser ------------------------------------------------------------------------------------
 
 _ACTION = re.compile(r"\{\{(-\s)?(.*?)(\s-)?\}\}", re.S)
-_TOKEN = re.compile(r"""\s*(?:
+_TOKEN = re.compile(
+    r"""\s*(?:
     (?P<field>(?:\.[A-Za-z_][A-Za-z0-9_]*)+|\.)
   | (?P<str>"(?:[^"\\\n]|\\.)*")
   | (?P<raw>`[^`]*`)
@@ -284,10 +306,22 @@ _TOKEN = re.compile(r"""\s*(?:
   | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<var>\$[A-Za-z0-9_]*)
   | (?P<punct>[()|]|:=|=)
-)""", re.X)
+)""",
+    re.X,
+)
 MAX_DEPTH = 64  # deeper parentheses are refused at load (Python's stack is finite)
-_GO_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "a": "\a", "b": "\b",
-               "f": "\f", "v": "\v"}
+_GO_ESCAPES = {
+    "n": "\n",
+    "t": "\t",
+    "r": "\r",
+    "\\": "\\",
+    '"': '"',
+    "'": "'",
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "v": "\v",
+}
 
 
 def _go_string(text: str) -> str:
@@ -300,6 +334,7 @@ def _go_string(text: str) -> str:
         if e in _GO_ESCAPES:
             return _GO_ESCAPES[e]
         raise TemplateError(f"invalid escape \\{e}")
+
     return re.sub(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0-7]{3}|.)", one, text[1:-1])
 
 
@@ -431,7 +466,7 @@ def parse_template(text: str, funcs: Mapping[str, Callable[..., object]], fields
     parts: list[str | Pipeline] = []
     pos = 0
     for m in _ACTION.finditer(text):
-        literal = text[pos:m.start()]
+        literal = text[pos : m.start()]
         if m.group(1):
             literal = literal.rstrip()
         parts.append(literal)

@@ -60,8 +60,13 @@ def parse_rr(text: str) -> RR:
     if rtype is None:
         raise RRError(f"unknown record type {toks[i].text!r}")
     try:
-        rdata = read_rdata(type_name, toks[i + 1:], ())
+        rdata = read_rdata(type_name, toks[i + 1 :], ())
     except RdataError as e:
         raise RRError(f"bad {type_name} record: {e}") from None
-    return RR(DNSLabel(list(owner)), int(rtype), klass if klass is not None else 1,
-              ttl if ttl is not None else DEFAULT_TTL, rdata)
+    return RR(
+        DNSLabel(list(owner)),
+        int(rtype),
+        klass if klass is not None else 1,
+        ttl if ttl is not None else DEFAULT_TTL,
+        rdata,
+    )

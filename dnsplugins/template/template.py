@@ -22,12 +22,16 @@ from dnsserver.wire.views import meta_value
 
 CLASS_NAMES = {code: name for name, code in CLASSES.items()}
 _SECTION = ["server", "zone", "view", "class", "type", "section", "template"]
-MATCHES = Counter("coredns_template_matches", "Counter of template regex matches.",
-                  ["server", "zone", "view", "class", "type"], registry=REGISTRY)
-TEMPLATE_FAILURES = Counter("coredns_template_template_failures", "Counter of go template failures.", _SECTION,
-                            registry=REGISTRY)
-RR_FAILURES = Counter("coredns_template_rr_failures", "Counter of mis-templated RRs.", _SECTION,
-                      registry=REGISTRY)
+MATCHES = Counter(
+    "coredns_template_matches",
+    "Counter of template regex matches.",
+    ["server", "zone", "view", "class", "type"],
+    registry=REGISTRY,
+)
+TEMPLATE_FAILURES = Counter(
+    "coredns_template_template_failures", "Counter of go template failures.", _SECTION, registry=REGISTRY
+)
+RR_FAILURES = Counter("coredns_template_rr_failures", "Counter of mis-templated RRs.", _SECTION, registry=REGISTRY)
 
 
 class QuestionView:
@@ -55,8 +59,12 @@ class MessageView:
     def field(self, name: str) -> object:
         h = self.msg.header
         values: dict[str, object] = {
-            "Id": int(h.id), "Opcode": int(h.opcode), "RecursionDesired": bool(h.rd),
-            "CheckingDisabled": bool(h.cd), "AuthenticatedData": bool(h.ad), "Response": bool(h.qr),
+            "Id": int(h.id),
+            "Opcode": int(h.opcode),
+            "RecursionDesired": bool(h.rd),
+            "CheckingDisabled": bool(h.cd),
+            "AuthenticatedData": bool(h.ad),
+            "Response": bool(h.qr),
             "Question": [QuestionView(q) for q in self.msg.questions],
         }
         if name not in values:
@@ -78,6 +86,7 @@ class Matched:
 def _meta(req: Request) -> object:
     def meta(label: object) -> str:
         return meta_value(req.meta, str(label))
+
     return meta
 
 
@@ -100,10 +109,18 @@ def try_template(t: TemplateSpec, req: Request) -> Matched:
         qclass = req.qclass if req.qclass != CLASS_ANY else t.qclass
         qtype = req.qtype if req.qtype != TYPE_ANY else t.qtype
         data: dict[str, object] = {
-            "Zone": zone, "Name": req.name, "Regex": rx.pattern, "Match": match, "Group": group,
-            "Class": CLASS_NAMES.get(qclass, ""), "Type": QTYPE.get(qtype, ""),
-            "Message": MessageView(req.msg), "Question": QuestionView(req.msg.q), "Remote": req.client_ip,
-            "Var": {}, "Meta": _meta(req),
+            "Zone": zone,
+            "Name": req.name,
+            "Regex": rx.pattern,
+            "Match": match,
+            "Group": group,
+            "Class": CLASS_NAMES.get(qclass, ""),
+            "Type": QTYPE.get(qtype, ""),
+            "Message": MessageView(req.msg),
+            "Question": QuestionView(req.msg.q),
+            "Remote": req.client_ip,
+            "Var": {},
+            "Meta": _meta(req),
         }
         if t.vars or t.exprs:
             return _conditions(t, req, data)

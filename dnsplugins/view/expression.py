@@ -288,8 +288,12 @@ def _compare(op: str, a: object, b: object) -> bool:
     raise ExprError(f"{op} needs two numbers or two strings")
 
 
-_ORDERS: dict[str, Callable[[Any, Any], Any]] = {"<": operator.lt, "<=": operator.le, ">": operator.gt,
-                                                  ">=": operator.ge}
+_ORDERS: dict[str, Callable[[Any, Any], Any]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
 
 
 def _order(op: str, x: str | int, y: str | int) -> bool:
@@ -348,12 +352,15 @@ def _regex(pattern: str) -> re.Pattern[str]:
 
 # -- the parser ------------------------------------------------------------------------------------
 
-_TOKEN = re.compile(r"""\s*(?:
+_TOKEN = re.compile(
+    r"""\s*(?:
     (?P<num>\d+)
   | (?P<str>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
   | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<op>&&|\|\||==|!=|<=|>=|[-+*/%<>!?:,()\[\]\#.])
-)""", re.X)
+)""",
+    re.X,
+)
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"'}
 _WORDS = {"and": "&&", "or": "||", "not": "!"}
 MAX_DEPTH = 64  # parentheses, arrays and calls nested deeper are refused at load (Python's stack is finite)

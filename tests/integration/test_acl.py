@@ -49,8 +49,18 @@ def test_allowed_blocked_filtered(server: DnsServer, proto: str) -> None:
 
 
 def test_dropped_client_gets_no_reply(server: DnsServer) -> None:
-    cmd = ["dig", "@127.0.0.1", "-p", str(server.port), "-b", "127.0.0.4", "+tries=1", "+time=1",
-           "www.example.org", "A"]
+    cmd = [
+        "dig",
+        "@127.0.0.1",
+        "-p",
+        str(server.port),
+        "-b",
+        "127.0.0.4",
+        "+tries=1",
+        "+time=1",
+        "www.example.org",
+        "A",
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
     assert "timed out" in res.stdout
     assert "status:" not in res.stdout
@@ -60,4 +70,4 @@ def test_dropped_client_gets_no_reply(server: DnsServer) -> None:
 
 def test_bad_policy_fails_before_any_socket(tmp_path: Path) -> None:
     out = load_error(". {\n    acl {\n        deny net 10.0.0.0/8\n    }\n}\n", tmp_path)
-    assert f"{tmp_path / 'Corefile'}:3 - plugin/acl: unexpected token \"deny\"" in out
+    assert f'{tmp_path / "Corefile"}:3 - plugin/acl: unexpected token "deny"' in out

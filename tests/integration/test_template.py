@@ -63,7 +63,7 @@ def test_cname_is_followed_through_the_server(server: DnsServer) -> None:
 def test_nxdomain_with_extended_error(server: DnsServer) -> None:
     d = server.dig("anything.invalid", "TXT")
     assert (d.status, d.authority) == ("NXDOMAIN", ["invalid. 60 IN SOA ns.invalid. hostmaster.invalid. 1 60 60 60 60"])
-    assert '; EDE: 21 (Not Supported): (Blocked according to RFC2606)' in d.raw
+    assert "; EDE: 21 (Not Supported): (Blocked according to RFC2606)" in d.raw
 
 
 def test_bad_template_fails_before_any_socket(tmp_path: Path) -> None:

@@ -28,15 +28,23 @@ A, AAAA, MX = 1, 28, 15
 # (Corefile, [(zones, [(action, qtypes, nets)])])
 PARSE_CASES = [
     ("example.org {\n acl {\n  block\n }\n}", [(["example.org."], [(Action.BLOCK, None, ALL_NETS)])]),
-    (". {\n acl Example.ORG a.net {\n  ALLOW type A AAAA net 10.0.0.0/8 fd00::1\n }\n}",
-     [(["example.org.", "a.net."], [(Action.ALLOW, frozenset({A, AAAA}), nets("10.0.0.0/8", "fd00::1/128"))])]),
-    (". {\n acl {\n  filter net 192.168.1.7 type MX\n  drop type * net *\n }\n}",
-     [(["."], [(Action.FILTER, frozenset({MX}), nets("192.168.1.7/32")), (Action.DROP, None, ALL_NETS)])]),
+    (
+        ". {\n acl Example.ORG a.net {\n  ALLOW type A AAAA net 10.0.0.0/8 fd00::1\n }\n}",
+        [(["example.org.", "a.net."], [(Action.ALLOW, frozenset({A, AAAA}), nets("10.0.0.0/8", "fd00::1/128"))])],
+    ),
+    (
+        ". {\n acl {\n  filter net 192.168.1.7 type MX\n  drop type * net *\n }\n}",
+        [(["."], [(Action.FILTER, frozenset({MX}), nets("192.168.1.7/32")), (Action.DROP, None, ALL_NETS)])],
+    ),
     # Host bits are allowed (Go's ParseCIDR); two sections of one kind add up.
-    (". {\n acl {\n  block net 10.1.2.3/8 net 11.0.0.0/8 type A type MX\n }\n}",
-     [(["."], [(Action.BLOCK, frozenset({A, MX}), nets("10.0.0.0/8", "11.0.0.0/8"))])]),
-    (". {\n acl 10.0.0.0/24 {\n  block\n }\n acl {\n  allow\n }\n}",
-     [(["0.0.10.in-addr.arpa."], [(Action.BLOCK, None, ALL_NETS)]), (["."], [(Action.ALLOW, None, ALL_NETS)])]),
+    (
+        ". {\n acl {\n  block net 10.1.2.3/8 net 11.0.0.0/8 type A type MX\n }\n}",
+        [(["."], [(Action.BLOCK, frozenset({A, MX}), nets("10.0.0.0/8", "11.0.0.0/8"))])],
+    ),
+    (
+        ". {\n acl 10.0.0.0/24 {\n  block\n }\n acl {\n  allow\n }\n}",
+        [(["0.0.10.in-addr.arpa."], [(Action.BLOCK, None, ALL_NETS)]), (["."], [(Action.ALLOW, None, ALL_NETS)])],
+    ),
     (". {\n acl\n}", [(["."], [])]),
 ]
 
@@ -69,8 +77,9 @@ def test_parse_errors(corefile: str, message: str) -> None:
 
 def ede(reply: DNSRecord) -> list[int]:
     """The INFO-CODEs of the extended DNS errors in `reply`'s OPT."""
-    return [int.from_bytes(o.data[:2], "big") for rr in reply.ar if rr.rtype == 41 for o in rr.rdata
-            if o.code == EDNS_EDE]
+    return [
+        int.from_bytes(o.data[:2], "big") for rr in reply.ar if rr.rtype == 41 for o in rr.rdata if o.code == EDNS_EDE
+    ]
 
 
 HOSTS = """\
@@ -82,7 +91,8 @@ HOSTS = """\
     }
     whoami
 """
-COREFILE = """\
+COREFILE = (
+    """\
 example.org {
     acl a.example.org {
         drop net 192.168.1.0/24
@@ -95,7 +105,10 @@ example.org {
     acl {
         block net 172.16.0.0/12
     }
-""" + HOSTS + "}\n"
+"""
+    + HOSTS
+    + "}\n"
+)
 
 OK_A = ["www.example.org. 3600 IN A 10.0.0.1"]
 OK_AAAA = ["www.example.org. 3600 IN AAAA fd00::1"]
@@ -118,8 +131,9 @@ DECISIONS = [
 
 
 @pytest.mark.parametrize(("client", "qname", "qtype", "rcode", "answer", "codes"), DECISIONS)
-async def test_decisions(client: str, qname: str, qtype: str, rcode: str | None, answer: list[str],
-                         codes: list[int]) -> None:
+async def test_decisions(
+    client: str, qname: str, qtype: str, rcode: str | None, answer: list[str], codes: list[int]
+) -> None:
     async with serve(COREFILE) as s:
         case = Case(qname, qtype, rcode or "NOERROR", answer, client=(client, 5353), bufsize=1232)
         out = await s.wire(case.message().pack(), client=case.client)

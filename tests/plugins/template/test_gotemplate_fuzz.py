@@ -13,13 +13,52 @@ from dnsplugins.template.config import FIELDS, FUNCS
 from dnsplugins.template.gotemplate import TemplateError, parse_template
 from tests.plugins.template.test_template import DATA
 
-WORDS = ["{{", "}}", "{{-", "-}}", ".Name", ".Group.a", ".Match", ".Meta", ".Var.n", "index", "parseInt", "printf",
-         "len", "eq", "and", "not", "slice", "print", "(", ")", "|", '"%s"', '"x"', "`r`", "0", "1", "16", "-1",
-         "true", "nil", "$x", "if", "end", "/*", "*/", " ", "A"]
+WORDS = [
+    "{{",
+    "}}",
+    "{{-",
+    "-}}",
+    ".Name",
+    ".Group.a",
+    ".Match",
+    ".Meta",
+    ".Var.n",
+    "index",
+    "parseInt",
+    "printf",
+    "len",
+    "eq",
+    "and",
+    "not",
+    "slice",
+    "print",
+    "(",
+    ")",
+    "|",
+    '"%s"',
+    '"x"',
+    "`r`",
+    "0",
+    "1",
+    "16",
+    "-1",
+    "true",
+    "nil",
+    "$x",
+    "if",
+    "end",
+    "/*",
+    "*/",
+    " ",
+    "A",
+]
 # Whole actions as well as loose words: most random words never make an action that loads.
 actions = st.lists(st.sampled_from(WORDS[4:-5]), min_size=1, max_size=5).map(lambda w: "{{ " + " ".join(w) + " }}")
-texts = st.one_of(st.text(max_size=40), st.lists(st.sampled_from(WORDS), max_size=14).map(" ".join),
-                  st.lists(st.one_of(actions, st.sampled_from(["A", " ", "x."])), max_size=4).map("".join))
+texts = st.one_of(
+    st.text(max_size=40),
+    st.lists(st.sampled_from(WORDS), max_size=14).map(" ".join),
+    st.lists(st.one_of(actions, st.sampled_from(["A", " ", "x."])), max_size=4).map("".join),
+)
 
 
 @settings(max_examples=1500, deadline=None)

@@ -26,21 +26,40 @@ def template_of(text: str) -> Template:
 # (Corefile, [(class, type, zones, regexes, rcode, ederror, fallthrough zones, #answer, #additional, #authority)])
 PARSE_CASES = [
     ("example.org {\n template IN A\n}", [(1, 1, ["example.org."], [".*"], 0, None, [], 0, 0, 0)]),
-    (". {\n template ANY ANY invalid 10.0.0.0/24 {\n  rcode NXDOMAIN\n  ederror 21 \"RFC 2606\"\n"
-     "  authority \"invalid. 60 IN SOA a. b. (1 60 60 60 60)\"\n  upstream\n }\n}",
-     [(255, 255, ["invalid.", "0.0.10.in-addr.arpa."], [".*"], 3, (21, "RFC 2606"), [], 0, 0, 1)]),
-    (". {\n template CH TXT {\n  match ^a[.]$ ^b[.]$\n  match (?<x>c)\n  answer \"a. TXT x\" \"b. TXT y\"\n"
-     "  additional \"c. A 1.2.3.4\"\n  fallthrough example.org\n }\n template IN MX\n}",
-     [(3, 16, ["."], ["^a[.]$", "^b[.]$", "(?P<x>c)"], 0, None, ["example.org."], 2, 1, 0),
-      (1, 15, ["."], [".*"], 0, None, [], 0, 0, 0)]),
+    (
+        '. {\n template ANY ANY invalid 10.0.0.0/24 {\n  rcode NXDOMAIN\n  ederror 21 "RFC 2606"\n'
+        '  authority "invalid. 60 IN SOA a. b. (1 60 60 60 60)"\n  upstream\n }\n}',
+        [(255, 255, ["invalid.", "0.0.10.in-addr.arpa."], [".*"], 3, (21, "RFC 2606"), [], 0, 0, 1)],
+    ),
+    (
+        '. {\n template CH TXT {\n  match ^a[.]$ ^b[.]$\n  match (?<x>c)\n  answer "a. TXT x" "b. TXT y"\n'
+        '  additional "c. A 1.2.3.4"\n  fallthrough example.org\n }\n template IN MX\n}',
+        [
+            (3, 16, ["."], ["^a[.]$", "^b[.]$", "(?P<x>c)"], 0, None, ["example.org."], 2, 1, 0),
+            (1, 15, ["."], [".*"], 0, None, [], 0, 0, 0),
+        ],
+    ),
     (". {\n template IN A {\n  ederror 6\n  fallthrough\n }\n}", [(1, 1, ["."], [".*"], 0, (6, ""), ["."], 0, 0, 0)]),
 ]
 
 
 @pytest.mark.parametrize(("corefile", "want"), PARSE_CASES)
 def test_parse(corefile: str, want: list[tuple[object, ...]]) -> None:
-    got = [(t.qclass, t.qtype, t.zones, [r.pattern for r in t.regexes], t.rcode, t.ederror, t.fall.zones,
-            len(t.answer), len(t.additional), len(t.authority)) for t in template_of(corefile).specs]
+    got = [
+        (
+            t.qclass,
+            t.qtype,
+            t.zones,
+            [r.pattern for r in t.regexes],
+            t.rcode,
+            t.ederror,
+            t.fall.zones,
+            len(t.answer),
+            len(t.additional),
+            len(t.authority),
+        )
+        for t in template_of(corefile).specs
+    ]
     assert got == want
 
 
@@ -51,34 +70,52 @@ PARSE_ERRORS = [
     (". {\n template XX A\n}", E2 + "invalid query class XX"),
     (". {\n template IN XX\n}", E2 + "invalid RR class XX"),
     (". {\n template IN A {\n  match\n }\n}", E3 + "Wrong argument count or unexpected line ending after 'match'"),
-    (". {\n template IN A {\n  match a(\n }\n}", E3 + "could not parse regex: a(, missing ), unterminated "
-                                                    "subpattern at position 1"),
+    (
+        ". {\n template IN A {\n  match a(\n }\n}",
+        E3 + "could not parse regex: a(, missing ), unterminated subpattern at position 1",
+    ),
     (". {\n template IN A {\n  match " + "a" * 10001 + "\n }\n}", E3 + "regex pattern too long: 10001 > 10000"),
     (". {\n template IN A {\n  answer\n }\n}", E3 + "Wrong argument count or unexpected line ending after 'answer'"),
-    (". {\n template IN A {\n  answer \"{{ .Nope }} A 1.2.3.4\"\n }\n}",
-     E3 + "could not compile template: {{ .Nope }} A 1.2.3.4, can't evaluate field Nope: the data has Class, "
-          "Group, Match, Message, Meta, Name, Question, Regex, Remote, Type, Var, Zone"),
-    (". {\n template IN A {\n  answer \"{{ if .Name }}x{{ end }}\"\n }\n}",
-     E3 + "could not compile template: {{ if .Name }}x{{ end }}, {{if}} is not supported here "
-          "(only values and functions)"),
-    (". {\n template IN A {\n  additional \"{{ toLower .Name }}\"\n }\n}",
-     E3 + "could not compile template: {{ toLower .Name }}, function \"toLower\" not defined"),
-    (". {\n template IN A {\n  authority \"{{ $x }}\"\n }\n}",
-     E3 + "could not compile template: {{ $x }}, variables ($x) are not supported"),
+    (
+        '. {\n template IN A {\n  answer "{{ .Nope }} A 1.2.3.4"\n }\n}',
+        E3 + "could not compile template: {{ .Nope }} A 1.2.3.4, can't evaluate field Nope: the data has Class, "
+        "Group, Match, Message, Meta, Name, Question, Regex, Remote, Type, Var, Zone",
+    ),
+    (
+        '. {\n template IN A {\n  answer "{{ if .Name }}x{{ end }}"\n }\n}',
+        E3 + "could not compile template: {{ if .Name }}x{{ end }}, {{if}} is not supported here "
+        "(only values and functions)",
+    ),
+    (
+        '. {\n template IN A {\n  additional "{{ toLower .Name }}"\n }\n}',
+        E3 + 'could not compile template: {{ toLower .Name }}, function "toLower" not defined',
+    ),
+    (
+        '. {\n template IN A {\n  authority "{{ $x }}"\n }\n}',
+        E3 + "could not compile template: {{ $x }}, variables ($x) are not supported",
+    ),
     (". {\n template IN A {\n  rcode\n }\n}", E3 + "Wrong argument count or unexpected line ending after 'rcode'"),
     (". {\n template IN A {\n  rcode NOPE\n }\n}", E3 + "unknown rcode NOPE"),
     (". {\n template IN A {\n  ederror\n }\n}", E3 + "Wrong argument count or unexpected line ending after 'ederror'"),
-    (". {\n template IN A {\n  ederror x\n }\n}",
-     E3 + 'error parsing extended DNS error code x, strconv.ParseUint: parsing "x": invalid syntax'),
-    (". {\n template IN A {\n  ederror 65536\n }\n}",
-     E3 + 'error parsing extended DNS error code 65536, strconv.ParseUint: parsing "65536": value out of range'),
+    (
+        ". {\n template IN A {\n  ederror x\n }\n}",
+        E3 + 'error parsing extended DNS error code x, strconv.ParseUint: parsing "x": invalid syntax',
+    ),
+    (
+        ". {\n template IN A {\n  ederror 65536\n }\n}",
+        E3 + 'error parsing extended DNS error code 65536, strconv.ParseUint: parsing "65536": value out of range',
+    ),
     (". {\n template IN A {\n  var x\n }\n}", E3 + "Wrong argument count or unexpected line ending after 'x'"),
     (". {\n template IN A {\n  var 1x 2\n }\n}", E3 + 'invalid variable name "1x"'),
     (". {\n template IN A {\n  var name 2\n }\n}", E3 + 'variable name "name" is reserved'),
-    (". {\n template IN A {\n  var x nope\n }\n}",
-     E3 + "could not compile expression: x, unknown name nope (column 1 of 'nope')"),
-    (". {\n template IN A {\n  expr type( == 'A'\n }\n}",
-     E3 + "could not compile expression: unexpected '==' (column 7 of \"type( == 'A'\")"),
+    (
+        ". {\n template IN A {\n  var x nope\n }\n}",
+        E3 + "could not compile expression: x, unknown name nope (column 1 of 'nope')",
+    ),
+    (
+        ". {\n template IN A {\n  expr type( == 'A'\n }\n}",
+        E3 + "could not compile expression: unexpected '==' (column 7 of \"type( == 'A'\")",
+    ),
     (". {\n template IN A {\n  bogus\n }\n}", E3 + "Wrong argument count or unexpected line ending after 'bogus'"),
 ]
 
@@ -90,21 +127,26 @@ def test_parse_errors(corefile: str, message: str) -> None:
     assert str(e.value) == message
 
 
-DATA: dict[str, object] = {"Name": "ip-1-2.example.", "Match": ["ip-1-2.example.", "1", "2"],
-                           "Group": {"a": "1", "b": "7b"}, "Meta": lambda label: f"<{label}>", "Var": {"n": 3}}
+DATA: dict[str, object] = {
+    "Name": "ip-1-2.example.",
+    "Match": ["ip-1-2.example.", "1", "2"],
+    "Group": {"a": "1", "b": "7b"},
+    "Meta": lambda label: f"<{label}>",
+    "Var": {"n": 3},
+}
 # (template, output)
 RENDER = [
     ("{{ .Name }} A 10.0.0.1", "ip-1-2.example. A 10.0.0.1"),
     ("{{ index .Match 1 }}.{{ index .Match 2 }}", "1.2"),
     ("{{ .Group.a }}{{ .Group.missing }}", "1<no value>"),
-    ("x{{- \"  y\" -}}  z", "x  yz"),
+    ('x{{- "  y" -}}  z', "x  yz"),
     ("a {{- /* a comment */ -}} b", "ab"),
     ('{{ .Meta "kubernetes/client-namespace" }}', "<kubernetes/client-namespace>"),
     ("{{ parseInt .Group.b 16 8 }}", "123"),
     ('{{ printf "%s-%03d-%x" .Name 7 255 }}', "ip-1-2.example.-007-ff"),
-    ("{{ .Name | printf \"%s.\" }}", "ip-1-2.example.."),
-    ("{{ len .Match }} {{ eq .Group.a \"1\" }} {{ ne 1 2 }} {{ lt 1 2 }} {{ not true }}", "3 true true true false"),
-    ("{{ and 1 0 }} {{ or 0 \"x\" }} {{ print 1 2 \"a\" }} {{ slice .Name 0 2 }}", "0 x 1 2a ip"),
+    ('{{ .Name | printf "%s." }}', "ip-1-2.example.."),
+    ('{{ len .Match }} {{ eq .Group.a "1" }} {{ ne 1 2 }} {{ lt 1 2 }} {{ not true }}', "3 true true true false"),
+    ('{{ and 1 0 }} {{ or 0 "x" }} {{ print 1 2 "a" }} {{ slice .Name 0 2 }}', "0 x 1 2a ip"),
     ("{{ .Var.n }} {{ (index .Match 0) }} {{ `raw\\n` }}", "3 ip-1-2.example. raw\\n"),
 ]
 
@@ -114,43 +156,52 @@ def test_render(text: str, want: str) -> None:
     assert parse_template(text, FUNCS, FIELDS).render(DATA) == want
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("{{ parseInt .Group.a 16 }}", "error calling parseInt"),
-    ("{{ parseInt .Group.b 10 8 }}", 'parsing "7b": invalid syntax'),
-    ("{{ index .Match 9 }}", "index out of range: 9"),
-    ("{{ .Name.Foo }}", "can't evaluate field Foo in type str"),
-    ("{{ .Meta }}", "wrong number of args for Meta: got 0"),
-    ('{{ .Meta "a" "b" }}', "wrong number of args for Meta: got 2"),
-    ("{{ slice .Name 3 1 }}", "error calling slice: index out of range"),
-    ("{{ printf }}", "error calling printf"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{{ parseInt .Group.a 16 }}", "error calling parseInt"),
+        ("{{ parseInt .Group.b 10 8 }}", 'parsing "7b": invalid syntax'),
+        ("{{ index .Match 9 }}", "index out of range: 9"),
+        ("{{ .Name.Foo }}", "can't evaluate field Foo in type str"),
+        ("{{ .Meta }}", "wrong number of args for Meta: got 0"),
+        ('{{ .Meta "a" "b" }}', "wrong number of args for Meta: got 2"),
+        ("{{ slice .Name 3 1 }}", "error calling slice: index out of range"),
+        ("{{ printf }}", "error calling printf"),
+    ],
+)
 def test_render_errors(text: str, message: str) -> None:
     with pytest.raises(TemplateError) as e:
         parse_template(text, FUNCS, FIELDS).render(DATA)
     assert message in str(e.value)
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("{{ .Name", "unclosed action"),
-    ("{{ }}", "missing value for command"),
-    ("{{ (.Name }}", "unclosed left paren"),
-    ('{{ "a" "b" }}', "can't give argument to non-function a"),
-    ("{{ range .Match }}{{ end }}", "{{range}} is not supported"),
-    ("{{ $x := 1 }}", "variables ($x) are not supported"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{{ .Name", "unclosed action"),
+        ("{{ }}", "missing value for command"),
+        ("{{ (.Name }}", "unclosed left paren"),
+        ('{{ "a" "b" }}', "can't give argument to non-function a"),
+        ("{{ range .Match }}{{ end }}", "{{range}} is not supported"),
+        ("{{ $x := 1 }}", "variables ($x) are not supported"),
+    ],
+)
 def test_parse_template_errors(text: str, message: str) -> None:
     with pytest.raises(TemplateError) as e:
         parse_template(text, FUNCS, FIELDS)
     assert message in str(e.value)
 
 
-@pytest.mark.parametrize(("text", "want"), [
-    ("a.example. 60 IN A 10.0.0.1", "a.example. 60 IN A 10.0.0.1"),
-    ("a.example A 10.0.0.1", "a.example. 3600 IN A 10.0.0.1"),  # relative to the root, TTL 3600, IN
-    ("a.example CH 5 TXT \"x y\"", 'a.example. 5 CH TXT "x y"'),
-    ("foo.com 60 IN CNAME google.com", "foo.com. 60 IN CNAME google.com."),
-    ("x. 60 IN SOA ns.x. h.x. (1 60 60 60 60)", "x. 60 IN SOA ns.x. h.x. 1 60 60 60 60"),
-])
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("a.example. 60 IN A 10.0.0.1", "a.example. 60 IN A 10.0.0.1"),
+        ("a.example A 10.0.0.1", "a.example. 3600 IN A 10.0.0.1"),  # relative to the root, TTL 3600, IN
+        ('a.example CH 5 TXT "x y"', 'a.example. 5 CH TXT "x y"'),
+        ("foo.com 60 IN CNAME google.com", "foo.com. 60 IN CNAME google.com."),
+        ("x. 60 IN SOA ns.x. h.x. (1 60 60 60 60)", "x. 60 IN SOA ns.x. h.x. 1 60 60 60 60"),
+    ],
+)
 def test_parse_rr(text: str, want: str) -> None:
     assert rr_text(parse_rr(text)) == rr_text(parse_rr(want)) == " ".join(want.lower().split())
 
@@ -218,8 +269,11 @@ ANSWERS = [
     # The first template falls through, the second does not match and has no fallthrough: SERVFAIL.
     Case("other.example.", rcode="SERVFAIL"),
     Case("ip-10-1-2-3.example.", "AAAA", extra=whoami("ip-10-1-2-3.example.")),  # another type: next plugin
-    Case("remote.example.", answer=["remote.example. 0 IN A 10.240.0.1"],
-         extra=['remote.example. 0 IN TXT "" "A" "example."']),
+    Case(
+        "remote.example.",
+        answer=["remote.example. 0 IN A 10.240.0.1"],
+        extra=['remote.example. 0 IN TXT "" "A" "example."'],
+    ),
     Case("3.2.1.10.in-addr.arpa.", "PTR", answer=["3.2.1.10.in-addr.arpa. 60 IN PTR ip-10-1-2-3.example."]),
     Case("x.invalid.", "MX", "NXDOMAIN", ns=["invalid. 60 IN SOA ns.invalid. hostmaster.invalid. 1 60 60 60 60"]),
     Case("10-1-2-3.dev.", "TXT", answer=["10-1-2-3.dev. 60 IN TXT 10.1.2.3 10-1-2-3 TXT"]),
@@ -243,16 +297,31 @@ def sample(name: str, **labels: str) -> float:
 
 
 async def test_metrics_and_extended_error() -> None:
-    rr_labels = {"server": "dns://:53", "zone": "bad.test.", "view": "", "class": "IN", "type": "A",
-                 "section": "answer", "template": "{{ .Name }} 60 IN A not-an-address"}
-    before = (sample("coredns_template_matches_total", server="dns://:53", zone="example.", view="", **{"class": "IN"},
-                     type="A"), sample("coredns_template_rr_failures_total", **rr_labels))
+    rr_labels = {
+        "server": "dns://:53",
+        "zone": "bad.test.",
+        "view": "",
+        "class": "IN",
+        "type": "A",
+        "section": "answer",
+        "template": "{{ .Name }} 60 IN A not-an-address",
+    }
+    before = (
+        sample(
+            "coredns_template_matches_total", server="dns://:53", zone="example.", view="", **{"class": "IN"}, type="A"
+        ),
+        sample("coredns_template_rr_failures_total", **rr_labels),
+    )
     async with serve(COREFILE) as s:
         await s.query(Case("ip-10-1-2-3.example."))
         await s.query(Case("x.bad.test."))
         reply = await s.query(Case("x.invalid.", "A", "NXDOMAIN", bufsize=1232))
-    after = (sample("coredns_template_matches_total", server="dns://:53", zone="example.", view="", **{"class": "IN"},
-                    type="A"), sample("coredns_template_rr_failures_total", **rr_labels))
+    after = (
+        sample(
+            "coredns_template_matches_total", server="dns://:53", zone="example.", view="", **{"class": "IN"}, type="A"
+        ),
+        sample("coredns_template_rr_failures_total", **rr_labels),
+    )
     assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
     opts = [o for rr in reply.ar if rr.rtype == 41 for o in rr.rdata]
     assert [(o.code, bytes(o.data)) for o in opts] == [(EDNS_EDE, b"\x00\x15Blocked according to RFC2606")]

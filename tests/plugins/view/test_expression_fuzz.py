@@ -9,9 +9,50 @@ from hypothesis import strategies as st
 from dnsplugins.view.expression import Env, ExprError, compile_expr, truth
 from tests.plugins.view.test_view import request
 
-WORDS = ["client_ip()", "type()", "name()", "incidr", "(", ")", "[", "]", ",", "'A'", '"x."', "'10.0.0.0/8'",
-         "==", "!=", "&&", "||", "!", "not", "in", "matches", "'^a'", "1", "0", "-", "+", "*", "/", "%", "?", ":",
-         "true", "nil", "any", "#", "len", "split", "'.'", "metadata", "'k'", "startsWith", "<", ">="]
+WORDS = [
+    "client_ip()",
+    "type()",
+    "name()",
+    "incidr",
+    "(",
+    ")",
+    "[",
+    "]",
+    ",",
+    "'A'",
+    '"x."',
+    "'10.0.0.0/8'",
+    "==",
+    "!=",
+    "&&",
+    "||",
+    "!",
+    "not",
+    "in",
+    "matches",
+    "'^a'",
+    "1",
+    "0",
+    "-",
+    "+",
+    "*",
+    "/",
+    "%",
+    "?",
+    ":",
+    "true",
+    "nil",
+    "any",
+    "#",
+    "len",
+    "split",
+    "'.'",
+    "metadata",
+    "'k'",
+    "startsWith",
+    "<",
+    ">=",
+]
 texts = st.one_of(st.text(max_size=40), st.lists(st.sampled_from(WORDS), max_size=12).map(" ".join))
 
 

@@ -15,8 +15,9 @@ from tests.dnsserver.test_paths import upstream
 from tests.dnstest import Case, serve
 
 
-def request(name: str = "www.Example.org.", qtype: str = "A", client: str = "10.1.2.3", proto: str = "udp",
-            do: bool = False) -> Request:
+def request(
+    name: str = "www.Example.org.", qtype: str = "A", client: str = "10.1.2.3", proto: str = "udp", do: bool = False
+) -> Request:
     msg = Case(name, qtype, do=do).message()
     return Request(msg, msg.pack(), (client, 5353), proto, "127.0.0.1", "dns://:1053")
 
@@ -58,24 +59,36 @@ def test_evaluate(text: str, req: Request, want: bool) -> None:
 
 
 # A failure while evaluating (a malformed address, a type mismatch) or a result that is not true: false.
-@pytest.mark.parametrize("text", ["incidr('nope', '10.0.0.0/8')", "incidr(client_ip(), 'x')", "type() == 1 || 1",
-                                  "name()", "1 / 0 == 1", "[1][5] == 1"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "incidr('nope', '10.0.0.0/8')",
+        "incidr(client_ip(), 'x')",
+        "type() == 1 || 1",
+        "name()",
+        "1 / 0 == 1",
+        "[1][5] == 1",
+    ],
+)
 def test_failure_is_false(text: str) -> None:
     assert truth(compile_expr(text), Env(request())) is False
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("client_ip() = '1.2.3.4'", "unexpected character '=' (column 13"),
-    ("nosuch()", "unknown function nosuch (column 1"),
-    ("type(1) == 'A'", "type() takes no arguments"),
-    ("client == 'x'", "unknown name client"),
-    ("(type() == 'A'", "expected ')', found 'the end'"),
-    ("type() == 'A' &&", "unexpected 'end of the expression'"),
-    ("'unclosed", "unexpected character \"'\""),
-    ("name() matches '('", "bad regular expression"),
-    ("#", "# outside of a predicate"),
-    ("", "empty expression"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("client_ip() = '1.2.3.4'", "unexpected character '=' (column 13"),
+        ("nosuch()", "unknown function nosuch (column 1"),
+        ("type(1) == 'A'", "type() takes no arguments"),
+        ("client == 'x'", "unknown name client"),
+        ("(type() == 'A'", "expected ')', found 'the end'"),
+        ("type() == 'A' &&", "unexpected 'end of the expression'"),
+        ("'unclosed", 'unexpected character "\'"'),
+        ("name() matches '('", "bad regular expression"),
+        ("#", "# outside of a predicate"),
+        ("", "empty expression"),
+    ],
+)
 def test_syntax_errors(text: str, message: str) -> None:
     with pytest.raises(ExprError) as e:
         compile_expr(text)
@@ -84,8 +97,10 @@ def test_syntax_errors(text: str, message: str) -> None:
 
 V3 = "Corefile:3 - plugin/view: "
 PARSE_ERRORS = [
-    (". {\n view {\n  expr type() == 'A'\n }\n}", "Corefile:2 - plugin/view: Wrong argument count or "
-                                                  "unexpected line ending after 'view'"),
+    (
+        ". {\n view {\n  expr type() == 'A'\n }\n}",
+        "Corefile:2 - plugin/view: Wrong argument count or unexpected line ending after 'view'",
+    ),
     (". {\n view a b\n}", "Corefile:2 - plugin/view: Wrong argument count or unexpected line ending after 'b'"),
     (". {\n view a {\n  filter x\n }\n}", V3 + "unknown property 'filter'"),
     (". {\n view a {\n  expr type( == 'A'\n }\n}", V3 + "unexpected '==' (column 7 of \"type( == 'A'\")"),
@@ -103,8 +118,14 @@ def test_parse_errors(corefile: str, message: str) -> None:
 
 
 def test_parse() -> None:
-    cfg = build(parse(". {\n view inside {\n  expr type() == 'A'\n  expr incidr(client_ip(), '10.0.0.0/8')\n }\n"
-                      " whoami\n}\n. {\n whoami\n}\n", "Corefile"), 53)
+    cfg = build(
+        parse(
+            ". {\n view inside {\n  expr type() == 'A'\n  expr incidr(client_ip(), '10.0.0.0/8')\n }\n"
+            " whoami\n}\n. {\n whoami\n}\n",
+            "Corefile",
+        ),
+        53,
+    )
     view = cfg.blocks[0].view
     assert isinstance(view, View)
     assert (view.view_name, len(view.exprs)) == ("inside", 2)
@@ -158,14 +179,20 @@ SELECT = [
     ("2001:db8::7", "test.", "AAAA", ["test. 3600 IN AAAA 2001:db8::1"], []),
     ("2001:db8::7", "test.", "A", ["test. 3600 IN A 3.3.3.3"], []),  # the v6 view wants AAAA only
     # No block of example.org admits the query: the shorter zone "." serves it (whoami), not 10.0.0.9.
-    ("10.0.0.1", "a.example.org.", "A", [],
-     ["a.example.org. 0 IN A 10.0.0.1", "_udp.a.example.org. 0 IN SRV 0 0 5353 ."]),
+    (
+        "10.0.0.1",
+        "a.example.org.",
+        "A",
+        [],
+        ["a.example.org. 0 IN A 10.0.0.1", "_udp.a.example.org. 0 IN SRV 0 0 5353 ."],
+    ),
 ]
 
 
 @pytest.mark.parametrize(("client", "qname", "qtype", "answer", "extra"), SELECT)
-async def test_first_admitting_block_serves(client: str, qname: str, qtype: str, answer: list[str],
-                                            extra: list[str]) -> None:
+async def test_first_admitting_block_serves(
+    client: str, qname: str, qtype: str, answer: list[str], extra: list[str]
+) -> None:
     async with serve(SPLIT) as s:
         await s.run([Case(qname, qtype, answer=answer, extra=extra, client=(client, 5353))])
 
@@ -196,8 +223,10 @@ async def test_a_view_zone_is_never_relayed_by_a_route_learnt_for_another_client
     """forward's relay path remembers, per question, which block relays it: for a zone with views the
     block depends on the client, so such queries run the selection and the chain every time."""
     async with upstream({"app.test.": ["192.0.2.1"]}) as inside, upstream({"app.test.": ["192.0.2.2"]}) as outside:
-        text = (f". {{\n view inside {{\n  expr incidr(client_ip(), '127.0.0.0/24')\n }}\n forward . {inside}\n}}\n"
-                f". {{\n forward . {outside}\n}}\n")
+        text = (
+            f". {{\n view inside {{\n  expr incidr(client_ip(), '127.0.0.0/24')\n }}\n forward . {inside}\n}}\n"
+            f". {{\n forward . {outside}\n}}\n"
+        )
         async with serve(text) as s:
             for _ in range(3):
                 for client, ip in (("127.0.0.5", "192.0.2.1"), ("10.0.0.5", "192.0.2.2")):
