@@ -14,8 +14,11 @@ from dnsplugins.template.gotemplate import Template as GoTemplate
 from dnsplugins.template.gotemplate import TemplateError, parse_template
 from dnsplugins.template.rr import CLASSES
 from dnsplugins.view.expression import BUILTINS, CLOSURES, QUERY, ExprError, Node, compile_expr
+from dnsserver.logs import plugin_log
 from dnsserver.plugin import Fallthrough, SetupContext, plugin_zones
 from dnsserver.wire.consts import RCODE_NAMES
+
+log = plugin_log("template")
 
 MAX_REGEX = 10000  # CoreDNS's bound: compiling a huge pattern costs memory
 TYPE_ANY, CLASS_ANY = 255, 255
@@ -93,9 +96,15 @@ def _templates(d: Dispenser) -> list[GoTemplate]:
     out = []
     for text in args:
         try:
-            out.append(parse_template(text, FUNCS, FIELDS))
+            tmpl = parse_template(text, FUNCS, FIELDS)
         except TemplateError as e:
             raise d.err(f"could not compile template: {text}, {e}") from None
+        if tmpl.unknown_fields:
+            # CoreDNS loads it and fails each query it matches; say so now, where the mistake is.
+            log.warning("%s:%d: template %r reads %s, which the data does not have (it has %s): the queries "
+                        "it answers will get SERVFAIL", d.file(), d.line(), text,
+                        ", ".join("." + f for f in tmpl.unknown_fields), ", ".join("." + f for f in FIELDS))
+        out.append(tmpl)
     return out
 
 

@@ -8,8 +8,8 @@ parenthesised pipeline, or a function with its arguments: `index`, `len`, `print
 `println`, `eq`, `ne`, `lt`, `le`, `gt`, `ge`, `and`, `or`, `not`, `slice` (Go's builtins) and those
 its user adds (`parseInt`). A field that is a method takes arguments too (`.Meta "label"`).
 Control actions (`if`, `range`, `with`, `define`, `template`, `block`), variables (`$x`) and
-assignments are not supported: they are errors at load time, as is a function or a top-level field the
-data does not have.
+assignments are not supported: they are errors at load time, as is a function that does not exist. A
+top-level field the data does not have loads, as in Go, and fails the template when it runs.
 
 Values print as Go prints them: strings as they are, `true`/`false`, a missing map key as
 `<no value>`, arrays as `[a b c]`.
@@ -20,7 +20,7 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -244,6 +244,9 @@ class Field(Node):
     def eval(self, data: object, final: object = None, piped: bool = False) -> object:
         v = data
         for i, name in enumerate(self.path):
+            if i == 0 and isinstance(v, Mapping) and name not in v:
+                # The data is a struct to Go: a field it lacks is an error, unlike a map's missing key.
+                raise TemplateError(f"can't evaluate field {name} in type *template.templateData")
             if isinstance(v, Mapping):
                 v = v.get(name, MISSING)
             elif callable(getattr(v, "field", None)):
@@ -343,6 +346,7 @@ class _ActionParser:
         self.text = text
         self.funcs = funcs
         self.fields = set(fields)
+        self.unknown: list[str] = []  # top-level fields the data does not have
         self.toks: list[tuple[str, str]] = []
         pos = 0
         while text[pos:].strip():
@@ -407,7 +411,7 @@ class _ActionParser:
     def field(self, value: str) -> Field:
         path = [p for p in value.split(".") if p]
         if path and path[0] not in self.fields:
-            raise TemplateError(f"can't evaluate field {path[0]}: the data has {', '.join(sorted(self.fields))}")
+            self.unknown.append(path[0])  # Go finds out only when it runs: the template still loads
         return Field(path, [])
 
     def operand(self) -> Node:
@@ -449,6 +453,7 @@ class Template:
 
     source: str
     parts: list[str | Pipeline]
+    unknown_fields: list[str] = field(default_factory=list)  # each fails the template when it runs
 
     def render(self, data: object) -> str:
         out: list[str] = []
@@ -462,8 +467,10 @@ class Template:
 
 def parse_template(text: str, funcs: Mapping[str, Callable[..., object]], fields: Sequence[str]) -> Template:
     """Parse `text`; `funcs` are the functions its user adds, `fields` the data's top-level fields.
-    Raises TemplateError."""
+    Raises TemplateError. A field the data does not have is no error here, as in Go: the template loads,
+    names it in `unknown_fields`, and fails when it runs."""
     parts: list[str | Pipeline] = []
+    unknown: list[str] = []
     pos = 0
     for m in _ACTION.finditer(text):
         literal = text[pos : m.start()]
@@ -475,7 +482,9 @@ def parse_template(text: str, funcs: Mapping[str, Callable[..., object]], fields
             if not body.strip().endswith("*/"):
                 raise TemplateError("unclosed comment")
         else:
-            parts.append(_ActionParser(body, funcs, fields).parse())
+            action = _ActionParser(body, funcs, fields)
+            parts.append(action.parse())
+            unknown.extend(action.unknown)
         pos = m.end()
         if m.group(3):
             rest = text[pos:]
@@ -484,4 +493,4 @@ def parse_template(text: str, funcs: Mapping[str, Callable[..., object]], fields
     if "{{" in tail:
         raise TemplateError("unclosed action")
     parts.append(tail)
-    return Template(text, [p for p in parts if p != ""])
+    return Template(text, [p for p in parts if p != ""], unknown)

@@ -4,6 +4,8 @@ record text, and the answer table (regex groups, classes and types, fallthrough,
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from dnslib import DNSRecord
 
@@ -76,10 +78,10 @@ PARSE_ERRORS = [
     ),
     (". {\n template IN A {\n  match " + "a" * 10001 + "\n }\n}", E3 + "regex pattern too long: 10001 > 10000"),
     (". {\n template IN A {\n  answer\n }\n}", E3 + "Wrong argument count or unexpected line ending after 'answer'"),
+    ('. {\n template IN A {\n  answer "{{"\n }\n}', E3 + "could not compile template: {{, unclosed action"),
     (
-        '. {\n template IN A {\n  answer "{{ .Nope }} A 1.2.3.4"\n }\n}',
-        E3 + "could not compile template: {{ .Nope }} A 1.2.3.4, can't evaluate field Nope: the data has Class, "
-        "Group, Match, Message, Meta, Name, Question, Regex, Remote, Type, Var, Zone",
+        '. {\n template IN A {\n  answer "{{ notAFunction }}"\n }\n}',
+        E3 + 'could not compile template: {{ notAFunction }}, function "notAFunction" not defined',
     ),
     (
         '. {\n template IN A {\n  answer "{{ if .Name }}x{{ end }}"\n }\n}',
@@ -294,6 +296,36 @@ async def test_answers(case: Case) -> None:
 
 def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_a_field_the_data_lacks_loads_with_a_warning_and_fails_the_query(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """CoreDNS's own tests load `{{ .Grup.d }}` (a typo): Go finds out only when the template runs."""
+    caplog.set_level(logging.WARNING, logger="portolan")
+    text = '. {\n template IN A example.com {\n  answer "{{ .Name }} A {{ .Grup.d }}"\n }\n}'
+    labels = {
+        "server": "dns://:53",
+        "zone": "example.com.",
+        "view": "",
+        "class": "IN",
+        "type": "A",
+        "section": "answer",
+        "template": "{{ .Name }} A {{ .Grup.d }}",
+    }
+    before = sample("coredns_template_template_failures_total", **labels)
+    async with serve(text) as s:
+        await s.run([Case("a.example.com.", rcode="SERVFAIL")])
+    assert sample("coredns_template_template_failures_total", **labels) - before == 1
+    assert any(
+        "Corefile:3: template '{{ .Name }} A {{ .Grup.d }}' reads .Grup, which the data does not have" in m
+        for m in caplog.messages
+    )
+
+
+@pytest.mark.parametrize("text", ["template ANY ANY (?P<x>", 'template ANY ANY {\n  answer "{{ parseInt }}"\n }'])
+def test_loads_as_in_coredns(text: str) -> None:
+    assert template_of(". {\n " + text + "\n}").specs
 
 
 async def test_metrics_and_extended_error() -> None:
