@@ -101,9 +101,15 @@ def _templates(d: Dispenser) -> list[GoTemplate]:
             raise d.err(f"could not compile template: {text}, {e}") from None
         if tmpl.unknown_fields:
             # CoreDNS loads it and fails each query it matches; say so now, where the mistake is.
-            log.warning("%s:%d: template %r reads %s, which the data does not have (it has %s): the queries "
-                        "it answers will get SERVFAIL", d.file(), d.line(), text,
-                        ", ".join("." + f for f in tmpl.unknown_fields), ", ".join("." + f for f in FIELDS))
+            log.warning(
+                "%s:%d: template %r reads %s, which the data does not have (it has %s): the queries "
+                "it answers will get SERVFAIL",
+                d.file(),
+                d.line(),
+                text,
+                ", ".join("." + f for f in tmpl.unknown_fields),
+                ", ".join("." + f for f in FIELDS),
+            )
         out.append(tmpl)
     return out
 
