@@ -45,10 +45,12 @@ PLUGINS: tuple[PluginSpec, ...] = (
     PluginSpec("chaos", 29),
     PluginSpec("loadbalance", 30),
     PluginSpec("rewrite", 32),
+    PluginSpec("acl", 34),
     PluginSpec("cache", 35, once=True),
     PluginSpec("header", 36),
     PluginSpec("tls", 38, once=True),
     PluginSpec("minimal", 39),
+    PluginSpec("template", 40),
     PluginSpec("transfer", 41),
     PluginSpec("hosts", 42, once=True),
     PluginSpec("kubernetes", 47, once=True),
@@ -56,6 +58,7 @@ PLUGINS: tuple[PluginSpec, ...] = (
     PluginSpec("loop", 52, once=True),
     PluginSpec("forward", 53),
     PluginSpec("whoami", 56),
+    PluginSpec("view", 59, once=True),
 )
 
 BY_NAME: dict[str, PluginSpec] = {p.name: p for p in PLUGINS}

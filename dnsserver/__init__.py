@@ -33,6 +33,11 @@ chain       anything else: a question not seen yet, a     the block's plugins in
             malformed packets, a relay that declines      `Request`, `serve`)
 ```
 
+Routes and relays are learnt per question bytes, so they are never learnt for a zone whose blocks a
+`QueryFilter` (view) chooses among per query: such queries always take the chain. A plugin whose
+answer depends on the client (acl) or is made per query (template) is not `fast_safe`, so a block
+where it comes first has neither path.
+
 Invariant: whatever path a query takes, the client gets the bytes the chain (`Dispatcher.handle`)
 would give for it at that moment: the same ID, flags, question as the client spelled it, records,
 OPT (our size, version 0, the client's DO) and truncation. `finish` is the one place that makes a

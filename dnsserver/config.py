@@ -22,6 +22,7 @@ from dnsserver.plugin import (
     Next,
     Observer,
     Plugin,
+    QueryFilter,
     Readiness,
     ReadinessCheck,
     ReadinessMonitor,
@@ -30,6 +31,7 @@ from dnsserver.plugin import (
     SetupContext,
     StreamTimeouts,
 )
+from dnsserver.request import Request
 
 # A listener is (transport, host, port); host "" means every address (CoreDNS's ":53").
 ListenKey = tuple[str, str, int]
@@ -66,6 +68,10 @@ class Block:
     relay: Relay | None = None
     relay_name: str = ""  # the relay's plugin name, for metrics and error reports
     chain_qtypes: frozenset[int] = frozenset()  # queries of these types always run the chain
+    view: QueryFilter | None = None  # which queries the block serves (view); None: all
+
+    def admits(self, req: Request) -> bool:
+        return self.view is None or self.view.admits(req)
 
     def tls_for(self, transport: str) -> ssl.SSLContext | None:
         """The TLS context of this block's listeners of `transport` (None: plain)."""
@@ -87,7 +93,8 @@ class Config:
 
     corefile: Corefile
     blocks: list[Block]
-    listeners: dict[ListenKey, dict[str, Block]]
+    # Per listener, each zone's blocks in Corefile order: more than one only when views filter them.
+    listeners: dict[ListenKey, dict[str, list[Block]]]
     http: HttpPlan
     readiness: list[Readiness] = field(default_factory=list)
 
@@ -187,16 +194,22 @@ def _make_block(sb: ServerBlock, keys: list[ZoneAddr], key_tokens: list[Token], 
     elif isinstance(first, Relay) and not shuffle:
         block.relay, block.relay_name = first, first.name  # loadbalance would reorder a relayed reply: chain
     block.observers = [p for p in plugins if isinstance(p, Observer)]
+    views = [p for p in plugins if isinstance(p, QueryFilter)]
+    if views:
+        block.view = views[0]  # the view plugin is once per block: it says so itself
     return block
 
 
-def _claim(listeners: dict[ListenKey, dict[str, Block]], key_lines: dict[tuple[str, str, int], list[tuple[str, Token]]],
-           block: Block, key_tokens: list[Token]) -> None:
-    """Add the block's zones to the listeners they need; a zone served twice on one address is an error."""
+def _claim(listeners: dict[ListenKey, dict[str, list[Block]]], key_lines: dict[tuple[str, str, int],
+           list[tuple[str, Token]]], block: Block, key_tokens: list[Token]) -> None:
+    """Add the block's zones to the listeners they need; a zone served twice on one address is an error,
+    unless views filter all but one of the blocks (CoreDNS checks only unfiltered blocks against others)."""
     hosts = block.bind or [""]
     for za, tok in zip(block.keys, key_tokens, strict=True):
         claims = key_lines[(za.transport, za.zone, za.port or 0)]
         for other_host, _ in claims:
+            if block.view is not None and other_host in hosts:
+                continue
             if other_host == "" or "" in hosts or other_host in hosts:
                 where = f"{za.transport}://{za.zone}:{za.port}"
                 if other_host in hosts:
@@ -205,15 +218,16 @@ def _claim(listeners: dict[ListenKey, dict[str, Block]], key_lines: dict[tuple[s
                     msg = f"cannot serve {where} - zone overlap listener capacity with {other_host or '*'}"
                 raise CorefileError(tok.file, tok.line, msg)
         for h in hosts:
-            claims.append((h, tok))
-            listeners[(za.transport, h, za.port or 0)][za.zone] = block
+            if block.view is None:
+                claims.append((h, tok))  # a filtered block claims nothing: others may share its zone
+            listeners[(za.transport, h, za.port or 0)].setdefault(za.zone, []).append(block)
 
 
 def build(corefile: Corefile, dns_port: int, instance: ServerInstance | None = None) -> Config:
     """Set up every block's plugins and plan the listeners. Raises CorefileError naming FILE:LINE."""
     plan = HttpPlan()
     blocks: list[Block] = []
-    listeners: dict[ListenKey, dict[str, Block]] = defaultdict(dict)
+    listeners: dict[ListenKey, dict[str, list[Block]]] = defaultdict(dict)
     key_lines: dict[tuple[str, str, int], list[tuple[str, Token]]] = defaultdict(list)
 
     for sb in corefile.blocks:

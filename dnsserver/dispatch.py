@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, Final, TypeVar
 
 from dnslib import EDNS0, DNSRecord
@@ -22,7 +22,7 @@ from dnsserver.logs import core_log
 from dnsserver.metrics import Metrics, Slot
 from dnsserver.plugin import FastStore, Observer, PluginError, RelayStart
 from dnsserver.request import Request
-from dnsserver.respond import Continued, finalize, packed
+from dnsserver.respond import Continued, edns_options, finalize, packed, unsent
 from dnsserver.wire.consts import CLASS_IN, TYPE_DS
 from dnsserver.wire.names import name_text
 from dnsserver.wire.query import FastQuery, parse_query, quick_queries, quick_query
@@ -71,22 +71,24 @@ class Route:
 class Dispatcher:
     """Routes queries arriving on one listener to the server block of the longest matching zone."""
 
-    def __init__(self, label: str, zones: dict[str, Block], metrics: Metrics, local_ip: str = "",
+    def __init__(self, label: str, zones: dict[str, list[Block]], metrics: Metrics, local_ip: str = "",
                  tasks: set[asyncio.Task[None]] | None = None) -> None:
         self.label = label  # CoreDNS's `server` metric label, e.g. "dns://:53"
         self.local_ip = local_ip  # the listener's address: what the chain gives plugins as the server IP
+        # Each zone's blocks in Corefile order (several only when views filter them).
         self.zones = zones
         self.metrics = metrics
-        self.count_dropped = any(b.metrics for b in zones.values())
+        self.count_dropped = any(b.metrics for bs in zones.values() for b in bs)
         # Hot path routing, learnt on the chain: the exact question bytes (+ DO/CD) -> where the answer
         # is stored. Per listener, because zone selection is; rebuilt with the Dispatcher on reload.
         self.routes: dict[bytes, Route] = {}
-        self.relay_enabled = any(b.relay is not None for b in zones.values())
+        self.relay_enabled = any(b.relay is not None for bs in zones.values() for b in bs)
         # Question bytes -> the relay that starts it (None: no relay takes it), learnt as routes are.
         self.relays: dict[bytes, RelayRoute | None] = {}
         # The chain's tasks in flight; the listener's set, so that closing it waits for them across reloads.
         self.tasks: set[asyncio.Task[None]] = set() if tasks is None else tasks
         self._on_relayed = self._relayed  # bound once: the relay path passes it with every query
+        self.views = any(b.view is not None for bs in zones.values() for b in bs)
 
     def submit(self, data: bytes, client: tuple[str, int], proto: str, send: Send[D], dest: D) -> bytes | None:
         """The one entry for a query, from any listener (UDP, TCP, DNS over TLS or HTTPS) and the test harness.
@@ -231,28 +233,40 @@ class Dispatcher:
 
     # -- the chain ---------------------------------------------------------------------------------
 
-    def select(self, name: str, qtype: int) -> tuple[str, Block] | None:
+    def select(self, name: str, qtype: int, req: Request | None = None) -> tuple[str, Block] | None:
         """Walk `name` (lower-case FQDN) from itself towards the root; the first zone found is the longest.
 
         A DS query belongs to the parent side of a zone cut, so an exact apex match is passed over when
-        a parent zone is also served here.
+        a parent zone is also served here. Of a zone's blocks, the first whose view admits `req` serves
+        it; a zone none admits is passed over, as CoreDNS does. Without `req` (the relay path, which has
+        no parsed query) a zone with a filtered block ends the walk with None: the chain decides.
         """
         zones = self.zones
-        i = 0
         first: tuple[str, Block] | None = None
-        while True:
-            suffix = name[i:] if name[i:] else "."
-            block = zones.get(suffix)
+        for suffix in _suffixes(name):
+            blocks = zones.get(suffix)
+            if blocks is None:
+                continue
+            block: Block | None = blocks[0]
+            if len(blocks) > 1 or blocks[0].view is not None:
+                if req is None:
+                    return None
+                block = next((b for b in blocks if b.admits(req)), None)
             if block is not None:
-                if qtype != TYPE_DS or i > 0 or suffix == ".":
+                if qtype != TYPE_DS or suffix != name or suffix == ".":
                     return suffix, block
                 first = first or (suffix, block)
-            if suffix == ".":
-                break
-            i = name.find(".", i) + 1
-            if i == 0 or i >= len(name):
-                i = len(name)
         return first
+
+    def _view_dependent(self, name: str, zone: str) -> bool:
+        """Whether `select` chose `zone`'s block for `name` by more than the name: a view in the way."""
+        for suffix in _suffixes(name):
+            blocks = self.zones.get(suffix)
+            if blocks is not None and (len(blocks) > 1 or blocks[0].view is not None):
+                return True
+            if suffix == zone:
+                break
+        return False
 
     async def handle(self, data: bytes, client: tuple[str, int], proto: str, local_ip: str) -> bytes | None:
         """The whole chain for a query, whatever the other paths could do: what every path must equal."""
@@ -281,7 +295,7 @@ class Dispatcher:
         req = Request(msg, data, client, proto, local_ip, self.label)
         if req.edns and req.edns_version != 0:
             return self.finish(None, "dropped", req, client, proto, self._badvers(req), "", start, b"", True)
-        found = self.select(req.name, req.qtype)
+        found = self.select(req.name, req.qtype, req)
         if found is None:
             return self.finish(None, "dropped", req, client, proto, packed(req, req.reply(wire.REFUSED)), "", start)
         zone, block = found
@@ -290,14 +304,15 @@ class Dispatcher:
             return self.finish(block, zone, req, client, proto, packed(req, req.reply(wire.REFUSED)), "", start,
                                observers=())  # the chain did not run: nobody in it saw the query
         reply = await self._run_chain(block, req)
-        if block.fast_store is not None:
+        if unsent(reply):
+            return None  # a plugin chose to send nothing (acl's drop)
+        if block.fast_store is not None and not (self.views and self._view_dependent(req.name, zone)):
             self.learn_route(data, block, zone)
-        msg = packed(req, reply)
-        if req.opt_options:  # a plugin's EDNS0 options (nsid) go into our OPT: scrubbed here, with them
-            msg = scrub(msg, req.edns, req.udp_size, req.do, req.max_size, req.opt_options)
-            out = self.finish(block, zone, req, client, proto, msg, req.answered_by or "", start, b"", True)
-        else:
-            out = self.finish(block, zone, req, client, proto, msg, req.answered_by or "", start)
+        # The chain's EDNS options (an extended error) before `packed`, which drops the OPT holding
+        # them, and those a plugin set on the request (nsid): both go into the client's OPT.
+        options = edns_options(reply) + req.opt_options
+        out = self.finish(block, zone, req, client, proto, packed(req, reply), req.answered_by or "", start,
+                          options=options)
         more = getattr(reply, "more", None)  # further messages on a stream (transfer's AXFR)
         if more and proto != "udp":
             return Continued(out, [finalize(req, m) for m in more])
@@ -330,7 +345,7 @@ class Dispatcher:
     def finish(self, block: Block | None, zone: str, q: FastQuery | Request, client: tuple[str, int], proto: str,
                msg: bytes, plugin: str, start: float, data: bytes = b"", scrubbed: bool = False,
                slots: dict[tuple[str, int, int], Slot] | None = None,
-               observers: list[Observer] | tuple[()] | None = None) -> bytes:
+               observers: list[Observer] | tuple[()] | None = None, options: bytes = b"") -> bytes:
         """Every path's last step: the scrub (the client's OPT, truncation to its size), the metrics, the
         block's observers (log). Returns the bytes to send.
 
@@ -338,10 +353,11 @@ class Dispatcher:
         reply as it is to be sent (the hot path's, assembled for the client; BADVERS). `q` is the query as
         read: a FastQuery (with its `data`) or the chain's Request. The hot path passes its route's
         `slots` (metrics bound per proto, family and rcode); `observers` replaces the block's. (Arguments
-        are passed by position on the paths that run per query: keywords cost more.)
+        are passed by position on the paths that run per query: keywords cost more.) `options` are the
+        chain's EDNS options for the client's OPT (an extended DNS error).
         """
         limit = q.udp_size if proto == "udp" else 65535
-        out = msg if scrubbed else scrub(msg, q.edns, q.udp_size, q.do, limit)
+        out = msg if scrubbed else scrub(msg, q.edns, q.udp_size, q.do, limit, options)
         if block is None:
             if not self.count_dropped:
                 return out
@@ -377,6 +393,19 @@ def _log_traceback(qname: str, type_name: str, e: PluginError) -> None:
     """A chain's or relay's exception with where it came from, for whoever debugs the plugin (debug)."""
     log.error("%s %s %s: %s", wire.rcode_name(wire.SERVFAIL), qname, type_name, e,
               exc_info=(type(e.cause), e.cause, e.cause.__traceback__))
+
+
+def _suffixes(name: str) -> Iterator[str]:
+    """`name` (lower-case FQDN) and each shorter suffix of whole labels, down to the root, "."."""
+    i = 0
+    while True:
+        suffix = name[i:] if name[i:] else "."
+        yield suffix
+        if suffix == ".":
+            return
+        i = name.find(".", i) + 1
+        if i == 0 or i >= len(name):
+            i = len(name)
 
 
 __all__ = ["Dispatcher", "Route", "Send"]

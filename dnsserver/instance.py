@@ -26,9 +26,9 @@ RELOAD_VERSION = Gauge("coredns_reload_version_info", "A metric with a constant 
 DEFAULT_COREFILE = ".:{port} {{\n    whoami\n    log\n}}\n"
 
 
-def _timeouts(zones: dict[str, Block]) -> StreamTimeouts | None:
+def _timeouts(zones: dict[str, list[Block]]) -> StreamTimeouts | None:
     """The connection timeouts of a listener: those of the first of its blocks that sets any (timeouts)."""
-    return next((b.timeouts for b in zones.values() if b.timeouts is not None), None)
+    return next((b.timeouts for bs in zones.values() for b in bs if b.timeouts is not None), None)
 
 
 class Instance:
@@ -90,7 +90,8 @@ class Instance:
                 label = f"{transport}://{host}:{port}"
                 listener = self.listeners.get(key)
                 if listener is None:
-                    tls = next((t for b in zones.values() if (t := b.tls_for(transport)) is not None), None)
+                    tls = next((t for bs in zones.values() for b in bs if (t := b.tls_for(transport)) is not None),
+                               None)  # fmt: skip
                     kind = DohListener if transport == "https" else Listener
                     listener = kind(host, port, Dispatcher(label, zones, self.metrics, host), tls=tls)
                     listener.set_timeouts(_timeouts(zones))

@@ -124,6 +124,16 @@ class Relay(Protocol):
 
 
 @runtime_checkable
+class QueryFilter(Protocol):
+    """Decides per query whether its block serves it (view). Blocks that share a zone and port are tried
+    in Corefile order, the first that admits the query serving it; a block without a filter admits all.
+    A zone with a filtered block is never answered on the hot or relay path, whose routes are learnt per
+    question bytes and would carry one client's block to another."""
+
+    def admits(self, req: Request) -> bool: ...
+
+
+@runtime_checkable
 class Observer(Protocol):
     """Told of every answer of its block, on every path, through a view of the query and the bytes sent (log)."""
 

@@ -117,6 +117,18 @@ class DnsServer(Process):
         return dig("127.0.0.1", self.port, *args)
 
 
+def load_error(corefile: str, workdir: Path) -> str:
+    """What `portolan dns` prints when `corefile` (text, written to workdir/Corefile) does not load; fails
+    if it exits 0 or prints its startup banner (every listener bound) first."""
+    path = workdir / "Corefile"
+    path.write_text(corefile)
+    res = subprocess.run([PORTOLAN, "dns", "-conf", str(path), "-dns.port", str(free_port())], capture_output=True,
+                         text=True, timeout=30, cwd=workdir)
+    assert res.returncode != 0, res
+    assert not re.search(r"^portolan-\d", res.stdout, re.M), res.stdout
+    return res.stdout + res.stderr
+
+
 @dataclass
 class Dig:
     """The parts of dig's output a test asserts on. `malformed` is dig's own parser complaining."""

@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Generic, Protocol, TypedDict, TypeVar
 
+from dnslib import DNSRecord
+
 from dnsplugins.forward.config import UpstreamSpec
 from dnsplugins.forward.metrics import METRICS, ForwardMetrics
 from dnsserver.logs import plugin_log
@@ -27,6 +29,7 @@ from dnsserver.mmsg import Outbox
 
 if TYPE_CHECKING:
     from dnsplugins.forward.health import HealthCheck
+    from dnsserver.plugin import ServerInstance
 
 
 log = plugin_log("forward")
@@ -554,8 +557,8 @@ def probe_query(domain: str, recursion_desired: bool, qtype: int = 2) -> bytes:
 
 
 async def ask_once(host: str, port: int, query: bytes, timeout: float) -> bytes:
-    """One UDP exchange with host:port outside any forward stanza (loop's probe, kubernetes' ExternalName
-    lookups): our own random ID and only a reply carrying it counts, an ICMP error fails at once. The
+    """One UDP exchange with host:port outside any forward stanza (loop's probe, `ask_self`): our own
+    random ID and only a reply carrying it counts, an ICMP error fails at once. The
     reply comes back with our ID. Raises UpstreamError or OSError.
 
     Its metrics are its own: such queries are not forwarded traffic and must not show in forward's
@@ -566,3 +569,24 @@ async def ask_once(host: str, port: int, query: bytes, timeout: float) -> bytes:
         return await up.exchange(query, False, timeout)
     finally:
         await up.close()
+
+
+SELF_TIMEOUT = 2.0
+
+
+async def ask_self(instance: ServerInstance | None, name: str, qtype: int) -> DNSRecord | None:
+    """`name` (lower case) of type `qtype` asked of this very server, as CoreDNS's upstream lookups do
+    (kubernetes' ExternalName targets, template's CNAME targets): at the listener of the longest zone
+    it serves that holds the name. None without a running server, such a listener or a reply."""
+    if instance is None:
+        return None
+    labels = [label for label in name.split(".") if label]
+    for i in range(len(labels) + 1):
+        where = instance.address_for(".".join(labels[i:]) + "." if i < len(labels) else ".")
+        if where is None:
+            continue
+        try:
+            return DNSRecord.parse(await ask_once(where[0], where[1], probe_query(name, True, qtype), SELF_TIMEOUT))
+        except (UpstreamError, OSError, ValueError):
+            return None
+    return None

@@ -7,7 +7,7 @@ import socket
 from dnslib import DNSRecord
 
 from dnsplugins.bind import interface_addresses
-from dnsplugins.forward.upstream import UpstreamError, ask_once
+from dnsplugins.forward.upstream import ask_self
 from dnsplugins.kubernetes.answers import Answer, Answerer, zone_as_asked
 from dnsplugins.kubernetes.config import KubernetesConfig
 from dnsplugins.kubernetes.metadata import note_metadata
@@ -34,7 +34,6 @@ from kubewatch import (
 log = plugin_log("kubernetes")
 
 MEMO_LIMIT = 200_000
-UPSTREAM_TIMEOUT = 2.0
 
 
 def watch_specs(cfg: KubernetesConfig) -> list[WatchSpec]:
@@ -149,14 +148,8 @@ class Kubernetes(Plugin):
 
     async def resolve_upstream(self, req: Request, target: str, reply: DNSRecord) -> None:
         """An ExternalName pointing outside our zones: ask this very server, as CoreDNS's upstream does."""
-        where = self.instance.address_for(".") if self.instance is not None else None
-        if where is None:
-            return
-        query = bytes(DNSRecord.question(target, "AAAA" if req.qtype == 28 else "A").pack())
-        try:
-            # forward's one-off exchange: a reply counts only if it carries our random ID.
-            answer = DNSRecord.parse(await ask_once(where[0], where[1], query, UPSTREAM_TIMEOUT))
-        except (UpstreamError, OSError, ValueError):
+        answer = await ask_self(self.instance, target.lower(), 28 if req.qtype == 28 else 1)
+        if answer is None:
             return
         for r in answer.rr:
             reply.add_answer(r)

@@ -34,6 +34,11 @@ def opt_record(udp_size: int, do: bool) -> bytes:
     return rec
 
 
+def with_options(opt: bytes, options: bytes) -> bytes:
+    """An OPT record from `opt_record` carrying `options` (option code, length, data; RFC 6891) as its data."""
+    return opt[:-2] + _U16.pack(len(options)) + options
+
+
 class WireAnswer:
     """A reply's records as wire bytes, ready to be sent after any query with the same key.
 

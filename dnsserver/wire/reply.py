@@ -12,7 +12,7 @@ import struct
 
 from dnslib import DNSRecord
 
-from dnsserver.wire.answer import opt_record
+from dnsserver.wire.answer import opt_record, with_options
 from dnsserver.wire.consts import (
     NOERROR,
     NXDOMAIN,
@@ -193,16 +193,16 @@ def upstream_reply(query: bytes, reply: bytes) -> bytes | int:
 
 def scrub(msg: bytes, edns: bool, udp_size: int, do: bool, limit: int, options: bytes = b"") -> bytes:
     """What the client gets of a reply `msg` that holds no OPT record: our OPT when it sent one (its
-    size echoed, version 0, its DO bit, and `options`: EDNS0 options in wire form, such as nsid's),
-    and no more than `limit` bytes.
+    size echoed, version 0, its DO bit, and `options`: EDNS0 options in wire form, such as nsid's or
+    an RFC 8914 extended error), and no more than `limit` bytes. A client that sent no OPT gets none
+    (RFC 6891 section 7), options included.
 
     A reply too long for the client keeps the longest run of its records that fits (additional ones
     are dropped first, then authority, then answer); TC is set when any but additional records had to
     go. RFC 2181 says TC is for required records; like CoreDNS we cannot tell which are required.
     """
-    opt = opt_record(udp_size, do) if edns else b""
-    if opt and options:
-        opt = opt[:-2] + _U16.pack(len(options)) + options  # RDLENGTH is the OPT record's last field
+    opt = (opt_record(udp_size, do) if not options else with_options(opt_record(udp_size, do), options)) \
+        if edns else b""
     if len(msg) + len(opt) > limit:
         msg = _cut(msg, limit - len(opt))
     if not opt:

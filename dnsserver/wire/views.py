@@ -22,6 +22,12 @@ _U16 = struct.Struct("!H")
 Metadata = dict[str, str | Callable[[], str]]
 
 
+def meta_value(meta: Metadata, label: str) -> str:
+    """The value of metadata `label` (worked out now if it is a function), "" when it is not set."""
+    v = meta.get(label, "")
+    return v if isinstance(v, str) else v()
+
+
 class HeaderView(Protocol):
     """The header fields observers read: a dnslib header or `_Header`."""
 

@@ -23,11 +23,15 @@ DIRECTIVE = {
     "file": "file db.example.org",
     "forward": "forward . 127.0.0.1",
     "tls": "tls cert.pem key.pem",
+    "template": "template IN A",
+    "view": "view v1",
 }
 BEFORE = {"hosts": "fallthrough"}
 # CoreDNS's own wording where it differs: header's lines are selectors, rewrite's block is one
-# rule's words spread over lines, and timeouts calls its lines options.
+# rule's words spread over lines, timeouts calls its lines options, and acl's lines are actions.
 MESSAGE = {
+    "template": "Wrong argument count or unexpected line ending after 'frobnicate'",  # CoreDNS's c.ArgErr()
+    "acl": "unexpected token \"frobnicate\"; expect 'allow', 'block', 'filter' or 'drop'",
     "header": "setting up rule: invalid selector=frobnicate should be query or response",
     "rewrite": 'invalid rule type "frobnicate"',
     "timeouts": "unknown option: 'frobnicate'",
