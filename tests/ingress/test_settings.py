@@ -82,6 +82,10 @@ from ingress.settings import DEFAULT_LOG_FORMAT, NginxSettings, parse_settings
         ({"error-log-level": "warn"}, "error_log_level", "warn", 0),
         ({"error-log-level": " debug\n"}, "error_log_level", "debug", 0),
         ({"error-log-level": "warning"}, "error_log_level", "notice", 1),  # nginx says warn
+        # Portolan's own: how many poolable hosts before they share pooled server blocks
+        ({}, "host_pool_threshold", 100, 0),
+        ({"host-pool-threshold": "0"}, "host_pool_threshold", 0, 0),
+        ({"host-pool-threshold": "-1"}, "host_pool_threshold", 100, 1),
         ({"error-log-level": "error; x"}, "error_log_level", "notice", 1),
         ({}, "access_log_path", "", 0),  # logs/access.log under --config-dir
         ({"access-log-path": "/var/log/nginx/access.log"}, "access_log_path", "/var/log/nginx/access.log", 0),
