@@ -173,3 +173,16 @@ async def test_access_log_escape_json(start_controller, backends, client_for) ->
     line = controller.layout.access_log.read_text().splitlines()[0]
     assert json.loads(line) == {"status": 200, "uri": "/x", "agent": 'quote " and \\ backslash',
                                 "upstream": "default-a-80"}  # fmt: skip
+
+
+async def test_metrics_off(start_controller, backends, client_for) -> None:
+    # --enable-metrics=false: nothing counted in nginx (no log_by_lua), the rest as before.
+    store = Store()
+    await services(backends, store, a=("a1",))
+    o.put(store, o.ingress("web", o.rule("foo.com", o.path("/", "a"))))
+    controller = await start_controller(store, enable_metrics=False)
+    assert "portolan.log()" not in controller.layout.conf.read_text()
+    assert (await client_for(controller).request("foo.com", "/")).backend == "a1"
+    got = await scrape(controller)
+    assert find(got, "requests") is None
+    assert find(got, "config_last_reload_successful") == 1
