@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
@@ -36,9 +37,18 @@ class StatusServer:
         ok, reason = self.health()
         return web.Response(status=200 if ok else 503, text=reason + "\n")
 
-    async def _metrics(self, request: web.Request) -> web.Response:
-        body = self.metrics.exposition()
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    async def _metrics(self, request: web.Request) -> web.StreamResponse:
+        # Streamed, yielding to the loop between pieces: with request metrics for 10,000 hosts
+        # the text is a million lines, which must not hold up reconciles or the webhook.
+        # name[]=...: only those metrics, as prometheus_client's own handler allows.
+        names = request.query.getall("name[]", [])
+        response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE_LATEST})
+        await response.prepare(request)
+        for piece in self.metrics.exposition(frozenset(names) if names else None):
+            await response.write(piece)
+            await asyncio.sleep(0)
+        await response.write_eof()
+        return response
 
     async def _serve(self, port: int, routes: list[web.RouteDef]) -> int:
         app = web.Application()

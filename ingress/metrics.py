@@ -9,6 +9,7 @@ orphaned Ingresses; requests in ingress/requestmetrics.py), so its dashboards an
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -188,12 +189,24 @@ class Metrics:
         self.leader.set(1 if leader else 0)
         self.compat_leader.labels(*self.const, lease).set(1 if leader else 0)
 
-    def exposition(self) -> bytes:
+    def exposition(self, wanted: frozenset[str] | None = None) -> Iterator[bytes]:
+        """The whole exposition, a piece at a time (see RequestMetrics.exposition); ``wanted``:
+        only these metric names (Prometheus' ``name[]`` query parameters)."""
         self._model_gauges()
+        registry = self.registry if wanted is None else self.registry.restricted_registry(sorted(wanted))
+        yield generate_latest(registry)
         out = Text()
         labels = list(zip(CONST, self.const, strict=True))
-        out.family("success", "counter", "Cumulative number of Ingress controller reload operations").append(
-            sample("success", labels, self.compat_success))
-        out.family("errors", "counter", "Cumulative number of Ingress controller errors during reload operations"
-                   ).append(sample("errors", labels, self.compat_errors))  # fmt: skip
-        return generate_latest(self.registry) + (out.text() + self.requests.exposition()).encode()
+        if wanted is None or "nginx_ingress_controller_success" in wanted:
+            out.family("success", "counter", "Cumulative number of Ingress controller reload operations").append(
+                sample("success", labels, self.compat_success))
+        if wanted is None or "nginx_ingress_controller_errors" in wanted:
+            out.family("errors", "counter", "Cumulative number of Ingress controller errors during reload "
+                       "operations").append(sample("errors", labels, self.compat_errors))  # fmt: skip
+        yield out.text().encode()
+        for piece in self.requests.exposition(wanted):
+            yield piece.encode()
+
+    def text(self) -> str:
+        """The exposition in one piece (tests)."""
+        return b"".join(self.exposition()).decode()

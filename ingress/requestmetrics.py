@@ -20,6 +20,7 @@ prometheus_client computes no quantiles), and nginx's connection counters from s
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ingress.model import CATCH_ALL, Location, Model, Server
@@ -28,9 +29,9 @@ log = logging.getLogger(__name__)
 
 PREFIX = "nginx_ingress_controller_"
 # ingress-nginx's defaults (--time-buckets, --length-buckets, --size-buckets); the Lua holds the same.
-TIME = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-LENGTH = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
-SIZE = (10, 100, 1000, 10000, 100000, 1000000, 10000000)
+TIME: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+LENGTH: tuple[float, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
+SIZE: tuple[float, ...] = (10, 100, 1000, 10000, 100000, 1000000, 10000000)
 # (name, help, buckets) in the Lua's slot order.
 HISTOGRAMS: tuple[tuple[str, str, tuple[float, ...]], ...] = (
     ("request_duration_seconds", "The request processing time in seconds", TIME),
@@ -44,6 +45,7 @@ HISTOGRAMS: tuple[tuple[str, str, tuple[float, ...]], ...] = (
 SLOTS = 1 + sum(2 + len(b) + 1 for _, _, b in HISTOGRAMS)  # the request count, then per histogram sum, count, buckets
 LABELS = ("status", "method", "path", "namespace", "ingress", "service", "canary", "host")
 STATUS_STATES = ("active", "reading", "writing", "waiting")
+STATUS_FAMILIES = ("nginx_process_connections", "nginx_process_connections_total", "nginx_process_requests_total")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,7 @@ class RequestMetrics:
         self.model: Model | None = None  # the model applied last: its routes name the labels
         self.series: dict[tuple[str, ...], list[float]] = {}
         self.dropped = 0  # series nginx could not store (a full portolan_metrics dict)
+        self._texts: dict[tuple[str, ...], str] = {}  # series -> its label text
         self.status: dict[str, int] = {}  # stub_status: active, reading, writing, waiting, accepted, handled, requests
 
     def take(self, text: str) -> int:
@@ -156,58 +159,110 @@ class RequestMetrics:
         except (IndexError, ValueError):
             log.warning("nginx status page not understood: %r", text[:200])
 
-    def exposition(self) -> str:
-        """The series in Prometheus' text format, written as ingress-nginx's Go client writes
-        them: its counters have no ``_total`` suffix, which prometheus_client would add."""
-        const = list(self.const.items())
-        names = LABELS if self.per_host else LABELS[:-1]
-        out = Text()
-        requests = out.family("requests", "counter", "The total number of client requests")
-        histograms = [out.family(name, "histogram", text) for name, text, _ in HISTOGRAMS]
+    def exposition(self, wanted: frozenset[str] | None = None) -> Iterator[str]:
+        """The series in Prometheus' text format, as ingress-nginx's Go client writes them (its
+        counters have no ``_total`` suffix, which prometheus_client would add), a piece at a
+        time: at 10,000 hosts with traffic this is about a million lines, so the caller streams
+        it and lets other work run between pieces. ``wanted``: only these families (``name[]``)."""
+        items = sorted(self.series.items())
+        texts = [self._label_text(key) for key, _ in items]
+        if _wants(wanted, "requests"):
+            yield _head("requests", "counter", "The total number of client requests")
+            for part in _slices(len(items)):
+                yield "".join(f"{PREFIX}requests{{{texts[i]}}} {items[i][1][0]:.0f}\n" for i in part)
+        at = 1
+        for name, help_text, bounds in HISTOGRAMS:
+            if _wants(wanted, name):
+                yield _head(name, "histogram", help_text)
+                for part in _slices(len(items)):
+                    yield "".join(_histogram(name, texts[i], items[i][1], at, bounds) for i in part)
+            at += 2 + len(bounds) + 1
+        if _wants(wanted, "ingress_upstream_latency_seconds"):
+            yield from self._latency()
+        if self.status and any(_wants(wanted, n) for n in STATUS_FAMILIES):
+            yield self._status_text()
+
+    def _label_text(self, key: tuple[str, ...]) -> str:
+        """A series' labels as written, constant labels included: made once per series."""
+        found = self._texts.get(key)
+        if found is None:
+            names = LABELS if self.per_host else LABELS[:-1]
+            pairs = [*zip(names, key, strict=False), *self.const.items()]
+            found = self._texts[key] = ",".join(f'{k}="{_escape(v)}"' for k, v in pairs)
+        return found
+
+    def _latency(self) -> Iterator[str]:
+        at = 1 + sum(2 + len(b) + 1 for name, _, b in HISTOGRAMS[: _CONNECT])
         upstream: dict[tuple[str, ...], list[float]] = {}
-        for key, values in sorted(self.series.items()):
-            labels = [*zip(names, key, strict=False), *const]
-            requests.append(sample("requests", labels, values[0]))
-            at = 1
-            for (name, _, bounds), lines in zip(HISTOGRAMS, histograms, strict=True):
-                total, count = values[at], values[at + 1]
-                if count:
-                    running = 0.0
-                    for bound, n in zip((*bounds, INF), values[at + 2 : at + 3 + len(bounds)], strict=True):
-                        running += n
-                        lines.append(sample(name + "_bucket", [*labels, ("le", _bound(bound))], running))
-                    lines.append(sample(name + "_sum", labels, total))
-                    lines.append(sample(name + "_count", labels, count))
-                if name == "connect_duration_seconds" and count:
-                    sums = upstream.setdefault((key[4], key[3], key[5], key[6]), [0.0, 0.0])
-                    sums[0] += count
-                    sums[1] += total
-                at += 2 + len(bounds) + 1
-        latency = out.family(
-            "ingress_upstream_latency_seconds",
-            "summary",
-            "DEPRECATED Upstream service latency per Ingress (connect time; no quantiles)",
-        )
+        for key, values in self.series.items():
+            if values[at + 1]:
+                sums = upstream.setdefault((key[4], key[3], key[5], key[6]), [0.0, 0.0])
+                sums[0] += values[at + 1]
+                sums[1] += values[at]
+        if not upstream:
+            return
+        yield _head("ingress_upstream_latency_seconds", "summary",
+                    "DEPRECATED Upstream service latency per Ingress (connect time; no quantiles)")  # fmt: skip
+        const = list(self.const.items())
+        lines = []
         for (ingress, namespace, service, canary), (count, total) in sorted(upstream.items()):
             labels = [("ingress", ingress), ("namespace", namespace), ("service", service), ("canary", canary), *const]
-            latency.append(sample("ingress_upstream_latency_seconds_sum", labels, total))
-            latency.append(sample("ingress_upstream_latency_seconds_count", labels, count))
-        if self.status:
-            gauge = out.family(
-                "nginx_process_connections",
-                "gauge",
-                "current number of client connections with state {active, reading, writing, waiting}",
+            lines.append(sample("ingress_upstream_latency_seconds_sum", labels, total))
+            lines.append(sample("ingress_upstream_latency_seconds_count", labels, count))
+        yield "".join(lines)
+
+    def _status_text(self) -> str:
+        const = list(self.const.items())
+        out = Text()
+        gauge = out.family(
+            "nginx_process_connections",
+            "gauge",
+            "current number of client connections with state {active, reading, writing, waiting}",
+        )
+        for state in STATUS_STATES:
+            gauge.append(
+                sample("nginx_process_connections", [("state", state), *const], self.status.get(state, 0))
             )
-            for state in STATUS_STATES:
-                gauge.append(sample("nginx_process_connections", [("state", state), *const], self.status.get(state, 0)))
-            handled = out.family("nginx_process_connections_total", "counter",
-                                 "total number of connections with state {accepted, handled}")  # fmt: skip
-            for state in ("accepted", "handled"):
-                handled.append(sample("nginx_process_connections_total", [("state", state), *const],
-                                      self.status.get(state, 0)))  # fmt: skip
-            out.family("nginx_process_requests_total", "counter", "total number of client requests").append(
-                sample("nginx_process_requests_total", const, self.status.get("requests", 0)))
+        handled = out.family("nginx_process_connections_total", "counter",
+                             "total number of connections with state {accepted, handled}")  # fmt: skip
+        for state in ("accepted", "handled"):
+            handled.append(sample("nginx_process_connections_total", [("state", state), *const],
+                                  self.status.get(state, 0)))  # fmt: skip
+        out.family("nginx_process_requests_total", "counter", "total number of client requests").append(
+            sample("nginx_process_requests_total", const, self.status.get("requests", 0)))
         return out.text()
+
+
+_CONNECT = 3  # HISTOGRAMS' connect_duration_seconds, whose count and sum ingress_upstream_latency_seconds repeats
+SLICE = 500  # series per piece of the exposition
+
+
+def _slices(n: int) -> Iterator[range]:
+    for start in range(0, n, SLICE):
+        yield range(start, min(n, start + SLICE))
+
+
+def _wants(wanted: frozenset[str] | None, name: str) -> bool:
+    return wanted is None or PREFIX + name in wanted
+
+
+def _head(name: str, kind: str, help_text: str) -> str:
+    return f"# HELP {PREFIX}{name} {help_text}\n# TYPE {PREFIX}{name} {kind}\n"
+
+
+def _histogram(name: str, labels: str, values: list[float], at: int, bounds: tuple[float, ...]) -> str:
+    """One series of one histogram: cumulative buckets, sum, count (nothing when it saw no value)."""
+    count = values[at + 1]
+    if not count:
+        return ""
+    lines = []
+    running = 0.0
+    for i, le in enumerate(_LE[bounds]):
+        running += values[at + 2 + i]
+        lines.append(f'{PREFIX}{name}_bucket{{{labels},le="{le}"}} {running:.0f}\n')
+    lines.append(f"{PREFIX}{name}_sum{{{labels}}} {_number(values[at])}\n")
+    lines.append(f"{PREFIX}{name}_count{{{labels}}} {count:.0f}\n")
+    return "".join(lines)
 
 
 INF = float("inf")
@@ -252,3 +307,8 @@ def _bound(value: float) -> str:
     if value == INF:
         return "+Inf"
     return str(int(value)) if value == int(value) else repr(value)
+
+
+_LE: dict[tuple[float, ...], tuple[str, ...]] = {  # le label values
+    bounds: tuple(_bound(b) for b in (*bounds, INF)) for bounds in (TIME, LENGTH, SIZE)
+}
