@@ -16,7 +16,8 @@ def line(route: str, status: str = "200", method: str = "GET", canary: str = "-"
     slots[0] = count
     at = 1
     for size in (11, 11, 11, 11, 10, 10, 7):
-        slots[at], slots[at + 1], slots[at + 2 + (0 if size == 11 else 4 if size == 10 else 1)] = 0.003 * count, count, count
+        bucket = 0 if size == 11 else 4 if size == 10 else 1
+        slots[at], slots[at + 1], slots[at + 2 + bucket] = 0.003 * count, count, count
         at += 2 + size + 1
     return " ".join([route, status, method, canary, *(f"{v:g}" for v in slots)])
 
