@@ -49,7 +49,8 @@ def test_series_add_up_and_unknown_routes_share_one() -> None:
     m = collector()
     m.take("\n".join([line("r1", count=2), line("r1", count=3), line("gone1"), line("-"), line("gone2")]))
     text = "".join(m.exposition())
-    const = 'controller_class="portolan.dev/ingress-controller",controller_namespace="ingress-ns",controller_pod="pod-1"'
+    const = ('controller_class="portolan.dev/ingress-controller",controller_namespace="ingress-ns",'
+             'controller_pod="pod-1"')
     assert ('nginx_ingress_controller_requests{status="200",method="GET",path="/a",namespace="default",'
             f'ingress="web",service="a",canary="",host="foo.com",{const}}} 5\n') in text  # fmt: skip
     # Routes the controller does not know (gone, or none) count together under empty labels.
@@ -60,7 +61,7 @@ def test_series_add_up_and_unknown_routes_share_one() -> None:
     assert 'nginx_ingress_controller_request_duration_seconds_bucket{status="200",method="GET",path="/a"' in text
     assert f'host="foo.com",{const},le="0.005"}} 5\n' in text
     assert f'host="foo.com",{const},le="+Inf"}} 5\n' in text
-    assert f'nginx_ingress_controller_request_duration_seconds_count{{status="200",method="GET",path="/a",' in text
+    assert 'nginx_ingress_controller_request_duration_seconds_count{status="200",method="GET",path="/a",' in text
 
 
 def test_label_values_are_escaped() -> None:
