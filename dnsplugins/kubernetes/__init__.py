@@ -65,20 +65,13 @@ from __future__ import annotations
 
 from corefile import Dispenser
 from dnsplugins.kubernetes.config import KubernetesConfig, parse
-from dnsplugins.kubernetes.kubernetes import Kubernetes, cluster_config, watch_specs
+from dnsplugins.kubernetes.kubernetes import Kubernetes, cluster_config, cluster_ref, watch_specs
 from dnsserver.plugin import SetupContext
-from kubewatch import KubeError
 
 
 def setup(d: Dispenser, ctx: SetupContext) -> Kubernetes:
     cfg = parse(d, ctx)
-    cluster = None
-    if cfg.manifests is None:
-        try:
-            cluster = cluster_config(cfg)  # fails at load time, with the line, if it cannot even be described
-        except KubeError as e:
-            raise d.err(str(e)) from None
-    return Kubernetes(cfg, ctx.instance, cluster)
+    return Kubernetes(cfg, ctx.instance, cluster_ref(cfg).config_at(d))
 
 
 __all__ = ["Kubernetes", "KubernetesConfig", "cluster_config", "parse", "setup", "watch_specs"]
