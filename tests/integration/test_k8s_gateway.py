@@ -9,28 +9,15 @@ import asyncio
 import os
 import signal
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from tests.apiemu.harness import Emulator
 from tests.ingress.conftest import NGINX, free_ports
+from tests.integration.test_kubernetes_api import eventually
 from tests.server import DnsServer
 
 ROOT = Path(__file__).resolve().parents[2]
 EDGE = ROOT / "tests" / "plugins" / "k8s_gateway" / "edge.yaml"
-
-
-async def eventually(check: Callable[[], object], want: object, timeout: float = 30.0) -> None:
-    """Poll `check` (a dig) until it returns `want`: the watches deliver changes asynchronously."""
-    deadline = time.monotonic() + timeout
-    got = None
-    while time.monotonic() < deadline:
-        got = await asyncio.to_thread(check)
-        if got == want:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"still {got!r}, want {want!r}")
 
 
 def test_manifests_with_dig(tmp_path: Path) -> None:
@@ -100,7 +87,7 @@ async def test_ingress_controller_and_dns_together(tmp_path: Path) -> None:
 """, tmp_path)
         try:
             # The controller writes the status; the DNS server's watch sees it.
-            await eventually(lambda: srv.dig("shop.example.com", "A").rdata(), ["127.0.0.1"])
+            await eventually(lambda: srv.dig("shop.example.com", "A").rdata(), ["127.0.0.1"], timeout=30)
             # A new Ingress host gets its address the same way.
             obj = ingress_objects("api.example.com")[2]
             obj["metadata"] = {"name": "api", "namespace": "default"}
