@@ -38,6 +38,8 @@ from kubewatch.services import ip_family, is_ip
 SECRET_KEYS = frozenset({"tls.crt", "tls.key", "ca.crt", "ca.crl", "auth"})
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+MC_SERVICE_NAME_LABEL = "multicluster.kubernetes.io/service-name"
+MC_SOURCE_CLUSTER_LABEL = "multicluster.kubernetes.io/source-cluster"
 DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
 
 # The annotations a LoadBalancer Service names its external host name with, in the order the external
@@ -217,6 +219,8 @@ def endpoint_slice(obj: dict[str, Any]) -> EndpointSlice:
         intern(address_type),
         tuple(endpoints),
         tuple(ports),
+        labels.get(MC_SERVICE_NAME_LABEL),
+        intern(cluster) if (cluster := labels.get(MC_SOURCE_CLUSTER_LABEL)) else None,
     )
 
 

@@ -76,6 +76,10 @@ class EndpointSlice(NamedTuple):
     address_type: str  # IPv4 | IPv6 | FQDN
     endpoints: tuple[Endpoint, ...]
     ports: tuple[EndpointPort, ...]
+    # Multi-Cluster Services: the labels multicluster.kubernetes.io/service-name (the ServiceImport it
+    # backs) and multicluster.kubernetes.io/source-cluster (the cluster id in endpoint names); None if unset.
+    mc_service_name: str | None = None
+    source_cluster: str | None = None
 
 
 class Pod(NamedTuple):

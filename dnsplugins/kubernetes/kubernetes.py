@@ -11,6 +11,7 @@ from dnsplugins.forward.upstream import ask_self
 from dnsplugins.kubernetes.answers import Answer, Answerer, zone_as_asked
 from dnsplugins.kubernetes.config import KubernetesConfig
 from dnsplugins.kubernetes.metadata import note_metadata
+from dnsplugins.kubernetes.multicluster import MultiClusterAnswerer
 from dnsplugins.kubernetes.shared import ClusterRef
 from dnsserver.logs import plugin_log
 from dnsserver.memo import AnswerMemo
@@ -23,6 +24,7 @@ from kubewatch import (
     NAMESPACES,
     PODS,
     RUNNING_PODS,
+    SERVICE_IMPORTS,
     SERVICES,
     ClusterConfig,
     KubeError,
@@ -42,6 +44,9 @@ def watch_specs(cfg: KubernetesConfig) -> list[WatchSpec]:
              WatchSpec(NAMESPACES.name, namespaces=ns, label_selector=cfg.namespace_labels)]
     if not cfg.noendpoints:
         specs.append(WatchSpec(ENDPOINT_SLICES.name, namespaces=ns, label_selector=cfg.labels))
+    if cfg.multicluster:
+        # A custom resource: a cluster without its CRD is reported once, and the rest still served.
+        specs.append(WatchSpec(SERVICE_IMPORTS.name, namespaces=ns))
     if cfg.pods == "verified":
         specs.append(WatchSpec(PODS.name, namespaces=ns, label_selector=cfg.labels, field_selector=RUNNING_PODS))
     return specs
@@ -67,7 +72,7 @@ class Kubernetes(Plugin):
         self.instance = instance
         # Its own store until started (tests fill it directly); start() swaps in the process's shared one.
         self.store = Store()
-        self.answerer = Answerer(self.store, cfg)
+        self.answerer = (MultiClusterAnswerer if cfg.multicluster else Answerer)(self.store, cfg)
         self.membership: Membership | None = None
         self.memo = AnswerMemo(MEMO_LIMIT)
 
