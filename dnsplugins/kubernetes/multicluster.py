@@ -17,8 +17,6 @@ cluster-set IPs (CoreDNS makes none either).
 
 from __future__ import annotations
 
-from dnslib import SRV
-
 from dnsplugins.kubernetes.answers import Answer, Answerer, Backend, nodata, nxdomain
 from dnsplugins.kubernetes.config import KubernetesConfig
 from dnsserver.wire.consts import TYPE_A, TYPE_AAAA, TYPE_SRV
@@ -112,20 +110,6 @@ class MultiClusterAnswerer(Answerer):
             return self.addresses(qname, [b.ip for b in found], qtype)
         if qtype != TYPE_SRV:
             return nodata()
-        weight = max(1, 100 // len(found))
-        a = Answer()
-        seen: set[tuple[str, int]] = set()
-        glue: set[tuple[str, str]] = set()
         base = f"{imp.name}.{imp.namespace}.svc.{zone_asked}"
-        for b in found:
-            if b.port < 0:
-                continue
-            target = f"{b.hostname}.{b.cluster}.{base}" if isinstance(b, McBackend) else base
-            if (target, b.port) not in seen:
-                seen.add((target, b.port))
-                a.answer.append(self.rr(qname, TYPE_SRV, SRV(0, weight, b.port, target)))
-            if (target, b.ip) not in glue:
-                glue.add((target, b.ip))
-                a.extra.append(self.address_rr(target, b.ip))
-        return a if a.answer else nodata()
-
+        return self.srv_records(
+            qname, found, lambda b: f"{b.hostname}.{b.cluster}.{base}" if isinstance(b, McBackend) else base)
