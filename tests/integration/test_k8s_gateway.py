@@ -63,6 +63,9 @@ def ingress_objects(host: str) -> list[dict[str, object]]:
 
 async def test_ingress_controller_and_dns_together(tmp_path: Path) -> None:
     async with Emulator(tmp_path / "emu") as emu:
+        await emu.configure(hidden_resources=["gateway.networking.k8s.io/gateways",
+                                              "gateway.networking.k8s.io/httproutes",
+                                              "gateway.networking.k8s.io/grpcroutes"])
         for obj in ingress_objects("shop.example.com"):
             await emu.create(obj)
         http, https, health = free_ports(3)
