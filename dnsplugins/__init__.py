@@ -57,6 +57,7 @@ PLUGINS: tuple[PluginSpec, ...] = (
     PluginSpec("k8s_gateway", 47, once=True),
     PluginSpec("kubernetes", 47, once=True),
     PluginSpec("file", 48),
+    PluginSpec("secondary", 50),
     PluginSpec("loop", 52, once=True),
     PluginSpec("forward", 53),
     PluginSpec("whoami", 56),
