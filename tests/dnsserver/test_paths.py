@@ -149,7 +149,8 @@ def edge_manifests(tmp_path: Path) -> Path:
     def ingress(name: str, ips: list[str]) -> str:
         status = ", ".join(f"{{ip: {ip}}}" for ip in ips)
         return (f"apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}, namespace: ns}}\n"
-                f"spec:\n  rules: [{{host: {name}.example.org}}]\nstatus:\n  loadBalancer: {{ingress: [{status}]}}\n---\n")
+                f"spec:\n  rules: [{{host: {name}.example.org}}]\n"
+                f"status:\n  loadBalancer: {{ingress: [{status}]}}\n---\n")
     path = tmp_path / "edge.yaml"
     path.write_text(ingress("app", ["192.0.2.1"]) + ingress("big", [f"192.0.3.{i}" for i in range(BIG)]))
     return path
