@@ -111,3 +111,37 @@ async def test_ingress_controller_and_dns_together(tmp_path: Path) -> None:
             except TimeoutError:
                 ingress.kill()
                 await ingress.wait()
+
+
+async def test_one_watch_per_kind_with_the_kubernetes_plugin(tmp_path: Path) -> None:
+    """kubernetes and k8s_gateway in two blocks, one cluster: each kind is watched once."""
+    async with Emulator(tmp_path / "emu") as emu:
+        svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "front", "namespace": "shop"},
+               "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.30", "clusterIPs": ["10.96.0.30"],
+                        "ports": [{"port": 443}]}}
+        await emu.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}})
+        created = await emu.create(svc)
+        await emu.update_status({**created, "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.20"}]}}})
+        srv = await asyncio.to_thread(DnsServer, f""".:{{port}} {{
+    bind 127.0.0.1
+    kubernetes cluster.local {{
+        kubeconfig {emu.kubeconfig_path}
+    }}
+}}
+example.com:{{port}} {{
+    bind 127.0.0.1
+    k8s_gateway {{
+        kubeconfig {emu.kubeconfig_path}
+    }}
+}}
+""", tmp_path)
+        try:
+            await eventually(lambda: srv.dig("front.shop.svc.cluster.local", "A").rdata(), ["10.96.0.30"])
+            await eventually(lambda: srv.dig("front.shop.example.com", "A").rdata(), ["192.0.2.20"])
+            watchers = (await emu.state())["watchers"]
+            assert {k: v for k, v in watchers.items() if v} == {
+                "/services": 1, "/namespaces": 1, "discovery.k8s.io/endpointslices": 1,
+                "networking.k8s.io/ingresses": 1, "gateway.networking.k8s.io/gateways": 1,
+                "gateway.networking.k8s.io/httproutes": 1, "gateway.networking.k8s.io/grpcroutes": 1}
+        finally:
+            srv.stop()
