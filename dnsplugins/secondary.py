@@ -64,7 +64,7 @@ import asyncio
 import random
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from dnslib import QTYPE, RR, DNSQuestion, DNSRecord
@@ -224,6 +224,7 @@ class SecondaryZone:
     """One zone: what is served, and the task that keeps it fresh."""
 
     def __init__(self, origin: str, primaries: list[Address], *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                  jitter: Callable[[float], float] = lambda cap: random.uniform(0, cap)) -> None:
         self.origin = origin
         self.primaries = primaries
@@ -231,7 +232,9 @@ class SecondaryZone:
         self.expired = False
         self.transfers = 0
         self.refreshed_at = 0.0  # when a primary last confirmed the zone (a transfer or the same serial)
+        # Injectable, so that tests run the SOA timers without waiting for them.
         self._clock = clock
+        self._sleep = sleep
         self._jitter = jitter
         self.task: asyncio.Task[None] | None = None
 
@@ -293,13 +296,13 @@ class SecondaryZone:
                 await self.transfer_in()
             except TransferError as e:
                 log.warning("All '%s' masters failed to transfer, retrying in %gs: %s", self.origin, delay, e)
-                await asyncio.sleep(delay)
+                await self._sleep(delay)
                 delay = min(delay * 2, MAX_FIRST_RETRY)
         ok = True
         while True:
             refresh, retry, expire = self.timers()
             wait, cap = (refresh, REFRESH_JITTER) if ok else (retry, RETRY_JITTER)
-            await asyncio.sleep(wait + self._jitter(min(cap, wait / 4)))
+            await self._sleep(wait + self._jitter(min(cap, wait / 4)))
             ok = await self.refresh()
             if not ok and self._clock() - self.refreshed_at >= expire and not self.expired:
                 self.expired = True

@@ -35,7 +35,7 @@ www IN A {www}
 """
 
 
-def zone_text(serial: int, www: str = "192.0.2.80", refresh: int = 1, retry: int = 1, expire: int = 2) -> str:
+def zone_text(serial: int, www: str = "192.0.2.80", refresh: int = 100, retry: int = 10, expire: int = 35) -> str:
     return SOA_TEMPLATE.format(serial=serial, refresh=refresh, retry=retry, expire=expire, www=www)
 
 
@@ -97,39 +97,67 @@ async def test_answers_are_the_primarys() -> None:
         assert not sec.last_fast
 
 
+class FakeTime:
+    """The SOA timers' clock: each sleep moves it on at once (and lets the event loop run)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0.002)
+
+
 async def test_refresh_follows_the_serial_then_expires(tmp_path: Path) -> None:
     db = tmp_path / "db"
     db.write_text(zone_text(1))
-    inst, port = await start_primary(db, reload="50ms")
+    t = FakeTime()
+    inst, port = await start_primary(db, reload="20ms")
+    sz = SecondaryZone(ORG, [("127.0.0.1", port)], clock=t.clock, sleep=t.sleep, jitter=lambda cap: cap)
+    sz.start()
     try:
-        async with serve(secondary_corefile(port)) as s:
-            sz = zone_of(s)
-            await until(lambda: sz.zone is not None)
-            await s.run([Case("www.example.org.", "A", answer=["www.example.org. 60 IN A 192.0.2.80"], ns=[NS],
-                              aa=True)])
-            # A new serial is picked up at the next refresh (1s, plus at most 0.25s of jitter).
-            db.write_text(zone_text(2, www="192.0.2.81"))
-            await until(lambda: sz.zone is not None and sz.zone.serial == 2)
-            await s.run([Case("www.example.org.", "A", answer=["www.example.org. 60 IN A 192.0.2.81"], ns=[NS])])
-            # The same serial with other data is not transferred (RFC 1034: the serial says).
-            transfers = sz.transfers
-            db.write_text(zone_text(2, www="192.0.2.99"))
-            confirmed = sz.refreshed_at
-            await until(lambda: sz.refreshed_at > confirmed)
-            assert sz.transfers == transfers
-            # The primary goes away: the zone is served until EXPIRE (2s) has passed since the last
-            # refresh, then SERVFAIL.
-            await inst.shutdown()
-            await s.run([Case("www.example.org.", "A", answer=["www.example.org. 60 IN A 192.0.2.81"], ns=[NS])])
-            await until(lambda: sz.expired)
-            assert time.monotonic() - sz.refreshed_at >= 2
-            await s.run([Case("www.example.org.", "A", rcode="SERVFAIL")])
-            # It comes back: the next retry refreshes the zone, served again.
-            inst, _ = await start_primary(db, port=port)
-            await until(lambda: not sz.expired)
-            await s.run([Case("www.example.org.", "A", answer=["www.example.org. 60 IN A 192.0.2.81"], ns=[NS])])
-    finally:
+        await until(lambda: sz.zone is not None)
+        # The SOA's REFRESH, with the jitter at its cap (5s), between checks.
+        await until(lambda: len(t.slept) >= 2)
+        assert t.slept[0] == 105
+        # A new serial is transferred at a refresh; the same serial with other data is not.
+        db.write_text(zone_text(2, www="192.0.2.81"))
+        await until(lambda: sz.zone is not None and sz.zone.serial == 2)
+        transfers = sz.transfers
+        db.write_text(zone_text(2, www="192.0.2.99"))
+        await asyncio.sleep(0.2)
+        assert sz.transfers == transfers
+        # The primary goes away: retries every RETRY (+2s jitter), the zone kept until EXPIRE has passed.
         await inst.shutdown()
+        await until(lambda: sz.expired)
+        assert 12.0 in t.slept
+        assert t.now - sz.refreshed_at >= 35
+        assert sz.zone is not None
+        assert sz.zone.serial == 2
+        # It comes back: the next retry refreshes the zone.
+        inst, _ = await start_primary(db, port=port)
+        await until(lambda: not sz.expired)
+    finally:
+        await sz.stop()
+        await inst.shutdown()
+
+
+async def test_expired_and_untransferred_zones_are_servfail() -> None:
+    async with primary(ZONES / "db.example.org") as port, serve(secondary_corefile(port)) as s:
+        sz = zone_of(s)
+        await until(lambda: sz.zone is not None)
+        await s.run([Case("www.example.org.", "A", answer=["www.example.org. 3600 IN A 192.0.2.80"],
+                          ns=["example.org. 3600 IN NS ns1.example.org.", "example.org. 3600 IN NS ns2.other.net."],
+                          aa=True)])
+        sz.expired = True
+        await s.run([Case("www.example.org.", "A", rcode="SERVFAIL")])
+        sz.expired, sz.zone = False, None
+        await s.run([Case("www.example.org.", "A", rcode="SERVFAIL")])
 
 
 async def test_first_transfer_is_retried_and_servfail_until_then(tmp_path: Path) -> None:
