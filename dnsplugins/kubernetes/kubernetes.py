@@ -123,7 +123,7 @@ class Kubernetes(Plugin):
 
     def metadata(self, req: Request) -> None:
         """The metadata plugin's question: the parts of the query name (kubernetes/kind, namespace, ...)."""
-        note_metadata(req, self.cfg.zones)
+        note_metadata(req, self.cfg.zones, self.cfg.multicluster)
 
     async def serve(self, req: Request, next: Next) -> DNSRecord | None:
         zone = match_zone(self.cfg.zones, req.name)

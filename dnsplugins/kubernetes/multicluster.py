@@ -11,7 +11,8 @@ API, as CoreDNS's findMultiClusterServices does, instead of from Services:
 * `_PORT._PROTO.SERVICE.NAMESPACE.svc.ZONE`: SRV for that port, as in cluster zones; a name whose two
   extra labels start with no underscore is read as ENDPOINT.CLUSTER, as CoreDNS reads it.
 
-Pod names, `dns-version`, the apex and the SOA are as in cluster zones. No PTR records are made for
+Pod names, `dns-version`, the apex and the SOA are as in cluster zones. With the *metadata* plugin,
+names in these zones also get `kubernetes/cluster` (the CLUSTER label, or empty). No PTR records are made for
 cluster-set IPs (CoreDNS makes none either).
 """
 

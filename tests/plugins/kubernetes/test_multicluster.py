@@ -10,6 +10,7 @@ import pytest
 
 from corefile import CorefileError, parse
 from dnsplugins.kubernetes import Kubernetes
+from dnsplugins.kubernetes.metadata import NameParts, parse_name
 from dnsserver.config import build
 from kubewatch import SERVICE_IMPORTS, ServiceImport
 from tests.dnstest import Case, Served, check, serve
@@ -132,3 +133,18 @@ def test_zones_default_to_none() -> None:
     cfg = build(parse(corefile().replace("multicluster clusterset.local", "multicluster"), "Corefile"), 53)
     k = next(p for p in cfg.plugins if isinstance(p, Kubernetes))
     assert k.cfg.multicluster == []
+
+
+NAMES = [
+    (f"a.c1.{SVC}", True, NameParts("svc", "testns", "svc1", endpoint="a", cluster="c1")),
+    (f"_http._tcp.{SVC}", True, NameParts("svc", "testns", "svc1", port="http", protocol="tcp")),
+    (f"_http.c1.{SVC}", True, NameParts("svc", "testns", "svc1", port="http", protocol="c1")),
+    (f"a.c1.{SVC}", False, NameParts("svc", "testns", "svc1", port="a", protocol="c1")),
+]
+
+
+@pytest.mark.parametrize(("name", "mc", "want"), NAMES, ids=[f"{n} {m}" for n, m, _ in NAMES])
+def test_metadata_names(name: str, mc: bool, want: NameParts) -> None:
+    """As CoreDNS's parseRequest reads them: ENDPOINT.CLUSTER only in multicluster zones, and only without
+    an underscore label."""
+    assert parse_name(name, Z, mc) == want
