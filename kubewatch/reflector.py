@@ -140,7 +140,8 @@ class Reflector:
                         # otherwise be relisted from as fast as it can answer.
                         await self._fail(exc)
             except ApiError as exc:
-                if exc.status == 404 and self.resource_version is None:
+                # A list refused as not found, or (custom resources) as forbidden: the kind is not there.
+                if self.resource_version is None and (exc.status == 404 or (exc.status == 403 and self.kind.custom)):
                     await self._not_served(exc)
                 else:
                     await self._fail(exc)
@@ -158,15 +159,15 @@ class Reflector:
         await self._sleep(delay)
 
     async def _not_served(self, exc: ApiError) -> None:
-        """The list answered 404: the API server does not serve this kind (a custom resource whose CRD
-        is not installed). Reported once, then the kind counts as synced and empty, so that the kinds
-        that are served are not held back; the list is retried quietly at the backoff cap, and the
-        objects appear if the CRD is installed later."""
+        """The list answered 404 (the API server does not serve this kind: a custom resource whose CRD is
+        not installed), or 403 for a custom resource (not granted to us). Reported once, then the kind
+        counts as synced and empty, so that the kinds that are served are not held back; the list is
+        retried quietly at the backoff cap, and the objects appear once the CRD is installed."""
         self.connected = False
         self.last_error = f"{type(exc).__name__}: {exc}"
         if not self.not_served:
             self.not_served = True
-            log.warning("%r: the API server does not serve %s (%s); is its CRD installed? "
+            log.warning("%r: the API server does not serve %s (%s); is its CRD installed, and may we list it? "
                         "Serving none and retrying quietly", self, self.kind.api_version, exc)
         if not self.synced:
             self.store.replace(self.kind, [], namespace=self.namespace, name=self.only_name)
