@@ -31,8 +31,11 @@ k8s_gateway [ZONES...] {
 * Where the objects come from, as in the kubernetes plugin: `kubeconfig` (path and context),
   `manifests` (a file or directory of manifests, re-read when it changes), else the pod's service
   account. A kubernetes plugin reading the same cluster shares the store and the watches: one watch
-  per kind in the process. A cluster without the Gateway API's CRDs is reported once and its routes
-  are not served; the other kinds are.
+  per kind in the process (Services are watched twice only if the kubernetes plugin selects them
+  with `namespaces` or `labels`: one watch cannot serve two selections). A cluster without the
+  Gateway API's CRDs, or that does not let us list them, is reported once and its routes are not
+  served; the other kinds are. (RBAC: list and watch on the kinds of `resources`, see
+  deploy/dns/rbac.yaml.)
 * `fallthrough [ZONES]`: a name with no address goes to the next plugin (any query type).
 
 A name is looked up as the whole name and as the part below the zone:
