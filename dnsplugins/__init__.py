@@ -53,8 +53,11 @@ PLUGINS: tuple[PluginSpec, ...] = (
     PluginSpec("template", 40),
     PluginSpec("transfer", 41),
     PluginSpec("hosts", 42, once=True),
+    # An external plugin that CoreDNS builds put where kubernetes is in plugin.cfg (its README says so).
+    PluginSpec("k8s_gateway", 47, once=True),
     PluginSpec("kubernetes", 47, once=True),
     PluginSpec("file", 48),
+    PluginSpec("secondary", 50),
     PluginSpec("loop", 52, once=True),
     PluginSpec("forward", 53),
     PluginSpec("whoami", 56),

@@ -16,8 +16,8 @@ hot path    the question's bytes (and DO, CD) have a      the store's `fast_answ
             route, learnt when the chain last answered    from stored wire bytes         at once
             them, to a block whose first plugin that
             must see queries has a wire store (cache,
-            hosts, kubernetes), and the store has a live
-            answer that fits the client
+            hosts, kubernetes, k8s_gateway), and the
+            store has a live answer that fits the client
 
 relay path  no route, and the question (plain, EDNS size  the relay's starter, found     `send(reply, dest)`
             at least 512, ordinary labels, a type no      once per question by           when the relay calls

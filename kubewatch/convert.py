@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from sys import intern
 from typing import Any
 
@@ -19,12 +20,15 @@ from kubewatch.records import (
     Endpoint,
     EndpointPort,
     EndpointSlice,
+    GenericObject,
     Ingress,
     IngressClass,
     Namespace,
     Pod,
     Secret,
     Service,
+    ServiceImport,
+    ServiceImportPort,
     ServicePort,
 )
 from kubewatch.services import ip_family, is_ip
@@ -34,7 +38,15 @@ from kubewatch.services import ip_family, is_ip
 SECRET_KEYS = frozenset({"tls.crt", "tls.key", "ca.crt", "ca.crl", "auth"})
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+MC_SERVICE_NAME_LABEL = "multicluster.kubernetes.io/service-name"
+MC_SOURCE_CLUSTER_LABEL = "multicluster.kubernetes.io/source-cluster"
 DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
+
+# The annotations a LoadBalancer Service names its external host name with, in the order the external
+# k8s_gateway plugin reads them: the first that holds a valid name wins.
+HOSTNAME_ANNOTATIONS = ("coredns.io/hostname", "external-dns.alpha.kubernetes.io/hostname")
+# A DNS-1123 subdomain (lower case, no trailing dot), as k8s_gateway checks the annotation.
+_DNS1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 _EMPTY: dict[str, Any] = {}
 
@@ -96,6 +108,19 @@ def _opt_str(value: Any, where: str) -> str | None:
     return value
 
 
+def hostname_annotation(annotations: dict[str, Any]) -> str:
+    """The first of HOSTNAME_ANNOTATIONS that holds a DNS-1123 name of at most 253 characters and
+    63-character labels, lower-cased; "" if none does (a comma list, say, is not one name)."""
+    for key in HOSTNAME_ANNOTATIONS:
+        value = annotations.get(key)
+        if not isinstance(value, str):
+            continue
+        name = value.lower()
+        if len(name) <= 253 and all(len(label) <= 63 for label in name.split(".")) and _DNS1123.fullmatch(name):
+            return name
+    return ""
+
+
 def service(obj: dict[str, Any]) -> Service:
     meta = _meta(obj)
     spec = _mapping(obj.get("spec"), "spec")
@@ -138,6 +163,7 @@ def service(obj: dict[str, Any]) -> Service:
         tuple(lb),
         meta.get("uid") or "",
         meta.get("creationTimestamp") or "",
+        hostname_annotation(_mapping(meta.get("annotations"), "metadata.annotations")),
     )
 
 
@@ -193,6 +219,8 @@ def endpoint_slice(obj: dict[str, Any]) -> EndpointSlice:
         intern(address_type),
         tuple(endpoints),
         tuple(ports),
+        labels.get(MC_SERVICE_NAME_LABEL),
+        intern(cluster) if (cluster := labels.get(MC_SOURCE_CLUSTER_LABEL)) else None,
     )
 
 
@@ -221,9 +249,10 @@ def namespace(obj: dict[str, Any]) -> Namespace:
     return Namespace(intern(meta["name"]), _str_map(meta.get("labels"), "metadata.labels"))
 
 
-def ingress(obj: dict[str, Any]) -> Ingress:
+def _object_fields(obj: dict[str, Any]) -> tuple[Any, ...]:
+    """Identity, metadata, spec and status: the fields of the records whose spec their reader parses."""
     meta = _meta(obj)
-    return Ingress(
+    return (
         _namespace(meta),
         meta["name"],
         meta.get("uid") or "",
@@ -235,6 +264,10 @@ def ingress(obj: dict[str, Any]) -> Ingress:
         _mapping(obj.get("spec"), "spec"),
         _mapping(obj.get("status"), "status"),
     )
+
+
+def ingress(obj: dict[str, Any]) -> Ingress:
+    return Ingress(*_object_fields(obj))
 
 
 def ingress_class(obj: dict[str, Any]) -> IngressClass:
@@ -287,3 +320,25 @@ def config_map(obj: dict[str, Any]) -> ConfigMap:
         _str_map(meta.get("labels"), "metadata.labels"),
         _str_map(obj.get("data"), "data"),
     )
+
+
+def generic(obj: dict[str, Any]) -> GenericObject:
+    """Any namespaced object whose spec and status its reader parses (Gateway API routes and Gateways)."""
+    return GenericObject(*_object_fields(obj))
+
+
+def service_import(obj: dict[str, Any]) -> ServiceImport:
+    meta = _meta(obj)
+    spec = _mapping(obj.get("spec"), "spec")
+    ports = []
+    for i, raw in enumerate(_list(spec.get("ports"), "spec.ports")):
+        where = f"spec.ports[{i}]"
+        port = _int(_mapping(raw, where).get("port"), f"{where}.port")
+        ports.append(ServiceImportPort(intern(raw.get("name") or ""), intern(raw.get("protocol") or "TCP"), port))
+    ips = _list(spec.get("ips"), "spec.ips")
+    if not all(isinstance(ip, str) and is_ip(ip) for ip in ips):
+        raise InvalidObject("spec.ips is not a list of IP addresses")
+    svc_type = spec.get("type") or "ClusterSetIP"
+    if svc_type not in ("ClusterSetIP", "Headless"):
+        raise InvalidObject(f"spec.type {svc_type!r} is neither ClusterSetIP nor Headless")
+    return ServiceImport(_namespace(meta), meta["name"], intern(svc_type), tuple(ips), tuple(ports))

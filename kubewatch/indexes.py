@@ -74,6 +74,8 @@ class Indexes:
         self.pods_by_ip: MultiIndex[Pod] = MultiIndex()
         # namespace -> service name -> slice name -> slice
         self.slices_by_service: dict[str, dict[str, dict[str, EndpointSlice]]] = {}
+        # The same for the Multi-Cluster Services label (slices that back a ServiceImport).
+        self.mc_slices_by_service: dict[str, dict[str, dict[str, EndpointSlice]]] = {}
 
     def add(self, rec: Record) -> None:
         if isinstance(rec, EndpointSlice):
@@ -98,8 +100,9 @@ class Indexes:
 
     def _add_slice(self, sl: EndpointSlice) -> None:
         if sl.service_name:
-            by_svc = self.slices_by_service.setdefault(sl.namespace, {})
-            by_svc.setdefault(sl.service_name, {})[sl.name] = sl
+            _file(self.slices_by_service, sl, sl.service_name)
+        if sl.mc_service_name:
+            _file(self.mc_slices_by_service, sl, sl.mc_service_name)
         add = self.slices_by_ip.add
         for ep in sl.endpoints:
             for addr in ep.addresses:
@@ -107,16 +110,29 @@ class Indexes:
 
     def _remove_slice(self, sl: EndpointSlice) -> None:
         if sl.service_name:
-            by_svc = self.slices_by_service.get(sl.namespace)
-            if by_svc is not None:
-                slices = by_svc.get(sl.service_name)
-                if slices is not None and slices.get(sl.name) is sl:
-                    del slices[sl.name]
-                    if not slices:
-                        del by_svc[sl.service_name]
-                        if not by_svc:
-                            del self.slices_by_service[sl.namespace]
+            _unfile(self.slices_by_service, sl, sl.service_name)
+        if sl.mc_service_name:
+            _unfile(self.mc_slices_by_service, sl, sl.mc_service_name)
         remove = self.slices_by_ip.remove
         for ep in sl.endpoints:
             for addr in ep.addresses:
                 remove(addr, sl)
+
+
+SliceIndex = dict[str, dict[str, dict[str, EndpointSlice]]]  # namespace -> service -> slice name -> slice
+
+
+def _file(index: SliceIndex, sl: EndpointSlice, service: str) -> None:
+    index.setdefault(sl.namespace, {}).setdefault(service, {})[sl.name] = sl
+
+
+def _unfile(index: SliceIndex, sl: EndpointSlice, service: str) -> None:
+    by_svc = index.get(sl.namespace)
+    if by_svc is not None:
+        slices = by_svc.get(service)
+        if slices is not None and slices.get(sl.name) is sl:
+            del slices[sl.name]
+            if not slices:
+                del by_svc[service]
+                if not by_svc:
+                    del index[sl.namespace]

@@ -32,6 +32,9 @@ class Kind:
     dns_relevant: bool = False
     # What of the record DNS looks at; None means the whole record.
     dns_view: Callable[[Record], object] | None = None
+    # A custom resource: a cluster may lack its CRD (404) or not grant it to us (403); either is
+    # reported once and the kind served empty, instead of holding back the kinds that are there.
+    custom: bool = False
 
     @property
     def api_version(self) -> str:
@@ -69,9 +72,19 @@ INGRESSES = Kind("ingresses", "Ingress", "networking.k8s.io", "v1", True, conver
 INGRESS_CLASSES = Kind("ingressclasses", "IngressClass", "networking.k8s.io", "v1", False, convert.ingress_class)
 SECRETS = Kind("secrets", "Secret", "", "v1", True, convert.secret)
 CONFIG_MAPS = Kind("configmaps", "ConfigMap", "", "v1", True, convert.config_map)
+# Gateway API objects, decoded generically (spec and status left to their readers). Custom resources:
+# a cluster without their CRDs answers 404, which the reflector reports once (Reflector._not_served).
+GATEWAYS = Kind("gateways", "Gateway", "gateway.networking.k8s.io", "v1", True, convert.generic, custom=True)
+HTTP_ROUTES = Kind("httproutes", "HTTPRoute", "gateway.networking.k8s.io", "v1", True, convert.generic, custom=True)
+GRPC_ROUTES = Kind("grpcroutes", "GRPCRoute", "gateway.networking.k8s.io", "v1", True, convert.generic, custom=True)
+# The Multi-Cluster Services API's imports (kubernetes `multicluster`), a custom resource too.
+SERVICE_IMPORTS = Kind("serviceimports", "ServiceImport", "multicluster.x-k8s.io", "v1alpha1", True,
+                       convert.service_import, dns_relevant=True, custom=True)
 
 KINDS: dict[str, Kind] = {
-    k.name: k for k in (SERVICES, ENDPOINT_SLICES, PODS, NAMESPACES, INGRESSES, INGRESS_CLASSES, SECRETS, CONFIG_MAPS)
+    k.name: k
+    for k in (SERVICES, ENDPOINT_SLICES, PODS, NAMESPACES, INGRESSES, INGRESS_CLASSES, SECRETS, CONFIG_MAPS,
+              GATEWAYS, HTTP_ROUTES, GRPC_ROUTES, SERVICE_IMPORTS)
 }
 
 # Manifests name objects by (apiVersion, kind).

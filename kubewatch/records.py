@@ -35,6 +35,11 @@ class Service(NamedTuple):
     load_balancer: tuple[str, ...]  # status.loadBalancer.ingress[].ip or .hostname
     uid: str
     created: str  # creationTimestamp, RFC 3339
+    # The name the Service asks to be published under outside the cluster: its `coredns.io/hostname`
+    # annotation, else `external-dns.alpha.kubernetes.io/hostname`, lower-cased, if a valid DNS name
+    # (as the external k8s_gateway plugin reads them); "" for none. Kept as one string, not the
+    # annotations, because nothing else of them is read and every Service would pay for the dict.
+    hostname_annotation: str = ""
 
     @property
     def is_external_name(self) -> bool:
@@ -71,6 +76,10 @@ class EndpointSlice(NamedTuple):
     address_type: str  # IPv4 | IPv6 | FQDN
     endpoints: tuple[Endpoint, ...]
     ports: tuple[EndpointPort, ...]
+    # Multi-Cluster Services: the labels multicluster.kubernetes.io/service-name (the ServiceImport it
+    # backs) and multicluster.kubernetes.io/source-cluster (the cluster id in endpoint names); None if unset.
+    mc_service_name: str | None = None
+    source_cluster: str | None = None
 
 
 class Pod(NamedTuple):
@@ -154,4 +163,43 @@ class ConfigMap(NamedTuple):
     data: dict[str, str]
 
 
-Record = Service | EndpointSlice | Pod | Namespace | Ingress | IngressClass | Secret | ConfigMap
+class GenericObject(NamedTuple):
+    """An object of a kind read as generic JSON (Gateway API routes and Gateways): identity and metadata,
+    with spec and status left for the reader to parse and validate."""
+
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str
+    generation: int
+    created: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    spec: dict[str, Any]
+    status: dict[str, Any]
+
+
+class ServiceImportPort(NamedTuple):
+    """A port of a ServiceImport (multicluster.x-k8s.io)."""
+
+    name: str
+    protocol: str
+    port: int
+
+
+class ServiceImport(NamedTuple):
+    """A ServiceImport of the Multi-Cluster Services API: a service exported by the clusters of a set."""
+
+    namespace: str
+    name: str
+    type: str  # ClusterSetIP | Headless
+    ips: tuple[str, ...]  # spec.ips: the cluster-set IPs (ClusterSetIP only)
+    ports: tuple[ServiceImportPort, ...]
+
+    @property
+    def headless(self) -> bool:
+        return self.type == "Headless"
+
+
+Record = (Service | EndpointSlice | Pod | Namespace | Ingress | IngressClass | Secret | ConfigMap | GenericObject
+          | ServiceImport)

@@ -93,6 +93,7 @@ class Reflector:
         self.last_contact: float | None = None
         self.last_error = ""
         self.relists = 0
+        self.not_served = False  # the last list answered 404 (reported once)
         self._listed_at = float("-inf")
 
     def __repr__(self) -> str:
@@ -138,7 +139,13 @@ class Reflector:
                         # Gone again right after a list: a server in that state would
                         # otherwise be relisted from as fast as it can answer.
                         await self._fail(exc)
-            except (ApiError, ProtocolError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            except ApiError as exc:
+                # A list refused as not found, or (custom resources) as forbidden: the kind is not there.
+                if self.resource_version is None and (exc.status == 404 or (exc.status == 403 and self.kind.custom)):
+                    await self._not_served(exc)
+                else:
+                    await self._fail(exc)
+            except (ProtocolError, aiohttp.ClientError, OSError, TimeoutError) as exc:
                 await self._fail(exc)
             except Exception as exc:  # a bug must not end the loop for good
                 log.exception("%r: unexpected error", self)
@@ -150,6 +157,24 @@ class Reflector:
         delay = self._backoff.next()
         log.warning("%r: %s; retrying in %.2fs", self, self.last_error, delay)
         await self._sleep(delay)
+
+    async def _not_served(self, exc: ApiError) -> None:
+        """The list answered 404 (the API server does not serve this kind: a custom resource whose CRD is
+        not installed), or 403 for a custom resource (not granted to us). Reported once, then the kind
+        counts as synced and empty, so that the kinds that are served are not held back; the list is
+        retried quietly at the backoff cap, and the objects appear once the CRD is installed."""
+        self.connected = False
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        if not self.not_served:
+            self.not_served = True
+            log.warning("%r: the API server does not serve %s (%s); is its CRD installed, and may we list it? "
+                        "Serving none and retrying quietly", self, self.kind.api_version, exc)
+        if not self.synced:
+            self.store.replace(self.kind, [], namespace=self.namespace, name=self.only_name)
+            self.synced = True
+            if self._on_synced is not None:
+                self._on_synced(self)
+        await self._sleep(self.tuning.backoff_cap)
 
     def _convert(self, obj: dict[str, object]) -> Record | None:
         try:
@@ -198,6 +223,9 @@ class Reflector:
         self._listed_at = self._clock()
         self.relists += 1
         self._backoff.reset()
+        if self.not_served:
+            self.not_served = False
+            log.warning("%r: the API server serves %s now", self, self.kind.api_version)
         if not self.synced:
             self.synced = True
             if self._on_synced is not None:

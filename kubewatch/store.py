@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from kubewatch.feed import ADDED, DELETED, MODIFIED, Callback, Change, ChangeQueue, Feed
-from kubewatch.indexes import Indexes
+from kubewatch.indexes import Indexes, SliceIndex
 from kubewatch.kinds import KINDS, Kind, get_kind
-from kubewatch.records import Endpoint, EndpointSlice, Namespace, Pod, Record, Service
+from kubewatch.records import Endpoint, EndpointSlice, Namespace, Pod, Record, Service, ServiceImport
 
 
 class StalenessSource(Protocol):
@@ -78,7 +78,7 @@ class Store:
         """Namespaces holding at least one object of the kind."""
         return list(self._objects[get_kind(kind).name])
 
-    # The three typed getters below: each kind's table holds records of that kind only (files by kind), an
+    # The typed getters below: each kind's table holds records of that kind only (files by kind), an
     # invariant of the store that its one dict-of-Record type cannot state, hence their ignores.
 
     def service(self, namespace: str, name: str) -> Service | None:
@@ -89,19 +89,22 @@ class Store:
         by_ns = self._objects["namespaces"].get("")
         return by_ns.get(name) if by_ns is not None else None  # type: ignore[return-value]
 
+    def service_import(self, namespace: str, name: str) -> ServiceImport | None:
+        by_ns = self._objects["serviceimports"].get(namespace)
+        return by_ns.get(name) if by_ns is not None else None  # type: ignore[return-value]
+
     def pod(self, namespace: str, name: str) -> Pod | None:
         by_ns = self._objects["pods"].get(namespace)
         return by_ns.get(name) if by_ns is not None else None  # type: ignore[return-value]
 
     def slices_for_service(self, namespace: str, service: str) -> tuple[EndpointSlice, ...]:
         """EndpointSlices labelled kubernetes.io/service-name=<service>, by slice name."""
-        by_svc = self.indexes.slices_by_service.get(namespace)
-        if by_svc is None:
-            return ()
-        slices = by_svc.get(service)
-        if not slices:
-            return ()
-        return tuple(slices[name] for name in sorted(slices))
+        return _by_name(self.indexes.slices_by_service, namespace, service)
+
+    def mc_slices_for_service(self, namespace: str, service: str) -> tuple[EndpointSlice, ...]:
+        """EndpointSlices labelled multicluster.kubernetes.io/service-name=<service> (the endpoints of a
+        ServiceImport, from every cluster of the set), by slice name."""
+        return _by_name(self.indexes.mc_slices_by_service, namespace, service)
 
     def services_by_ip(self, ip: str) -> tuple[Service, ...]:
         """Services with this ClusterIP (any family), oldest indexed first."""
@@ -308,3 +311,13 @@ class Store:
             return
         self.version += 1
         self.last_change = self._wall_clock()
+
+
+def _by_name(index: SliceIndex, namespace: str, service: str) -> tuple[EndpointSlice, ...]:
+    by_svc = index.get(namespace)
+    if by_svc is None:
+        return ()
+    slices = by_svc.get(service)
+    if not slices:
+        return ()
+    return tuple(slices[name] for name in sorted(slices))

@@ -17,6 +17,7 @@ kubernetes [ZONES...] {
     noendpoints
     fallthrough [ZONES...]
     ignore empty_service
+    multicluster [ZONES...]
     startup_timeout DURATION
 }
 ```
@@ -37,6 +38,14 @@ kubernetes [ZONES...] {
 * `noendpoints`: do not watch EndpointSlices (headless and endpoint names are then NXDOMAIN).
 * `fallthrough [ZONES]`: a name error in those zones goes to the next plugin (NODATA never does).
 * `ignore empty_service`: a ClusterIP service without a ready endpoint is NXDOMAIN.
+* `multicluster ZONES`: serve those of the plugin's zones (`clusterset.local`) from the Multi-Cluster
+  Services API, as CoreDNS does: ServiceImports (`multicluster.x-k8s.io/v1alpha1`, ClusterSetIP and
+  Headless) and the EndpointSlices labelled `multicluster.kubernetes.io/service-name` and
+  `multicluster.kubernetes.io/source-cluster`: A/AAAA and SRV for `SERVICE.NAMESPACE.svc.ZONE`,
+  `ENDPOINT.CLUSTER.SERVICE.NAMESPACE.svc.ZONE` for the endpoints of headless imports (see
+  dnsplugins/kubernetes/multicluster.py). ServiceImports are watched too (or read from `manifests`); a
+  cluster without their CRD is reported once and its imports are NXDOMAIN, the rest served. The
+  EndpointSlices are the ones already watched (`labels` applies; with `noendpoints` there are none).
 * `startup_timeout` (default 5s): how long start-up waits for the first sync; until it is done, name
   errors are SERVFAIL (with the SOA) rather than NXDOMAIN, and `/ready` says not ready.
 
@@ -45,7 +54,12 @@ names; SRV for named ports with targets in the additional section; PTR for Clust
 addresses; CNAME for ExternalName (chased inside the zone, resolved through this server otherwise);
 `dns-version` TXT; SOA and NS at the apex; pod names as configured. Every negative answer carries the
 SOA, whose serial is the time of the last change that altered an answer. Answers are computed once
-per change of the watched objects and then sent from wire bytes on the server's hot path.
+per change of the watched objects and then sent from wire bytes on the server's hot path (multicluster
+zones' too: ServiceImports count as a change of the watched objects).
+
+The store and its watches are shared with every plugin (another block's kubernetes, k8s_gateway) that
+reads the same cluster the same way (`kubeconfig` and context, `endpoint`, `manifests`, or the service
+account): one watch per kind in the process, kept across a reload that keeps the kinds.
 
 ## Examples
 
@@ -59,26 +73,28 @@ cluster.local in-addr.arpa ip6.arpa {
     }
 }
 ```
+
+```corefile
+cluster.local clusterset.local {
+    kubernetes {
+        manifests cluster.yaml
+        multicluster clusterset.local
+    }
+}
+```
 """
 
 from __future__ import annotations
 
 from corefile import Dispenser
 from dnsplugins.kubernetes.config import KubernetesConfig, parse
-from dnsplugins.kubernetes.kubernetes import Kubernetes, cluster_config, watch_specs
+from dnsplugins.kubernetes.kubernetes import Kubernetes, cluster_config, cluster_ref, watch_specs
 from dnsserver.plugin import SetupContext
-from kubewatch import KubeError
 
 
 def setup(d: Dispenser, ctx: SetupContext) -> Kubernetes:
     cfg = parse(d, ctx)
-    cluster = None
-    if cfg.manifests is None:
-        try:
-            cluster = cluster_config(cfg)  # fails at load time, with the line, if it cannot even be described
-        except KubeError as e:
-            raise d.err(str(e)) from None
-    return Kubernetes(cfg, ctx.instance, cluster)
+    return Kubernetes(cfg, ctx.instance, cluster_ref(cfg).config_at(d))
 
 
 __all__ = ["Kubernetes", "KubernetesConfig", "cluster_config", "parse", "setup", "watch_specs"]

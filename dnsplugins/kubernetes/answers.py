@@ -7,6 +7,7 @@ Pure functions of the store's state: the plugin memoises what they return per st
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dnslib import AAAA, CNAME, NS, PTR, QTYPE, RR, SOA, SRV, TXT, A
@@ -269,6 +270,12 @@ class Answerer:
         return nodata()  # the name exists; no records of this type (TXT, CNAME, MX, ...)
 
     def srv(self, qname: str, zone_asked: str, svc: Service, found: list[Backend], endpoint_query: bool) -> Answer:
+        base = f"{svc.name}.{svc.namespace}.svc.{zone_asked}"
+        by_endpoint = svc.headless or endpoint_query
+        return self.srv_records(qname, found, lambda b: f"{b.hostname}.{base}" if by_endpoint else base)
+
+    def srv_records(self, qname: str, found: list[Backend], target_of: Callable[[Backend], str]) -> Answer:
+        """SRV records for `found` (each backend's target named by `target_of`), with the targets' addresses."""
         weight = max(1, 100 // len(found))  # CoreDNS: spread 100 over every backend, ports -1 included
         a = Answer()
         seen: set[tuple[str, int]] = set()
@@ -276,10 +283,7 @@ class Answerer:
         for b in found:
             if b.port < 0:
                 continue
-            if svc.headless or endpoint_query:
-                target = f"{b.hostname}.{svc.name}.{svc.namespace}.svc.{zone_asked}"
-            else:
-                target = f"{svc.name}.{svc.namespace}.svc.{zone_asked}"
+            target = target_of(b)
             if (target, b.port) not in seen:
                 seen.add((target, b.port))
                 a.answer.append(self.rr(qname, TYPE_SRV, SRV(0, weight, b.port, target)))

@@ -37,6 +37,7 @@ class KubernetesConfig:
     fallthrough: Fallthrough = field(default_factory=Fallthrough)
     ignore_empty_service: bool = False
     startup_timeout: float = 5.0
+    multicluster: list[str] = field(default_factory=list)  # zones served from ServiceImports
 
     @property
     def primary(self) -> str:
@@ -140,6 +141,15 @@ def _startup_timeout(d: Dispenser, ctx: SetupContext, cfg: KubernetesConfig, pro
         raise d.err(str(e)) from None
 
 
+def _multicluster(d: Dispenser, ctx: SetupContext, cfg: KubernetesConfig, prop: str, args: list[str]) -> None:
+    # CoreDNS takes the zones given, or none (not the block's); the plugin must be authoritative for them.
+    zones = plugin_zones(args, ctx) if args else []
+    for z in zones:
+        if z not in cfg.zones:
+            raise d.err(f"multicluster zone {z!r} is not one of the plugin's zones ({', '.join(cfg.zones)})")
+    cfg.multicluster = zones
+
+
 def _client_tuning(d: Dispenser, ctx: SetupContext, cfg: KubernetesConfig, prop: str, args: list[str]) -> None:
     _n_args(d, args, 1)
 
@@ -159,6 +169,7 @@ PROPERTIES: dict[str, Property[KubernetesConfig]] = {
     "fallthrough": _fallthrough,
     "ignore": _ignore,
     "startup_timeout": _startup_timeout,
+    "multicluster": _multicluster,
     **dict.fromkeys(CLIENT_TUNING, _client_tuning),
 }
 

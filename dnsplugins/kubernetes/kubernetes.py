@@ -11,6 +11,8 @@ from dnsplugins.forward.upstream import ask_self
 from dnsplugins.kubernetes.answers import Answer, Answerer, zone_as_asked
 from dnsplugins.kubernetes.config import KubernetesConfig
 from dnsplugins.kubernetes.metadata import note_metadata
+from dnsplugins.kubernetes.multicluster import MultiClusterAnswerer
+from dnsplugins.kubernetes.shared import ClusterRef
 from dnsserver.logs import plugin_log
 from dnsserver.memo import AnswerMemo
 from dnsserver.plugin import Next, Plugin, ServerInstance, match_zone
@@ -22,14 +24,14 @@ from kubewatch import (
     NAMESPACES,
     PODS,
     RUNNING_PODS,
+    SERVICE_IMPORTS,
     SERVICES,
-    ApiSource,
     ClusterConfig,
     KubeError,
-    ManifestSource,
     Store,
     WatchSpec,
 )
+from kubewatch.shared import Membership
 
 log = plugin_log("kubernetes")
 
@@ -42,18 +44,20 @@ def watch_specs(cfg: KubernetesConfig) -> list[WatchSpec]:
              WatchSpec(NAMESPACES.name, namespaces=ns, label_selector=cfg.namespace_labels)]
     if not cfg.noendpoints:
         specs.append(WatchSpec(ENDPOINT_SLICES.name, namespaces=ns, label_selector=cfg.labels))
+    if cfg.multicluster:
+        # A custom resource: a cluster without its CRD is reported once, and the rest still served.
+        specs.append(WatchSpec(SERVICE_IMPORTS.name, namespaces=ns))
     if cfg.pods == "verified":
         specs.append(WatchSpec(PODS.name, namespaces=ns, label_selector=cfg.labels, field_selector=RUNNING_PODS))
     return specs
 
 
+def cluster_ref(cfg: KubernetesConfig) -> ClusterRef:
+    return ClusterRef(cfg.manifests, cfg.kubeconfig, cfg.context, cfg.endpoint, cfg.tls)
+
+
 def cluster_config(cfg: KubernetesConfig) -> ClusterConfig:
-    if cfg.kubeconfig is not None:
-        return ClusterConfig.from_kubeconfig(cfg.kubeconfig, cfg.context)
-    if cfg.endpoint is not None:
-        cert, key, ca = cfg.tls if cfg.tls is not None else (None, None, None)
-        return ClusterConfig.from_url(cfg.endpoint, cert_file=cert, key_file=key, ca_file=ca)
-    return ClusterConfig.in_cluster()
+    return cluster_ref(cfg).config()
 
 
 class Kubernetes(Plugin):
@@ -66,23 +70,24 @@ class Kubernetes(Plugin):
         self.cfg = cfg
         self.cluster = cluster  # built once at setup (kubeconfig loading can run credential plugins)
         self.instance = instance
+        # Its own store until started (tests fill it directly); start() swaps in the process's shared one.
         self.store = Store()
-        self.answerer = Answerer(self.store, cfg)
-        self.source: ApiSource | ManifestSource | None = None
+        self.answerer = (MultiClusterAnswerer if cfg.multicluster else Answerer)(self.store, cfg)
+        self.membership: Membership | None = None
         self.memo = AnswerMemo(MEMO_LIMIT)
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        specs = watch_specs(self.cfg)
-        if self.cfg.manifests is not None:
-            self.source = ManifestSource(self.store, self.cfg.manifests, specs=specs)
-        else:
-            self.source = ApiSource(self.store, self.cluster or cluster_config(self.cfg), specs)
-        await self.source.start()
+        # The store and watches are shared with every plugin that reads the same cluster (k8s_gateway,
+        # other blocks), and kept across a reload that keeps the kinds.
+        self.membership = cluster_ref(self.cfg).join(watch_specs(self.cfg), self.cluster)
+        self.store = self.answerer.store = self.membership.store
+        self.memo = AnswerMemo(MEMO_LIMIT)  # versions of the old store mean nothing in the new one
+        await self.membership.start()
         self.answerer.ns_ips = self.ns_addresses()
         try:
-            synced = await self.store.wait_synced(timeout=self.cfg.startup_timeout)
+            synced = await self.membership.wait_synced(timeout=self.cfg.startup_timeout)
         except KubeError as e:
             synced = False
             log.warning("%s", e)
@@ -90,11 +95,16 @@ class Kubernetes(Plugin):
             log.warning("starting server with unsynced Kubernetes API")
 
     async def stop(self) -> None:
-        if self.source is not None:
-            await self.source.stop()
+        if self.membership is not None:
+            await self.membership.stop()
+
+    @property
+    def synced(self) -> bool:
+        """Every kind this plugin reads has synced (a shared store may also hold others' kinds)."""
+        return self.membership.synced if self.membership is not None else self.store.synced
 
     def is_ready(self) -> bool:
-        return self.store.synced
+        return self.synced
 
     def ns_addresses(self) -> list[str]:
         """The NS glue: this host's non-loopback addresses, published as `ns.dns.<zone>` as CoreDNS does."""
@@ -113,7 +123,7 @@ class Kubernetes(Plugin):
 
     def metadata(self, req: Request) -> None:
         """The metadata plugin's question: the parts of the query name (kubernetes/kind, namespace, ...)."""
-        note_metadata(req, self.cfg.zones)
+        note_metadata(req, self.cfg.zones, self.cfg.multicluster)
 
     async def serve(self, req: Request, next: Next) -> DNSRecord | None:
         zone = match_zone(self.cfg.zones, req.name)
@@ -124,7 +134,7 @@ class Kubernetes(Plugin):
         if known is not None:
             return known
         ans = self.answerer.answer(req.qname, req.name, zone, req.qtype)
-        synced = self.store.synced
+        synced = self.synced
         if ans.name_error:
             # Order matters (CoreDNS): fallthrough first, then the not-synced SERVFAIL.
             if self.cfg.fallthrough.covers(req.name):

@@ -31,6 +31,10 @@ class Settings:
     gone_as_http: bool = False  # 410 for a too-old watch as HTTP status instead of an ERROR event
     max_watch_queue: int = 100_000
     snapshot_ttl: float = 300.0
+    # Resource keys ("group/plural") answered 404, as by a cluster without their CRDs.
+    hidden_resources: frozenset[str] = frozenset()
+    # Resource keys answered 403, as to a client whose role does not grant them.
+    forbidden_resources: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -103,6 +107,10 @@ class Api:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         target = route(request.path)
+        if target.res.key in self.settings.hidden_resources:
+            raise StatusError(404, f"the server could not find the requested resource ({request.path})")
+        if target.res.key in self.settings.forbidden_resources:
+            raise StatusError(403, f"{target.res.plural} is forbidden: the emulator's forbidden_resources")
         method = request.method
         if target.name is None:
             if method == "GET":

@@ -94,6 +94,10 @@ class Control:
             self.state.history_window = int(body["history_window"])
         if "namespace_finalize_delay" in body:
             self.state.namespace_finalize_delay = float(body["namespace_finalize_delay"])
+        if "hidden_resources" in body:
+            self.settings.hidden_resources = frozenset(body["hidden_resources"])
+        if "forbidden_resources" in body:
+            self.settings.forbidden_resources = frozenset(body["forbidden_resources"])
         if "default_watch_timeout" in body:
             self.settings.default_watch_timeout = float(body["default_watch_timeout"])
         return web.json_response({"ok": True})

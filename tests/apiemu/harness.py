@@ -383,7 +383,8 @@ class Emulator:
 
     async def configure(self, **settings: Any) -> None:
         """Change settings: bookmark_interval, gone_as_http, history_window,
-        default_watch_timeout, namespace_finalize_delay."""
+        default_watch_timeout, namespace_finalize_delay, hidden_resources (["group/plural", ...]: answered
+        404, as by a cluster without their CRDs), forbidden_resources (answered 403)."""
         await self._ok("POST", "/_emu/config", body=settings)
 
     async def bulk_load(self, objs: Iterable[dict[str, Any]]) -> int:

@@ -88,6 +88,13 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("batch", "v1", "Job", "jobs", "job", True, (), True),
     Resource("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration",
              "validatingwebhookconfigurations", "validatingwebhookconfiguration", False),
+    # Custom resources a cluster has when their CRDs are installed (the `hidden_resources` setting takes
+    # them away again, as a cluster without the CRD answers: 404).
+    Resource("gateway.networking.k8s.io", "v1", "Gateway", "gateways", "gateway", True, ("gtw",), True),
+    Resource("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes", "httproute", True, (), True),
+    Resource("gateway.networking.k8s.io", "v1", "GRPCRoute", "grpcroutes", "grpcroute", True, (), True),
+    Resource("multicluster.x-k8s.io", "v1alpha1", "ServiceImport", "serviceimports", "serviceimport", True,
+             ("svcim",), True),
 )
 
 BY_PATH: dict[tuple[str, str, str], Resource] = {(r.group, r.version, r.plural): r for r in RESOURCES}

@@ -144,6 +144,18 @@ def manifests(tmp_path: Path) -> Path:
     return path
 
 
+def edge_manifests(tmp_path: Path) -> Path:
+    """Ingresses for k8s_gateway: one host with one address in its status, one with BIG."""
+    def ingress(name: str, ips: list[str]) -> str:
+        status = ", ".join(f"{{ip: {ip}}}" for ip in ips)
+        return (f"apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}, namespace: ns}}\n"
+                f"spec:\n  rules: [{{host: {name}.example.org}}]\n"
+                f"status:\n  loadBalancer: {{ingress: [{status}]}}\n---\n")
+    path = tmp_path / "edge.yaml"
+    path.write_text(ingress("app", ["192.0.2.1"]) + ingress("big", [f"192.0.3.{i}" for i in range(BIG)]))
+    return path
+
+
 @dataclass
 class Setup:
     """A server block whose store or relay is under test, and the names it answers."""
@@ -161,6 +173,8 @@ SETUPS = {
     "kubernetes": Setup(lambda tmp, up: f"cluster.local {{\n kubernetes cluster.local {{\n"
                                         f"  manifests {manifests(tmp)}\n }}\n}}",
                         "app.ns.svc.cluster.local.", "big.ns.svc.cluster.local."),
+    "k8s_gateway": Setup(lambda tmp, up: f"example.org {{\n k8s_gateway {{\n  manifests {edge_manifests(tmp)}\n }}\n}}",
+                         "app.example.org.", "big.example.org."),
     "forward": Setup(lambda tmp, up: f". {{\n forward . {up}\n}}", "app.example.org.", "big.example.org.",
                      relay=True),
 }

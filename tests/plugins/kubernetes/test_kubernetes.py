@@ -237,7 +237,9 @@ async def test_memo_follows_store_changes() -> None:
 async def test_unsynced_name_error_is_servfail() -> None:
     async with serve(corefile()) as s:
         k = plugin(s)
-        k.store.expect(["pods"])  # a kind that never syncs: the store is no longer synced
+        # A kind of its own that never syncs (a kind only another plugin reads would not count).
+        assert k.membership is not None
+        k.membership.kinds.append("pods")
         r = await s.query(Case(f"nope.testns.svc.{Z}", "A"))
         assert r.header.rcode == 2
         assert [x.rtype for x in r.auth] == [6]
