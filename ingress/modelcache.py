@@ -209,6 +209,7 @@ class HostCache:
             conn_zones=extras.conn_zones,
             session_cookies=extras.session_cookies,
             affinity_cookies=extras.affinity_cookies,
+            http_needs=extras.http_needs,
             streams=streams,
         )
 

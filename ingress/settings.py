@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from ingress.features import external_auth
 from ingress.validate import nginx_size
 
 # log-format-upstream: printable ASCII; double quotes and braces (ingress-nginx's default and
@@ -73,6 +74,15 @@ class NginxSettings:
     # Portolan's own (ingress/pooling.py): from this many poolable hosts on, they share pooled
     # server blocks whose paths the balancer matches; below it each keeps its own block.
     host_pool_threshold: int = 100
+    # External auth for every location whose Ingress sets no auth-url nor enable-global-auth
+    # "false" (ingress/features/external_auth.py): (URL, its host) as nginx values; "" unset.
+    global_auth_url: tuple[str, str] = ("", "")
+    global_auth_method: str = ""
+    global_auth_signin: str = ""
+    global_auth_signin_redirect_param: str = "rd"
+    global_auth_response_headers: tuple[str, ...] = ()
+    global_auth_request_redirect: str = ""
+    global_auth_always_set_cookie: bool = False
 
 
 def _bool(text: str) -> bool:
@@ -252,6 +262,11 @@ def _ssl_protocols(text: str) -> tuple[str, ...]:
     return found
 
 
+def _global_auth(annotation: str, text: str) -> Any:
+    """global-auth-*: the value of the auth-* annotation of the same name."""
+    return external_auth.parse_field(annotation, text.strip())
+
+
 # ConfigMap key -> (field name, parser)
 KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "ssl-redirect": ("ssl_redirect", _bool),
@@ -287,6 +302,16 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "enable-access-log-for-default-backend": ("enable_access_log_for_default_backend", _bool),
     "error-log-level": ("error_log_level", _error_log_level),
     "host-pool-threshold": ("host_pool_threshold", _int_range(0, 10_000_000)),
+    "global-auth-url": ("global_auth_url", lambda text: _global_auth("auth-url", text)),
+    "global-auth-method": ("global_auth_method", lambda text: _global_auth("auth-method", text)),
+    "global-auth-signin": ("global_auth_signin", lambda text: _global_auth("auth-signin", text)),
+    "global-auth-signin-redirect-param": ("global_auth_signin_redirect_param",
+                                          lambda text: _global_auth("auth-signin-redirect-param", text)),
+    "global-auth-response-headers": ("global_auth_response_headers",
+                                     lambda text: _global_auth("auth-response-headers", text)),
+    "global-auth-request-redirect": ("global_auth_request_redirect",
+                                     lambda text: _global_auth("auth-request-redirect", text)),
+    "global-auth-always-set-cookie": ("global_auth_always_set_cookie", _bool),
 }
 
 assert {name for name, _ in KEYS.values()} - {"lua_shared_dicts"} <= {f.name for f in fields(NginxSettings)}

@@ -1,0 +1,243 @@
+"""Authentication through real nginx to real backends (ingress/features/): basic auth from
+htpasswd Secrets (auth-file and auth-map), external auth with auth_request in front of an
+aiohttp service shaped like oauth2-proxy, and client certificates (mTLS) with real TLS clients."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import pwd
+import ssl
+import stat
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from kubewatch import Store
+from tests.ingress import objects as o
+from tests.ingress.conftest import free_ports, services, until
+from tests.ingress.tlsutil import Authority
+
+
+def sha_hash(password: str) -> str:
+    """An htpasswd {SHA} hash (nginx reads it; no external tool needed)."""
+    return "{SHA}" + base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def secret(name: str, data: dict[str, str], namespace: str = "default") -> o.Obj:
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": {"name": name, "namespace": namespace},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}  # fmt: skip
+
+
+BASIC_SECRETS = [
+    secret("htpasswd", {"auth": f"alice:{sha_hash('wonderland')}\nbob:{sha_hash('builder')}\n"}),
+    secret("usermap", {"carol": sha_hash("singer"), "token": "not-a-hash-at-all"}),
+    secret("noauthkey", {"other": "x"}),
+    secret("broken", {"auth": "this is not an htpasswd file\n"}),
+]
+# (case, annotations, headers, status): what a user checks with curl.
+BASIC_CASES: list[tuple[str, dict[str, str], dict[str, str], int]] = [
+    ("file-no-credentials", {"auth-secret": "htpasswd"}, {}, 401),
+    ("file-right", {"auth-secret": "htpasswd"}, basic("alice", "wonderland"), 200),
+    ("file-second-user", {"auth-secret": "htpasswd"}, basic("bob", "builder"), 200),
+    ("file-wrong-password", {"auth-secret": "htpasswd"}, basic("alice", "nope"), 401),
+    ("file-unknown-user", {"auth-secret": "htpasswd"}, basic("mallory", "wonderland"), 401),
+    ("map-right", {"auth-secret": "usermap", "auth-secret-type": "auth-map"}, basic("carol", "singer"), 200),
+    ("map-not-a-hash", {"auth-secret": "usermap", "auth-secret-type": "auth-map"}, basic("token", "x"), 401),
+    ("missing-secret", {"auth-secret": "nosuch"}, basic("alice", "wonderland"), 503),
+    ("no-auth-key", {"auth-secret": "noauthkey"}, basic("alice", "wonderland"), 503),
+    ("no-auth-secret", {}, basic("alice", "wonderland"), 503),
+    ("other-namespace", {"auth-secret": "kube-system/htpasswd"}, basic("alice", "wonderland"), 503),
+    ("broken-content", {"auth-secret": "broken"}, basic("alice", "wonderland"), 401),
+    ("same-namespace-prefix", {"auth-secret": "default/htpasswd"}, basic("alice", "wonderland"), 200),
+]
+
+
+async def test_basic_auth(start_controller, backends, client_for) -> None:
+    store = Store()
+    await services(backends, store, web=("web",))
+    o.put(store, *BASIC_SECRETS)
+    for i, (case, extra, _, _) in enumerate(BASIC_CASES):
+        annotations = o.ann(auth_type="basic", auth_realm=f"Realm {case}", **{k.replace("-", "_"): v
+                                                                               for k, v in extra.items()})  # fmt: skip
+        o.put(store, o.ingress(f"basic-{i}", o.rule(f"b{i}.test", o.path("/", "web")), annotations=annotations))
+    controller = await start_controller(store)
+    client = client_for(controller)
+    for i, (case, _, headers, status) in enumerate(BASIC_CASES):
+        reply = await client.request(f"b{i}.test", "/private", headers=headers)
+        assert reply.status == status, case
+        if status == 200:
+            assert reply.backend == "web", case
+        if status == 401:
+            assert reply.headers["WWW-Authenticate"] == f'Basic realm="Realm {case}"', case
+    # The file nginx's workers read: theirs, read-only, named by content, in a directory nobody lists.
+    files = sorted((controller.layout.root / "auth").iterdir())
+    assert files
+    assert all(f.name.endswith(".htpasswd") for f in files)
+    directory = os.stat(controller.layout.root / "auth")
+    assert stat.S_IMODE(directory.st_mode) == 0o711
+    for f in files:
+        st = os.stat(f)
+        assert stat.S_IMODE(st.st_mode) == 0o400
+        if os.geteuid() == 0:
+            assert st.st_uid == pwd.getpwnam("nobody").pw_uid
+        assert b"not-a-hash" not in f.read_bytes()
+
+
+async def test_basic_auth_follows_the_secret(start_controller, backends, client_for) -> None:
+    """A new password in the Secret takes effect; a Secret deleted denies (503); the old file goes."""
+    store = Store()
+    await services(backends, store, web=("web",))
+    o.put(store, BASIC_SECRETS[0], o.ingress("basic", o.rule("b.test", o.path("/", "web")),
+                                             annotations=o.ann(auth_type="basic", auth_secret="htpasswd")))  # fmt: skip
+    controller = await start_controller(store)
+    client = client_for(controller)
+    assert (await client.request("b.test", "/", headers=basic("alice", "wonderland"))).status == 200
+    o.put(store, secret("htpasswd", {"auth": f"alice:{sha_hash('looking-glass')}\n"}))
+
+    async def new_password() -> bool:
+        return (await client.request("b.test", "/", headers=basic("alice", "looking-glass"))).status == 200
+
+    await until(new_password)
+    assert (await client.request("b.test", "/", headers=basic("alice", "wonderland"))).status == 401
+    assert len(list((controller.layout.root / "auth").iterdir())) == 1
+    o.remove(store, BASIC_SECRETS[0])
+
+    async def denied() -> bool:
+        return (await client.request("b.test", "/", headers=basic("alice", "looking-glass"))).status == 503
+
+    await until(denied)
+
+
+# --------------------------------------------------------------------------- external auth
+
+
+@dataclass
+class AuthService:
+    """An aiohttp app shaped like oauth2-proxy: /oauth2/auth answers 202 with the user's headers
+    and a refreshed cookie for a signed-in client (cookie _oauth2_proxy=<user>), else 401; a user
+    named "banned" gets 403. Every sub-request it receives is recorded."""
+
+    port: int = 0
+    seen: list[dict[str, Any]] = field(default_factory=list)
+    runner: web.AppRunner | None = None
+
+    async def check(self, request: web.Request) -> web.Response:
+        self.seen.append({"method": request.method, "path": request.path_qs, "headers": dict(request.headers),
+                          "body": await request.read()})  # fmt: skip
+        user = request.cookies.get("_oauth2_proxy")
+        if not user:
+            return web.Response(status=401)
+        if user == "banned":
+            return web.Response(status=403)
+        response = web.Response(status=202, headers={"X-Auth-Request-User": user,
+                                                     "X-Auth-Request-Email": f"{user}@example.org"})  # fmt: skip
+        response.set_cookie("_oauth2_proxy", user, path="/")  # oauth2-proxy refreshes its session cookie
+        return response
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/oauth2/auth", self.check)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        self.port = free_ports(1)[0]
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/oauth2/auth"
+
+
+@pytest.fixture
+async def auth_service() -> AsyncIterator[AuthService]:
+    service = AuthService()
+    await service.start()
+    yield service
+    await service.stop()
+
+
+async def test_external_auth_like_oauth2_proxy(start_controller, backends, client_for, auth_service) -> None:
+    store = Store()
+    await services(backends, store, web=("web",))
+    signin = "https://auth.example.org/oauth2/start"
+    o.put(store, o.config_map("auth-headers", {"X-Tenant": "blue", "X-Client": "$remote_addr"}))
+    o.put(store, o.ingress("app", o.rule("app.test", o.path("/", "web")), annotations=o.ann(
+        auth_url=auth_service.url, auth_signin=signin,
+        auth_response_headers="X-Auth-Request-User, X-Auth-Request-Email",
+        auth_proxy_set_headers="auth-headers")))  # fmt: skip
+    o.put(store, o.ingress("app2", o.rule("app2.test", o.path("/", "web")), annotations=o.ann(
+        auth_url=auth_service.url + "?host=$host", auth_method="POST",
+        auth_signin="https://$host/oauth2/start?rd=$escaped_request_uri",
+        auth_request_redirect="/after", auth_always_set_cookie="true")))  # fmt: skip
+    o.put(store, o.ingress("down", o.rule("down.test", o.path("/", "web")), annotations=o.ann(
+        auth_url=f"http://127.0.0.1:{free_ports(1)[0]}/oauth2/auth")))  # fmt: skip
+    o.put(store, o.ingress("nosigin", o.rule("nosignin.test", o.path("/", "web")),
+                           annotations=o.ann(auth_url=auth_service.url)))  # fmt: skip
+    controller = await start_controller(store)
+    client = client_for(controller)
+
+    # Not signed in: the sign-in page, with the original URL to come back to (rd).
+    reply = await client.request("app.test", "/path/x?y=1&z=2")
+    assert reply.status == 302
+    location = reply.headers["Location"]
+    assert location.startswith(signin + "?rd=")
+    assert parse_qs(urlsplit(location).query)["rd"] == ["http://app.test/path/x?y=1&z=2"]
+    sub = auth_service.seen[-1]
+    assert sub["method"] == "GET"
+    assert sub["path"] == "/oauth2/auth"
+    assert sub["body"] == b""
+    assert sub["headers"]["X-Original-URL"] == "http://app.test/path/x?y=1&z=2"
+    assert sub["headers"]["X-Original-Method"] == "GET"
+    assert sub["headers"]["X-Sent-From"] == "nginx-ingress-controller"
+    assert sub["headers"]["X-Auth-Request-Redirect"] == "/path/x?y=1&z=2"
+    assert sub["headers"]["Host"] == f"127.0.0.1:{auth_service.port}"
+    assert sub["headers"]["X-Tenant"] == "blue"
+    assert sub["headers"]["X-Client"] == "127.0.0.1"
+
+    # Signed in: through, the user's headers passed upstream, the refreshed cookie to the client.
+    reply = await client.request("app.test", "/path", headers={"Cookie": "_oauth2_proxy=alice"})
+    assert reply.status == 200
+    assert reply.backend == "web"
+    upstream = reply.data["headers"]
+    assert upstream["X-Auth-Request-User"] == "alice"
+    assert upstream["X-Auth-Request-Email"] == "alice@example.org"
+    assert upstream["Host"] == "app.test"  # the usual headers are still sent (proxy_headers.j2)
+    assert upstream["X-Forwarded-Host"] == "app.test"
+    assert "_oauth2_proxy=alice" in reply.headers["Set-Cookie"]
+    # A client cannot forge the user: the auth service's answer replaces its header.
+    reply = await client.request("app.test", "/", headers={"Cookie": "_oauth2_proxy=bob",
+                                                           "X-Auth-Request-User": "admin"})  # fmt: skip
+    assert reply.data["headers"]["X-Auth-Request-User"] == "bob"
+    # 403 from the service is the client's answer.
+    assert (await client.request("app.test", "/", headers={"Cookie": "_oauth2_proxy=banned"})).status == 403
+
+    # Variables in the URLs, auth-method, auth-request-redirect; the sign-in URL names rd itself.
+    reply = await client.request("app2.test", "/a%20b?c=d")
+    assert reply.status == 302
+    assert reply.headers["Location"] == "https://app2.test/oauth2/start?rd=%2Fa%2520b%3Fc%3Dd"
+    sub = auth_service.seen[-1]
+    assert sub["method"] == "POST"
+    assert sub["path"] == "/oauth2/auth?host=app2.test"
+    assert sub["headers"]["X-Auth-Request-Redirect"] == "/after"
+    assert sub["headers"]["X-Original-URI"] == "/a%20b?c=d"
+    reply = await client.request("app2.test", "/", headers={"Cookie": "_oauth2_proxy=carol"})
+    assert reply.status == 200
+
+    # No auth-signin: the 401 itself; an auth service that does not answer: 500, as ingress-nginx.
+    assert (await client.request("nosignin.test", "/")).status == 401
+    assert (await client.request("down.test", "/")).status == 500
