@@ -5,6 +5,7 @@ aiohttp service shaped like oauth2-proxy, and client certificates (mTLS) with re
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import os
 import pwd
@@ -16,9 +17,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import aiohttp
 import pytest
 from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from kubewatch import Store
 from tests.ingress import objects as o
@@ -241,3 +245,114 @@ async def test_external_auth_like_oauth2_proxy(start_controller, backends, clien
     # No auth-signin: the 401 itself; an auth service that does not answer: 500, as ingress-nginx.
     assert (await client.request("nosignin.test", "/")).status == 401
     assert (await client.request("down.test", "/")).status == 500
+
+
+# --------------------------------------------------------------------------- client certificates
+
+ERROR_PAGE = "https://errors.example.org/certificate"
+# host (under .mtls.test) -> its auth-tls-* annotations (besides auth-tls-secret: "client-ca")
+CLIENT_TLS_HOSTS: dict[str, dict[str, str]] = {
+    "on": {"auth_tls_pass_certificate_to_upstream": "true"},
+    "opt": {"auth_tls_verify_client": "optional", "auth_tls_verify_depth": "2"},
+    "noca": {"auth_tls_verify_client": "optional_no_ca"},
+    "off": {"auth_tls_verify_client": "off"},
+    "cn": {"auth_tls_match_cn": "CN=(bob|alice)"},
+    "cnpart": {"auth_tls_match_cn": "CN=ali"},  # anchored: not alice
+    "err": {"auth_tls_error_page": ERROR_PAGE},
+    "nosecret": {"auth_tls_secret": "nosuch"},
+    "noca-key": {"auth_tls_secret": "htpasswd"},  # a Secret without ca.crt
+}
+# (host, client: none | alice | mallory (another CA's), status, ssl-client-verify upstream or None)
+CLIENT_TLS_CASES: list[tuple[str, str, int, str | None]] = [
+    ("on", "none", 400, None),
+    ("on", "alice", 200, "SUCCESS"),
+    ("on", "mallory", 400, None),
+    ("opt", "none", 200, "NONE"),
+    ("opt", "alice", 200, "SUCCESS"),
+    ("opt", "mallory", 400, None),
+    ("noca", "mallory", 200, "FAILED:"),
+    ("off", "none", 200, "NONE"),
+    ("cn", "alice", 200, "SUCCESS"),
+    ("cnpart", "alice", 403, None),
+    ("cnpart", "none", 400, None),
+    ("err", "none", 302, None),
+    ("nosecret", "alice", 503, None),
+    ("noca-key", "alice", 503, None),
+    ("plain", "none", 200, None),  # a host without client certificates asks for none
+]
+
+
+def stranger() -> Authority:
+    """A CA of another name than the trusted one (same name, other key: a signature failure,
+    which optional_no_ca does not forgive; an unknown issuer it does)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stranger CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    return Authority(key, cert)
+
+
+def client_context(tmp_path: Path, trust: Authority, name: str, issuer: Authority | None) -> ssl.SSLContext:
+    context = trust.client_context(tmp_path)
+    if issuer is not None:
+        crt, key = issuer.issue(name)
+        (tmp_path / f"{name}.crt").write_bytes(crt)
+        (tmp_path / f"{name}.key").write_bytes(key)
+        context.load_cert_chain(tmp_path / f"{name}.crt", tmp_path / f"{name}.key")
+    return context
+
+
+async def test_client_certificates(start_controller, backends, client_for, authority: Authority, tmp_path) -> None:
+    store = Store()
+    await services(backends, store, web=("web",))
+    crt, key = authority.issue("*.mtls.test")
+    o.put(store, o.tls_secret("mtls-tls", crt, key), BASIC_SECRETS[0],
+          secret("client-ca", {"ca.crt": authority.pem.decode()}))  # fmt: skip
+    for host, extra in CLIENT_TLS_HOSTS.items():
+        annotations = o.ann(**{"auth_tls_secret": "client-ca", **extra})
+        o.put(store, o.ingress(f"tls-{host}", o.rule(f"{host}.mtls.test", o.path("/", "web")), annotations=annotations,
+                               tls=[{"hosts": [f"{host}.mtls.test"], "secretName": "mtls-tls"}]))  # fmt: skip
+    o.put(store, o.ingress("tls-plain", o.rule("plain.mtls.test", o.path("/", "web")),
+                           tls=[{"hosts": ["plain.mtls.test"], "secretName": "mtls-tls"}]))  # fmt: skip
+    o.put(store, o.ingress("tls-http", o.rule("http.mtls.test", o.path("/", "web")),
+                           annotations=o.ann(auth_tls_secret="client-ca")))  # fmt: skip
+    controller = await start_controller(store)
+    other = stranger()
+    clients = {
+        "none": client_for(controller, client_context(tmp_path, authority, "none", None)),
+        "alice": client_for(controller, client_context(tmp_path, authority, "alice", authority)),
+        "mallory": client_for(controller, client_context(tmp_path, authority, "mallory", other)),
+    }
+    for host, who, status, verify in CLIENT_TLS_CASES:
+        reply = await clients[who].request(f"{host}.mtls.test", "/", https=True)
+        assert reply.status == status, (host, who)
+        if status == 200:
+            headers = reply.data["headers"]
+            if verify is None:
+                assert "ssl-client-verify" not in {h.lower() for h in headers}, host
+            else:
+                assert headers["ssl-client-verify"].startswith(verify), (host, who)
+        if status == 302:
+            assert reply.headers["Location"] == ERROR_PAGE
+    reply = await clients["alice"].request("on.mtls.test", "/", https=True)
+    headers = reply.data["headers"]
+    assert headers["ssl-client-subject-dn"] == "CN=alice"
+    assert headers["ssl-client-issuer-dn"] == "CN=portolan test CA"
+    assert "BEGIN%20CERTIFICATE" in headers["ssl-client-cert"]  # URL-encoded PEM, as ingress-nginx sends it
+    reply = await clients["alice"].request("opt.mtls.test", "/", https=True)
+    assert "ssl-client-cert" not in reply.data["headers"]  # only with auth-tls-pass-certificate-to-upstream
+    # A client cannot forge the headers.
+    reply = await clients["none"].request("opt.mtls.test", "/", https=True, headers={"ssl-client-verify": "SUCCESS"})
+    assert reply.data["headers"]["ssl-client-verify"] == "NONE"
+    # Plain HTTP: a TLS host is redirected; one without TLS has no certificate to show: 403.
+    assert (await clients["none"].request("on.mtls.test", "/")).status == 308
+    assert (await clients["none"].request("http.mtls.test", "/")).status == 403
+    # The CA file and the host's key: the master's only.
+    for f in (controller.layout.root / "auth").iterdir():
+        assert stat.S_IMODE(os.stat(f).st_mode) == 0o600, f
