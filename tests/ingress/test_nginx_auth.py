@@ -5,7 +5,6 @@ aiohttp service shaped like oauth2-proxy, and client certificates (mTLS) with re
 from __future__ import annotations
 
 import base64
-import datetime
 import hashlib
 import os
 import pwd
@@ -19,10 +18,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from kubewatch import Store
 from tests.ingress import objects as o
@@ -282,22 +277,6 @@ CLIENT_TLS_CASES: list[tuple[str, str, int, str | None]] = [
 ]
 
 
-def stranger() -> Authority:
-    """A CA of another name than the trusted one (same name, other key: a signature failure,
-    which optional_no_ca does not forgive; an unknown issuer it does)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stranger CA")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )  # fmt: skip
-    return Authority(key, cert)
-
-
 def client_context(tmp_path: Path, trust: Authority, name: str, issuer: Authority | None) -> ssl.SSLContext:
     context = trust.client_context(tmp_path)
     if issuer is not None:
@@ -323,7 +302,9 @@ async def test_client_certificates(start_controller, backends, client_for, autho
     o.put(store, o.ingress("tls-http", o.rule("http.mtls.test", o.path("/", "web")),
                            annotations=o.ann(auth_tls_secret="client-ca")))  # fmt: skip
     controller = await start_controller(store)
-    other = stranger()
+    # A CA of another name (same name, other key would be a signature failure, which
+    # optional_no_ca does not forgive; an unknown issuer it does).
+    other = Authority.create("stranger CA")
     clients = {
         "none": client_for(controller, client_context(tmp_path, authority, "none", None)),
         "alice": client_for(controller, client_context(tmp_path, authority, "alice", authority)),
