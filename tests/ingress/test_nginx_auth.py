@@ -142,7 +142,8 @@ class AuthService:
             return web.Response(status=403)
         response = web.Response(status=202, headers={"X-Auth-Request-User": user,
                                                      "X-Auth-Request-Email": f"{user}@example.org"})  # fmt: skip
-        response.set_cookie("_oauth2_proxy", user, path="/")  # oauth2-proxy refreshes its session cookie
+        if "quiet" not in request.query:  # (nginx caches no answer that sets a cookie, nor does ingress-nginx)
+            response.set_cookie("_oauth2_proxy", user, path="/")  # oauth2-proxy refreshes its session cookie
         return response
 
     async def start(self) -> None:
@@ -337,3 +338,39 @@ async def test_client_certificates(start_controller, backends, client_for, autho
     # The CA file and the host's key: the master's only.
     for f in (controller.layout.root / "auth").iterdir():
         assert stat.S_IMODE(os.stat(f).st_mode) == 0o600, f
+
+
+async def test_global_auth_and_cache(start_controller, backends, client_for, auth_service) -> None:
+    """The ConfigMap's global-auth-url guards every Ingress but those with enable-global-auth
+    "false" or their own auth-url; auth-cache-key keeps the service's answer per key."""
+    store = Store()
+    await services(backends, store, web=("web",))
+    o.put(store, o.config_map("cfg", {"global-auth-url": auth_service.url + "?global=1",
+                                      "global-auth-response-headers": "X-Auth-Request-User",
+                                      "global-auth-signin": "https://login.example.org/"}))  # fmt: skip
+    o.put(store, o.ingress("guarded", o.rule("guarded.test", o.path("/", "web"))))
+    o.put(store, o.ingress("public", o.rule("public.test", o.path("/", "web")),
+                           annotations=o.ann(enable_global_auth="false")))  # fmt: skip
+    o.put(store, o.ingress("cached", o.rule("cached.test", o.path("/", "web")), annotations=o.ann(
+        auth_url=auth_service.url + "?quiet=1", auth_cache_key="$cookie__oauth2_proxy", auth_cache_duration="202 401 1m")))  # fmt: skip
+    controller = await start_controller(store, configmap=("default", "cfg"))
+    client = client_for(controller)
+
+    reply = await client.request("guarded.test", "/x")
+    assert reply.status == 302
+    assert reply.headers["Location"] == "https://login.example.org/?rd=http://guarded.test%2Fx"
+    assert auth_service.seen[-1]["path"] == "/oauth2/auth?global=1"
+    reply = await client.request("guarded.test", "/", headers={"Cookie": "_oauth2_proxy=dave"})
+    assert reply.data["headers"]["X-Auth-Request-User"] == "dave"
+    asked = len(auth_service.seen)
+    assert (await client.request("public.test", "/")).backend == "web"
+    assert len(auth_service.seen) == asked
+
+    # Cached: one sub-request per key within the duration.
+    for _ in range(3):
+        reply = await client.request("cached.test", "/", headers={"Cookie": "_oauth2_proxy=erin"})
+        assert reply.status == 200
+    assert len(auth_service.seen) == asked + 1
+    assert (await client.request("cached.test", "/")).status == 401
+    assert (await client.request("cached.test", "/", headers={"Cookie": "_oauth2_proxy=frank"})).status == 200
+    assert len(auth_service.seen) == asked + 3
