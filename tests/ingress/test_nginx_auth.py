@@ -352,7 +352,8 @@ async def test_global_auth_and_cache(start_controller, backends, client_for, aut
     o.put(store, o.ingress("public", o.rule("public.test", o.path("/", "web")),
                            annotations=o.ann(enable_global_auth="false")))  # fmt: skip
     o.put(store, o.ingress("cached", o.rule("cached.test", o.path("/", "web")), annotations=o.ann(
-        auth_url=auth_service.url + "?quiet=1", auth_cache_key="$cookie__oauth2_proxy", auth_cache_duration="202 401 1m")))  # fmt: skip
+        auth_url=auth_service.url + "?quiet=1", auth_cache_key="$cookie__oauth2_proxy",
+        auth_cache_duration="202 401 1m")))  # fmt: skip
     controller = await start_controller(store, configmap=("default", "cfg"))
     client = client_for(controller)
 
