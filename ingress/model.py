@@ -296,7 +296,9 @@ class Model:
     session_cookies: tuple[SessionCookie, ...] = ()  # the Set-Cookie values affinity hands out
     affinity_cookies: tuple[tuple[str, str], ...] = ()  # (cookie, variable suffix)
     streams: tuple[StreamServer, ...] = ()  # L4 (TCP/UDP services)
-    http_needs: tuple[str, ...] = ()  # what feature values need at http level ("auth_cache")
+    # What feature values need at http level, each a tuple of strings naming it first
+    # (("auth_cache",), ("auth_upstream", name, ...)): rendered by http.j2.
+    http_needs: tuple[tuple[str, ...], ...] = ()
     upstream_index: dict[str, Upstream] = field(init=False, compare=False, repr=False)  # by name
 
     def __post_init__(self) -> None:
@@ -501,7 +503,7 @@ class Extras:
     conn_zones: tuple[str, ...] = ()
     session_cookies: tuple[SessionCookie, ...] = ()
     affinity_cookies: tuple[tuple[str, str], ...] = ()  # (cookie, variable suffix)
-    http_needs: tuple[str, ...] = ()  # what feature values need at http level
+    http_needs: tuple[tuple[str, ...], ...] = ()  # what feature values need at http level (Model.http_needs)
 
     @classmethod
     def of(cls, locations: Iterable[Location]) -> Extras | None:

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from ingress.annotations import _hash_by, _snippet, _token, url
 from ingress.features import LOCATION, Context, Feature, digest, same_namespace
-from ingress.validate import InvalidValue, namespace, object_name
+from ingress.validate import InvalidValue, is_ip, namespace, object_name
 from kubewatch import ConfigMap
 
 # Variables a URL may use, and what they are in our configuration. $best_http_host and
@@ -167,8 +167,34 @@ class ExternalAuth:
         return tuple((name, f"$portolan_auth_{i}") for i, name in enumerate(self.response_headers))
 
     @property
-    def http_needs(self) -> tuple[str, ...]:
-        return ("auth_cache",) if self.cache_key is not None and not self.denied else ()
+    def upstream(self) -> str:
+        """With auth-keepalive, the upstream block the sub-requests go through (kept-alive
+        connections), when the URL's host is an IP address; "" otherwise: a DNS name would be
+        resolved once when nginx loads (and fail nginx -t when it does not resolve), a variable
+        cannot name a server of a block (ingress-nginx has the same rule)."""
+        address = self.host.rpartition(":")[0] or self.host
+        if not self.keepalive or self.denied or "$" in self.host or not is_ip(address):
+            return ""
+        return f"portolan_auth_{self.id}"
+
+    @property
+    def target(self) -> str:
+        """What the sub-request is proxied to: the URL, through the upstream block when there is one."""
+        if not self.upstream:
+            return self.url
+        scheme, _, rest = self.url.partition("://")
+        return f"{scheme}://{self.upstream}" + ("/" + rest.partition("/")[2] if "/" in rest else "")
+
+    @property
+    def http_needs(self) -> tuple[tuple[str, ...], ...]:
+        needs: list[tuple[str, ...]] = []
+        if self.cache_key is not None and not self.denied:
+            needs.append(("auth_cache",))
+        if self.upstream:
+            port = "" if ":" in self.host else (":443" if self.url.startswith("https:") else ":80")
+            needs.append(("auth_upstream", self.upstream, self.host + port, str(self.keepalive),
+                          str(self.keepalive_requests), str(self.keepalive_timeout)))  # fmt: skip
+        return tuple(needs)
 
 
 _FIELDS: dict[str, tuple[str, Any]] = {
@@ -214,10 +240,11 @@ def parse(raw: Mapping[str, str], notes: list[str]) -> ExternalAuth | None:
         if others:
             notes.append(f"annotations {', '.join(others)} ignored: no auth-url")
         return ExternalAuth(global_auth=False) if values.get("global_auth") is False else None
-    if values.get("keepalive"):
-        notes.append("annotation auth-keepalive: connections to the auth service are not kept alive "
-                     "(a connection per sub-request)")  # fmt: skip
-    return ExternalAuth(**values)
+    found = ExternalAuth(**values)
+    if found.keepalive and not found.upstream:
+        notes.append("annotation auth-keepalive: the auth-url host is not an IP address; a connection per "
+                     "sub-request")  # fmt: skip
+    return found
 
 
 def _proxy_headers(value: ExternalAuth, ctx: Context) -> tuple[tuple[tuple[str, str], ...], str]:
@@ -276,8 +303,9 @@ FEATURE = Feature(
                  "auth-always-set-cookie", "auth-proxy-set-headers", "enable-global-auth", "auth-snippet"),
     scope=LOCATION,
     risk="High",
-    differs="URLs take only allow-listed variables ($host, $escaped_request_uri, ...); auth-keepalive* are "
-    "validated but each sub-request opens its own connection",
+    differs="URLs take only allow-listed variables ($host, $escaped_request_uri, ...); auth-keepalive keeps "
+    "connections only to an auth-url whose host is an IP address (a Service's DNS name: a connection per "
+    "sub-request); auth_request always shares the request's variables (auth-keepalive-share-vars is moot)",
     parse=parse,
     resolve=resolve,
     aside=True,

@@ -133,8 +133,9 @@ class AuthService:
     runner: web.AppRunner | None = None
 
     async def check(self, request: web.Request) -> web.Response:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
         self.seen.append({"method": request.method, "path": request.path_qs, "headers": dict(request.headers),
-                          "body": await request.read()})  # fmt: skip
+                          "body": await request.read(), "peer": peer})  # fmt: skip
         user = request.cookies.get("_oauth2_proxy")
         if not user:
             return web.Response(status=401)
@@ -186,6 +187,8 @@ async def test_external_auth_like_oauth2_proxy(start_controller, backends, clien
         auth_request_redirect="/after", auth_always_set_cookie="true")))  # fmt: skip
     o.put(store, o.ingress("down", o.rule("down.test", o.path("/", "web")), annotations=o.ann(
         auth_url=f"http://127.0.0.1:{free_ports(1)[0]}/oauth2/auth")))  # fmt: skip
+    o.put(store, o.ingress("kept", o.rule("kept.test", o.path("/", "web")),
+                           annotations=o.ann(auth_url=auth_service.url, auth_keepalive="4")))  # fmt: skip
     o.put(store, o.ingress("nosigin", o.rule("nosignin.test", o.path("/", "web")),
                            annotations=o.ann(auth_url=auth_service.url)))  # fmt: skip
     controller = await start_controller(store)
@@ -237,6 +240,12 @@ async def test_external_auth_like_oauth2_proxy(start_controller, backends, clien
     assert sub["headers"]["X-Original-URI"] == "/a%20b?c=d"
     reply = await client.request("app2.test", "/", headers={"Cookie": "_oauth2_proxy=carol"})
     assert reply.status == 200
+
+    # auth-keepalive: the sub-requests share one connection (the test's requests are sequential).
+    for _ in range(3):
+        assert (await client.request("kept.test", "/", headers={"Cookie": "_oauth2_proxy=gina"})).status == 200
+    assert len({sub["peer"] for sub in auth_service.seen[-3:]}) == 1
+    assert auth_service.seen[-1]["headers"]["Host"] == f"127.0.0.1:{auth_service.port}"
 
     # No auth-signin: the 401 itself; an auth service that does not answer: 500, as ingress-nginx.
     assert (await client.request("nosignin.test", "/")).status == 401
@@ -332,6 +341,10 @@ async def test_client_certificates(start_controller, backends, client_for, autho
     # A client cannot forge the headers.
     reply = await clients["none"].request("opt.mtls.test", "/", https=True, headers={"ssl-client-verify": "SUCCESS"})
     assert reply.data["headers"]["ssl-client-verify"] == "NONE"
+    # A connection made for a host without client certificates cannot be used for one with them
+    # (HTTP/2 coalescing, or a forged Host): nginx answers 421.
+    reply = await clients["none"].request("on.mtls.test", "/", https=True, sni="plain.mtls.test")
+    assert reply.status == 421
     # Plain HTTP: a TLS host is redirected; one without TLS has no certificate to show: 403.
     assert (await clients["none"].request("on.mtls.test", "/")).status == 308
     assert (await clients["none"].request("http.mtls.test", "/")).status == 403
