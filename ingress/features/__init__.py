@@ -182,3 +182,13 @@ FEATURES: tuple[Feature, ...] = _registry()
 BY_GROUP = {f.group: f for f in FEATURES}
 ANNOTATIONS = frozenset(a for f in FEATURES for a in f.annotations)
 SNIPPETS = frozenset(a for f in FEATURES for a in f.ignored)
+
+
+def markdown() -> str:
+    """The groups as a Markdown table (README's "Authentication annotations" section; a test
+    keeps the two equal): annotations, scope, risk, how they differ from ingress-nginx."""
+    rows = ["| group | annotations | scope | risk | differs from ingress-nginx |", "|---|---|---|---|---|"]
+    for f in FEATURES:
+        names = ", ".join(f"`{a}`" for a in f.annotations)
+        rows.append(f"| {f.group} | {names} | {f.scope} | {f.risk} | {f.differs} |")
+    return "\n".join(rows) + "\n"

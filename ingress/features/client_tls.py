@@ -151,7 +151,8 @@ FEATURE = Feature(
     scope=SERVER,
     risk="Medium",
     differs="auth-tls-match-cn must match the subject's whole CN (anchored), not anywhere in the DN; the host's "
-    "certificate is then a file, so renewing it reloads nginx; a missing or broken CA Secret answers 503",
+    "certificate is then a file, so renewing it reloads nginx; a missing or broken CA Secret answers 503; with "
+    "verify on, a plain-HTTP request (no TLS section, no redirect) answers 403 instead of passing unverified",
     parse=parse,
     resolve=resolve,
     server_part=True,

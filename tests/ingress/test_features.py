@@ -5,6 +5,7 @@ leaves the pool."""
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -176,3 +177,10 @@ def test_auth_map_keeps_only_password_hashes() -> None:
         "api-token": b"s3cr3t-t0ken", "auth": b"x:y",
     }))  # fmt: skip
     assert sorted(secret.data) == ["alice", "auth", "bob"]  # type: ignore[union-attr]
+
+
+def test_readme_lists_the_groups() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    marker = "checked by tests/ingress/test_features.py -->\n"
+    start = readme.index(marker) + len(marker)
+    assert readme[start : readme.index("<!-- end features table -->")] == features.markdown()

@@ -110,7 +110,8 @@ async def test_basic_auth_follows_the_secret(start_controller, backends, client_
 
     await until(new_password)
     assert (await client.request("b.test", "/", headers=basic("alice", "wonderland"))).status == 401
-    assert len(list((controller.layout.root / "auth").iterdir())) == 1
+    # The old file goes once nginx serves the new configuration (the reload's last step).
+    await until(lambda: len(list((controller.layout.root / "auth").iterdir())) == 1)
     o.remove(store, BASIC_SECRETS[0])
 
     async def denied() -> bool:
