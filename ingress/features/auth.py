@@ -1,5 +1,6 @@
-"""Auth: basic authentication from an htpasswd Secret (auth-type, auth-secret,
-auth-secret-type, auth-realm), with nginx's auth_basic.
+"""Auth: basic or digest authentication from a Secret (auth-type, auth-secret,
+auth-secret-type, auth-realm): basic with nginx's auth_basic, digest in Lua
+(templates/lua/portolan_digest.lua: Debian's nginx has no digest module).
 
 The Secret layouts are ingress-nginx's: ``auth-file`` (the default) holds an htpasswd file under
 the key ``auth``; ``auth-map`` holds one key per user, its value the password hash. The
@@ -31,13 +32,14 @@ MAX_USERS = 10000
 
 @dataclass(frozen=True, slots=True)
 class BasicAuth:
-    """auth-type basic: the Secret to read and the realm; resolved: the file, or a denial."""
+    """auth-type basic or digest: the Secret to read and the realm; resolved: the file, or a denial."""
 
     group: ClassVar[str] = "auth"
     secret: str  # "" when auth-secret is missing (the location is denied)
     secret_namespace: str | None = None  # from "ns/name"
     secret_type: str = "auth-file"
     realm: str = ""
+    kind: str = "basic"  # or "digest" (an htdigest file: user:realm:HA1, checked in Lua)
     file: SideFile | None = None  # resolved: the htpasswd file
     denied: str = ""  # resolved: why the location answers 503 ("" when it does not)
 
@@ -64,13 +66,9 @@ def parse(raw: Mapping[str, str], notes: list[str]) -> BasicAuth | None:
         for key in sorted(raw):
             notes.append(f"annotation {key} ignored: no auth-type")
         return None
-    if kind == "digest":
-        # Refused, not served without auth: Debian's nginx has no digest module.
-        raise InvalidValue("annotation auth-type: digest is not supported (Debian's nginx has no digest "
-                           "authentication module); use basic")  # fmt: skip
-    if kind != "basic":
-        raise InvalidValue(f"annotation auth-type: {kind[:40]!r} is not basic")
-    values: dict[str, object] = {}
+    if kind not in ("basic", "digest"):
+        raise InvalidValue(f"annotation auth-type: {kind[:40]!r} is not basic or digest")
+    values: dict[str, object] = {"kind": kind}
     try:
         if "auth-secret" in raw:
             values["secret_namespace"], values["secret"] = _secret_ref(raw["auth-secret"])
@@ -82,6 +80,9 @@ def parse(raw: Mapping[str, str], notes: list[str]) -> BasicAuth | None:
             values["realm"] = _realm(raw["auth-realm"])
     except ValueError as exc:
         raise InvalidValue(f"annotation auth-*: {exc}") from None
+    if kind == "digest" and values.get("secret_type") == "auth-map":
+        raise InvalidValue("annotation auth-secret-type: auth-map is not supported with auth-type digest "
+                           "(use auth-file, an htdigest file)")  # fmt: skip
     return BasicAuth(**{"secret": "", **values})  # type: ignore[arg-type]
 
 
@@ -89,7 +90,20 @@ def _htpasswd(lines: list[tuple[str, str]]) -> bytes:
     return "".join(f"{user}:{hashed}\n" for user, hashed in lines).encode()
 
 
-def _from_file(data: bytes, notes: list[str], where: str) -> bytes:
+_HA1_RE = re.compile(r"^[0-9a-fA-F]{32}$")
+
+
+def _valid_line(user: str, hashed: str, digest: bool) -> bool:
+    """user:hash (htpasswd), or user:realm:HA1 (htdigest: ``hashed`` is realm:HA1)."""
+    if not _USER_RE.fullmatch(user):
+        return False
+    if digest:
+        realm, sep, ha1 = hashed.rpartition(":")
+        return bool(sep) and _REALM_RE.fullmatch(realm) is not None and _HA1_RE.fullmatch(ha1) is not None
+    return _HASH_RE.fullmatch(hashed) is not None
+
+
+def _from_file(data: bytes, notes: list[str], where: str, digest: bool) -> bytes:
     out: list[tuple[str, str]] = []
     text = data.decode("utf-8", errors="replace")
     for number, line in enumerate(text.splitlines(), 1):
@@ -97,8 +111,8 @@ def _from_file(data: bytes, notes: list[str], where: str) -> bytes:
         if not line or line.startswith("#"):
             continue
         user, sep, hashed = line.partition(":")
-        if not sep or not _USER_RE.fullmatch(user) or not _HASH_RE.fullmatch(hashed):
-            notes.append(f"{where}: line {number} is not user:hash; dropped")
+        if not sep or not _valid_line(user, hashed, digest):
+            notes.append(f"{where}: line {number} is not {'user:realm:HA1' if digest else 'user:hash'}; dropped")
             continue
         out.append((user, hashed))
     return _htpasswd(out[:MAX_USERS])
@@ -110,7 +124,7 @@ def _from_map(data: Mapping[str, bytes], notes: list[str], where: str) -> bytes:
         hashed = data[user].decode("utf-8", errors="replace").strip()
         if user in ("tls.crt", "tls.key", "ca.crt", "ca.crl", "auth"):
             continue
-        if not _USER_RE.fullmatch(user) or not _HASH_RE.fullmatch(hashed):
+        if not _valid_line(user, hashed, False):
             notes.append(f"{where}: key {user[:40]!r} is not a user with a password hash; dropped")
             continue
         out.append((user, hashed))
@@ -128,10 +142,11 @@ def resolve(value: BasicAuth | None, ctx: Context) -> BasicAuth | None:
         ctx.notes.append(f"{where}: {denied}: 503")
         return replace(value, denied=denied)
     if value.secret_type == "auth-file":
-        content = _from_file(secret.data["auth"], ctx.notes, where)
+        content = _from_file(secret.data["auth"], ctx.notes, where, value.kind == "digest")
     else:
         content = _from_map(secret.data, ctx.notes, where)
-    return replace(value, file=SideFile.of("htpasswd", content, worker=True))
+    return replace(value, file=SideFile.of("htdigest" if value.kind == "digest" else "htpasswd", content,
+                                           worker=True))  # fmt: skip
 
 
 FEATURE = Feature(
@@ -139,8 +154,9 @@ FEATURE = Feature(
     annotations=("auth-type", "auth-secret", "auth-secret-type", "auth-realm"),
     scope=LOCATION,
     risk="Low",
-    differs="auth-type digest is refused (Debian's nginx has no digest module); auth-map keeps only keys whose "
-    "value looks like a password hash ($apr1$, $2y$, $5$, $6$, {SHA}...)",
+    differs="digest is done in Lua (Debian's nginx has no digest module): MD5, qop auth, stateless nonces valid "
+    "5 minutes and not counted (a captured request can be replayed within them), auth-file only; auth-map "
+    "keeps only keys whose value looks like a password hash ($apr1$, $2y$, $5$, $6$, {SHA}...)",
     parse=parse,
     resolve=resolve,
 )

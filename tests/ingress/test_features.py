@@ -34,6 +34,7 @@ PARSED: list[tuple[dict[str, str], Any]] = [
     ({"auth-type": "basic", "auth-secret": "ns/s", "auth-secret-type": "auth-map", "auth-realm": "Who are you?"},
      BasicAuth("s", "ns", "auth-map", "Who are you?")),
     ({"auth-type": "basic"}, BasicAuth("")),  # denied (503) once resolved
+    ({"auth-type": "digest", "auth-secret": "s", "auth-realm": "r"}, BasicAuth("s", realm="r", kind="digest")),
     ({"auth-url": URL}, ExternalAuth(URL, "10.0.0.1:4180")),
     ({"auth-url": "https://$host/oauth2/auth", "auth-signin": "https://$host/oauth2/start?rd=$escaped_request_uri"},
      ExternalAuth("https://${host}/oauth2/auth", "${host}",
@@ -56,7 +57,7 @@ PARSED: list[tuple[dict[str, str], Any]] = [
     ({"auth-tls-verify-client": "on"}, None),  # without auth-tls-secret: ignored
 ]  # fmt: skip
 REFUSED: list[dict[str, str]] = [
-    {"auth-type": "digest", "auth-secret": "s"},
+    {"auth-type": "digest", "auth-secret": "s", "auth-secret-type": "auth-map"},
     {"auth-type": "ntlm"},
     {"auth-type": "basic", "auth-realm": "off"},
     {"auth-type": "basic", "auth-secret-type": "auth-ldap"},

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import os
 import pwd
+import re
 import ssl
 import stat
 from collections.abc import AsyncIterator
@@ -118,6 +119,58 @@ async def test_basic_auth_follows_the_secret(start_controller, backends, client_
         return (await client.request("b.test", "/", headers=basic("alice", "looking-glass"))).status == 503
 
     await until(denied)
+
+
+def md5(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+def digest_header(challenge: str, user: str, password: str, realm: str, uri: str, *, method: str = "GET",
+                  qop: bool = True) -> str:  # fmt: skip
+    """What a browser answers a Digest challenge with (RFC 7616, MD5)."""
+    nonce = re.search(r'nonce="([^"]+)"', challenge)
+    assert nonce is not None
+    ha1, ha2 = md5(f"{user}:{realm}:{password}"), md5(f"{method}:{uri}")
+    if not qop:
+        response = md5(f"{ha1}:{nonce[1]}:{ha2}")
+        return f'Digest username="{user}", realm="{realm}", nonce="{nonce[1]}", uri="{uri}", response="{response}"'
+    response = md5(f"{ha1}:{nonce[1]}:00000001:c0ffee:auth:{ha2}")
+    return (f'Digest username="{user}", realm="{realm}", nonce="{nonce[1]}", uri="{uri}", qop=auth, nc=00000001, '
+            f'cnonce="c0ffee", response="{response}", algorithm=MD5')  # fmt: skip
+
+
+async def test_digest_auth(start_controller, backends, client_for) -> None:
+    """auth-type digest, done in Lua: a challenge, the right answer (with and without qop), wrong
+    password, a nonce not ours, an answer for another URI, another realm."""
+    store = Store()
+    await services(backends, store, web=("web",))
+    realm = "Digest Realm"
+    htdigest = f"alice:{realm}:{md5(f'alice:{realm}:wonderland')}\n"
+    o.put(store, secret("digest", {"auth": htdigest}),
+          o.ingress("dig", o.rule("dig.test", o.path("/", "web")), annotations=o.ann(
+              auth_type="digest", auth_secret="digest", auth_realm=realm)))  # fmt: skip
+    controller = await start_controller(store)
+    client = client_for(controller)
+    first = await client.request("dig.test", "/p?q=1")
+    assert first.status == 401
+    challenge = first.headers["WWW-Authenticate"]
+    assert challenge.startswith(f'Digest realm="{realm}", nonce="')
+    assert 'qop="auth"' in challenge
+    cases = [  # (Authorization, path, status)
+        (digest_header(challenge, "alice", "wonderland", realm, "/p?q=1"), "/p?q=1", 200),
+        (digest_header(challenge, "alice", "wonderland", realm, "/p?q=1", qop=False), "/p?q=1", 200),
+        (digest_header(challenge, "alice", "nope", realm, "/p?q=1"), "/p?q=1", 401),
+        (digest_header(challenge, "alice", "wonderland", realm, "/p?q=1"), "/other", 401),
+        (digest_header(challenge, "alice", "wonderland", "Other", "/p?q=1"), "/p?q=1", 401),
+        (digest_header('nonce="1:forged"', "alice", "wonderland", realm, "/p?q=1"), "/p?q=1", 401),
+        (digest_header(challenge, "bob", "wonderland", realm, "/p?q=1"), "/p?q=1", 401),
+        ("Basic " + base64.b64encode(b"alice:wonderland").decode(), "/p?q=1", 401),
+    ]
+    for header, path, status in cases:
+        reply = await client.request("dig.test", path, headers={"Authorization": header})
+        assert reply.status == status, (header, path)
+        if status == 200:
+            assert reply.backend == "web"
 
 
 # --------------------------------------------------------------------------- external auth

@@ -169,7 +169,7 @@ HOSTILE_ANNOTATIONS: list[tuple[str, str]] = [
     ("whitelist-source-range", "10.0.0.0/8;}\nssl_engine /tmp/PWNED.so;#"),
     # The feature groups (ingress/features/): auth, external auth, client certificates.
     ("auth-type", "basic;PWNED"),
-    ("auth-type", "digest PWNED"),  # no digest module: refused, never served unauthenticated
+    ("auth-type", "digest PWNED"),
     ("auth-secret", "htpasswd;PWNED"),
     ("auth-secret", "../PWNED"),
     ("auth-secret", "a/b/PWNED"),
