@@ -61,6 +61,7 @@ BASIC_CASES: list[tuple[str, dict[str, str], dict[str, str], int]] = [
     ("other-namespace", {"auth-secret": "kube-system/htpasswd"}, basic("alice", "wonderland"), 503),
     ("broken-content", {"auth-secret": "broken"}, basic("alice", "wonderland"), 401),
     ("same-namespace-prefix", {"auth-secret": "default/htpasswd"}, basic("alice", "wonderland"), 200),
+    ("with-cors", {"auth-secret": "htpasswd", "enable-cors": "true"}, {}, 401),  # CORS headers on the 401 too
 ]
 
 
@@ -74,9 +75,11 @@ async def test_basic_auth(start_controller, backends, client_for) -> None:
         o.put(store, o.ingress(f"basic-{i}", o.rule(f"b{i}.test", o.path("/", "web")), annotations=annotations))
     controller = await start_controller(store)
     client = client_for(controller)
-    for i, (case, _, headers, status) in enumerate(BASIC_CASES):
+    for i, (case, extra, headers, status) in enumerate(BASIC_CASES):
         reply = await client.request(f"b{i}.test", "/private", headers=headers)
         assert reply.status == status, case
+        if "enable-cors" in extra:
+            assert reply.headers["Access-Control-Allow-Origin"] == "*"
         if status == 200:
             assert reply.backend == "web", case
         if status == 401:
