@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ingress.features import external_auth
-from ingress.validate import nginx_size
+from ingress.validate import nginx_size, path
 
 # log-format-upstream: printable ASCII; double quotes and braces (ingress-nginx's default and
 # JSON formats have them) are escaped or inert inside the quoted token the template writes;
@@ -83,6 +83,8 @@ class NginxSettings:
     global_auth_response_headers: tuple[str, ...] = ()
     global_auth_request_redirect: str = ""
     global_auth_always_set_cookie: bool = False
+    # Paths global auth does not guard (prefixes): ACME HTTP-01 challenges must reach cert-manager's solver.
+    no_auth_locations: tuple[str, ...] = ("/.well-known/acme-challenge",)
 
 
 def _bool(text: str) -> bool:
@@ -262,6 +264,11 @@ def _ssl_protocols(text: str) -> tuple[str, ...]:
     return found
 
 
+def _paths(text: str) -> tuple[str, ...]:
+    """A comma-separated list of plain paths."""
+    return tuple(path(p.strip(), "Prefix", "path") for p in text.split(",") if p.strip())
+
+
 def _global_auth(annotation: str, text: str) -> Any:
     """global-auth-*: the value of the auth-* annotation of the same name."""
     return external_auth.parse_field(annotation, text.strip())
@@ -312,6 +319,7 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "global-auth-request-redirect": ("global_auth_request_redirect",
                                      lambda text: _global_auth("auth-request-redirect", text)),
     "global-auth-always-set-cookie": ("global_auth_always_set_cookie", _bool),
+    "no-auth-locations": ("no_auth_locations", _paths),
 }
 
 assert {name for name, _ in KEYS.values()} - {"lua_shared_dicts"} <= {f.name for f in fields(NginxSettings)}

@@ -159,14 +159,18 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def location_values(server: Any, ann: Any) -> tuple[Any, ...]:
-    """What a location renders: its server's server-scope values, then its own location-scope ones."""
-    return tuple(server.features) + of_scope(ann.features, LOCATION)
+def location_values(server: Any, location: Any) -> tuple[Any, ...]:
+    """What a location renders: its server's server-scope values, then its own location-scope
+    ones, but those exempting its path (global auth's no-auth-locations)."""
+    path = location.path.lstrip("^")
+    own = (v for v in of_scope(location.ann.features, LOCATION)
+           if not any(path.startswith(e) for e in getattr(v, "exempt", ())))  # fmt: skip
+    return (*server.features, *own)
 
 
-def upstream_headers(server: Any, ann: Any) -> list[tuple[str, str]]:
+def upstream_headers(server: Any, location: Any) -> list[tuple[str, str]]:
     """(header, nginx value) pairs the location's values send upstream (the values are ours)."""
-    return [pair for value in location_values(server, ann) for pair in getattr(value, "upstream_headers", ())]
+    return [pair for value in location_values(server, location) for pair in getattr(value, "upstream_headers", ())]
 
 
 def template_context(root: str) -> dict[str, object]:

@@ -137,6 +137,7 @@ class ExternalAuth:
     proxy_headers_ref: tuple[str | None, str] | None = None
     proxy_headers: tuple[tuple[str, str], ...] = ()  # resolved from the ConfigMap
     global_auth: bool = True  # enable-global-auth
+    exempt: tuple[str, ...] = ()  # global auth: path prefixes it does not guard (no-auth-locations)
     snippet: str | None = None  # auth-snippet (only with allow-snippet-annotations)
     denied: str = ""  # resolved: why the location answers 503
 
@@ -277,7 +278,7 @@ def from_settings(settings: Any) -> ExternalAuth | None:
         signin=settings.global_auth_signin or None, redirect_param=settings.global_auth_signin_redirect_param,
         response_headers=settings.global_auth_response_headers,
         request_redirect=settings.global_auth_request_redirect or None,
-        always_set_cookie=settings.global_auth_always_set_cookie,
+        always_set_cookie=settings.global_auth_always_set_cookie, exempt=settings.no_auth_locations,
     )  # fmt: skip
 
 

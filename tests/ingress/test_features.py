@@ -117,7 +117,7 @@ def _model(annotations: dict[str, str], *extra: o.Obj, settings: NginxSettings |
 def _values(model: Model) -> tuple[Any, ...]:
     server = model.server("foo.com")
     assert server is not None
-    return features.location_values(server, server.locations[0].ann)
+    return features.location_values(server, server.locations[0])
 
 
 CA = Authority.create().pem
@@ -166,7 +166,8 @@ def test_global_auth_from_the_configmap() -> None:
     })  # fmt: skip
     assert problems == []
     (value,) = _values(_model({}, settings=settings))
-    assert value == ExternalAuth(URL, "10.0.0.1:4180", signin="https://login.example/", response_headers=("X-User",))
+    assert value == ExternalAuth(URL, "10.0.0.1:4180", signin="https://login.example/", response_headers=("X-User",),
+                                 exempt=("/.well-known/acme-challenge",))
     assert _values(_model({"enable-global-auth": "false"}, settings=settings)) == ()
     (own,) = _values(_model({"auth-url": "http://10.0.0.2/a"}, settings=settings))
     assert own.url == "http://10.0.0.2/a"

@@ -419,6 +419,8 @@ async def test_global_auth_and_cache(start_controller, backends, client_for, aut
                                       "global-auth-response-headers": "X-Auth-Request-User",
                                       "global-auth-signin": "https://login.example.org/"}))  # fmt: skip
     o.put(store, o.ingress("guarded", o.rule("guarded.test", o.path("/", "web"))))
+    # cert-manager's HTTP-01 solver: ingress-nginx's no-auth-locations default exempts it.
+    o.put(store, o.ingress("solver", o.rule("guarded.test", o.path("/.well-known/acme-challenge/tok", "web"))))
     o.put(store, o.ingress("public", o.rule("public.test", o.path("/", "web")),
                            annotations=o.ann(enable_global_auth="false")))  # fmt: skip
     o.put(store, o.ingress("cached", o.rule("cached.test", o.path("/", "web")), annotations=o.ann(
@@ -435,6 +437,7 @@ async def test_global_auth_and_cache(start_controller, backends, client_for, aut
     assert reply.data["headers"]["X-Auth-Request-User"] == "dave"
     asked = len(auth_service.seen)
     assert (await client.request("public.test", "/")).backend == "web"
+    assert (await client.request("guarded.test", "/.well-known/acme-challenge/tok")).backend == "web"
     assert len(auth_service.seen) == asked
 
     # Cached: one sub-request per key within the duration.

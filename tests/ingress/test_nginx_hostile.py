@@ -357,7 +357,7 @@ HOSTILE_SETTINGS = {
     "global-auth-url": "http://x.example/;}\nssl_engine /tmp/PWNED.so;#", "global-auth-method": "GET;PWNED",
     "global-auth-signin": "https://x.example/$PWNED", "global-auth-signin-redirect-param": "rd PWNED",
     "global-auth-response-headers": "X-A;PWNED", "global-auth-request-redirect": '/x"PWNED',
-    "global-auth-always-set-cookie": "true;PWNED",
+    "global-auth-always-set-cookie": "true;PWNED", "no-auth-locations": "/a;PWNED",
 }  # fmt: skip
 HOSTILE_TCP = {"9001": "default/web:80;PWNED", "9002": "default/PWNED", "9003": "default/web:80:PWNED",
                "PWNED": "default/web:80", "9004": "default/web:80\nPWNED"}  # fmt: skip
