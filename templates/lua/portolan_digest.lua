@@ -3,8 +3,8 @@
 --
 -- Nonces are stateless: "<time>:<hmac of the time>", keyed by a secret drawn when the master
 -- loads this module (init_by_lua), so every worker of one configuration accepts the others'.
--- A nonce older than NONCE_TTL seconds is answered with stale=true: the client retries without
--- asking the user. Nonce counts are not tracked (a captured header can be replayed for the same
+-- A nonce older than NONCE_TTL seconds, or of a previous configuration, is answered with
+-- stale=true once the answer is otherwise right: the client retries without asking the user. Nonce counts are not tracked (a captured header can be replayed for the same
 -- URI and method within NONCE_TTL): the note in ingress/features/auth.py says so.
 --
 -- The user file is htdigest's "user:realm:HA1", written by the controller (named by content,
@@ -39,16 +39,11 @@ local function nonce()
     return ts .. ":" .. sign(ts)
 end
 
--- "fresh", "stale" (well signed, too old) or nil (not ours)
-local function check_nonce(value)
+-- Whether a nonce is ours and young. One we did not sign may be a previous configuration's (each
+-- reload draws a new key): the client is then told it is stale, once it has proven the password.
+local function fresh_nonce(value)
     local ts, mac = string.match(value or "", "^(%d+):(.+)$")
-    if not ts or mac ~= sign(ts) then
-        return nil
-    end
-    if ngx.time() - tonumber(ts) > NONCE_TTL then
-        return "stale"
-    end
-    return "fresh"
+    return ts ~= nil and mac == sign(ts) and ngx.time() - tonumber(ts) <= NONCE_TTL
 end
 
 local function users(path)
@@ -98,10 +93,6 @@ function M.check(path, realm)
     if p.algorithm and string.upper(p.algorithm) ~= "MD5" then
         return challenge(realm, false)
     end
-    local freshness = check_nonce(p.nonce)
-    if not freshness then
-        return challenge(realm, false)
-    end
     local ha1 = users(path)[p.username .. ":" .. realm]
     if not ha1 then
         return challenge(realm, false)
@@ -121,7 +112,8 @@ function M.check(path, realm)
     if expected ~= string.lower(p.response) then
         return challenge(realm, false)
     end
-    if freshness == "stale" then
+    if not fresh_nonce(p.nonce) then
+        -- the right password with an old nonce: the client retries with this one, without asking the user
         return challenge(realm, true)
     end
 end

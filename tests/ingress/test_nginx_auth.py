@@ -174,6 +174,13 @@ async def test_digest_auth(start_controller, backends, client_for) -> None:
         assert reply.status == status, (header, path)
         if status == 200:
             assert reply.backend == "web"
+    # A nonce not ours (a previous configuration's) with the right password: stale, so the client
+    # retries with the new nonce without asking its user; a wrong password is not told so.
+    stale = await client.request("dig.test", "/p?q=1", headers={"Authorization": cases[5][0]})
+    assert "stale=true" in stale.headers["WWW-Authenticate"]
+    wrong = digest_header('nonce="1:forged"', "alice", "nope", realm, "/p?q=1")
+    assert "stale" not in (await client.request("dig.test", "/p?q=1", headers={"Authorization": wrong})).headers[
+        "WWW-Authenticate"]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- external auth
