@@ -424,7 +424,10 @@ async def test_global_auth_and_cache(start_controller, backends, client_for, aut
     await services(backends, store, web=("web",))
     o.put(store, o.config_map("cfg", {"global-auth-url": auth_service.url + "?global=1",
                                       "global-auth-response-headers": "X-Auth-Request-User",
-                                      "global-auth-signin": "https://login.example.org/"}))  # fmt: skip
+                                      "global-auth-signin": "https://login.example.org/",
+                                      "allow-snippet-annotations": "true"}))  # fmt: skip
+    o.put(store, o.ingress("snip", o.rule("snip.test", o.path("/", "web")), annotations=o.ann(
+        auth_url=auth_service.url, auth_snippet="proxy_set_header X-From-Snippet yes;")))  # fmt: skip
     o.put(store, o.ingress("guarded", o.rule("guarded.test", o.path("/", "web"))))
     # cert-manager's HTTP-01 solver: ingress-nginx's no-auth-locations default exempts it.
     o.put(store, o.ingress("solver", o.rule("guarded.test", o.path("/.well-known/acme-challenge/tok", "web"))))
@@ -446,6 +449,11 @@ async def test_global_auth_and_cache(start_controller, backends, client_for, aut
     assert (await client.request("public.test", "/")).backend == "web"
     assert (await client.request("guarded.test", "/.well-known/acme-challenge/tok")).backend == "web"
     assert len(auth_service.seen) == asked
+
+    # auth-snippet, allowed by the ConfigMap here: inside the sub-request's location.
+    assert (await client.request("snip.test", "/")).status == 401
+    assert auth_service.seen[-1]["headers"]["X-From-Snippet"] == "yes"
+    asked = len(auth_service.seen)
 
     # Cached: one sub-request per key within the duration.
     for _ in range(3):
