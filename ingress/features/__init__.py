@@ -14,9 +14,9 @@ two steps:
 
 Values sit in ``Annotations.features`` (a tuple, one per group set), so a host with any of them
 leaves the pooled server blocks (ingress/pooling.py compares annotations with the defaults).
-Each group renders ``templates/features/<group>.j2`` inside a location and, when it has one,
-``<group>_server.j2`` among the server's directives and ``<group>_aside.j2`` after the
-locations (internal locations the group needs, once per distinct value).
+Each group renders ``templates/features/<group>.j2`` inside a location; a server-scope group
+also ``<group>_server.j2`` among the server's directives; a group with ``aside`` also
+``<group>_aside.j2`` after the locations (internal locations it needs, once per distinct value).
 
 Files a value needs on disk (htpasswd, CA bundles) are ``SideFile``s, named by the digest of
 their content and written under ``--config-dir``/auth before ``nginx -t`` (ingress/features/files.py).
@@ -68,13 +68,6 @@ class Context:
     notes: list[str]
 
 
-class Value(Protocol):
-    """A group's typed value (frozen, hashable)."""
-
-    @property
-    def group(self) -> str: ...
-
-
 @dataclass(frozen=True, slots=True)
 class Feature:
     """One group of annotations and what it says about itself."""
@@ -87,7 +80,6 @@ class Feature:
     parse: Callable[[Mapping[str, str], list[str]], Any]
     resolve: Callable[[Any, Context], Any]
     aside: bool = False  # has <group>_aside.j2 (blocks next to the locations)
-    server_part: bool = False  # has <group>_server.j2 (server directives)
     ignored: tuple[str, ...] = ()  # its snippet-like annotations, never rendered without allow-snippets
 
 

@@ -155,5 +155,4 @@ FEATURE = Feature(
     "verify on, a plain-HTTP request (no TLS section, no redirect) answers 403 instead of passing unverified",
     parse=parse,
     resolve=resolve,
-    server_part=True,
 )
