@@ -309,6 +309,9 @@ class Annotations:
     upstream_hash_by: str | None = None  # an nginx variable expression: consistent hashing on its value
     configuration_snippet: str | None = None
     server_snippet: str | None = None
+    # The feature groups' values (ingress/features/), one per group set, in the groups' order;
+    # resolved against Secrets, ConfigMaps and settings when a host is built (ingress/model.py).
+    features: tuple[Any, ...] = ()
 
     @property
     def regex(self) -> bool:
@@ -389,8 +392,11 @@ def _check_canary_weight(weight: int, total: int) -> None:
 
 def parse(raw: Mapping[str, str], *, allow_snippets: bool) -> tuple[Annotations, list[str]]:
     """Typed annotations and notes (ignored annotations); InvalidValue on a bad value."""
+    from ingress import features  # (its groups parse with this module's parsers)
+
     values: dict[str, Any] = {}
     cors: dict[str, Any] = {}
+    grouped: dict[str, str] = {}
     notes: list[str] = []
     enable_cors = False
     for key in sorted(raw):
@@ -400,6 +406,9 @@ def parse(raw: Mapping[str, str], *, allow_snippets: bool) -> tuple[Annotations,
         ignored = _screen(key, name, text, allow_snippets=allow_snippets)
         if ignored is not None:
             notes.append(ignored)
+            continue
+        if name in features.ANNOTATIONS:
+            grouped[name] = text
             continue
         try:
             if name == "enable-cors":
@@ -415,17 +424,23 @@ def parse(raw: Mapping[str, str], *, allow_snippets: bool) -> tuple[Annotations,
     if enable_cors:
         values["cors"] = Cors(**cors)
     notes += _settle(values)
+    found = features.parse(grouped, notes)
+    if found:
+        values["features"] = found
     return Annotations(**values), notes
 
 
 def _screen(key: str, name: str, text: str, *, allow_snippets: bool) -> str | None:
     """The note for an annotation that is ignored, None for one to parse; InvalidValue for a
     value that no parser takes."""
-    if name not in SUPPORTED:
+    from ingress import features
+
+    if name not in SUPPORTED and name not in features.ANNOTATIONS:
         # Ignored, never rendered: ingress-nginx's other annotations must not cost an
         # Ingress its service. repr: the key is user text too (and goes to the log).
         return f"annotation {key!r} is not supported; ignored"
-    if name in SNIPPETS and not allow_snippets:
+    snippet = name in SNIPPETS or name in features.SNIPPETS
+    if snippet and not allow_snippets:
         return f"annotation {key} ignored: snippets are disabled (allow-snippet-annotations)"
     if not isinstance(text, str):
         raise InvalidValue(f"annotation {key}: not a string")
@@ -433,7 +448,7 @@ def _screen(key: str, name: str, text: str, *, allow_snippets: bool) -> str | No
         # "" is how manifests and Helm values switch an annotation off: the default applies.
         return f"annotation {key} is empty; ignored"
     # One check ahead of every parser: no parser accepts these, but a clear message helps.
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text) and name not in SNIPPETS:
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text) and not snippet:
         raise InvalidValue(f"annotation {key}: control character in {text!r}")
     return None
 

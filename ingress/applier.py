@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ingress import certs, livedata
 from ingress.channel import ChannelError, DataChannel
+from ingress.features.files import SideFiles, model_files
 from ingress.layout import Layout
 from ingress.metrics import Metrics
 from ingress.model import Model
@@ -52,6 +53,7 @@ class Applier:
         self.records = livedata.Records()
         self.streams = StreamPeers(layout)
         self.certfiles = certs.CertFiles(layout)
+        self.sidefiles = SideFiles(layout)  # htpasswd, CA bundles (ingress/features/files.py)
         self.fallback = certs.self_signed()  # served only until the first push names certificates
         self.running_hash = ""
         self.running: Rendered | None = None  # the configuration nginx is serving
@@ -128,6 +130,7 @@ class Applier:
         added to it), then the candidate in place, a reload, and the data."""
         self.phases = {}
         self.streams.write(model.streams)  # a new TCP/UDP listener finds its peers from the start
+        wanted = self.sidefiles.write(model_files(model))  # before nginx -t, which reads them
         if self.nginx.running and self.channel.synced:
             # Whichever workers take it: the push after the reload reaches the new ones.
             early = await self.push(model, delete=False, sized=False)
@@ -180,6 +183,7 @@ class Applier:
         # verify: a reload that changed a lua_shared_dict's size gave it a new, empty zone.
         data = await self.update(model, verify=True)
         self.certfiles.collect({"fallback"})
+        self.sidefiles.collect(wanted)
         # How long each step took: where the time goes when a large cluster is slow to go live.
         log.info("nginx serves configuration %s: %d servers, %d upstreams, %d Ingresses (%s)",
                  rendered.hash, len(model.servers), len(model.upstreams), len(model.ingresses),

@@ -163,21 +163,20 @@ class Controller:
             WatchSpec("ingressclasses"),
             WatchSpec("services", with_ns(o.publish_service[0] if o.publish_service else None)),
             WatchSpec("endpointslices", scope),
-            # Only TLS Secrets: keeping every token and password of the cluster in memory
-            # would serve no Ingress.
+            # Every type an Ingress may name (TLS pairs; Opaque ones for auth-secret and
+            # auth-tls-secret), as ingress-nginx, but Helm's releases and service-account tokens.
+            # Only the keys an Ingress reads are kept (kubewatch's converter), never tokens.
             WatchSpec(
                 "secrets",
                 with_ns(o.default_ssl_certificate[0] if o.default_ssl_certificate else None),
-                field_selector="type=kubernetes.io/tls",
+                field_selector="type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token",
             ),
         ]
+        # Ingresses name ConfigMaps too (auth-proxy-set-headers): those of the watched
+        # namespaces, as ingress-nginx, with the controller's own.
         named = (o.configmap, o.tcp_services_configmap, o.udp_services_configmap)
         maps = sorted({m for m in named if m is not None})
-        if len(maps) == 1:
-            specs.append(WatchSpec("configmaps", (maps[0][0],), field_selector=f"metadata.name={maps[0][1]}"))
-        elif maps:
-            # Several ConfigMaps: one watch per namespace (a field selector names one object).
-            specs.append(WatchSpec("configmaps", tuple(sorted({ns for ns, _ in maps}))))
+        specs.append(WatchSpec("configmaps", tuple(sorted({*scope, *(ns for ns, _ in maps)})) if scope else ()))
         return specs
 
     async def start(self) -> None:

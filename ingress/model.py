@@ -70,10 +70,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import ingress.annotations as annotations_module  # (the name "annotations" is __future__'s)
-from ingress import validate
+from ingress import features, validate
 from ingress.annotations import NONE, Annotations
 from ingress.certs import CertError, CertPair, pair_from_secret
 from ingress.endpoints import ServiceLookup
@@ -232,6 +232,8 @@ class Server:
     app_root: str | None = None  # from the oldest Ingress of the host setting it
     snippet: str | None = None  # server-snippet (only with allow-snippet-annotations)
     secret: str = ""  # "ns/name" of the Secret the certificate came from ("" for the default)
+    # Server-scope feature values (ingress/features/), from the oldest Ingress of the host setting each.
+    features: tuple[Any, ...] = ()
 
     @property
     def is_catch_all(self) -> bool:
@@ -294,6 +296,9 @@ class Model:
     session_cookies: tuple[SessionCookie, ...] = ()  # the Set-Cookie values affinity hands out
     affinity_cookies: tuple[tuple[str, str], ...] = ()  # (cookie, variable suffix)
     streams: tuple[StreamServer, ...] = ()  # L4 (TCP/UDP services)
+    # What feature values need at http level, each a tuple of strings naming it first
+    # (("auth_cache",), ("auth_upstream", name, ...)): rendered by http.j2.
+    http_needs: tuple[tuple[str, ...], ...] = ()
     upstream_index: dict[str, Upstream] = field(init=False, compare=False, repr=False)  # by name
 
     def __post_init__(self) -> None:
@@ -326,6 +331,7 @@ class _Host:
     regex: bool = False  # some Ingress of the host has use-regex or rewrite-target
     app_root: str | None = None
     snippet: str | None = None
+    features: dict[str, Any] = field(default_factory=dict)  # server-scope values by group
 
 
 def ingress_key(ing: Ingress) -> str:
@@ -426,6 +432,8 @@ def _adopt_server_settings(acc: _Host, ann: Annotations) -> None:
         acc.app_root = ann.app_root
     if acc.snippet is None and ann.server_snippet is not None:
         acc.snippet = ann.server_snippet
+    for value in features.of_scope(ann.features, features.SERVER):
+        acc.features.setdefault(value.group, value)
 
 
 def _claim_path(acc: _Host, p: PathRule, claim: _Claim, host: str, notes: list[str]) -> str | None:
@@ -495,6 +503,7 @@ class Extras:
     conn_zones: tuple[str, ...] = ()
     session_cookies: tuple[SessionCookie, ...] = ()
     affinity_cookies: tuple[tuple[str, str], ...] = ()  # (cookie, variable suffix)
+    http_needs: tuple[tuple[str, ...], ...] = ()  # what feature values need at http level (Model.http_needs)
 
     @classmethod
     def of(cls, locations: Iterable[Location]) -> Extras | None:
@@ -505,6 +514,7 @@ class Extras:
             tuple(sorted({loc.zone for loc in every if loc.ann.limit_connections})),
             tuple(sorted({cookie for _, cookie in sticky}, key=lambda c: c.var)),
             tuple(sorted({(cookie.name, loc.affinity_var) for loc, cookie in sticky})),
+            tuple(sorted({need for loc in every for v in loc.ann.features for need in getattr(v, "http_needs", ())})),
         )
         return found if found != NO_EXTRAS else None
 
@@ -517,6 +527,7 @@ class Extras:
             tuple(sorted({z for part in found for z in part.conn_zones})),
             tuple(cookies[var] for var in sorted(cookies)),
             tuple(sorted({c for part in found for c in part.affinity_cookies})),
+            tuple(sorted({n for part in found for n in part.http_needs})),
         )
 
 
@@ -552,7 +563,7 @@ def build_host(host: str, members: list[Member], lookup: Lookup, settings: Nginx
     notes: list[str] = []
     acc = _Host(owner=members[0][1] if members else "")
     for ing, key, parsed in members:
-        _accumulate(acc, ing, key, parsed, host, recorder, notes)
+        _accumulate(acc, ing, key, _resolved(parsed, ing, key, recorder, settings, notes), host, recorder, notes)
     upstreams: dict[str, Upstream] = {}
     recipes: dict[str, tuple[Service, ServicePort]] = {}
 
@@ -575,9 +586,30 @@ def build_host(host: str, members: list[Member], lookup: Lookup, settings: Nginx
     # answer with a status have one too: request metrics find their labels by route.
     locations = [replace(loc, route=digest("r", f"{host} {loc.match} {loc.path}")) for loc in locations]
     server = Server(host, acc.cert.digest if acc.cert is not None else None, redirect, tuple(locations), acc.owner,
-                    acc.app_root, acc.snippet, acc.secret)  # fmt: skip
+                    acc.app_root, acc.snippet, acc.secret, _server_features(acc, host, notes))  # fmt: skip
     return HostBuilt(tuple(m[0] for m in members), settings, tuple(recorder.seen), server, tuple(notes), upstreams,
                       recipes, acc.cert, Extras.of(server.locations))  # fmt: skip
+
+
+def _resolved(parsed: Parsed, ing: Ingress, key: str, lookup: Lookup, settings: NginxSettings,
+              notes: list[str]) -> Parsed:  # fmt: skip
+    """``parsed`` with its feature values resolved (Secrets, ConfigMaps, settings: looked up
+    through the host's recorder, so a change of them builds the host again)."""
+    ann = parsed[0]
+    ctx = features.Context(ing.namespace, key, lookup, settings, notes)
+    found = features.resolve(ann.features, ctx)
+    if found == ann.features:
+        return parsed
+    return (replace(ann, features=found), *parsed[1:])
+
+
+def _server_features(acc: _Host, host: str, notes: list[str]) -> tuple[Any, ...]:
+    if acc.features and host == CATCH_ALL:
+        # The catch-all's TLS context serves every handshake: client certificates there would
+        # apply to hosts that never asked for them.
+        notes.append(f"{', '.join(sorted(acc.features))} on a rule without host: ignored")
+        return ()
+    return tuple(acc.features[f.group] for f in features.FEATURES if f.group in acc.features)
 
 
 def host_order(host: str) -> tuple[int, str]:

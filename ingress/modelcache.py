@@ -146,7 +146,7 @@ class HostCache:
         self._settings: NginxSettings | None = None
         self._endpoints: dict[tuple[int, str, int], _Ready] = {}
         self.built = 0  # hosts built (not reused), for tests and the log
-        self._generations: tuple[int, int] | None = None
+        self._generations: tuple[int, int, int] | None = None
         self._stable = False
         # What the last build was made of: its Ingresses (parsed) by "ns/name", which of them
         # touch each host, their age order, the hosts in server order.
@@ -209,6 +209,7 @@ class HostCache:
             conn_zones=extras.conn_zones,
             session_cookies=extras.session_cookies,
             affinity_cookies=extras.affinity_cookies,
+            http_needs=extras.http_needs,
             streams=streams,
         )
 
@@ -305,10 +306,10 @@ class HostCache:
         return sorted(group, key=lambda m: age_key(m[0]))
 
     def begin(self, lookup: Lookup) -> None:
-        """A new build: hosts need their look-ups checked only if Services or Secrets changed
+        """A new build: hosts need their look-ups checked only if Services, Secrets or ConfigMaps changed
         since the last one (endpoint changes, the common case, touch neither)."""
         generations = lookup.generations
-        seen = (generations.get("services", 0), generations.get("secrets", 0))
+        seen = (generations.get("services", 0), generations.get("secrets", 0), generations.get("configmaps", 0))
         self._stable = seen == self._generations
         self._generations = seen
 

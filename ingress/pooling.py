@@ -97,7 +97,8 @@ Seen = dict[int, tuple[Annotations, bool]]  # annotations checked, by identity
 
 def pool_of(server: Server, settings: NginxSettings, seen: Seen | None = None) -> Pool | None:
     """The pool ``server`` can join, or None when it needs a block of its own."""
-    if server.is_catch_all or server.is_wildcard or server.app_root is not None or server.snippet is not None:
+    if (server.is_catch_all or server.is_wildcard or server.app_root is not None or server.snippet is not None
+            or server.features):  # fmt: skip
         return None
     memo = {} if seen is None else seen
     redirects = {loc.redirect_https for loc in server.locations}

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import jinja2
 
-from ingress import validate
+from ingress import features, validate
+from ingress.features import files as feature_files
 from ingress.layout import TEMP_KINDS, Layout
 from ingress.model import CATCH_ALL, DEFAULT_BACKEND, Model, Server
 from ingress.pooling import POOLED_ROUTE, Pool, Pooler
@@ -258,4 +259,5 @@ class Renderer:
             default_backend=DEFAULT_BACKEND,
             pooled_route=POOLED_ROUTE,
             request_metrics=self.request_metrics,
+            **features.template_context(str(feature_files.directory(self.layout))),
         )

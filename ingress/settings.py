@@ -12,7 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from ingress.validate import nginx_size
+from ingress.features import external_auth
+from ingress.validate import nginx_size, path
 
 # log-format-upstream: printable ASCII; double quotes and braces (ingress-nginx's default and
 # JSON formats have them) are escaped or inert inside the quoted token the template writes;
@@ -73,6 +74,17 @@ class NginxSettings:
     # Portolan's own (ingress/pooling.py): from this many poolable hosts on, they share pooled
     # server blocks whose paths the balancer matches; below it each keeps its own block.
     host_pool_threshold: int = 100
+    # External auth for every location whose Ingress sets no auth-url nor enable-global-auth
+    # "false" (ingress/features/external_auth.py): (URL, its host) as nginx values; "" unset.
+    global_auth_url: tuple[str, str] = ("", "")
+    global_auth_method: str = ""
+    global_auth_signin: str = ""
+    global_auth_signin_redirect_param: str = "rd"
+    global_auth_response_headers: tuple[str, ...] = ()
+    global_auth_request_redirect: str = ""
+    global_auth_always_set_cookie: bool = False
+    # Paths global auth does not guard (prefixes): ACME HTTP-01 challenges must reach cert-manager's solver.
+    no_auth_locations: tuple[str, ...] = ("/.well-known/acme-challenge",)
 
 
 def _bool(text: str) -> bool:
@@ -252,6 +264,16 @@ def _ssl_protocols(text: str) -> tuple[str, ...]:
     return found
 
 
+def _paths(text: str) -> tuple[str, ...]:
+    """A comma-separated list of plain paths."""
+    return tuple(path(p.strip(), "Prefix", "path") for p in text.split(",") if p.strip())
+
+
+def _global_auth(annotation: str, text: str) -> Any:
+    """global-auth-*: the value of the auth-* annotation of the same name."""
+    return external_auth.parse_field(annotation, text.strip())
+
+
 # ConfigMap key -> (field name, parser)
 KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "ssl-redirect": ("ssl_redirect", _bool),
@@ -287,6 +309,17 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "enable-access-log-for-default-backend": ("enable_access_log_for_default_backend", _bool),
     "error-log-level": ("error_log_level", _error_log_level),
     "host-pool-threshold": ("host_pool_threshold", _int_range(0, 10_000_000)),
+    "global-auth-url": ("global_auth_url", lambda text: _global_auth("auth-url", text)),
+    "global-auth-method": ("global_auth_method", lambda text: _global_auth("auth-method", text)),
+    "global-auth-signin": ("global_auth_signin", lambda text: _global_auth("auth-signin", text)),
+    "global-auth-signin-redirect-param": ("global_auth_signin_redirect_param",
+                                          lambda text: _global_auth("auth-signin-redirect-param", text)),
+    "global-auth-response-headers": ("global_auth_response_headers",
+                                     lambda text: _global_auth("auth-response-headers", text)),
+    "global-auth-request-redirect": ("global_auth_request_redirect",
+                                     lambda text: _global_auth("auth-request-redirect", text)),
+    "global-auth-always-set-cookie": ("global_auth_always_set_cookie", _bool),
+    "no-auth-locations": ("no_auth_locations", _paths),
 }
 
 assert {name for name, _ in KEYS.values()} - {"lua_shared_dicts"} <= {f.name for f in fields(NginxSettings)}

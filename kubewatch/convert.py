@@ -36,6 +36,14 @@ from kubewatch.services import ip_family, is_ip
 # The only Secret keys an ingress controller reads (TLS pair, client CA and CRL, basic-auth
 # file). Keeping the rest would hold every token and password in the cluster in memory.
 SECRET_KEYS = frozenset({"tls.crt", "tls.key", "ca.crt", "ca.crl", "auth"})
+# ... and an auth-map's users: any other key whose value is a password hash as htpasswd files
+# hold them (crypt's $1$ $5$ $6$ $y$, bcrypt, Apache's $apr1$, {SHA}/{SSHA}). A hash is what
+# nginx reads anyway; a token or password in the same Secret does not look like one.
+_PASSWORD_HASH = re.compile(rb"^(?:\$(?:1|2a|2b|2y|5|6|y|apr1)\$|\{S?SHA\})[\x21-\x7e]{8,500}$")
+
+
+def _kept(key: str, value: bytes) -> bool:
+    return key in SECRET_KEYS or (len(key) <= 128 and _PASSWORD_HASH.fullmatch(value.strip()) is not None)
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 MC_SERVICE_NAME_LABEL = "multicluster.kubernetes.io/service-name"
@@ -291,14 +299,19 @@ def secret(obj: dict[str, Any]) -> Secret:
     meta = _meta(obj)
     data: dict[str, bytes] = {}
     for key, value in _str_map(obj.get("data"), "data").items():
-        if key in SECRET_KEYS:
-            try:
-                data[key] = base64.b64decode(value, validate=True)
-            except (binascii.Error, ValueError) as exc:
-                raise InvalidObject(f"data[{key!r}] is not valid base64") from exc
+        if key not in SECRET_KEYS and len(value) > 700:  # longer than any hash: not decoded at all
+            continue
+        try:
+            decoded = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            if key not in SECRET_KEYS:
+                continue
+            raise InvalidObject(f"data[{key!r}] is not valid base64") from exc
+        if _kept(key, decoded):
+            data[key] = decoded
     # stringData only appears in hand-written manifests; the API server folds it into data.
     for key, value in _str_map(obj.get("stringData"), "stringData").items():
-        if key in SECRET_KEYS:
+        if _kept(key, value.encode()):
             data[key] = value.encode()
     return Secret(
         _namespace(meta),

@@ -190,10 +190,11 @@ def test_defaults_and_unrelated_annotations() -> None:
 
 
 def test_unknown_annotation_is_ignored_with_a_note() -> None:
-    ann, notes = parse({PREFIX + "auth-url": "http://x", PREFIX + "x\nforged log line": "1"}, allow_snippets=False)
+    ann, notes = parse({PREFIX + "mirror-target": "http://x", PREFIX + "x\nforged log line": "1"},
+                       allow_snippets=False)  # fmt: skip
     assert ann == NONE
     assert notes == [
-        f"annotation '{PREFIX}auth-url' is not supported; ignored",
+        f"annotation '{PREFIX}mirror-target' is not supported; ignored",
         f"annotation '{PREFIX}x\\nforged log line' is not supported; ignored",
     ]
 

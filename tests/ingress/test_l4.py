@@ -73,13 +73,16 @@ def test_streams_from_services_and_endpoints() -> None:
 @pytest.mark.parametrize(
     ("maps", "expected"),
     [
-        ({"configmap": ("ing", "cfg")}, (("ing",), "metadata.name=cfg")),
-        ({"tcp_services_configmap": ("ing", "tcp")}, (("ing",), "metadata.name=tcp")),
-        ({"configmap": ("ing", "cfg"), "tcp_services_configmap": ("ing", "tcp"),
-          "udp_services_configmap": ("other", "udp")}, (("ing", "other"), "")),
+        # Every namespace (Ingresses name ConfigMaps too: auth-proxy-set-headers) ...
+        ({"configmap": ("ing", "cfg")}, ((), "")),
+        ({}, ((), "")),
+        # ... or the watched one and the named ones'.
+        ({"watch_namespace": "apps", "configmap": ("ing", "cfg")}, (("apps", "ing"), "")),
+        ({"watch_namespace": "apps", "configmap": ("ing", "cfg"), "tcp_services_configmap": ("ing", "tcp"),
+          "udp_services_configmap": ("other", "udp")}, (("apps", "ing", "other"), "")),
     ],
 )  # fmt: skip
-def test_config_maps_watched(tmp_path, maps: dict[str, tuple[str, str]], expected: tuple[tuple[str, ...], str]) -> None:
+def test_config_maps_watched(tmp_path, maps: dict[str, object], expected: tuple[tuple[str, ...], str]) -> None:
     from ingress.controller import Controller
     from tests.ingress.conftest import make_options
 

@@ -167,6 +167,59 @@ HOSTILE_ANNOTATIONS: list[tuple[str, str]] = [
     ("app-root", "/app\";}\nssl_engine /tmp/PWNED.so;#"),
     ("upstream-hash-by", "$arg_id;}\nssl_engine /tmp/PWNED.so;#"),
     ("whitelist-source-range", "10.0.0.0/8;}\nssl_engine /tmp/PWNED.so;#"),
+    # The feature groups (ingress/features/): auth, external auth, client certificates.
+    ("auth-type", "basic;PWNED"),
+    ("auth-type", "digest PWNED"),
+    ("auth-secret", "htpasswd;PWNED"),
+    ("auth-secret", "../PWNED"),
+    ("auth-secret", "a/b/PWNED"),
+    ("auth-secret-type", "auth-file;PWNED"),
+    ("auth-realm", 'Realm"; PWNED'),
+    ("auth-realm", "Realm $PWNED"),
+    ("auth-realm", "Realm\nPWNED"),
+    ("auth-realm", "Realm\\PWNED"),
+    ("auth-url", "http://x.example/#;\n}\n}\n}\nssl_engine /tmp/PWNED.so;\n#"),
+    ("auth-url", "http://x.example/auth;PWNED"),
+    ("auth-url", 'http://x.example/"PWNED'),
+    ("auth-url", "http://x.example/$PWNED"),
+    ("auth-url", "http://x.example/${request_uri};PWNED"),
+    ("auth-url", "http://$PWNED/"),
+    ("auth-url", "http://portolanv0x.example/PWNED"),
+    ("auth-url", "file:///PWNED"),
+    ("auth-signin", "https://x.example/start?rd=$escaped_request_uri;PWNED"),
+    ("auth-signin", "https://x.example/{PWNED}"),
+    ("auth-signin-redirect-param", "rd;PWNED"),
+    ("auth-method", "GET;PWNED"),
+    ("auth-method", "get PWNED"),
+    ("auth-response-headers", "X-User;PWNED"),
+    ("auth-response-headers", "X-User, $PWNED"),
+    ("auth-request-redirect", "/x;PWNED"),
+    ("auth-request-redirect", '/x"PWNED'),
+    ("auth-cache-key", "$remote_user;PWNED"),
+    ("auth-cache-key", "$PWNED"),
+    ("auth-cache-duration", "200 5m;PWNED"),
+    ("auth-cache-duration", "200 PWNED"),
+    ("auth-always-set-cookie", "true;PWNED"),
+    ("auth-keepalive", "10;PWNED"),
+    ("auth-keepalive-requests", "PWNED"),
+    ("auth-keepalive-timeout", "60 PWNED"),
+    ("auth-keepalive-share-vars", "PWNED"),
+    ("auth-proxy-set-headers", "default/PWNED;"),
+    ("enable-global-auth", "false;PWNED"),
+    ("auth-tls-secret", "ca;PWNED"),
+    ("auth-tls-secret", "ca\nPWNED"),
+    ("auth-tls-verify-client", "on;PWNED"),
+    ("auth-tls-verify-client", "optional_no_ca PWNED"),
+    ("auth-tls-verify-depth", "1;PWNED"),
+    ("auth-tls-error-page", "https://x.example/;PWNED"),
+    ("auth-tls-error-page", "https://x.example/$PWNED"),
+    ("auth-tls-pass-certificate-to-upstream", "true}PWNED"),
+    ("auth-tls-match-cn", "CN=x$|.*)}\n}\n}\nssl_engine /tmp/PWNED.so;\n#"),
+    ("auth-tls-match-cn", 'CN=a"PWNED'),
+    ("auth-tls-match-cn", "CN=a;PWNED"),
+    ("auth-tls-match-cn", "CN=(?{PWNED})"),
+    ("auth-tls-match-cn", "CN=a\\PWNED"),
+    ("auth-tls-match-cn", "O=PWNED"),
 ]
 # Snippets are off by default: these are ignored (the Ingress is served without them).
 IGNORED_ANNOTATIONS = [
@@ -174,8 +227,6 @@ IGNORED_ANNOTATIONS = [
     ("server-snippet", "load_module /tmp/PWNED.so;"),
     ("auth-snippet", "PWNED;"),
     # IngressNightmare's own annotations, which Portolan does not implement: never rendered.
-    ("auth-url", "http://x.example/#;\n}\n}\n}\nssl_engine /tmp/PWNED.so;\n#"),
-    ("auth-tls-match-cn", "CN=x$|.*)}\n}\n}\nssl_engine /tmp/PWNED.so;\n#"),
     ("mirror-target", "http://x.example/;}\nload_module /tmp/PWNED.so;#"),
     ("mirror-host", "x.example;\nssl_engine /tmp/PWNED.so;#"),
 ]
@@ -196,6 +247,19 @@ HOSTILE_PATHS: list[tuple[str, bool]] = [  # (path, with use-regex)
 ]  # fmt: skip
 
 
+# What an annotation of a group needs to be read at all (else it is ignored with a note).
+_AUTH_URL = {A + "auth-url": "http://127.0.0.1:9/auth"}
+_GROUP_NEEDS: dict[str, dict[str, str]] = {
+    **{name: {A + "auth-type": "basic"} for name in ("auth-secret", "auth-secret-type", "auth-realm")},
+    **{name: _AUTH_URL for name in ("auth-signin", "auth-signin-redirect-param", "auth-method", "auth-response-headers",
+                                    "auth-request-redirect", "auth-cache-key", "auth-cache-duration",
+                                    "auth-always-set-cookie", "auth-keepalive", "auth-keepalive-requests",
+                                    "auth-keepalive-timeout", "auth-keepalive-share-vars", "auth-proxy-set-headers",
+                                    "enable-global-auth")},
+}  # fmt: skip
+_TLS_SECRET = {A + "auth-tls-secret": "ca"}
+
+
 def hostile_ingresses() -> tuple[list[o.Obj], list[o.Obj]]:
     """(Ingresses to be rejected, Ingresses served with the hostile part ignored)."""
     rejected, ignored = [], []
@@ -207,6 +271,9 @@ def hostile_ingresses() -> tuple[list[o.Obj], list[o.Obj]]:
             annotations[A + "canary"] = "true"
         if name.startswith("session-cookie-"):
             annotations[A + "affinity"] = "cookie"
+        if name.startswith("auth-tls-") and name != "auth-tls-secret":
+            annotations.update(_TLS_SECRET)
+        annotations.update(_GROUP_NEEDS.get(name, {}))
         rule = o.rule(f"ann-{i}.evil.test", o.path("/", "web"))
         rejected.append(o.ingress(f"ann-{i}", rule, annotations=annotations))
     for i, (name, value) in enumerate(IGNORED_ANNOTATIONS):
@@ -287,6 +354,10 @@ HOSTILE_SETTINGS = {
     "disable-access-log": "true;PWNED", "access-log-path": "/tmp/a.log;PWNED", "access-log-params": "buffer=16k PWNED",
     "enable-access-log-for-default-backend": "PWNED", "error-log-level": "notice; PWNED",
     "host-pool-threshold": "0;PWNED", "log-format-escape-json": "true;PWNED", "log-format-escape-none": "PWNED",
+    "global-auth-url": "http://x.example/;}\nssl_engine /tmp/PWNED.so;#", "global-auth-method": "GET;PWNED",
+    "global-auth-signin": "https://x.example/$PWNED", "global-auth-signin-redirect-param": "rd PWNED",
+    "global-auth-response-headers": "X-A;PWNED", "global-auth-request-redirect": '/x"PWNED',
+    "global-auth-always-set-cookie": "true;PWNED", "no-auth-locations": "/a;PWNED",
 }  # fmt: skip
 HOSTILE_TCP = {"9001": "default/web:80;PWNED", "9002": "default/PWNED", "9003": "default/web:80:PWNED",
                "PWNED": "default/web:80", "9004": "default/web:80\nPWNED"}  # fmt: skip

@@ -26,9 +26,9 @@ class Authority:
     cert: x509.Certificate
 
     @classmethod
-    def create(cls) -> Authority:
+    def create(cls, common_name: str = "portolan test CA") -> Authority:
         key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "portolan test CA")])
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
         now = datetime.datetime.now(datetime.UTC)
         cert = (
             x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
