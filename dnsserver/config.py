@@ -120,7 +120,7 @@ def _group(block: ServerBlock) -> dict[str, list[Token]]:
     return grouped
 
 
-def _first_unskippable(plugins: list[Plugin]) -> tuple[Plugin | None, bool]:
+def first_unskippable(plugins: list[Plugin]) -> tuple[Plugin | None, bool]:
     """The first in-chain plugin that must see queries, and whether a plugin before it shuffles answers.
 
     If it answers from wire bytes (cache, hosts, kubernetes), it is the block's hot-path store; if it
@@ -187,7 +187,7 @@ def _make_block(sb: ServerBlock, keys: list[ZoneAddr], key_tokens: list[Token], 
     if block.tls is None and any(k.transport == "tls" for k in keys):
         tok = key_tokens[next(i for i, k in enumerate(keys) if k.transport == "tls")]
         raise CorefileError(tok.file, tok.line, "tls:// server blocks need the tls plugin (tls CERT KEY)")
-    first, shuffle = _first_unskippable(plugins)
+    first, shuffle = first_unskippable(plugins)
     block.chain_qtypes = frozenset().union(*(p.sees_qtypes for p in plugins if p.in_chain))
     if isinstance(first, FastStore):
         block.fast_store, block.fast_shuffle = first, shuffle
