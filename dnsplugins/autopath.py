@@ -55,15 +55,17 @@ A fixed search path from a file with the line `search example.org example.net`:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Protocol, runtime_checkable
 
 from dnslib import CNAME, QTYPE, RR, DNSHeader, DNSQuestion, DNSRecord
 from prometheus_client import Counter
 
-from corefile import Dispenser, normalize_zone
+from corefile import CorefileError, Dispenser, normalize_zone
 from dnsserver.config import first_unskippable
 from dnsserver.metrics import REGISTRY
-from dnsserver.plugin import FastStore, Next, Plugin, SetupContext, match_zone, plugin_zones
+from dnsserver.plugin import BlockView, FastStore, Next, Plugin, SetupContext, match_zone, plugin_zones
 from dnsserver.request import Request
 from dnsserver.wire.consts import NXDOMAIN
 from dnsserver.wire.query import FastQuery
@@ -132,17 +134,18 @@ class AutoPath(Plugin):
         self.pather: AutoPather | None = None
         self.next_store: FastStore | None = None
         self.next_shuffle = False
+        # An error at the directive's line, for what is found wrong once the block is built; set by setup.
+        self.where: Callable[[str], CorefileError] = partial(CorefileError, "", 0)
 
-    async def start(self) -> None:
-        block = self.ctx.block
-        if block is None:
-            return
+    def check_block(self, block: BlockView) -> None:
+        """Once the block is built: the plugin `@NAME` names (absent: autopath does nothing, as in CoreDNS;
+        present, it must give search paths) and the store after this one."""
         plugins = list(block.plugins)
         if self.via is not None:
             other = next((p for p in plugins if p.name == self.via), None)
             if other is not None and not isinstance(other, AutoPather):
-                raise ValueError(f"plugin/autopath: {self.via} does not implement the AutoPather interface")
-            self.pather = other  # absent from the block: autopath does nothing, as in CoreDNS
+                raise self.where(f"{self.via} does not implement the AutoPather interface")
+            self.pather = other
         self.next_store, self.next_shuffle = store_after(plugins, self)
 
     def search_for(self, name: str, client_ip: str) -> list[str]:
@@ -218,6 +221,7 @@ class AutoPath(Plugin):
 def setup(d: Dispenser, ctx: SetupContext) -> AutoPath:
     plugin: AutoPath | None = None
     while d.next():
+        directive = d.token()
         args = d.remaining_args()
         if not args:
             raise d.err("no resolv-conf specified")
@@ -233,6 +237,7 @@ def setup(d: Dispenser, ctx: SetupContext) -> AutoPath:
             except OSError as e:
                 raise d.err(f"failed to parse {resolv!r}: {e.strerror or e}") from None
             plugin = AutoPath(ctx, zones, [*search, ""], None)  # "" last: the bare name is tried last
+        plugin.where = partial(d.err_at, directive)
         if d.next_block():
             raise d.err(f"unexpected block: autopath takes no properties ({d.val()!r})")
     assert plugin is not None

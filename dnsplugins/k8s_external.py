@@ -64,18 +64,20 @@ wire bytes on the hot path; k8s_external hands queries outside its zones on to t
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from dnslib import AAAA, CNAME, NS, PTR, RR, SOA, SRV, A, DNSRecord
 
-from corefile import Dispenser
+from corefile import CorefileError, Dispenser
 from dnsplugins.autopath import key_name, store_after
 from dnsplugins.forward.upstream import ask_self
 from dnsplugins.kubernetes.answers import ip_from_reverse
 from dnsplugins.kubernetes.config import ttl_arg
 from dnsplugins.kubernetes.kubernetes import Kubernetes
 from dnsserver.memo import AnswerMemo
-from dnsserver.plugin import Fallthrough, FastStore, Next, Plugin, SetupContext, match_zone, plugin_zones
+from dnsserver.plugin import BlockView, Fallthrough, FastStore, Next, Plugin, SetupContext, match_zone, plugin_zones
 from dnsserver.request import Request
 from dnsserver.wire.consts import (
     NOERROR,
@@ -139,15 +141,14 @@ class K8sExternal(Plugin):
         self.memo = AnswerMemo(MEMO_LIMIT)
         self.next_store: FastStore | None = None
         self.next_shuffle = False
+        self.where: Callable[[str], CorefileError] = partial(CorefileError, "", 0)  # setup: at the directive
 
-    async def start(self) -> None:
-        block = self.ctx.block
-        if block is None:
-            return
+    def check_block(self, block: BlockView) -> None:
+        """Once the block is built: the kubernetes plugin whose cache is read, and the store after this one."""
         plugins = list(block.plugins)
         self.kube = next((p for p in plugins if isinstance(p, Kubernetes)), None)
         if self.kube is None:
-            raise ValueError("plugin/k8s_external: kubernetes plugin not loaded")
+            raise self.where("kubernetes plugin not loaded")
         self.next_store, self.next_shuffle = store_after(plugins, self)
 
     # -- the hot path ---------------------------------------------------------------------------------
@@ -347,6 +348,7 @@ def setup(d: Dispenser, ctx: SetupContext) -> K8sExternal:
     plugin: K8sExternal | None = None
     while d.next():
         plugin = K8sExternal(ctx, plugin_zones(d.remaining_args(), ctx))
+        plugin.where = partial(d.err_at, d.token())
         while d.next_block():
             prop = d.val()
             args = d.remaining_args()

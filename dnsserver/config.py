@@ -15,6 +15,7 @@ from dnsplugins import BY_NAME, PLUGINS
 from dnsserver.chain import build_chain
 from dnsserver.httpendpoints import HttpPlan
 from dnsserver.plugin import (
+    BlockCheck,
     ErrorReporter,
     FastStore,
     ListenerOptions,
@@ -235,6 +236,9 @@ def build(corefile: Corefile, dns_port: int, instance: ServerInstance | None = N
         ctx = SetupContext(keys=keys, corefile=sb.file, http=plan, instance=instance)
         block = _make_block(sb, keys, key_tokens, _setup_plugins(sb, ctx))
         ctx.block = block
+        for p in block.plugins:
+            if isinstance(p, BlockCheck):
+                p.check_block(block)
         blocks.append(block)
         _claim(listeners, key_lines, block, key_tokens)
 

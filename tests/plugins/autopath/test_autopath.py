@@ -182,6 +182,7 @@ def test_key_name(name: str, want: str) -> None:
     ("autopath", "Corefile:2 - plugin/autopath: no resolv-conf specified"),
     ("autopath cluster.local /nonexistent/resolv.conf", "Corefile:2 - plugin/autopath: failed to parse"),
     ("autopath @", "Corefile:2 - plugin/autopath: no plugin named after @"),
+    ("autopath @hosts\nhosts", "Corefile:2 - plugin/autopath: hosts does not implement the AutoPather interface"),
 ])
 def test_parse_errors(line: str, error: str) -> None:
     with pytest.raises(CorefileError) as e:

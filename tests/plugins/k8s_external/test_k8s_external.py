@@ -173,6 +173,7 @@ async def test_reads_the_kubernetes_plugins_cache(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("body", "error"), [
+    ("whoami\nk8s_external example.org", "Corefile:3 - plugin/k8s_external: kubernetes plugin not loaded"),
     ("k8s_external example.org {\n ttl\n}", "Corefile:3 - plugin/k8s_external: Wrong argument count"),
     ("k8s_external example.org {\n ttl x\n}", "Corefile:3 - plugin/k8s_external: ttl must be a number"),
     ("k8s_external example.org {\n ttl 3601\n}", "Corefile:3 - plugin/k8s_external: ttl must be in range"),
@@ -191,5 +192,6 @@ def test_parse_errors(body: str, error: str) -> None:
      "ns", 0, True),
 ])
 def test_parse(body: str, zones: list[str], apex: str, ttl: int, headless: bool) -> None:
-    p = next(p for p in build(parse(f". {{\n{body}\n}}", "Corefile"), 53).plugins if isinstance(p, K8sExternal))
+    cfg = build(parse(f". {{\n{body}\nkubernetes cluster.local {{\n manifests m\n}}\n}}", "Corefile"), 53)
+    p = next(p for p in cfg.plugins if isinstance(p, K8sExternal))
     assert (p.zones, p.apex, p.ttl, p.headless) == (zones, apex, ttl, headless)
