@@ -24,11 +24,13 @@ client goes on searching itself. A name that is exactly the first element passes
 answers it SERVFAIL). `coredns_autopath_success_total{server}` counts the replies found this way.
 
 With `@PLUGIN` the answer depends on the client (its namespace). autopath keeps its block on the hot
-path (stored wire answers of a cache, hosts or kubernetes after it) by being the block's store itself:
-it hands a query to the store after it only when the query's name is not in the client's first search
-element, that is when autopath would pass the query on unchanged; every query autopath works on runs
-the chain, so an answer made for one Pod's namespace never answers another client. Stores after it
-hold the answers of the single lookups, keyed by the names looked up, which do not depend on the client.
+path (stored wire answers) by being the block's store itself, keyed by what the answer depends on: a
+query it would pass on unchanged (a name outside the client's first search element, a client that is no
+Pod) gets the answer of the store after it (cache, hosts, kubernetes); a query it works on gets the same
+walk made on that store's answers, one stored answer per name looked up (names that hold the namespace
+themselves), with the reply made as the chain makes it. Nothing answered for one client is stored for
+the question it asked, so one Pod's answer never answers another's query; a lookup the store misses
+sends the query to the chain. The cache's own answers stay keyed by question.
 
 ## Examples
 
@@ -56,7 +58,7 @@ A fixed search path from a file with the line `search example.org example.net`:
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
+from functools import lru_cache, partial
 from typing import Protocol, runtime_checkable
 
 from dnslib import CNAME, QTYPE, RR, DNSHeader, DNSQuestion, DNSRecord
@@ -67,8 +69,11 @@ from dnsserver.config import first_unskippable
 from dnsserver.metrics import REGISTRY
 from dnsserver.plugin import BlockView, FastStore, Next, Plugin, SetupContext, match_zone, plugin_zones
 from dnsserver.request import Request
-from dnsserver.wire.consts import NXDOMAIN
-from dnsserver.wire.query import FastQuery
+from dnsserver.wire.consts import NXDOMAIN, TYPE_OPT
+from dnsserver.wire.query import FastQuery, parse_query
+from dnsserver.wire.reply import scrub
+
+MADE_LIMIT = 10_000  # replies made by the hot path's walk, kept by what they are made of
 
 SUCCESS = Counter("coredns_autopath_success", "Counter of requests that did autopath.", ["server"], registry=REGISTRY)
 
@@ -97,19 +102,36 @@ def first_in_search(name: str, first: str) -> bool:
     return name == first or first == "." or name.endswith("." + first)
 
 
-def key_name(key: bytes) -> str | None:
-    """The lower-case FQDN at the front of a hot-path key (the name's labels without the root's zero byte,
-    then type, class and a flag byte), or None when its labels cannot be read back as text unambiguously."""
-    labels: list[str] = []
-    i, end = 0, len(key) - 5
+# Bytes a label may hold for the hot path to read it back as text exactly as dnslib would (others: the chain).
+_PLAIN = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_*")
+
+
+@lru_cache(maxsize=65536)  # a pure function of names that repeat: per query on the hot path
+def wire_name(labels: bytes) -> str | None:
+    """The FQDN of a name's wire labels (without the root's zero byte), or None when a label holds a byte
+    other than letters, digits, `-`, `_` and `*`, or the labels do not add up."""
+    out: list[str] = []
+    i, end = 0, len(labels)
     while i < end:
-        n = key[i]
-        label = key[i + 1:i + 1 + n]
-        if n == 0 or i + 1 + n > end or b"." in label or not label.isascii():
+        n = labels[i]
+        label = labels[i + 1:i + 1 + n]
+        if n == 0 or i + 1 + n > end or not _PLAIN.issuperset(label):
             return None
-        labels.append(label.decode("ascii"))
+        out.append(label.decode("ascii"))
         i += 1 + n
-    return ".".join(labels) + "." if labels else "."
+    return ".".join(out) + "." if out else "."
+
+
+def key_name(key: bytes) -> str | None:
+    """The lower-case FQDN at the front of a hot-path key (the name's labels, then type, class and a flag
+    byte), or None when it cannot be read back as text exactly."""
+    return wire_name(key[:-5])
+
+
+@lru_cache(maxsize=4096)
+def labels_of(name: str) -> bytes:
+    """The wire labels of a lower-case FQDN, without the root's zero byte."""
+    return b"".join(bytes([len(x)]) + x.encode("ascii") for x in name.split(".") if x)
 
 
 def store_after(plugins: list[Plugin], me: Plugin) -> tuple[FastStore | None, bool]:
@@ -134,6 +156,9 @@ class AutoPath(Plugin):
         self.pather: AutoPather | None = None
         self.next_store: FastStore | None = None
         self.next_shuffle = False
+        self.made_memo: dict[tuple[bytes, bytes, bool, bool], bytes] = {}
+        self.server = ""  # the server label of the metric, as the chain last saw it (the hot path has none)
+        self.success: Counter | None = None  # its child for that label, set by the chain
         # An error at the directive's line, for what is found wrong once the block is built; set by setup.
         self.where: Callable[[str], CorefileError] = partial(CorefileError, "", 0)
 
@@ -169,22 +194,90 @@ class AutoPath(Plugin):
 
     def fast_answer(self, data: bytes, q: FastQuery, key: bytes, client: tuple[str, int], proto: str,
                     shuffle: bool, max_size: int) -> bytes | None:
-        """The next store's answer when autopath would pass this query on unchanged; None (the chain) when
-        autopath works on it, whose answer depends on the client and is never stored."""
+        """The next store's answer when autopath would pass this query on unchanged; when it works on the
+        query, the walk made on the next store's answers (`fast_walk`). None (the chain) on any miss."""
         store = self.next_store
         if store is None:
             return None
+        shuffle = shuffle or self.next_shuffle
         if self.via is not None and self.pather is None:
-            pass  # nothing gives search paths: every query passes on
-        else:
-            name = key_name(key)
-            if name is None or self.applies(name, client[0]) is not None:
+            return store.fast_answer(data, q, key, client, proto, shuffle, max_size)  # nothing gives paths
+        name = key_name(key)
+        if name is None:
+            return None
+        search = self.applies(name, client[0])
+        if search is None:
+            return store.fast_answer(data, q, key, client, proto, shuffle, max_size)
+        return self.fast_walk(store, data, q, search, client, proto, shuffle, max_size)
+
+    def fast_walk(self, store: FastStore, data: bytes, q: FastQuery, search: list[str], client: tuple[str, int],
+                  proto: str, shuffle: bool, max_size: int) -> bytes | None:
+        """`serve`'s walk on stored answers: each lookup a query made of the client's bytes with the name
+        replaced (as `serve`'s lookups are), answered by the next store, the reply made as the chain makes it
+        (the same `cnamed`, packing and scrub), so the client gets the chain's bytes. Answers stay the
+        store's, kept per name looked up: nothing of one client's is kept for another. Any miss: None."""
+        end = q.qend - 5  # the name's zero byte
+        first = labels_of(search[0])
+        if len(first) >= end - 12:
+            return None
+        base = data[12:end - len(first)]  # the client's spelling, without the first element
+        qname = wire_name(data[12:end])
+        if qname is None:
+            return None
+        first_out: bytes | None = None
+        for i, element in enumerate(search):
+            sub = data[:12] + base + labels_of(element) + data[end:]
+            sq = parse_query(sub)
+            if sq is None:
                 return None
-        return store.fast_answer(data, q, key, client, proto, shuffle or self.next_shuffle, max_size)
+            out = store.fast_answer(sub, sq, sq.key, client, proto, shuffle, 65535)
+            if out is None:
+                return None
+            if i == 0:
+                first_out = out
+            if out[3] & 0xF == NXDOMAIN:
+                continue
+            if self.success is not None:  # the chain ran first (routes are learnt from it): always set
+                self.success.inc()
+            return self.made(out, True, data, q, qname, proto, max_size)
+        if first_out is None:
+            return None
+        return self.made(first_out, False, data, q, qname, proto, max_size)
+
+    def made(self, out: bytes, found: bool, data: bytes, q: FastQuery, qname: str, proto: str,
+             max_size: int) -> bytes | None:
+        """The client's reply from a lookup's stored reply `out` (`found`: put through `cnamed`; else the
+        first lookup's, sent as it is). A pure function of the two messages but for their IDs, kept in a
+        bounded table: parsing and packing them costs more than the rest of the walk."""
+        key = (out[2:], data[2:], proto == "udp", found)
+        made = self.made_memo.get(key)
+        if made is None:
+            reply = DNSRecord.parse(out)
+            reply.ar = [r for r in reply.ar if r.rtype != TYPE_OPT]  # the chain's lookups carry none
+            if found:
+                reply = self.cnamed(qname, q.qtype, 1, reply)
+            made = self.finished(reply, data, q, qname, proto)
+            if len(self.made_memo) >= MADE_LIMIT:
+                self.made_memo.clear()  # a cheap bound: answers in use come back at their next walk
+            self.made_memo[key] = made
+        return data[0:2] + made[2:] if len(made) <= max_size else None
+
+    @staticmethod
+    def finished(reply: DNSRecord, data: bytes, q: FastQuery, qname: str, proto: str) -> bytes:
+        """The bytes the server makes of the chain's `reply` (dnsserver.respond.packed, then the scrub)."""
+        h = reply.header
+        h.id = int.from_bytes(data[0:2], "big")
+        h.qr = 1
+        reply.questions = [DNSQuestion(qname, q.qtype, 1)]
+        limit = q.udp_size if proto == "udp" else 65535
+        out: bytes = scrub(reply.pack(), q.edns, q.udp_size, q.do, limit)
+        return out
 
     # -- the chain ------------------------------------------------------------------------------------
 
     async def serve(self, req: Request, next: Next) -> DNSRecord | None:
+        if req.server != self.server:  # the hot path counts under the label the chain last saw
+            self.server, self.success = req.server, SUCCESS.labels(req.server)
         search = self.applies(req.name, req.client_ip)
         if search is None:
             return await next(req)
@@ -199,22 +292,23 @@ class AutoPath(Plugin):
             if reply is None or reply.header.rcode == NXDOMAIN:
                 continue
             SUCCESS.labels(req.server).inc()
-            return self.cnamed(req, reply)
+            return self.cnamed(req.qname, req.qtype, req.qclass, reply)
         return first_reply
 
     @staticmethod
-    def cnamed(req: Request, found: DNSRecord) -> DNSRecord:
-        """`found` as the answer to the client's question: a CNAME from the name asked to the owner of the
-        first answer record (unless that is the name asked) put in front. A new message: `found` may hold
-        a store's shared records and lists."""
+    def cnamed(qname: str, qtype: int, qclass: int, found: DNSRecord) -> DNSRecord:
+        """`found` as the answer to the client's question (`qname` as it spelled it): a CNAME from the name
+        asked to the owner of the first answer record not of that name put in front (CoreDNS's cnamer). A
+        new message: `found` may hold a store's shared records and lists."""
         rr = list(found.rr)
+        name = qname.lower()
         for r in rr:
-            if str(r.rname).lower() == req.name:
+            if str(r.rname).lower() == name:
                 continue
-            rr.insert(0, RR(req.qname, QTYPE.CNAME, 1, r.ttl, CNAME(r.rname)))
+            rr.insert(0, RR(qname, QTYPE.CNAME, 1, r.ttl, CNAME(r.rname)))
             break
         h = found.header
-        return DNSRecord(DNSHeader(id=h.id, bitmap=h.bitmap), questions=[DNSQuestion(req.qname, req.qtype, req.qclass)],
+        return DNSRecord(DNSHeader(id=h.id, bitmap=h.bitmap), questions=[DNSQuestion(qname, qtype, qclass)],
                          rr=rr, auth=list(found.auth), ar=list(found.ar))
 
 

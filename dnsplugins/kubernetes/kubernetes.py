@@ -80,6 +80,7 @@ class Kubernetes(Plugin):
         self.answerer = Answerer(self.store, cfg)
         self.source: ApiSource | ManifestSource | None = None
         self.memo = AnswerMemo(MEMO_LIMIT)
+        self.search_paths: dict[tuple[str, str], list[str]] = {}
         self.host_search = host_search()  # autopath's path after the cluster's own, as CoreDNS reads it
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -135,9 +136,16 @@ class Kubernetes(Plugin):
         if zone is None:
             return None
         ns = pods[0].namespace
-        if zone == ".":
-            return [f"{ns}.svc.", "svc.", ".", *self.host_search, ""]
-        return [f"{ns}.svc.{zone}", f"svc.{zone}", zone, *self.host_search, ""]
+        path = self.search_paths.get((ns, zone))
+        if path is None:  # kept per namespace and zone: made once, not per query (callers only read it)
+            if zone == ".":
+                path = [f"{ns}.svc.", "svc.", ".", *self.host_search, ""]
+            else:
+                path = [f"{ns}.svc.{zone}", f"svc.{zone}", zone, *self.host_search, ""]
+            if len(self.search_paths) >= MEMO_LIMIT:
+                self.search_paths.clear()
+            self.search_paths[(ns, zone)] = path
+        return path
 
     def metadata(self, req: Request) -> None:
         """The metadata plugin's question: the parts of the query name (kubernetes/kind, namespace, ...)."""
