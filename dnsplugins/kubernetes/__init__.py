@@ -32,11 +32,13 @@ kubernetes [ZONES...] {
   to the API server (for Namespaces; for Services, EndpointSlices and Pods).
 * `pods`: `disabled` (default; pod names are NXDOMAIN), `insecure` (the address is read from the name),
   `verified` (only if a running pod in that namespace has the address).
+  `verified` also gives `autopath @kubernetes` each client Pod's search path (by its address).
 * `endpoint_pod_names`: an endpoint without a hostname is named after its pod, not its dashed address.
 * `ttl` for every record (default 5, 0 to 3600; `dns-version` is always 28800).
 * `noendpoints`: do not watch EndpointSlices (headless and endpoint names are then NXDOMAIN).
 * `fallthrough [ZONES]`: a name error in those zones goes to the next plugin (NODATA never does).
 * `ignore empty_service`: a ClusterIP service without a ready endpoint is NXDOMAIN.
+* `k8s_external` in the same block answers from this plugin's cache (no watch of its own).
 * `startup_timeout` (default 5s): how long start-up waits for the first sync; until it is done, name
   errors are SERVFAIL (with the SOA) rather than NXDOMAIN, and `/ready` says not ready.
 
