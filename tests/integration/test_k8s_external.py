@@ -1,14 +1,18 @@
 """k8s_external as a user sees it: a real `portolan dns` serving a manifests directory, real `dig`:
 external and load balancer addresses, a load balancer hostname followed through the server itself,
-headless endpoints, SRV, the apex, and the kubernetes plugin's names from the same cache."""
+headless endpoints, SRV, the apex, and the kubernetes plugin's names from the same cache; against the
+API-server emulator, answers that follow the watch."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.apiemu.harness import Emulator
+from tests.integration.test_kubernetes_api import eventually
 from tests.plugins.k8s_external.test_k8s_external import CLUSTER
 from tests.server import DnsServer, load_error
 
@@ -74,3 +78,28 @@ def test_answers(server: DnsServer, name: str, qtype: str, status: str, answer: 
 def test_load_error_names_the_line(tmp_path: Path) -> None:
     out = load_error(". {\n    k8s_external example.org {\n        frobnicate\n    }\n}\n", tmp_path)
     assert "Corefile:3 - plugin/k8s_external: unknown property 'frobnicate'" in out
+
+
+async def test_answers_follow_the_api(tmp_path: Path) -> None:
+    """The kubernetes plugin's watch feeds k8s_external too: a load balancer's new address is answered."""
+    def lb(ips: list[str]) -> dict[str, object]:
+        return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "lb", "namespace": "ns"},
+                "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.30", "clusterIPs": ["10.96.0.30"],
+                         "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
+                "status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in ips]}}}
+
+    async with Emulator(tmp_path / "emu") as emu:
+        await emu.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns"}})
+        await emu.create(lb(["192.0.2.11"]))
+        corefile = (f".:{{port}} {{\n    bind 127.0.0.1\n    k8s_external example.org\n"
+                    f"    kubernetes cluster.local {{\n        kubeconfig {emu.kubeconfig_path}\n    }}\n}}\n")
+        srv = await asyncio.to_thread(DnsServer, corefile, tmp_path)
+        try:
+            def a() -> list[str]:
+                return sorted(srv.dig("lb.ns.example.org", "A").rdata())
+
+            await eventually(a, ["192.0.2.11"])
+            await emu.update_status(lb(["192.0.2.12", "192.0.2.13"]))
+            await eventually(a, ["192.0.2.12", "192.0.2.13"])
+        finally:
+            assert srv.stop() == 0
