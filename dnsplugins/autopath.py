@@ -75,6 +75,9 @@ from dnsserver.wire.reply import scrub
 
 MADE_LIMIT = 10_000  # replies made by the hot path's walk, kept by what they are made of
 
+# A walk on stored answers: the client's name as spelled, and each lookup's query (without its ID) and reading.
+Plan = tuple[str, list[tuple[bytes, FastQuery]]]
+
 SUCCESS = Counter("coredns_autopath_success", "Counter of requests that did autopath.", ["server"], registry=REGISTRY)
 
 @runtime_checkable
@@ -157,6 +160,7 @@ class AutoPath(Plugin):
         self.next_store: FastStore | None = None
         self.next_shuffle = False
         self.made_memo: dict[tuple[bytes, bytes, bool, bool], bytes] = {}
+        self.plans: dict[tuple[bytes, str], Plan] = {}
         self.server = ""  # the server label of the metric, as the chain last saw it (the hot path has none)
         self.success: Counter | None = None  # its child for that label, set by the chain
         # An error at the directive's line, for what is found wrong once the block is built; set by setup.
@@ -216,20 +220,14 @@ class AutoPath(Plugin):
         replaced (as `serve`'s lookups are), answered by the next store, the reply made as the chain makes it
         (the same `cnamed`, packing and scrub), so the client gets the chain's bytes. Answers stay the
         store's, kept per name looked up: nothing of one client's is kept for another. Any miss: None."""
-        end = q.qend - 5  # the name's zero byte
-        first = labels_of(search[0])
-        if len(first) >= end - 12:
+        subs = self.walk_plan(data, q, search)
+        if subs is None:
             return None
-        base = data[12:end - len(first)]  # the client's spelling, without the first element
-        qname = wire_name(data[12:end])
-        if qname is None:
-            return None
+        qname, lookups = subs
+        ident = data[0:2]
         first_out: bytes | None = None
-        for i, element in enumerate(search):
-            sub = data[:12] + base + labels_of(element) + data[end:]
-            sq = parse_query(sub)
-            if sq is None:
-                return None
+        for i, (sub, sq) in enumerate(lookups):
+            sub = ident + sub
             out = store.fast_answer(sub, sq, sq.key, client, proto, shuffle, 65535)
             if out is None:
                 return None
@@ -243,6 +241,32 @@ class AutoPath(Plugin):
         if first_out is None:
             return None
         return self.made(first_out, False, data, q, qname, proto, max_size)
+
+    def walk_plan(self, data: bytes, q: FastQuery, search: list[str]) -> Plan | None:
+        """The client's name (as spelled) and the lookups of the walk: each a query made of the client's bytes
+        with the name replaced (as `serve`'s lookups are; without the ID) and its reading. Kept per query
+        and first search element, which decide them; None when the name cannot be walked here."""
+        key = (data[2:], search[0])
+        plan = self.plans.get(key)
+        if plan is not None:
+            return plan
+        end = q.qend - 5  # the name's zero byte
+        first = labels_of(search[0])
+        qname = wire_name(data[12:end])
+        if len(first) >= end - 12 or qname is None:
+            return None
+        base = data[12:end - len(first)]  # the client's spelling, without the first element
+        lookups: list[tuple[bytes, FastQuery]] = []
+        for element in search:
+            sub = data[:12] + base + labels_of(element) + data[end:]
+            sq = parse_query(sub)
+            if sq is None:
+                return None
+            lookups.append((sub[2:], sq))
+        if len(self.plans) >= MADE_LIMIT:
+            self.plans.clear()  # a cheap bound, as for the replies made
+        plan = self.plans[key] = (qname, lookups)
+        return plan
 
     def made(self, out: bytes, found: bool, data: bytes, q: FastQuery, qname: str, proto: str,
              max_size: int) -> bytes | None:
