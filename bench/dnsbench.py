@@ -220,12 +220,49 @@ def scenario_cluster(work: Path) -> Scenario:
     return Scenario(corefile, hosts.dnsmasq, queries, dnsmasq_queries=hosts.queries)
 
 
+def scenario_kubeadm(work: Path, autopath: bool = False) -> Scenario:
+    """kubeadm's stock Corefile (its HTTP endpoints left out: health, ready, prometheus, reload) serving
+    the cluster fixture with cache and forward, the bench client a Pod in testns (127.0.0.1); with
+    `autopath`, `autopath @kubernetes` and `pods verified` added. The queries are a Pod's with ndots:5:
+    names under its namespace's search element (which autopath works on: the chain, every time), others
+    (the hot path), and outside names with the search suffix (autopath walks to the upstream's answer)."""
+    z = "cluster.local"
+    manifests = work / "kubeadm-manifests"
+    manifests.mkdir(exist_ok=True)
+    (manifests / "cluster.yaml").write_text(CLUSTER_FIXTURE.read_text())
+    (manifests / "bench-pod.yaml").write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: bench, namespace: testns}\n"
+        "status: {phase: Running, podIP: 127.0.0.1, podIPs: [{ip: 127.0.0.1}]}\n")
+    hosts = work / "hosts-kubeadm"
+    hosts.write_text("10.0.0.1 bench.example.org\n192.0.2.80 example.com\n")
+    up_port = free_port()
+    names = [f"my-svc.testns.svc.{z} A", f"headless.testns.svc.{z} A", f"_http._tcp.my-svc.testns.svc.{z} SRV",
+             f"kubernetes.default.svc.{z} A", "11.0.96.10.in-addr.arpa PTR", "example.com A",
+             f"example.com.testns.svc.{z} A", f"kubernetes.default.testns.svc.{z} A",
+             f"nope.default.svc.{z} A"]
+    # No name that exists nowhere under the Pod's own search element: the upstream (dnsmasq) answers its
+    # NXDOMAIN without an SOA, which no cache keeps, so autopath's walk to it would run the chain every
+    # time (a real resolver's NXDOMAIN carries the SOA and is kept).
+    queries = work / ("queries-kubeadm-autopath" if autopath else "queries-kubeadm")
+    queries.write_text("\n".join(names) + "\n")
+    corefile = (".:{port} {\n    bind 127.0.0.1\n    errors\n" + ("    autopath @kubernetes\n" if autopath else "")
+                + f"    kubernetes {z} in-addr.arpa ip6.arpa {{\n        manifests {manifests}\n"
+                f"        pods {'verified' if autopath else 'insecure'}\n        fallthrough in-addr.arpa ip6.arpa\n"
+                f"        ttl 30\n    }}\n    forward . 127.0.0.1:{up_port} {{\n        max_concurrent 1000\n    }}\n"
+                "    cache 30\n    loop\n    loadbalance\n}\n")
+    yardstick = scenario_hosts(work)
+    return Scenario(corefile, yardstick.dnsmasq, queries, dnsmasq_queries=yardstick.queries,
+                    upstream=["--no-resolv", f"--addn-hosts={hosts}", "--local=/#/"], upstream_port=up_port)
+
+
 SCENARIOS = {
     "hosts": lambda work: scenario_hosts(work),
     "cache": lambda work: scenario_hosts(work, cache=True),
     "nxdomain": scenario_nxdomain,
     "forward": scenario_forward,
     "cluster": scenario_cluster,
+    "kubeadm": lambda work: scenario_kubeadm(work),
+    "kubeadm-autopath": lambda work: scenario_kubeadm(work, autopath=True),
 }
 
 

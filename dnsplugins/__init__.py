@@ -45,6 +45,7 @@ PLUGINS: tuple[PluginSpec, ...] = (
     PluginSpec("chaos", 29),
     PluginSpec("loadbalance", 30),
     PluginSpec("rewrite", 32),
+    PluginSpec("autopath", 33),
     PluginSpec("acl", 34),
     PluginSpec("cache", 35, once=True),
     PluginSpec("header", 36),
@@ -53,6 +54,7 @@ PLUGINS: tuple[PluginSpec, ...] = (
     PluginSpec("template", 40),
     PluginSpec("transfer", 41),
     PluginSpec("hosts", 42, once=True),
+    PluginSpec("k8s_external", 46),
     # An external plugin that CoreDNS builds put where kubernetes is in plugin.cfg (its README says so).
     PluginSpec("k8s_gateway", 47, once=True),
     PluginSpec("kubernetes", 47, once=True),

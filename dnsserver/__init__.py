@@ -36,7 +36,11 @@ chain       anything else: a question not seen yet, a     the block's plugins in
 Routes and relays are learnt per question bytes, so they are never learnt for a zone whose blocks a
 `QueryFilter` (view) chooses among per query: such queries always take the chain. A plugin whose
 answer depends on the client (acl) or is made per query (template) is not `fast_safe`, so a block
-where it comes first has neither path.
+where it comes first has neither path. A plugin may instead be its block's store by handing queries on to
+the store after it (`dnsplugins.autopath.store_after`): k8s_external for other zones' names; autopath,
+whose answers depend on the client, for the queries it would pass on unchanged, and for the others by
+walking the client's search path on that store's answers, keyed by the names looked up, never by the
+question asked.
 
 Invariant: whatever path a query takes, the client gets the bytes the chain (`Dispatcher.handle`)
 would give for it at that moment: the same ID, flags, question as the client spelled it, records,

@@ -15,6 +15,7 @@ from dnsplugins import BY_NAME, PLUGINS
 from dnsserver.chain import build_chain
 from dnsserver.httpendpoints import HttpPlan
 from dnsserver.plugin import (
+    BlockCheck,
     ErrorReporter,
     FastStore,
     ListenerOptions,
@@ -120,7 +121,7 @@ def _group(block: ServerBlock) -> dict[str, list[Token]]:
     return grouped
 
 
-def _first_unskippable(plugins: list[Plugin]) -> tuple[Plugin | None, bool]:
+def first_unskippable(plugins: list[Plugin]) -> tuple[Plugin | None, bool]:
     """The first in-chain plugin that must see queries, and whether a plugin before it shuffles answers.
 
     If it answers from wire bytes (cache, hosts, kubernetes), it is the block's hot-path store; if it
@@ -187,7 +188,7 @@ def _make_block(sb: ServerBlock, keys: list[ZoneAddr], key_tokens: list[Token], 
     if block.tls is None and any(k.transport == "tls" for k in keys):
         tok = key_tokens[next(i for i, k in enumerate(keys) if k.transport == "tls")]
         raise CorefileError(tok.file, tok.line, "tls:// server blocks need the tls plugin (tls CERT KEY)")
-    first, shuffle = _first_unskippable(plugins)
+    first, shuffle = first_unskippable(plugins)
     block.chain_qtypes = frozenset().union(*(p.sees_qtypes for p in plugins if p.in_chain))
     if isinstance(first, FastStore):
         block.fast_store, block.fast_shuffle = first, shuffle
@@ -235,6 +236,9 @@ def build(corefile: Corefile, dns_port: int, instance: ServerInstance | None = N
         ctx = SetupContext(keys=keys, corefile=sb.file, http=plan, instance=instance)
         block = _make_block(sb, keys, key_tokens, _setup_plugins(sb, ctx))
         ctx.block = block
+        for p in block.plugins:
+            if isinstance(p, BlockCheck):
+                p.check_block(block)
         blocks.append(block)
         _claim(listeners, key_lines, block, key_tokens)
 

@@ -177,6 +177,15 @@ class ReadinessMonitor(Protocol):
     def monitor(self, checks: list[Readiness]) -> None: ...
 
 
+@runtime_checkable
+class BlockCheck(Protocol):
+    """Checks, once its block is built and before anything starts, that the block holds what the plugin
+    needs (k8s_external: the kubernetes plugin; autopath: the plugin named by `@NAME`); raises a
+    CorefileError naming the directive's line if not."""
+
+    def check_block(self, block: BlockView) -> None: ...
+
+
 @dataclass(frozen=True)
 class StreamTimeouts:
     """How long a TCP or DNS-over-TLS connection may take (seconds; None: the listener's default, CoreDNS's

@@ -33,6 +33,7 @@ kubernetes [ZONES...] {
   to the API server (for Namespaces; for Services, EndpointSlices and Pods).
 * `pods`: `disabled` (default; pod names are NXDOMAIN), `insecure` (the address is read from the name),
   `verified` (only if a running pod in that namespace has the address).
+  `verified` also gives `autopath @kubernetes` each client Pod's search path (by its address).
 * `endpoint_pod_names`: an endpoint without a hostname is named after its pod, not its dashed address.
 * `ttl` for every record (default 5, 0 to 3600; `dns-version` is always 28800).
 * `noendpoints`: do not watch EndpointSlices (headless and endpoint names are then NXDOMAIN).
@@ -46,6 +47,7 @@ kubernetes [ZONES...] {
   dnsplugins/kubernetes/multicluster.py). ServiceImports are watched too (or read from `manifests`); a
   cluster without their CRD is reported once and its imports are NXDOMAIN, the rest served. The
   EndpointSlices are the ones already watched (`labels` applies; with `noendpoints` there are none).
+* `k8s_external` in the same block answers from this plugin's cache (no watch of its own).
 * `startup_timeout` (default 5s): how long start-up waits for the first sync; until it is done, name
   errors are SERVFAIL (with the SOA) rather than NXDOMAIN, and `/ready` says not ready.
 

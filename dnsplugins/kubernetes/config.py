@@ -110,7 +110,8 @@ def _flag(d: Dispenser, ctx: SetupContext, cfg: KubernetesConfig, prop: str, arg
     setattr(cfg, prop, True)
 
 
-def _ttl(d: Dispenser, ctx: SetupContext, cfg: KubernetesConfig, prop: str, args: list[str]) -> None:
+def ttl_arg(d: Dispenser, args: list[str]) -> int:
+    """A `ttl TTL` property's value, 0 to 3600 (kubernetes, k8s_external)."""
     _n_args(d, args, 1)
     try:
         ttl = int(args[0])
@@ -118,7 +119,11 @@ def _ttl(d: Dispenser, ctx: SetupContext, cfg: KubernetesConfig, prop: str, args
         raise d.err(f"ttl must be a number, not {args[0]!r}") from None
     if not 0 <= ttl <= MAX_TTL:
         raise d.err(f"ttl must be in range [0, {MAX_TTL}]: {ttl}")
-    cfg.ttl = ttl
+    return ttl
+
+
+def _ttl(d: Dispenser, ctx: SetupContext, cfg: KubernetesConfig, prop: str, args: list[str]) -> None:
+    cfg.ttl = ttl_arg(d, args)
 
 
 def _fallthrough(d: Dispenser, ctx: SetupContext, cfg: KubernetesConfig, prop: str, args: list[str]) -> None:

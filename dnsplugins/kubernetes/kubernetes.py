@@ -60,6 +60,16 @@ def cluster_config(cfg: KubernetesConfig) -> ClusterConfig:
     return cluster_ref(cfg).config()
 
 
+def host_search(path: str = "/etc/resolv.conf") -> list[str]:
+    """This host's resolv.conf search path (none if it cannot be read)."""
+    from dnsplugins.autopath import resolv_search  # autopath's reader; imported late: it is autopath's module
+
+    try:
+        return resolv_search(path)
+    except OSError:
+        return []
+
+
 class Kubernetes(Plugin):
     """`kubernetes`: cluster DNS (Services, Pods, Endpoints) from the shared watch cache."""
 
@@ -75,6 +85,8 @@ class Kubernetes(Plugin):
         self.answerer = (MultiClusterAnswerer if cfg.multicluster else Answerer)(self.store, cfg)
         self.membership: Membership | None = None
         self.memo = AnswerMemo(MEMO_LIMIT)
+        self.search_paths: dict[tuple[str, str], list[str]] = {}
+        self.host_search = host_search()  # autopath's path after the cluster's own, as CoreDNS reads it
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -120,6 +132,30 @@ class Kubernetes(Plugin):
                     shuffle: bool, max_size: int) -> bytes | None:
         """The hot path: a remembered answer still valid for the store's current version."""
         return self.memo.fast_answer(data, q, key, self.store.version, shuffle, max_size)
+
+    def autopath(self, name: str, client_ip: str) -> list[str] | None:
+        """autopath's `@kubernetes`: the search path of the Pod at `client_ip` (its namespace's service
+        domain, svc, the zone, this host's search path, then the bare name), or None: not a known Pod, not
+        one of our zones, or Pods not watched (`pods verified`). Called per query on the hot path: be quick."""
+        if self.cfg.pods != "verified":
+            return None
+        pods = self.store.pods_by_ip(client_ip)
+        if not pods:
+            return None
+        zone = match_zone(self.cfg.zones, name)
+        if zone is None:
+            return None
+        ns = pods[0].namespace
+        path = self.search_paths.get((ns, zone))
+        if path is None:  # kept per namespace and zone: made once, not per query (callers only read it)
+            if zone == ".":
+                path = [f"{ns}.svc.", "svc.", ".", *self.host_search, ""]
+            else:
+                path = [f"{ns}.svc.{zone}", f"svc.{zone}", zone, *self.host_search, ""]
+            if len(self.search_paths) >= MEMO_LIMIT:
+                self.search_paths.clear()
+            self.search_paths[(ns, zone)] = path
+        return path
 
     def metadata(self, req: Request) -> None:
         """The metadata plugin's question: the parts of the query name (kubernetes/kind, namespace, ...)."""

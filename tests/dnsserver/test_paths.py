@@ -175,6 +175,12 @@ SETUPS = {
                         "app.ns.svc.cluster.local.", "big.ns.svc.cluster.local."),
     "k8s_gateway": Setup(lambda tmp, up: f"example.org {{\n k8s_gateway {{\n  manifests {edge_manifests(tmp)}\n }}\n}}",
                          "app.example.org.", "big.example.org."),
+    "autopath": Setup(lambda tmp, up: f"cluster.local {{\n autopath @kubernetes\n cache 30\n kubernetes {{\n"
+                                      f"  manifests {manifests(tmp)}\n  pods verified\n }}\n}}",
+                      "app.ns.svc.cluster.local.", "big.ns.svc.cluster.local."),
+    "k8s_external": Setup(lambda tmp, up: f". {{\n k8s_external example.org {{\n  headless\n }}\n"
+                                          f" kubernetes cluster.local {{\n  manifests {manifests(tmp)}\n }}\n}}",
+                          "app.ns.example.org.", "big.ns.example.org."),
     "forward": Setup(lambda tmp, up: f". {{\n forward . {up}\n}}", "app.example.org.", "big.example.org.",
                      relay=True),
 }
