@@ -268,6 +268,17 @@ class Upstream:
 
 
 @dataclass(frozen=True, slots=True)
+class ListenerServer:
+    """A Gateway listener's server block (ingress/gateway): a port and a hostname whose
+    requests the balancer matches against the listener's live match table."""
+
+    port: int  # nginx's port (after --listener-port-map)
+    hostname: str  # "" for a listener without hostname: the port's default server
+    route: str  # $portolan_route: "~g:<port>/<hostname>"
+    listeners: tuple[str, ...]  # "ns/gateway/listener", for the comment
+
+
+@dataclass(frozen=True, slots=True)
 class Rejection:
     """An Ingress left out of the model and why (reported as a Warning Event on that version)."""
 
@@ -294,6 +305,8 @@ class Model:
     session_cookies: tuple[SessionCookie, ...] = ()  # the Set-Cookie values affinity hands out
     affinity_cookies: tuple[tuple[str, str], ...] = ()  # (cookie, variable suffix)
     streams: tuple[StreamServer, ...] = ()  # L4 (TCP/UDP services)
+    listeners: tuple[ListenerServer, ...] = ()  # Gateway API listeners (ingress/gateway)
+    extra_records: tuple[tuple[str, str], ...] = ()  # their live records (match tables, routes)
     upstream_index: dict[str, Upstream] = field(init=False, compare=False, repr=False)  # by name
 
     def __post_init__(self) -> None:

@@ -19,6 +19,7 @@ from kubewatch.records import (
     Endpoint,
     EndpointPort,
     EndpointSlice,
+    GatewayObject,
     Ingress,
     IngressClass,
     Namespace,
@@ -286,4 +287,19 @@ def config_map(obj: dict[str, Any]) -> ConfigMap:
         meta.get("resourceVersion") or "",
         _str_map(meta.get("labels"), "metadata.labels"),
         _str_map(obj.get("data"), "data"),
+    )
+
+
+def gateway_object(obj: dict[str, Any]) -> GatewayObject:
+    meta = _meta(obj)
+    return GatewayObject(
+        meta.get("namespace") or "",  # cluster-scoped kinds have none
+        meta["name"],
+        meta.get("uid") or "",
+        meta.get("resourceVersion") or "",
+        meta.get("generation") or 0,
+        meta.get("creationTimestamp") or "",
+        _str_map(meta.get("labels"), "metadata.labels"),
+        _mapping(obj.get("spec"), "spec"),
+        _mapping(obj.get("status"), "status"),
     )

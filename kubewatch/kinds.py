@@ -69,9 +69,18 @@ INGRESSES = Kind("ingresses", "Ingress", "networking.k8s.io", "v1", True, conver
 INGRESS_CLASSES = Kind("ingressclasses", "IngressClass", "networking.k8s.io", "v1", False, convert.ingress_class)
 SECRETS = Kind("secrets", "Secret", "", "v1", True, convert.secret)
 CONFIG_MAPS = Kind("configmaps", "ConfigMap", "", "v1", True, convert.config_map)
+# Gateway API (gateway.networking.k8s.io/v1): CRDs, so a cluster may not serve them.
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+GATEWAY_CLASSES = Kind("gatewayclasses", "GatewayClass", GATEWAY_GROUP, "v1", False, convert.gateway_object)
+GATEWAYS = Kind("gateways", "Gateway", GATEWAY_GROUP, "v1", True, convert.gateway_object)
+HTTP_ROUTES = Kind("httproutes", "HTTPRoute", GATEWAY_GROUP, "v1", True, convert.gateway_object)
+REFERENCE_GRANTS = Kind("referencegrants", "ReferenceGrant", GATEWAY_GROUP, "v1", True, convert.gateway_object)
+GATEWAY_KINDS = (GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES, REFERENCE_GRANTS)
 
 KINDS: dict[str, Kind] = {
-    k.name: k for k in (SERVICES, ENDPOINT_SLICES, PODS, NAMESPACES, INGRESSES, INGRESS_CLASSES, SECRETS, CONFIG_MAPS)
+    k.name: k
+    for k in (SERVICES, ENDPOINT_SLICES, PODS, NAMESPACES, INGRESSES, INGRESS_CLASSES, SECRETS, CONFIG_MAPS,
+              *GATEWAY_KINDS)
 }
 
 # Manifests name objects by (apiVersion, kind).

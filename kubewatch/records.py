@@ -154,4 +154,19 @@ class ConfigMap(NamedTuple):
     data: dict[str, str]
 
 
-Record = Service | EndpointSlice | Pod | Namespace | Ingress | IngressClass | Secret | ConfigMap
+class GatewayObject(NamedTuple):
+    """A Gateway API object (GatewayClass, Gateway, HTTPRoute, ReferenceGrant): identity and
+    metadata, with spec and status left for the controller to parse and validate."""
+
+    namespace: str  # "" for a GatewayClass (cluster-scoped)
+    name: str
+    uid: str
+    resource_version: str
+    generation: int
+    created: str
+    labels: dict[str, str]
+    spec: dict[str, Any]
+    status: dict[str, Any]
+
+
+Record = Service | EndpointSlice | Pod | Namespace | Ingress | IngressClass | Secret | ConfigMap | GatewayObject

@@ -16,6 +16,12 @@
 --   p:<host>      a pooled host's paths (ingress/pooling.py): "e<path>=<action>" exact,
 --                 "p<path>=<action>" prefix (ending in "/"), "d=<action>" the rest, space-
 --                 separated; an action is a route ("r...") or a status ("404", "503")
+--   g:<listener>  a Gateway listener's matches (ingress/gateway/translate.py), one urlencoded
+--                 line each, in precedence order: r=<route>, h=<host> ("*.suffix" or exact),
+--                 e=<exact path> | p=<prefix> | x=<anchored regex>, m=<method>, he=/hr=<var>:<value>
+--                 (header exact/regex), qe=/qr=<name>:<value> (query parameter)
+--                 A Gateway rule's r: record has ws="<weight>:<upstream> ..." instead of u=,
+--                 "!500" standing for a backend that cannot be used.
 --   c:<digest>    a PEM certificate chain followed by its key
 --   h:<host>      the digest of the certificate a TLS host uses ("h:" alone: the default)
 --
@@ -58,7 +64,7 @@ local MAX_TRIES = 3 -- proxy_next_upstream_tries
 local RING_POINTS = 100 -- points per peer on the consistent-hash ring
 local EWMA_DECAY = 10 -- seconds
 
-local caches = { r = {}, u = {}, p = {} }
+local caches = { r = {}, u = {}, p = {}, g = {} }
 local canary_routes = {} -- routes this worker's balancer met with a canary (request metrics) -- kind -> name -> {ver=, seen=, value=} in this worker
 local certcache = {} -- digest -> {cert, key}
 local certcount = 0
@@ -102,7 +108,42 @@ local parsers = {
         if args.ch then  -- the header's nginx variable, worked out once per record, not per request
             args.chvar = "http_" .. args.ch:lower():gsub("-", "_")
         end
+        if args.ws then -- a Gateway rule's weighted backends
+            local shares, total = {}, 0
+            for weight, target in args.ws:gmatch("(%d+):(%S+)") do
+                total = total + tonumber(weight)
+                shares[#shares + 1] = { total, target }
+            end
+            args.shares, args.total = shares, total
+        end
         return args
+    end,
+    g = function(text)
+        local entries = {}
+        for line in text:gmatch("[^\n]+") do
+            local a = decode_args(line, 0)
+            local e = { route = a.r, host = a.h, method = a.m, exact = a.e, prefix = a.p, regex = a.x }
+            if e.host and sub(e.host, 1, 2) == "*." then
+                e.suffix = sub(e.host, 2) -- ".suffix": one or more labels before it
+                e.host = nil
+            end
+            if e.prefix == "/" then e.prefix = nil; e.any = true end
+            for _, kind in ipairs({ "he", "hr", "qe", "qr" }) do
+                local values = a[kind]
+                if type(values) == "string" then values = { values } end
+                if values then
+                    local list = {}
+                    for _, v in ipairs(values) do
+                        local name, value = v:match("^([^:]+):(.*)$")
+                        if name then list[#list + 1] = { name, value } end
+                    end
+                    e[kind] = list
+                    if kind == "qe" or kind == "qr" then e.query = true end
+                end
+            end
+            entries[#entries + 1] = e
+        end
+        return entries
     end,
     p = function(text)
         local paths = { exact = {}, prefix = {}, deep = false }
@@ -247,6 +288,73 @@ local function match_path(gen)
     return paths.default
 end
 
+-- A Gateway listener's route for this request: the first of its matches (already in the
+-- spec's precedence order) whose host, path, method, headers and query parameters all match.
+-- Every (name, value) of list holds in source (ngx.var for headers, the query's arguments,
+-- whose repeated names give a table: the first value counts); regex: values are patterns.
+local function gateway_all(list, source, regex)
+    if not list then return true end
+    for _, pair in ipairs(list) do
+        local value = source[pair[1]]
+        if type(value) == "table" then value = value[1] end
+        if type(value) ~= "string" then return false end
+        if regex then
+            if not ngx.re.find(value, pair[2], "jo") then return false end
+        elseif value ~= pair[2] then
+            return false
+        end
+    end
+    return true
+end
+
+local function match_gateway(key, gen)
+    local entries = record("g", key, gen)
+    if not entries then return nil end
+    local host = ngx.var.host or ""
+    local uri = ngx.var.uri
+    local method, args
+    for _, e in ipairs(entries) do
+        local ok = true
+        if e.host then
+            ok = host == e.host
+        elseif e.suffix then
+            ok = #host > #e.suffix and sub(host, -#e.suffix) == e.suffix
+        end
+        if ok then
+            if e.exact then
+                ok = uri == e.exact
+            elseif e.prefix then
+                local n = #e.prefix
+                ok = sub(uri, 1, n) == e.prefix and (#uri == n or byte(uri, n + 1) == 47)
+            elseif e.regex then
+                ok = ngx.re.find(uri, e.regex, "jo") ~= nil
+            end
+        end
+        if ok and e.method then
+            method = method or ngx.req.get_method()
+            ok = method == e.method
+        end
+        ok = ok and gateway_all(e.he, ngx.var, false) and gateway_all(e.hr, ngx.var, true)
+        if ok and e.query then
+            args = args or ngx.req.get_uri_args(0)
+            ok = gateway_all(e.qe, args, false) and gateway_all(e.qr, args, true)
+        end
+        if ok then return e.route end
+    end
+    return nil
+end
+
+-- A Gateway rule's backend for this request, by weight: an upstream name, or "!<status>".
+local function gateway_share(route)
+    local total = route.total
+    if total <= 0 then return "!500" end
+    local point = random(total)
+    for _, share in ipairs(route.shares) do
+        if point <= share[1] then return share[2] end
+    end
+    return "!500"
+end
+
 -- The route named by $portolan_route and the upstream this request goes to (its canary
 -- decided here); the upstream is nil when it has no ready endpoint. A pooled server's
 -- route "~" is found by host and path; a path answered with a status fails as a route
@@ -258,9 +366,26 @@ local function resolve()
         name = match_path(gen)
         if not name then return nil, nil end
         ngx.var.portolan_route = name -- for a retry, and the request metrics
+    elseif byte(name, 1) == 126 and byte(name, 2) == 103 then -- "~g:<listener>": a Gateway listener
+        name = match_gateway(sub(name, 4), gen)
+        if not name then
+            ngx.var.portolan_unrouted = "1" -- no rule matched: 404
+            return nil, nil
+        end
+        ngx.var.portolan_route = name
     end
     local route = record("r", name, gen)
     if not route then return nil, nil end
+    if route.shares then
+        local target = gateway_share(route)
+        if byte(target, 1) == 33 then -- "!500": a backend the spec answers with 500
+            ngx.var.portolan_unrouted = sub(target, 2)
+            return route, nil
+        end
+        local up = record("u", target, gen)
+        if not up or #up.peers == 0 then return route, nil end
+        return route, up
+    end
     if route.cu then canary_routes[name] = true end
     if route.st then -- a path that answers with a status (pooled hosts only get here)
         if route.st == "404" then ngx.var.portolan_unrouted = "1" end

@@ -76,6 +76,13 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", True, ("ing",), True),
     Resource("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", False),
     Resource("coordination.k8s.io", "v1", "Lease", "leases", "lease", True),
+    # Gateway API (CRDs in a real cluster; the standard channel's v1 kinds).
+    Resource("gateway.networking.k8s.io", "v1", "GatewayClass", "gatewayclasses", "gatewayclass", False, ("gc",),
+             True),
+    Resource("gateway.networking.k8s.io", "v1", "Gateway", "gateways", "gateway", True, ("gtw",), True),
+    Resource("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes", "httproute", True, (), True),
+    Resource("gateway.networking.k8s.io", "v1", "ReferenceGrant", "referencegrants", "referencegrant", True,
+             ("refgrant",)),
     Resource("events.k8s.io", "v1", "Event", "events", "event", True, ("ev",), False, ("reason", "type")),
     # Served so the deploy/ manifests apply as they would to a cluster; nothing here acts on them.
     Resource("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ("sa",)),
