@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +97,10 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration",
              "validatingwebhookconfigurations", "validatingwebhookconfiguration", False),
 )
+
+# A cluster without some CRDs (the Gateway API's, say): groups the harness leaves out.
+_WITHOUT = frozenset(filter(None, os.environ.get("APIEMU_WITHOUT_GROUPS", "").split(",")))
+RESOURCES = tuple(r for r in RESOURCES if r.group not in _WITHOUT)
 
 BY_PATH: dict[tuple[str, str, str], Resource] = {(r.group, r.version, r.plural): r for r in RESOURCES}
 BY_TYPE: dict[tuple[str, str], Resource] = {(r.api_version, r.kind): r for r in RESOURCES}

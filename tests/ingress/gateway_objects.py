@@ -27,7 +27,8 @@ def gateway_class(name: str = "portolan", controller: str = CONTROLLER) -> Obj:
 
 
 def listener(name: str = "http", port: int = 80, protocol: str = "HTTP", hostname: str | None = None,
-             allowed: str | None = None, selector: Obj | None = None, kinds: list[Obj] | None = None) -> Obj:  # fmt: skip
+             allowed: str | None = None, selector: Obj | None = None,
+             kinds: list[Obj] | None = None) -> Obj:  # fmt: skip
     out: Obj = {"name": name, "port": port, "protocol": protocol}
     if hostname is not None:
         out["hostname"] = hostname

@@ -29,6 +29,8 @@ Request = tuple[Any, ...]
 
 @dataclass
 class Case:
+    """Objects beside the standard ones, and requests with their outcomes."""
+
     name: str
     objects: list[g.Obj]
     requests: list[Request]
@@ -158,11 +160,13 @@ async def start(start_controller: StartController, backends: Backends, objects: 
 async def get(port: int, host: str, path: str, method: str = "GET",
               headers: dict[str, str] | None = None) -> tuple[int, str | None]:  # fmt: skip
     """(status, the backend that answered) for one request to nginx's port, a new connection each."""
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
-        async with session.request(method, f"http://127.0.0.1:{port}{path}", headers={"Host": host, **(headers or {})},
-                                   allow_redirects=False, timeout=aiohttp.ClientTimeout(total=5)) as resp:  # fmt: skip
-            body = await resp.json() if resp.content_type == "application/json" else None
-            return resp.status, body.get("backend") if isinstance(body, dict) else None
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session,
+        session.request(method, f"http://127.0.0.1:{port}{path}", headers={"Host": host, **(headers or {})},
+                        allow_redirects=False, timeout=aiohttp.ClientTimeout(total=5)) as resp,
+    ):  # fmt: skip
+        body = await resp.json() if resp.content_type == "application/json" else None
+        return resp.status, body.get("backend") if isinstance(body, dict) else None
 
 
 def outcome(status: int, backend: str | None) -> str:
@@ -173,7 +177,7 @@ def outcome(status: int, backend: str | None) -> str:
 async def test_gateway_matching(case: Case, start_controller: StartController, backends: Backends) -> None:
     _, _, port = await start(start_controller, backends, case.objects, case.listeners)
     got = []
-    for host, path, want, *extra in case.requests:
+    for host, path, _, *extra in case.requests:
         kw = extra[0] if extra else {}
         got.append((host, path, outcome(*await get(port, host, path, **kw)), *extra))
     assert got == case.requests
@@ -185,9 +189,11 @@ async def test_weighted_split_and_invalid_share(start_controller: StartControlle
                   R(B("a"), B("missing"), matches=[M("/half")]))]  # fmt: skip
     _, _, port = await start(start_controller, backends, objs)
     split = Counter([outcome(*await get(port, "x.com", "/split")) for _ in range(200)])
-    assert set(split) == {"default/a", "default/b"} and 110 < split["default/a"] < 190, split
+    assert set(split) == {"default/a", "default/b"}
+    assert 110 < split["default/a"] < 190, split
     half = Counter([outcome(*await get(port, "x.com", "/half")) for _ in range(200)])
-    assert set(half) == {"default/a", "500"} and 60 < half["500"] < 140, half
+    assert set(half) == {"default/a", "500"}
+    assert 60 < half["500"] < 140, half
 
 
 async def test_routes_and_endpoints_change_without_reload(start_controller: StartController,
