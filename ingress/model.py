@@ -276,6 +276,7 @@ class ListenerServer:
     hostname: str  # "" for a listener without hostname: the port's default server
     route: str  # $portolan_route: "~g:<port>/<hostname>"
     listeners: tuple[str, ...]  # "ns/gateway/listener", for the comment
+    tls: bool = False  # HTTPS (Terminate): certificates chosen live by SNI among the port's listeners
 
 
 @dataclass(frozen=True, slots=True)

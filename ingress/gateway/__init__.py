@@ -85,7 +85,9 @@ class FrontEnd:
         # An upstream both front ends name is the same Service port: one record serves both.
         upstreams = {u.name: u for u in found.upstreams.values()}
         upstreams.update({u.name: u for u in model.upstreams})
+        certificates = {c.digest: c for c in (*model.certificates, *found.certificates.values())}
         return replace(model, upstreams=tuple(upstreams[k] for k in sorted(upstreams)),
+                       certificates=tuple(certificates[k] for k in sorted(certificates)),
                        listeners=found.listeners, extra_records=tuple(sorted(found.records.items())),
                        notes=model.notes + tuple(found.notes))  # fmt: skip
 

@@ -36,16 +36,17 @@ from typing import Any
 from urllib.parse import urlencode
 
 from ingress import validate
-from ingress.endpoints import ServiceLookup, ready_endpoints
+from ingress.certs import CertError, CertPair, pair_from_secret
+from ingress.endpoints import ready_endpoints
 from ingress.gateway import hostnames
-from ingress.model import ListenerServer, Upstream, upstream_name
-from kubewatch import GatewayObject, Namespace
+from ingress.model import ListenerServer, Lookup, Upstream, upstream_name
+from kubewatch import SECRETS, GatewayObject, Namespace, Secret
 from kubewatch.services import find_service_port
 
 GROUP = "gateway.networking.k8s.io"
 API_VERSION = f"{GROUP}/v1"
 HTTP_ROUTE = "HTTPRoute"
-SUPPORTED_PROTOCOLS = ("HTTP",)
+SUPPORTED_PROTOCOLS = ("HTTP", "HTTPS")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 INVALID = "!500"  # a backend that cannot be used: its share of the requests gets a 500
 
@@ -116,6 +117,7 @@ class _Listener:
     kinds: list[str]
     conditions: dict[str, dict[str, Any]] = field(default_factory=dict)
     attached: int = 0
+    cert: CertPair | None = None  # HTTPS: the certificateRefs' Secret
 
     @property
     def valid(self) -> bool:
@@ -132,6 +134,7 @@ class GatewayModel:
     """What the Gateway API objects add to the model, and the status they are owed."""
 
     listeners: tuple[ListenerServer, ...] = ()
+    certificates: dict[str, CertPair] = field(default_factory=dict)  # by digest
     records: dict[str, str] = field(default_factory=dict)
     upstreams: dict[str, Upstream] = field(default_factory=dict)
     statuses: list[dict[str, Any]] = field(default_factory=list)
@@ -206,7 +209,7 @@ def _selector_matches(selector: dict[str, Any], labels: Mapping[str, str]) -> bo
     return True
 
 
-def translate(inputs: Inputs, lookup: ServiceLookup) -> GatewayModel:
+def translate(inputs: Inputs, lookup: Lookup) -> GatewayModel:
     """The listener servers, records, upstreams and status of ``inputs``."""
     out = GatewayModel()
     ours = {c.name: c for c in inputs.classes if c.spec.get("controllerName") == inputs.controller_name}
@@ -218,8 +221,8 @@ def translate(inputs: Inputs, lookup: ServiceLookup) -> GatewayModel:
     listeners: dict[tuple[str, str], list[_Listener]] = {}
     every: list[_Listener] = []
     for gw in gateways:
-        found = listeners[(gw.namespace, gw.name)] = [_listener(gw, spec, inputs) for spec in
-                                                      gw.spec.get("listeners") or [] if isinstance(spec, dict)]
+        found = listeners[(gw.namespace, gw.name)] = [_listener(gw, spec, inputs, lookup) for spec in
+                                                      _list(gw.spec.get("listeners")) if isinstance(spec, dict)]
         every.extend(found)
     _conflicts(every)
     tables: dict[str, list[Match]] = {}
@@ -235,7 +238,12 @@ def translate(inputs: Inputs, lookup: ServiceLookup) -> GatewayModel:
         if not li.valid:
             continue
         servers[li.key] = ListenerServer(li.nginx_port, li.hostname or "", f"~g:{li.key}",
-                                         (f"{li.gateway.namespace}/{li.gateway.name}/{li.name}",))  # fmt: skip
+                                         (f"{li.gateway.namespace}/{li.gateway.name}/{li.name}",),
+                                         li.protocol == "HTTPS")  # fmt: skip
+        if li.cert is not None:
+            # The port's certificates by SNI name (templates/lua/portolan.lua, M.certificate).
+            out.certificates[li.cert.digest] = li.cert
+            out.records[f"h:{li.nginx_port}/{li.hostname or ''}"] = li.cert.digest
         matches = sorted(tables.get(li.key, []), key=Match.rank)
         out.records[f"g:{li.key}"] = "\n".join(m.record() for m in matches)
     out.listeners = tuple(sorted(servers.values(), key=lambda s: (s.port, s.hostname)))
@@ -245,7 +253,7 @@ def translate(inputs: Inputs, lookup: ServiceLookup) -> GatewayModel:
     return out
 
 
-def _listener(gw: GatewayObject, spec: dict[str, Any], inputs: Inputs) -> _Listener:
+def _listener(gw: GatewayObject, spec: dict[str, Any], inputs: Inputs, lookup: Lookup) -> _Listener:
     gen = gw.generation
     name = str(spec.get("name") or "")
     port = spec.get("port")
@@ -289,8 +297,36 @@ def _listener(gw: GatewayObject, spec: dict[str, Any], inputs: Inputs) -> _Liste
             resolved = condition("ResolvedRefs", False, "InvalidRouteKinds", "only HTTPRoute is supported", gen)
     else:
         li.kinds = [HTTP_ROUTE]
+    if protocol == "HTTPS" and accepted["status"] == "True":
+        tls = _dict(spec.get("tls"))
+        if tls.get("mode", "Terminate") != "Terminate":
+            accepted = condition("Accepted", False, "UnsupportedValue", "HTTPS listeners terminate TLS", gen)
+        else:
+            li.cert, problem = _certificate(gw, _list(tls.get("certificateRefs")), inputs, lookup)
+            if problem is not None:
+                resolved = condition("ResolvedRefs", False, problem[0], problem[1], gen)
     li.conditions = {"Accepted": accepted, "ResolvedRefs": resolved}
     return li
+
+
+def _certificate(gw: GatewayObject, refs: list[Any], inputs: Inputs,
+                 lookup: Lookup) -> tuple[CertPair | None, tuple[str, str] | None]:  # fmt: skip
+    """The first certificateRef's pair, or the reason and message of ResolvedRefs False."""
+    if not refs or not isinstance(refs[0], dict):
+        return None, ("InvalidCertificateRef", "an HTTPS listener needs a certificateRef")
+    ref = refs[0]
+    name, ns = ref.get("name"), ref.get("namespace") or gw.namespace
+    if (ref.get("group") or "") != "" or ref.get("kind", "Secret") != "Secret" or not isinstance(name, str):
+        return None, ("InvalidCertificateRef", "certificateRefs name Secrets")
+    if ns != gw.namespace and not granted(inputs.grants, "Gateway", gw.namespace, ns, "Secret", name):
+        return None, ("RefNotPermitted", f"certificateRef to {ns}/{name} is not permitted by a ReferenceGrant")
+    secret = lookup.get(SECRETS.name, str(ns), name)
+    if not isinstance(secret, Secret):
+        return None, ("InvalidCertificateRef", f"secret {ns}/{name} not found")
+    try:
+        return pair_from_secret(secret), None
+    except CertError as exc:
+        return None, ("InvalidCertificateRef", f"secret {ns}/{name}: {exc}")
 
 
 def _conflicts(every: list[_Listener]) -> None:
@@ -344,7 +380,7 @@ def _gateway_status(gw: GatewayObject, listeners: list[_Listener], inputs: Input
 
 
 def _route(route: GatewayObject, listeners: dict[tuple[str, str], list[_Listener]], inputs: Inputs,
-           lookup: ServiceLookup, tables: dict[str, list[Match]], rule_routes: dict[str, str],
+           lookup: Lookup, tables: dict[str, list[Match]], rule_routes: dict[str, str],
            out: GatewayModel) -> dict[str, Any] | None:  # fmt: skip
     """The route's matches on the listeners that take it, and its status (None when no
     parentRef names a Gateway of ours: not ours to report)."""
@@ -519,7 +555,7 @@ def _add_matches(route: GatewayObject, rules: list[dict[str, Any]], names: list[
                                    tuple(queries.values()), (route.created, key, r_index, m_index)))  # fmt: skip
 
 
-def _backends(route: GatewayObject, refs: Any, inputs: Inputs, lookup: ServiceLookup,
+def _backends(route: GatewayObject, refs: Any, inputs: Inputs, lookup: Lookup,
               out: GatewayModel) -> tuple[str, tuple[str, str] | None]:  # fmt: skip
     """A rule's route record (``ws=<weight>:<upstream or !500> ...``) and the first problem
     with its backendRefs (reason, message) for ResolvedRefs."""
@@ -541,7 +577,7 @@ def _backends(route: GatewayObject, refs: Any, inputs: Inputs, lookup: ServiceLo
                       "un": f"{route.namespace}-{route.name}"}), issue  # fmt: skip
 
 
-def _backend(route: GatewayObject, ref: dict[str, Any], inputs: Inputs, lookup: ServiceLookup,
+def _backend(route: GatewayObject, ref: dict[str, Any], inputs: Inputs, lookup: Lookup,
              out: GatewayModel) -> tuple[str, tuple[str, str] | None]:  # fmt: skip
     name = ref.get("name")
     ns = ref.get("namespace") or route.namespace

@@ -628,10 +628,30 @@ end
 -- SNI host (exact, then "*.parent", as ingress-nginx looks it up), else the default; without
 -- either, the configured one stays. Set on the connection before nginx switches to the SNI's
 -- server, which has no TLS context of its own and so keeps it.
-function M.certificate()
+-- A Gateway port's certificate (scope "<port>/", ingress/gateway): the listener whose hostname
+-- fits the SNI name best: exact, then the longest "*.suffix" (one or more labels), then the
+-- listener without hostname.
+local function listener_certificate(scope, name)
+    if name then
+        name = name:lower()
+        local digest = certdata:get("h:" .. scope .. name)
+        if digest then return digest end
+        local rest = name:match("^[^.]+%.(.+)$")
+        while rest do
+            digest = certdata:get("h:" .. scope .. "*." .. rest)
+            if digest then return digest end
+            rest = rest:match("^[^.]+%.(.+)$")
+        end
+    end
+    return certdata:get("h:" .. scope)
+end
+
+function M.certificate(scope)
     local name = clienthello.get_client_hello_server_name()
     local digest
-    if name then
+    if scope then
+        digest = listener_certificate(scope, name)
+    elseif name then
         name = name:lower()
         digest = certdata:get("h:" .. name)
         if not digest then

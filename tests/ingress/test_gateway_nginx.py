@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from cryptography import x509
 
 from ingress.controller import Controller
 from kubewatch import Store
@@ -20,6 +21,8 @@ from tests.ingress import objects as o
 from tests.ingress.backends import Backends
 from tests.ingress.conftest import StartController, free_ports, until
 from tests.ingress.test_nginx_live import no_reload
+from tests.ingress.test_nginx_tls import peer_certificate
+from tests.ingress.tlsutil import Authority
 
 SERVICES = (("default", "a"), ("default", "b"), ("default", "c"), ("default", "d"), ("other", "e"))
 
@@ -220,3 +223,52 @@ async def test_routes_and_endpoints_change_without_reload(start_controller: Star
 
 async def outcome_is(port: int, path: str, want: str) -> bool:
     return outcome(*await get(port, "x.com", path)) == want
+
+
+async def test_https_listeners_serve_their_secrets_by_sni(start_controller: StartController, backends: Backends,
+                                                         authority: Authority) -> None:  # fmt: skip
+    # Four HTTPS listeners on one port: each handshake gets the Secret of the listener whose
+    # hostname fits the SNI name best, byte for byte; a Secret in another namespace only
+    # with a ReferenceGrant.
+    pems = {name: authority.issue(*names) for name, names in
+            {"exact": ("a.example.com",), "wild": ("*.example.com",), "granted": ("other.org",),
+             "any": ("fallback.test",)}.items()}  # fmt: skip
+    secrets = [o.tls_secret(name, *pems[name], namespace="certs" if name == "granted" else "default") for name in pems]
+    secrets.append(o.tls_secret("refused", *pems["granted"], namespace="certs"))  # no grant names it
+
+    def https(name: str, hostname: str | None, ns: str | None = None) -> g.Obj:
+        out = g.listener(name, port=443, protocol="HTTPS", hostname=hostname)
+        out["tls"] = {"certificateRefs": [{"name": name, **({"namespace": ns} if ns else {})}]}
+        return out
+
+    listeners = [https("exact", "a.example.com"), https("wild", "*.example.com"),
+                 https("granted", "other.org", "certs"), https("refused", "refused.org", "certs"), https("any", None)]
+    objs = [*secrets, g.grant("gw-certs", "certs", "default", to_kind="Secret", to_name="granted", from_kind="Gateway"),
+            route("r", R(B("a")))]  # fmt: skip
+    store = Store()
+    for ns, name in SERVICES:
+        (ip,), port = await backends.start(f"{ns}/{name}")
+        o.put(store, o.service(name, ("http", 80, "http"), namespace=ns), o.endpoint_slice(name, [ip], port,
+                                                                                         namespace=ns))  # fmt: skip
+    o.put(store, g.gateway_class(), g.gateway("gw", *listeners), *objs)
+    (port,) = free_ports(1)
+    controller = await start_controller(store, listener_port_map={443: port})
+    for sni, served in [("a.example.com", "exact"), ("x.y.example.com", "wild"), ("other.org", "granted"),
+                        ("refused.org", "any"), ("elsewhere.net", "any")]:  # fmt: skip
+        got = await peer_certificate(port, sni)
+        assert got == x509.load_pem_x509_certificate(pems[served][0]), (sni, served)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+        for host in ("a.example.com", "b.example.com", "other.org"):
+            async with session.get(f"https://127.0.0.1:{port}/", headers={"Host": host}, ssl=False,
+                                   server_hostname=host) as resp:  # fmt: skip
+                assert (await resp.json())["backend"] == "default/a", host
+    status = next(i for i in controller.statuses() if i["kind"] == "Gateway")["status"]
+    refused = next(li for li in status["listeners"] if li["name"] == "refused")
+    assert {c["type"]: c["reason"] for c in refused["conditions"]}["ResolvedRefs"] == "RefNotPermitted"
+    # The grant deleted: the listener that used it is no longer served.
+    g.remove(store, objs[len(secrets)])
+    await until(lambda: _cert_is(port, "other.org", pems["any"][0]))
+
+
+async def _cert_is(port: int, sni: str, pem: bytes) -> bool:
+    return await peer_certificate(port, sni) == x509.load_pem_x509_certificate(pem)
