@@ -266,28 +266,10 @@ def _listener(gw: GatewayObject, spec: dict[str, Any], inputs: Inputs, lookup: L
     li = _Listener(gw, name, port, inputs.port_map.get(port, port), protocol,
                    hostname if isinstance(hostname, str) and hostname else None,
                    str(namespaces.get("from") or "Same"), selector if isinstance(selector, dict) else None, [])
-    accepted = condition("Accepted", True, "Accepted", "", gen)
+    problem = _unacceptable(li, inputs)
+    accepted = condition("Accepted", problem is None, "Accepted" if problem is None else problem[0],
+                         problem[1] if problem else "", gen)  # fmt: skip
     resolved = condition("ResolvedRefs", True, "ResolvedRefs", "", gen)
-    try:  # they name the listener in nginx.conf's comments
-        validate.namespace(gw.namespace)
-        validate.object_name(gw.name)
-        named = bool(_SECTION_NAME.match(name))
-    except validate.InvalidValue:
-        named = False
-    if not named:
-        accepted = condition("Accepted", False, "UnsupportedValue", "invalid Gateway or listener name", gen)
-    elif protocol not in SUPPORTED_PROTOCOLS:
-        accepted = condition("Accepted", False, "UnsupportedProtocol", f"protocol {protocol!r} is not supported",
-                             gen)  # fmt: skip
-    elif not port:
-        accepted = condition("Accepted", False, "PortUnavailable", "invalid port", gen)
-    elif li.nginx_port in inputs.reserved_ports:
-        accepted = condition("Accepted", False, "PortUnavailable",
-                             f"port {li.nginx_port} is taken by the Ingress listeners or the controller", gen)
-    elif li.hostname is not None and not hostnames.valid(li.hostname):
-        accepted = condition("Accepted", False, "UnsupportedValue", f"invalid hostname {li.hostname!r}", gen)
-    elif li.allowed_from not in ("Same", "All", "Selector"):
-        accepted = condition("Accepted", False, "UnsupportedValue", f"allowedRoutes from {li.allowed_from!r}", gen)
     kinds = allowed.get("kinds")
     if isinstance(kinds, list) and kinds:
         good = [HTTP_ROUTE for k in kinds if isinstance(k, dict) and k.get("group", GROUP) == GROUP
@@ -307,6 +289,30 @@ def _listener(gw: GatewayObject, spec: dict[str, Any], inputs: Inputs, lookup: L
                 resolved = condition("ResolvedRefs", False, problem[0], problem[1], gen)
     li.conditions = {"Accepted": accepted, "ResolvedRefs": resolved}
     return li
+
+
+def _unacceptable(li: _Listener, inputs: Inputs) -> tuple[str, str] | None:
+    """Why the listener cannot be Accepted (reason, message), if it cannot."""
+    gw = li.gateway
+    try:  # they name the listener in nginx.conf's comments
+        validate.namespace(gw.namespace)
+        validate.object_name(gw.name)
+        named = bool(_SECTION_NAME.match(li.name))
+    except validate.InvalidValue:
+        named = False
+    if not named:
+        return "UnsupportedValue", "invalid Gateway or listener name"
+    if li.protocol not in SUPPORTED_PROTOCOLS:
+        return "UnsupportedProtocol", f"protocol {li.protocol!r} is not supported"
+    if not li.port:
+        return "PortUnavailable", "invalid port"
+    if li.nginx_port in inputs.reserved_ports:
+        return "PortUnavailable", f"port {li.nginx_port} is taken by the Ingress listeners or the controller"
+    if li.hostname is not None and not hostnames.valid(li.hostname):
+        return "UnsupportedValue", f"invalid hostname {li.hostname!r}"
+    if li.allowed_from not in ("Same", "All", "Selector"):
+        return "UnsupportedValue", f"allowedRoutes from {li.allowed_from!r}"
+    return None
 
 
 def _certificate(gw: GatewayObject, refs: list[Any], inputs: Inputs,
