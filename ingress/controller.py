@@ -117,7 +117,8 @@ class Controller:
         self.gateway: FrontEnd | None = None
         if options.gateway_controller_name:
             self.gateway = FrontEnd(self.store, options.gateway_controller_name, dict(options.listener_port_map),
-                                    self._reserved_ports, self._gateway_addresses)  # fmt: skip
+                                    self._reserved_ports, self._gateway_addresses,
+                                    {options.http_port: "HTTP", options.https_port: "HTTPS"})  # fmt: skip
         self.reconciler = Reconciler(self.store, self.snapshot, self.renderer, self.applier, self.events, self.metrics,
                                      self._extend)  # fmt: skip
         self.elector: LeaderElector | None = None
@@ -282,7 +283,7 @@ class Controller:
 
     def _reserved_ports(self) -> frozenset[int]:
         o = self.options
-        return frozenset(p for p in (o.http_port, o.https_port, o.healthz_port, o.metrics_port) if p and p > 0)
+        return frozenset(p for p in (o.healthz_port, o.metrics_port) if p and p > 0)
 
     def _gateway_addresses(self) -> tuple[str, ...]:
         published = self.publish_addresses()

@@ -277,6 +277,9 @@ class ListenerServer:
     route: str  # $portolan_route: "~g:<port>/<hostname>"
     listeners: tuple[str, ...]  # "ns/gateway/listener", for the comment
     tls: bool = False  # HTTPS (Terminate): certificates chosen live by SNI among the port's listeners
+    # On the Ingresses' port: the server names it has there (validated hostnames and
+    # wildcards); () on a port of its own, where the hostname alone is its name.
+    shared: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

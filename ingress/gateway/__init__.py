@@ -57,7 +57,11 @@ class FrontEnd:
     """Gateway API objects of the store -> what they add to each model, and their status."""
 
     def __init__(self, store: Store, controller_name: str, port_map: dict[int, int],
-                 reserved: Callable[[], frozenset[int]], addresses: Callable[[], tuple[str, ...]]) -> None:  # fmt: skip
+                 reserved: Callable[[], frozenset[int]], addresses: Callable[[], tuple[str, ...]],
+                 ingress_ports: dict[int, str] | None = None) -> None:  # fmt: skip
+        """``reserved``: nginx ports no listener may take; ``ingress_ports``: the Ingresses'
+        (port -> "HTTP"/"HTTPS"), which listeners of that protocol share with them."""
+        self.ingress_ports = ingress_ports or {}
         self.store = store
         self.controller_name = controller_name
         self.port_map = port_map
@@ -78,7 +82,8 @@ class FrontEnd:
         inputs = Inputs(_objects(self.store, GATEWAY_CLASSES.name), _objects(self.store, GATEWAYS.name),
                         _objects(self.store, HTTP_ROUTES.name), _objects(self.store, REFERENCE_GRANTS.name),
                         namespaces, self.controller_name, self.port_map, self.reserved(), self.addresses(),
-                        self.programmed)  # fmt: skip
+                        self.programmed, self.ingress_ports,
+                        frozenset(s.host for s in model.servers if not s.is_catch_all))  # fmt: skip
         found = self.last = translate(inputs, snapshot.lookup)
         if not found.listeners and not found.records:
             return model

@@ -118,6 +118,13 @@ class _Listener:
     conditions: dict[str, dict[str, Any]] = field(default_factory=dict)
     attached: int = 0
     cert: CertPair | None = None  # HTTPS: the certificateRefs' Secret
+    route_hosts: set[str] = field(default_factory=set)  # effective hostnames of the routes it took
+
+    def specificity(self) -> tuple[int, int]:
+        """nginx's order among a port's server names: exact, then longer wildcards, then none."""
+        if self.hostname is None:
+            return (2, 0)
+        return (1, -len(self.hostname)) if self.hostname.startswith("*.") else (0, 0)
 
     @property
     def valid(self) -> bool:
@@ -141,7 +148,7 @@ class GatewayModel:
     notes: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Inputs:
     """The Gateway API objects of one pass, and what they are judged against."""
 
@@ -155,6 +162,9 @@ class Inputs:
     reserved_ports: frozenset[int]  # nginx ports a listener may not take (the Ingress ports, health)
     addresses: tuple[str, ...]  # for Gateway status.addresses
     programmed: bool = True  # whether nginx serves the last configuration
+    # nginx ports the Ingresses listen on ("HTTP" / "HTTPS"), and the hosts their rules name.
+    shared_ports: Mapping[int, str] = field(default_factory=dict)
+    ingress_hosts: frozenset[str] = frozenset()
 
 
 def _meta(obj: GatewayObject, kind: str) -> dict[str, Any]:
@@ -234,16 +244,11 @@ def translate(inputs: Inputs, lookup: Lookup) -> GatewayModel:
             out.statuses.append(status)
     # Listener servers: the valid listeners, one block per (nginx port, hostname).
     servers: dict[str, ListenerServer] = {}
-    for li in every:
-        if not li.valid:
-            continue
-        servers[li.key] = ListenerServer(li.nginx_port, li.hostname or "", f"~g:{li.key}",
-                                         (f"{li.gateway.namespace}/{li.gateway.name}/{li.name}",),
-                                         li.protocol == "HTTPS")  # fmt: skip
-        if li.cert is not None:
-            # The port's certificates by SNI name (templates/lua/portolan.lua, M.certificate).
-            out.certificates[li.cert.digest] = li.cert
-            out.records[f"h:{li.nginx_port}/{li.hostname or ''}"] = li.cert.digest
+    taken = set(inputs.ingress_hosts)  # server names on shared ports: Ingress hosts first
+    for li in sorted((li for li in every if li.valid), key=lambda li: (li.nginx_port, li.specificity())):
+        server = _server(li, inputs, taken, out)
+        if server is not None:
+            servers[li.key] = server
         matches = sorted(tables.get(li.key, []), key=Match.rank)
         out.records[f"g:{li.key}"] = "\n".join(m.record() for m in matches)
     out.listeners = tuple(sorted(servers.values(), key=lambda s: (s.port, s.hostname)))
@@ -251,6 +256,33 @@ def translate(inputs: Inputs, lookup: Lookup) -> GatewayModel:
     for gw in gateways:
         out.statuses.append(_gateway_status(gw, listeners[(gw.namespace, gw.name)], inputs))
     return out
+
+
+def _server(li: _Listener, inputs: Inputs, taken: set[str], out: GatewayModel) -> ListenerServer | None:
+    """The listener's server block (None: nothing of it to serve), and its certificates' records.
+
+    On a port of its own, a listener's block has its hostname as server name (none: the
+    port's default server), and the port's certificates are its listeners' ("h:<port>/<name>").
+    On the Ingresses' port, a host an Ingress rule names stays the Ingress's: the listener's
+    block names its hostname and its routes' hostnames that no Ingress (nor a more specific
+    listener) names, and the Ingress catch-all stays the port's default server. Certificates
+    there go where the Ingresses' are ("h:<name>"), for the names the listener got."""
+    label = (f"{li.gateway.namespace}/{li.gateway.name}/{li.name}",)
+    tls = li.protocol == "HTTPS"
+    if li.nginx_port not in inputs.shared_ports:
+        if li.cert is not None:
+            out.certificates[li.cert.digest] = li.cert
+            out.records[f"h:{li.nginx_port}/{li.hostname or ''}"] = li.cert.digest
+        return ListenerServer(li.nginx_port, li.hostname or "", f"~g:{li.key}", label, tls)
+    wanted = ([li.hostname] if li.hostname else []) + sorted(li.route_hosts - {li.hostname or ""})
+    names = tuple(n for n in dict.fromkeys(wanted) if n not in taken)
+    taken.update(names)
+    if not names:
+        return None
+    if li.cert is not None:
+        out.certificates[li.cert.digest] = li.cert
+        out.records.update((f"h:{n}", li.cert.digest) for n in names)
+    return ListenerServer(li.nginx_port, li.hostname or "", f"~g:{li.key}", label, tls, names)
 
 
 def _listener(gw: GatewayObject, spec: dict[str, Any], inputs: Inputs, lookup: Lookup) -> _Listener:
@@ -307,7 +339,10 @@ def _unacceptable(li: _Listener, inputs: Inputs) -> tuple[str, str] | None:
     if not li.port:
         return "PortUnavailable", "invalid port"
     if li.nginx_port in inputs.reserved_ports:
-        return "PortUnavailable", f"port {li.nginx_port} is taken by the Ingress listeners or the controller"
+        return "PortUnavailable", f"port {li.nginx_port} is taken by the controller"
+    shared = inputs.shared_ports.get(li.nginx_port)
+    if shared is not None and shared != li.protocol:
+        return "PortUnavailable", f"port {li.nginx_port} serves Ingresses over {shared}"
     if li.hostname is not None and not hostnames.valid(li.hostname):
         return "UnsupportedValue", f"invalid hostname {li.hostname!r}"
     if li.allowed_from not in ("Same", "All", "Selector"):
@@ -449,6 +484,7 @@ def _attach(route: GatewayObject, relevant: list[_Listener], route_hosts: list[s
                          "no listener hostname intersects the route's hostnames", gen)  # fmt: skip
     for li, hosts in taken:
         li.attached += 1
+        li.route_hosts.update(h for h in hosts if h is not None)
         if li.valid:
             _add_matches(route, rules, rule_names, hosts, tables.setdefault(li.key, []))
     return condition("Accepted", True, "Accepted", "", gen)

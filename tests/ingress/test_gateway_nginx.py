@@ -144,16 +144,22 @@ CASES = [
 ]
 
 
-async def start(start_controller: StartController, backends: Backends, objects: list[g.Obj],
-                listeners: list[g.Obj] | None = None, **options: Any) -> tuple[Controller, Store, int]:  # fmt: skip
-    """The standard Services (one echo backend each, named "<namespace>/<service>"), our
-    GatewayClass and a Gateway "gw" with ``listeners``, ``objects``; a controller whose
-    listener port 80 is nginx's returned port."""
+async def standard_store(backends: Backends) -> Store:
+    """A Store with the standard Services, each with one echo backend named "<namespace>/<service>"."""
     store = Store()
     for ns, name in SERVICES:
         (ip,), port = await backends.start(f"{ns}/{name}")
         o.put(store, o.service(name, ("http", 80, "http"), namespace=ns),
               o.endpoint_slice(name, [ip], port, namespace=ns))  # fmt: skip
+    return store
+
+
+async def start(start_controller: StartController, backends: Backends, objects: list[g.Obj],
+                listeners: list[g.Obj] | None = None, **options: Any) -> tuple[Controller, Store, int]:  # fmt: skip
+    """The standard Services (one echo backend each, named "<namespace>/<service>"), our
+    GatewayClass and a Gateway "gw" with ``listeners``, ``objects``; a controller whose
+    listener port 80 is nginx's returned port."""
+    store = await standard_store(backends)
     o.put(store, g.gateway_class(), g.gateway("gw", *(listeners or [g.listener()])), *objects)
     (port,) = free_ports(1)
     controller = await start_controller(store, listener_port_map={80: port}, **options)
@@ -245,11 +251,7 @@ async def test_https_listeners_serve_their_secrets_by_sni(start_controller: Star
                  https("granted", "other.org", "certs"), https("refused", "refused.org", "certs"), https("any", None)]
     objs = [*secrets, g.grant("gw-certs", "certs", "default", to_kind="Secret", to_name="granted", from_kind="Gateway"),
             route("r", R(B("a")))]  # fmt: skip
-    store = Store()
-    for ns, name in SERVICES:
-        (ip,), port = await backends.start(f"{ns}/{name}")
-        o.put(store, o.service(name, ("http", 80, "http"), namespace=ns), o.endpoint_slice(name, [ip], port,
-                                                                                         namespace=ns))  # fmt: skip
+    store = await standard_store(backends)
     o.put(store, g.gateway_class(), g.gateway("gw", *listeners), *objs)
     (port,) = free_ports(1)
     controller = await start_controller(store, listener_port_map={443: port})
@@ -272,3 +274,31 @@ async def test_https_listeners_serve_their_secrets_by_sni(start_controller: Star
 
 async def _cert_is(port: int, sni: str, pem: bytes) -> bool:
     return await peer_certificate(port, sni) == x509.load_pem_x509_certificate(pem)
+
+
+async def test_a_port_shared_with_ingresses(start_controller: StartController, backends: Backends) -> None:
+    # Listeners on the Ingresses' port share nginx's listen: a host an Ingress rule names is
+    # the Ingress's, HTTPRoutes get the hosts their hostnames name that no Ingress does, and
+    # hosts nobody names meet the Ingress catch-all (the default backend's 404).
+    (http_port,) = free_ports(1)
+    objs = [o.ingress_class(), o.ingress("ing", o.rule("foo.com", o.path("/", "a"))),
+            route("named", R(B("b")), hostnames=["foo.com", "bar.com"], parents=[g.parent(section="any")]),
+            route("wild", R(B("c")), parents=[g.parent(section="wild")]),
+            route("unnamed", R(B("d")), parents=[g.parent(section="any")])]  # fmt: skip
+    store = await standard_store(backends)
+    o.put(store, g.gateway_class(), g.gateway("gw", g.listener("any"), g.listener("wild", hostname="*.example.com")),
+          *objs)  # fmt: skip
+    controller = await start_controller(store, http_port=http_port, listener_port_map={80: http_port})
+    want = [("foo.com", "default/a"), ("bar.com", "default/b"), ("x.example.com", "default/c"),
+            ("a.b.example.com", "default/c"), ("unknown.org", "404")]  # fmt: skip
+    assert [(h, outcome(*await get(http_port, h, "/"))) for h, _ in want] == want
+    # An Ingress takes bar.com: from then on it is the Ingress's.
+    o.put(store, o.ingress("ing2", o.rule("bar.com", o.path("/", "c"))))
+    await until(lambda: _host_is(http_port, "bar.com", "default/c"))
+    assert outcome(*await get(http_port, "x.example.com", "/")) == "default/c"
+    status = next(i for i in controller.statuses() if i["kind"] == "Gateway")["status"]
+    assert [li["attachedRoutes"] for li in status["listeners"]] == [2, 1]
+
+
+async def _host_is(port: int, host: str, want: str) -> bool:
+    return outcome(*await get(port, host, "/")) == want
