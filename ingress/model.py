@@ -280,6 +280,7 @@ class ListenerServer:
     # On the Ingresses' port: the server names it has there (validated hostnames and
     # wildcards); () on a port of its own, where the hostname alone is its name.
     shared: tuple[str, ...] = ()
+    listener_port: int = 0  # the Gateway's port (redirects name it), before --listener-port-map
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ from urllib.parse import urlencode
 from ingress import validate
 from ingress.certs import CertError, CertPair, pair_from_secret
 from ingress.endpoints import ready_endpoints
-from ingress.gateway import hostnames
+from ingress.gateway import filters, hostnames
 from ingress.model import ListenerServer, Lookup, Upstream, upstream_name
 from kubewatch import SECRETS, GatewayObject, Namespace, Secret
 from kubewatch.services import find_service_port
@@ -273,7 +273,7 @@ def _server(li: _Listener, inputs: Inputs, taken: set[str], out: GatewayModel) -
         if li.cert is not None:
             out.certificates[li.cert.digest] = li.cert
             out.records[f"h:{li.nginx_port}/{li.hostname or ''}"] = li.cert.digest
-        return ListenerServer(li.nginx_port, li.hostname or "", f"~g:{li.key}", label, tls)
+        return ListenerServer(li.nginx_port, li.hostname or "", f"~g:{li.key}", label, tls, (), li.port)
     wanted = ([li.hostname] if li.hostname else []) + sorted(li.route_hosts - {li.hostname or ""})
     names = tuple(n for n in dict.fromkeys(wanted) if n not in taken)
     taken.update(names)
@@ -282,7 +282,7 @@ def _server(li: _Listener, inputs: Inputs, taken: set[str], out: GatewayModel) -
     if li.cert is not None:
         out.certificates[li.cert.digest] = li.cert
         out.records.update((f"h:{n}", li.cert.digest) for n in names)
-    return ListenerServer(li.nginx_port, li.hostname or "", f"~g:{li.key}", label, tls, names)
+    return ListenerServer(li.nginx_port, li.hostname or "", f"~g:{li.key}", label, tls, names, li.port)
 
 
 def _listener(gw: GatewayObject, spec: dict[str, Any], inputs: Inputs, lookup: Lookup) -> _Listener:
@@ -436,7 +436,7 @@ def _route(route: GatewayObject, listeners: dict[tuple[str, str], list[_Listener
     rule_names: list[str] = []
     for index, rule in enumerate(rules):
         name = f"gw/{route.namespace}/{route.name}/{index}"
-        record, issue = _backends(route, rule.get("backendRefs"), inputs, lookup, out)
+        record, issue = _backends(route, rule, inputs, lookup, out)
         rule_routes[f"r:{name}"] = record
         rule_names.append(name)
         if issue is not None and resolved_problem is None:
@@ -515,9 +515,10 @@ def _rules(route: GatewayObject) -> list[dict[str, Any]]:
             raise Refused("UnsupportedValue", "a rule is not an object")
         for match in rule.get("matches") or []:
             _check_match(match)
-        for f in rule.get("filters") or []:
-            kind = f.get("type") if isinstance(f, dict) else None
-            raise Refused("UnsupportedValue", f"filter {kind!r} is not supported yet")
+        try:
+            filters.fields(rule)
+        except filters.FilterError as exc:
+            raise Refused(exc.reason, str(exc)) from None
     for h in route.spec.get("hostnames") or []:
         if not isinstance(h, str) or not hostnames.valid(h):
             raise Refused("UnsupportedValue", f"invalid hostname {h!r}")
@@ -597,10 +598,11 @@ def _add_matches(route: GatewayObject, rules: list[dict[str, Any]], names: list[
                                    tuple(queries.values()), (route.created, key, r_index, m_index)))  # fmt: skip
 
 
-def _backends(route: GatewayObject, refs: Any, inputs: Inputs, lookup: Lookup,
+def _backends(route: GatewayObject, rule: dict[str, Any], inputs: Inputs, lookup: Lookup,
               out: GatewayModel) -> tuple[str, tuple[str, str] | None]:  # fmt: skip
-    """A rule's route record (``ws=<weight>:<upstream or !500> ...``) and the first problem
-    with its backendRefs (reason, message) for ResolvedRefs."""
+    """A rule's route record (``ws=<weight>:<upstream or !500> ...``, its filters' fields) and
+    the first problem with its backendRefs (reason, message) for ResolvedRefs."""
+    refs = rule.get("backendRefs")
     shares: list[str] = []
     issue: tuple[str, str] | None = None
     for ref in refs or []:
@@ -615,8 +617,9 @@ def _backends(route: GatewayObject, refs: Any, inputs: Inputs, lookup: Lookup,
         if weight > 0:
             shares.append(f"{weight}:{target}")
     # No backend with a weight (none at all, or all 0): every request gets a 500.
-    return urlencode({"ws": " ".join(shares) or f"1:{INVALID}", "lb": "round_robin",
-                      "un": f"{route.namespace}-{route.name}"}), issue  # fmt: skip
+    fields = [("ws", " ".join(shares) or f"1:{INVALID}"), ("lb", "round_robin"),
+              ("un", f"{route.namespace}-{route.name}")]  # fmt: skip
+    return urlencode(fields + filters.fields(rule)), issue
 
 
 def _backend(route: GatewayObject, ref: dict[str, Any], inputs: Inputs, lookup: Lookup,

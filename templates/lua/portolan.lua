@@ -339,9 +339,84 @@ local function match_gateway(key, gen)
             args = args or ngx.req.get_uri_args(0)
             ok = gateway_all(e.qe, args, false) and gateway_all(e.qr, args, true)
         end
-        if ok then return e.route end
+        if ok then return e.route, e end
     end
     return nil
+end
+
+-- A path with its matched prefix replaced (ReplacePrefixMatch): element-wise, never "//".
+local function replace_prefix(uri, entry, replacement)
+    local rest = entry.prefix and sub(uri, #entry.prefix + 1) or uri
+    if replacement == "/" or replacement == "" then
+        return rest ~= "" and rest or "/"
+    end
+    if byte(replacement, -1) == 47 then replacement = sub(replacement, 1, -2) end
+    if rest == "/" and not entry.prefix then rest = "" end
+    return replacement .. rest
+end
+
+local DEFAULT_PORTS = { http = 80, https = 443 }
+
+-- RequestRedirect: the Location the spec builds (a port from the filter, else the scheme's
+-- when the filter names one, else the listener's; left out when it is the scheme's default).
+local function redirect(route, entry, var)
+    local scheme = route.rs or var.scheme
+    local port = tonumber(route.rp)
+    if not port then
+        port = route.rs and DEFAULT_PORTS[route.rs] or tonumber(var.portolan_listener_port)
+    end
+    local path = var.uri
+    if route.rf then
+        path = route.rf
+    elseif route.rx then
+        path = replace_prefix(path, entry, route.rx)
+    end
+    local args = var.args
+    local location = scheme .. "://" .. (route.rh or var.host)
+        .. (port == DEFAULT_PORTS[scheme] and "" or ":" .. port) .. path
+        .. (args and args ~= "" and "?" .. args or "")
+    return ngx.redirect(location, tonumber(route.rc) or 302)
+end
+
+local function as_list(value)
+    if type(value) == "string" then return { value } end
+    return value or {}
+end
+
+-- access_by_lua in a Gateway listener's location ($portolan_route "~g:<listener>"): the
+-- request's route by the listener's matches (404 when none), then the rule's filters:
+-- redirect, request header changes, URL rewrite. The balancer then meets a plain route name.
+function M.gateway()
+    local var = ngx.var
+    local gen = data:get("gen") or 0
+    local name, entry = match_gateway(sub(var.portolan_route, 4), gen)
+    if not name then return ngx.exit(404) end
+    var.portolan_route = name
+    local route = record("r", name, gen)
+    if not route then return end -- the balancer answers 503
+    if route.rd then return redirect(route, entry, var) end
+    for _, pair in ipairs(as_list(route.hs)) do
+        local header, value = pair:match("^([^:]+):(.*)$")
+        ngx.req.set_header(header, value)
+    end
+    if route.ha then
+        local headers = ngx.req.get_headers(0)
+        for _, pair in ipairs(as_list(route.ha)) do
+            local header, value = pair:match("^([^:]+):(.*)$")
+            local old = headers[header]
+            if type(old) == "table" then old = table.concat(old, ",") end
+            ngx.req.set_header(header, old and old .. "," .. value or value)
+        end
+    end
+    for _, header in ipairs(as_list(route.hd)) do
+        ngx.req.clear_header(header)
+    end
+    if route.uh then var.portolan_vhost = route.uh end
+    if route.uf then
+        ngx.req.set_uri(route.uf)
+    elseif route.ux then
+        ngx.req.set_uri(replace_prefix(var.uri, entry, route.ux))
+    end
 end
 
 -- A Gateway rule's backend for this request, by weight: an upstream name, or "!<status>".
@@ -366,13 +441,6 @@ local function resolve()
         name = match_path(gen)
         if not name then return nil, nil end
         ngx.var.portolan_route = name -- for a retry, and the request metrics
-    elseif byte(name, 1) == 126 and byte(name, 2) == 103 then -- "~g:<listener>": a Gateway listener
-        name = match_gateway(sub(name, 4), gen)
-        if not name then
-            ngx.var.portolan_unrouted = "1" -- no rule matched: 404
-            return nil, nil
-        end
-        ngx.var.portolan_route = name
     end
     local route = record("r", name, gen)
     if not route then return nil, nil end

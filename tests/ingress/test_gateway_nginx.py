@@ -302,3 +302,59 @@ async def test_a_port_shared_with_ingresses(start_controller: StartController, b
 
 async def _host_is(port: int, host: str, want: str) -> bool:
     return outcome(*await get(port, host, "/")) == want
+
+
+def redirect(**spec: Any) -> g.Obj:
+    return {"type": "RequestRedirect", "requestRedirect": spec}
+
+
+FULL, PREFIX = "ReplaceFullPath", "ReplacePrefixMatch"
+
+# (the rule's prefix, the redirect, the request's path, the status and Location expected).
+# The listener's port is 80 (nginx's is another): it never shows; a scheme's own port neither.
+REDIRECTS = [
+    ("/r1", redirect(hostname="example.org"), "/r1/a?q=1", 302, "http://example.org/r1/a?q=1"),
+    ("/r2", redirect(scheme="https"), "/r2", 302, "https://x.com/r2"),
+    ("/r3", redirect(scheme="https", port=8443, statusCode=301), "/r3", 301, "https://x.com:8443/r3"),
+    ("/r4", redirect(path={"type": FULL, "replaceFullPath": "/new"}), "/r4/deep", 302, "http://x.com/new"),
+    ("/r5", redirect(path={"type": PREFIX, "replacePrefixMatch": "/xyz"}), "/r5/a", 302, "http://x.com/xyz/a"),
+    ("/r6", redirect(path={"type": PREFIX, "replacePrefixMatch": "/"}), "/r6", 302, "http://x.com/"),
+    ("/r7", redirect(port=8080, statusCode=308), "/r7", 308, "http://x.com:8080/r7"),
+    ("/r8", redirect(scheme="http", port=80), "/r8", 302, "http://x.com/r8"),
+]
+
+
+async def test_filters(start_controller: StartController, backends: Backends) -> None:
+    rules = [R(matches=[M(prefix)], filters=[f]) for prefix, f, *_ in REDIRECTS]
+    modify = {"type": "RequestHeaderModifier", "requestHeaderModifier": {
+        "set": [{"name": "X-Set", "value": "ours"}], "add": [{"name": "X-Add", "value": "b"}], "remove": ["X-Gone"]}}
+    rewrite_prefix = {"type": "URLRewrite", "urlRewrite": {"hostname": "rewritten.example",
+                                                           "path": {"type": PREFIX, "replacePrefixMatch": "/new"}}}
+    rewrite_full = {"type": "URLRewrite", "urlRewrite": {"path": {"type": FULL, "replaceFullPath": "/full"}}}
+    rules += [R(B("a"), matches=[M("/headers")], filters=[modify]),
+              R(B("a"), matches=[M("/pre")], filters=[rewrite_prefix]),
+              R(B("a"), matches=[M("/whole")], filters=[rewrite_full])]  # fmt: skip
+    _, _, port = await start(start_controller, backends, [route("r", *rules)])
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+        got = []
+        for _, _, path, *_ in REDIRECTS:
+            async with session.get(f"http://127.0.0.1:{port}{path}", headers={"Host": "x.com"},
+                                   allow_redirects=False) as resp:  # fmt: skip
+                got.append((resp.status, resp.headers.get("Location")))
+        assert got == [(status, location) for *_, status, location in REDIRECTS]
+
+        async def echo(path: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+            async with session.get(f"http://127.0.0.1:{port}{path}", headers={"Host": "x.com", **(headers or {})},
+                                   allow_redirects=False) as resp:  # fmt: skip
+                assert resp.status == 200, path
+                body: dict[str, Any] = await resp.json()
+                return body
+
+        seen = (await echo("/headers", {"X-Set": "theirs", "X-Add": "a", "X-Gone": "x", "X-Kept": "k"}))["headers"]
+        assert (seen["X-Set"], seen["X-Add"], seen.get("X-Gone"), seen["X-Kept"]) == ("ours", "a,b", None, "k")
+        assert (await echo("/headers"))["headers"]["X-Add"] == "b"
+        prefixed = await echo("/pre/x/y?z=1")
+        assert (prefixed["path"], prefixed["headers"]["Host"]) == ("/new/x/y?z=1", "rewritten.example")
+        assert (await echo("/pre"))["path"] == "/new"
+        whole = await echo("/whole/anything")
+        assert (whole["path"], whole["headers"]["Host"]) == ("/full", "x.com")
