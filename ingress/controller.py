@@ -23,7 +23,7 @@ from ingress.clock import Clock, MonotonicClock
 from ingress.debounce import Debouncer
 from ingress.events import EventRecorder
 from ingress.gateway import WATCHED as GATEWAY_WATCHED
-from ingress.gateway import FrontEnd, served
+from ingress.gateway import FrontEnd, unusable
 from ingress.httpd import StatusServer
 from ingress.layout import Layout
 from ingress.lease import LeaderElector
@@ -270,15 +270,11 @@ class Controller:
             return  # start() reports it
         async with ApiClient(config) as api:
             try:
-                found = await served(api)
+                problem = await unusable(api)
             except KubeError as exc:
-                log.warning("cannot tell whether the Gateway API is installed (%s): Gateway API off", exc)
-                found = False
-            else:
-                if not found:
-                    log.warning("the Gateway API CRDs (gateway.networking.k8s.io/v1) are not installed: "
-                                "serving Ingresses only")  # fmt: skip
-        if not found:
+                problem = f"cannot tell whether the Gateway API is installed ({exc})"
+        if problem is not None:
+            log.warning("%s: serving Ingresses only", problem)
             self.gateway = None
 
     def _reserved_ports(self) -> frozenset[int]:

@@ -41,16 +41,22 @@ def _objects(store: Store, kind: str) -> tuple[GatewayObject, ...]:
     return tuple(o for o in store.iter(kind) if isinstance(o, GatewayObject))
 
 
-async def served(api: ApiClient) -> bool:
-    """Whether the API server serves gateway.networking.k8s.io/v1 (its CRDs are installed)."""
+async def unusable(api: ApiClient) -> str | None:
+    """Why the Gateway API cannot be watched (None: it can): its CRDs not installed
+    (gateway.networking.k8s.io/v1 not served), or no RBAC to read them (deploy/gateway)."""
     try:
         found = await api.request("GET", "/apis/gateway.networking.k8s.io/v1")
+        names = {r.get("name") for r in (found or {}).get("resources", []) if isinstance(r, dict)}
+        if not {k.name for k in GATEWAY_KINDS} <= names:
+            return "the Gateway API CRDs (gateway.networking.k8s.io/v1) are not installed"
+        await api.request("GET", GATEWAY_CLASSES.collection_path(), params={"limit": "1"})
     except ApiError as exc:
         if exc.status == 404:
-            return False
+            return "the Gateway API CRDs (gateway.networking.k8s.io/v1) are not installed"
+        if exc.status == 403:
+            return "no right to read the Gateway API objects (see deploy/gateway/rbac.yaml)"
         raise
-    names = {r.get("name") for r in (found or {}).get("resources", []) if isinstance(r, dict)}
-    return {k.name for k in GATEWAY_KINDS} <= names
+    return None
 
 
 class FrontEnd:
