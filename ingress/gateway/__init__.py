@@ -26,6 +26,7 @@ from kubewatch import (
     ApiClient,
     ApiError,
     GatewayObject,
+    Kind,
     KubeError,
     Namespace,
     Store,
@@ -108,33 +109,50 @@ class FrontEnd:
 
     async def write(self, api: ApiClient) -> int:
         """Write the status that differs from what the objects hold (lease holder only); the
-        number of objects written. A route's parents[] entries of other controllers are kept."""
+        number of objects written. A route's parents[] entries of other controllers are kept,
+        and ours go from routes that no longer name a Gateway of ours."""
         written = 0
         kinds = {"GatewayClass": GATEWAY_CLASSES, "Gateway": GATEWAYS, "HTTPRoute": HTTP_ROUTES}
+        routes: set[tuple[str, str]] = set()
         for item in self.last.statuses:
-            kind = kinds[item["kind"]]
-            meta = item["metadata"]
+            kind, meta = kinds[item["kind"]], item["metadata"]
             current = self.store.get(kind.name, meta.get("namespace", ""), meta["name"])
+            if kind is HTTP_ROUTES:
+                routes.add((meta["namespace"], meta["name"]))
             if not isinstance(current, GatewayObject) or current.generation != meta["generation"]:
                 continue  # changed since: the next pass judges it
             status = dict(item["status"])
-            if item["kind"] == "HTTPRoute":
-                others = [p for p in current.status.get("parents") or []
-                          if isinstance(p, dict) and p.get("controllerName") != self.controller_name]  # fmt: skip
-                status["parents"] = others + status["parents"]
-            if _same(current.status, status):
-                continue
-            status = _stamped(current.status, status)
-            body = {"apiVersion": item["apiVersion"], "kind": item["kind"], "metadata": {
-                "name": meta["name"], "resourceVersion": current.resource_version,
-                **({"namespace": meta["namespace"]} if "namespace" in meta else {})}, "status": status}  # fmt: skip
-            try:
-                await api.request("PUT", kind.collection_path(meta.get("namespace")) + f"/{meta['name']}/status",
-                                  body=body)  # fmt: skip
-                written += 1
-            except KubeError as exc:  # a conflict: the object changed, the next pass writes again
-                log.info("status of %s %s: %s", item["kind"], meta["name"], exc)
+            if kind is HTTP_ROUTES:
+                status["parents"] = self._others(current) + status["parents"]
+            written += await self._put(api, kind, current, status)
+        for route in _objects(self.store, HTTP_ROUTES.name):
+            if (route.namespace, route.name) not in routes:
+                others = self._others(route)
+                if len(others) != len(route.status.get("parents") or []):
+                    written += await self._put(api, HTTP_ROUTES, route, {**route.status, "parents": others})
         return written
+
+    def _others(self, route: GatewayObject) -> list[Any]:
+        """The route's parents[] entries that are not ours (parents is atomic: we write them back)."""
+        return [p for p in route.status.get("parents") or []
+                if not (isinstance(p, dict) and p.get("controllerName") == self.controller_name)]  # fmt: skip
+
+    async def _put(self, api: ApiClient, kind: Kind, current: GatewayObject, status: dict[str, Any]) -> int:
+        """1 when ``status`` (differing from the object's) was written, 0 otherwise."""
+        if _same(current.status, status):
+            return 0
+        meta: dict[str, Any] = {"name": current.name, "resourceVersion": current.resource_version}
+        if current.namespace:
+            meta["namespace"] = current.namespace
+        body = {"apiVersion": kind.api_version, "kind": kind.kind, "metadata": meta,
+                "status": _stamped(current.status, status)}  # fmt: skip
+        try:
+            await api.request("PUT", kind.collection_path(current.namespace or None) + f"/{current.name}/status",
+                              body=body)  # fmt: skip
+        except KubeError as exc:  # a conflict: the object changed, the next pass writes again
+            log.info("status of %s %s: %s", kind.kind, current.name, exc)
+            return 0
+        return 1
 
 
 def _strip(value: Any) -> Any:

@@ -106,10 +106,15 @@ async def test_status_written_by_the_lease_holder(emu: Emulator, start_controlle
     await emu.replace(gateway)
     await until(lambda: has(emu, "Gateway", "gw", lambda s: [li["name"] for li in s["listeners"]] == ["http", "other"]
                             and conds(s["listeners"][1]["conditions"])["Accepted"] == ("True", "Accepted", 2)))
+    # The route leaves our Gateway: our parent entry goes, the other controller's stays.
+    route = await obj(emu, "HTTPRoute", "r")
+    route["spec"]["parentRefs"] = [{"name": "elsewhere"}]
+    await emu.replace(route)
+    await until(lambda: has(emu, "HTTPRoute", "r", lambda s: s["parents"] == [theirs]))
     # /status says the same as the objects.
     items = await status_items(controller)
     kinds = sorted((i["kind"], i["metadata"]["name"]) for i in items)
-    assert kinds == [("Gateway", "gw"), ("GatewayClass", "portolan"), ("HTTPRoute", "r")]
+    assert kinds == [("Gateway", "gw"), ("GatewayClass", "portolan")]
 
 
 async def _answers(port: int, path: str, want: str) -> bool:
