@@ -1,11 +1,13 @@
 """HTTPRoute rule filters -> fields of the rule's route record, applied by the Lua access
 handler (templates/lua/portolan.lua, M.gateway) after the match: RequestHeaderModifier,
-RequestRedirect and URLRewrite. Being data, a filter changed needs no reload.
+RequestRedirect and URLRewrite, and by its header filter: ResponseHeaderModifier. Being data, a
+filter changed needs no reload.
 
 Fields (each value validated here; the record is urlencoded, so none can run into the next):
 
 * ``hs``/``ha``/``hd``: set ``name:value`` (replaces), add ``name:value`` (appended to what the
-  request has, comma-joined, as the spec says), remove ``name``; repeated;
+  request has, comma-joined, as the spec says), remove ``name``; repeated; ``ps``/``pa``/``pd``
+  the same for the response;
 * ``rd=1`` a redirect, with ``rs`` scheme, ``rh`` hostname, ``rp`` port, ``rc`` status code,
   and ``rf`` (ReplaceFullPath) or ``rx`` (ReplacePrefixMatch) path;
 * ``uh`` URLRewrite hostname (the Host sent upstream), ``uf`` / ``ux`` its path.
@@ -20,7 +22,7 @@ from ingress.gateway import hostnames
 
 _NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]{1,256}$")
 _PATH = re.compile(r"^/[-A-Za-z0-9/._~!$&'()*+,;=:@%]*$")
-SUPPORTED = ("RequestHeaderModifier", "RequestRedirect", "URLRewrite")
+SUPPORTED = ("RequestHeaderModifier", "ResponseHeaderModifier", "RequestRedirect", "URLRewrite")
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 
 
@@ -38,10 +40,10 @@ def _value(text: Any, what: str) -> str:
     return text
 
 
-def _headers(spec: dict[str, Any]) -> list[tuple[str, str]]:
+def _headers(spec: dict[str, Any], keys: tuple[str, str, str]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     seen: set[str] = set()
-    for action, key in (("set", "hs"), ("add", "ha"), ("remove", "hd")):
+    for action, key in zip(("set", "add", "remove"), keys, strict=True):
         for item in spec.get(action) or []:
             name = item if action == "remove" else (item.get("name") if isinstance(item, dict) else None)
             if not isinstance(name, str) or not _NAME.match(name):
@@ -111,7 +113,9 @@ def fields(rule: dict[str, Any]) -> list[tuple[str, str]]:
             raise FilterError("UnsupportedValue", f"filter {kind} given twice")
         kinds.append(kind)
         if kind == "RequestHeaderModifier":
-            out += _headers(f.get("requestHeaderModifier") or {})
+            out += _headers(f.get("requestHeaderModifier") or {}, ("hs", "ha", "hd"))
+        elif kind == "ResponseHeaderModifier":
+            out += _headers(f.get("responseHeaderModifier") or {}, ("ps", "pa", "pd"))
         elif kind == "RequestRedirect":
             out += _redirect(f.get("requestRedirect") or {}, prefix_matches)
         else:

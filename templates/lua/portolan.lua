@@ -411,11 +411,32 @@ function M.gateway()
     for _, header in ipairs(as_list(route.hd)) do
         ngx.req.clear_header(header)
     end
+    if route.ps or route.pa or route.pd then ngx.ctx.portolan_response = route end
     if route.uh then var.portolan_vhost = route.uh end
     if route.uf then
         ngx.req.set_uri(route.uf)
     elseif route.ux then
         ngx.req.set_uri(replace_prefix(var.uri, entry, route.ux))
+    end
+end
+
+-- header_filter_by_lua in a Gateway listener's location: ResponseHeaderModifier.
+function M.gateway_response()
+    local route = ngx.ctx.portolan_response
+    if not route then return end
+    local header = ngx.header
+    for _, pair in ipairs(as_list(route.ps)) do
+        local name, value = pair:match("^([^:]+):(.*)$")
+        header[name] = value
+    end
+    for _, pair in ipairs(as_list(route.pa)) do
+        local name, value = pair:match("^([^:]+):(.*)$")
+        local old = header[name]
+        if type(old) == "table" then old = table.concat(old, ",") end
+        header[name] = old and old .. "," .. value or value
+    end
+    for _, name in ipairs(as_list(route.pd)) do
+        header[name] = nil
     end
 end
 

@@ -331,9 +331,13 @@ async def test_filters(start_controller: StartController, backends: Backends) ->
     rewrite_prefix = {"type": "URLRewrite", "urlRewrite": {"hostname": "rewritten.example",
                                                            "path": {"type": PREFIX, "replacePrefixMatch": "/new"}}}
     rewrite_full = {"type": "URLRewrite", "urlRewrite": {"path": {"type": FULL, "replaceFullPath": "/full"}}}
+    response = {"type": "ResponseHeaderModifier", "responseHeaderModifier": {
+        "set": [{"name": "X-Backend", "value": "hidden"}], "add": [{"name": "X-Extra", "value": "yes"}],
+        "remove": ["Content-Language"]}}
     rules += [R(B("a"), matches=[M("/headers")], filters=[modify]),
               R(B("a"), matches=[M("/pre")], filters=[rewrite_prefix]),
-              R(B("a"), matches=[M("/whole")], filters=[rewrite_full])]  # fmt: skip
+              R(B("a"), matches=[M("/whole")], filters=[rewrite_full]),
+              R(B("a"), matches=[M("/response")], filters=[response])]  # fmt: skip
     _, _, port = await start(start_controller, backends, [route("r", *rules)])
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
         got = []
@@ -356,5 +360,7 @@ async def test_filters(start_controller: StartController, backends: Backends) ->
         prefixed = await echo("/pre/x/y?z=1")
         assert (prefixed["path"], prefixed["headers"]["Host"]) == ("/new/x/y?z=1", "rewritten.example")
         assert (await echo("/pre"))["path"] == "/new"
+        async with session.get(f"http://127.0.0.1:{port}/response", headers={"Host": "x.com"}) as resp:
+            assert (resp.headers["X-Backend"], resp.headers["X-Extra"]) == ("hidden", "yes")
         whole = await echo("/whole/anything")
         assert (whole["path"], whole["headers"]["Host"]) == ("/full", "x.com")
