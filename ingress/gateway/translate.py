@@ -249,13 +249,27 @@ def translate(inputs: Inputs, lookup: Lookup) -> GatewayModel:
         server = _server(li, inputs, taken, out)
         if server is not None:
             servers[li.key] = server
-        matches = sorted(tables.get(li.key, []), key=Match.rank)
-        out.records[f"g:{li.key}"] = "\n".join(m.record() for m in matches)
+        _tables(li.key, tables.get(li.key, []), out.records)
     out.listeners = tuple(sorted(servers.values(), key=lambda s: (s.port, s.hostname)))
     out.records.update(rule_routes)
     for gw in gateways:
         out.statuses.append(_gateway_status(gw, listeners[(gw.namespace, gw.name)], inputs))
     return out
+
+
+def _tables(key: str, matches: list[Match], records: dict[str, str]) -> None:
+    """A listener's match records. Every match on a precise hostname outranks every other (the
+    first tie-breaker), and only one precise hostname fits a request: so each precise host's
+    matches are a record of their own, ``g:<listener>|<host>``, which the balancer tries before
+    ``g:<listener>`` (wildcard and hostname-less matches). A request costs its host's matches,
+    not every route's on the listener."""
+    by_host: dict[str, list[Match]] = {}
+    for m in sorted(matches, key=Match.rank):
+        host = m.host if m.host is not None and not m.host.startswith("*.") else ""
+        by_host.setdefault(host, []).append(m)
+    records[f"g:{key}"] = "\n".join(m.record() for m in by_host.pop("", []))
+    for host, found in by_host.items():
+        records[f"g:{key}|{host}"] = "\n".join(m.record() for m in found)
 
 
 def _server(li: _Listener, inputs: Inputs, taken: set[str], out: GatewayModel) -> ListenerServer | None:

@@ -16,7 +16,8 @@
 --   p:<host>      a pooled host's paths (ingress/pooling.py): "e<path>=<action>" exact,
 --                 "p<path>=<action>" prefix (ending in "/"), "d=<action>" the rest, space-
 --                 separated; an action is a route ("r...") or a status ("404", "503")
---   g:<listener>  a Gateway listener's matches (ingress/gateway/translate.py), one urlencoded
+--   g:<listener>[|<host>]  a Gateway listener's matches (ingress/gateway/translate.py): those
+--                 on one precise host (which outrank the rest) apart from the others; one urlencoded
 --                 line each, in precedence order: r=<route>, h=<host> ("*.suffix" or exact),
 --                 e=<exact path> | p=<prefix> | x=<anchored regex>, m=<method>, he=/hr=<var>:<value>
 --                 (header exact/regex), qe=/qr=<name>:<value> (query parameter)
@@ -307,10 +308,9 @@ local function gateway_all(list, source, regex)
     return true
 end
 
-local function match_gateway(key, gen)
-    local entries = record("g", key, gen)
-    if not entries then return nil end
-    local host = ngx.var.host or ""
+-- The first of a match record's entries that the request meets (host, path, method, headers,
+-- query parameters), with its route.
+local function first_match(entries, host)
     local uri = ngx.var.uri
     local method, args
     for _, e in ipairs(entries) do
@@ -342,6 +342,20 @@ local function match_gateway(key, gen)
         if ok then return e.route, e end
     end
     return nil
+end
+
+-- A Gateway listener's route for this request: its host's own matches ("g:<listener>|<host>",
+-- which outrank all others), then the listener's wildcard and hostname-less ones.
+local function match_gateway(key, gen)
+    local host = ngx.var.host or ""
+    local entries = record("g", key .. "|" .. host, gen)
+    if entries then
+        local name, entry = first_match(entries, host)
+        if name then return name, entry end
+    end
+    entries = record("g", key, gen)
+    if not entries then return nil end
+    return first_match(entries, host)
 end
 
 -- A path with its matched prefix replaced (ReplacePrefixMatch): element-wise, never "//".
