@@ -97,7 +97,7 @@ def _redirect(spec: dict[str, Any], prefix_matches: int) -> list[tuple[str, str]
 
 
 def fields(rule: dict[str, Any]) -> list[tuple[str, str]]:
-    """The route record fields of a rule's filters (FilterError: the route is not accepted)."""
+    """The route record fields of a rule's filters and timeouts (FilterError: the route is not accepted)."""
     matches = rule.get("matches") or [{}]
     prefix_matches = sum(1 for m in matches if isinstance(m, dict)
                          and (m.get("path") or {}).get("type", "PathPrefix") == "PathPrefix")  # fmt: skip
@@ -128,4 +128,29 @@ def fields(rule: dict[str, Any]) -> list[tuple[str, str]]:
             out += _path(spec.get("path"), prefix_matches, "uf", "ux")
     if "RequestRedirect" in kinds and "URLRewrite" in kinds:
         raise FilterError("IncompatibleFilters", "RequestRedirect and URLRewrite cannot be combined")
-    return out
+    return out + timeout_fields(rule)
+
+
+_DURATION = re.compile(r"^([0-9]{1,5}(h|m|s|ms)){1,4}$")
+_UNIT_MS = {"h": 3_600_000, "m": 60_000, "s": 1000, "ms": 1}
+
+
+def duration_ms(text: Any) -> int:
+    """A GEP-2257 duration (``1h30m``, ``500ms``) in milliseconds; 0 disables."""
+    if not isinstance(text, str) or not _DURATION.match(text):
+        raise FilterError("UnsupportedValue", f"invalid duration {text!r}")
+    return sum(int(n) * _UNIT_MS[unit] for n, unit in re.findall(r"([0-9]+)(ms|h|m|s)", text))
+
+
+def timeout_fields(rule: dict[str, Any]) -> list[tuple[str, str]]:
+    """``to=<ms>``: the rule's timeouts as nginx can keep them. nginx has no whole-request
+    timer; the balancer sets the connect, send and read timeouts of each try to the shorter of
+    ``request`` and ``backendRequest`` (0 or unset: the controller's proxy timeouts)."""
+    spec = rule.get("timeouts")
+    if spec is None:
+        return []
+    if not isinstance(spec, dict):
+        raise FilterError("UnsupportedValue", "timeouts is not an object")
+    values = [duration_ms(spec[k]) for k in ("request", "backendRequest") if k in spec]
+    values = [v for v in values if v > 0]
+    return [("to", str(min(values)))] if values else []

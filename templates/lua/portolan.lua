@@ -542,6 +542,10 @@ function M.balance()
     end
     local peer = pick(route, up, attempt)
     if state then state.peer = peer end
+    if route.to then -- a Gateway rule's timeouts (ms), for each try
+        local seconds = tonumber(route.to) / 1000
+        balancer.set_timeouts(seconds, seconds, seconds)
+    end
     local ok, err = set_current_peer(peer.host, peer.port)
     if not ok then
         ngx.log(ngx.ERR, "portolan: peer ", peer.id, ": ", err)

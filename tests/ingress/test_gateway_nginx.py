@@ -364,3 +364,13 @@ async def test_filters(start_controller: StartController, backends: Backends) ->
             assert (resp.headers["X-Backend"], resp.headers["X-Extra"]) == ("hidden", "yes")
         whole = await echo("/whole/anything")
         assert (whole["path"], whole["headers"]["Host"]) == ("/full", "x.com")
+
+
+async def test_timeouts(start_controller: StartController, backends: Backends) -> None:
+    # backendRequest bounds each try (connect, send, read): a slower backend is a 504.
+    fast = {**R(B("a"), matches=[M("/sleep", "PathPrefix")]), "timeouts": {"backendRequest": "300ms"}}
+    none = {**R(B("a"), matches=[M("/sleep/0.6", "Exact")]), "timeouts": {"request": "0s"}}
+    _, _, port = await start(start_controller, backends, [route("r", fast, none)])
+    assert outcome(*await get(port, "x.com", "/sleep/0.01")) == "default/a"
+    assert outcome(*await get(port, "x.com", "/sleep/1")) == "504"
+    assert outcome(*await get(port, "x.com", "/sleep/0.6")) == "default/a"
