@@ -441,18 +441,16 @@ def _route(route: GatewayObject, listeners: dict[tuple[str, str], list[_Listener
     parentRef names a Gateway of ours: not ours to report)."""
     gen = route.generation
     parents: list[dict[str, Any]] = []
+    dropped: list[tuple[int, Refused]] = []
     try:
-        rules = _rules(route)
+        rules, dropped = _rules(route)
         problem: Refused | None = None
     except Refused as exc:
         rules, problem = [], exc
     resolved_problem: tuple[str, str] | None = None
-    rule_names: list[str] = []
-    for index, rule in enumerate(rules):
-        name = f"gw/{route.namespace}/{route.name}/{index}"
+    for index, rule in rules:
         record, issue = _backends(route, rule, inputs, lookup, out)
-        rule_routes[f"r:{name}"] = record
-        rule_names.append(name)
+        rule_routes[f"r:{rule_name(route, index)}"] = record
         if issue is not None and resolved_problem is None:
             resolved_problem = issue
     raw_hosts = route.spec.get("hostnames") or []
@@ -468,22 +466,25 @@ def _route(route: GatewayObject, listeners: dict[tuple[str, str], list[_Listener
         if problem is not None:
             accepted = condition("Accepted", False, problem.reason, str(problem), gen)
         else:
-            accepted = _attach(route, relevant, route_hosts, inputs, rules, rule_names, tables)
+            accepted = _attach(route, relevant, route_hosts, inputs, rules, tables)
         if resolved_problem is not None:
             resolved = condition("ResolvedRefs", False, resolved_problem[0], resolved_problem[1], gen)
         else:
             resolved = condition("ResolvedRefs", True, "ResolvedRefs", "", gen)
         parent = {k: ref[k] for k in ("group", "kind", "namespace", "name", "sectionName", "port") if k in ref}
-        parents.append({"parentRef": parent, "controllerName": inputs.controller_name,
-                        "conditions": [accepted, resolved]})  # fmt: skip
+        found = [accepted, resolved]
+        if dropped and problem is None:
+            # The spec's "drop" form: the other rules are served (we keep no last good state).
+            found.append(condition("PartiallyInvalid", True, dropped[0][1].reason, "Dropped Rule " + "; ".join(
+                f"{i}: {exc}" for i, exc in dropped), gen))  # fmt: skip
+        parents.append({"parentRef": parent, "controllerName": inputs.controller_name, "conditions": found})
     if not parents:
         return None
     return {**_meta(route, HTTP_ROUTE), "status": {"parents": parents}}
 
 
 def _attach(route: GatewayObject, relevant: list[_Listener], route_hosts: list[str | None], inputs: Inputs,
-            rules: list[dict[str, Any]], rule_names: list[str],
-            tables: dict[str, list[Match]]) -> dict[str, Any]:  # fmt: skip
+            rules: Rules, tables: dict[str, list[Match]]) -> dict[str, Any]:  # fmt: skip
     """One parentRef's Accepted condition; the route's matches go to each listener that takes it."""
     gen = route.generation
     if not relevant:
@@ -500,7 +501,7 @@ def _attach(route: GatewayObject, relevant: list[_Listener], route_hosts: list[s
         li.attached += 1
         li.route_hosts.update(h for h in hosts if h is not None)
         if li.valid:
-            _add_matches(route, rules, rule_names, hosts, tables.setdefault(li.key, []))
+            _add_matches(route, rules, hosts, tables.setdefault(li.key, []))
     return condition("Accepted", True, "Accepted", "", gen)
 
 
@@ -517,26 +518,38 @@ def _allows(li: _Listener, route: GatewayObject, namespaces: Mapping[str, Namesp
     return False
 
 
-def _rules(route: GatewayObject) -> list[dict[str, Any]]:
-    """The route's rules, each match checked (Refused: the whole route is not accepted)."""
+Rules = list[tuple[int, dict[str, Any]]]  # (index in the route, rule)
+
+
+def _rules(route: GatewayObject) -> tuple[Rules, list[tuple[int, Refused]]]:
+    """The route's valid rules, and the ones dropped with why (the spec's PartiallyInvalid);
+    Refused when the route as a whole cannot be accepted (every rule bad, a bad hostname)."""
     rules = route.spec.get("rules")
     if rules is None:
         rules = [{}]
     if not isinstance(rules, list):
         raise Refused("UnsupportedValue", "rules is not a list")
-    for rule in rules:
-        if not isinstance(rule, dict):
-            raise Refused("UnsupportedValue", "a rule is not an object")
-        for match in rule.get("matches") or []:
-            _check_match(match)
-        try:
-            filters.fields(rule)
-        except filters.FilterError as exc:
-            raise Refused(exc.reason, str(exc)) from None
     for h in route.spec.get("hostnames") or []:
         if not isinstance(h, str) or not hostnames.valid(h):
             raise Refused("UnsupportedValue", f"invalid hostname {h!r}")
-    return rules
+    good: Rules = []
+    dropped: list[tuple[int, Refused]] = []
+    for index, rule in enumerate(rules):
+        try:
+            if not isinstance(rule, dict):
+                raise Refused("UnsupportedValue", "a rule is not an object")
+            for match in rule.get("matches") or []:
+                _check_match(match)
+            try:
+                filters.fields(rule)
+            except filters.FilterError as exc:
+                raise Refused(exc.reason, str(exc)) from None
+            good.append((index, rule))
+        except Refused as exc:
+            dropped.append((index, exc))
+    if not good and dropped:
+        raise dropped[0][1]
+    return good, dropped
 
 
 def _check_match(match: Any) -> None:
@@ -581,10 +594,14 @@ def _check_field(field_name: str, h: Any) -> None:
         raise Refused("UnsupportedValue", f"{field_name} type {kind!r} is not supported")
 
 
-def _add_matches(route: GatewayObject, rules: list[dict[str, Any]], names: list[str], effective: list[str | None],
-                 table: list[Match]) -> None:  # fmt: skip
+def rule_name(route: GatewayObject, index: int) -> str:
+    """The route record of one rule."""
+    return f"gw/{route.namespace}/{route.name}/{index}"
+
+
+def _add_matches(route: GatewayObject, rules: Rules, effective: list[str | None], table: list[Match]) -> None:
     key = f"{route.namespace}/{route.name}"
-    for r_index, rule in enumerate(rules):
+    for r_index, rule in rules:
         matches = rule.get("matches") or [{}]
         for m_index, match in enumerate(matches):
             path = match.get("path") or {}
@@ -607,8 +624,9 @@ def _add_matches(route: GatewayObject, rules: list[dict[str, Any]], names: list[
                 value_q = f"^(?:{q['value']})\\z" if q.get("type") == "RegularExpression" else q["value"]
                 queries.setdefault(q["name"], ("qr" if q.get("type") == "RegularExpression" else "qe", q["name"],
                                                value_q))  # fmt: skip
+            name = rule_name(route, r_index)
             for host in effective:
-                table.append(Match(names[r_index], host, pk, pv, match.get("method"), tuple(headers.values()),
+                table.append(Match(name, host, pk, pv, match.get("method"), tuple(headers.values()),
                                    tuple(queries.values()), (route.created, key, r_index, m_index)))  # fmt: skip
 
 

@@ -135,6 +135,12 @@ CASES = [
           "route default/prefix 0": {"Accepted": ("False", "UnsupportedValue")},
           "route default/code 0": {"Accepted": ("False", "UnsupportedValue")},
           "route default/time 0": {"Accepted": ("False", "UnsupportedValue")}}),
+    Case("a bad rule beside good ones is dropped (PartiallyInvalid); all bad refuse the route",
+         [*GW, g.gateway("gw", L()),
+          g.route("part", R(B("a")), R(B("a"), filters=[{"type": "RequestMirror"}]), R(B("a"), matches=[g.match(
+              "/x", "Glob")])), g.route("all", R(B("a"), filters=[{"type": "RequestMirror"}]))],
+         {"route default/part 0": {"Accepted": OK, "PartiallyInvalid": ("True", "UnsupportedValue")},
+          "route default/all 0": {"Accepted": ("False", "UnsupportedValue"), "PartiallyInvalid": None}}),
     Case("backend not found, invalid kind, not permitted",
          [*GW, g.gateway("gw", L()), g.route("nf", R(B("missing"))), g.route("port", R(B("a", port=81))),
           g.route("kind", R(B("a", kind="Pod"))), g.route("np", R(B("e", namespace="other")))],
