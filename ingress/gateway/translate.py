@@ -417,6 +417,15 @@ def _gateway_status(gw: GatewayObject, listeners: list[_Listener], inputs: Input
         accepted = condition("Accepted", True, "Accepted", "", gen)
     ok = accepted["status"] == "True" and inputs.programmed and bool(inputs.addresses)
     programmed = condition("Programmed", ok, "Programmed" if ok else "Pending", "", gen)
+    # spec.addresses: ours are the controller's (published or bound); nothing else can be assigned.
+    for address in _list(gw.spec.get("addresses")):
+        kind = address.get("type", "IPAddress") if isinstance(address, dict) else None
+        value = address.get("value") if isinstance(address, dict) else None
+        if kind not in ("IPAddress", "Hostname"):
+            accepted = condition("Accepted", False, "UnsupportedAddress", f"address type {kind!r}", gen)
+        elif value and value not in inputs.addresses:
+            programmed = condition("Programmed", False, "AddressNotUsable", f"{value} is not this controller's",
+                                   gen)  # fmt: skip
     out_listeners = []
     for li in listeners:
         conditions = dict(li.conditions)

@@ -200,6 +200,22 @@ def test_gateway_and_class_status() -> None:
                                                 "Programmed": ("False", "Pending")}  # fmt: skip
 
 
+def test_requested_addresses() -> None:
+    def gw(name: str, *addresses: dict[str, str]) -> g.Obj:
+        made = g.gateway(name, L(hostname=f"{name}.example.com"))  # distinct: no HostnameConflict
+        return {**made, "spec": {**made["spec"], "addresses": list(addresses)}}
+
+    items = build(*GW, gw("mine", {"type": "IPAddress", "value": "192.0.2.1"}), gw("other", {"value": "203.0.113.9"}),
+                  gw("odd", {"type": "example.com/custom", "value": "x"}))  # fmt: skip
+    assert conds_of(items, "mine") == {"Accepted": OK, "Programmed": ("True", "Programmed")}
+    assert conds_of(items, "other")["Programmed"] == ("False", "AddressNotUsable")
+    assert conds_of(items, "odd")["Accepted"] == ("False", "UnsupportedAddress")
+
+
+def conds_of(items: dict[str, Any], gateway: str) -> dict[str, tuple[str, str]]:
+    return conditions(items[f"Gateway default/{gateway}"]["status"]["conditions"], 1)
+
+
 def test_unrelated_parents_get_no_entry() -> None:
     items = build(*GW, g.gateway("gw", L()), g.route("r", R(B("a")), parents=[P("elsewhere"), P()]))
     parents = items["HTTPRoute default/r"]["status"]["parents"]
