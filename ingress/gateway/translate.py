@@ -244,9 +244,9 @@ def translate(inputs: Inputs, lookup: Lookup) -> GatewayModel:
             out.statuses.append(status)
     # Listener servers: the valid listeners, one block per (nginx port, hostname).
     servers: dict[str, ListenerServer] = {}
-    taken = set(inputs.ingress_hosts)  # server names on shared ports: Ingress hosts first
+    taken: dict[int, set[str]] = {}  # server names per shared port: the Ingress hosts first
     for li in sorted((li for li in every if li.valid), key=lambda li: (li.nginx_port, li.specificity())):
-        server = _server(li, inputs, taken, out)
+        server = _server(li, inputs, taken.setdefault(li.nginx_port, set(inputs.ingress_hosts)), out)
         if server is not None:
             servers[li.key] = server
         _tables(li.key, tables.get(li.key, []), out.records)

@@ -21,6 +21,7 @@ from kubewatch import (
 )
 from tests.ingress import gateway_objects as g
 from tests.ingress import objects as o
+from tests.ingress.tlsutil import Authority
 
 B, R, L, P = g.backend, g.rule, g.listener, g.parent
 
@@ -221,3 +222,25 @@ def test_unrelated_parents_get_no_entry() -> None:
     parents = items["HTTPRoute default/r"]["status"]["parents"]
     assert [p["parentRef"] for p in parents] == [{"name": "gw"}]
     assert "HTTPRoute default/lonely" not in build(*GW, g.route("lonely", R(B("a")), parents=[P("elsewhere")]))
+
+
+def test_shared_ports_name_each_route_host_once_per_port(authority: Authority) -> None:
+    # Listeners on both Ingress ports: each port's blocks name the routes' hosts no Ingress
+    # names there (on port 80 the exact listener keeps its host from the hostname-less one).
+    store = Store()
+    https = {**L("https", 443, "HTTPS"), "tls": {"certificateRefs": [{"name": "cert"}]}}
+    o.put(store, *GW, o.tls_secret("cert", *authority.issue("a.com", "b.com")),
+          g.gateway("gw", L("http", 80), https, L("exact", 80, hostname="b.com")),
+          g.route("r", R(), hostnames=["a.com", "b.com", "ingress.com"]))  # fmt: skip
+
+    def of(kind: str) -> tuple[GatewayObject, ...]:
+        return tuple(x for x in store.iter(kind) if isinstance(x, GatewayObject))
+
+    inputs = Inputs(of(GATEWAY_CLASSES.name), of(GATEWAYS.name), of(HTTP_ROUTES.name), (), {}, g.CONTROLLER, {},
+                    frozenset(), (), shared_ports={80: "HTTP", 443: "HTTPS"},
+                    ingress_hosts=frozenset({"ingress.com"}))  # fmt: skip
+    found = translate(inputs, store)
+    assert {(s.port, s.hostname): s.shared for s in found.listeners} == {
+        (80, ""): ("a.com",), (80, "b.com"): ("b.com",), (443, ""): ("a.com", "b.com")}
+    # Certificates on the Ingresses' HTTPS port are found by name, as the Ingresses' are.
+    assert found.records["h:a.com"] == found.records["h:b.com"]
