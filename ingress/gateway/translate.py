@@ -48,7 +48,16 @@ API_VERSION = f"{GROUP}/v1"
 HTTP_ROUTE = "HTTPRoute"
 SUPPORTED_PROTOCOLS = ("HTTP", "HTTPS")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
-INVALID = "!500"  # a backend that cannot be used: its share of the requests gets a 500
+INVALID = "!500"
+# GatewayClass status.supportedFeatures (GEP-2162; sorted, as the CRD wants): what our tests
+# cover. The conformance suite infers what to run from it, so only what works is listed.
+SUPPORTED_FEATURES = tuple(sorted((
+    "Gateway", "GatewayHTTPListenerIsolation", "GatewayPort8080", "HTTPRoute", "HTTPRoute303RedirectStatusCode",
+    "HTTPRoute307RedirectStatusCode", "HTTPRoute308RedirectStatusCode", "HTTPRouteBackendTimeout",
+    "HTTPRouteHostRewrite", "HTTPRouteMethodMatching", "HTTPRouteParentRefPort", "HTTPRoutePathRedirect",
+    "HTTPRoutePathRewrite", "HTTPRoutePortRedirect", "HTTPRouteQueryParamMatching",
+    "HTTPRouteResponseHeaderModification", "HTTPRouteSchemeRedirect", "ReferenceGrant",
+)))  # a backend that cannot be used: its share of the requests gets a 500
 
 # Exact and PathPrefix values as the CRD allows them (checked again: manifests skip the CRD).
 _PATH = re.compile(r"^/[-A-Za-z0-9/._~!$&'()*+,;=:@%]*$")
@@ -224,8 +233,9 @@ def translate(inputs: Inputs, lookup: Lookup) -> GatewayModel:
     out = GatewayModel()
     ours = {c.name: c for c in inputs.classes if c.spec.get("controllerName") == inputs.controller_name}
     for gc in sorted(ours.values(), key=lambda c: c.name):
-        out.statuses.append({**_meta(gc, "GatewayClass"), "status": {"conditions": [
-            condition("Accepted", True, "Accepted", "", gc.generation)]}})  # fmt: skip
+        out.statuses.append({**_meta(gc, "GatewayClass"), "status": {
+            "conditions": [condition("Accepted", True, "Accepted", "", gc.generation)],
+            "supportedFeatures": [{"name": f} for f in SUPPORTED_FEATURES]}})  # fmt: skip
     gateways = sorted((g for g in inputs.gateways if g.spec.get("gatewayClassName") in ours),
                       key=lambda g: (g.created, g.namespace, g.name))  # fmt: skip
     listeners: dict[tuple[str, str], list[_Listener]] = {}

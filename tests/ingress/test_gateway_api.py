@@ -4,7 +4,9 @@ controllers' route parents kept), GET /status, and a cluster without the CRDs.""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,8 @@ from tests.ingress import objects as o
 from tests.ingress.backends import Backends
 from tests.ingress.conftest import StartController, free_ports, until
 from tests.ingress.test_api import api_options, create
+from tests.ingress.test_cli import ROOT, _ok, controller_args, stop_process, write
+from tests.ingress.test_cli import get as cli_get
 from tests.ingress.test_gateway_nginx import get, outcome
 
 V1 = g.V1
@@ -166,3 +170,30 @@ async def test_manifests_and_status_without_a_cluster(tmp_path: Path, start_cont
         "False", "NoMatchingParent")
     assert items[("Ingress", "ing")]["status"] == {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}
     assert items[("Gateway", "gw")]["metadata"] == {"namespace": "default", "name": "gw", "generation": 1}
+
+
+async def test_status_of_a_manifest_directory_as_a_user_sees_it(config_dir: Path, backends: Backends) -> None:
+    # `portolan ingress --manifests DIR` and `curl /status`: why a route is not accepted, before any cluster.
+    (ip,), port = await backends.start("default/a")
+    manifests = config_dir / "manifests"
+    manifests.mkdir()
+    write(manifests / "all.yaml", o.service("a", ("http", 80, "http")), o.endpoint_slice("a", [ip], port),
+          g.gateway_class(), g.gateway("gw", g.listener(hostname="*.example.com")),
+          g.route("shop", g.rule(g.backend("a")), hostnames=["shop.example.com"]),
+          g.route("typo", g.rule(g.backend("a")), hostnames=["shop.example.net"]))  # fmt: skip
+    http, https, health, listener = free_ports(4)
+    args = [*controller_args(config_dir, manifests, http, https, health), "--listener-port-map", f"80={listener}"]
+    log = (config_dir / "controller.log").open("wb")
+    proc = await asyncio.create_subprocess_exec(*args, cwd=ROOT, stdout=log, stderr=log,
+                                                env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    log.close()
+    try:
+        await until(lambda: _ok(f"http://127.0.0.1:{health}/healthz"), timeout=20)
+        code, text = await cli_get(f"http://127.0.0.1:{health}/status")
+        assert code == 200
+        items = {(i["kind"], i["metadata"]["name"]): i for i in json.loads(text)["items"]}
+        typo = items[("HTTPRoute", "typo")]["status"]["parents"][0]
+        assert conds(typo["conditions"])["Accepted"][:2] == ("False", "NoMatchingListenerHostname")
+        assert outcome(*await get(listener, "shop.example.com", "/")) == "default/a"
+    finally:
+        await stop_process(proc)

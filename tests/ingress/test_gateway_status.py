@@ -192,6 +192,9 @@ def test_gateway_and_class_status() -> None:
     assert "GatewayClass theirs" not in items
     assert "Gateway default/foreign" not in items
     assert conditions(items["GatewayClass portolan"]["status"]["conditions"], 1) == {"Accepted": OK}
+    features = [f["name"] for f in items["GatewayClass portolan"]["status"]["supportedFeatures"]]
+    assert features == sorted(features)
+    assert {"Gateway", "HTTPRoute", "ReferenceGrant"} <= set(features)
     gw = items["Gateway default/gw"]["status"]
     assert conditions(gw["conditions"], 3) == {"Accepted": OK, "Programmed": ("True", "Programmed")}
     assert gw["addresses"] == [{"type": "IPAddress", "value": "192.0.2.1"}]
