@@ -127,7 +127,8 @@ class _Listener:
     conditions: dict[str, dict[str, Any]] = field(default_factory=dict)
     attached: int = 0
     cert: CertPair | None = None  # HTTPS: the certificateRefs' Secret
-    route_hosts: set[str] = field(default_factory=set)  # effective hostnames of the routes it took
+    # The effective hostnames of the routes it took, and which routes ("ns/name") name each.
+    route_hosts: dict[str, set[str]] = field(default_factory=dict)
 
     def specificity(self) -> tuple[int, int]:
         """nginx's order among a port's server names: exact, then longer wildcards, then none."""
@@ -298,8 +299,11 @@ def _server(li: _Listener, inputs: Inputs, taken: set[str], out: GatewayModel) -
             out.certificates[li.cert.digest] = li.cert
             out.records[f"h:{li.nginx_port}/{li.hostname or ''}"] = li.cert.digest
         return ListenerServer(li.nginx_port, li.hostname or "", f"~g:{li.key}", label, tls, (), li.port)
-    wanted = ([li.hostname] if li.hostname else []) + sorted(li.route_hosts - {li.hostname or ""})
+    wanted = ([li.hostname] if li.hostname else []) + sorted(set(li.route_hosts) - {li.hostname or ""})
     names = tuple(n for n in dict.fromkeys(wanted) if n not in taken)
+    for host in sorted(set(li.route_hosts) & inputs.ingress_hosts):
+        out.notes.append(f"HTTPRoute {', '.join(sorted(li.route_hosts[host]))}: {host} on port {li.nginx_port} "
+                         "is served by its Ingress (an Ingress keeps its hosts on a shared port)")  # fmt: skip
     taken.update(names)
     if not names:
         return None
@@ -518,7 +522,9 @@ def _attach(route: GatewayObject, relevant: list[_Listener], route_hosts: list[s
                          "no listener hostname intersects the route's hostnames", gen)  # fmt: skip
     for li, hosts in taken:
         li.attached += 1
-        li.route_hosts.update(h for h in hosts if h is not None)
+        for host in hosts:
+            if host is not None:
+                li.route_hosts.setdefault(host, set()).add(f"{route.namespace}/{route.name}")
         if li.valid:
             _add_matches(route, rules, hosts, tables.setdefault(li.key, []))
     return condition("Accepted", True, "Accepted", "", gen)

@@ -292,6 +292,8 @@ async def test_a_port_shared_with_ingresses(start_controller: StartController, b
     want = [("foo.com", "default/a"), ("bar.com", "default/b"), ("x.example.com", "default/c"),
             ("a.b.example.com", "default/c"), ("unknown.org", "404")]  # fmt: skip
     assert [(h, outcome(*await get(http_port, h, "/"))) for h, _ in want] == want
+    assert controller.model is not None
+    assert any(n.startswith("HTTPRoute default/named: foo.com on port") for n in controller.model.notes)
     # An Ingress takes bar.com: from then on it is the Ingress's.
     o.put(store, o.ingress("ing2", o.rule("bar.com", o.path("/", "c"))))
     await until(lambda: _host_is(http_port, "bar.com", "default/c"))
