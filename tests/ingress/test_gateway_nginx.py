@@ -376,3 +376,25 @@ async def test_timeouts(start_controller: StartController, backends: Backends) -
     assert outcome(*await get(port, "x.com", "/sleep/0.01")) == "default/a"
     assert outcome(*await get(port, "x.com", "/sleep/1")) == "504"
     assert outcome(*await get(port, "x.com", "/sleep/0.6")) == "default/a"
+
+
+async def test_https_listener_on_the_ingress_https_port(start_controller: StartController, backends: Backends,
+                                                        authority: Authority) -> None:  # fmt: skip
+    # On the Ingresses' HTTPS port, a listener's certificate is served for the names its block
+    # got, the Ingresses' for theirs.
+    (https_port,) = free_ports(1)
+    gw_pem, ing_pem = authority.issue("*.example.com"), authority.issue("ing.example.com")
+    listener = {**g.listener("https", 443, "HTTPS", "*.example.com"), "tls": {"certificateRefs": [{"name": "gw"}]}}
+    store = await standard_store(backends)
+    o.put(store, o.tls_secret("gw", *gw_pem), o.tls_secret("ing", *ing_pem), o.ingress_class(),
+          o.ingress("ing", o.rule("ing.example.com", o.path("/", "a")),
+                    tls=[{"hosts": ["ing.example.com"], "secretName": "ing"}]),
+          g.gateway_class(), g.gateway("gw", listener), route("r", R(B("b"))))  # fmt: skip
+    await start_controller(store, https_port=https_port, listener_port_map={443: https_port})
+    for sni, pem in (("app.example.com", gw_pem), ("ing.example.com", ing_pem)):
+        assert await peer_certificate(https_port, sni) == x509.load_pem_x509_certificate(pem[0]), sni
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+        for host, backend in (("app.example.com", "default/b"), ("ing.example.com", "default/a")):
+            async with session.get(f"https://127.0.0.1:{https_port}/", headers={"Host": host}, ssl=False,
+                                   server_hostname=host) as resp:  # fmt: skip
+                assert (await resp.json())["backend"] == backend, host
