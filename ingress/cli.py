@@ -57,6 +57,21 @@ def _listen(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(f"{text!r} is not ADDR:PORT") from None
 
 
+def _port_map(text: str) -> dict[int, int]:
+    """N=M[,N=M...]: a Gateway listener on port N is served by nginx on port M."""
+    out: dict[int, int] = {}
+    for item in text.split(","):
+        left, sep, right = item.strip().partition("=")
+        try:
+            n, m = _port(left), _port(right)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r} is not N=M") from None
+        if not sep or not n or not m:
+            raise argparse.ArgumentTypeError(f"{item!r} is not N=M")
+        out[n] = m
+    return out
+
+
 def _positive(text: str) -> float:
     value = float(text)
     if value <= 0:
@@ -125,6 +140,10 @@ def parser() -> argparse.ArgumentParser:
         help="address nginx listens on (repeatable; default 0.0.0.0)",
     )
     p.add_argument("--http-port", type=_port, default=Options.http_port)
+    p.add_argument("--gateway-controller-name", default=Options.gateway_controller_name,
+                   help="GatewayClass controllerName served (empty: Gateway API off)")  # fmt: skip
+    p.add_argument("--listener-port-map", type=_port_map, default={}, metavar="N=M[,N=M]",
+                   help="serve Gateway listeners on port N on nginx's port M")  # fmt: skip
     p.add_argument("--https-port", type=_port, default=Options.https_port)
     p.add_argument(
         "--default-ssl-certificate",
@@ -227,6 +246,8 @@ def options_from(args: argparse.Namespace) -> Options:
         validating_webhook=args.validating_webhook,
         validating_webhook_certificate=args.validating_webhook_certificate,
         validating_webhook_key=args.validating_webhook_key,
+        gateway_controller_name=args.gateway_controller_name,
+        listener_port_map=args.listener_port_map,
     )
     if args.election_namespace:
         options.election_namespace = args.election_namespace

@@ -13,7 +13,7 @@ import asyncio
 import gc
 import logging
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ingress import certs
 from ingress.admission import AdmissionServer, Reviewer
@@ -22,6 +22,8 @@ from ingress.classes import owned
 from ingress.clock import Clock, MonotonicClock
 from ingress.debounce import Debouncer
 from ingress.events import EventRecorder
+from ingress.gateway import WATCHED as GATEWAY_WATCHED
+from ingress.gateway import FrontEnd, unusable
 from ingress.httpd import StatusServer
 from ingress.layout import Layout
 from ingress.lease import LeaderElector
@@ -110,10 +112,19 @@ class Controller:
         self.events = EventRecorder(None, self.metrics, controller=options.classes.controller_class,
                                     instance=options.identity)  # fmt: skip
         self.status = StatusWriter(None, self.metrics)
-        self.reconciler = Reconciler(self.store, self.snapshot, self.renderer, self.applier, self.events, self.metrics)
+        # Gateway API (ingress/gateway): off with an empty --gateway-controller-name, and in API
+        # mode when the cluster lacks its CRDs (start() finds out).
+        self.gateway: FrontEnd | None = None
+        if options.gateway_controller_name:
+            self.gateway = FrontEnd(self.store, options.gateway_controller_name, dict(options.listener_port_map),
+                                    self._reserved_ports, self._gateway_addresses,
+                                    {options.http_port: "HTTP", options.https_port: "HTTPS"})  # fmt: skip
+        self.reconciler = Reconciler(self.store, self.snapshot, self.renderer, self.applier, self.events, self.metrics,
+                                     self._extend)  # fmt: skip
         self.elector: LeaderElector | None = None
         self.httpd = StatusServer(
-            options.healthz_address, options.healthz_port, options.metrics_port, self.metrics, self.health
+            options.healthz_address, options.healthz_port, options.metrics_port, self.metrics, self.health,
+            self.statuses,
         )
         self.webhook: AdmissionServer | None = None
         if options.validating_webhook is not None:
@@ -172,6 +183,8 @@ class Controller:
                 field_selector="type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token",
             ),
         ]
+        if self.gateway is not None:
+            specs.extend(WatchSpec(k.name, () if not k.namespaced else scope) for k in GATEWAY_WATCHED)
         # Ingresses name ConfigMaps too (auth-proxy-set-headers): those of the watched
         # namespaces, as ingress-nginx, with the controller's own.
         named = (o.configmap, o.tcp_services_configmap, o.udp_services_configmap)
@@ -194,7 +207,9 @@ class Controller:
         log.info("using %s (%s), config dir %s", o.nginx_binary, version, self.layout.root)
         # Subscribed before the source starts, so no change can slip between the first
         # reconcile and the loop.
-        queue = self.store.subscribe_queue(WATCHED)
+        await self._check_gateway_api()
+        watched = WATCHED + (GATEWAY_WATCHED if self.gateway is not None else ())
+        queue = self.store.subscribe_queue(watched)
         self._debouncer = Debouncer(queue, self.clock, quiet=o.debounce, max_delay=o.max_delay)
         specs = self.watch_specs()
         if self.source is None and o.manifests is not None:
@@ -242,6 +257,50 @@ class Controller:
         self._tasks.append(asyncio.create_task(self._metrics_loop(), name="ingress request metrics"))
         if not (o.publish_service or o.publish_status_address):
             log.info("neither --publish-service nor --publish-status-address: Ingress status is not written")
+
+    async def _check_gateway_api(self) -> None:
+        """Gateway API off, said once, when the cluster does not serve its CRDs: Ingresses go on."""
+        o = self.options
+        if self.source is not None or o.manifests is not None or self.gateway is None:
+            return  # a manifest directory (or a test's source) has whatever kinds it has
+        try:
+            config = ClusterConfig.from_kubeconfig(o.kubeconfig) if o.kubeconfig else ClusterConfig.in_cluster()
+        except KubeError:
+            return  # start() reports it
+        async with ApiClient(config) as api:
+            try:
+                problem = await unusable(api)
+            except KubeError as exc:
+                problem = f"cannot tell whether the Gateway API is installed ({exc})"
+        if problem is not None:
+            log.warning("%s: serving Ingresses only", problem)
+            self.gateway = None
+
+    def _reserved_ports(self) -> frozenset[int]:
+        o = self.options
+        return frozenset(p for p in (o.healthz_port, o.metrics_port) if p and p > 0)
+
+    def _gateway_addresses(self) -> tuple[str, ...]:
+        published = self.publish_addresses()
+        if published:
+            return tuple(a.get("ip") or a.get("hostname", "") for a in published)
+        return tuple(a for a in self.options.bind_addresses if a not in ("0.0.0.0", "::"))
+
+    def _extend(self, model: Model, snapshot: Snapshot) -> Model:
+        return model if self.gateway is None else self.gateway.extend(model, snapshot)
+
+    def statuses(self) -> list[dict[str, Any]]:
+        """GET /status: every object whose status we own, in the API's shape."""
+        items: list[dict[str, Any]] = list(self.gateway.statuses()) if self.gateway is not None else []
+        model, addresses = self.model, self.publish_addresses() or []
+        for key in model.ingresses if model is not None else ():
+            ns, name = key.split("/", 1)
+            ing = self.store.get(INGRESSES, ns, name)
+            if isinstance(ing, Ingress):
+                items.append({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                              "metadata": {"namespace": ns, "name": name, "generation": ing.generation},
+                              "status": {"loadBalancer": {"ingress": addresses}}})  # fmt: skip
+        return items
 
     async def _metrics_loop(self) -> None:
         """Once a second: the request counts nginx's workers stored, and its connection counters."""
@@ -353,6 +412,8 @@ class Controller:
                 continue
             try:
                 await self.sync_status()
+                if self.gateway is not None and self.api is not None:
+                    await self.gateway.write(self.api)
             except Exception:
                 log.exception("status update failed")
 
@@ -426,7 +487,12 @@ class Controller:
     async def reconcile(self) -> bool:
         """One pass; True when nginx serves the configuration and data of the current objects."""
         try:
-            return await self.reconciler.reconcile()
+            ok = await self.reconciler.reconcile()
+            if self.gateway is not None and ok != self.gateway.programmed:
+                # Programmed follows nginx: judged again once it serves (or stops serving) the pass.
+                self.gateway.programmed = ok
+                self.gateway.refresh()
+            return ok
         finally:
             # Status may need writing even when nginx did not change: the published
             # Service's address, an Ingress's status edited by someone else.

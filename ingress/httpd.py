@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -24,7 +25,10 @@ class StatusServer:
         metrics_port: int | None,
         metrics: Metrics,
         health: Callable[[], tuple[bool, str]],
+        statuses: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
+        """``statuses``: the objects whose status we own, for ``GET /status``."""
+        self.statuses = statuses
         self.address = address
         self.healthz_port = healthz_port
         self.metrics_port = metrics_port
@@ -36,6 +40,10 @@ class StatusServer:
     async def _healthz(self, request: web.Request) -> web.Response:
         ok, reason = self.health()
         return web.Response(status=200 if ok else 503, text=reason + "\n")
+
+    async def _status(self, request: web.Request) -> web.Response:
+        items = self.statuses() if self.statuses is not None else []
+        return web.json_response({"items": items})
 
     async def _metrics(self, request: web.Request) -> web.StreamResponse:
         # Streamed, yielding to the loop between pieces: with request metrics for 10,000 hosts
@@ -65,14 +73,15 @@ class StatusServer:
         if self.healthz_port < 0:
             return
         health = web.get("/healthz", self._healthz)
+        status = web.get("/status", self._status)
         metrics = web.get("/metrics", self._metrics)
         # Port 0 is "any free port": two zeros mean two servers, not one.
         if self.metrics_port is None or (self.metrics_port == self.healthz_port and self.metrics_port != 0):
-            port = await self._serve(self.healthz_port, [health, metrics])
+            port = await self._serve(self.healthz_port, [health, status, metrics])
             self.ports = {"healthz": port, "metrics": port}
         else:
             self.ports = {
-                "healthz": await self._serve(self.healthz_port, [health]),
+                "healthz": await self._serve(self.healthz_port, [health, status]),
                 "metrics": await self._serve(self.metrics_port, [metrics]),
             }
         log.info("health on %s:%d/healthz, metrics on %s:%d/metrics",

@@ -102,6 +102,7 @@ class Records:
         if len(cache) > len(model.servers):
             hosts = {s.host for s in model.servers}
             self._servers = {h: v for h, v in cache.items() if h in hosts}
+        out.update(model.extra_records)  # Gateway API match tables and routes (ingress/gateway)
         for pair in model.certificates:
             out[f"c:{pair.digest}"] = pair.pem.decode()
         out[DEFAULT_HOST] = model.default_cert

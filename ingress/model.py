@@ -270,6 +270,22 @@ class Upstream:
 
 
 @dataclass(frozen=True, slots=True)
+class ListenerServer:
+    """A Gateway listener's server block (ingress/gateway): a port and a hostname whose
+    requests the balancer matches against the listener's live match table."""
+
+    port: int  # nginx's port (after --listener-port-map)
+    hostname: str  # "" for a listener without hostname: the port's default server
+    route: str  # $portolan_route: "~g:<port>/<hostname>"
+    listeners: tuple[str, ...]  # "ns/gateway/listener", for the comment
+    tls: bool = False  # HTTPS (Terminate): certificates chosen live by SNI among the port's listeners
+    # On the Ingresses' port: the server names it has there (validated hostnames and
+    # wildcards); () on a port of its own, where the hostname alone is its name.
+    shared: tuple[str, ...] = ()
+    listener_port: int = 0  # the Gateway's port (redirects name it), before --listener-port-map
+
+
+@dataclass(frozen=True, slots=True)
 class Rejection:
     """An Ingress left out of the model and why (reported as a Warning Event on that version)."""
 
@@ -299,6 +315,8 @@ class Model:
     # What feature values need at http level, each a tuple of strings naming it first
     # (("auth_cache",), ("auth_upstream", name, ...)): rendered by http.j2.
     http_needs: tuple[tuple[str, ...], ...] = ()
+    listeners: tuple[ListenerServer, ...] = ()  # Gateway API listeners (ingress/gateway)
+    extra_records: tuple[tuple[str, str], ...] = ()  # their live records (match tables, routes)
     upstream_index: dict[str, Upstream] = field(init=False, compare=False, repr=False)  # by name
 
     def __post_init__(self) -> None:

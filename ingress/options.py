@@ -88,3 +88,7 @@ class Options:
     validating_webhook: tuple[str, int] | None = None
     validating_webhook_certificate: str = ""
     validating_webhook_key: str = ""
+    # Gateway API: the GatewayClass controllerName we own ("": Gateway API off), and
+    # --listener-port-map (a listener's port -> the port nginx listens on for it).
+    gateway_controller_name: str = "portolan.dev/gateway-controller"
+    listener_port_map: dict[int, int] = field(default_factory=dict)

@@ -77,8 +77,11 @@ class Reconciler:
         applier: Applier,
         events: EventRecorder,
         metrics: Metrics,
+        extend: Callable[[Model, Snapshot], Model] | None = None,
     ) -> None:
+        """``extend``: what another front end (ingress/gateway) adds to each model built."""
         self.store = store
+        self._extend = extend
         self._snapshot = snapshot
         self.renderer = renderer
         self.applier = applier
@@ -112,7 +115,7 @@ class Reconciler:
         versions = {ingress_key(i): i.resource_version for i in snapshot.ingresses}
         # A culprit is retried once it changes (or it is gone for good).
         self.culprits = {k: v for k, v in self.culprits.items() if versions.get(k) == v[0]}
-        model = build(snapshot, self.culprits, self.hosts)
+        model = self._build(snapshot, set(self.culprits))
         modelled = time.monotonic()
         rendered = self.renderer.render(model)
         self.phases = {"model": modelled - began, "render": time.monotonic() - modelled}
@@ -136,7 +139,7 @@ class Reconciler:
                     log.error("the configuration fails without any Ingress: keeping the last good one")
                     break
                 self._blame(snapshot, found[0], found[1])
-                model = build(snapshot, self.culprits, self.hosts)
+                model = self._build(snapshot, set(self.culprits))
                 rendered = self.renderer.render(model)
                 if rendered.hash == applier.running_hash and applier.nginx.running:
                     result = await applier.update(model)
@@ -151,6 +154,10 @@ class Reconciler:
             return True
         finally:
             self.metrics.sync_seconds.observe(time.monotonic() - began)
+
+    def _build(self, snapshot: Snapshot, left_out: set[str]) -> Model:
+        model = build(snapshot, left_out, self.hosts)
+        return model if self._extend is None else self._extend(model, snapshot)
 
     def _blame(self, snapshot: Snapshot, key: str, output: str) -> None:
         ing = next(i for i in snapshot.ingresses if ingress_key(i) == key)
@@ -182,7 +189,7 @@ class Reconciler:
         base = set(self.culprits)
 
         async def failure(n: int) -> CheckResult | None:
-            candidate = build(snapshot, base | set(served[n:]), self.hosts)
+            candidate = self._build(snapshot, base | set(served[n:]))
             rendered = self.renderer.render(candidate)
             result = checked.get(rendered.hash)
             if result is None:

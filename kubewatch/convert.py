@@ -355,3 +355,8 @@ def service_import(obj: dict[str, Any]) -> ServiceImport:
     if svc_type not in ("ClusterSetIP", "Headless"):
         raise InvalidObject(f"spec.type {svc_type!r} is neither ClusterSetIP nor Headless")
     return ServiceImport(_namespace(meta), meta["name"], intern(svc_type), tuple(ips), tuple(ports))
+
+
+def cluster_generic(obj: dict[str, Any]) -> GenericObject:
+    """A cluster-scoped object read as generic JSON (GatewayClass): its namespace is ""."""
+    return GenericObject("", *_object_fields(obj)[1:])

@@ -74,9 +74,14 @@ SECRETS = Kind("secrets", "Secret", "", "v1", True, convert.secret)
 CONFIG_MAPS = Kind("configmaps", "ConfigMap", "", "v1", True, convert.config_map)
 # Gateway API objects, decoded generically (spec and status left to their readers). Custom resources:
 # a cluster without their CRDs answers 404, which the reflector reports once (Reflector._not_served).
-GATEWAYS = Kind("gateways", "Gateway", "gateway.networking.k8s.io", "v1", True, convert.generic, custom=True)
-HTTP_ROUTES = Kind("httproutes", "HTTPRoute", "gateway.networking.k8s.io", "v1", True, convert.generic, custom=True)
-GRPC_ROUTES = Kind("grpcroutes", "GRPCRoute", "gateway.networking.k8s.io", "v1", True, convert.generic, custom=True)
+GATEWAY_GROUP = "gateway.networking.k8s.io"
+GATEWAY_CLASSES = Kind("gatewayclasses", "GatewayClass", GATEWAY_GROUP, "v1", False, convert.cluster_generic,
+                       custom=True)
+GATEWAYS = Kind("gateways", "Gateway", GATEWAY_GROUP, "v1", True, convert.generic, custom=True)
+HTTP_ROUTES = Kind("httproutes", "HTTPRoute", GATEWAY_GROUP, "v1", True, convert.generic, custom=True)
+GRPC_ROUTES = Kind("grpcroutes", "GRPCRoute", GATEWAY_GROUP, "v1", True, convert.generic, custom=True)
+REFERENCE_GRANTS = Kind("referencegrants", "ReferenceGrant", GATEWAY_GROUP, "v1", True, convert.generic, custom=True)
+GATEWAY_KINDS = (GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES, REFERENCE_GRANTS)  # what the ingress controller watches
 # The Multi-Cluster Services API's imports (kubernetes `multicluster`), a custom resource too.
 SERVICE_IMPORTS = Kind("serviceimports", "ServiceImport", "multicluster.x-k8s.io", "v1alpha1", True,
                        convert.service_import, dns_relevant=True, custom=True)
@@ -84,7 +89,7 @@ SERVICE_IMPORTS = Kind("serviceimports", "ServiceImport", "multicluster.x-k8s.io
 KINDS: dict[str, Kind] = {
     k.name: k
     for k in (SERVICES, ENDPOINT_SLICES, PODS, NAMESPACES, INGRESSES, INGRESS_CLASSES, SECRETS, CONFIG_MAPS,
-              GATEWAYS, HTTP_ROUTES, GRPC_ROUTES, SERVICE_IMPORTS)
+              GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES, GRPC_ROUTES, REFERENCE_GRANTS, SERVICE_IMPORTS)
 }
 
 # Manifests name objects by (apiVersion, kind).

@@ -16,6 +16,13 @@
 --   p:<host>      a pooled host's paths (ingress/pooling.py): "e<path>=<action>" exact,
 --                 "p<path>=<action>" prefix (ending in "/"), "d=<action>" the rest, space-
 --                 separated; an action is a route ("r...") or a status ("404", "503")
+--   g:<listener>[|<host>]  a Gateway listener's matches (ingress/gateway/translate.py): those
+--                 on one precise host (which outrank the rest) apart from the others; one urlencoded
+--                 line each, in precedence order: r=<route>, h=<host> ("*.suffix" or exact),
+--                 e=<exact path> | p=<prefix> | x=<anchored regex>, m=<method>, he=/hr=<var>:<value>
+--                 (header exact/regex), qe=/qr=<name>:<value> (query parameter)
+--                 A Gateway rule's r: record has ws="<weight>:<upstream> ..." instead of u=,
+--                 "!500" standing for a backend that cannot be used.
 --   c:<digest>    a PEM certificate chain followed by its key
 --   h:<host>      the digest of the certificate a TLS host uses ("h:" alone: the default)
 --
@@ -58,7 +65,7 @@ local MAX_TRIES = 3 -- proxy_next_upstream_tries
 local RING_POINTS = 100 -- points per peer on the consistent-hash ring
 local EWMA_DECAY = 10 -- seconds
 
-local caches = { r = {}, u = {}, p = {} }
+local caches = { r = {}, u = {}, p = {}, g = {} }
 local canary_routes = {} -- routes this worker's balancer met with a canary (request metrics) -- kind -> name -> {ver=, seen=, value=} in this worker
 local certcache = {} -- digest -> {cert, key}
 local certcount = 0
@@ -102,7 +109,42 @@ local parsers = {
         if args.ch then  -- the header's nginx variable, worked out once per record, not per request
             args.chvar = "http_" .. args.ch:lower():gsub("-", "_")
         end
+        if args.ws then -- a Gateway rule's weighted backends
+            local shares, total = {}, 0
+            for weight, target in args.ws:gmatch("(%d+):(%S+)") do
+                total = total + tonumber(weight)
+                shares[#shares + 1] = { total, target }
+            end
+            args.shares, args.total = shares, total
+        end
         return args
+    end,
+    g = function(text)
+        local entries = {}
+        for line in text:gmatch("[^\n]+") do
+            local a = decode_args(line, 0)
+            local e = { route = a.r, host = a.h, method = a.m, exact = a.e, prefix = a.p, regex = a.x }
+            if e.host and sub(e.host, 1, 2) == "*." then
+                e.suffix = sub(e.host, 2) -- ".suffix": one or more labels before it
+                e.host = nil
+            end
+            if e.prefix == "/" then e.prefix = nil; e.any = true end
+            for _, kind in ipairs({ "he", "hr", "qe", "qr" }) do
+                local values = a[kind]
+                if type(values) == "string" then values = { values } end
+                if values then
+                    local list = {}
+                    for _, v in ipairs(values) do
+                        local name, value = v:match("^([^:]+):(.*)$")
+                        if name then list[#list + 1] = { name, value } end
+                    end
+                    e[kind] = list
+                    if kind == "qe" or kind == "qr" then e.query = true end
+                end
+            end
+            entries[#entries + 1] = e
+        end
+        return entries
     end,
     p = function(text)
         local paths = { exact = {}, prefix = {}, deep = false }
@@ -247,6 +289,182 @@ local function match_path(gen)
     return paths.default
 end
 
+-- A Gateway listener's route for this request: the first of its matches (already in the
+-- spec's precedence order) whose host, path, method, headers and query parameters all match.
+-- Every (name, value) of list holds in source (ngx.var for headers, the query's arguments,
+-- whose repeated names give a table: the first value counts); regex: values are patterns.
+local function gateway_all(list, source, regex)
+    if not list then return true end
+    for _, pair in ipairs(list) do
+        local value = source[pair[1]]
+        if type(value) == "table" then value = value[1] end
+        if type(value) ~= "string" then return false end
+        if regex then
+            if not ngx.re.find(value, pair[2], "jo") then return false end
+        elseif value ~= pair[2] then
+            return false
+        end
+    end
+    return true
+end
+
+-- The first of a match record's entries that the request meets (host, path, method, headers,
+-- query parameters), with its route.
+local function first_match(entries, host)
+    local uri = ngx.var.uri
+    local method, args
+    for _, e in ipairs(entries) do
+        local ok = true
+        if e.host then
+            ok = host == e.host
+        elseif e.suffix then
+            ok = #host > #e.suffix and sub(host, -#e.suffix) == e.suffix
+        end
+        if ok then
+            if e.exact then
+                ok = uri == e.exact
+            elseif e.prefix then
+                local n = #e.prefix
+                ok = sub(uri, 1, n) == e.prefix and (#uri == n or byte(uri, n + 1) == 47)
+            elseif e.regex then
+                ok = ngx.re.find(uri, e.regex, "jo") ~= nil
+            end
+        end
+        if ok and e.method then
+            method = method or ngx.req.get_method()
+            ok = method == e.method
+        end
+        ok = ok and gateway_all(e.he, ngx.var, false) and gateway_all(e.hr, ngx.var, true)
+        if ok and e.query then
+            args = args or ngx.req.get_uri_args(0)
+            ok = gateway_all(e.qe, args, false) and gateway_all(e.qr, args, true)
+        end
+        if ok then return e.route, e end
+    end
+    return nil
+end
+
+-- A Gateway listener's route for this request: its host's own matches ("g:<listener>|<host>",
+-- which outrank all others), then the listener's wildcard and hostname-less ones.
+local function match_gateway(key, gen)
+    local host = ngx.var.host or ""
+    local entries = record("g", key .. "|" .. host, gen)
+    if entries then
+        local name, entry = first_match(entries, host)
+        if name then return name, entry end
+    end
+    entries = record("g", key, gen)
+    if not entries then return nil end
+    return first_match(entries, host)
+end
+
+-- A path with its matched prefix replaced (ReplacePrefixMatch): element-wise, never "//".
+local function replace_prefix(uri, entry, replacement)
+    local rest = entry.prefix and sub(uri, #entry.prefix + 1) or uri
+    if replacement == "/" or replacement == "" then
+        return rest ~= "" and rest or "/"
+    end
+    if byte(replacement, -1) == 47 then replacement = sub(replacement, 1, -2) end
+    if rest == "/" and not entry.prefix then rest = "" end
+    return replacement .. rest
+end
+
+local DEFAULT_PORTS = { http = 80, https = 443 }
+
+-- RequestRedirect: the Location the spec builds (a port from the filter, else the scheme's
+-- when the filter names one, else the listener's; left out when it is the scheme's default).
+local function redirect(route, entry, var)
+    local scheme = route.rs or var.scheme
+    local port = tonumber(route.rp)
+    if not port then
+        port = route.rs and DEFAULT_PORTS[route.rs] or tonumber(var.portolan_listener_port)
+    end
+    local path = var.uri
+    if route.rf then
+        path = route.rf
+    elseif route.rx then
+        path = replace_prefix(path, entry, route.rx)
+    end
+    local args = var.args
+    local location = scheme .. "://" .. (route.rh or var.host)
+        .. (port == DEFAULT_PORTS[scheme] and "" or ":" .. port) .. path
+        .. (args and args ~= "" and "?" .. args or "")
+    return ngx.redirect(location, tonumber(route.rc) or 302)
+end
+
+local function as_list(value)
+    if type(value) == "string" then return { value } end
+    return value or {}
+end
+
+-- access_by_lua in a Gateway listener's location ($portolan_route "~g:<listener>"): the
+-- request's route by the listener's matches (404 when none), then the rule's filters:
+-- redirect, request header changes, URL rewrite. The balancer then meets a plain route name.
+function M.gateway()
+    local var = ngx.var
+    local gen = data:get("gen") or 0
+    local name, entry = match_gateway(sub(var.portolan_route, 4), gen)
+    if not name then return ngx.exit(404) end
+    var.portolan_route = name
+    local route = record("r", name, gen)
+    if not route then return end -- the balancer answers 503
+    if route.rd then return redirect(route, entry, var) end
+    for _, pair in ipairs(as_list(route.hs)) do
+        local header, value = pair:match("^([^:]+):(.*)$")
+        ngx.req.set_header(header, value)
+    end
+    if route.ha then
+        local headers = ngx.req.get_headers(0)
+        for _, pair in ipairs(as_list(route.ha)) do
+            local header, value = pair:match("^([^:]+):(.*)$")
+            local old = headers[header]
+            if type(old) == "table" then old = table.concat(old, ",") end
+            ngx.req.set_header(header, old and old .. "," .. value or value)
+        end
+    end
+    for _, header in ipairs(as_list(route.hd)) do
+        ngx.req.clear_header(header)
+    end
+    if route.ps or route.pa or route.pd then ngx.ctx.portolan_response = route end
+    if route.uh then var.portolan_vhost = route.uh end
+    if route.uf then
+        ngx.req.set_uri(route.uf)
+    elseif route.ux then
+        ngx.req.set_uri(replace_prefix(var.uri, entry, route.ux))
+    end
+end
+
+-- header_filter_by_lua in a Gateway listener's location: ResponseHeaderModifier.
+function M.gateway_response()
+    local route = ngx.ctx.portolan_response
+    if not route then return end
+    local header = ngx.header
+    for _, pair in ipairs(as_list(route.ps)) do
+        local name, value = pair:match("^([^:]+):(.*)$")
+        header[name] = value
+    end
+    for _, pair in ipairs(as_list(route.pa)) do
+        local name, value = pair:match("^([^:]+):(.*)$")
+        local old = header[name]
+        if type(old) == "table" then old = table.concat(old, ",") end
+        header[name] = old and old .. "," .. value or value
+    end
+    for _, name in ipairs(as_list(route.pd)) do
+        header[name] = nil
+    end
+end
+
+-- A Gateway rule's backend for this request, by weight: an upstream name, or "!<status>".
+local function gateway_share(route)
+    local total = route.total
+    if total <= 0 then return "!500" end
+    local point = random(total)
+    for _, share in ipairs(route.shares) do
+        if point <= share[1] then return share[2] end
+    end
+    return "!500"
+end
+
 -- The route named by $portolan_route and the upstream this request goes to (its canary
 -- decided here); the upstream is nil when it has no ready endpoint. A pooled server's
 -- route "~" is found by host and path; a path answered with a status fails as a route
@@ -261,6 +479,16 @@ local function resolve()
     end
     local route = record("r", name, gen)
     if not route then return nil, nil end
+    if route.shares then
+        local target = gateway_share(route)
+        if byte(target, 1) == 33 then -- "!500": a backend the spec answers with 500
+            ngx.var.portolan_unrouted = sub(target, 2)
+            return route, nil
+        end
+        local up = record("u", target, gen)
+        if not up or #up.peers == 0 then return route, nil end
+        return route, up
+    end
     if route.cu then canary_routes[name] = true end
     if route.st then -- a path that answers with a status (pooled hosts only get here)
         if route.st == "404" then ngx.var.portolan_unrouted = "1" end
@@ -314,6 +542,10 @@ function M.balance()
     end
     local peer = pick(route, up, attempt)
     if state then state.peer = peer end
+    if route.to then -- a Gateway rule's timeouts (ms), for each try
+        local seconds = tonumber(route.to) / 1000
+        balancer.set_timeouts(seconds, seconds, seconds)
+    end
     local ok, err = set_current_peer(peer.host, peer.port)
     if not ok then
         ngx.log(ngx.ERR, "portolan: peer ", peer.id, ": ", err)
@@ -518,10 +750,30 @@ end
 -- SNI host (exact, then "*.parent", as ingress-nginx looks it up), else the default; without
 -- either, the configured one stays. Set on the connection before nginx switches to the SNI's
 -- server, which has no TLS context of its own and so keeps it.
-function M.certificate()
+-- A Gateway port's certificate (scope "<port>/", ingress/gateway): the listener whose hostname
+-- fits the SNI name best: exact, then the longest "*.suffix" (one or more labels), then the
+-- listener without hostname.
+local function listener_certificate(scope, name)
+    if name then
+        name = name:lower()
+        local digest = certdata:get("h:" .. scope .. name)
+        if digest then return digest end
+        local rest = name:match("^[^.]+%.(.+)$")
+        while rest do
+            digest = certdata:get("h:" .. scope .. "*." .. rest)
+            if digest then return digest end
+            rest = rest:match("^[^.]+%.(.+)$")
+        end
+    end
+    return certdata:get("h:" .. scope)
+end
+
+function M.certificate(scope)
     local name = clienthello.get_client_hello_server_name()
     local digest
-    if name then
+    if scope then
+        digest = listener_certificate(scope, name)
+    elseif name then
         name = name:lower()
         digest = certdata:get("h:" .. name)
         if not digest then

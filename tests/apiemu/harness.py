@@ -79,7 +79,10 @@ class Emulator:
         state_file: str | os.PathLike[str] | None = None,
         persist: bool = True,
         start_timeout: float = 30.0,
+        without_groups: Iterable[str] = (),
     ) -> None:
+        """``without_groups``: API groups not served, as in a cluster without their CRDs."""
+        self.without_groups = tuple(without_groups)
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.tls = tls
@@ -136,6 +139,7 @@ class Emulator:
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+            "APIEMU_WITHOUT_GROUPS": ",".join(self.without_groups),
         }
         with self.log_path.open("ab") as log:
             self._proc = await asyncio.create_subprocess_exec(

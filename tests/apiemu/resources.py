@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,6 +77,13 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", True, ("ing",), True),
     Resource("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", False),
     Resource("coordination.k8s.io", "v1", "Lease", "leases", "lease", True),
+    # Gateway API (CRDs in a real cluster; the standard channel's v1 kinds).
+    Resource("gateway.networking.k8s.io", "v1", "GatewayClass", "gatewayclasses", "gatewayclass", False, ("gc",),
+             True),
+    Resource("gateway.networking.k8s.io", "v1", "Gateway", "gateways", "gateway", True, ("gtw",), True),
+    Resource("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes", "httproute", True, (), True),
+    Resource("gateway.networking.k8s.io", "v1", "ReferenceGrant", "referencegrants", "referencegrant", True,
+             ("refgrant",)),
     Resource("events.k8s.io", "v1", "Event", "events", "event", True, ("ev",), False, ("reason", "type")),
     # Served so the deploy/ manifests apply as they would to a cluster; nothing here acts on them.
     Resource("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ("sa",)),
@@ -96,6 +104,10 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("multicluster.x-k8s.io", "v1alpha1", "ServiceImport", "serviceimports", "serviceimport", True,
              ("svcim",), True),
 )
+
+# A cluster without some CRDs (the Gateway API's, say): groups the harness leaves out.
+_WITHOUT = frozenset(filter(None, os.environ.get("APIEMU_WITHOUT_GROUPS", "").split(",")))
+RESOURCES = tuple(r for r in RESOURCES if r.group not in _WITHOUT)
 
 BY_PATH: dict[tuple[str, str, str], Resource] = {(r.group, r.version, r.plural): r for r in RESOURCES}
 BY_TYPE: dict[tuple[str, str], Resource] = {(r.api_version, r.kind): r for r in RESOURCES}

@@ -153,6 +153,14 @@ def test_flags_map_to_options() -> None:
     assert opts.stream_module == ""
 
 
+def test_gateway_flags() -> None:
+    opts = options_from(parser().parse_args(["--listener-port-map", "80=8080,443=8443", "--gateway-controller-name",
+                                             "example.com/gw"]))  # fmt: skip
+    assert (opts.listener_port_map, opts.gateway_controller_name) == ({80: 8080, 443: 8443}, "example.com/gw")
+    assert options_from(parser().parse_args(["--gateway-controller-name", ""])).gateway_controller_name == ""
+    assert options_from(parser().parse_args([])).gateway_controller_name == "portolan.dev/gateway-controller"
+
+
 def test_defaults() -> None:
     opts = options_from(parser().parse_args([]))
     assert opts.classes.controller_class == "portolan.dev/ingress-controller"
@@ -178,6 +186,9 @@ def test_defaults() -> None:
         ["--bind-address", "localhost"],
         ["--lease-duration", "5", "--renew-deadline", "10"],
         ["--http-port", "8080", "--https-port", "8080"],
+        ["--listener-port-map", "80"],
+        ["--listener-port-map", "80=0"],
+        ["--listener-port-map", "80=x"],
     ],
 )
 def test_bad_flags(argv: list[str]) -> None:

@@ -36,7 +36,7 @@ def described(directory: Path) -> list[tuple[str, str]]:
 
 async def test_deploy_manifests_apply(tmp_path: Path) -> None:
     async with Emulator(tmp_path / "emu") as emu:
-        for part in ("dns", "ingress"):
+        for part in ("dns", "ingress", "gateway"):
             directory = DEPLOY / part
             # A namespace must exist before objects are put in it, as on a real cluster.
             if (directory / "namespace.yaml").exists():
@@ -118,11 +118,13 @@ async def _check_webhook(emu: Emulator, vwc: dict[str, Any], dep: dict[str, Any]
 def test_ingress_rbac_grants_reads_of_exactly_what_the_controller_watches(tmp_path: Path) -> None:
     """Least privilege both ways: every kind the deployed controller watches may be listed and watched,
     and nothing else may be read."""
-    docs = [d for d in yaml.safe_load_all((DEPLOY / "ingress" / "rbac.yaml").read_text()) if d]
-    role = next(d for d in docs if d["kind"] == "ClusterRole")
-    reads = {(group, resource) for rule in role["rules"] if "list" in rule["verbs"] or "get" in rule["verbs"]
+    # deploy/ingress's role, and deploy/gateway's for the Gateway API (on by default).
+    docs = [d for part in ("ingress", "gateway") for d in yaml.safe_load_all((DEPLOY / part / "rbac.yaml").read_text())
+            if d]  # fmt: skip
+    rules = [rule for d in docs if d["kind"] == "ClusterRole" for rule in d["rules"]]
+    reads = {(group, resource) for rule in rules if "list" in rule["verbs"] or "get" in rule["verbs"]
              for group in rule["apiGroups"] for resource in rule["resources"]}
-    for rule in role["rules"]:
+    for rule in rules:
         if "list" in rule["verbs"]:
             assert {"get", "list", "watch"} <= set(rule["verbs"]), rule
     dep = next(d for d in yaml.safe_load_all((DEPLOY / "ingress" / "deployment.yaml").read_text())
