@@ -18,7 +18,9 @@ of a round compares runs made within seconds of each other; the median ratio of 
 reported, and beside it the median ratio of requests per CPU-second of the proxy's worker
 (/proc utime + stime): what a core serves, and the steadier figure when other processes share
 core 0 (the backend does too, so the rate ratio also counts the backend's share of the core).
-The request metrics issue has not landed: there is no "with metrics" row yet.
+Request metrics (ingress-nginx's series, counted by log_by_lua) are on, as by default; two more
+controllers run with `--enable-metrics=false` for the keep-alive rows "metrics off", and the
+"request metrics cost" line compares them round by round (issue 14: the loss must be <= 10%).
 
 --costs: the cost table. Copies of Portolan's generated nginx.conf (access log on), each with one
 group of per-request work switched off, run as nginx of their own (the bench pushes the route and
@@ -249,8 +251,8 @@ data:
 """
 
 
-def start_portolan(work: Path, name: str, backend: int,
-                   settings: dict[str, str]) -> tuple[subprocess.Popen[bytes], Target, Path]:
+def start_portolan(work: Path, name: str, backend: int, settings: dict[str, str],
+                   flags: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], Target, Path]:
     """`portolan ingress` on a manifests directory, on SERVER_CORE (its nginx inherits the core;
     the controller itself is idle once nginx serves)."""
     d = work / name
@@ -264,7 +266,8 @@ def start_portolan(work: Path, name: str, backend: int,
     argv = ["taskset", "-c", SERVER_CORE, exe, "ingress", "--manifests", str(d / "manifests"),
             "--manifest-interval", "3600", "--configmap", "default/portolan", "--bind-address", "127.0.0.1",
             "--http-port", str(target.http), "--https-port", str(target.https), "--healthz-port", str(free_port()),
-            "--healthz-address", "127.0.0.1", "--config-dir", str(config_dir), "--log-level", "warning"]  # fmt: skip
+            "--healthz-address", "127.0.0.1", "--config-dir", str(config_dir), "--log-level", "warning",
+            *flags]  # fmt: skip
     log = open(d / "controller.log", "wb")  # noqa: SIM115 (the child holds it)
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
@@ -360,12 +363,15 @@ def ratio_line(label: str, minimal: list[Measured], mine: list[Measured]) -> str
     return f"{label:<41} {rounds}   {statistics.median(ratios):5.2f}x  {statistics.median(per_cpu):5.2f}x"
 
 
-def main_table(minimal: dict[bool, Target], portolan: dict[bool, Target], rounds: int, seconds: float) -> None:
+def main_table(minimal: dict[bool, Target], portolan: dict[bool, Target], no_metrics: dict[bool, Target],
+               rounds: int, seconds: float) -> None:
     rows: list[Row] = []
     for sc in SCENARIOS:
         for log in (True, False):
             for who, target in (("minimal", minimal[log]), ("portolan", portolan[log])):
                 rows.append((f"{sc.name}|{log}|{who}", target, sc.run))
+            if sc is SCENARIOS[0]:
+                rows.append((f"{sc.name}|{log}|no-metrics", no_metrics[log], sc.run))
     res = interleaved(rows, rounds, seconds)
     head = "  ".join(f"{'minimal':>7} {'portolan':>7} {'ratio':>6}" for _ in range(rounds))
     print(f"\n{'scenario (requests/s per round)':<41} {head}   median  per CPU-s")
@@ -373,7 +379,16 @@ def main_table(minimal: dict[bool, Target], portolan: dict[bool, Target], rounds
         for log in (True, False):
             key = f"{sc.name}|{log}|"
             print(ratio_line(f"{sc.name}, log {'on' if log else 'off'}", res[key + "minimal"], res[key + "portolan"]))
-    print("with request metrics: not measured (no request metrics yet)")
+    keep = SCENARIOS[0].name
+    for log in (True, False):
+        key = f"{keep}|{log}|"
+        print(ratio_line(f"{keep}, log {'on' if log else 'off'}, metrics off", res[key + "minimal"],
+                         res[key + "no-metrics"]))  # fmt: skip
+    for log in (True, False):
+        key = f"{keep}|{log}|"
+        # metrics on against off, round by round: the share of the rate (and of a core) the counting costs
+        print(ratio_line(f"request metrics cost (on/off), log {'on' if log else 'off'}", res[key + "no-metrics"],
+                         res[key + "portolan"]))  # fmt: skip
 
 
 # ------------------------------------------------------------------------------- the cost table
@@ -496,7 +511,6 @@ def cost_table(work: Path, source: Path, backend: int, minimal: Target, rounds: 
         cpu_cost = "" if base else f"{cpu - ratios('as generated', 'per_cpu'):+.2f}"
         print(f"{name:<46} {statistics.median(m.rate for m in res[name]):8.0f} {rate:5.2f}x {cost:>6}   {cpu:8.2f}x"
               f" {cpu_cost:>6}")
-    print(f"{'Lua metrics':<46} n/a: no request metrics yet")
 
 
 def main() -> None:
@@ -530,8 +544,14 @@ def main() -> None:
         print(f"nginx {sh([NGINX, '-v'], 10) or sh_err_version()}; one worker each on core {SERVER_CORE},"
               f" load on core {LOAD_CORE}; {CONNECTIONS} connections, {args.seconds:g}s per run, {args.rounds} rounds;"
               f" Portolan settings {extra or 'defaults'}", flush=True)
+        no_metrics: dict[bool, Target] = {}
         if not args.only_costs:
-            main_table(minimal, portolan, args.rounds, args.seconds)
+            for log in (True, False):
+                settings = {**extra, **({} if log else {"disable-access-log": "true"})}
+                proc, no_metrics[log], _ = start_portolan(work, f"portolan-nometrics-log-{'on' if log else 'off'}",
+                                                          backend, settings, ("--enable-metrics=false",))  # fmt: skip
+                procs.append(proc)
+            main_table(minimal, portolan, no_metrics, args.rounds, args.seconds)
         if args.costs or args.only_costs:
             cost_table(work, dirs[True], backend, minimal[True], args.rounds, args.seconds)
     finally:
