@@ -15,7 +15,8 @@ from ingress import features
 from ingress.annotations import SUPPORTED
 
 # ingress-nginx's annotations (docs/user-guide/nginx-configuration/annotations.md, prefix
-# nginx.ingress.kubernetes.io/), and allowlist-source-range, the name its code also takes.
+# nginx.ingress.kubernetes.io/), and allowlist-source-range and limit-allowlist, the newer names
+# its code also takes for whitelist-source-range and limit-whitelist.
 INGRESS_NGINX: tuple[str, ...] = (
     "affinity", "affinity-canary-behavior", "affinity-mode", "allowlist-source-range", "app-root",
     "auth-always-set-cookie", "auth-cache-duration", "auth-cache-key", "auth-keepalive", "auth-keepalive-requests",
@@ -30,7 +31,8 @@ INGRESS_NGINX: tuple[str, ...] = (
     "custom-headers", "custom-http-errors", "default-backend", "denylist-source-range", "enable-access-log",
     "enable-cors", "enable-global-auth", "enable-modsecurity", "enable-opentelemetry", "enable-owasp-core-rules",
     "enable-rewrite-log", "force-ssl-redirect", "from-to-www-redirect", "http2-push-preload",
-    "limit-burst-multiplier", "limit-connections", "limit-rate", "limit-rate-after", "limit-rpm", "limit-rps",
+    "limit-allowlist", "limit-burst-multiplier", "limit-connections", "limit-rate", "limit-rate-after", "limit-rpm",
+    "limit-rps",
     "limit-whitelist", "load-balance", "mirror-host", "mirror-request-body", "mirror-target", "modsecurity-snippet",
     "modsecurity-transaction-id", "opentelemetry-trust-incoming-span", "permanent-redirect",
     "permanent-redirect-code", "preserve-trailing-slash", "proxy-body-size", "proxy-buffer-size", "proxy-buffering",
@@ -94,12 +96,7 @@ NOT_SUPPORTED: dict[str, str] = {
     "enable-rewrite-log": "not yet (issue 15)",
     "from-to-www-redirect": "not yet (issue 15): a server-scope redirect between the two host names",
     "server-alias": "not yet (issue 15): a server-scope name (pooling and per-host server blocks)",
-    "temporal-redirect-code": "not yet (issue 15): temporal-redirect answers 302",
     "http2-push-preload": "removed from nginx 1.25.1 (HTTP/2 push), as from ingress-nginx",
-    "limit-rate": "not yet (issue 15)",
-    "limit-rate-after": "not yet (issue 15)",
-    "limit-rpm": "not yet (issue 15)",
-    "limit-whitelist": "not yet (issue 15)",
     "mirror-host": "not yet (issue 15); its value reached nginx.conf unchecked in ingress-nginx (IngressNightmare)",
     "mirror-request-body": "not yet (issue 15)",
     "mirror-target": "not yet (issue 15); its value reached nginx.conf unchecked in ingress-nginx (IngressNightmare)",

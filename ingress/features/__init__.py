@@ -84,9 +84,10 @@ class Feature:
 
 
 def _registry() -> tuple[Feature, ...]:
-    from ingress.features import auth, backend_tls, client_tls, external_auth, proxy
+    from ingress.features import auth, backend_tls, client_tls, external_auth, proxy, rate_limit
 
-    return (auth.FEATURE, external_auth.FEATURE, client_tls.FEATURE, backend_tls.FEATURE, proxy.FEATURE)
+    return (auth.FEATURE, external_auth.FEATURE, client_tls.FEATURE, backend_tls.FEATURE, proxy.FEATURE,
+            rate_limit.FEATURE)
 
 
 
@@ -128,6 +129,17 @@ def parse_fields(raw: Mapping[str, str], fields: Mapping[str, tuple[str, Callabl
         except ValueError as exc:
             raise InvalidValue(f"annotation nginx.ingress.kubernetes.io/{key}: {text[:80]!r} is {exc}") from None
     return values
+
+
+def whole(lo: int, hi: int) -> Callable[[str], int]:
+    """A parser of ASCII whole numbers in lo..hi."""
+
+    def parse(text: str) -> int:
+        if not text.isascii() or not text.isdigit() or len(text) > 9 or not lo <= int(text) <= hi:
+            raise ValueError(f"not a whole number in {lo}..{hi}")
+        return int(text)
+
+    return parse
 
 
 def secret_ref(text: str) -> tuple[str | None, str]:

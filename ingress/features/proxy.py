@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ingress.features import LOCATION, Context, Feature, parse_fields
+from ingress.features import LOCATION, Context, Feature, parse_fields, whole
 from ingress.validate import InvalidValue, host, nginx_quote, nginx_size
 
 # proxy_next_upstream's conditions (nginx's list; ingress-nginx passes them through).
@@ -55,17 +55,8 @@ class Proxy:
         return tuple(out)
 
 
-def _int(lo: int, hi: int) -> Any:
-    def parse(text: str) -> int:
-        if not text.isascii() or not text.isdigit() or len(text) > 9 or not lo <= int(text) <= hi:
-            raise ValueError(f"not a whole number in {lo}..{hi}")
-        return int(text)
-
-    return parse
-
-
 def _seconds(text: str) -> int:
-    return int(_int(0, 86400)(text[:-1] if text.endswith("s") else text))
+    return int(whole(0, 86400)(text[:-1] if text.endswith("s") else text))
 
 
 def _on_off(text: str) -> bool:
@@ -136,11 +127,11 @@ def _connection(text: str) -> str:
 _FIELDS: dict[str, tuple[str, Any]] = {
     "proxy-http-version": ("http_version", _http_version),
     "proxy-next-upstream": ("next_upstream", _next_upstream),
-    "proxy-next-upstream-tries": ("next_upstream_tries", _int(0, 100)),
+    "proxy-next-upstream-tries": ("next_upstream_tries", whole(0, 100)),
     "proxy-next-upstream-timeout": ("next_upstream_timeout", _seconds),
     "proxy-buffer-size": ("buffer_size", _buffer_size),
     # nginx wants the busy buffers (one buffer here) under all buffers but one: 3 at least.
-    "proxy-buffers-number": ("buffers_number", _int(3, 1024)),
+    "proxy-buffers-number": ("buffers_number", whole(3, 1024)),
     "proxy-max-temp-file-size": ("max_temp_file_size", nginx_size),
     "client-body-buffer-size": ("client_body_buffer_size", nginx_size),
     "proxy-request-buffering": ("request_buffering", _on_off),

@@ -17,6 +17,7 @@ from ingress.features.backend_tls import BackendTLS
 from ingress.features.client_tls import ClientTLS
 from ingress.features.external_auth import ExternalAuth
 from ingress.features.proxy import Proxy
+from ingress.features.rate_limit import RateLimit
 from ingress.model import Model
 from ingress.modelcache import build
 from ingress.pooling import pool_of
@@ -70,6 +71,10 @@ PARSED: list[tuple[dict[str, str], Any]] = [
            buffer_size="16k", buffers_number=8, forwarded_prefix="/api", cookie_domain=("off",),
            cookie_path=("/a", "/b"), redirect_from="http://a.local/", redirect_to="/")),
     ({"proxy-redirect-to": "/x"}, Proxy()),  # without proxy-redirect-from: ignored (with a note)
+    ({"limit-rpm": "30", "limit-rate": "100", "limit-rate-after": "0", "limit-whitelist": "10.0.0.1/8, ::1"},
+     RateLimit(30, 100, 0, ("10.0.0.0/8", "::1/128"))),
+    ({"limit-rate": "0", "limit-allowlist": "10.1.0.0/16", "limit-whitelist": "10.2.0.0/16"},
+     RateLimit(allowlist=("10.1.0.0/16",))),  # limit-rate 0: no limit; the older name yields
 ]  # fmt: skip
 REFUSED: list[dict[str, str]] = [
     {"auth-type": "digest", "auth-secret": "s", "auth-secret-type": "auth-map"},
@@ -96,6 +101,9 @@ REFUSED: list[dict[str, str]] = [
     {"proxy-redirect-from": "http://a.local/"},
     {"proxy-cookie-path": "/a"},
     {"x-forwarded-prefix": "/../etc"},
+    {"limit-rpm": "0"},
+    {"limit-rate": "-1"},
+    {"limit-allowlist": "10.0.0.0/33"},
 ]
 
 

@@ -250,6 +250,12 @@ HOSTILE_ANNOTATIONS: list[tuple[str, str]] = [
     ("x-forwarded-prefix", "/a;PWNED"),
     ("x-forwarded-prefix", '/a"PWNED'),
     ("x-forwarded-prefix", "$PWNED"),
+    ("limit-rpm", "10;PWNED"),
+    ("limit-rate", "100k PWNED"),
+    ("limit-rate-after", "1}PWNED"),
+    ("limit-allowlist", "10.0.0.0/8; PWNED"),
+    ("limit-whitelist", "10.0.0.0/8\nPWNED"),
+    ("temporal-redirect-code", "302;PWNED"),
 ]
 # Snippets are off by default: these are ignored (the Ingress is served without them).
 IGNORED_ANNOTATIONS = [
