@@ -94,8 +94,11 @@ NOT_SUPPORTED: dict[str, str] = {
     "enable-opentelemetry": "Debian's nginx has no OpenTelemetry module",
     "opentelemetry-trust-incoming-span": "Debian's nginx has no OpenTelemetry module",
     "enable-rewrite-log": "not yet (issue 15)",
-    "from-to-www-redirect": "not yet (issue 15): a server-scope redirect between the two host names",
-    "server-alias": "not yet (issue 15): a server-scope name (pooling and per-host server blocks)",
+    "from-to-www-redirect": "not yet (issue 15): the other name must first be checked against every other "
+    "Ingress's hosts, so that one Ingress cannot take another's host",
+    "server-alias": "not yet (issue 15): an alias must first be checked against every other Ingress's hosts and "
+    "aliases (nginx gives a name claimed twice to whichever server comes first), so that one Ingress cannot take "
+    "another's host",
     "http2-push-preload": "removed from nginx 1.25.1 (HTTP/2 push), as from ingress-nginx",
     "mirror-host": "not yet (issue 15); its value reached nginx.conf unchecked in ingress-nginx (IngressNightmare)",
     "mirror-request-body": "not yet (issue 15)",
