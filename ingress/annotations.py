@@ -116,7 +116,7 @@ def _token(item: re.Pattern[str], what: str) -> Callable[[str], str]:
     return parse
 
 
-def _cidrs(text: str) -> tuple[str, ...]:
+def cidrs(text: str) -> tuple[str, ...]:
     """Comma-separated IPs or CIDRs, canonicalised by ipaddress (host bits are cleared)."""
     out = []
     for item in text.split(","):
@@ -292,6 +292,7 @@ class Annotations:
     permanent_redirect: str | None = None
     permanent_redirect_code: int = 301
     temporal_redirect: str | None = None
+    temporal_redirect_code: int = 302
     app_root: str | None = None
     cors: Cors | None = None
     limit_rps: int = 0
@@ -334,9 +335,9 @@ _SIMPLE: dict[str, tuple[str, Callable[[str], Any]]] = {
     "proxy-send-timeout": ("proxy_send_timeout", _seconds(1, 86400)),
     "proxy-buffering": ("proxy_buffering", _on_off),
     "enable-access-log": ("enable_access_log", _bool),
-    "whitelist-source-range": ("allow_source", _cidrs),
-    "allowlist-source-range": ("allow_source", _cidrs),
-    "denylist-source-range": ("deny_source", _cidrs),
+    "whitelist-source-range": ("allow_source", cidrs),
+    "allowlist-source-range": ("allow_source", cidrs),
+    "denylist-source-range": ("deny_source", cidrs),
     "affinity": ("affinity", _enum("cookie")),
     "affinity-mode": ("affinity_mode", _enum("balanced", "persistent")),
     "session-cookie-name": ("session_cookie_name", _token(_COOKIE_RE, "cookie name")),
@@ -350,6 +351,7 @@ _SIMPLE: dict[str, tuple[str, Callable[[str], Any]]] = {
     "permanent-redirect": ("permanent_redirect", url),
     "permanent-redirect-code": ("permanent_redirect_code", _redirect_code),
     "temporal-redirect": ("temporal_redirect", url),
+    "temporal-redirect-code": ("temporal_redirect_code", _redirect_code),
     "app-root": ("app_root", _app_root),
     "limit-rps": ("limit_rps", _int(1, 100000)),
     "limit-burst-multiplier": ("limit_burst_multiplier", _int(1, 1000)),

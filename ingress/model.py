@@ -651,7 +651,8 @@ def digest(kind: str, text: str) -> str:
     return kind + hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _zone(ingress: str) -> str:
+def zone_name(ingress: str) -> str:
+    """The name of an Ingress's rate and connection zones ("namespace/name")."""
     return digest("z", ingress)
 
 
@@ -709,7 +710,7 @@ def _locations(
         )
 
         base = Location(LOC_ROOT, "/", f"{rule.path_type} {rule.path}", owner, tgt, ann, redirect, "",
-                        _canary(acc, slot, claim, tgt, resolve, notes), _zone(owner),
+                        _canary(acc, slot, claim, tgt, resolve, notes), zone_name(owner),
                         _session_cookie(claim, notes))  # fmt: skip
         if mtype == EXACT and acc.regex and norm != "/" and norm.endswith("/"):
             # Not "= /p/": nginx's automatic redirect would answer /p before any regex is tried.

@@ -84,9 +84,10 @@ class Feature:
 
 
 def _registry() -> tuple[Feature, ...]:
-    from ingress.features import auth, client_tls, external_auth
+    from ingress.features import auth, backend_tls, client_tls, external_auth, proxy, rate_limit
 
-    return (auth.FEATURE, external_auth.FEATURE, client_tls.FEATURE)
+    return (auth.FEATURE, external_auth.FEATURE, client_tls.FEATURE, backend_tls.FEATURE, proxy.FEATURE,
+            rate_limit.FEATURE)
 
 
 
@@ -112,6 +113,41 @@ def resolve(values: tuple[Any, ...], ctx: Context) -> tuple[Any, ...]:
         if found is not None:
             out.append(found)
     return tuple(out)
+
+
+def parse_fields(raw: Mapping[str, str], fields: Mapping[str, tuple[str, Callable[[str], Any]]]) -> dict[str, Any]:
+    """The group's annotations as its value's fields (``fields``: annotation -> (field, parser));
+    a value a parser refuses rejects the Ingress, naming the annotation."""
+    from ingress.validate import InvalidValue
+
+    values: dict[str, Any] = {}
+    for key in sorted(raw):
+        text = raw[key]
+        field, parser = fields[key]
+        try:
+            values[field] = parser(text)
+        except ValueError as exc:
+            raise InvalidValue(f"annotation nginx.ingress.kubernetes.io/{key}: {text[:80]!r} is {exc}") from None
+    return values
+
+
+def whole(lo: int, hi: int) -> Callable[[str], int]:
+    """A parser of ASCII whole numbers in lo..hi."""
+
+    def parse(text: str) -> int:
+        if not text.isascii() or not text.isdigit() or len(text) > 9 or not lo <= int(text) <= hi:
+            raise ValueError(f"not a whole number in {lo}..{hi}")
+        return int(text)
+
+    return parse
+
+
+def secret_ref(text: str) -> tuple[str | None, str]:
+    """A Secret annotation's "[namespace/]name": (namespace or None, name), both validated."""
+    from ingress.validate import namespace, secret_name
+
+    ns, sep, name = text.rpartition("/")
+    return (namespace(ns, "namespace") if sep else None), secret_name(name, "name")
 
 
 def same_namespace(kind: str, ref_namespace: str | None, name: str, ctx: Context, key: str = "") -> tuple[Any, str]:

@@ -24,8 +24,8 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from ingress.annotations import url
-from ingress.features import SERVER, Context, Feature, SideFile, same_namespace
-from ingress.validate import InvalidValue, namespace, regex, secret_name
+from ingress.features import SERVER, Context, Feature, SideFile, parse_fields, same_namespace, secret_ref
+from ingress.validate import regex
 from kubewatch import Secret
 
 VERIFY = ("on", "off", "optional", "optional_no_ca")
@@ -83,7 +83,7 @@ def _match_cn(text: str) -> str:
     return regex(text[3:], "auth-tls-match-cn")
 
 
-def _depth(text: str) -> int:
+def depth(text: str) -> int:
     if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 100:
         raise ValueError("not a depth in 1..100")
     return int(text)
@@ -103,7 +103,7 @@ def _pass(text: str) -> bool:
 
 _FIELDS: dict[str, tuple[str, Any]] = {
     "auth-tls-verify-client": ("verify", _verify),
-    "auth-tls-verify-depth": ("depth", _depth),
+    "auth-tls-verify-depth": ("depth", depth),
     "auth-tls-error-page": ("error_page", url),
     "auth-tls-pass-certificate-to-upstream": ("pass_certificate", _pass),
     "auth-tls-match-cn": ("match_cn", _match_cn),
@@ -115,19 +115,8 @@ def parse(raw: Mapping[str, str], notes: list[str]) -> ClientTLS | None:
         for key in sorted(raw):
             notes.append(f"annotation {key} ignored: no auth-tls-secret")
         return None
-    values: dict[str, Any] = {}
-    for key in sorted(raw):
-        text = raw[key]
-        try:
-            if key == "auth-tls-secret":
-                ns, sep, name = text.rpartition("/")
-                values["secret_namespace"] = namespace(ns, "namespace") if sep else None
-                values["secret"] = secret_name(name, "name")
-            else:
-                field, parser = _FIELDS[key]
-                values[field] = parser(text)
-        except ValueError as exc:
-            raise InvalidValue(f"annotation nginx.ingress.kubernetes.io/{key}: {text[:80]!r} is {exc}") from None
+    values = parse_fields(raw, {"auth-tls-secret": ("ref", secret_ref), **_FIELDS})
+    values["secret_namespace"], values["secret"] = values.pop("ref")
     return ClientTLS(**values)
 
 

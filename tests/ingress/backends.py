@@ -1,7 +1,8 @@
 """Small aiohttp servers standing in for pods: each answers with its own name, the request
 line it received and its headers (as JSON), and echoes WebSocket messages prefixed with its
 name, so tests can tell which backend answered and what nginx passed on. ``/sleep/SECONDS``
-answers after that long; a backend started with a ``delay`` is that much slower on every request.
+answers after that long; ``/answer?status=N&Header=value`` answers with that status and
+headers; a backend started with a ``delay`` is that much slower on every request.
 
 All backends of one Service listen on the same port at different loopback addresses
 (127.0.0.x), as pods behind one EndpointSlice port do.
@@ -33,6 +34,10 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     body = await request.read()
     if request.app[DELAY]:
         await asyncio.sleep(request.app[DELAY])
+    if request.path == "/answer":  # /answer?status=302&Location=...: a pod's redirect or cookie, as asked
+        query = request.query
+        extra = {k: v for k, v in query.items() if k != "status"}
+        return web.Response(status=int(query.get("status", "200")), headers=extra, text=name)
     if request.path.startswith("/sleep/"):  # /sleep/SECONDS: a slow pod, for timeouts and limits
         await asyncio.sleep(float(request.path.split("/")[2]))
     return web.json_response(

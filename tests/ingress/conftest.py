@@ -268,6 +268,7 @@ class Client:
         method: str = "GET",
         headers: dict[str, str] | None = None,
         verify: bool = True,
+        data: bytes | None = None,
     ) -> Reply:
         opts = self.controller.options
         port = opts.https_port if https else opts.http_port
@@ -287,7 +288,7 @@ class Client:
         session = await self.session()
         async with session.request(
             method, url, headers=hdrs, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=self.timeout),
-            **kwargs,
+            data=data, **kwargs,
         ) as resp:  # fmt: skip
             text = await resp.text()
             data = None

@@ -13,8 +13,11 @@ import pytest
 from ingress import features
 from ingress.annotations import parse
 from ingress.features.auth import BasicAuth
+from ingress.features.backend_tls import BackendTLS
 from ingress.features.client_tls import ClientTLS
 from ingress.features.external_auth import ExternalAuth
+from ingress.features.proxy import Proxy
+from ingress.features.rate_limit import RateLimit
 from ingress.model import Model
 from ingress.modelcache import build
 from ingress.pooling import pool_of
@@ -55,6 +58,23 @@ PARSED: list[tuple[dict[str, str], Any]] = [
      ClientTLS("ca", verify="optional_no_ca", depth=3, match_cn="(a|b)[.]example", error_page="https://e.example/x",
                pass_certificate=True)),
     ({"auth-tls-verify-client": "on"}, None),  # without auth-tls-secret: ignored
+    ({"proxy-ssl-secret": "ns/ca", "proxy-ssl-verify": "on", "proxy-ssl-verify-depth": "2",
+      "proxy-ssl-name": "b.local", "proxy-ssl-server-name": "on", "proxy-ssl-protocols": "TLSv1.2 TLSv1.3",
+      "proxy-ssl-ciphers": "HIGH:!aNULL"},
+     BackendTLS("ca", "ns", True, 2, "b.local", True, ("TLSv1.2", "TLSv1.3"), "HIGH:!aNULL")),
+    ({"proxy-ssl-verify": "on"}, None),  # without proxy-ssl-secret: ignored
+    ({"proxy-http-version": "1.0", "proxy-next-upstream": "error timeout", "proxy-next-upstream-tries": "2",
+      "proxy-next-upstream-timeout": "5s", "proxy-buffer-size": "16K", "proxy-buffers-number": "8",
+      "x-forwarded-prefix": "/api", "proxy-cookie-domain": "off", "proxy-cookie-path": "/a /b",
+      "proxy-redirect-from": "http://a.local/", "proxy-redirect-to": "/"},
+     Proxy(http_version="1.0", next_upstream=("error", "timeout"), next_upstream_tries=2, next_upstream_timeout=5,
+           buffer_size="16k", buffers_number=8, forwarded_prefix="/api", cookie_domain=("off",),
+           cookie_path=("/a", "/b"), redirect_from="http://a.local/", redirect_to="/")),
+    ({"proxy-redirect-to": "/x"}, Proxy()),  # without proxy-redirect-from: ignored (with a note)
+    ({"limit-rpm": "30", "limit-rate": "100", "limit-rate-after": "0", "limit-whitelist": "10.0.0.1/8, ::1"},
+     RateLimit(30, 100, 0, ("10.0.0.0/8", "::1/128"))),
+    ({"limit-rate": "0", "limit-allowlist": "10.1.0.0/16", "limit-whitelist": "10.2.0.0/16"},
+     RateLimit(allowlist=("10.1.0.0/16",))),  # limit-rate 0: no limit; the older name yields
 ]  # fmt: skip
 REFUSED: list[dict[str, str]] = [
     {"auth-type": "digest", "auth-secret": "s", "auth-secret-type": "auth-map"},
@@ -71,6 +91,19 @@ REFUSED: list[dict[str, str]] = [
     {"auth-tls-secret": "ca", "auth-tls-verify-depth": "0"},
     {"auth-tls-secret": "ca", "auth-tls-match-cn": "authtls"},  # must start with CN=
     {"auth-tls-secret": "ca", "auth-tls-match-cn": "CN=a\\d"},
+    {"proxy-ssl-secret": "ca", "proxy-ssl-verify": "true"},
+    {"proxy-ssl-secret": "ca", "proxy-ssl-protocols": "SSLv3"},
+    {"proxy-ssl-secret": "ca", "proxy-ssl-name": "$host"},
+    {"proxy-http-version": "2"},
+    {"proxy-next-upstream": "off error"},
+    {"proxy-buffers-number": "2"},
+    {"proxy-buffer-size": "0"},
+    {"proxy-redirect-from": "http://a.local/"},
+    {"proxy-cookie-path": "/a"},
+    {"x-forwarded-prefix": "/../etc"},
+    {"limit-rpm": "0"},
+    {"limit-rate": "-1"},
+    {"limit-allowlist": "10.0.0.0/33"},
 ]
 
 

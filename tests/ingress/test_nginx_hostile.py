@@ -220,6 +220,42 @@ HOSTILE_ANNOTATIONS: list[tuple[str, str]] = [
     ("auth-tls-match-cn", "CN=(?{PWNED})"),
     ("auth-tls-match-cn", "CN=a\\PWNED"),
     ("auth-tls-match-cn", "O=PWNED"),
+    ("proxy-ssl-secret", "default/ca;PWNED"),
+    ("proxy-ssl-secret", "PWNED/../ca"),
+    ("proxy-ssl-verify", "on;PWNED"),
+    ("proxy-ssl-verify-depth", "1 PWNED"),
+    ("proxy-ssl-name", "b.local;PWNED"),
+    ("proxy-ssl-name", "$PWNED"),
+    ("proxy-ssl-server-name", "on\nPWNED"),
+    ("proxy-ssl-protocols", "TLSv1.2; PWNED"),
+    ("proxy-ssl-ciphers", "HIGH;PWNED"),
+    ("proxy-ssl-ciphers", 'HIGH" PWNED'),
+    ("proxy-http-version", "1.1;PWNED"),
+    ("proxy-next-upstream", "error; PWNED"),
+    ("proxy-next-upstream-tries", "3}PWNED"),
+    ("proxy-next-upstream-timeout", "5s;PWNED"),
+    ("proxy-buffer-size", "8k;PWNED"),
+    ("proxy-buffers-number", "4 PWNED"),
+    ("proxy-max-temp-file-size", "$PWNED"),
+    ("client-body-buffer-size", "1m\nPWNED"),
+    ("proxy-request-buffering", "off;PWNED"),
+    ("proxy-redirect-from", "http://a.com/;PWNED"),
+    ("proxy-redirect-to", "https://PWNED{}.com/"),
+    ("proxy-cookie-domain", "a.com PWNED;"),
+    ("proxy-cookie-domain", "a.com b.com PWNED"),
+    ("proxy-cookie-path", "/a /b;PWNED"),
+    ("proxy-cookie-path", '/a "/PWNED'),
+    ("connection-proxy-header", "close\r\nX-PWNED: 1"),
+    ("connection-proxy-header", "close;PWNED"),
+    ("x-forwarded-prefix", "/a;PWNED"),
+    ("x-forwarded-prefix", '/a"PWNED'),
+    ("x-forwarded-prefix", "$PWNED"),
+    ("limit-rpm", "10;PWNED"),
+    ("limit-rate", "100k PWNED"),
+    ("limit-rate-after", "1}PWNED"),
+    ("limit-allowlist", "10.0.0.0/8; PWNED"),
+    ("limit-whitelist", "10.0.0.0/8\nPWNED"),
+    ("temporal-redirect-code", "302;PWNED"),
 ]
 # Snippets are off by default: these are ignored (the Ingress is served without them).
 IGNORED_ANNOTATIONS = [
@@ -258,6 +294,7 @@ _GROUP_NEEDS: dict[str, dict[str, str]] = {
                                     "enable-global-auth")},
 }  # fmt: skip
 _TLS_SECRET = {A + "auth-tls-secret": "ca"}
+_PROXY_SSL = {A + "proxy-ssl-secret": "ca"}
 
 
 def hostile_ingresses() -> tuple[list[o.Obj], list[o.Obj]]:
@@ -273,6 +310,10 @@ def hostile_ingresses() -> tuple[list[o.Obj], list[o.Obj]]:
             annotations[A + "affinity"] = "cookie"
         if name.startswith("auth-tls-") and name != "auth-tls-secret":
             annotations.update(_TLS_SECRET)
+        if name.startswith("proxy-ssl-") and name != "proxy-ssl-secret":
+            annotations.update(_PROXY_SSL)
+        if name == "proxy-redirect-to":
+            annotations[A + "proxy-redirect-from"] = "http://a.com/"
         annotations.update(_GROUP_NEEDS.get(name, {}))
         rule = o.rule(f"ann-{i}.evil.test", o.path("/", "web"))
         rejected.append(o.ingress(f"ann-{i}", rule, annotations=annotations))
