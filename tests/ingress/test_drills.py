@@ -1,0 +1,75 @@
+"""Fault drill: `kill -9` of nginx's master under a steady HTTP load (an aiohttp client). The controller
+restarts nginx, and requests are served again within 2 s of each kill."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+
+from kubewatch import Store
+from tests.ingress import objects as o
+from tests.ingress.conftest import services, until
+
+pytestmark = pytest.mark.timeout(60)
+
+KILLS = 3
+RESTART_BUDGET = 2.0  # seconds from the kill to the first request served by the new nginx
+
+
+async def test_killed_nginx_serves_again_within_two_seconds(start_controller, backends, client_for) -> None:
+    store = Store()
+    await services(backends, store, web=("w1",))
+    o.put(store, o.ingress("i", o.rule("foo.com", o.path("/", "web"))))
+    controller = await start_controller(store)
+    client = client_for(controller)
+    await until(lambda: client.answers("foo.com", backend="w1"))
+    ok = failed = 0
+    served: list[tuple[float, float]] = []  # (began, finished) of each successful request
+    stop = asyncio.Event()
+
+    async def load() -> None:
+        # A steady load, bounded: 4 requests in flight at most, for as long as the drill (≤ 30 s).
+        nonlocal ok, failed
+        end = time.monotonic() + 30
+        while not stop.is_set() and time.monotonic() < end:
+            began = time.monotonic()
+            if await client.answers("foo.com", backend="w1"):
+                ok += 1
+                served.append((began, time.monotonic()))
+            else:
+                failed += 1
+                await asyncio.sleep(0.01)
+
+    workers = [asyncio.create_task(load()) for _ in range(4)]
+    gaps: list[float] = []
+    outages: list[float] = []
+    try:
+        await asyncio.sleep(0.5)
+        for _ in range(KILLS):
+            pid = controller.nginx.pid
+            assert pid is not None
+            killed = time.monotonic()
+            os.kill(pid, signal.SIGKILL)  # the master the controller started, by its PID
+            # The killed master's workers may still finish requests they hold, so what counts is the
+            # first request that began after the new master was there and was served.
+            await until(lambda pid=pid: controller.nginx.pid not in (None, pid), timeout=10, interval=0.005)
+            restarted = time.monotonic()
+            await until(lambda restarted=restarted: any(b >= restarted for b, _ in served), timeout=10)
+            gaps.append(min(f for b, f in served if b >= restarted) - killed)
+            # The outage the clients saw: the longest wait between two served requests around the kill.
+            ends = sorted(f for _, f in served if f >= killed - 1)
+            outages.append(max(b - a for a, b in zip(ends, ends[1:], strict=False)))
+            await asyncio.sleep(0.5)
+    finally:
+        stop.set()
+        await asyncio.gather(*workers)
+    print(f"\nDRILL nginx kill -9: kills={KILLS} serving_again_s={[round(g, 3) for g in gaps]} "
+          f"longest_gap_between_successes_s={[round(g, 3) for g in outages]} "
+          f"requests_ok={ok} failed_during_restarts={failed}")
+    assert max(gaps) <= RESTART_BUDGET, gaps
+    assert max(outages) <= RESTART_BUDGET, outages
+    assert ok > 0
