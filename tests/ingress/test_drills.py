@@ -7,12 +7,16 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import Callable
+from functools import partial
+from itertools import pairwise
 
 import pytest
 
 from kubewatch import Store
 from tests.ingress import objects as o
-from tests.ingress.conftest import services, until
+from tests.ingress.backends import Backends
+from tests.ingress.conftest import Client, StartController, services, until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -20,7 +24,8 @@ KILLS = 3
 RESTART_BUDGET = 2.0  # seconds from the kill to the first request served by the new nginx
 
 
-async def test_killed_nginx_serves_again_within_two_seconds(start_controller, backends, client_for) -> None:
+async def test_killed_nginx_serves_again_within_two_seconds(start_controller: StartController, backends: Backends,
+                                                            client_for: Callable[..., Client]) -> None:
     store = Store()
     await services(backends, store, web=("w1",))
     o.put(store, o.ingress("i", o.rule("foo.com", o.path("/", "web"))))
@@ -44,6 +49,12 @@ async def test_killed_nginx_serves_again_within_two_seconds(start_controller, ba
                 failed += 1
                 await asyncio.sleep(0.01)
 
+    def new_master(old: int) -> bool:
+        return controller.nginx.pid not in (None, old)
+
+    def served_since(when: float) -> bool:
+        return any(b >= when for b, _ in served)
+
     workers = [asyncio.create_task(load()) for _ in range(4)]
     gaps: list[float] = []
     outages: list[float] = []
@@ -56,13 +67,13 @@ async def test_killed_nginx_serves_again_within_two_seconds(start_controller, ba
             os.kill(pid, signal.SIGKILL)  # the master the controller started, by its PID
             # The killed master's workers may still finish requests they hold, so what counts is the
             # first request that began after the new master was there and was served.
-            await until(lambda pid=pid: controller.nginx.pid not in (None, pid), timeout=10, interval=0.005)
+            await until(partial(new_master, pid), timeout=10, interval=0.005)
             restarted = time.monotonic()
-            await until(lambda restarted=restarted: any(b >= restarted for b, _ in served), timeout=10)
+            await until(partial(served_since, restarted), timeout=10)
             gaps.append(min(f for b, f in served if b >= restarted) - killed)
             # The outage the clients saw: the longest wait between two served requests around the kill.
             ends = sorted(f for _, f in served if f >= killed - 1)
-            outages.append(max(b - a for a, b in zip(ends, ends[1:], strict=False)))
+            outages.append(max(b - a for a, b in pairwise(ends)))
             await asyncio.sleep(0.5)
     finally:
         stop.set()
