@@ -10,13 +10,18 @@ import time
 from collections.abc import Callable
 from functools import partial
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
+import yaml
 
 from kubewatch import Store
+from tests.apiemu.harness import Emulator
+from tests.drills.api_outage import api_outage_drill, dns_corefile
 from tests.ingress import objects as o
 from tests.ingress.backends import Backends
 from tests.ingress.conftest import Client, StartController, services, until
+from tests.server import DnsServer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -84,3 +89,39 @@ async def test_killed_nginx_serves_again_within_two_seconds(start_controller: St
     assert max(gaps) <= RESTART_BUDGET, gaps
     assert max(outages) <= RESTART_BUDGET, outages
     assert ok > 0
+
+
+DRILL_OUTAGE = 5.0  # seconds here; bench/drills.py runs the 60 s
+CLUSTER = Path(__file__).resolve().parents[1] / "data" / "k8s" / "cluster.yaml"
+
+
+@pytest.mark.slow
+async def test_api_outage_then_gone(tmp_path: Path, start_controller: StartController, backends: Backends,
+                                    client_for: Callable[..., Client]) -> None:
+    async with Emulator(tmp_path / "emu") as emu:
+        for doc in yaml.safe_load_all(CLUSTER.read_text()):
+            await emu.apply(doc)
+        (ip,), port = await backends.start("w1")
+        moved_to = await backends.start("w2")
+        for obj in (o.service("web", ("http", 80, "http"), cluster_ip=None), o.endpoint_slice("web", [ip], port),
+                    o.ingress_class(), o.ingress("i", o.rule("foo.com", o.path("/", "web")))):
+            await emu.create(o.for_api(obj))
+        srv = await asyncio.to_thread(DnsServer, dns_corefile(emu.kubeconfig_path), tmp_path)
+        try:
+            controller = await start_controller(kubeconfig=str(emu.kubeconfig_path), use_store_source=False)
+            client = client_for(controller)
+            await until(lambda: client.answers("foo.com", backend="w1"))
+            n = await api_outage_drill(emu, srv, client, moved_to, DRILL_OUTAGE, tmp_path)
+        finally:
+            assert srv.stop() == 0
+    print(f"\nDRILL api outage {n.outage:.0f}s + 410: dns queries={n.dns.completed} lost={n.dns.lost} "
+          f"rcodes={n.dns.rcodes} http ok={n.http_ok} failed={n.http_failed} relisted_after={n.relisted:.2f}s "
+          f"dns_converged_after={n.dns_converged:.2f}s ingress_converged_after={n.ingress_converged:.2f}s "
+          f"dns_gone_lines={n.dns_gone}")
+    assert n.dns.lost == 0, n.dns.out
+    assert set(n.dns.rcodes) == {"NOERROR"}, n.dns.out
+    assert n.http_failed == 0
+    assert n.http_ok > 0
+    # Converged within 5 s of the relist.
+    assert n.dns_converged - n.relisted <= 5
+    assert n.ingress_converged - n.relisted <= 5
