@@ -11,15 +11,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tests.apiemu.harness import Emulator
 from tests.drills.kit import DnsPerf, PerfResult, queries_file
 from tests.ingress import objects as o
+from tests.ingress.backends import Backends
 from tests.ingress.conftest import Client
 from tests.server import DnsServer
 
 DNS_NAME = "my-svc.testns.svc.cluster.local"  # in tests/data/k8s/cluster.yaml, answered throughout
 NEW_NAME = "during-outage.testns.svc.cluster.local"  # created while the API server is down
 NEW_IP = "10.96.0.77"
+
+
+CLUSTER = Path(__file__).resolve().parents[1] / "data" / "k8s" / "cluster.yaml"
+
+
+async def seed(emu: Emulator, backends: Backends) -> tuple[list[str], int]:
+    """The drill's objects: the DNS test cluster, and Ingress foo.com -> Service web -> backend w1.
+    Returns backend w2's (addresses, port), where web's EndpointSlice moves while the API server is down."""
+    for doc in yaml.safe_load_all(CLUSTER.read_text()):
+        await emu.apply(doc)
+    (ip,), port = await backends.start("w1")
+    moved_to = await backends.start("w2")
+    for obj in (o.service("web", ("http", 80, "http"), cluster_ip=None), o.endpoint_slice("web", [ip], port),
+                o.ingress_class(), o.ingress("i", o.rule("foo.com", o.path("/", "web")))):
+        await emu.create(o.for_api(obj))
+    return moved_to
 
 
 def dns_corefile(kubeconfig: Path) -> str:
@@ -46,7 +65,7 @@ class OutageNumbers:
     dns: PerfResult  # dnsperf over the whole drill
     http_ok: int  # requests served through nginx over the whole drill
     http_failed: int
-    relisted: float  # seconds from the API server's return to both servers watching again
+    relisted: float  # seconds from the API server's return to both servers watching what changed again
     dns_converged: float  # seconds from the return to the Service made while down being answered
     ingress_converged: float  # seconds from the return to the EndpointSlice changed while down being used
     dns_gone: int  # lines in which portolan dns reports a 410 Gone watch (the drill's premise)
@@ -113,7 +132,10 @@ async def api_outage_drill(emu: Emulator, srv: DnsServer, client: Client, moved_
 
         dns_task = asyncio.create_task(_until(lambda: asyncio.to_thread(dns_new), settle))
         ingress_task = asyncio.create_task(_until(ingress_moved, settle))
-        await emu.wait_for_watchers("services", 2, timeout=settle)
+        # Relisted: both servers watch Services and EndpointSlices again (each after its own 410 and
+        # list; each reflector backs off on its own while the API server is down, up to 30 s).
+        for resource in ("services", "endpointslices"):
+            await emu.wait_for_watchers(resource, 2, timeout=settle)
         relisted = time.monotonic() - back
         dns_converged, ingress_converged = await asyncio.gather(dns_task, ingress_task)
     finally:

@@ -13,11 +13,10 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-import yaml
 
 from kubewatch import Store
 from tests.apiemu.harness import Emulator
-from tests.drills.api_outage import api_outage_drill, dns_corefile
+from tests.drills.api_outage import api_outage_drill, dns_corefile, seed
 from tests.ingress import objects as o
 from tests.ingress.backends import Backends
 from tests.ingress.conftest import Client, StartController, services, until
@@ -92,20 +91,13 @@ async def test_killed_nginx_serves_again_within_two_seconds(start_controller: St
 
 
 DRILL_OUTAGE = 5.0  # seconds here; bench/drills.py runs the 60 s
-CLUSTER = Path(__file__).resolve().parents[1] / "data" / "k8s" / "cluster.yaml"
 
 
 @pytest.mark.slow
 async def test_api_outage_then_gone(tmp_path: Path, start_controller: StartController, backends: Backends,
                                     client_for: Callable[..., Client]) -> None:
     async with Emulator(tmp_path / "emu") as emu:
-        for doc in yaml.safe_load_all(CLUSTER.read_text()):
-            await emu.apply(doc)
-        (ip,), port = await backends.start("w1")
-        moved_to = await backends.start("w2")
-        for obj in (o.service("web", ("http", 80, "http"), cluster_ip=None), o.endpoint_slice("web", [ip], port),
-                    o.ingress_class(), o.ingress("i", o.rule("foo.com", o.path("/", "web")))):
-            await emu.create(o.for_api(obj))
+        moved_to = await seed(emu, backends)
         srv = await asyncio.to_thread(DnsServer, dns_corefile(emu.kubeconfig_path), tmp_path)
         try:
             controller = await start_controller(kubeconfig=str(emu.kubeconfig_path), use_store_source=False)
