@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import resource
 import socket
 import ssl
 from typing import Protocol
@@ -23,6 +24,11 @@ TCP_IDLE_TIMEOUT = 10.0  # seconds a TCP connection may sit with no query in fli
 TCP_READ_TIMEOUT = 3.0  # seconds for a new connection's first query, or for the rest of a query begun (CoreDNS: 3s)
 TCP_WRITE_TIMEOUT = 5.0  # seconds for a reply's bytes to leave once written (CoreDNS: 5s)
 TCP_MAX_INFLIGHT = 128  # pipelined queries served at once on one connection; reading pauses beyond this
+# Descriptors kept free of stream connections: for forward's upstream sockets, API-server watches, files
+# and reloads. Without a cap, clients that hold connections open can take every descriptor the process
+# may have, and then it is not only new TCP clients that fail (accept gets EMFILE) but everything else
+# that needs a descriptor.
+FD_RESERVE = 1024
 UDP_RCVBUF = 4 << 20  # absorb bursts (dnsperf, pod start storms) instead of dropping in the kernel
 UDP_BATCH = 64  # datagrams per recvmmsg (or recvfrom loop)
 UDP_ROUNDS = 4  # batches read per wake-up before yielding to the event loop
@@ -145,8 +151,21 @@ class UdpReader:
             self.sock.close()
 
 
+def max_stream_connections() -> int:
+    """The stream connections (TCP and DNS over TLS, all listeners together) the process keeps open at
+    once: its descriptor limit less FD_RESERVE, at least 64."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 20
+    return max(soft - FD_RESERVE, 64)
+
+
 class TcpProtocol(asyncio.Protocol):
     """One TCP connection: 2-byte length framing; pipelined queries are answered as they complete."""
+
+    open_total = 0  # connections open now, every listener's together (they share the descriptor table)
+    limit = max_stream_connections()  # read at import; tests lower it
+    refused = 0  # connections closed at once because `limit` were open
 
     def __init__(self, listener: Listener) -> None:
         self.listener = listener
@@ -160,8 +179,16 @@ class TcpProtocol(asyncio.Protocol):
         self.queries = 0  # queries read on this connection (the timeouts plugin's maxtcpqueries)
         self.last = False  # the last query the connection may ask has been read: close once answered
         self._send = self._later  # bound once: every query that is not answered at once passes it
+        self.counted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if TcpProtocol.open_total >= TcpProtocol.limit:
+            # Full: this one goes at once, so the descriptors held back stay free (see FD_RESERVE).
+            TcpProtocol.refused += 1
+            transport.abort()  # type: ignore[attr-defined]  # a stream transport (see below)
+            return
+        TcpProtocol.open_total += 1
+        self.counted = True
         # A stream transport, though typed as the base class; uvloop's does not even subclass
         # asyncio.Transport, so no isinstance can narrow it.
         self.transport = transport  # type: ignore[assignment]
@@ -171,6 +198,9 @@ class TcpProtocol(asyncio.Protocol):
         self._arm_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.counted:
+            self.counted = False
+            TcpProtocol.open_total -= 1
         self.listener.conns.discard(self)
         for timer in (self.idle, self.writing):
             if timer is not None:
@@ -222,8 +252,10 @@ class TcpProtocol(asyncio.Protocol):
             self._arm_idle()
 
     def data_received(self, data: bytes) -> None:
-        if self.last:
-            return  # bytes already on their way when reading paused: the connection asks nothing more
+        if self.last or not self.counted:
+            # Bytes already on their way when reading paused (the connection asks nothing more), or on a
+            # connection refused at connection_made.
+            return
         self.buf += data
         submit = self.listener.dispatcher.submit  # read per segment: a reload swaps the dispatcher
         while len(self.buf) >= 2:

@@ -21,7 +21,7 @@ from dnsserver.plugin import Next, Plugin, RelayDone, RelayStart, match_zone
 from dnsserver.request import Request
 from dnsserver.wire import FORMERR, REFUSED
 from dnsserver.wire.consts import TYPE_OPT
-from dnsserver.wire.reply import MALFORMED, error_reply, relayable, same_question, upstream_reply
+from dnsserver.wire.reply import MALFORMED, error_reply, foreign_or_malformed, relayable, same_question, upstream_reply
 
 log = plugin_log("forward")
 
@@ -64,6 +64,17 @@ def _relayed_reply(query: bytes, data: bytes) -> bytes:
     if isinstance(out, int):
         raise ValueError("malformed reply from upstream")
     return out
+
+
+def _answers(up: Upstream, query: bytes, data: bytes) -> bool:
+    """Does `data` answer `query`'s question? False for a readable reply to another (the client gets
+    FORMERR); UpstreamError for one too garbled to read, which is this upstream failing (as a failed
+    unpack is in CoreDNS): the next try, or SERVFAIL."""
+    if same_question(query, data):
+        return True
+    if foreign_or_malformed(data) == MALFORMED:
+        raise UpstreamError(f"dns: bad reply from {up.addr}: malformed reply from upstream")
+    return False
 
 
 def _parse_reply(data: bytes) -> DNSRecord:
@@ -290,7 +301,7 @@ class Stanza:
                 up = anyone
             try:
                 data = await self._exchange(up, query, tcp, retry_tc, deadline, loop)
-                if not same_question(query, data):
+                if not _answers(up, query, data):
                     return None
                 if data[3] & 0x0F in self.failover and failovers + 1 < n:
                     failovers += 1  # try the next upstream; the last one's reply is returned as it is

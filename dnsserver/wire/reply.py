@@ -108,6 +108,13 @@ def question_checked(query: bytes, reply: bytes, end: int | None = None) -> int:
     return 0 if same else -1
 
 
+def foreign_or_malformed(reply: bytes) -> int:
+    """Why a reply that does not answer the query's question fails: MALFORMED when its records do not
+    even add up (garbled on the way, as CoreDNS's failed unpack: a failed upstream, the next is asked),
+    else FOREIGN (a well-formed reply to something else: the client gets FORMERR, as from CoreDNS)."""
+    return MALFORMED if trailing_opt(reply) == MALFORMED else FOREIGN
+
+
 def trailing_opt(msg: bytes, start: int = 12, qd: int | None = None) -> int:
     """Walk `msg`'s records (no parse): MALFORMED unless the header's counts match records that end
     exactly at its end; else where its last record starts if that is an OPT, or NO_OPT.
@@ -171,14 +178,14 @@ def _without_opts(msg: bytes) -> bytes | None:
 def upstream_reply(query: bytes, reply: bytes) -> bytes | int:
     """A relayed reply checked, as the client is to get it before the scrub: the query's ID, no OPT.
 
-    FOREIGN if it does not answer `query`'s question (the client gets FORMERR), MALFORMED if its
-    records do not add up (a failed upstream: the next one is asked). `query` is one the relay path
-    takes (see `relayable`): its name's labels hold no zero byte, so its question ends 4 bytes after
-    the first one.
+    FOREIGN if it is well formed but does not answer `query`'s question (the client gets FORMERR),
+    MALFORMED if its records do not add up, question included (a failed upstream: the next one is
+    asked). `query` is one the relay path takes (see `relayable`): its name's labels hold no zero byte,
+    so its question ends 4 bytes after the first one.
     """
     end = question_checked(query, reply, query.find(0, 12) + 5)
     if end < 0:
-        return FOREIGN
+        return foreign_or_malformed(reply)
     opt = trailing_opt(reply, end, 0) if end else trailing_opt(reply)
     if opt >= 0:
         return query[:2] + without_opt(reply, opt)[2:]

@@ -8,7 +8,7 @@ from dnslib import EDNS0, QTYPE, RR, A, DNSRecord
 from dnsserver.wire.answer import assemble
 from dnsserver.wire.consts import QR
 from dnsserver.wire.query import parse_query, quick_query
-from dnsserver.wire.reply import MALFORMED, NO_OPT, trailing_opt, well_formed, without_opt
+from dnsserver.wire.reply import FOREIGN, MALFORMED, NO_OPT, trailing_opt, upstream_reply, well_formed, without_opt
 
 
 def query(name: str, qid: int, edns: bool = False, rd: bool = True) -> bytes:
@@ -118,3 +118,15 @@ def test_trailing_opt_and_without_it(msg: bytes, want: int) -> None:
         cut = DNSRecord.parse(without_opt(msg, want))
         assert [r.rtype for r in cut.ar] == [r.rtype for r in DNSRecord.parse(msg).ar][:-1]
         assert cut.rr == DNSRecord.parse(msg).rr
+
+
+def test_garbled_upstream_reply_is_a_failure_not_another_question() -> None:
+    """A reply cut inside a question its header miscounts cannot be read at all: an upstream failure
+    (SERVFAIL after the tries), not FORMERR, which is for a readable reply to another question (found by
+    the upstream fault drill, tests/drills/test_upstream_faults.py)."""
+    query = DNSRecord.question("n1.drill.test", "A").pack()
+    reply = DNSRecord.parse(query).reply().pack()
+    garbled = reply[:4] + b"\x00\x07\x00\x09" + reply[8:-6]
+    assert upstream_reply(query, garbled) == MALFORMED
+    other = DNSRecord.question("other.test", "A").reply().pack()
+    assert upstream_reply(query, query[:2] + other[2:]) == FOREIGN
