@@ -16,6 +16,7 @@ from ingress.model import CATCH_ALL, LOC_EXACT, LOC_PREFIX, LOC_ROOT
 from ingress.modelcache import HostCache, build
 from ingress.render import Listen, Renderer
 from ingress.settings import NginxSettings
+from kubewatch import Ingress
 from tests.ingress import objects as o
 from tests.ingress.modelkit import default_cert, fake_addresses, model_of, snapshot, store_of
 from tests.ingress.routing import CASES, Case, route, standard_objects
@@ -288,8 +289,17 @@ def test_incremental_builds_equal_fresh_ones(seed: int) -> None:
     cache = HostCache()
     for step in range(80):
         what = rng.random()
-        if what < 0.5:
+        if what < 0.4:
             o.put(store, _random_ingress(rng, rng.randint(0, 9)))
+        elif what < 0.5:  # a status write: a new record, the same spec
+            found = store.get("ingresses", "default", f"i{rng.randint(0, 9)}")
+            if isinstance(found, Ingress):
+                o.put(store, {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                              "metadata": {"name": found.name, "namespace": found.namespace, "uid": found.uid,
+                                           "creationTimestamp": found.created, "annotations": found.annotations,
+                                           "resourceVersion": str(step)},
+                              "spec": found.spec, "status": {"loadBalancer": {"ingress": [{"ip": "10.9.9.9"}]}},
+                              })  # fmt: skip
         elif what < 0.65:
             o.remove(store, o.ingress(f"i{rng.randint(0, 9)}"))
         elif what < 0.8:
@@ -302,3 +312,26 @@ def test_incremental_builds_equal_fresh_ones(seed: int) -> None:
         exclude = {f"default/i{rng.randint(0, 9)}"} if rng.random() < 0.2 else set()
         assert build(snap, exclude, cache) == build(snap, exclude), step
     assert cache.built < 80 * len(HOSTS)  # hosts were reused, not rebuilt every step
+
+
+def test_a_status_write_rebuilds_nothing() -> None:
+    # The controller writes every Ingress's status after a bulk load; each write is a new record
+    # in the store. Only status differs: no host is built again, the servers are the same
+    # objects. A change of spec or annotations after that is still seen.
+    web = o.ingress("web", o.rule("foo.com", o.path("/a", "a")))
+    store = store_of(*standard_objects(fake_addresses()), web)
+    cache = HostCache()
+    first = build(snapshot(store), (), cache)
+    built = cache.built
+    for n in range(3):
+        o.put(store, {**web, "status": {"loadBalancer": {"ingress": [{"ip": f"10.0.0.{n}"}]}},
+                      "metadata": {**web["metadata"], "resourceVersion": str(10 + n)}})  # fmt: skip
+        again = build(snapshot(store), (), cache)
+        assert cache.built == built
+        assert again.servers == first.servers
+        assert all(a is b for a, b in zip(again.servers, first.servers, strict=True))
+    o.put(store, o.ingress("web", o.rule("foo.com", o.path("/b", "a")), resource_version="20"))
+    changed = build(snapshot(store), (), cache)
+    assert cache.built > built
+    assert changed == build(snapshot(store))
+    assert [loc.path for loc in changed.server("foo.com").locations if loc.path.startswith("/b")]  # type: ignore[union-attr]
