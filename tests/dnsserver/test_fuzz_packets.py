@@ -60,3 +60,22 @@ def test_check_helper_detects_wrong_answers() -> None:
         check(Case("x.", "A", rcode="NXDOMAIN"), r)
     with pytest.raises(AssertionError):
         check(Case("x.", "A", answer=["x. 5 IN A 1.2.3.4"]), r)
+
+
+def test_a_label_length_of_the_reserved_types_is_formerr_not_a_panic() -> None:
+    """A length byte of 64 to 191 (the reserved label types): dnslib reads it as a long label and
+    then cannot pack the reply's question. Found by fuzz/dns_target.py (fuzz/corpus/dns/crash-label-64)."""
+    header = bytes.fromhex("beef 0100 0001 0000 0000 0000")
+    data = header + b"\x03app" + b"\x50" + b"v" * 80 + b"\x00" + bytes.fromhex("0001 0001")  # a label of 80
+
+    async def go() -> None:
+        async with serve(COREFILE) as s:
+            panics = s.dispatcher.metrics.panics
+            for proto in ("udp", "tcp"):
+                out = await s.wire(data, proto)
+                assert out is not None
+                reply = DNSRecord.parse(out)
+                assert (reply.header.id, reply.header.rcode) == (0xBEEF, 1)  # FORMERR
+            assert s.dispatcher.metrics.panics == panics
+
+    asyncio.run(go())
