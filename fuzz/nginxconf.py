@@ -4,6 +4,7 @@ a bare word, and what it skips as a comment."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -20,6 +21,13 @@ class Unbalanced(ValueError):
     """A quote left open at the end of the text."""
 
 
+# One token or gap at a time: a newline, blanks, a comment, ; { }, a double- or single-quoted
+# token (a backslash escapes any character), a bare word (a quote inside one is an ordinary
+# character), or what nginx would refuse: a quote never closed, a backslash at the very end.
+_NEXT = re.compile(r"""(\n)|([ \t\r]+)|(\#[^\n]*)|([;{}])|("(?:[^"\\]|\\.)*")|('(?:[^'\\]|\\.)*')"""
+                   r"""|((?:[^\s;{}"'\\\#]|\\.)(?:[^\s;{}\\]|\\.)*)""", re.S)
+
+
 def tokens(text: str) -> list[Token]:
     """Every token of ``text``: comments (``#`` at the start of a word, to the end of the line) are
     skipped; a quoted token runs to the same unescaped quote, a backslash escaping any character;
@@ -28,38 +36,26 @@ def tokens(text: str) -> list[Token]:
     out: list[Token] = []
     i, n, line = 0, len(text), 1
     while i < n:
-        c = text[i]
-        if c == "\n":
+        m = _NEXT.match(text, i)
+        if m is None:
+            raise Unbalanced(f"line {line}: cannot read {text[i:i + 20]!r}")
+        kind = m.lastindex
+        if kind == 1:
             line += 1
-            i += 1
-        elif c in " \t\r":
-            i += 1
-        elif c == "#":
-            end = text.find("\n", i)
-            i = n if end < 0 else end
-        elif c == "{" and out and out[-1].quote == "" and out[-1].text.endswith("_by_lua_block"):
+        elif kind == 4 and m.group(4) == "{" and out and out[-1].quote == "" \
+                and out[-1].text.endswith("_by_lua_block"):
             end = _lua_end(text, i + 1)
             out.append(Token(text[i + 1:end], "lua", line))
             line += text.count("\n", i, end + 1)
             i = end + 1
-        elif c in ";{}":
-            out.append(Token(c, "", line))
-            i += 1
-        elif c in "\"'":
-            j = i + 1
-            while j < n and text[j] != c:
-                j += 2 if text[j] == "\\" else 1
-            if j >= n:
-                raise Unbalanced(f"line {line}: {c} never closed")
-            out.append(Token(text[i:j + 1], c, line))
-            line += text.count("\n", i, j + 1)
-            i = j + 1
-        else:
-            j = i
-            while j < n and text[j] not in " \t\r\n;{}\"'":
-                j += 2 if text[j] == "\\" else 1
-            out.append(Token(text[i:j], "", line))
-            i = j
+            continue
+        elif kind in (4, 7):
+            out.append(Token(m.group(kind), "", line))
+        elif kind in (5, 6):
+            quoted = m.group(kind)
+            out.append(Token(quoted, quoted[0], line))
+            line += quoted.count("\n")
+        i = m.end()
     return out
 
 
