@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from sys import intern
+import sys
 from typing import Any
 
 from kubewatch.errors import InvalidObject
@@ -86,6 +86,22 @@ def _str_map(value: Any, where: str) -> dict[str, str]:
     return result
 
 
+def intern(value: Any) -> str:
+    """``sys.intern`` for a field that must be a string: anything else (a mapping where a YAML
+    manifest lost its quotes) is an InvalidObject, not a TypeError out of the source."""
+    if not isinstance(value, str):
+        raise InvalidObject(f"{value!r} where a string belongs")
+    return sys.intern(value)
+
+
+def _strings(value: Any, where: str) -> list[str]:
+    """A list of strings (the store indexes them: a mapping among them cannot be a key)."""
+    items = _list(value, where)
+    if not all(isinstance(item, str) for item in items):
+        raise InvalidObject(f"{where} holds something other than strings")
+    return items
+
+
 def _list(value: Any, where: str) -> list[Any]:
     if value is None:
         return []
@@ -141,7 +157,7 @@ def service(obj: dict[str, Any]) -> Service:
         ips: tuple[str, ...] = ()
     else:
         raw_ips = spec.get("clusterIPs") or ([cluster_ip] if cluster_ip else [])
-        ips = tuple(_list(raw_ips, "spec.clusterIPs"))
+        ips = tuple(_strings(raw_ips, "spec.clusterIPs"))
         if "None" in ips:
             headless, ips = True, ()
     lb: list[str] = []

@@ -131,6 +131,12 @@ def test_config_map() -> None:
         (PODS, {"metadata": {"name": "x"}, "status": ["Running"]}, "malformed"),
         (NAMESPACES, "not an object", "not a mapping"),
         (CONFIG_MAPS, {"metadata": {"name": "x"}, "data": {"k": 1}}, "data"),
+        # fuzz/corpus/manifests/crash-cluster-ips-mapping.yaml: `[10.96.0.11, "fd00::a":]` in YAML holds a
+        # mapping, which reached the store's IP index (a TypeError out of the manifests source)
+        (SERVICES, {"metadata": {"name": "x"}, "spec": {"clusterIPs": ["10.96.0.11", {"fd00::a": None}]}},
+         "spec.clusterIPs"),
+        (SERVICES, {"metadata": {"name": "x"}, "spec": {"clusterIP": {"a": 1}}}, "spec.clusterIPs"),
+        (SERVICES, {"metadata": {"name": "x"}, "spec": {"ports": [{"port": 80, "name": {"a": 1}}]}}, "a string"),
     ],
 )
 def test_malformed_objects_raise_invalid_object(kind, raw, message) -> None:
