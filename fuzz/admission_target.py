@@ -30,6 +30,21 @@ _watching = False
 _seen: list[str] = []
 
 
+class _Swallowed(logging.Handler):
+    """Keeps the exception the webhook's catch-all logs, so that a failure shows the bug's traceback."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.errors: list[BaseException] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[1] is not None:
+            self.errors.append(record.exc_info[1])
+
+
+_swallowed = _Swallowed()
+
+
 def _audit(event: str, args: tuple[Any, ...]) -> None:
     # Audit hooks cannot be removed: this one is a no-op outside a review.
     if not _watching:
@@ -51,6 +66,8 @@ def reviewer() -> Reviewer:
         put(store, ingress("older", "shop.example", "/cart", created="2020-01-01T00:00:00Z"))
         sys.addaudithook(_audit)
         logging.getLogger().setLevel(logging.CRITICAL)
+        logging.getLogger("ingress.admission").addHandler(_swallowed)
+        logging.getLogger("ingress.admission").setLevel(logging.ERROR)
     return _reviewer
 
 
@@ -68,7 +85,9 @@ def _check_answer(body: bytes, answer: dict[str, Any]) -> None:
         if not isinstance(status, dict) or status.get("code") != 403 or not isinstance(status.get("message"), str):
             raise Failure(f"denied without a 403 status: {response}")
         if "could not be reviewed" in status["message"]:
-            raise Failure(f"the review failed: {status['message']}")
+            cause = _swallowed.errors[-1] if _swallowed.errors else None
+            _swallowed.errors.clear()
+            raise Failure(f"the review failed: {cause!r}") from cause
     warnings = response.get("warnings", [])
     if len(warnings) > MAX_WARNINGS or any(not isinstance(w, str) or len(w) > MAX_WARNING_CHARS for w in warnings):
         raise Failure(f"warnings out of bounds: {warnings}")

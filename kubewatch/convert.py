@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime
 import re
 import sys
 from typing import Any
@@ -61,6 +62,26 @@ def _meta(obj: Any) -> dict[str, Any]:
     if not isinstance(name, str) or not name:
         raise InvalidObject("metadata.name is missing or not a string")
     return meta
+
+
+def _meta_text(meta: dict[str, Any], key: str) -> str:
+    """metadata.uid, .resourceVersion or .creationTimestamp as the API server writes them (strings). A
+    hand-written YAML manifest gives a number for an unquoted resourceVersion and a datetime for an
+    unquoted timestamp: both are read as the string meant (a datetime in the RFC 3339 form the API
+    uses), since the oldest-first orders compare these strings with the others'. Anything else is an
+    InvalidObject (a mapping there made the webhook's review fail on a type error)."""
+    value = meta.get(key)
+    if not value:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(datetime.UTC).replace(tzinfo=None)
+        return value.isoformat(timespec="seconds") + "Z"
+    raise InvalidObject(f"metadata.{key} is not a string")
 
 
 def _namespace(meta: dict[str, Any]) -> str:
@@ -177,8 +198,8 @@ def service(obj: dict[str, Any]) -> Service:
         bool(spec.get("publishNotReadyAddresses")),
         tuple(_list(spec.get("externalIPs"), "spec.externalIPs")),
         tuple(lb),
-        meta.get("uid") or "",
-        meta.get("creationTimestamp") or "",
+        _meta_text(meta, "uid"),
+        _meta_text(meta, "creationTimestamp"),
         hostname_annotation(_mapping(meta.get("annotations"), "metadata.annotations")),
     )
 
@@ -271,10 +292,10 @@ def _object_fields(obj: dict[str, Any]) -> tuple[Any, ...]:
     return (
         _namespace(meta),
         meta["name"],
-        meta.get("uid") or "",
-        meta.get("resourceVersion") or "",
+        _meta_text(meta, "uid"),
+        _meta_text(meta, "resourceVersion"),
         meta.get("generation") or 0,
-        meta.get("creationTimestamp") or "",
+        _meta_text(meta, "creationTimestamp"),
         _str_map(meta.get("labels"), "metadata.labels"),
         _str_map(meta.get("annotations"), "metadata.annotations"),
         _mapping(obj.get("spec"), "spec"),
@@ -293,9 +314,9 @@ def ingress_class(obj: dict[str, Any]) -> IngressClass:
     params = spec.get("parameters")
     return IngressClass(
         meta["name"],
-        meta.get("uid") or "",
-        meta.get("resourceVersion") or "",
-        meta.get("creationTimestamp") or "",
+        _meta_text(meta, "uid"),
+        _meta_text(meta, "resourceVersion"),
+        _meta_text(meta, "creationTimestamp"),
         annotations,
         spec.get("controller") or "",
         _mapping(params, "spec.parameters") if params is not None else None,
@@ -319,8 +340,8 @@ def secret(obj: dict[str, Any]) -> Secret:
     return Secret(
         _namespace(meta),
         meta["name"],
-        meta.get("uid") or "",
-        meta.get("resourceVersion") or "",
+        _meta_text(meta, "uid"),
+        _meta_text(meta, "resourceVersion"),
         intern(obj.get("type") or "Opaque"),
         data,
     )
@@ -331,8 +352,8 @@ def config_map(obj: dict[str, Any]) -> ConfigMap:
     return ConfigMap(
         _namespace(meta),
         meta["name"],
-        meta.get("uid") or "",
-        meta.get("resourceVersion") or "",
+        _meta_text(meta, "uid"),
+        _meta_text(meta, "resourceVersion"),
         _str_map(meta.get("labels"), "metadata.labels"),
         _str_map(obj.get("data"), "data"),
     )

@@ -151,3 +151,21 @@ def test_non_ip_addresses_dropped_from_ip_slices() -> None:
                          "endpoints": [{"addresses": ["fd00::1", "fe80::1%eth0", "10.0.0.1", "not-an-ip"]}],
                          "ports": []})
     assert sl.endpoints[0].addresses == ("fd00::1",)
+
+
+def test_metadata_strings_from_hand_written_yaml() -> None:
+    """An unquoted timestamp in YAML is a datetime and an unquoted resourceVersion a number: read as the
+    strings meant, as the oldest-first orders compare them with the API server's strings. Anything else
+    is refused (fuzz/corpus/admission/crash-created-int.json: a number there failed the webhook's review)."""
+    import datetime
+
+    from kubewatch import INGRESSES
+
+    raw = b.ingress("web")
+    raw["metadata"].update(creationTimestamp=datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.UTC),
+                           resourceVersion=12, uid=7)
+    ing = INGRESSES.convert(raw)
+    assert (ing.created, ing.resource_version, ing.uid) == ("2024-01-02T03:04:05Z", "12", "7")
+    raw["metadata"]["creationTimestamp"] = {"a": 1}
+    with pytest.raises(InvalidObject, match="creationTimestamp"):
+        INGRESSES.convert(raw)
