@@ -1,7 +1,7 @@
 """``python -m fuzz TARGET SECONDS`` runs one target under atheris; ``--list`` names them.
 
 libFuzzer reads the seeds in fuzz/corpus/TARGET and writes what it finds to a work directory
-outside the repository (``$PORTOLAN_FUZZ_DIR``, default /tmp/portolan-fuzz/TARGET: ``corpus/`` for
+outside the repository (``$PORTOLAN_FUZZ_DIR/TARGET``, default /tmp/portolan-fuzz/TARGET: ``corpus/`` for
 new inputs, ``crashes/`` for crashing ones), so a run never dirties the tree; a crash worth keeping
 is copied into the seed corpus by hand, with its regression test.
 """
@@ -29,7 +29,7 @@ def main(argv: list[str]) -> int:
     name, seconds = argv[1], int(argv[2])
     import atheris  # only the runner needs it: the suite replays the targets without it
 
-    work = Path(os.environ.get("PORTOLAN_FUZZ_DIR", f"/tmp/portolan-fuzz/{name}"))
+    work = Path(os.environ.get("PORTOLAN_FUZZ_DIR", "/tmp/portolan-fuzz")) / name
     (work / "corpus").mkdir(parents=True, exist_ok=True)
     (work / "crashes").mkdir(parents=True, exist_ok=True)
     with atheris.instrument_imports(include=PACKAGES):
