@@ -3,7 +3,8 @@
 The configuration has stored answers (cache in front of hosts, a kubernetes block over
 tests/data/k8s/cluster.yaml), so a question the chain answered once is answered from wire bytes
 the next time: every input is sent twice over UDP (chain, then hot path when a route was learnt)
-and once over TCP.
+and once over TCP. Names under relay.example. are forwarded (the relay path) to an upstream in the
+same event loop on 127.0.0.1, which answers every question with one A record.
 
 Invariant, for every input and send:
 * nothing escapes ``submit``, nothing is logged with a traceback (the core's catch-alls log what
@@ -21,9 +22,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from dnslib import DNSRecord
+from dnslib import QTYPE, RR, A, DNSRecord
 
 from corefile import parse
 from dnsserver.config import Config, build
@@ -33,11 +34,14 @@ from fuzz import Failure
 
 CLUSTER = Path(__file__).resolve().parents[1] / "tests" / "data" / "k8s" / "cluster.yaml"
 
-COREFILE = f"""\
+COREFILE = """\
+relay.example {{
+    forward . 127.0.0.1:{port}
+}}
 cluster.local in-addr.arpa ip6.arpa {{
     cache 30
     kubernetes {{
-        manifests {CLUSTER}
+        manifests {cluster}
         pods insecure
     }}
 }}
@@ -70,12 +74,34 @@ class _Tracebacks(logging.Handler):
             self.seen.append(record)
 
 
+class _Upstream(asyncio.DatagramProtocol):
+    """The forward plugin's upstream: any question it can read gets one A record back."""
+
+    transport: asyncio.DatagramTransport
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # (asyncio's selector transport for datagrams is not a DatagramTransport subclass.)
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            query = DNSRecord.parse(data)
+            reply = query.reply()
+            reply.add_answer(RR(query.q.qname, QTYPE.A, rdata=A("192.0.2.1"), ttl=30))
+            self.transport.sendto(reply.pack(), addr)
+        except Exception:
+            return  # what the upstream cannot read it drops, as a real one may
+
+
 class _World:
     """The configuration, its started plugins and one Dispatcher, built once per process."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self.config: Config = build(parse(COREFILE, "Corefile"), 53)
+        transport, _ = self.loop.run_until_complete(
+            self.loop.create_datagram_endpoint(_Upstream, local_addr=("127.0.0.1", 0)))
+        port = transport.get_extra_info("sockname")[1]
+        self.config: Config = build(parse(COREFILE.format(port=port, cluster=CLUSTER), "Corefile"), 53)
         for p in self.config.plugins:
             self.loop.run_until_complete(p.start())
         key = next(iter(self.config.listeners))
