@@ -11,7 +11,8 @@ Every user field carries the marker: the namespace, Ingress and Service names al
 Invariant: building and rendering raise nothing (one Ingress must never break the whole
 configuration; a refused one is in ``model.rejected``), the config tokenizes with nginx's rules
 (fuzz/nginxconf.py), and the marker (matched without case: hosts are lower-cased) appears only
-inside double-quoted tokens, as the templates' ``q`` filter writes them, or in comments. On a
+inside double-quoted tokens, as the templates' ``q`` filter writes them, or in comments, and never
+right after a ``$`` (nginx expands variables inside double quotes too). On a
 sample, every 1,000th input and every input whose config has a directive sequence not met
 before (a cheap stand-in for new coverage), the config passes a real ``nginx -t``.
 """
@@ -19,6 +20,7 @@ before (a cheap stand-in for new coverage), the config passes a real ``nginx -t`
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -125,6 +127,10 @@ def _marked_outside_quotes(toks: list[Token]) -> list[Token]:
     return [t for t in toks if MARK in t.text.lower() and t.quote != '"']
 
 
+# Inside double quotes nginx still expands variables: user text must not name one ($pwned, ${pwned}).
+_VARIABLE = re.compile(r"\$\{?" + MARK, re.I)
+
+
 def check(data: bytes) -> None:
     objs = ingresses(data)
     w = world()
@@ -143,6 +149,9 @@ def check(data: bytes) -> None:
     if bad:
         raise Failure(f"marker outside double quotes: line {bad[0].line}: {bad[0].text!r}")
     # Which directives the config uses, not how often: a repeated location is not new to nginx.
+    named = [t for t in toks if _VARIABLE.search(t.text)]
+    if named:
+        raise Failure(f"user text names an nginx variable: line {named[0].line}: {named[0].text!r}")
     shape = frozenset(t.text for t in toks if t.quote == "" and t.text.isidentifier())
     new_shape = shape not in w.shapes
     w.shapes.add(shape)
