@@ -14,6 +14,8 @@ from pathlib import Path
 
 from fuzz import CORPUS, TARGETS
 
+DICTS = Path(__file__).resolve().parent / "dict"
+
 # The code under test: only these are instrumented (coverage of dnslib, yaml or jinja2 would
 # steer the fuzzer into their internals rather than ours).
 PACKAGES = ["corefile", "dnsserver", "dnsplugins", "kubewatch", "ingress", "fuzz"]
@@ -42,6 +44,9 @@ def main(argv: list[str]) -> int:
             check(seed.read_bytes())
     args = [argv[0], str(work / "corpus"), str(CORPUS / name), f"-max_total_time={seconds}",
             f"-artifact_prefix={work / 'crashes'}/", "-rss_limit_mb=3072", "-timeout=20", *argv[3:]]
+    dictionary = DICTS / f"{name}.dict"  # words a target's format is made of, which mutations rarely guess
+    if dictionary.exists():
+        args.append(f"-dict={dictionary}")
     atheris.Setup(args, check)
     atheris.Fuzz()
     return 0

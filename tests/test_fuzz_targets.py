@@ -61,3 +61,10 @@ def test_generated_inputs_meet_the_invariant(target: str) -> None:
         check(data)
 
     run()
+
+
+def test_the_ingress_dictionary_names_every_supported_annotation() -> None:
+    from ingress.annotations import SUPPORTED
+
+    words = (Path(__file__).resolve().parents[1] / "fuzz" / "dict" / "ingress.dict").read_text()
+    assert [name for name in sorted(SUPPORTED) if f'"\\x0a{name}="' not in words] == []
