@@ -68,3 +68,10 @@ def test_the_ingress_dictionary_names_every_supported_annotation() -> None:
 
     words = (Path(__file__).resolve().parents[1] / "fuzz" / "dict" / "ingress.dict").read_text()
     assert [name for name in sorted(SUPPORTED) if f'"\\x0a{name}="' not in words] == []
+
+
+def test_the_corefile_dictionary_names_every_plugin() -> None:
+    from dnsplugins import PLUGINS
+
+    words = (Path(__file__).resolve().parents[1] / "fuzz" / "dict" / "corefile.dict").read_text()
+    assert [spec.name for spec in PLUGINS if f'"\\x0a    {spec.name} "' not in words] == []
