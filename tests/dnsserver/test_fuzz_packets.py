@@ -79,3 +79,23 @@ def test_a_label_length_of_the_reserved_types_is_formerr_not_a_panic() -> None:
             assert s.dispatcher.metrics.panics == panics
 
     asyncio.run(go())
+
+
+def test_a_malformed_edns_option_is_formerr_on_the_hot_path_too() -> None:
+    """An OPT whose option claims more bytes than the record holds: the chain's parse refuses it
+    (FORMERR); the hot path answered it NOERROR once the question had a route. Found by
+    fuzz/dns_target.py (fuzz/corpus/dns/crash-opt-*)."""
+    question = bytes.fromhex("0100 0001 0000 0000 0001") + b"\x03www\x07example\x03org\x00" + bytes.fromhex("0001 0001")
+    good = b"\x12\x34" + question + bytes.fromhex("00 0029 1000 00000000 0000")
+    bad = b"\x12\x35" + question + bytes.fromhex("00 0029 1000 00000000 000c 002c0000 0000c0ff ffffffff")
+
+    async def go() -> None:
+        async with serve(". {\n cache\n hosts {\n  10.0.0.1 www.example.org\n }\n}") as s:
+            for _ in range(2):
+                assert DNSRecord.parse(await s.wire(good)).header.rcode == 0
+            assert s.last_fast  # the question has its route
+            out = await s.wire(bad)
+            assert out is not None
+            assert (out[:2], out[3] & 0x0F) == (b"\x12\x35", 1)  # FORMERR
+
+    asyncio.run(go())
