@@ -251,7 +251,7 @@ def _consolidate(d: Dispenser) -> Consolidate:
             raise d.arg_err()
     try:
         return Consolidate(period, args[1], level or "error", show_first)
-    except re.error as e:
+    except (re.error, OverflowError, RecursionError) as e:  # a huge {n}, deep nesting: not re.error
         raise d.err(f"invalid regexp {args[1]!r}: {e}") from None
 
 

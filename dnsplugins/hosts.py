@@ -76,7 +76,7 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from dnslib import AAAA, PTR, RR, A, DNSRecord
+from dnslib import AAAA, PTR, RR, A, DNSLabel, DNSRecord
 from prometheus_client import Gauge
 
 from corefile import CorefileError, Dispenser, normalize_zone
@@ -154,7 +154,7 @@ def parse_hosts(text: str, zones: list[str], reverse: bool) -> HostsMap:
         family, ip = addr
         for n in fields[1:]:
             name = normalize_zone(n)
-            if match_zone(zones, name) is None:
+            if match_zone(zones, name) is None or not _encodable(name):
                 continue
             if name.startswith("*."):
                 wild = out.wild4 if family == 4 else out.wild6
@@ -164,6 +164,17 @@ def parse_hosts(text: str, zones: list[str], reverse: bool) -> HostsMap:
             if reverse:
                 _add(out.names, ip, name)
     return out
+
+
+def _encodable(name: str) -> bool:
+    """Whether a record can be made for ``name``: dnslib refuses an empty label (``a..b``), one over 63
+    octets or what IDNA cannot encode, and the Index would raise on it (fuzz/corpus/hosts/crash-empty-label:
+    one such line stopped the plugin's start). Such names are skipped like other unreadable lines."""
+    try:
+        labels = DNSLabel(name).label
+    except UnicodeError:
+        return False
+    return sum(len(label) + 1 for label in labels) < 255
 
 
 def _add(m: dict[str, list[str]], key: str, value: str) -> None:

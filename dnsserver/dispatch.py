@@ -288,7 +288,7 @@ class Dispatcher:
             msg = DNSRecord.parse(data)
         except Exception:
             return wire.header_only_reply(data, wire.FORMERR)
-        if len(msg.questions) != 1:
+        if len(msg.questions) != 1 or not _packable(msg.questions[0].qname.label):
             return wire.header_only_reply(data, wire.FORMERR)
         if msg.header.opcode != 0:
             return wire.header_only_reply(data, wire.NOTIMP)
@@ -409,3 +409,10 @@ def _suffixes(name: str) -> Iterator[str]:
 
 
 __all__ = ["Dispatcher", "Route", "Send"]
+
+
+def _packable(labels: tuple[bytes, ...]) -> bool:
+    """Whether a question name dnslib read can be packed again: dnslib takes a length byte of 64 to 191
+    (the reserved label types) as a label's length, then refuses to pack such a label in the reply
+    (fuzz/corpus/dns/crash-label-64: a panic and a header-only SERVFAIL instead of FORMERR)."""
+    return all(len(label) <= 63 for label in labels) and sum(len(label) + 1 for label in labels) < 255

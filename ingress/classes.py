@@ -42,6 +42,8 @@ def default_class(classes: Iterable[IngressClass]) -> IngressClass | None:
 def is_ours(ing: Ingress, classes: dict[str, IngressClass], policy: ClassPolicy) -> bool:
     class_name = ing.spec.get("ingressClassName")
     if class_name:
+        if not isinstance(class_name, str):
+            return False  # no class has such a name (a list there raised TypeError; found by fuzzing)
         ic = classes.get(class_name)
         return ic is not None and ic.controller == policy.controller_class
     annotation = ing.annotations.get(CLASS_ANNOTATION)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime
 import re
-from sys import intern
+import sys
 from typing import Any
 
 from kubewatch.errors import InvalidObject
@@ -71,6 +72,26 @@ def _meta(obj: Any) -> dict[str, Any]:
     return meta
 
 
+def _meta_text(meta: dict[str, Any], key: str) -> str:
+    """metadata.uid, .resourceVersion or .creationTimestamp as the API server writes them (strings). A
+    hand-written YAML manifest gives a number for an unquoted resourceVersion and a datetime for an
+    unquoted timestamp: both are read as the string meant (a datetime in the RFC 3339 form the API
+    uses), since the oldest-first orders compare these strings with the others'. Anything else is an
+    InvalidObject (a mapping there made the webhook's review fail on a type error)."""
+    value = meta.get(key)
+    if not value:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(datetime.UTC).replace(tzinfo=None)
+        return value.isoformat(timespec="seconds") + "Z"
+    raise InvalidObject(f"metadata.{key} is not a string")
+
+
 def _namespace(meta: dict[str, Any]) -> str:
     ns = meta.get("namespace") or "default"
     if not isinstance(ns, str):
@@ -92,6 +113,22 @@ def _str_map(value: Any, where: str) -> dict[str, str]:
         if not isinstance(item, str):
             raise InvalidObject(f"{where}[{key!r}] is not a string")
     return result
+
+
+def intern(value: Any) -> str:
+    """``sys.intern`` for a field that must be a string: anything else (a mapping where a YAML
+    manifest lost its quotes) is an InvalidObject, not a TypeError out of the source."""
+    if not isinstance(value, str):
+        raise InvalidObject(f"{value!r} where a string belongs")
+    return sys.intern(value)
+
+
+def _strings(value: Any, where: str) -> list[str]:
+    """A list of strings (the store indexes them: a mapping among them cannot be a key)."""
+    items = _list(value, where)
+    if not all(isinstance(item, str) for item in items):
+        raise InvalidObject(f"{where} holds something other than strings")
+    return items
 
 
 def _list(value: Any, where: str) -> list[Any]:
@@ -149,7 +186,7 @@ def service(obj: dict[str, Any]) -> Service:
         ips: tuple[str, ...] = ()
     else:
         raw_ips = spec.get("clusterIPs") or ([cluster_ip] if cluster_ip else [])
-        ips = tuple(_list(raw_ips, "spec.clusterIPs"))
+        ips = tuple(_strings(raw_ips, "spec.clusterIPs"))
         if "None" in ips:
             headless, ips = True, ()
     lb: list[str] = []
@@ -169,8 +206,8 @@ def service(obj: dict[str, Any]) -> Service:
         bool(spec.get("publishNotReadyAddresses")),
         tuple(_list(spec.get("externalIPs"), "spec.externalIPs")),
         tuple(lb),
-        meta.get("uid") or "",
-        meta.get("creationTimestamp") or "",
+        _meta_text(meta, "uid"),
+        _meta_text(meta, "creationTimestamp"),
         hostname_annotation(_mapping(meta.get("annotations"), "metadata.annotations")),
     )
 
@@ -263,10 +300,10 @@ def _object_fields(obj: dict[str, Any]) -> tuple[Any, ...]:
     return (
         _namespace(meta),
         meta["name"],
-        meta.get("uid") or "",
-        meta.get("resourceVersion") or "",
+        _meta_text(meta, "uid"),
+        _meta_text(meta, "resourceVersion"),
         meta.get("generation") or 0,
-        meta.get("creationTimestamp") or "",
+        _meta_text(meta, "creationTimestamp"),
         _str_map(meta.get("labels"), "metadata.labels"),
         _str_map(meta.get("annotations"), "metadata.annotations"),
         _mapping(obj.get("spec"), "spec"),
@@ -285,9 +322,9 @@ def ingress_class(obj: dict[str, Any]) -> IngressClass:
     params = spec.get("parameters")
     return IngressClass(
         meta["name"],
-        meta.get("uid") or "",
-        meta.get("resourceVersion") or "",
-        meta.get("creationTimestamp") or "",
+        _meta_text(meta, "uid"),
+        _meta_text(meta, "resourceVersion"),
+        _meta_text(meta, "creationTimestamp"),
         annotations,
         spec.get("controller") or "",
         _mapping(params, "spec.parameters") if params is not None else None,
@@ -316,8 +353,8 @@ def secret(obj: dict[str, Any]) -> Secret:
     return Secret(
         _namespace(meta),
         meta["name"],
-        meta.get("uid") or "",
-        meta.get("resourceVersion") or "",
+        _meta_text(meta, "uid"),
+        _meta_text(meta, "resourceVersion"),
         intern(obj.get("type") or "Opaque"),
         data,
     )
@@ -328,8 +365,8 @@ def config_map(obj: dict[str, Any]) -> ConfigMap:
     return ConfigMap(
         _namespace(meta),
         meta["name"],
-        meta.get("uid") or "",
-        meta.get("resourceVersion") or "",
+        _meta_text(meta, "uid"),
+        _meta_text(meta, "resourceVersion"),
         _str_map(meta.get("labels"), "metadata.labels"),
         _str_map(obj.get("data"), "data"),
     )

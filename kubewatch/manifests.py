@@ -236,6 +236,8 @@ class ManifestSource:
         if spec.get("clusterIP") or spec.get("clusterIPs") or spec.get("type") == "ExternalName":
             return doc
         meta = doc.get("metadata") or {}
+        if not isinstance(meta, dict):
+            return doc  # the conversion refuses it, naming metadata (an AttributeError here was a crash)
         key = (str(meta.get("namespace") or "default"), str(meta.get("name")))
         ip = self._assigned.get(key)
         if ip is None:

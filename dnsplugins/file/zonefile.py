@@ -118,8 +118,9 @@ class _Reader:
         inc_origin = _name(file, args[1], origin) if len(args) == 2 else origin
         try:
             text = read_text(inc_path)
-        except OSError as err:
-            raise ZoneFileError(file, e.line, f"$INCLUDE {target}: {err.strerror or err}") from None
+        except (OSError, ValueError) as err:  # ValueError: a NUL byte in the name (open refuses it)
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else err
+            raise ZoneFileError(file, e.line, f"$INCLUDE {target}: {reason}") from None
         self.read(text, inc_file, inc_path, inc_origin, depth + 1)
 
     # -- records -------------------------------------------------------------------------------

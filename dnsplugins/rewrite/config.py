@@ -49,7 +49,7 @@ def compile_regex(tok: Token, what: str) -> re.Pattern[str]:
         raise err(tok, f"regex pattern too long ({len(tok.text)} characters, at most {MAX_REGEX_LEN})")
     try:
         return re.compile(tok.text)
-    except re.error:
+    except (re.error, OverflowError, RecursionError):  # a huge {n}, deep nesting: not re.error
         raise err(tok, f"{what}: {tok.text}") from None
 
 

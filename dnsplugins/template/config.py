@@ -124,7 +124,7 @@ def _regexes(d: Dispenser) -> list[re.Pattern[str]]:
             raise d.err(f"regex pattern too long: {len(pattern)} > {MAX_REGEX}")
         try:
             out.append(go_regex(pattern))
-        except re.error as e:
+        except (re.error, OverflowError, RecursionError) as e:  # a huge {n}, deep nesting: not re.error
             raise d.err(f"could not parse regex: {pattern}, {e}") from None
     return out
 

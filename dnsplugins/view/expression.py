@@ -346,7 +346,7 @@ class Binary(Node):
 def _regex(pattern: str) -> re.Pattern[str]:
     try:
         return re.compile(pattern)
-    except re.error as e:
+    except (re.error, OverflowError, RecursionError) as e:  # a huge {n}, deep nesting: not re.error
         raise ExprError(f"bad regular expression {pattern!r}: {e}") from None
 
 
@@ -552,7 +552,7 @@ def _literal_regex(node: Node, parser: _Parser) -> re.Pattern[str] | None:
     if isinstance(node, Lit) and isinstance(node.value, str):
         try:
             return re.compile(node.value)
-        except re.error as e:
+        except (re.error, OverflowError, RecursionError) as e:  # a huge {n}, deep nesting
             raise parser.error(f"bad regular expression {node.value!r}: {e}") from None
     return None
 

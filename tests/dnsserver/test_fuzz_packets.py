@@ -60,3 +60,42 @@ def test_check_helper_detects_wrong_answers() -> None:
         check(Case("x.", "A", rcode="NXDOMAIN"), r)
     with pytest.raises(AssertionError):
         check(Case("x.", "A", answer=["x. 5 IN A 1.2.3.4"]), r)
+
+
+def test_a_label_length_of_the_reserved_types_is_formerr_not_a_panic() -> None:
+    """A length byte of 64 to 191 (the reserved label types): dnslib reads it as a long label and
+    then cannot pack the reply's question. Found by fuzz/dns_target.py (fuzz/corpus/dns/crash-label-64)."""
+    header = bytes.fromhex("beef 0100 0001 0000 0000 0000")
+    data = header + b"\x03app" + b"\x50" + b"v" * 80 + b"\x00" + bytes.fromhex("0001 0001")  # a label of 80
+
+    async def go() -> None:
+        async with serve(COREFILE) as s:
+            panics = s.dispatcher.metrics.panics
+            for proto in ("udp", "tcp"):
+                out = await s.wire(data, proto)
+                assert out is not None
+                reply = DNSRecord.parse(out)
+                assert (reply.header.id, reply.header.rcode) == (0xBEEF, 1)  # FORMERR
+            assert s.dispatcher.metrics.panics == panics
+
+    asyncio.run(go())
+
+
+def test_a_malformed_edns_option_is_formerr_on_the_hot_path_too() -> None:
+    """An OPT whose option claims more bytes than the record holds: the chain's parse refuses it
+    (FORMERR); the hot path answered it NOERROR once the question had a route. Found by
+    fuzz/dns_target.py (fuzz/corpus/dns/crash-opt-*)."""
+    question = bytes.fromhex("0100 0001 0000 0000 0001") + b"\x03www\x07example\x03org\x00" + bytes.fromhex("0001 0001")
+    good = b"\x12\x34" + question + bytes.fromhex("00 0029 1000 00000000 0000")
+    bad = b"\x12\x35" + question + bytes.fromhex("00 0029 1000 00000000 000c 002c0000 0000c0ff ffffffff")
+
+    async def go() -> None:
+        async with serve(". {\n cache\n hosts {\n  10.0.0.1 www.example.org\n }\n}") as s:
+            for _ in range(2):
+                assert DNSRecord.parse(await s.wire(good)).header.rcode == 0
+            assert s.last_fast  # the question has its route
+            out = await s.wire(bad)
+            assert out is not None
+            assert (out[:2], out[3] & 0x0F) == (b"\x12\x35", 1)  # FORMERR
+
+    asyncio.run(go())

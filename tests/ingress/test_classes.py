@@ -38,6 +38,8 @@ CASES = [
     ("class-less, their class is the default", ing(), [OURS, THEIRS_DEFAULT], ClassPolicy(), False),
     ("flag does not take another class", ing("nginx"), [THEIRS], ClassPolicy(watch_without_class=True), False),
     ("custom controller class", ing("portolan"), [OURS], ClassPolicy(controller_class="other.dev/x"), False),
+    # fuzz/corpus/admission/crash-class-name-list.json: a list there raised TypeError (unhashable)
+    ("field is not a name", ing(["portolan"]), [OURS], ClassPolicy(), False),
 ]
 
 

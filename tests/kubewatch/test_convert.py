@@ -131,6 +131,12 @@ def test_config_map() -> None:
         (PODS, {"metadata": {"name": "x"}, "status": ["Running"]}, "malformed"),
         (NAMESPACES, "not an object", "not a mapping"),
         (CONFIG_MAPS, {"metadata": {"name": "x"}, "data": {"k": 1}}, "data"),
+        # fuzz/corpus/manifests/crash-cluster-ips-mapping.yaml: `[10.96.0.11, "fd00::a":]` in YAML holds a
+        # mapping, which reached the store's IP index (a TypeError out of the manifests source)
+        (SERVICES, {"metadata": {"name": "x"}, "spec": {"clusterIPs": ["10.96.0.11", {"fd00::a": None}]}},
+         "spec.clusterIPs"),
+        (SERVICES, {"metadata": {"name": "x"}, "spec": {"clusterIP": {"a": 1}}}, "spec.clusterIPs"),
+        (SERVICES, {"metadata": {"name": "x"}, "spec": {"ports": [{"port": 80, "name": {"a": 1}}]}}, "a string"),
     ],
 )
 def test_malformed_objects_raise_invalid_object(kind, raw, message) -> None:
@@ -145,3 +151,21 @@ def test_non_ip_addresses_dropped_from_ip_slices() -> None:
                          "endpoints": [{"addresses": ["fd00::1", "fe80::1%eth0", "10.0.0.1", "not-an-ip"]}],
                          "ports": []})
     assert sl.endpoints[0].addresses == ("fd00::1",)
+
+
+def test_metadata_strings_from_hand_written_yaml() -> None:
+    """An unquoted timestamp in YAML is a datetime and an unquoted resourceVersion a number: read as the
+    strings meant, as the oldest-first orders compare them with the API server's strings. Anything else
+    is refused (fuzz/corpus/admission/crash-created-int.json: a number there failed the webhook's review)."""
+    import datetime
+
+    from kubewatch import INGRESSES
+
+    raw = b.ingress("web")
+    raw["metadata"].update(creationTimestamp=datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.UTC),
+                           resourceVersion=12, uid=7)
+    ing = INGRESSES.convert(raw)
+    assert (ing.created, ing.resource_version, ing.uid) == ("2024-01-02T03:04:05Z", "12", "7")
+    raw["metadata"]["creationTimestamp"] = {"a": 1}
+    with pytest.raises(InvalidObject, match="creationTimestamp"):
+        INGRESSES.convert(raw)

@@ -185,6 +185,24 @@ def test_malformed_objects_name_file_document_and_item(tree: Path) -> None:
     assert store.count("services") == 3  # all of the last good state is still served
 
 
+def test_documents_of_the_wrong_shape_are_errors_not_crashes(tmp_path: Path) -> None:
+    """Found by fuzz/manifests_target.py (fuzz/corpus/manifests/crash-*): a Service whose metadata is a
+    string (the cluster IP allocation read it as a mapping), a mapping among clusterIPs, an unquoted
+    timestamp (a datetime: read as the string meant)."""
+    write(tmp_path / "a.yaml", "apiVersion: v1\nkind: Service\nmetadata: just a string\nspec: {ports: [{port: 80}]}\n"
+                               "---\napiVersion: v1\nkind: Service\nmetadata: {name: b}\n"
+                               "spec: {clusterIPs: [10.96.0.11, \"fd00::a\":]}\n")
+    source = ManifestSource(Store(), tmp_path)
+    assert not source.load()
+    assert [(e.document, e.message) for e in source.errors] == [
+        (0, "metadata is missing or not a mapping"), (1, "spec.clusterIPs holds something other than strings")]
+    write(tmp_path / "a.yaml", "apiVersion: v1\nkind: Service\n"
+                               "metadata: {name: c, creationTimestamp: 2024-01-02T03:04:05Z}\n"
+                               "spec: {ports: [{port: 80}]}\n")
+    assert source.load()
+    assert [svc.created for svc in source.store.iter("services")] == ["2024-01-02T03:04:05Z"]
+
+
 def test_selectors_and_a_single_file(tree: Path) -> None:
     store = Store()
     source = ManifestSource(

@@ -15,6 +15,8 @@ def load(text: str):
     return build(parse(text, "Corefile"), 53)
 
 
+LONG_NAME = ("a" * 63 + ".") * 3 + "b" * 58 + "."
+
 SERVE_CASES = [
     (". {\n whoami\n}", Case("a.example.org.", "A", aa=True,
                              extra=["a.example.org. 0 IN A 10.240.0.1",
@@ -31,6 +33,9 @@ SERVE_CASES = [
     (". {\n chaos v1\n}", Case("other.bind.", "TXT", qclass="CH", rcode="SERVFAIL")),
     # chaos loaded, so CH is accepted; IN queries pass through to whoami.
     (". {\n chaos\n whoami\n}", Case("x.", "A", extra=["x. 0 IN A 10.240.0.1", "_udp.x. 0 IN SRV 0 0 40212 ."])),
+    # A question name of 252 octets: `_udp.` would make the SRV owner too long for any message, so the
+    # SRV is left out (fuzz/corpus/dns/crash-whoami-long-name: the reply failed to pack).
+    (". {\n whoami\n}", Case(LONG_NAME, "A", extra=[f"{LONG_NAME} 0 IN A 10.240.0.1"])),
     # Without chaos/forward a non-IN class is refused.
     (". {\n whoami\n}", Case("version.bind.", "TXT", qclass="CH", rcode="REFUSED")),
     (". {\n any\n whoami\n}", Case("x.org.", "ANY", answer=['x.org. 8482 IN HINFO "ANY obsoleted" "See RFC 8482"'])),

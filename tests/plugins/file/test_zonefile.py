@@ -214,6 +214,8 @@ ERRORS = [
     ("$ORIGIN a. b.\n", "1 - $ORIGIN takes 1 argument(s), got 2"),
     ("$GENERATE 1-10 h$ A 192.0.2.$\n", "1 - unsupported directive $GENERATE"),
     (SOA_LINE + "$INCLUDE missing.db\n", "2 - $INCLUDE missing.db: No such file or directory"),
+    # fuzz/corpus/zonefile/crash-include-nul: open() raised ValueError, not a line-numbered error
+    (SOA_LINE + "$INCLUDE a\0b\n", "2 - $INCLUDE a\0b: embedded null byte"),
     (SOA_LINE + "www CH A 192.0.2.1\n", "2 - class CH is not supported (only IN)"),
     ("  A 192.0.2.1\n", "1 - no owner name: the first record must name its owner"),
     (

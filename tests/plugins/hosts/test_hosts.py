@@ -108,6 +108,15 @@ def test_inline_line_that_is_not_an_entry_is_warned_about(caplog: pytest.LogCapt
     assert any("ignoring inline entry 'fallthru'" in m for m in caplog.messages)
 
 
+def test_names_no_record_can_hold_are_skipped() -> None:
+    """fuzz/corpus/hosts/crash-empty-label: an empty label made the Index raise, and the plugin's start with it."""
+    parsed = hostsplugin.parse_hosts("10.0.0.1 a..b.example.org ok.example.org " + "x" * 64 + ".example.org\n",
+                                     ["."], True)
+    index = hostsplugin.Index([parsed], 3600)
+    assert list(parsed.v4) == ["ok.example.org."]
+    assert index.lookup("ok.example.org.") is not None
+
+
 HOSTS_FILE = """\
 # a comment line
 127.0.0.1 localhost localhost.domain
