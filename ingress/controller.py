@@ -29,6 +29,7 @@ from ingress.layout import Layout
 from ingress.lease import LeaderElector
 from ingress.metrics import Metrics
 from ingress.model import Model, ParseCache, Snapshot
+from ingress.modelcache import same_but_status
 from ingress.nginx import Nginx, NginxError, check_binary, check_lua, status_get
 from ingress.options import Options, resolvers_from
 from ingress.reconciler import FrozenView, Reconciler
@@ -45,8 +46,10 @@ from kubewatch import (
     ApiClient,
     ApiSource,
     Backoff,
+    Change,
     ClusterConfig,
     ConfigMap,
+    GenericObject,
     Ingress,
     IngressClass,
     KubeError,
@@ -60,6 +63,15 @@ log = logging.getLogger(__name__)
 METRICS_INTERVAL = 1.0  # seconds between takes of the request counts (each nginx worker flushes once a second)
 
 WATCHED = (INGRESSES, INGRESS_CLASSES, SERVICES, ENDPOINT_SLICES, SECRETS, CONFIG_MAPS)
+
+
+def calls_for_rebuild(change: Change) -> bool:
+    """Every change but a status write (ours: one per Ingress and route after a bulk load, which
+    would otherwise hold every rebuild, a Secret rotation's too, to the debouncer's max delay)."""
+    old, new = change.old, change.new
+    if isinstance(old, Ingress | GenericObject) and type(new) is type(old):
+        return not same_but_status(old, new)
+    return True
 
 
 class ControllerError(Exception):
@@ -210,7 +222,8 @@ class Controller:
         await self._check_gateway_api()
         watched = WATCHED + (GATEWAY_WATCHED if self.gateway is not None else ())
         queue = self.store.subscribe_queue(watched)
-        self._debouncer = Debouncer(queue, self.clock, quiet=o.debounce, max_delay=o.max_delay)
+        self._debouncer = Debouncer(queue, self.clock, quiet=o.debounce, max_delay=o.max_delay,
+                                    relevant=calls_for_rebuild)  # fmt: skip
         specs = self.watch_specs()
         if self.source is None and o.manifests is not None:
             self.source = ManifestSource(self.store, o.manifests, specs=specs, interval=o.manifest_interval)

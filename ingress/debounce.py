@@ -6,17 +6,21 @@ from the store, so which changes were in the burst does not matter."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 from ingress.clock import Clock
-from kubewatch import ChangeQueue
+from kubewatch import Change, ChangeQueue
 
 
 class Debouncer:
     """Turns a stream of store changes into rebuilds: one per burst, at most ``max_delay`` after its first change."""
 
-    def __init__(self, queue: ChangeQueue, clock: Clock, *, quiet: float = 0.1, max_delay: float = 1.0) -> None:
+    def __init__(self, queue: ChangeQueue, clock: Clock, *, quiet: float = 0.1, max_delay: float = 1.0,
+                 relevant: Callable[[Change], bool] | None = None) -> None:  # fmt: skip
+        """``relevant``: the changes that call for a rebuild (the others neither start a burst nor
+        prolong one: the controller's own status writes, thousands after a bulk load)."""
         self.queue = queue
+        self.relevant = relevant
         self.clock = clock
         self.quiet = quiet
         self.max_delay = max(max_delay, quiet)
@@ -39,16 +43,24 @@ class Debouncer:
                     task.cancel()
             await asyncio.gather(get, rival, return_exceptions=True)
         if get.done() and not get.cancelled() and get.exception() is None:
-            return len(get.result().changes)
+            return self._count(get.result().changes)
         return None
 
+    def _count(self, changes: list[Change]) -> int:
+        relevant = self.relevant
+        return len(changes) if relevant is None else sum(1 for c in changes if relevant(c))
+
     async def _first(self) -> int:
-        if self._poke.is_set() or len(self.queue):
-            self._poke.clear()
-            return len(self.queue.take().changes)
-        count = await self._batch_before(self._poke.wait())
-        self._poke.clear()
-        return count or 0
+        while True:
+            if self._poke.is_set():
+                self._poke.clear()
+                return self._count(self.queue.take().changes)
+            if len(self.queue) and (count := self._count(self.queue.take().changes)):
+                return count
+            got = await self._batch_before(self._poke.wait())
+            if self._poke.is_set() or got:
+                self._poke.clear()
+                return got or 0
 
     async def wait(self) -> int:
         """Block until a burst of changes has settled; returns how many changes it held."""
@@ -60,6 +72,6 @@ class Debouncer:
             if remaining <= 0:
                 return count
             more = await self._batch_before(self.clock.sleep(remaining))
-            if more is not None:
+            if more:
                 count += more
                 last = self.clock.now()

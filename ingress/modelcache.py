@@ -39,7 +39,7 @@ from ingress.model import (
     parse_ingress,
 )
 from ingress.settings import NginxSettings
-from kubewatch import EndpointSlice, Ingress, Service, ServicePort
+from kubewatch import EndpointSlice, GenericObject, Ingress, Service, ServicePort
 
 
 def build(snapshot: Snapshot, exclude: Iterable[str] = (), cache: HostCache | None = None) -> Model:
@@ -59,6 +59,13 @@ def _drop(ordered: list[Any], item: tuple[Any, str]) -> None:
     at = bisect.bisect_left(ordered, item)
     if at < len(ordered) and ordered[at] == item:
         del ordered[at]
+
+
+def same_but_status(old: Ingress | GenericObject, new: Ingress | GenericObject) -> bool:
+    """Whether two versions of an object differ in status (and resourceVersion) only: what the
+    controller's own status writes change, which no configuration depends on."""
+    return (old.uid, old.created, old.annotations, old.labels, old.spec) == (
+        new.uid, new.created, new.annotations, new.labels, new.spec)  # fmt: skip
 
 
 def touches(parsed: Parsed) -> list[str]:
@@ -259,8 +266,7 @@ class HostCache:
         # (A rejected member is parsed again: its Rejection names the version it was made of.)
         if found is None or isinstance(found[1], Rejection) or self._oid[key] in current:
             return
-        old = found[0]
-        if (old.uid, old.created, old.annotations, old.spec) != (ing.uid, ing.created, ing.annotations, ing.spec):
+        if not same_but_status(found[0], ing):
             return
         del self._by_id[self._oid[key]]
         self._by_id[oid] = key

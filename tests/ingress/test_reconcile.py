@@ -11,6 +11,7 @@ import signal
 
 import aiohttp
 
+from ingress.controller import calls_for_rebuild
 from ingress.debounce import Debouncer
 from kubewatch import Store
 from tests.ingress import objects as o
@@ -41,12 +42,18 @@ async def test_changes_are_applied_and_identical_configs_skipped(start_controlle
     await until(lambda: client.answers("bar.com"))
     await until(lambda: metric(controller, RELOADS) == 2)
 
-    # A change that alters nothing nginx sees (status written by someone): no reload. Wait for
-    # the pass to end, not to begin: a reload it started would otherwise land after the check.
+    # A change of status only (written by us or someone): no pass at all, so no reload (the
+    # debouncer's quiet period is 20 ms here; half a second is many of them).
     changed = o.ingress("j", o.rule("bar.com", o.path("/", "web")))
     changed["status"] = {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}
-    syncs, done = metric(controller, "portolan_ingress_syncs_total"), metric(controller, PASSES_DONE)
+    syncs = metric(controller, "portolan_ingress_syncs_total")
     o.put(store, changed)
+    await asyncio.sleep(0.5)
+    assert metric(controller, "portolan_ingress_syncs_total") == syncs
+    assert metric(controller, RELOADS) == 2
+    # A change of its annotations is a pass (that renders the same configuration: no reload).
+    done = metric(controller, PASSES_DONE)
+    o.put(store, {**changed, "metadata": {**changed["metadata"], "annotations": {"team": "x"}}})
     await until(lambda: metric(controller, "portolan_ingress_syncs_total") > syncs
                 and metric(controller, PASSES_DONE) > done)  # fmt: skip
     assert metric(controller, RELOADS) == 2
@@ -214,6 +221,39 @@ async def test_debounce_waits_for_quiet_and_bounds_the_delay() -> None:
         await clock.advance(0)
     assert task.done()
     assert 0.5 <= clock.now() - began < 0.5 + 0.06 + 1e-6
+
+
+async def test_status_writes_neither_start_nor_prolong_a_burst() -> None:
+    # The controller's own status writes (a new record, the same spec) call for no rebuild: a
+    # Secret rotated among thousands of them is rebuilt after the quiet period, not max_delay.
+    store = Store()
+    clock = FakeClock()
+    web = o.ingress("web", o.rule("foo.com", o.path("/", "a")))
+    o.put(store, web)
+    debouncer = Debouncer(store.subscribe_queue(["ingresses", "configmaps"]), clock, quiet=0.1, max_delay=1.0,
+                          relevant=calls_for_rebuild)  # fmt: skip
+    debouncer.queue.take()
+
+    def status_write(i: int) -> None:
+        o.put(store, {**web, "metadata": {**web["metadata"], "resourceVersion": str(100 + i)},
+                      "status": {"loadBalancer": {"ingress": [{"ip": f"10.0.0.{i % 250}"}]}}})  # fmt: skip
+
+    task = asyncio.create_task(debouncer.wait())
+    for i in range(5):
+        status_write(i)
+        await clock.advance(0.05)
+    assert not task.done()  # no burst started
+    o.put(store, o.config_map("c", {"k": "1"}))
+    await clock.advance(0)
+    for i in range(5, 8):  # still writing statuses every 20 ms
+        await clock.advance(0.02)
+        status_write(i)
+        await clock.advance(0)
+    await clock.advance(0.05)
+    assert task.done()  # quiet 0.1 s after the relevant change: not held until max_delay
+    assert task.result() == 1
+    o.put(store, o.ingress("web", o.rule("foo.com", o.path("/b", "a")), resource_version="200"))
+    assert calls_for_rebuild(debouncer.queue.take().changes[-1])  # a spec change does
 
 
 async def test_poke_triggers_without_a_change() -> None:
