@@ -415,13 +415,15 @@ def _both(*edits: Callable[[str], str]) -> Callable[[str], str]:
 def cost_edits(backend: int) -> dict[str, Callable[[str], str]]:
     no_log = _sub(r"^(\s*)access_log \"[^\"]*\" portolan[^;]*;", r"\1access_log off;", 1)
     no_forwarded = _sub(r"^\s*proxy_set_header (X-Forwarded-[A-Za-z]+|X-Real-IP) .*\n", "")
-    # $request_id is made once per request (16 bytes of OpenSSL's RAND_bytes), for the header and the log
+    # $req_id is the client's X-Request-ID or $request_id, made per request (16 bytes of OpenSSL's
+    # RAND_bytes; wrk sends none), for the header and the log
     no_request_id = _both(_sub(r"^\s*proxy_set_header X-Request-ID .*\n", "", 1),
-                          _sub(r"^(\s*log_format portolan .*) \$request_id(\"?;)$", r"\1\2", 1))
+                          _sub(r"^(\s*log_format portolan .*) \$req_id(\"?;)$", r"\1\2", 1))
     no_maps = _both(_sub(r"proxy_set_header Connection \$portolan_connection;", 'proxy_set_header Connection "";', 1),
                     _sub(r"proxy_set_header Host \$portolan_vhost;", "proxy_set_header Host $host;", 1),
                     _sub(r"^\s*set \$portolan_vhost \$portolan_host;\n", ""))  # fmt: skip
-    no_lua = _sub(r"server 0\.0\.0\.1;.*\n\s*balancer_by_lua_block \{[^}]*\}", f"server 127.0.0.1:{backend};", 1)
+    # (every balancer_by_lua upstream: portolan_balancer and the one for verified backend TLS)
+    no_lua = _sub(r"server 0\.0\.0\.1;.*\n\s*balancer_by_lua_block \{[^}]*\}", f"server 127.0.0.1:{backend};")
     combined = ('log_format portolan "$remote_addr - $remote_user [$time_local] $request $status $body_bytes_sent'
                 ' $http_referer $http_user_agent";')
     # The request metrics' log_by_lua (http level; the error locations' own stay, rarely run)
