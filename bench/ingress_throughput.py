@@ -478,9 +478,13 @@ def start_copy(work: Path, name: str, source: Path, text: str, backend: int) -> 
         if time.monotonic() > deadline or proc.poll() is not None:
             raise SystemExit(f"{name}: nginx did not start; {d / 'logs' / 'error.log'}")
         time.sleep(0.1)
-    _push(d, text, backend)
     target.master = proc.pid
-    wait_http(target.http)
+    try:
+        _push(d, text, backend)
+        wait_http(target.http)
+    except SystemExit:
+        stop(proc)  # not yet in the caller's list: it would outlive the bench
+        raise
     return proc, target
 
 
