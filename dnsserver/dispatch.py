@@ -222,11 +222,11 @@ class Dispatcher:
         """What the chain does when its relay raises: the error reporter (errors), if loaded, logs it; the
         client gets SERVFAIL."""
         errors = block.errors
+        view, failure = WireQuery(data, q, client, proto, self.local_ip), PluginError(block.relay_name, error)
         if block.debug:
-            view = WireQuery(data, q, client, proto, self.local_ip)
-            _log_traceback(view.qname, view.type_name, PluginError(block.relay_name, error))
+            _log_traceback(view.qname, view.type_name, failure)
         if errors is not None:
-            errors.report(WireQuery(data, q, client, proto, self.local_ip), PluginError(block.relay_name, error))
+            errors.report(view, failure)
         elif not block.debug:
             log.debug("relay: %s", error)
         return wire.error_reply(data, wire.SERVFAIL)

@@ -221,8 +221,10 @@ class TcpProtocol(asyncio.Protocol):
         if self.transport is None or self.transport.is_closing():
             return
         self.transport.write(data)
-        if self.writing is None and self.transport.get_write_buffer_size():
-            self._arm_write(self.transport.get_write_buffer_size())
+        if self.writing is None:
+            pending = self.transport.get_write_buffer_size()
+            if pending:
+                self._arm_write(pending)
 
     def _arm_write(self, pending: int) -> None:
         self.writing = asyncio.get_running_loop().call_later(self.listener.write_timeout, self._on_write_timeout,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dnslib import QTYPE, DNSHeader, DNSQuestion, DNSRecord
 
 from dnsserver.wire.consts import OPT_DO, TYPE_OPT
-from dnsserver.wire.views import Metadata
+from dnsserver.wire.views import Metadata, meta_value
 
 
 class Request:
@@ -90,12 +90,7 @@ class Request:
 
     def meta_value(self, label: str) -> str:
         """The value noted under `label`; "" when none was (CoreDNS's "no metadata")."""
-        v = self.meta.get(label)
-        if v is None:
-            return ""
-        if callable(v):
-            v = self.meta[label] = v()  # worked out once: later readers get the same text
-        return v
+        return meta_value(self.meta, label)
 
     def meta_labels(self) -> list[str]:
         """The labels noted so far, sorted."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 QR, AA, TC, RD, RA, AD, CD = 0x8000, 0x0400, 0x0200, 0x0100, 0x0080, 0x0020, 0x0010
 OPCODE_MASK = 0x7800
 OPT_DO = 0x8000  # the DNSSEC OK bit, in the flags of an OPT record's TTL (RFC 3225)
+# Header bytes 4-9 of a plain query: QDCOUNT 1, ANCOUNT and NSCOUNT 0.
+PLAIN_QUERY_COUNTS = b"\x00\x01\x00\x00\x00\x00"
 
 # Opcodes (RFC 1035, 1996, 2136).
 OPCODE_QUERY, OPCODE_NOTIFY, OPCODE_UPDATE = 0, 4, 5

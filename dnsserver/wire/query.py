@@ -8,7 +8,7 @@ takes the slow path, which handles it in full. The answer itself is built by `an
 
 from __future__ import annotations
 
-from dnsserver.wire.consts import CD
+from dnsserver.wire.consts import CD, PLAIN_QUERY_COUNTS
 from dnsserver.wire.names import question_end
 
 
@@ -35,7 +35,6 @@ def size_limit(q: FastQuery, proto: str) -> int:
 
 
 _BITS = [bytes((b,)) for b in range(4)]
-_PLAIN_HEADER = b"\x00\x01\x00\x00\x00\x00"
 
 
 def parse_query(data: bytes) -> FastQuery | None:
@@ -53,7 +52,7 @@ def parse_query(data: bytes) -> FastQuery | None:
 
 def _plain_header(data: bytes) -> bool:
     """QR=0, opcode QUERY, QDCOUNT=1, ANCOUNT=NSCOUNT=0, ARCOUNT 0 or 1, and room for a question."""
-    return not (len(data) < 17 or data[2] & 0xF8 or data[4:10] != _PLAIN_HEADER or data[10] or data[11] > 1)
+    return not (len(data) < 17 or data[2] & 0xF8 or data[4:10] != PLAIN_QUERY_COUNTS or data[10] or data[11] > 1)
 
 
 def _read_query(data: bytes, i: int, name: bytes) -> FastQuery | None:

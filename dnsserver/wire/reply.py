@@ -18,6 +18,7 @@ from dnsserver.wire.consts import (
     NXDOMAIN,
     OPCODE_MASK,
     OPCODE_QUERY,
+    PLAIN_QUERY_COUNTS,
     QR,
     RD,
     TC,
@@ -36,7 +37,6 @@ _RR_HEAD = struct.Struct("!HHIH")  # type, class, TTL, RDLENGTH
 
 # What `trailing_opt` and `upstream_reply` find wrong with a message.
 MALFORMED, NO_OPT, FOREIGN = -2, -1, -3
-_PLAIN_QUERY = b"\x00\x01\x00\x00\x00\x00"  # QDCOUNT 1, ANCOUNT and NSCOUNT 0
 
 
 def header_only_reply(query: bytes, rcode: int) -> bytes:
@@ -56,7 +56,7 @@ def error_reply(query: bytes, rcode: int) -> bytes:
     if end < 0:
         return header_only_reply(query, rcode)
     flags = QR | (((query[2] << 8) | query[3]) & (OPCODE_MASK | RD)) | (rcode & 0xF)
-    return query[:2] + _U16.pack(flags) + _PLAIN_QUERY + b"\x00\x00" + query[12:end]
+    return query[:2] + _U16.pack(flags) + PLAIN_QUERY_COUNTS + b"\x00\x00" + query[12:end]
 
 
 def relayable(query: bytes) -> tuple[str, bool] | None:
@@ -65,7 +65,7 @@ def relayable(query: bytes) -> tuple[str, bool] | None:
     As it is means: a plain query (QR clear, opcode 0, one question, nothing but at most an OPT
     record after it, whose size is at least 512) with an uncompressed name of ordinary labels.
     """
-    if len(query) < 12 or query[2] & 0xF8 or query[4:10] != _PLAIN_QUERY or query[10]:
+    if len(query) < 12 or query[2] & 0xF8 or query[4:10] != PLAIN_QUERY_COUNTS or query[10]:
         return None
     name = name_text(query, 12, strict=True)
     end = question_end(query)

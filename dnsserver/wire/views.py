@@ -23,9 +23,12 @@ Metadata = dict[str, str | Callable[[], str]]
 
 
 def meta_value(meta: Metadata, label: str) -> str:
-    """The value of metadata `label` (worked out now if it is a function), "" when it is not set."""
+    """The value of metadata `label`, "" when it is not set. A function is worked out when first read, once:
+    later readers get the same text."""
     v = meta.get(label, "")
-    return v if isinstance(v, str) else v()
+    if not isinstance(v, str):
+        v = meta[label] = v()
+    return v
 
 
 class HeaderView(Protocol):
