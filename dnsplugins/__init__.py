@@ -11,6 +11,20 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+from dnsserver.durations import parse_duration
+
+if TYPE_CHECKING:
+    from corefile import Dispenser
+
+
+def duration_arg(d: Dispenser, text: str) -> float:
+    """A Go duration property value; a bad one is a Corefile error carrying Go's message."""
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise d.err(str(e)) from None
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,8 @@ from typing import Protocol
 from dnslib import DNSRecord
 
 from corefile import Dispenser
-from dnsserver.durations import go_duration, parse_duration
+from dnsplugins import duration_arg
+from dnsserver.durations import go_duration
 from dnsserver.logs import plugin_log
 from dnsserver.plugin import Next, Plugin, PluginError, SetupContext
 from dnsserver.request import Request
@@ -233,10 +234,7 @@ def _consolidate(d: Dispenser) -> Consolidate:
     args = d.remaining_args()
     if not 2 <= len(args) <= 4:
         raise d.arg_err()
-    try:
-        period = parse_duration(args[0])
-    except ValueError as e:
-        raise d.err(str(e)) from None
+    period = duration_arg(d, args[0])
     if period <= 0:
         raise d.err(f"consolidate period must be positive: {args[0]}")
     if len(args[1]) > MAX_REGEXP:

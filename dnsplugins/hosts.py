@@ -76,10 +76,11 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from dnslib import AAAA, PTR, RR, A, DNSLabel, DNSRecord
+from dnslib import AAAA, PTR, RR, A, DNSRecord
 from prometheus_client import Gauge
 
 from corefile import CorefileError, Dispenser, normalize_zone
+from dnsplugins.rewrite.rules import valid_name
 from dnsserver.durations import parse_duration
 from dnsserver.logs import plugin_log
 from dnsserver.memo import AnswerMemo
@@ -154,7 +155,10 @@ def parse_hosts(text: str, zones: list[str], reverse: bool) -> HostsMap:
         family, ip = addr
         for n in fields[1:]:
             name = normalize_zone(n)
-            if match_zone(zones, name) is None or not _encodable(name):
+            # A name no record can hold (an empty label, one over 63 octets, what IDNA cannot encode)
+            # would make the Index raise (fuzz/corpus/hosts/crash-empty-label: one such line stopped the
+            # plugin's start): it is skipped like other unreadable lines.
+            if match_zone(zones, name) is None or not valid_name(name):
                 continue
             if name.startswith("*."):
                 wild = out.wild4 if family == 4 else out.wild6
@@ -164,17 +168,6 @@ def parse_hosts(text: str, zones: list[str], reverse: bool) -> HostsMap:
             if reverse:
                 _add(out.names, ip, name)
     return out
-
-
-def _encodable(name: str) -> bool:
-    """Whether a record can be made for ``name``: dnslib refuses an empty label (``a..b``), one over 63
-    octets or what IDNA cannot encode, and the Index would raise on it (fuzz/corpus/hosts/crash-empty-label:
-    one such line stopped the plugin's start). Such names are skipped like other unreadable lines."""
-    try:
-        labels = DNSLabel(name).label
-    except UnicodeError:
-        return False
-    return sum(len(label) + 1 for label in labels) < 255
 
 
 def _add(m: dict[str, list[str]], key: str, value: str) -> None:

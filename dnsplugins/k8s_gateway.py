@@ -100,6 +100,7 @@ from typing import Any
 from dnslib import AAAA, NS, RR, SOA, A, DNSRecord
 
 from corefile import Dispenser
+from dnsplugins.kubernetes.config import ttl_arg
 from dnsplugins.kubernetes.shared import ClusterRef
 from dnsserver.logs import plugin_log
 from dnsserver.memo import AnswerMemo
@@ -136,7 +137,6 @@ log = plugin_log("k8s_gateway")
 
 DEFAULT_TTL = 60
 SOA_TTL = 60  # the external plugin's ttlSOA: SOA, NS and glue records, whatever `ttl` says
-MAX_TTL = 3600
 DEFAULT_APEX = "dns1.kube-system"
 HOSTMASTER = "hostmaster"
 SOA_SERIAL = 12345  # the external plugin's constant serial
@@ -196,14 +196,8 @@ def _resources(d: Dispenser, ctx: SetupContext, cfg: GatewayConfig, prop: str, a
 
 
 def _ttl(d: Dispenser, ctx: SetupContext, cfg: GatewayConfig, prop: str, args: list[str]) -> None:
-    text = _one_arg(d, args)
-    try:
-        ttl = int(text)
-    except ValueError:
-        raise d.err(f"ttl must be a number, not {text!r}") from None
-    if not 0 <= ttl <= MAX_TTL:
-        raise d.err(f"ttl must be in range [0, {MAX_TTL}]: {ttl}")
-    cfg.ttl = ttl
+    # kubernetes' check, on the first argument only (further ones are ignored here).
+    cfg.ttl = ttl_arg(d, [_one_arg(d, args)])
 
 
 def _name(d: Dispenser, ctx: SetupContext, cfg: GatewayConfig, prop: str, args: list[str]) -> None:

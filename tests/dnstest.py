@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from dnslib import CLASS, EDNS0, QTYPE, RCODE, RR, DNSQuestion, DNSRecord
 
@@ -18,6 +19,17 @@ from corefile import parse
 from dnsserver.config import Config, build
 from dnsserver.dispatch import Dispatcher, RelayState
 from dnsserver.metrics import process_metrics
+
+P = TypeVar("P")
+
+
+def plugin_in(cls: type[P], corefile: str | Config | Served, filename: str = "Corefile") -> P:
+    """The first `cls` plugin of the first block of `corefile`: Corefile text (built here), a built
+    configuration or a served one."""
+    if isinstance(corefile, str):
+        corefile = build(parse(corefile, filename), 53)
+    cfg = corefile.config if isinstance(corefile, Served) else corefile
+    return next(p for p in cfg.blocks[0].plugins if isinstance(p, cls))
 
 
 def rr(text: str) -> RR:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from corefile import Dispenser
-from dnsserver.durations import parse_duration
+from dnsplugins import duration_arg
 from dnsserver.plugin import Property, SetupContext, parse_properties, plugin_zones
 
 DEFAULT_CAPACITY = 10000
@@ -56,13 +56,6 @@ def _int(d: Dispenser, text: str, what: str, low: int = 0) -> int:
     return v
 
 
-def _duration(d: Dispenser, text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as e:
-        raise d.err(str(e)) from None
-
-
 def _settings(d: Dispenser, ctx: SetupContext, cfg: CacheConfig, prop: str, a: list[str]) -> None:
     """`success` and `denial`: CAPACITY [TTL [MINTTL]]."""
     s = cfg.success if prop == "success" else cfg.denial
@@ -87,7 +80,7 @@ def _prefetch(d: Dispenser, ctx: SetupContext, cfg: CacheConfig, prop: str, a: l
                 raise d.err("percentage should fall in range [10, 90]")
             cfg.prefetch_pct = pct
         else:
-            cfg.prefetch_window = _duration(d, extra)
+            cfg.prefetch_window = duration_arg(d, extra)
             if cfg.prefetch_window < 1:
                 raise d.err("prefetch duration must be at least 1s")
 
@@ -99,7 +92,7 @@ def _serve_stale(d: Dispenser, ctx: SetupContext, cfg: CacheConfig, prop: str, a
     cfg.stale = 3600.0
     rest = a
     if rest and rest[0] not in ("immediate", "verify"):
-        cfg.stale = _duration(d, rest[0])
+        cfg.stale = duration_arg(d, rest[0])
         if cfg.stale < 0:
             raise d.err("invalid negative duration for serve_stale")
         rest = rest[1:]
@@ -109,7 +102,7 @@ def _serve_stale(d: Dispenser, ctx: SetupContext, cfg: CacheConfig, prop: str, a
         cfg.stale_verify = rest[0] == "verify"
         rest = rest[1:]
         if cfg.stale_verify and rest and not rest[0].isdigit():
-            cfg.verify_timeout = _duration(d, rest[0])
+            cfg.verify_timeout = duration_arg(d, rest[0])
             rest = rest[1:]
     if rest:
         cfg.stale_ttl = _int(d, rest[0], "serve_stale response TTL")
@@ -121,7 +114,7 @@ def _serve_stale(d: Dispenser, ctx: SetupContext, cfg: CacheConfig, prop: str, a
 def _servfail(d: Dispenser, ctx: SetupContext, cfg: CacheConfig, prop: str, a: list[str]) -> None:
     if len(a) != 1:
         raise d.arg_err()
-    cfg.servfail = _duration(d, a[0])
+    cfg.servfail = duration_arg(d, a[0])
     if cfg.servfail < 0:
         raise d.err("invalid negative ttl for servfail")
     if cfg.servfail > MAX_SERVFAIL_TTL:

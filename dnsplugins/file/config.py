@@ -4,8 +4,8 @@
 from dataclasses import dataclass, field
 
 from corefile import Dispenser
+from dnsplugins import duration_arg
 from dnsplugins.file.zone import Zone
-from dnsserver.durations import parse_duration
 from dnsserver.plugin import Fallthrough, SetupContext, plugin_zones
 
 DEFAULT_RELOAD = 60.0
@@ -70,10 +70,7 @@ def _reload_arg(d: Dispenser) -> float:
     values = d.remaining_args()
     if len(values) != 1:
         raise d.err("reload duration value is expected")
-    try:
-        seconds = parse_duration(values[0])
-    except ValueError as e:
-        raise d.err(str(e)) from None
+    seconds = duration_arg(d, values[0])
     if seconds < 0:
         raise d.err(f"invalid reload duration '{values[0]}'")
     return seconds

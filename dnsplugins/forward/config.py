@@ -11,7 +11,8 @@ import ssl
 from dataclasses import dataclass, field
 
 from corefile import Dispenser, normalize_zone, reverse_zones
-from dnsserver.durations import go_duration, parse_duration
+from dnsplugins import duration_arg
+from dnsserver.durations import go_duration
 from dnsserver.logs import plugin_log
 from dnsserver.plugin import Property, SetupContext, parse_properties, plugin_zones
 
@@ -198,13 +199,6 @@ def _atoi(d: Dispenser, text: str) -> int:
     return int(text)
 
 
-def _duration(d: Dispenser, text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as e:
-        raise d.err(str(e)) from None
-
-
 def _one_arg(d: Dispenser, args: list[str], i: int = 0) -> str:
     """The `i`th argument of the line (further ones are ignored, as CoreDNS's NextArg does)."""
     if len(args) <= i:
@@ -342,7 +336,7 @@ def _count(d: Dispenser, ctx: SetupContext, cfg: ForwardConfig, prop: str, args:
 
 def _span(d: Dispenser, ctx: SetupContext, cfg: ForwardConfig, prop: str, args: list[str]) -> None:
     """`expire`, `max_age`, `read_timeout`: a duration, not negative."""
-    value = _duration(d, _one_arg(d, args))
+    value = duration_arg(d, _one_arg(d, args))
     if value < 0:
         raise d.err(f"{prop} can't be negative: {go_duration(value)}")
     setattr(cfg, prop, value)
@@ -391,7 +385,7 @@ def _source_address(d: Dispenser, ctx: SetupContext, cfg: ForwardConfig, prop: s
 
 def _health_check(d: Dispenser, ctx: SetupContext, cfg: ForwardConfig, prop: str, args: list[str]) -> None:
     """`health_check DURATION [no_rec] [domain FQDN]`."""
-    interval = _duration(d, _one_arg(d, args))
+    interval = duration_arg(d, _one_arg(d, args))
     if interval < 0:
         raise d.err(f"health_check can't be negative: {round(interval * 1e9)}")
     cfg.hc_interval = interval

@@ -590,3 +590,15 @@ async def ask_self(instance: ServerInstance | None, name: str, qtype: int) -> DN
         except (UpstreamError, OSError, ValueError):
             return None
     return None
+
+
+async def follow_self(instance: ServerInstance | None, target: str, qtype: int, reply: DNSRecord) -> DNSRecord | None:
+    """A CNAME-like target asked of this very server (`ask_self`, lower-cased here): its answer records
+    and its TC join `reply`. The answer, for callers that read more of it; None adds nothing."""
+    answer = await ask_self(instance, target.lower(), qtype)
+    if answer is None:
+        return None
+    for r in answer.rr:
+        reply.add_answer(r)
+    reply.header.tc = answer.header.tc
+    return answer

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from corefile import Dispenser
-from dnsserver.durations import parse_duration
+from dnsplugins import duration_arg
 from dnsserver.plugin import Fallthrough, Property, SetupContext, parse_properties, plugin_zones
 
 POD_MODES = ("disabled", "insecure", "verified")
@@ -140,10 +140,7 @@ def _ignore(d: Dispenser, ctx: SetupContext, cfg: KubernetesConfig, prop: str, a
 
 def _startup_timeout(d: Dispenser, ctx: SetupContext, cfg: KubernetesConfig, prop: str, args: list[str]) -> None:
     _n_args(d, args, 1)
-    try:
-        cfg.startup_timeout = parse_duration(args[0])
-    except ValueError as e:
-        raise d.err(str(e)) from None
+    cfg.startup_timeout = duration_arg(d, args[0])
 
 
 def _multicluster(d: Dispenser, ctx: SetupContext, cfg: KubernetesConfig, prop: str, args: list[str]) -> None:

@@ -7,7 +7,7 @@ import socket
 from dnslib import DNSRecord
 
 from dnsplugins.bind import interface_addresses
-from dnsplugins.forward.upstream import ask_self
+from dnsplugins.forward.upstream import follow_self
 from dnsplugins.kubernetes.answers import Answer, Answerer, zone_as_asked
 from dnsplugins.kubernetes.config import KubernetesConfig
 from dnsplugins.kubernetes.metadata import note_metadata
@@ -194,11 +194,6 @@ class Kubernetes(Plugin):
 
     async def resolve_upstream(self, req: Request, target: str, reply: DNSRecord) -> None:
         """An ExternalName pointing outside our zones: ask this very server, as CoreDNS's upstream does."""
-        answer = await ask_self(self.instance, target.lower(), 28 if req.qtype == 28 else 1)
-        if answer is None:
-            return
-        for r in answer.rr:
-            reply.add_answer(r)
-        reply.header.tc = answer.header.tc
-        if answer.header.rcode == NXDOMAIN and len(reply.rr) == 1:
+        answer = await follow_self(self.instance, target, 28 if req.qtype == 28 else 1, reply)
+        if answer is not None and answer.header.rcode == NXDOMAIN and len(reply.rr) == 1:
             reply.header.rcode = NXDOMAIN

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from dnslib import QTYPE, RR, DNSQuestion, DNSRecord
 from prometheus_client import Counter
 
-from dnsplugins.forward.upstream import ask_self
+from dnsplugins.forward.upstream import follow_self
 from dnsplugins.template.config import CLASS_ANY, TYPE_ANY, TemplateSpec
 from dnsplugins.template.gotemplate import Template as GoTemplate
 from dnsplugins.template.gotemplate import TemplateError
@@ -196,12 +196,7 @@ class Template(Plugin):
     async def _follow(self, req: Request, target: str, reply: DNSRecord) -> None:
         """A CNAME's target asked of this very server (CoreDNS's upstream): its answer records, and its
         TC, join the reply; no answer (no server, a timeout) adds nothing."""
-        answer = await ask_self(self.instance, target.lower(), req.qtype)
-        if answer is None:
-            return
-        for r in answer.rr:
-            reply.add_answer(r)
-        reply.header.tc = answer.header.tc
+        await follow_self(self.instance, target, req.qtype, reply)
 
 
 def _render(tmpl: GoTemplate, data: dict[str, object], req: Request, view: str, section: str) -> RR:

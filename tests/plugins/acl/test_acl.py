@@ -12,12 +12,11 @@ from corefile import CorefileError, parse
 from dnsplugins.acl import ALL_NETS, Acl, Action
 from dnsserver.config import build
 from dnsserver.respond import EDNS_EDE
-from tests.dnstest import Case, check, serve
+from tests.dnstest import Case, check, plugin_in, serve
 
 
 def acl_of(text: str) -> Acl:
-    cfg = build(parse(text, "Corefile"), 53)
-    return next(p for p in cfg.blocks[0].plugins if isinstance(p, Acl))
+    return plugin_in(Acl, text)
 
 
 def nets(*texts: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

@@ -8,11 +8,10 @@ import time
 import pytest
 from dnslib import QTYPE, DNSQuestion, DNSRecord
 
-from corefile import CorefileError, parse
+from corefile import CorefileError
 from dnsplugins.cancel import Cancel, DeadlineExceeded
-from dnsserver.config import build
 from dnsserver.request import Request
-from tests.dnstest import serve
+from tests.dnstest import plugin_in, serve
 from tests.upstreams import FakeUpstream
 
 
@@ -66,7 +65,7 @@ async def test_an_inner_timeout_is_not_the_deadline() -> None:
 
 
 def cancel_of(body: str) -> Cancel:
-    return next(p for p in build(parse(f". {{\n{body}\n}}", "Corefile"), 53).blocks[0].plugins if isinstance(p, Cancel))
+    return plugin_in(Cancel, f". {{\n{body}\n}}")
 
 
 @pytest.mark.parametrize(

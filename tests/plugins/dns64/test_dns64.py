@@ -7,11 +7,10 @@ import ipaddress
 import pytest
 from dnslib import QTYPE
 
-from corefile import CorefileError, parse
+from corefile import CorefileError
 from dnsplugins.dns64 import Dns64, embed
-from dnsserver.config import build
 from dnsserver.metrics import REGISTRY
-from tests.dnstest import Case, rr, serve
+from tests.dnstest import Case, plugin_in, rr, serve
 
 V6 = ("2001:db8::7", 40212)
 V4 = ("10.240.0.1", 40212)
@@ -90,7 +89,7 @@ def test_embed(prefix: str, v4: str, want: str) -> None:
 
 
 def dns64_of(body: str) -> Dns64:
-    return next(p for p in build(parse(f". {{\n{body}\n}}", "Corefile"), 53).blocks[0].plugins if isinstance(p, Dns64))
+    return plugin_in(Dns64, f". {{\n{body}\n}}")
 
 
 def test_parse() -> None:

@@ -16,12 +16,11 @@ from dnsplugins.errors import Consolidate, Errors, ErrorsConfig, go_duration
 from dnsplugins.whoami import Whoami
 from dnsserver.config import build
 from dnsserver.request import Request
-from tests.dnstest import Case, Served, serve
+from tests.dnstest import Case, Served, plugin_in, serve
 
 
 def errors_config(text: str) -> ErrorsConfig:
-    cfg = build(parse(text, "Corefile"), 53)
-    return next(p for p in cfg.blocks[0].plugins if isinstance(p, Errors)).config
+    return plugin_in(Errors, text).config
 
 
 def C(period: float, regexp: str, level: str = "error", show_first: bool = False) -> Consolidate:

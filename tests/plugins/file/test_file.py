@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from corefile import CorefileError, parse
+from corefile import CorefileError
 from dnsplugins.file import File, Source
-from dnsserver.config import build
 from dnsserver.metrics import REGISTRY
-from tests.dnstest import Case, Served, serve
+from tests.dnstest import Case, Served, plugin_in, serve
 
 ZONES = Path(__file__).resolve().parents[2] / "data" / "zones"
 DB = ZONES / "db.example.org"
@@ -219,8 +218,7 @@ async def test_longest_zone_wins(tmp_path: Path) -> None:
 
 
 def sources_of(text: str, filename: str = "Corefile") -> list[Source]:
-    cfg = build(parse(text, filename), 53)
-    return next(p for p in cfg.blocks[0].plugins if isinstance(p, File)).config.sources
+    return plugin_in(File, text, filename).config.sources
 
 
 def src_tuple(s: Source) -> tuple[object, ...]:

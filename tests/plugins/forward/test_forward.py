@@ -15,26 +15,24 @@ from pathlib import Path
 import pytest
 from dnslib import DNSRecord
 
-from corefile import CorefileError, parse
+from corefile import CorefileError
 from dnsplugins.forward import Forward, Stanza, upstream_query
 from dnsplugins.forward.config import ForwardConfig, UpstreamSpec
 from dnsplugins.forward.metrics import METRICS
 from dnsplugins.forward.policy import RoundRobin, make_policy, random_order, sequential
 from dnsplugins.forward.upstream import IDS, Upstream, probe_query
-from dnsserver.config import build
 from dnsserver.metrics import REGISTRY
 from dnsserver.request import Request
 from dnsserver.wire.reply import question_checked, same_question
 from tests.certs import make_cert
-from tests.dnstest import Case, Served, serve
+from tests.dnstest import Case, Served, plugin_in, serve
 from tests.upstreams import Dnsmasq, FakeUpstream, dead_address, query_bytes
 
 pytestmark = pytest.mark.timeout(30)
 
 
 def configs_of(text: str, filename: str = "Corefile") -> list[ForwardConfig]:
-    cfg = build(parse(text, filename), 53)
-    return next(p for p in cfg.blocks[0].plugins if isinstance(p, Forward)).configs
+    return plugin_in(Forward, text, filename).configs
 
 
 def U(host: str, port: int = 53, transport: str = "dns", server_name: str = "") -> UpstreamSpec:

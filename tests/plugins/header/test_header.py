@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 from dnslib import QTYPE, DNSQuestion, DNSRecord
 
-from corefile import CorefileError, parse
+from corefile import CorefileError
 from dnsplugins.header import Header, Rule
-from dnsserver.config import build
-from tests.dnstest import serve
+from tests.dnstest import plugin_in, serve
 
 HOSTS = "    hosts {\n        192.0.2.1 www.example.org\n    }\n"
 
@@ -51,7 +50,7 @@ async def test_rules(rules: str, extra: str, rd: bool, want: set[str]) -> None:
 
 
 def header_of(text: str) -> Header:
-    return next(p for p in build(parse(text, "Corefile"), 53).blocks[0].plugins if isinstance(p, Header))
+    return plugin_in(Header, text)
 
 
 def test_parse() -> None:

@@ -16,12 +16,11 @@ from dnsplugins.hosts import Hosts, HostsConfig
 from dnsserver.config import build
 from dnsserver.metrics import REGISTRY
 from dnsserver.plugin import Fallthrough
-from tests.dnstest import Case, Served, serve
+from tests.dnstest import Case, Served, plugin_in, serve
 
 
 def hosts_of(text: str, filename: str = "Corefile") -> Hosts:
-    cfg = build(parse(text, filename), 53)
-    return next(p for p in cfg.blocks[0].plugins if isinstance(p, Hosts))
+    return plugin_in(Hosts, text, filename)
 
 
 def fall(*zones: str) -> Fallthrough:

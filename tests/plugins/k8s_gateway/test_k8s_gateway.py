@@ -14,7 +14,7 @@ from dnsplugins.kubernetes import Kubernetes
 from dnsserver.config import build
 from kubewatch import INGRESSES, Ingress
 from kubewatch.shared import SHARED
-from tests.dnstest import Case, Served, serve
+from tests.dnstest import Case, Served, plugin_in, serve
 
 EDGE = Path(__file__).resolve().parent / "edge.yaml"
 CLUSTER = Path(__file__).resolve().parents[2] / "data" / "k8s" / "cluster.yaml"
@@ -33,7 +33,7 @@ def corefile(options: str = "", keys: str = "example.com", extra: str = "") -> s
 
 
 def plugin(s: Served) -> K8sGateway:
-    return next(p for p in s.config.blocks[0].plugins if isinstance(p, K8sGateway))
+    return plugin_in(K8sGateway, s)
 
 
 DEFAULT = [

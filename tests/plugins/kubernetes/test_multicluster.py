@@ -13,7 +13,7 @@ from dnsplugins.kubernetes import Kubernetes
 from dnsplugins.kubernetes.metadata import NameParts, parse_name
 from dnsserver.config import build
 from kubewatch import SERVICE_IMPORTS, ServiceImport
-from tests.dnstest import Case, Served, check, serve
+from tests.dnstest import Case, Served, check, plugin_in, serve
 
 MC = Path(__file__).resolve().parents[2] / "data" / "k8s" / "multicluster.yaml"
 Z = "clusterset.local."
@@ -32,7 +32,7 @@ def corefile(options: str = "") -> str:
 
 
 def plugin(s: Served) -> Kubernetes:
-    return next(p for p in s.config.blocks[0].plugins if isinstance(p, Kubernetes))
+    return plugin_in(Kubernetes, s)
 
 
 CASES = [

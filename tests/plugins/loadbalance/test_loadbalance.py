@@ -17,12 +17,11 @@ from dnsplugins import loadbalance as lbplugin
 from dnsplugins.loadbalance import LoadBalance, LoadBalanceConfig, parse_weights
 from dnsserver.config import build
 from dnsserver.request import Request
-from tests.dnstest import Case, check, rr, rr_text, serve
+from tests.dnstest import Case, check, plugin_in, rr, rr_text, serve
 
 
 def lb_of(text: str, filename: str = "Corefile") -> LoadBalance:
-    cfg = build(parse(text, filename), 53)
-    return next(p for p in cfg.blocks[0].plugins if isinstance(p, LoadBalance))
+    return plugin_in(LoadBalance, text, filename)
 
 
 def net(*cidrs: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

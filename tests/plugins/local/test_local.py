@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from corefile import CorefileError, parse
+from corefile import CorefileError
 from dnsplugins.local import Local
-from dnsserver.config import build
 from dnsserver.metrics import REGISTRY
-from tests.dnstest import Case, serve
+from tests.dnstest import Case, plugin_in, serve
 
 SOA = "{} 604800 IN SOA localhost. root.localhost. 1 0 0 0 604800"
 # A later plugin that would answer anything: local must stop every name it owns before it.
@@ -59,7 +58,7 @@ async def test_prefix_off_passes_legacy_names_on() -> None:
 
 
 def local_of(text: str) -> Local:
-    return next(p for p in build(parse(text, "Corefile"), 53).blocks[0].plugins if isinstance(p, Local))
+    return plugin_in(Local, text)
 
 
 @pytest.mark.parametrize(

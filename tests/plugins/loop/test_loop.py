@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from corefile import CorefileError, parse
+from corefile import CorefileError
 from dnsplugins import loop as loopplugin
 from dnsplugins.loop import Loop
-from dnsserver.config import build
 from dnsserver.instance import Instance
-from tests.dnstest import Case, serve
+from tests.dnstest import Case, plugin_in, serve
 from tests.server import free_port
 from tests.upstreams import FakeUpstream
 
@@ -27,8 +26,7 @@ pytestmark = pytest.mark.timeout(30)
 
 
 def loop_of(text: str) -> Loop:
-    cfg = build(parse(text, "Corefile"), 53)
-    return next(p for p in cfg.blocks[0].plugins if isinstance(p, Loop))
+    return plugin_in(Loop, text)
 
 
 PARSE_CASES = [

@@ -13,7 +13,7 @@ from dnsplugins.kubernetes.metadata import INVALID, NameParts, parse_name
 from dnsplugins.metadata import Metadata
 from dnsserver.config import build
 from dnsserver.request import Request
-from tests.dnstest import serve
+from tests.dnstest import plugin_in, serve
 
 CLUSTER = Path(__file__).resolve().parents[2] / "data" / "k8s" / "cluster.yaml"
 
@@ -103,7 +103,7 @@ async def test_providers_are_asked(zones: str, name: str, want: dict[str, str]) 
         return req.reply()
 
     async with serve(COREFILE.replace("{zones}", zones)) as s:
-        plugin = next(p for p in s.config.blocks[0].plugins if isinstance(p, Metadata))
+        plugin = plugin_in(Metadata, s)
         await plugin.serve(request(name), after)
     assert seen == want
 

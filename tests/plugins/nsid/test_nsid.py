@@ -8,11 +8,10 @@ import struct
 import pytest
 from dnslib import EDNS0, QTYPE, DNSQuestion, DNSRecord, EDNSOption
 
-from corefile import CorefileError, parse
+from corefile import CorefileError
 from dnsplugins.nsid import OPTION_NSID, Nsid, edns_option_codes
-from dnsserver.config import build
 from dnsserver.wire.consts import TYPE_OPT
-from tests.dnstest import serve
+from tests.dnstest import plugin_in, serve
 
 
 def query(name: str, nsid: bool, edns: bool = True) -> bytes:
@@ -63,7 +62,7 @@ async def test_nsid_in_replies(name: str, asks: bool, edns: bool, want: bytes | 
 
 
 def plugin_of(text: str) -> Nsid:
-    return next(p for p in build(parse(text, "Corefile"), 53).blocks[0].plugins if isinstance(p, Nsid))
+    return plugin_in(Nsid, text)
 
 
 @pytest.mark.parametrize(

@@ -9,18 +9,16 @@ import re
 import pytest
 from dnslib import QTYPE, RD, RR, DNSQuestion, DNSRecord
 
-from corefile import CorefileError, parse
+from corefile import CorefileError
 from dnsplugins import rewrite as rewriteplugin
 from dnsplugins.rewrite import Rewrite, ttl_range, valid_name
-from dnsserver.config import build
 from dnsserver.request import Request
 from dnsserver.respond import finalize
-from tests.dnstest import Case, check, rr, serve
+from tests.dnstest import Case, check, plugin_in, rr, serve
 
 
 def rewrite_of(text: str) -> Rewrite:
-    cfg = build(parse(text, "Corefile"), 53)
-    return next(p for p in cfg.blocks[0].plugins if isinstance(p, Rewrite))
+    return plugin_in(Rewrite, text)
 
 
 def block(rules: str) -> str:

@@ -19,7 +19,7 @@ from corefile import CorefileError, parse
 from dnsplugins.secondary import Secondary, SecondaryZone, TransferError, axfr, primary_serial, serial_less
 from dnsserver.config import build
 from dnsserver.instance import Instance
-from tests.dnstest import Case, Served, serve
+from tests.dnstest import Case, Served, plugin_in, serve
 from tests.server import free_port
 
 ZONES = Path(__file__).resolve().parents[2] / "data" / "zones"
@@ -63,7 +63,7 @@ def secondary_corefile(port: int, options: str = "", extra: str = "") -> str:
 
 
 def zone_of(s: Served) -> SecondaryZone:
-    p = next(p for p in s.config.blocks[0].plugins if isinstance(p, Secondary))
+    p = plugin_in(Secondary, s)
     return p.zones[ORG]
 
 

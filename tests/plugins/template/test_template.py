@@ -17,12 +17,11 @@ from dnsplugins.template.rr import RRError, parse_rr
 from dnsserver.config import build
 from dnsserver.metrics import REGISTRY
 from dnsserver.respond import EDNS_EDE
-from tests.dnstest import Case, check, rr_text, serve
+from tests.dnstest import Case, check, plugin_in, rr_text, serve
 
 
 def template_of(text: str) -> Template:
-    cfg = build(parse(text, "Corefile"), 53)
-    return next(p for p in cfg.blocks[0].plugins if isinstance(p, Template))
+    return plugin_in(Template, text)
 
 
 # (Corefile, [(class, type, zones, regexes, rcode, ederror, fallthrough zones, #answer, #additional, #authority)])

@@ -9,14 +9,13 @@ from pathlib import Path
 import pytest
 from dnslib import EDNS0, QTYPE, RCODE, RR, SOA, DNSQuestion, DNSRecord
 
-from corefile import CorefileError, parse
+from corefile import CorefileError
 from dnsplugins import transfer as transfermod
 from dnsplugins.file import File
 from dnsplugins.file.zone import Zone
 from dnsplugins.file.zonefile import parse_file
 from dnsplugins.transfer import SAFE_MESSAGE, Transfer, parse_to, serial_newer_or_same, split
-from dnsserver.config import build
-from tests.dnstest import Case, rr_text, serve
+from tests.dnstest import Case, plugin_in, rr_text, serve
 
 ZONES = Path(__file__).resolve().parents[2] / "data" / "zones"
 DB, RELATIVE = ZONES / "db.example.org", ZONES / "db.relative"
@@ -276,8 +275,7 @@ async def test_messages_are_cut_once_per_zone_version(tmp_path: Path, monkeypatc
 
 
 def xfrs_of(text: str) -> list[tuple[list[str], bool, list[str]]]:
-    cfg = build(parse(text, "Corefile"), 53)
-    t = next(p for p in cfg.blocks[0].plugins if isinstance(p, Transfer))
+    t = plugin_in(Transfer, text)
     return [(x.zones, x.anyone, [str(n) for n in x.to]) for x in t.xfrs]
 
 
