@@ -25,6 +25,7 @@ from ingress.layout import Layout
 from ingress.metrics import Metrics
 from ingress.model import Model
 from ingress.nginx import CheckResult, Nginx, check_config
+from ingress.pooling import Pooler
 from ingress.render import Rendered
 from ingress.streampeers import StreamPeers
 
@@ -43,14 +44,16 @@ class ApplyResult:
 class Applier:
     """Owns what nginx runs: the configuration file, the certificate files, the live data."""
 
-    def __init__(self, layout: Layout, nginx: Nginx, metrics: Metrics, *, reload_timeout: float) -> None:
+    def __init__(self, layout: Layout, nginx: Nginx, metrics: Metrics, *, reload_timeout: float,
+                 pooler: Pooler | None = None) -> None:  # fmt: skip
+        """``pooler``: the renderer's (see livedata.Records)."""
         self.layout = layout
         self.nginx = nginx
         self.binary = nginx.binary
         self.metrics = metrics
         self.reload_timeout = reload_timeout
         self.channel = DataChannel(layout)
-        self.records = livedata.Records()
+        self.records = livedata.Records(pooler)
         self.streams = StreamPeers(layout)
         self.certfiles = certs.CertFiles(layout)
         self.sidefiles = SideFiles(layout)  # htpasswd, CA bundles (ingress/features/files.py)

@@ -108,7 +108,6 @@ class Controller:
                                           per_host=options.metrics_per_host)  # fmt: skip
         self.layout = Layout.at(options.config_dir)
         self.nginx = Nginx(options.nginx_binary, self.layout, on_restart=self._nginx_restarted)
-        self.applier = Applier(self.layout, self.nginx, self.metrics, reload_timeout=options.reload_timeout)
         resolvers = options.resolvers if options.resolvers is not None else resolvers_from()
         self.renderer = Renderer(
             self.layout,
@@ -119,6 +118,8 @@ class Controller:
             lua_modules=options.lua_modules,
             request_metrics=options.enable_metrics,
         )
+        self.applier = Applier(self.layout, self.nginx, self.metrics, reload_timeout=options.reload_timeout,
+                               pooler=self.renderer.pooler)  # fmt: skip
         self.api: ApiClient | None = None
         self.source: Source | None = source
         self.events = EventRecorder(None, self.metrics, controller=options.classes.controller_class,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from ingress.model import Location, Model, Server, Upstream
-from ingress.pooling import paths_record, pool_of
+from ingress.pooling import Pooler, paths_record
 from ingress.render import host_port
 from ingress.settings import NginxSettings
 
@@ -59,11 +59,11 @@ def log_name(service: str) -> str:
     return service.replace("/", "-").replace(":", "-")
 
 
-def server_records(server: Server, settings: NginxSettings) -> dict[str, str]:
+def server_records(server: Server, settings: NginxSettings, pooler: Pooler) -> dict[str, str]:
     """One server's routes, its paths when it can be pooled (whether or not it is, so the
     data is in before a configuration pools it), and its certificate's digest."""
     out = {f"r:{loc.route}": route(loc, settings) for loc in server.locations if loc.route}
-    if pool_of(server, settings) is not None:
+    if pooler.pool(server, settings) is not None:
         out[f"p:{server.host}"] = paths_record(server)
     if server.cert is not None and not server.is_catch_all:
         out[f"h:{server.host}"] = server.cert
@@ -83,9 +83,11 @@ def _size(text: str) -> int:
 
 class Records:
     """Every record nginx must hold for a model, each server's made once per Server object (the
-    model reuses the Server of a host nothing touched): an endpoint change costs its upstream."""
+    model reuses the Server of a host nothing touched): an endpoint change costs its upstream.
+    ``pooler``: the renderer's, so whether a host can be pooled is decided once for both."""
 
-    def __init__(self) -> None:
+    def __init__(self, pooler: Pooler | None = None) -> None:
+        self.pooler = pooler if pooler is not None else Pooler()
         self._servers: dict[str, tuple[Server, NginxSettings, dict[str, str]]] = {}
 
     def __call__(self, model: Model) -> dict[str, str]:
@@ -97,7 +99,8 @@ class Records:
         for server in model.servers:
             found = cache.get(server.host)
             if found is None or found[0] is not server or found[1] is not model.settings:
-                found = cache[server.host] = (server, model.settings, server_records(server, model.settings))
+                made = server_records(server, model.settings, self.pooler)
+                found = cache[server.host] = (server, model.settings, made)
             out.update(found[2])
         if len(cache) > len(model.servers):
             hosts = {s.host for s in model.servers}

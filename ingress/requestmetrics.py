@@ -276,14 +276,14 @@ class Text:
 
     def family(self, name: str, kind: str, help_text: str) -> list[str]:
         lines: list[str] = []
-        self._families.append((PREFIX + name, kind, help_text, lines))
+        self._families.append((name, kind, help_text, lines))
         return lines
 
     def text(self) -> str:
         parts = []
         for name, kind, help_text, lines in self._families:
             if lines:
-                parts.append(f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n")
+                parts.append(_head(name, kind, help_text))
                 parts.extend(lines)
         return "".join(parts)
 

@@ -108,6 +108,9 @@ local parsers = {
         if args.ch then  -- the header's nginx variable, worked out once per record, not per request
             args.chvar = "http_" .. args.ch:lower():gsub("-", "_")
         end
+        if args.to then -- a Gateway rule's timeouts: ms in the record, seconds for the balancer
+            args.to = tonumber(args.to) / 1000
+        end
         if args.ws then -- a Gateway rule's weighted backends
             local shares, total = {}, 0
             for weight, target in args.ws:gmatch("(%d+):(%S+)") do
@@ -541,9 +544,8 @@ function M.balance()
     end
     local peer = pick(route, up, attempt)
     if state then state.peer = peer end
-    if route.to then -- a Gateway rule's timeouts (ms), for each try
-        local seconds = tonumber(route.to) / 1000
-        balancer.set_timeouts(seconds, seconds, seconds)
+    if route.to then -- a Gateway rule's timeouts (seconds), for each try
+        balancer.set_timeouts(route.to, route.to, route.to)
     end
     local ok, err = set_current_peer(peer.host, peer.port)
     if not ok then

@@ -63,6 +63,8 @@ async def test_unmatched_paths_are_404_and_not_logged(start_controller, backends
         assert (await client.request("one.com", f"/nothing/{n}")).status == 404
     assert (await client.request("one.com", "/a")).backend == "w1"
     assert (await client.request("gone.com", "/a")).status == 503  # a Service that does not exist
+    # nginx writes a request's log line after its answer: wait for the last one's.
+    await until(lambda: "GET /a " in controller.layout.access_log.read_text())
     log = controller.layout.access_log.read_text()
     assert "/nothing/" not in log
     assert "GET /a " in log

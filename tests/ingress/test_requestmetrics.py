@@ -7,7 +7,10 @@ from __future__ import annotations
 import pytest
 
 from ingress.metrics import Metrics
-from ingress.requestmetrics import SLOTS, RequestMetrics, RouteLabels
+from ingress.model import Model
+from ingress.requestmetrics import SLOTS, UNKNOWN, RequestMetrics, RouteBook, RouteLabels
+from tests.ingress import objects as o
+from tests.ingress.modelkit import model_of
 
 
 def line(route: str, status: str = "200", method: str = "GET", canary: str = "-", count: int = 1) -> str:
@@ -81,3 +84,22 @@ def test_only_the_names_asked_for() -> None:
     assert "nginx_ingress_controller_requests{" in text
     assert "_bucket" not in text
     assert "portolan_ingress" not in text
+
+
+def test_routes_of_the_model_before_stay_known() -> None:
+    # Counts taken just after a change may still name a route the new model has dropped.
+    def routes(model: Model) -> dict[str, str]:
+        server = model.server("foo.com")
+        assert server is not None
+        return {loc.path: loc.route for loc in server.locations if loc.route}
+
+    before = model_of(o.ingress("web", o.rule("foo.com", o.path("/a", "a"))))
+    after = model_of(o.ingress("web", o.rule("foo.com", o.path("/b", "a"))))
+    gone, kept = routes(before)["/a"], routes(after)["/b"]
+    assert gone not in routes(after).values()
+    book = RouteBook()
+    book.update(before)
+    book.update(after)
+    assert book.labels(gone) == RouteLabels("foo.com", "default", "web", "a", "/a")
+    assert book.labels(kept) == RouteLabels("foo.com", "default", "web", "a", "/b")
+    assert book.labels("never") == UNKNOWN
