@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 from fuzz import Failure
-from fuzz.k8s import PREFIX, Obj, endpoint_slice, ingress_class, put, service
+from fuzz.k8s import PREFIX, Obj, cluster, put
 from fuzz.nginxconf import Token, Unbalanced, tokens
 from ingress.certs import self_signed
 from ingress.classes import ClassPolicy, owned
@@ -36,7 +36,7 @@ from ingress.modelcache import build
 from ingress.nginx import check_config
 from ingress.render import Listen, Renderer
 from ingress.settings import NginxSettings
-from kubewatch import Ingress, IngressClass, Store
+from kubewatch import Ingress, IngressClass
 
 MARK = "pwned"
 NAMESPACE = f"ns-{MARK}"
@@ -93,12 +93,14 @@ class _World:
         self.nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         self.checked = 0  # nginx -t runs, for the log
 
-    def model(self, objs: list[Obj]) -> Model:
-        store = Store()
-        put(store, ingress_class())
-        for i, name in enumerate(SERVICES):
-            put(store, service(name, NAMESPACE), endpoint_slice(name, f"127.0.0.{10 + i}", NAMESPACE))
-        put(store, *objs)
+    def model(self, objs: list[Obj]) -> Model | None:
+        """The model of the cluster with these Ingresses; None if kubewatch does not convert one of them
+        (the store never holds it)."""
+        store = cluster(NAMESPACE, SERVICES)
+        try:
+            put(store, *objs)
+        except ValueError:
+            return None
         ings = [i for i in store.iter("ingresses") if isinstance(i, Ingress)]
         classes = [c for c in store.iter("ingressclasses") if isinstance(c, IngressClass)]
         ours = owned(ings, classes, ClassPolicy())
@@ -135,11 +137,9 @@ def check(data: bytes) -> None:
     objs = ingresses(data)
     w = world()
     w.count += 1
-    try:
-        put(Store(), *objs)
-    except ValueError:
-        return  # not even a record kubewatch converts: the store never holds it
     model = w.model(objs)
+    if model is None:
+        return  # not even a record kubewatch converts: the store never holds it
     text = w.renderer.render(model).text
     try:
         toks = tokens(text)

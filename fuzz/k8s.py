@@ -54,10 +54,10 @@ def ingress(name: str, host: str | None, path: str, service_name: str = "a", ann
             "spec": {"ingressClassName": "portolan", "rules": [rule]}}  # fmt: skip
 
 
-def cluster() -> Store:
-    """Our IngressClass and Services a and b, each with one ready endpoint on 127.0.0.0/8."""
+def cluster(namespace: str = "default", services: tuple[str, ...] = SERVICES) -> Store:
+    """Our IngressClass and the services (a and b), each with one ready endpoint on 127.0.0.0/8."""
     store = Store()
     put(store, ingress_class())
-    for i, name in enumerate(SERVICES):
-        put(store, service(name), endpoint_slice(name, f"127.0.0.{10 + i}"))
+    for i, name in enumerate(services):
+        put(store, service(name, namespace), endpoint_slice(name, f"127.0.0.{10 + i}", namespace))
     return store

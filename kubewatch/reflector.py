@@ -171,10 +171,15 @@ class Reflector:
                         "Serving none and retrying quietly", self, self.kind.api_version, exc)
         if not self.synced:
             self.store.replace(self.kind, [], namespace=self.namespace, name=self.only_name)
+            self._mark_synced()
+        await self._sleep(self.tuning.backoff_cap)
+
+    def _mark_synced(self) -> None:
+        """The first list is done (or the kind is not served): tell whoever waits for it, once."""
+        if not self.synced:
             self.synced = True
             if self._on_synced is not None:
                 self._on_synced(self)
-        await self._sleep(self.tuning.backoff_cap)
 
     def _convert(self, obj: dict[str, object]) -> Record | None:
         try:
@@ -226,10 +231,7 @@ class Reflector:
         if self.not_served:
             self.not_served = False
             log.warning("%r: the API server serves %s now", self, self.kind.api_version)
-        if not self.synced:
-            self.synced = True
-            if self._on_synced is not None:
-                self._on_synced(self)
+        self._mark_synced()
 
     async def _watch(self) -> None:
         lo, hi = self.tuning.watch_timeout

@@ -5,6 +5,8 @@ a regression of a fixed crash or a new one; `scripts/fuzz TARGET SECONDS` search
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,23 @@ from hypothesis import strategies as st
 from fuzz import TARGETS, entry, ingress_target, seeds
 
 ingress_target.NGINX_CHECKS = False  # no process here: the smoke run in scripts/test keeps nginx -t
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _logging_restored() -> Iterator[None]:
+    """The targets quiet logging for their runs (the root logger at CRITICAL, a handler or two): the
+    tests run after these get back the levels and handlers they had (caplog saw nothing otherwise)."""
+    def loggers() -> list[logging.Logger]:
+        return [logging.getLogger(), *(lg for lg in logging.root.manager.loggerDict.values()
+                                       if isinstance(lg, logging.Logger))]
+
+    saved = {lg: (lg.level, list(lg.handlers)) for lg in loggers()}
+    yield
+    for lg in loggers():
+        level, handlers = saved.get(lg, (logging.NOTSET, None))  # a logger made since: as made
+        lg.setLevel(level)
+        lg.handlers[:] = handlers if handlers is not None else [
+            h for h in lg.handlers if not type(h).__module__.startswith("fuzz.")]
 
 
 def _cases() -> list[tuple[str, Path]]:

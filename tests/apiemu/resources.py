@@ -97,9 +97,7 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration",
              "validatingwebhookconfigurations", "validatingwebhookconfiguration", False),
     # Custom resources a cluster has when their CRDs are installed (the `hidden_resources` setting takes
-    # them away again, as a cluster without the CRD answers: 404).
-    Resource("gateway.networking.k8s.io", "v1", "Gateway", "gateways", "gateway", True, ("gtw",), True),
-    Resource("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes", "httproute", True, (), True),
+    # them away again, as a cluster without the CRD answers: 404). Gateway and HTTPRoute are above.
     Resource("gateway.networking.k8s.io", "v1", "GRPCRoute", "grpcroutes", "grpcroute", True, (), True),
     Resource("multicluster.x-k8s.io", "v1alpha1", "ServiceImport", "serviceimports", "serviceimport", True,
              ("svcim",), True),
@@ -111,6 +109,7 @@ RESOURCES = tuple(r for r in RESOURCES if r.group not in _WITHOUT)
 
 BY_PATH: dict[tuple[str, str, str], Resource] = {(r.group, r.version, r.plural): r for r in RESOURCES}
 BY_TYPE: dict[tuple[str, str], Resource] = {(r.api_version, r.kind): r for r in RESOURCES}
+assert len(BY_PATH) == len(RESOURCES), "a resource listed twice (discovery would name it twice)"
 
 
 def group_versions() -> dict[str, list[str]]:
