@@ -70,9 +70,11 @@ async def test_bad_upstream_servfails_in_time_without_pile_up(tmp_path: Path, mo
             # Forward multiplexes a UDP channel by ID, so a foreign ID may be that of another query in
             # flight (hundreds are, here): that query gets FORMERR for a question it did not ask about, where
             # a resolver following RFC 5452 would ignore the reply. Known, reported; bounded here by
-            # the chance of a collision (pending / 65536 per reply, a few percent at this load).
-            allowed.add("FORMERR")
-            assert res.rcodes.get("FORMERR", 0) <= res.completed * 0.06, res.out
+            # the chance of a collision (pending / 65536 per reply, a few percent at this load). When the
+            # query it lands on asked the same name (50 names here), the reply does answer it: NOERROR.
+            allowed |= {"FORMERR", "NOERROR"}
+            collided = res.rcodes.get("FORMERR", 0) + res.rcodes.get("NOERROR", 0)
+            assert collided <= res.completed * 0.06, res.out
         assert "SERVFAIL" in res.rcodes, res.out
         assert set(res.rcodes) <= allowed, res.out
         assert res.max_ms <= deadline * 1000 + 500, res.out
